@@ -1,0 +1,256 @@
+//! Types shared by the kernel programs (`sockstat-ebpf`) and the agent (`sockstat-user`).
+//!
+//! Every struct is `#[repr(C)]` with explicit padding and a size assertion, so both sides
+//! agree byte for byte. Nothing here may allocate: the crate is `no_std`.
+#![no_std]
+
+/// Which hook produced an event.
+pub mod hook {
+    /// `sock:inet_sock_set_state` through a BTF tracepoint (tp_btf).
+    pub const TP_BTF: u8 = 1;
+    /// `sock:inet_sock_set_state` through a classic (tracefs) tracepoint.
+    pub const TRACEPOINT: u8 = 2;
+}
+
+/// Bits of [`StateEvent::flags`].
+pub mod flags {
+    /// The hook ran while the current task held the socket lock (`sk->sk_lock.owned`), i.e. in
+    /// the process context of the task operating on the socket (connect, listen, close,
+    /// shutdown, or backlog processing in `release_sock`). Without it, the current task is
+    /// whatever softirq interrupted and must not be named as the owner.
+    /// The classic-tracepoint fallback cannot read the socket lock (no BTF offsets) nor the
+    /// record's `common_flags` (BPF sees a pt_regs pointer there); it sets this bit only for
+    /// edges that are taken in a system call and nowhere else: connect, listen, close, shutdown.
+    pub const TASK_OWNS_SOCKET: u8 = 1 << 0;
+    /// `cookie` is a kernel socket cookie (same value as sock_diag's `sk:`). Without it the
+    /// cookie is only a per-boot socket address (classic tracepoint fallback).
+    pub const COOKIE_IS_SOCKET_COOKIE: u8 = 1 << 1;
+}
+
+/// Event kinds (first byte after the timestamp lets later kinds share the ring buffer).
+pub mod kind {
+    pub const STATE_CHANGE: u8 = 1;
+}
+
+/// One TCP (or other inet) state transition, as reported by `inet_sock_set_state`.
+///
+/// Addresses are in network byte order exactly as the kernel stores them; IPv4 addresses sit
+/// in the first four bytes. Ports are in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Socket cookie (`bpf_get_socket_cookie`), or the socket address in the fallback hook.
+    pub cookie: u64,
+    /// Inode number of the socket's network namespace (0 when unknown).
+    pub netns: u32,
+    /// Thread-group id (the "pid" users see) of the current task.
+    pub tgid: u32,
+    /// Thread id of the current task.
+    pub tid: u32,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// IPPROTO_TCP, IPPROTO_MPTCP, ...
+    pub protocol: u16,
+    pub kind: u8,
+    pub hook: u8,
+    pub old_state: u8,
+    pub new_state: u8,
+    /// See [`flags`].
+    pub flags: u8,
+    pub _pad0: [u8; 1],
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad1: [u8; 2],
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// `comm` of the current task, NUL padded.
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<StateEvent>() == 96);
+const _: () = assert!(core::mem::align_of::<StateEvent>() == 8);
+
+impl StateEvent {
+    pub const fn zeroed() -> Self {
+        Self {
+            ts_ns: 0,
+            cookie: 0,
+            netns: 0,
+            tgid: 0,
+            tid: 0,
+            family: 0,
+            protocol: 0,
+            kind: 0,
+            hook: 0,
+            old_state: 0,
+            new_state: 0,
+            flags: 0,
+            _pad0: [0; 1],
+            sport: 0,
+            dport: 0,
+            _pad1: [0; 2],
+            saddr: [0; 16],
+            daddr: [0; 16],
+            comm: [0; 16],
+        }
+    }
+}
+
+/// Field offsets inside kernel structs, resolved by user space from the running kernel's BTF
+/// and written into the program's read-only data before load. Nothing about kernel struct
+/// layout is hard-coded in the kernel programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOffsets {
+    /// `struct sock.__sk_common.skc_family` (u16).
+    pub skc_family: u32,
+    /// `struct sock.__sk_common.skc_daddr` (be32).
+    pub skc_daddr: u32,
+    /// `struct sock.__sk_common.skc_rcv_saddr` (be32).
+    pub skc_rcv_saddr: u32,
+    /// `struct sock.__sk_common.skc_dport` (be16).
+    pub skc_dport: u32,
+    /// `struct inet_sock.inet_sport` (be16). Not `skc_num`: `tcp_set_state(TCP_CLOSE)` clears
+    /// that (inet_put_port) before the tracepoint fires, while `inet_sport` survives, which is
+    /// also what the classic tracepoint reports.
+    pub inet_sport: u32,
+    /// `struct sock.__sk_common.skc_v6_daddr` (in6_addr).
+    pub skc_v6_daddr: u32,
+    /// `struct sock.__sk_common.skc_v6_rcv_saddr` (in6_addr).
+    pub skc_v6_rcv_saddr: u32,
+    /// `struct sock.__sk_common.skc_net` (possible_net_t: one `struct net *`).
+    pub skc_net: u32,
+    /// `struct net.ns.inum` (unsigned int).
+    pub net_ns_inum: u32,
+    /// `struct sock.sk_protocol` (u16).
+    pub sk_protocol: u32,
+    /// `struct sock.sk_lock.owned` (int).
+    pub sk_lock_owned: u32,
+    /// Non-zero once user space filled this struct in.
+    pub valid: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 48);
+
+impl SockOffsets {
+    pub const fn zeroed() -> Self {
+        Self {
+            skc_family: 0,
+            skc_daddr: 0,
+            skc_rcv_saddr: 0,
+            skc_dport: 0,
+            inet_sport: 0,
+            skc_v6_daddr: 0,
+            skc_v6_rcv_saddr: 0,
+            skc_net: 0,
+            net_ns_inum: 0,
+            sk_protocol: 0,
+            sk_lock_owned: 0,
+            valid: 0,
+        }
+    }
+}
+
+/// Field offsets of the classic `sock:inet_sock_set_state` tracepoint record, read from
+/// `/sys/kernel/tracing/events/sock/inet_sock_set_state/format` at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    pub skaddr: u32,
+    pub oldstate: u32,
+    pub newstate: u32,
+    pub sport: u32,
+    pub dport: u32,
+    pub family: u32,
+    pub protocol: u32,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
+    pub valid: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 48);
+
+impl TracepointOffsets {
+    pub const fn zeroed() -> Self {
+        Self {
+            skaddr: 0,
+            oldstate: 0,
+            newstate: 0,
+            sport: 0,
+            dport: 0,
+            family: 0,
+            protocol: 0,
+            saddr: 0,
+            daddr: 0,
+            saddr_v6: 0,
+            daddr_v6: 0,
+            valid: 0,
+        }
+    }
+}
+
+/// Load-time settings for the kernel programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Only report sockets whose local or remote port equals this (0: any).
+    pub port: u16,
+    /// Only report this address family (0: any).
+    pub family: u16,
+    pub _pad0: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 8);
+
+impl ProbeConfig {
+    pub const fn zeroed() -> Self {
+        Self {
+            port: 0,
+            family: 0,
+            _pad0: [0; 4],
+        }
+    }
+}
+
+/// Indexes into the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Events written to the ring buffer.
+    pub const EMITTED: u32 = 0;
+    /// Events dropped because the ring buffer was full (failed reserve).
+    pub const LOST: u32 = 1;
+    /// Events the hook saw but could not decode (unreadable socket memory).
+    pub const READ_ERRORS: u32 = 2;
+    /// Number of counters.
+    pub const COUNT: u32 = 3;
+}
+
+/// Kernel TCP state numbers (`include/net/tcp_states.h`); the tracepoint passes these.
+pub mod tcp_state {
+    pub const ESTABLISHED: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECV: u8 = 3;
+    pub const FIN_WAIT1: u8 = 4;
+    pub const FIN_WAIT2: u8 = 5;
+    pub const TIME_WAIT: u8 = 6;
+    pub const CLOSE: u8 = 7;
+    pub const CLOSE_WAIT: u8 = 8;
+    pub const LAST_ACK: u8 = 9;
+    pub const LISTEN: u8 = 10;
+    pub const CLOSING: u8 = 11;
+    pub const NEW_SYN_RECV: u8 = 12;
+    pub const BOUND_INACTIVE: u8 = 13;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all four are repr(C), consist only of integers and byte arrays, and have
+    // explicit padding, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::StateEvent {}
+    unsafe impl aya::Pod for super::SockOffsets {}
+    unsafe impl aya::Pod for super::TracepointOffsets {}
+    unsafe impl aya::Pod for super::ProbeConfig {}
+}

@@ -1,0 +1,179 @@
+//! `cargo xtask setup`: idempotent installation of the build toolchain and test tools.
+use std::{
+    env, fs,
+    os::unix::fs::symlink,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+const NIGHTLY: &str = "nightly";
+
+/// Debian packages the tests and benchmarks use, with one binary each that proves the package
+/// is installed.
+const PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ss"),
+    ("net-tools", "netstat"),
+    ("libbpf-tools", "tcpstates"),
+    ("tmux", "tmux"),
+    ("bpftool", "bpftool"),
+    ("hyperfine", "hyperfine"),
+    ("prometheus", "promtool"),
+];
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// nightly's rust-src, and bpf-linker linked against nightly's own LLVM.
+pub fn toolchain() -> Result<()> {
+    rust_src()?;
+    bpf_linker()
+}
+
+fn rust_src() -> Result<()> {
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", NIGHTLY, "--installed"],
+    )
+    .context("the nightly toolchain is needed for the kernel programs (rustup toolchain list)")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    eprintln!("xtask: adding rust-src to the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+}
+
+/// There is no system LLVM matching rustc's, so bpf-linker is built against the libLLVM that
+/// ships inside the nightly sysroot, through a folder of two links (platform.md).
+fn bpf_linker() -> Result<()> {
+    let verbose = output("rustc", &[&format!("+{NIGHTLY}"), "-vV"])?;
+    let llvm_version = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("`rustc +nightly -vV` printed no LLVM version")?
+        .trim()
+        .to_string();
+    let major = llvm_version
+        .split('.')
+        .next()
+        .context("malformed LLVM version")?
+        .to_string();
+    let sysroot =
+        PathBuf::from(output("rustc", &[&format!("+{NIGHTLY}"), "--print", "sysroot"])?.trim());
+    let lib = sysroot.join("lib");
+    // The real shared library: `libLLVM.so.<ver>`; `libLLVM-<major>-rust-*.so` is a linker
+    // script and cannot be loaded.
+    let real = fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
+
+    let prefix = home()?.join(format!(".local/share/sockstat/llvm-{major}"));
+    let stamp = prefix.join("bpf-linker.stamp");
+    let want = format!("{real}\n");
+    let linker_works = Command::new("bpf-linker")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if linker_works && fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
+        return Ok(());
+    }
+
+    eprintln!("xtask: building bpf-linker against {real} (about a minute)");
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)?;
+    for name in ["libLLVM.so".to_string(), real.clone()] {
+        let link = prefix_lib.join(&name);
+        let _ = fs::remove_file(&link);
+        symlink(lib.join(&real), &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "--force",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
+        .env("LLVM_PREFIX", &prefix)
+        // Keep the host toolchain for building the linker itself.
+        .env_remove("RUSTUP_TOOLCHAIN"))?;
+    fs::write(&stamp, want)?;
+    Ok(())
+}
+
+/// Installs the Debian packages whose binaries are missing (apt-get update first, once).
+pub fn packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, bin)| !on_path(bin))
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!(
+            "xtask: missing test tools ({}); install them as root: apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn on_path(bin: &str) -> bool {
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
+        .any(|dir| dir.join(bin).is_file())
+}
+
+fn home() -> Result<PathBuf> {
+    env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .context("HOME is not set")
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
