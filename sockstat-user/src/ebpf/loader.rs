@@ -1,0 +1,236 @@
+//! Loading and attaching the kernel programs: choose the hook the kernel supports, resolve
+//! offsets, size the ring buffer, attach. Knows nothing about output formats.
+use std::os::fd::AsRawFd;
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use sockstat_common::{ProbeConfig, counter};
+
+use super::{
+    offsets::{KernelBtf, OffsetError, VMLINUX_BTF},
+    tracefs::{self, TracefsError},
+};
+
+/// The kernel object built by `build.rs` from `sockstat-ebpf`.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sockstat"));
+
+const TP_CATEGORY: &str = "sock";
+const TP_NAME: &str = "inet_sock_set_state";
+
+/// Which attachment to use for `sock:inet_sock_set_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookChoice {
+    /// tp_btf when the kernel has BTF, the classic tracepoint otherwise.
+    Auto,
+    /// BTF tracepoint (needs /sys/kernel/btf/vmlinux; no tracefs).
+    TpBtf,
+    /// Classic tracepoint (needs tracefs; mounted if missing).
+    Tracepoint,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this kernel has no BTF ({VMLINUX_BTF} is missing) and no sock:inet_sock_set_state tracepoint: {0}"
+    )]
+    NoHook(TracefsError),
+    #[error("--hook tp-btf needs kernel BTF, but {VMLINUX_BTF} is missing")]
+    NoBtf,
+    #[error(transparent)]
+    Offsets(#[from] OffsetError),
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+    #[error("loading the kernel programs failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("kernel refused program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {0} missing from the kernel object")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("--ring-kb {0}: must be between 4 and 1048576")]
+    RingSize(u32),
+}
+
+/// What to load.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeOptions {
+    pub hook: HookChoice,
+    /// Ring-buffer size in KiB; rounded up to a power of two.
+    pub ring_kb: u32,
+    pub config: ProbeConfig,
+}
+
+/// Loaded, attached programs. Dropping it detaches everything.
+pub struct Probe {
+    ebpf: Ebpf,
+    counters: PerCpuArray<MapData, u64>,
+    hook: HookChoice,
+    ring_bytes: u32,
+}
+
+impl Probe {
+    pub fn attach(opts: &ProbeOptions) -> Result<Self, LoadError> {
+        if !(4..=1_048_576).contains(&opts.ring_kb) {
+            return Err(LoadError::RingSize(opts.ring_kb));
+        }
+        // The kernel wants a power-of-two multiple of the page size.
+        let ring_bytes = (opts.ring_kb * 1024).next_power_of_two();
+        let hook = match opts.hook {
+            HookChoice::Auto if KernelBtf::available() => HookChoice::TpBtf,
+            HookChoice::Auto => HookChoice::Tracepoint,
+            HookChoice::TpBtf if !KernelBtf::available() => return Err(LoadError::NoBtf),
+            other => other,
+        };
+
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries("EVENTS", ring_bytes)
+            .override_global("CONFIG", &opts.config, true);
+        let aya_btf;
+        let sock_offsets;
+        let tp_offsets;
+        match hook {
+            HookChoice::TpBtf => {
+                sock_offsets = KernelBtf::load()?.sock_offsets()?;
+                loader.override_global("SOCK_OFFSETS", &sock_offsets, true);
+                aya_btf = Btf::from_sys_fs().ok();
+                loader.btf(aya_btf.as_ref());
+            }
+            _ => {
+                tracefs::ensure_mounted()?;
+                tp_offsets = tracefs::state_change_offsets().map_err(|e| match e {
+                    TracefsError::NoTracepoint(_) if !KernelBtf::available() => {
+                        LoadError::NoHook(e)
+                    }
+                    other => LoadError::Tracefs(other),
+                })?;
+                loader.override_global("TP_OFFSETS", &tp_offsets, true);
+                loader.btf(None);
+            }
+        }
+        let mut ebpf = loader.load(PROGRAMS)?;
+
+        match hook {
+            HookChoice::TpBtf => {
+                const PROG: &str = "inet_sock_set_state_btf";
+                let btf = Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?;
+                let prog: &mut BtfTracePoint = program(&mut ebpf, PROG)?;
+                prog.load(TP_NAME, &btf)
+                    .map_err(|source| LoadError::Program {
+                        program: PROG,
+                        source,
+                    })?;
+                prog.attach().map_err(|source| LoadError::Program {
+                    program: PROG,
+                    source,
+                })?;
+            }
+            _ => {
+                const PROG: &str = "inet_sock_set_state_tp";
+                let prog: &mut TracePoint = program(&mut ebpf, PROG)?;
+                prog.load().map_err(|source| LoadError::Program {
+                    program: PROG,
+                    source,
+                })?;
+                prog.attach(TP_CATEGORY, TP_NAME)
+                    .map_err(|source| LoadError::Program {
+                        program: PROG,
+                        source,
+                    })?;
+            }
+        }
+
+        let counters = ebpf
+            .take_map("COUNTERS")
+            .ok_or(LoadError::MissingMap("COUNTERS"))?;
+        let counters = PerCpuArray::try_from(counters).map_err(|source| LoadError::Map {
+            name: "COUNTERS",
+            source,
+        })?;
+        Ok(Self {
+            ebpf,
+            counters,
+            hook,
+            ring_bytes,
+        })
+    }
+
+    /// The hook actually in use.
+    pub fn hook(&self) -> HookChoice {
+        self.hook
+    }
+
+    pub fn ring_bytes(&self) -> u32 {
+        self.ring_bytes
+    }
+
+    /// Takes the event ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(LoadError::MissingMap("EVENTS"))?;
+        let ring = RingBuf::try_from(map).map_err(|source| LoadError::Map {
+            name: "EVENTS",
+            source,
+        })?;
+        debug_assert!(ring.as_raw_fd() >= 0);
+        Ok(ring)
+    }
+
+    /// Reads the in-kernel counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters, LoadError> {
+        let sum = |index: u32| -> Result<u64, LoadError> {
+            let values = self
+                .counters
+                .get(&index, 0)
+                .map_err(|source| LoadError::Map {
+                    name: "COUNTERS",
+                    source,
+                })?;
+            Ok(values.iter().sum())
+        };
+        Ok(KernelCounters {
+            emitted: sum(counter::EMITTED)?,
+            lost: sum(counter::LOST)?,
+            read_errors: sum(counter::READ_ERRORS)?,
+        })
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or(LoadError::Program {
+        program: name,
+        source: aya::programs::ProgramError::NotLoaded,
+    })?;
+    prog.try_into().map_err(|source| LoadError::Program {
+        program: name,
+        source,
+    })
+}
+
+/// In-kernel counters, exact even when the ring buffer overflows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Events written to the ring buffer.
+    pub emitted: u64,
+    /// Events dropped in the kernel because the ring buffer was full.
+    pub lost: u64,
+    /// Hook invocations whose socket could not be read.
+    pub read_errors: u64,
+}

@@ -1,0 +1,11 @@
+//! Everything that talks to the kernel's BPF side: loading and attaching programs, offsets
+//! from BTF or tracefs, ring-buffer draining and event decoding, in-kernel counters.
+pub mod events;
+pub mod loader;
+pub mod offsets;
+pub mod privilege;
+pub mod ring;
+pub mod tracefs;
+
+pub use events::{DecodeError, Family, Hook, StateChange, Task};
+pub use loader::{HookChoice, KernelCounters, LoadError, Probe, ProbeOptions};

@@ -1,0 +1,167 @@
+//! Kernel struct offsets, resolved from the running kernel's BTF (`/sys/kernel/btf/vmlinux`)
+//! at load time. The kernel programs read sockets only at these offsets, so a kernel with a
+//! different `struct sock` layout works without a rebuild.
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use sockstat_common::SockOffsets;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetError {
+    #[error("cannot read kernel BTF {path}: {source}")]
+    Load {
+        path: String,
+        #[source]
+        source: btf_rs::Error,
+    },
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("kernel BTF: struct {strukt} has no field {field}")]
+    NoField { strukt: String, field: String },
+    #[error("kernel BTF: field {0} is a bitfield or not byte aligned")]
+    Unaligned(String),
+    #[error("kernel BTF: {0}")]
+    Btf(#[from] btf_rs::Error),
+}
+
+/// The running kernel's type information.
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn available() -> bool {
+        Path::new(VMLINUX_BTF).exists()
+    }
+
+    pub fn load() -> Result<Self, OffsetError> {
+        let btf = Btf::from_file(VMLINUX_BTF).map_err(|source| OffsetError::Load {
+            path: VMLINUX_BTF.to_string(),
+            source,
+        })?;
+        Ok(Self { btf })
+    }
+
+    /// Byte offset of `path` (dot separated, anonymous unions and structs looked through)
+    /// inside `struct strukt`.
+    pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, OffsetError> {
+        let mut ty = self.struct_named(strukt)?;
+        let mut bits: u32 = 0;
+        for field in path.split('.') {
+            let (member_bits, member_ty) =
+                self.find_member(&ty, field)?
+                    .ok_or_else(|| OffsetError::NoField {
+                        strukt: strukt.to_string(),
+                        field: path.to_string(),
+                    })?;
+            bits += member_bits;
+            ty = member_ty;
+        }
+        if !bits.is_multiple_of(8) {
+            return Err(OffsetError::Unaligned(format!("{strukt}.{path}")));
+        }
+        Ok(bits / 8)
+    }
+
+    fn struct_named(&self, name: &str) -> Result<Type, OffsetError> {
+        self.btf
+            .resolve_types_by_name(name)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
+            .ok_or_else(|| OffsetError::NoStruct(name.to_string()))
+    }
+
+    /// Finds `field` in a struct or union, descending into anonymous members. Returns the bit
+    /// offset from the start of `ty` and the (typedef-resolved) type of the field.
+    fn find_member(&self, ty: &Type, field: &str) -> Result<Option<(u32, Type)>, OffsetError> {
+        let members = match ty {
+            Type::Struct(s) | Type::Union(s) => &s.members,
+            _ => return Ok(None),
+        };
+        for member in members {
+            let name = self.btf.resolve_name(member).unwrap_or_default();
+            if member.bitfield_size().is_some_and(|size| size != 0) && name == field {
+                return Err(OffsetError::Unaligned(field.to_string()));
+            }
+            let member_ty = self.strip(self.btf.resolve_chained_type(member)?)?;
+            if name == field {
+                return Ok(Some((member.bit_offset(), member_ty)));
+            }
+            if name.is_empty()
+                && let Some((inner, found)) = self.find_member(&member_ty, field)?
+            {
+                return Ok(Some((member.bit_offset() + inner, found)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Looks through typedefs and qualifiers.
+    fn strip(&self, mut ty: Type) -> Result<Type, OffsetError> {
+        loop {
+            ty = match &ty {
+                Type::Typedef(t) => self.btf.resolve_chained_type(t)?,
+                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                    self.btf.resolve_chained_type(t)?
+                }
+                Type::TypeTag(t) => self.btf.resolve_chained_type(t)?,
+                _ => return Ok(ty),
+            };
+        }
+    }
+
+    /// Every `struct sock` offset the state-change program needs.
+    pub fn sock_offsets(&self) -> Result<SockOffsets, OffsetError> {
+        let sock = |path: &str| self.offset_of("sock", path);
+        Ok(SockOffsets {
+            skc_family: sock("__sk_common.skc_family")?,
+            skc_daddr: sock("__sk_common.skc_daddr")?,
+            skc_rcv_saddr: sock("__sk_common.skc_rcv_saddr")?,
+            skc_dport: sock("__sk_common.skc_dport")?,
+            inet_sport: self.offset_of("inet_sock", "inet_sport")?,
+            skc_v6_daddr: sock("__sk_common.skc_v6_daddr")?,
+            skc_v6_rcv_saddr: sock("__sk_common.skc_v6_rcv_saddr")?,
+            skc_net: sock("__sk_common.skc_net")?,
+            net_ns_inum: self.offset_of("net", "ns.inum")?,
+            sk_protocol: sock("sk_protocol")?,
+            sk_lock_owned: sock("sk_lock.owned")?,
+            valid: 1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads this machine's BTF; skipped (loudly) where the kernel has none.
+    #[test]
+    fn resolves_sock_common_layout() {
+        if !KernelBtf::available() {
+            eprintln!("SKIPPED: no {VMLINUX_BTF} on this kernel");
+            return;
+        }
+        let btf = KernelBtf::load().unwrap();
+        let off = btf.sock_offsets().unwrap();
+        // struct sock_common starts with the address pair, then the port pair, then the
+        // family: stable since 2.6 and a good check that anonymous unions are looked through.
+        assert_eq!(off.skc_daddr, 0);
+        assert_eq!(off.skc_rcv_saddr, 4);
+        assert_eq!(off.skc_dport, 12);
+        assert!(
+            off.inet_sport > off.sk_protocol,
+            "inet_sock embeds struct sock first"
+        );
+        assert_eq!(off.skc_family, 16);
+        assert!(off.skc_v6_daddr > off.skc_family);
+        assert_eq!(off.skc_v6_rcv_saddr, off.skc_v6_daddr + 16);
+        assert!(off.sk_protocol > off.skc_v6_rcv_saddr);
+        assert!(matches!(
+            btf.offset_of("sock", "no_such_field"),
+            Err(OffsetError::NoField { .. })
+        ));
+    }
+}

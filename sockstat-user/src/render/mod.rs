@@ -1,0 +1,2 @@
+//! Views of collected records. Printers write to any `io::Write`; the format is chosen once.
+pub mod trace;

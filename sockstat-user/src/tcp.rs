@@ -1,0 +1,166 @@
+//! The TCP state machine as the kernel numbers it (`include/net/tcp_states.h`) and as ss spells
+//! it (`misc/ss.c`, `sstate_name`). Depends on nothing else in the crate.
+use std::fmt;
+
+use sockstat_common::tcp_state as k;
+
+/// A kernel TCP state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TcpState {
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+    NewSynRecv,
+    BoundInactive,
+}
+
+impl TcpState {
+    /// Every state, in kernel order.
+    pub const ALL: [TcpState; 13] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+        TcpState::NewSynRecv,
+        TcpState::BoundInactive,
+    ];
+
+    /// Decodes the kernel's number; `None` for numbers this build does not know.
+    pub fn from_kernel(n: u8) -> Option<Self> {
+        Some(match n {
+            k::ESTABLISHED => TcpState::Established,
+            k::SYN_SENT => TcpState::SynSent,
+            k::SYN_RECV => TcpState::SynRecv,
+            k::FIN_WAIT1 => TcpState::FinWait1,
+            k::FIN_WAIT2 => TcpState::FinWait2,
+            k::TIME_WAIT => TcpState::TimeWait,
+            k::CLOSE => TcpState::Close,
+            k::CLOSE_WAIT => TcpState::CloseWait,
+            k::LAST_ACK => TcpState::LastAck,
+            k::LISTEN => TcpState::Listen,
+            k::CLOSING => TcpState::Closing,
+            k::NEW_SYN_RECV => TcpState::NewSynRecv,
+            k::BOUND_INACTIVE => TcpState::BoundInactive,
+            _ => return None,
+        })
+    }
+
+    pub fn kernel_number(self) -> u8 {
+        match self {
+            TcpState::Established => k::ESTABLISHED,
+            TcpState::SynSent => k::SYN_SENT,
+            TcpState::SynRecv => k::SYN_RECV,
+            TcpState::FinWait1 => k::FIN_WAIT1,
+            TcpState::FinWait2 => k::FIN_WAIT2,
+            TcpState::TimeWait => k::TIME_WAIT,
+            TcpState::Close => k::CLOSE,
+            TcpState::CloseWait => k::CLOSE_WAIT,
+            TcpState::LastAck => k::LAST_ACK,
+            TcpState::Listen => k::LISTEN,
+            TcpState::Closing => k::CLOSING,
+            TcpState::NewSynRecv => k::NEW_SYN_RECV,
+            TcpState::BoundInactive => k::BOUND_INACTIVE,
+        }
+    }
+
+    /// ss's spelling (`ss -t` State column).
+    pub fn ss_name(self) -> &'static str {
+        match self {
+            TcpState::Established => "ESTAB",
+            TcpState::SynSent => "SYN-SENT",
+            TcpState::SynRecv => "SYN-RECV",
+            TcpState::FinWait1 => "FIN-WAIT-1",
+            TcpState::FinWait2 => "FIN-WAIT-2",
+            TcpState::TimeWait => "TIME-WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::CloseWait => "CLOSE-WAIT",
+            TcpState::LastAck => "LAST-ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+            TcpState::NewSynRecv => "NEW-SYN-RECV",
+            TcpState::BoundInactive => "BOUND-INACTIVE",
+        }
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.ss_name())
+    }
+}
+
+/// A state the kernel reported that this build has no name for; printed as `UNKNOWN(n)`
+/// rather than dropped, so nothing is lost silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReportedState {
+    Known(TcpState),
+    Unknown(u8),
+}
+
+impl ReportedState {
+    pub fn from_kernel(n: u8) -> Self {
+        TcpState::from_kernel(n).map_or(ReportedState::Unknown(n), ReportedState::Known)
+    }
+}
+
+impl fmt::Display for ReportedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportedState::Known(s) => s.fmt(f),
+            ReportedState::Unknown(n) => f.pad(&format!("UNKNOWN({n})")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_numbers_round_trip() {
+        for s in TcpState::ALL {
+            assert_eq!(TcpState::from_kernel(s.kernel_number()), Some(s));
+        }
+        assert_eq!(TcpState::from_kernel(0), None);
+        assert_eq!(TcpState::from_kernel(14), None);
+    }
+
+    #[test]
+    fn ss_spellings() {
+        let names: Vec<_> = TcpState::ALL.iter().map(|s| s.ss_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "ESTAB",
+                "SYN-SENT",
+                "SYN-RECV",
+                "FIN-WAIT-1",
+                "FIN-WAIT-2",
+                "TIME-WAIT",
+                "CLOSE",
+                "CLOSE-WAIT",
+                "LAST-ACK",
+                "LISTEN",
+                "CLOSING",
+                "NEW-SYN-RECV",
+                "BOUND-INACTIVE"
+            ]
+        );
+        assert_eq!(ReportedState::from_kernel(42).to_string(), "UNKNOWN(42)");
+    }
+}

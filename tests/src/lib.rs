@@ -1,0 +1,233 @@
+//! Helpers for the root integration tests: run the real `sockstat` binary, drive real sockets,
+//! collect what it printed.
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Read},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::Value;
+
+pub type TestResult = Result<(), libtest_mimic::Failed>;
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The binary under test: `$SOCKSTAT_BIN` (set by `cargo xtask test`), else the release build.
+pub fn sockstat_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SOCKSTAT_BIN") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/sockstat")
+}
+
+/// A listening port below the ephemeral range that nothing uses right now, on both loopback
+/// families (bound and released, which causes no state transition). Each call in a process
+/// gets a different port, so parallel tests never share one.
+pub fn free_port(_ip: IpAddr) -> Result<u16, String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32);
+    for _ in 0..500 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407 ^ n);
+        let port = 20000 + ((x >> 33) % 12000) as u16;
+        let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port));
+        if v4.is_ok() && v6.is_ok() && TAKEN.lock().is_ok_and(|mut t| t.insert(port)) {
+            return Ok(port);
+        }
+    }
+    Err("no free port in 20000-32000".into())
+}
+
+/// Ports handed out in this process.
+static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A running `sockstat trace`.
+pub struct Tracer {
+    child: Child,
+    stdout: Option<thread::JoinHandle<String>>,
+    stderr: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+}
+
+impl Tracer {
+    /// Starts `sockstat trace ARGS` and waits until it says it is attached.
+    pub fn start(args: &[&str]) -> Result<Self, String> {
+        let mut child = Command::new(sockstat_bin())
+            .arg("trace")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", sockstat_bin().display()))?;
+        let mut out = child.stdout.take().ok_or("no stdout")?;
+        let stdout = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let err = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tracer = Tracer {
+            child,
+            stdout: Some(stdout),
+            stderr: rx,
+            stderr_seen: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tracer.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let ready = line.contains("tracing sock:inet_sock_set_state");
+                    tracer.stderr_seen.push(line);
+                    if ready {
+                        return Ok(tracer);
+                    }
+                }
+                Err(_) => {
+                    let _ = tracer.child.kill();
+                    return Err(format!(
+                        "sockstat trace never became ready; stderr: {:?}",
+                        tracer.stderr_seen
+                    ));
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, wait, and return (stdout, stderr lines, exit code).
+    pub fn stop(mut self) -> Result<(String, Vec<String>, i32), String> {
+        // Let the last transitions reach the ring buffer and the reader.
+        thread::sleep(Duration::from_millis(300));
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        let stdout = self
+            .stdout
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let mut stderr = std::mem::take(&mut self.stderr_seen);
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            stderr.push(line);
+        }
+        Ok((stdout, stderr, status.code().unwrap_or(-1)))
+    }
+
+    /// Stops the tracer and parses its NDJSON output.
+    pub fn stop_json(self) -> Result<Vec<Value>, String> {
+        let (stdout, stderr, code) = self.stop()?;
+        if code != 0 {
+            return Err(format!("sockstat trace exited {code}; stderr: {stderr:?}"));
+        }
+        let summary = stderr.last().cloned().unwrap_or_default();
+        if !summary.contains(" 0 lost") {
+            return Err(format!("events were lost: {summary}"));
+        }
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("bad NDJSON line {l:?}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Field of an event as a string ("" when absent).
+pub fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
+    ev.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The port of an "ip:port" / "[v6]:port" string.
+pub fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// "OLD->NEW" for each event.
+pub fn edges(events: &[&Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| format!("{}->{}", s(e, "old"), s(e, "new")))
+        .collect()
+}
+
+/// Every event with the given cookie, in order.
+pub fn by_cookie(events: &[Value], cookie: u64) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e.get("cookie").and_then(Value::as_u64) == Some(cookie))
+        .collect()
+}
+
+/// The cookie of the first event matching `pred`.
+pub fn cookie_where(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<u64> {
+    events
+        .iter()
+        .find(|e| pred(e))
+        .and_then(|e| e.get("cookie").and_then(Value::as_u64))
+}
+
+/// The kernel's `tcpi_state` of a connected socket (TCP_INFO's first byte).
+pub fn tcp_state(fd: i32) -> Option<u8> {
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: buffer and length are valid; TCP_INFO writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(info[0])
+}
+
+/// Polls until `cond` holds (or 5 s pass).
+pub fn wait_until(what: &str, cond: impl Fn() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        if Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
