@@ -91,12 +91,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "xtask: NOT ROOT: the root integration tests will be reported as ignored. Run `sudo cargo xtask test` to execute them."
                 );
             }
-            let status = cargo(&root)
-                .args(["test", "--release", "--workspace"])
+            let mut cmd = cargo(&root);
+            cmd.args(["test", "--release", "--workspace"])
                 .args(&args)
-                .env("SOCKSTAT_BIN", root.join("target/release/sockstat"))
-                .status()
-                .context("running cargo test")?;
+                .env("SOCKSTAT_BIN", root.join("target/release/sockstat"));
+            let (status, totals) = run_tests(cmd)?;
+            // One closing line for the whole run: cargo's own last line belongs to whichever
+            // test binary ran last, often one with no tests.
+            println!(
+                "sockstat: {} passed, {} failed, {} skipped",
+                totals.passed, totals.failed, totals.ignored
+            );
             if !status.success() {
                 bail!("tests failed");
             }
@@ -121,6 +126,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cargo test`, echoing its output, and adds up every "test result:" line.
+fn run_tests(mut cmd: Command) -> Result<(std::process::ExitStatus, Totals)> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let mut totals = Totals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split([';', '.']) {
+                    let mut words = part.split_whitespace();
+                    let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                        continue;
+                    };
+                    let Ok(n) = n.parse::<u64>() else { continue };
+                    match what {
+                        "passed" => totals.passed += n,
+                        "failed" => totals.failed += n,
+                        "ignored" => totals.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok((child.wait()?, totals))
 }
 
 fn build(root: &Path) -> Result<()> {
