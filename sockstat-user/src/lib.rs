@@ -3,7 +3,12 @@
 //! Data flows one way: kernel hooks (`ebpf`) -> live state (`live`) -> views (`render`),
 //! wired together by `cli`.
 pub mod cli;
+pub mod diag;
 pub mod ebpf;
+pub mod filter;
 pub mod live;
+pub mod procs;
 pub mod render;
+pub mod services;
+pub mod stats;
 pub mod tcp;

@@ -2,6 +2,7 @@
 //!
 //! Every task performs the setup it needs first, so a fresh machine needs nothing but
 //! `cargo xtask run -- trace` or `cargo xtask test`.
+mod bench;
 mod setup;
 
 use std::{
@@ -43,6 +44,27 @@ enum Task {
     },
     /// fmt --check and clippy -D warnings over the whole workspace.
     Lint,
+    /// Benchmarks against ss, netstat and tcpstates: `list` (100k sockets).
+    Bench {
+        #[arg(value_enum)]
+        which: BenchKind,
+        /// Rounds per command (alternating).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+    },
+    /// (internal) a socket farm process for the benchmarks.
+    #[command(hide = true)]
+    Farm {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        pairs: usize,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchKind {
+    List,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +127,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !status.success() {
                 bail!("tests failed");
             }
+        }
+        Task::Farm { port, pairs } => bench::farm::run(port, pairs)?,
+        Task::Bench { which, rounds } => {
+            setup::toolchain()?;
+            setup::packages()?;
+            build(&root)?;
+            let report = match which {
+                BenchKind::List => bench::list(&root, rounds)?,
+            };
+            let path = root.join("target/bench-report.md");
+            std::fs::write(&path, &report)?;
+            eprintln!("bench: report written to {}", path.display());
         }
         Task::Lint => {
             setup::toolchain()?;

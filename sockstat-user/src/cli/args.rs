@@ -8,11 +8,102 @@ use crate::ebpf::HookChoice;
     name = "sockstat",
     version,
     about = "The live state of every socket: ss/netstat compatible listings, and every TCP state transition traced in the kernel",
-    disable_help_subcommand = true
+    override_usage = "sockstat [OPTIONS] [FILTER]...\n       sockstat <COMMAND> [ARGS]",
+    disable_help_subcommand = true,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+/// ss's options, with ss's meanings.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ListArgs {
+    /// TCP sockets.
+    #[arg(short = 't', long)]
+    pub tcp: bool,
+    /// UDP sockets.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
+    /// Unix-domain sockets.
+    #[arg(short = 'x', long)]
+    pub unix: bool,
+    /// Raw sockets.
+    #[arg(short = 'w', long)]
+    pub raw: bool,
+    /// Packet sockets.
+    #[arg(short = '0', long)]
+    pub packet: bool,
+    /// IPv4 only.
+    #[arg(short = '4', long = "ipv4")]
+    pub ipv4: bool,
+    /// IPv6 only.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Listening and non-listening sockets.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Listening sockets only.
+    #[arg(short = 'l', long)]
+    pub listening: bool,
+    /// Do not resolve service names.
+    #[arg(short = 'n', long)]
+    pub numeric: bool,
+    /// Resolve host names.
+    #[arg(short = 'r', long)]
+    pub resolve: bool,
+    /// Show the processes using each socket.
+    #[arg(short = 'p', long)]
+    pub processes: bool,
+    /// Show timers.
+    #[arg(short = 'o', long = "options")]
+    pub timers: bool,
+    /// Show details: uid, inode, socket cookie.
+    #[arg(short = 'e', long)]
+    pub extended: bool,
+    /// Show socket memory.
+    #[arg(short = 'm', long)]
+    pub memory: bool,
+    /// Show TCP internals (tcp_info).
+    #[arg(short = 'i', long)]
+    pub info: bool,
+    /// Print a summary of socket counts.
+    #[arg(short = 's', long)]
+    pub summary: bool,
+    /// No header line.
+    #[arg(short = 'H', long = "no-header")]
+    pub no_header: bool,
+    /// One line per socket.
+    #[arg(short = 'O', long)]
+    pub oneline: bool,
+    /// Work in the named network namespace (ip netns).
+    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
+    pub netns: Option<String>,
+    /// Socket tables: all, inet, tcp, udp, raw, unix, unix_stream, unix_dgram,
+    /// unix_seqpacket, packet, packet_raw, packet_dgram (comma separated, ! to remove).
+    #[arg(
+        short = 'A',
+        long = "query",
+        value_name = "QUERY",
+        visible_alias = "socket"
+    )]
+    pub query: Vec<String>,
+    /// Address family: inet, inet6, link, unix.
+    #[arg(short = 'f', long, value_name = "FAMILY")]
+    pub family: Vec<String>,
+    /// JSON output: one array of objects (with -s: the summary object).
+    #[arg(long)]
+    pub json: bool,
+    /// Filter expression, in ss's filter language.
+    #[arg(
+        value_name = "FILTER",
+        trailing_var_arg = true,
+        allow_hyphen_values = false
+    )]
+    pub filter: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! Command-line wiring: one file per subcommand, each with a single `run` function that
 //! connects collectors to a view.
 pub mod args;
+pub mod list;
 pub mod trace;
 
 use std::process::ExitCode;
@@ -15,9 +16,6 @@ pub struct UsageError(pub String);
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Trace(args)) => trace::run(&args),
-        None => Err(UsageError(
-            "no command given; try 'sockstat trace' (see 'sockstat --help')".to_string(),
-        )
-        .into()),
+        None => list::run(&cli.list),
     }
 }

@@ -1,2 +1,6 @@
 //! Views of collected records. Printers write to any `io::Write`; the format is chosen once.
+pub mod list;
+pub mod numfmt;
+pub mod summary;
+pub mod table;
 pub mod trace;

@@ -1,0 +1,386 @@
+//! `sockstat [OPTIONS] [FILTER]`: list sockets like ss.
+use std::{
+    collections::HashSet,
+    io::{self, BufWriter, IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+    thread,
+};
+
+use anyhow::Context as _;
+
+use super::{UsageError, args::ListArgs};
+use crate::{
+    diag::{self, DiagError, Extensions, Query, SocketRecord, UnixTypes},
+    filter::{self, FamilyRestriction, Filter, ParseContext, states},
+    procs::{self, OwnerMap},
+    render::{
+        list::{self, ListStyle, Names},
+        summary,
+    },
+    stats,
+};
+
+/// The socket tables ss knows, as selection bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tables {
+    tcp: bool,
+    udp: bool,
+    raw: bool,
+    u_str: bool,
+    u_dgr: bool,
+    u_seq: bool,
+    p_raw: bool,
+    p_dgr: bool,
+}
+
+impl Tables {
+    const ALL: Tables = Tables {
+        tcp: true,
+        udp: true,
+        raw: true,
+        u_str: true,
+        u_dgr: true,
+        u_seq: true,
+        p_raw: true,
+        p_dgr: true,
+    };
+
+    fn count(&self) -> usize {
+        [
+            self.tcp, self.udp, self.raw, self.u_str, self.u_dgr, self.u_seq, self.p_raw,
+            self.p_dgr,
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+
+    fn inet(&self) -> bool {
+        self.tcp || self.udp || self.raw
+    }
+
+    fn packet(&self) -> bool {
+        self.p_raw || self.p_dgr
+    }
+
+    /// ss's default states for the selected tables (`default_dbs[].states`).
+    fn default_states(&self) -> u32 {
+        let mut s = 0;
+        if self.tcp || self.u_str || self.u_seq {
+            s |= states::CONNECTED_DEFAULT;
+        }
+        if self.udp || self.raw {
+            s |= states::ESTABLISHED;
+        }
+        if self.u_dgr || self.packet() {
+            s |= states::CLOSE;
+        }
+        s
+    }
+
+    /// Applies one `-A` name.
+    fn apply_query(&mut self, name: &str, on: bool) -> bool {
+        match name {
+            "all" => *self = if on { Tables::ALL } else { Tables::default() },
+            "inet" => {
+                self.tcp = on;
+                self.udp = on;
+                self.raw = on;
+            }
+            "tcp" => self.tcp = on,
+            "udp" => self.udp = on,
+            "raw" => self.raw = on,
+            "unix" => {
+                self.u_str = on;
+                self.u_dgr = on;
+                self.u_seq = on;
+            }
+            "unix_stream" | "u_str" => self.u_str = on,
+            "unix_dgram" | "u_dgr" => self.u_dgr = on,
+            "unix_seqpacket" | "u_seq" => self.u_seq = on,
+            "packet" => {
+                self.p_raw = on;
+                self.p_dgr = on;
+            }
+            "packet_raw" | "p_raw" => self.p_raw = on,
+            "packet_dgram" | "p_dgr" => self.p_dgr = on,
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// What the options select, resolved once.
+struct Selection {
+    tables: Tables,
+    v4: bool,
+    v6: bool,
+    states: u32,
+}
+
+fn select(args: &ListArgs, filter: &Filter) -> Result<Selection, UsageError> {
+    let mut tables = Tables {
+        tcp: args.tcp,
+        udp: args.udp,
+        raw: args.raw,
+        ..Tables::default()
+    };
+    // Families: -4 -6 -x -0 -f; the last of -4/-6 wins as in ss.
+    let (mut fam_inet, mut fam_inet6, mut fam_unix, mut fam_packet) =
+        (args.ipv4, args.ipv6, args.unix, args.packet);
+    for f in args.family.iter().flat_map(|f| f.split(',')) {
+        match f {
+            "inet" => fam_inet = true,
+            "inet6" => fam_inet6 = true,
+            "unix" | "local" => fam_unix = true,
+            "link" | "packet" => fam_packet = true,
+            other => {
+                return Err(UsageError(format!(
+                    "-f {other}: unknown family (inet, inet6, link, unix)"
+                )));
+            }
+        }
+    }
+    for q in args.query.iter().flat_map(|q| q.split(',')) {
+        let (on, name) = match q.strip_prefix('!') {
+            Some(n) => (false, n),
+            None => (true, q),
+        };
+        if !tables.apply_query(name, on) {
+            return Err(UsageError(format!(
+                "-A {name}: unknown socket table (all, inet, tcp, udp, raw, unix, unix_stream, unix_dgram, unix_seqpacket, packet, packet_raw, packet_dgram)"
+            )));
+        }
+    }
+    match filter.family {
+        Some(FamilyRestriction::Unix) => fam_unix = true,
+        Some(FamilyRestriction::Packet) => fam_packet = true,
+        Some(FamilyRestriction::Inet) => fam_inet = true,
+        Some(FamilyRestriction::Inet6) => fam_inet6 = true,
+        None => {}
+    }
+    let any_family = fam_inet || fam_inet6 || fam_unix || fam_packet;
+    let default_mode = tables.count() == 0 && !any_family;
+    if default_mode {
+        tables = Tables::ALL;
+    } else {
+        if fam_unix {
+            tables.u_str |= true;
+            tables.u_dgr |= true;
+            tables.u_seq |= true;
+        }
+        if fam_packet {
+            tables.p_raw = true;
+            tables.p_dgr = true;
+        }
+        if (fam_inet || fam_inet6) && !tables.inet() {
+            tables.tcp = true;
+            tables.udp = true;
+            tables.raw = true;
+        }
+        // A family option restricts the tables to that family.
+        if any_family {
+            if !(fam_inet || fam_inet6) {
+                tables.tcp = false;
+                tables.udp = false;
+                tables.raw = false;
+            }
+            if !fam_unix && (fam_inet || fam_inet6 || fam_packet) && !args.unix {
+                tables.u_str = false;
+                tables.u_dgr = false;
+                tables.u_seq = false;
+            }
+            if !fam_packet && (fam_inet || fam_inet6 || fam_unix) && !args.packet {
+                tables.p_raw = false;
+                tables.p_dgr = false;
+            }
+        }
+    }
+    // -4 -6 together: ss keeps the last one given; both is the friendlier reading.
+    let (v4, v6) = match (fam_inet, fam_inet6) {
+        (true, false) => (true, false),
+        (false, true) => (false, true),
+        _ => (true, true),
+    };
+    let mut st = if default_mode {
+        states::CONNECTED_DEFAULT
+    } else {
+        tables.default_states()
+    };
+    if args.all {
+        st = states::ALL;
+    }
+    if args.listening {
+        st = states::LISTEN | states::CLOSE;
+    }
+    if let Some(mask) = filter.states.filter(|&m| m != 0) {
+        st = mask;
+    }
+    Ok(Selection {
+        tables,
+        v4,
+        v6,
+        states: st,
+    })
+}
+
+pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let ctx = ParseContext {
+        tcp: args.tcp || (!args.udp && !args.raw),
+        udp: args.udp || (!args.tcp && !args.raw),
+        only_v4: args.ipv4 && !args.ipv6,
+        only_v6: args.ipv6 && !args.ipv4,
+    };
+    let filter = Filter::parse(&args.filter, &ctx).map_err(|e| UsageError(e.to_string()))?;
+    let sel = select(args, &filter)?;
+
+    let netns = match &args.netns {
+        Some(name) => Some((
+            name.clone(),
+            procs::netns::open_named(name).map_err(|e| UsageError(e.to_string()))?,
+        )),
+        None => None,
+    };
+
+    let stdout = io::stdout();
+    let tty_width = if stdout.is_terminal() {
+        terminal_width()
+    } else {
+        None
+    };
+    let mut out = BufWriter::with_capacity(256 * 1024, stdout.lock());
+
+    if args.summary {
+        let summary = in_netns(&netns, || stats::sockstat::read(&proc_net_dir(&netns)))?
+            .context("reading /proc/net/sockstat")?;
+        if args.json {
+            summary::write_json(&mut out, &summary)?;
+        } else {
+            summary::write_text(&mut out, &summary)?;
+        }
+        let selective = args.tcp
+            || args.udp
+            || args.unix
+            || args.raw
+            || args.packet
+            || !args.query.is_empty()
+            || !args.filter.is_empty();
+        if !selective || args.json {
+            out.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+
+    let query = Query {
+        tcp: sel.tables.tcp,
+        udp: sel.tables.udp,
+        raw: sel.tables.raw,
+        unix: UnixTypes {
+            stream: sel.tables.u_str,
+            dgram: sel.tables.u_dgr,
+            seqpacket: sel.tables.u_seq,
+        },
+        packet_raw: sel.tables.p_raw,
+        packet_dgram: sel.tables.p_dgr,
+        v4: sel.v4,
+        v6: sel.v6,
+        states: sel.states,
+        ext: Extensions {
+            info: args.info,
+            memory: args.memory,
+        },
+        bytecode: filter.expr.as_ref().and_then(filter::bytecode::compile),
+    };
+
+    // The owner scan runs beside the dump: wall time is the slower of the two.
+    let (records, owners) = thread::scope(|scope| {
+        let owners = args
+            .processes
+            .then(|| scope.spawn(|| procs::socket_owners(None)));
+        let records = in_netns(&netns, || dump(&query, &proc_net_dir(&netns)));
+        let owners: Option<OwnerMap> = owners.and_then(|h| h.join().ok());
+        (records, owners)
+    });
+    let mut records = records??;
+    records.retain(|r| {
+        // /proc-sourced and unix/packet records were not filtered by state in the kernel
+        // for every family; inet records were, and this is a no-op for them.
+        states::contains(sel.states, r.state) || !r.netid.is_inet() && r.netid != diag::Netid::Raw
+    });
+    if let Some(expr) = &filter.expr {
+        records.retain(|r| filter::matcher::matches(expr, r));
+    }
+    let owners = owners.map(|map| {
+        let wanted: HashSet<u32> = records.iter().map(|r| r.inode).collect();
+        map.into_iter()
+            .filter(|(k, _)| wanted.contains(k))
+            .collect::<OwnerMap>()
+    });
+
+    let style = ListStyle {
+        show_netid: sel.tables.count() > 1,
+        show_state: sel.states.count_ones() > 1,
+        header: !args.no_header,
+        numeric: args.numeric,
+        resolve: args.resolve,
+        processes: args.processes,
+        timers: args.timers,
+        extended: args.extended,
+        memory: args.memory,
+        info: args.info,
+        oneline: args.oneline,
+    };
+    if args.json {
+        list::write_json(&mut out, &records, owners.as_ref(), &style)?;
+    } else {
+        let table = list::table(&records, owners.as_ref(), &style, &mut Names::default());
+        table.write(&mut out, tty_width)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Dumps, retrying without bytecode if the kernel refuses it (e.g. fwmark needs
+/// CAP_NET_ADMIN); the user-space matcher then does all the filtering, as ss does.
+fn dump(q: &Query, proc_net: &std::path::Path) -> Result<Vec<SocketRecord>, DiagError> {
+    match diag::collect(q, proc_net) {
+        Err(DiagError::Kernel { err, .. })
+            if q.bytecode.is_some()
+                && matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) =>
+        {
+            let mut plain = q.clone();
+            plain.bytecode = None;
+            diag::collect(&plain, proc_net)
+        }
+        other => other,
+    }
+}
+
+fn in_netns<T: Send>(
+    netns: &Option<(String, std::fs::File)>,
+    f: impl FnOnce() -> T + Send,
+) -> anyhow::Result<T> {
+    match netns {
+        None => Ok(f()),
+        Some((name, file)) => {
+            procs::netns::run_in(name, file, f).map_err(|e| UsageError(e.to_string()).into())
+        }
+    }
+}
+
+/// /proc/net of the namespace being listed: a namespace worker thread sees its own.
+fn proc_net_dir(netns: &Option<(String, std::fs::File)>) -> PathBuf {
+    if netns.is_some() {
+        PathBuf::from("/proc/thread-self/net")
+    } else {
+        PathBuf::from("/proc/net")
+    }
+}
+
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a winsize; fd 1 is a terminal here.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}

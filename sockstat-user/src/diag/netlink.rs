@@ -1,0 +1,263 @@
+//! The NETLINK_SOCK_DIAG socket and the multi-part dump loop.
+//!
+//! netlink-sys provides the socket. Requests and replies are built and read by hand over one
+//! reused receive buffer: netlink-packet-sock-diag 0.5 has no packet diag, drops TIME-WAIT
+//! expiry, hides unix VFS data and allocates several times per socket, which matters at 100k
+//! sockets. Attributes are walked with netlink-packet-core's zero-copy `NlasIterator`.
+use std::io;
+
+use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
+
+pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+pub const NLMSG_HDRLEN: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiagError {
+    #[error("cannot open a sock_diag netlink socket: {0}")]
+    Open(io::Error),
+    #[error("sock_diag request failed: {0}")]
+    Io(io::Error),
+    #[error(
+        "the kernel dropped part of the socket dump (ENOBUFS: receive buffer overrun); run again"
+    )]
+    NoBuffers,
+    #[error("the kernel rejected the {what} request: {err}")]
+    Kernel { what: &'static str, err: io::Error },
+    #[error("the socket dump kept changing under us (NLM_F_DUMP_INTR {0} times); run again")]
+    Interrupted(u32),
+    #[error("malformed sock_diag reply: {0}")]
+    Malformed(String),
+}
+
+impl DiagError {
+    /// The kernel does not support this kind of dump (protocol module missing).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, DiagError::Kernel { err, .. }
+            if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::EOPNOTSUPP | libc::EPROTONOSUPPORT)))
+    }
+}
+
+pub struct DiagSocket {
+    sock: Socket,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+/// Builds `nlmsghdr` + `body`, with flags REQUEST|DUMP.
+pub fn request(body: &[u8], seq: u32) -> Vec<u8> {
+    let len = NLMSG_HDRLEN + body.len();
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Appends one request attribute (e.g. INET_DIAG_REQ_BYTECODE) to `body`.
+pub fn push_attr(body: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    let len = 4 + value.len();
+    body.extend_from_slice(&(len as u16).to_ne_bytes());
+    body.extend_from_slice(&kind.to_ne_bytes());
+    body.extend_from_slice(value);
+    while !body.len().is_multiple_of(4) {
+        body.push(0);
+    }
+}
+
+impl DiagSocket {
+    pub fn open() -> Result<Self, DiagError> {
+        let mut sock = Socket::new(NETLINK_SOCK_DIAG).map_err(DiagError::Open)?;
+        sock.bind_auto().map_err(DiagError::Open)?;
+        // A larger receive buffer lets the kernel queue ahead of us; never fatal.
+        let _ = sock.set_rx_buf_sz(4 * 1024 * 1024i32);
+        Ok(DiagSocket {
+            sock,
+            // The kernel sends at most ~32 KiB per datagram; 64 KiB never truncates.
+            buf: vec![0u8; 64 * 1024],
+            seq: 0,
+        })
+    }
+
+    /// Sends a dump request and appends `parse(payload)` of every reply (the bytes after the
+    /// netlink header) to `out`, skipping `None`s. An interrupted dump is retried up to three
+    /// times, each time from a clean slate.
+    pub fn dump<T>(
+        &mut self,
+        what: &'static str,
+        body: &[u8],
+        out: &mut Vec<T>,
+        mut parse: impl FnMut(&[u8]) -> Result<Option<T>, DiagError>,
+    ) -> Result<(), DiagError> {
+        const ATTEMPTS: u32 = 3;
+        let start = out.len();
+        for attempt in 1..=ATTEMPTS {
+            // Each attempt starts from a clean slate.
+            out.truncate(start);
+            let result = {
+                let mut on_reply = |payload: &[u8]| -> Result<(), DiagError> {
+                    if let Some(item) = parse(payload)? {
+                        out.push(item);
+                    }
+                    Ok(())
+                };
+                self.dump_once(what, body, &mut on_reply)
+            };
+            match result {
+                Err(DiagError::Interrupted(_)) if attempt < ATTEMPTS => continue,
+                Err(DiagError::Interrupted(_)) => return Err(DiagError::Interrupted(ATTEMPTS)),
+                other => return other,
+            }
+        }
+        Ok(())
+    }
+
+    fn dump_once(
+        &mut self,
+        what: &'static str,
+        body: &[u8],
+        on_reply: &mut impl FnMut(&[u8]) -> Result<(), DiagError>,
+    ) -> Result<(), DiagError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let req = request(body, seq);
+        self.sock.send(&req, 0).map_err(DiagError::Io)?;
+        let mut interrupted = false;
+        loop {
+            let n = loop {
+                match self.sock.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        return Err(DiagError::NoBuffers);
+                    }
+                    Err(e) => return Err(DiagError::Io(e)),
+                }
+            };
+            if n > self.buf.len() {
+                return Err(DiagError::Malformed(format!(
+                    "datagram of {n} bytes exceeds the {} byte buffer",
+                    self.buf.len()
+                )));
+            }
+            let mut off = 0;
+            while off + NLMSG_HDRLEN <= n {
+                let h = &self.buf[off..n];
+                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let kind = u16::from_ne_bytes([h[4], h[5]]);
+                let flags = u16::from_ne_bytes([h[6], h[7]]);
+                let msg_seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                if len < NLMSG_HDRLEN || len > h.len() {
+                    return Err(DiagError::Malformed(format!(
+                        "message length {len} with {} bytes left",
+                        h.len()
+                    )));
+                }
+                let payload = &h[NLMSG_HDRLEN..len];
+                off += (len + 3) & !3;
+                if msg_seq != seq {
+                    // Left over from an earlier, abandoned dump.
+                    continue;
+                }
+                if flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match kind {
+                    NLMSG_DONE => {
+                        let code = payload
+                            .get(..4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                            .unwrap_or(0);
+                        if code < 0 {
+                            return Err(DiagError::Kernel {
+                                what,
+                                err: io::Error::from_raw_os_error(-code),
+                            });
+                        }
+                        return if interrupted {
+                            Err(DiagError::Interrupted(1))
+                        } else {
+                            Ok(())
+                        };
+                    }
+                    NLMSG_ERROR => {
+                        let code = payload
+                            .get(..4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                            .ok_or_else(|| DiagError::Malformed("short NLMSG_ERROR".into()))?;
+                        if code == 0 {
+                            continue;
+                        }
+                        return Err(DiagError::Kernel {
+                            what,
+                            err: io::Error::from_raw_os_error(-code),
+                        });
+                    }
+                    SOCK_DIAG_BY_FAMILY => on_reply(payload)?,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Reads a native-endian u32 at `off`; the caller checked the length.
+pub fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+pub fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[off..off + 8]);
+    u64::from_ne_bytes(x)
+}
+
+/// Iterates `(kind, value)` over the attributes in `b`.
+pub fn attrs(b: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), DiagError>> {
+    netlink_packet_core::NlasIterator::new(b).map(|r| {
+        r.map(|nla| {
+            let kind = nla.kind() & 0x3fff;
+            let len = usize::from(nla.length());
+            // new_checked guaranteed 4 <= len <= the remaining bytes.
+            (kind, &nla.into_inner()[4..len])
+        })
+        .map_err(|e| DiagError::Malformed(format!("attribute: {e}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_layout() {
+        let mut body = vec![2u8, 6, 0, 0];
+        push_attr(&mut body, 1, &[6, 4, 8, 0]);
+        let m = request(&body, 7);
+        assert_eq!(m.len(), 16 + 4 + 8);
+        assert_eq!(u32_at(&m, 0), 28);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 20);
+        assert_eq!(u16::from_ne_bytes([m[6], m[7]]), 0x301);
+        assert_eq!(u32_at(&m, 8), 7);
+        assert_eq!(&m[20..24], &[8, 0, 1, 0]);
+    }
+
+    #[test]
+    fn attributes_and_malformed_attributes() {
+        let mut b = Vec::new();
+        push_attr(&mut b, 8, &[3]);
+        push_attr(&mut b, 15, &7u32.to_ne_bytes());
+        let got: Vec<_> = attrs(&b).map(|r| r.unwrap()).collect();
+        assert_eq!(got, vec![(8, &[3u8][..]), (15, &7u32.to_ne_bytes()[..])]);
+        // An attribute claiming more bytes than there are is an error, not a panic.
+        let bad = [200u8, 0, 1, 0, 0, 0];
+        assert!(attrs(&bad).any(|r| r.is_err()));
+    }
+}

@@ -1,0 +1,50 @@
+//! The ss filter language: lexer, parser, syntax tree, kernel bytecode compiler and the
+//! user-space matcher. Pure: no I/O beyond name lookups (services, interfaces, host names).
+pub mod ast;
+pub mod bytecode;
+pub mod lexer;
+pub mod matcher;
+pub mod parser;
+pub mod states;
+
+pub use ast::Expr;
+pub use parser::{FamilyRestriction, ParseContext};
+
+/// A filter the user wrote, ready to compile and to match.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// From leading `state`/`exclude` words.
+    pub states: Option<u32>,
+    pub expr: Option<Expr>,
+    /// A `unix:`, `link:`, `inet:` or `inet6:` prefix limits which tables are listed.
+    pub family: Option<FamilyRestriction>,
+}
+
+/// A bad filter: which token, where, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad filter: {}: {message}", if token.is_empty() { format!("at position {position}") } else { format!("\"{token}\" at position {position}") })]
+pub struct FilterError {
+    pub token: String,
+    /// 1-based character position in the filter text (the words joined by spaces).
+    pub position: usize,
+    pub message: String,
+}
+
+impl Filter {
+    /// Parses the filter words of a command line.
+    pub fn parse(words: &[String], ctx: &ParseContext) -> Result<Filter, FilterError> {
+        let text = words.join(" ");
+        Self::parse_str(&text, ctx)
+    }
+
+    pub fn parse_str(text: &str, ctx: &ParseContext) -> Result<Filter, FilterError> {
+        let tokens = lexer::lex(text);
+        let end = text.chars().count() + 1;
+        let parsed = parser::parse(tokens, ctx, end)?;
+        Ok(Filter {
+            states: parsed.states,
+            expr: parsed.expr,
+            family: parsed.family,
+        })
+    }
+}

@@ -1,0 +1,2 @@
+//! Kernel statistics from /proc: socket counts now; SNMP counters, links and routes later.
+pub mod sockstat;
