@@ -60,3 +60,60 @@ fn trace_without_privilege_says_what_is_needed() {
     };
     assert_one_line_error(&out, "needs root, or CAP_BPF and CAP_PERFMON");
 }
+
+#[test]
+fn bad_filters_name_the_token_and_position() {
+    assert_one_line_error(
+        &sockstat(&["-tn", "sport", "=", ":abc"]),
+        "\":abc\" at position 9",
+    );
+    assert_one_line_error(
+        &sockstat(&["-tn", "(", "sport", "=", ":22"]),
+        "\"(\" at position 1: this parenthesis is never closed",
+    );
+    assert_one_line_error(
+        &sockstat(&["-t", "state", "bogus"]),
+        "\"bogus\" at position 7",
+    );
+    assert_one_line_error(&sockstat(&["-t", "dst", "1.2.3.4/99"]), "prefix length");
+    assert_one_line_error(&sockstat(&["-t", "sport"]), "expected a port");
+    assert_one_line_error(&sockstat(&["-t", "foo"]), "\"foo\" at position 1");
+}
+
+#[test]
+fn bad_selections_are_one_line() {
+    assert_one_line_error(&sockstat(&["-N", "no-such-netns"]), "no network namespace");
+    assert_one_line_error(&sockstat(&["-A", "bogus"]), "-A bogus");
+    assert_one_line_error(&sockstat(&["-f", "bogus"]), "-f bogus");
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::io::Read as _;
+    // Enough sockets that the output exceeds a pipe buffer.
+    let listeners: Vec<_> = (0..1500)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockstat"))
+        .args(["-tan"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(listeners);
+}
