@@ -193,6 +193,52 @@ impl TracepointOffsets {
     }
 }
 
+/// One socket file found by the `iter/task_file` owner program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRecord {
+    /// Thread-group id (the pid users see).
+    pub tgid: u32,
+    pub fd: u32,
+    /// Socket inode (what sock_diag reports as the inode).
+    pub inode: u64,
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<OwnerRecord>() == 32);
+
+/// Offsets the owner iterator needs, resolved from BTF by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerOffsets {
+    /// `struct file.f_inode`.
+    pub file_f_inode: u32,
+    /// `struct inode.i_mode` (umode_t, u16).
+    pub inode_i_mode: u32,
+    /// `struct inode.i_ino` (unsigned long).
+    pub inode_i_ino: u32,
+    /// `struct task_struct.tgid`.
+    pub task_tgid: u32,
+    /// `struct task_struct.comm`.
+    pub task_comm: u32,
+    pub valid: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<OwnerOffsets>() == 24);
+
+impl OwnerOffsets {
+    pub const fn zeroed() -> Self {
+        Self {
+            file_f_inode: 0,
+            inode_i_mode: 0,
+            inode_i_ino: 0,
+            task_tgid: 0,
+            task_comm: 0,
+            valid: 0,
+        }
+    }
+}
+
 /// Load-time settings for the kernel programs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,10 +293,12 @@ pub mod tcp_state {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all four are repr(C), consist only of integers and byte arrays, and have
+    // SAFETY: all of these are repr(C), consist only of integers and byte arrays, and have
     // explicit padding, so every bit pattern is valid.
     unsafe impl aya::Pod for super::StateEvent {}
     unsafe impl aya::Pod for super::SockOffsets {}
     unsafe impl aya::Pod for super::TracepointOffsets {}
     unsafe impl aya::Pod for super::ProbeConfig {}
+    unsafe impl aya::Pod for super::OwnerRecord {}
+    unsafe impl aya::Pod for super::OwnerOffsets {}
 }

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use sockstat_common::{ProbeConfig, SockOffsets, TracepointOffsets, counter};
+use sockstat_common::{OwnerOffsets, ProbeConfig, SockOffsets, TracepointOffsets, counter};
 
 /// Events to user space. The size is only a default: user space sets it at load time
 /// (`--ring-kb`) through `EbpfLoader::set_max_entries`.
@@ -22,6 +22,13 @@ static SOCK_OFFSETS: SockOffsets = SockOffsets::zeroed();
 static TP_OFFSETS: TracepointOffsets = TracepointOffsets::zeroed();
 #[unsafe(no_mangle)]
 static CONFIG: ProbeConfig = ProbeConfig::zeroed();
+#[unsafe(no_mangle)]
+static OWNER_OFFSETS: OwnerOffsets = OwnerOffsets::zeroed();
+
+#[inline(always)]
+pub fn owner_offsets() -> OwnerOffsets {
+    unsafe { core::ptr::read_volatile(&OWNER_OFFSETS) }
+}
 
 #[inline(always)]
 pub fn sock_offsets() -> SockOffsets {

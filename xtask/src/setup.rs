@@ -20,6 +20,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("hyperfine", "hyperfine"),
     ("prometheus", "promtool"),
+    // GNU time: peak RSS of benchmarked commands.
+    ("time", "time"),
 ];
 
 pub fn is_root() -> bool {

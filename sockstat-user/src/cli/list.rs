@@ -1,10 +1,8 @@
 //! `sockstat [OPTIONS] [FILTER]`: list sockets like ss.
 use std::{
-    collections::HashSet,
     io::{self, BufWriter, IsTerminal, Write},
     path::PathBuf,
     process::ExitCode,
-    thread,
 };
 
 use anyhow::Context as _;
@@ -249,7 +247,8 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let mut out = BufWriter::with_capacity(256 * 1024, stdout.lock());
+    // Not locked: a -N listing writes from the namespace worker thread.
+    let mut out = BufWriter::with_capacity(256 * 1024, stdout);
 
     if args.summary {
         let summary = in_netns(&netns, || stats::sockstat::read(&proc_net_dir(&netns)))?
@@ -293,31 +292,6 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         bytecode: filter.expr.as_ref().and_then(filter::bytecode::compile),
     };
 
-    // The owner scan runs beside the dump: wall time is the slower of the two.
-    let (records, owners) = thread::scope(|scope| {
-        let owners = args
-            .processes
-            .then(|| scope.spawn(|| procs::socket_owners(None)));
-        let records = in_netns(&netns, || dump(&query, &proc_net_dir(&netns)));
-        let owners: Option<OwnerMap> = owners.and_then(|h| h.join().ok());
-        (records, owners)
-    });
-    let mut records = records??;
-    records.retain(|r| {
-        // /proc-sourced and unix/packet records were not filtered by state in the kernel
-        // for every family; inet records were, and this is a no-op for them.
-        states::contains(sel.states, r.state) || !r.netid.is_inet() && r.netid != diag::Netid::Raw
-    });
-    if let Some(expr) = &filter.expr {
-        records.retain(|r| filter::matcher::matches(expr, r));
-    }
-    let owners = owners.map(|map| {
-        let wanted: HashSet<u32> = records.iter().map(|r| r.inode).collect();
-        map.into_iter()
-            .filter(|(k, _)| wanted.contains(k))
-            .collect::<OwnerMap>()
-    });
-
     let style = ListStyle {
         show_netid: sel.tables.count() > 1,
         show_state: sel.states.count_ones() > 1,
@@ -331,27 +305,129 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         info: args.info,
         oneline: args.oneline,
     };
-    if args.json {
-        list::write_json(&mut out, &records, owners.as_ref(), &style)?;
-    } else {
-        let table = list::table(&records, owners.as_ref(), &style, &mut Names::default());
-        table.write(&mut out, tty_width)?;
-    }
+    // Owners are needed before the first row can be printed.
+    let owners: Option<OwnerMap> = args.processes.then(socket_owners);
+    let mut sink = ListSink {
+        out: &mut out,
+        expr: filter.expr.as_ref(),
+        states: sel.states,
+        owners: owners.as_ref(),
+        style: &style,
+        tty_width,
+        names: Names::default(),
+        output: if args.json {
+            Output::Json(list::JsonArray::new())
+        } else {
+            Output::Text(list::new_table(&style))
+        },
+        mark: None,
+    };
+    in_netns(&netns, || dump(&query, &proc_net_dir(&netns), &mut sink))??;
+    sink.finish()?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
+enum Output {
+    Text(crate::render::table::Table),
+    Json(list::JsonArray),
+}
+
+/// Receives sockets as the kernel sends them: filters, formats, and writes them out in
+/// batches, so memory stays flat however many sockets there are.
+struct ListSink<'a, W: Write> {
+    out: &'a mut W,
+    expr: Option<&'a filter::Expr>,
+    states: u32,
+    owners: Option<&'a OwnerMap>,
+    style: &'a ListStyle,
+    tty_width: Option<usize>,
+    names: Names,
+    output: Output,
+    mark: Option<crate::render::table::Mark>,
+}
+
+/// Text is written out in batches of this many bytes (ss uses 5 MiB of tokens).
+const BATCH_BYTES: usize = 4 << 20;
+
+impl<W: Write> ListSink<'_, W> {
+    fn finish(self) -> io::Result<()> {
+        match self.output {
+            Output::Text(mut t) => t.flush_rows(self.out, self.tty_width),
+            Output::Json(j) => j.finish(self.out),
+        }
+    }
+}
+
+impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
+    fn begin(&mut self) {
+        self.mark = match &self.output {
+            Output::Text(t) => Some(t.mark()),
+            Output::Json(_) => None,
+        };
+    }
+
+    fn item(&mut self, r: SocketRecord) -> Result<(), DiagError> {
+        // unix and packet dumps are filtered by state in the kernel too; raw (from /proc)
+        // was filtered by the collector.
+        if !states::contains(self.states, r.state) && r.netid.is_inet() {
+            return Ok(());
+        }
+        if let Some(expr) = self.expr
+            && !filter::matcher::matches(expr, &r)
+        {
+            return Ok(());
+        }
+        match &mut self.output {
+            Output::Text(t) => {
+                list::push_row(t, &r, self.owners, self.style, &mut self.names);
+                if t.buffered_bytes() >= BATCH_BYTES {
+                    t.flush_rows(self.out, self.tty_width)
+                        .map_err(DiagError::Output)?;
+                }
+            }
+            Output::Json(j) => j
+                .push(self.out, &r, self.owners, self.style)
+                .map_err(DiagError::Output)?,
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self) -> bool {
+        match (&mut self.output, self.mark) {
+            (Output::Text(t), Some(mark)) => t.truncate(mark),
+            _ => false,
+        }
+    }
+}
+
+/// Socket owners: from the kernel's task_file iterator when we may load BPF programs (one
+/// pass in the kernel), else from /proc (one readlink per file descriptor). Both are exact.
+fn socket_owners() -> OwnerMap {
+    if crate::ebpf::privilege::can_trace()
+        && let Ok(map) = crate::ebpf::owners::socket_owners()
+    {
+        return map;
+    }
+    procs::socket_owners(None)
+}
+
 /// Dumps, retrying without bytecode if the kernel refuses it (e.g. fwmark needs
-/// CAP_NET_ADMIN); the user-space matcher then does all the filtering, as ss does.
-fn dump(q: &Query, proc_net: &std::path::Path) -> Result<Vec<SocketRecord>, DiagError> {
-    match diag::collect(q, proc_net) {
+/// CAP_NET_ADMIN); the user-space matcher then does all the filtering, as ss does. The
+/// kernel refuses a bad program before sending any socket, so nothing is printed twice.
+fn dump(
+    q: &Query,
+    proc_net: &std::path::Path,
+    sink: &mut dyn diag::Sink<SocketRecord>,
+) -> Result<(), DiagError> {
+    match diag::collect_into(q, proc_net, sink) {
         Err(DiagError::Kernel { err, .. })
             if q.bytecode.is_some()
                 && matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) =>
         {
             let mut plain = q.clone();
             plain.bytecode = None;
-            diag::collect(&plain, proc_net)
+            diag::collect_into(&plain, proc_net, sink)
         }
         other => other,
     }

@@ -2,7 +2,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{
-    netlink::{DiagError, DiagSocket, attrs, push_attr, u32_at, u64_at},
+    netlink::{DiagError, DiagSocket, Sink, attrs, push_attr, u32_at, u64_at},
     record::{Netid, SocketRecord, Timer},
     tcp_info::TcpInfo,
 };
@@ -78,7 +78,7 @@ pub fn dump(
     states: u32,
     ext: Extensions,
     bytecode: Option<&[u8]>,
-    out: &mut Vec<SocketRecord>,
+    out: &mut dyn Sink<SocketRecord>,
 ) -> Result<(), DiagError> {
     let netid = if protocol == IPPROTO_UDP {
         Netid::Udp

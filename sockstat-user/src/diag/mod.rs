@@ -11,7 +11,7 @@ pub mod unix;
 use std::path::Path;
 
 pub use inet::Extensions;
-pub use netlink::{DiagError, DiagSocket};
+pub use netlink::{DiagError, DiagSocket, Sink, VecSink};
 pub use record::{Endpoint, Netid, SocketRecord};
 pub use unix::UnixTypes;
 
@@ -33,32 +33,34 @@ pub struct Query {
     pub bytecode: Option<Vec<u8>>,
 }
 
-/// Dumps everything `q` asks for, in ss's order (packet, unix, raw, udp, tcp; v4 before v6).
-/// `proc_net` is where /proc/net/raw lives for the namespace being dumped.
+/// Dumps everything `q` asks for into a Vec.
 pub fn collect(q: &Query, proc_net: &Path) -> Result<Vec<SocketRecord>, DiagError> {
+    let mut sink = VecSink::default();
+    collect_into(q, proc_net, &mut sink)?;
+    Ok(sink.items)
+}
+
+/// Dumps everything `q` asks for into `out`, in ss's order (packet, unix, raw, udp, tcp; v4
+/// before v6). `proc_net` is where /proc/net/raw lives for the namespace being dumped.
+pub fn collect_into(
+    q: &Query,
+    proc_net: &Path,
+    out: &mut dyn Sink<SocketRecord>,
+) -> Result<(), DiagError> {
     let mut sock = DiagSocket::open()?;
-    let mut out = Vec::new();
     if q.packet_raw || q.packet_dgram {
-        tolerate_missing(packet::dump(
-            &mut sock,
-            q.packet_raw,
-            q.packet_dgram,
-            &mut out,
-        ))?;
+        tolerate_missing(packet::dump(&mut sock, q.packet_raw, q.packet_dgram, out))?;
     }
     if q.unix.stream || q.unix.dgram || q.unix.seqpacket {
-        tolerate_missing(unix::dump(
-            &mut sock,
-            q.states,
-            q.unix,
-            q.ext.memory,
-            &mut out,
-        ))?;
+        tolerate_missing(unix::dump(&mut sock, q.states, q.unix, q.ext.memory, out))?;
     }
     if q.raw {
-        let mut raw = raw::read(proc_net, q.v4, q.v6).map_err(DiagError::Io)?;
-        raw.retain(|r| filter_states(q.states, r.state));
-        out.append(&mut raw);
+        out.begin();
+        for r in raw::read(proc_net, q.v4, q.v6).map_err(DiagError::Io)? {
+            if filter_states(q.states, r.state) {
+                out.item(r)?;
+            }
+        }
     }
     for (wanted, proto) in [(q.udp, inet::IPPROTO_UDP), (q.tcp, inet::IPPROTO_TCP)] {
         if !wanted {
@@ -73,12 +75,12 @@ pub fn collect(q: &Query, proc_net: &Path) -> Result<Vec<SocketRecord>, DiagErro
                     q.states,
                     q.ext,
                     q.bytecode.as_deref(),
-                    &mut out,
+                    out,
                 )?;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn filter_states(mask: u32, state: u8) -> bool {

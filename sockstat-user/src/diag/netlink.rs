@@ -32,6 +32,8 @@ pub enum DiagError {
     Interrupted(u32),
     #[error("malformed sock_diag reply: {0}")]
     Malformed(String),
+    #[error("writing output: {0}")]
+    Output(#[source] io::Error),
 }
 
 impl DiagError {
@@ -39,6 +41,45 @@ impl DiagError {
     pub fn is_unsupported(&self) -> bool {
         matches!(self, DiagError::Kernel { err, .. }
             if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::EOPNOTSUPP | libc::EPROTONOSUPPORT)))
+    }
+}
+
+/// Where dumped items go: a Vec, or a printer that streams them out.
+pub trait Sink<T> {
+    /// A dump starts: remember the position to return to on a restart.
+    fn begin(&mut self) {}
+    fn item(&mut self, item: T) -> Result<(), DiagError>;
+    /// The dump restarts from scratch; drop what it delivered since `begin`. Returns false
+    /// when that is no longer possible (already written out).
+    fn restart(&mut self) -> bool;
+}
+
+/// Collects into a Vec (tests, the live table).
+pub struct VecSink<T> {
+    pub items: Vec<T>,
+    mark: usize,
+}
+
+impl<T> Default for VecSink<T> {
+    fn default() -> Self {
+        VecSink {
+            items: Vec::new(),
+            mark: 0,
+        }
+    }
+}
+
+impl<T> Sink<T> for VecSink<T> {
+    fn begin(&mut self) {
+        self.mark = self.items.len();
+    }
+    fn item(&mut self, item: T) -> Result<(), DiagError> {
+        self.items.push(item);
+        Ok(())
+    }
+    fn restart(&mut self) -> bool {
+        self.items.truncate(self.mark);
+        true
     }
 }
 
@@ -86,33 +127,33 @@ impl DiagSocket {
         })
     }
 
-    /// Sends a dump request and appends `parse(payload)` of every reply (the bytes after the
-    /// netlink header) to `out`, skipping `None`s. An interrupted dump is retried up to three
-    /// times, each time from a clean slate.
+    /// Sends a dump request and hands `parse(payload)` of every reply to `sink`, skipping
+    /// `None`s. An interrupted dump (NLM_F_DUMP_INTR) is retried up to three times if the sink
+    /// can still take back what it received; otherwise it is reported, never hidden.
     pub fn dump<T>(
         &mut self,
         what: &'static str,
         body: &[u8],
-        out: &mut Vec<T>,
+        sink: &mut dyn Sink<T>,
         mut parse: impl FnMut(&[u8]) -> Result<Option<T>, DiagError>,
     ) -> Result<(), DiagError> {
         const ATTEMPTS: u32 = 3;
-        let start = out.len();
+        sink.begin();
         for attempt in 1..=ATTEMPTS {
-            // Each attempt starts from a clean slate.
-            out.truncate(start);
             let result = {
                 let mut on_reply = |payload: &[u8]| -> Result<(), DiagError> {
                     if let Some(item) = parse(payload)? {
-                        out.push(item);
+                        sink.item(item)?;
                     }
                     Ok(())
                 };
                 self.dump_once(what, body, &mut on_reply)
             };
             match result {
-                Err(DiagError::Interrupted(_)) if attempt < ATTEMPTS => continue,
-                Err(DiagError::Interrupted(_)) => return Err(DiagError::Interrupted(ATTEMPTS)),
+                Err(DiagError::Interrupted(_)) if attempt < ATTEMPTS && sink.restart() => {
+                    continue;
+                }
+                Err(DiagError::Interrupted(_)) => return Err(DiagError::Interrupted(attempt)),
                 other => return other,
             }
         }

@@ -1,6 +1,6 @@
 //! packet_diag: AF_PACKET sockets (include/uapi/linux/packet_diag.h).
 use super::{
-    netlink::{DiagError, DiagSocket, attrs, u32_at},
+    netlink::{DiagError, DiagSocket, Sink, attrs, u32_at},
     record::{Endpoint, Netid, PacketInfo, SocketRecord},
 };
 
@@ -17,7 +17,7 @@ pub fn dump(
     sock: &mut DiagSocket,
     raw: bool,
     dgram: bool,
-    out: &mut Vec<SocketRecord>,
+    out: &mut dyn Sink<SocketRecord>,
 ) -> Result<(), DiagError> {
     let mut body = Vec::with_capacity(20);
     // The protocol byte must be 0 or the kernel answers EINVAL.

@@ -1,6 +1,6 @@
 //! unix_diag: unix-domain sockets (include/uapi/linux/unix_diag.h).
 use super::{
-    netlink::{DiagError, DiagSocket, attrs, u32_at},
+    netlink::{DiagError, DiagSocket, Sink, attrs, u32_at},
     record::{Endpoint, Netid, SocketRecord},
 };
 
@@ -62,7 +62,7 @@ pub fn dump(
     states: u32,
     types: UnixTypes,
     memory: bool,
-    out: &mut Vec<SocketRecord>,
+    out: &mut dyn Sink<SocketRecord>,
 ) -> Result<(), DiagError> {
     let body = request_body(states, memory);
     sock.dump("unix", &body, out, |payload| {

@@ -15,7 +15,8 @@ use super::{
 };
 
 /// The kernel object built by `build.rs` from `sockstat-ebpf`.
-static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sockstat"));
+pub(crate) static PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sockstat"));
 
 const TP_CATEGORY: &str = "sock";
 const TP_NAME: &str = "inet_sock_set_state";
@@ -61,6 +62,10 @@ pub enum LoadError {
     },
     #[error("--ring-kb {0}: must be between 4 and 1048576")]
     RingSize(u32),
+    #[error("creating the owner iterator: {0}")]
+    Link(#[source] aya::programs::links::LinkError),
+    #[error("reading the owner iterator: {0}")]
+    Read(#[source] std::io::Error),
 }
 
 /// What to load.

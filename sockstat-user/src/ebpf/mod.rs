@@ -3,6 +3,7 @@
 pub mod events;
 pub mod loader;
 pub mod offsets;
+pub mod owners;
 pub mod privilege;
 pub mod ring;
 pub mod tracefs;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use sockstat_common::SockOffsets;
+use sockstat_common::{OwnerOffsets, SockOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -128,6 +128,20 @@ impl KernelBtf {
             net_ns_inum: self.offset_of("net", "ns.inum")?,
             sk_protocol: sock("sk_protocol")?,
             sk_lock_owned: sock("sk_lock.owned")?,
+            valid: 1,
+        })
+    }
+}
+
+impl KernelBtf {
+    /// Offsets for the `iter/task_file` owner program.
+    pub fn owner_offsets(&self) -> Result<OwnerOffsets, OffsetError> {
+        Ok(OwnerOffsets {
+            file_f_inode: self.offset_of("file", "f_inode")?,
+            inode_i_mode: self.offset_of("inode", "i_mode")?,
+            inode_i_ino: self.offset_of("inode", "i_ino")?,
+            task_tgid: self.offset_of("task_struct", "tgid")?,
+            task_comm: self.offset_of("task_struct", "comm")?,
             valid: 1,
         })
     }

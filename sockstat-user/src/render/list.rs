@@ -168,49 +168,66 @@ fn sockaddr(sa: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
-/// Builds the ss table.
+/// An empty ss table with the columns `style` shows.
+pub fn new_table(style: &ListStyle) -> Table {
+    let mut cols = columns();
+    let mut index = 0;
+    cols.retain(|_| {
+        let keep = match index {
+            0 => style.show_netid,
+            1 => style.show_state,
+            _ => true,
+        };
+        index += 1;
+        keep
+    });
+    // The first visible column has no delimiter.
+    if let Some(first) = cols.first_mut() {
+        first.delim = "";
+    }
+    Table::new(cols, style.header)
+}
+
+/// Appends one socket as a row.
+pub fn push_row(
+    t: &mut Table,
+    r: &SocketRecord,
+    owners: Option<&OwnerMap>,
+    style: &ListStyle,
+    names: &mut Names,
+) {
+    let services = Services::system();
+    if style.show_netid {
+        t.push(r.netid.name());
+    }
+    if style.show_state {
+        let state = if matches!(r.netid, Netid::PacketRaw | Netid::PacketDgram) {
+            "UNCONN"
+        } else {
+            state_name(r.state)
+        };
+        t.push(state);
+    }
+    write!(t.cell(), "{:<6}", r.recv_q).ok();
+    t.end_cell();
+    write!(t.cell(), "{:<6}", r.send_q).ok();
+    t.end_cell();
+    endpoint(t, r, &r.local, true, style, services, names);
+    endpoint(t, r, &r.peer, false, style, services, names);
+    ext(t.cell(), r, owners, style);
+    t.end_cell();
+}
+
+/// Builds the whole ss table at once.
 pub fn table(
     records: &[SocketRecord],
     owners: Option<&OwnerMap>,
     style: &ListStyle,
     names: &mut Names,
 ) -> Table {
-    let mut cols = columns();
-    let keep: Vec<bool> = (0..cols.len())
-        .map(|i| match i {
-            0 => style.show_netid,
-            1 => style.show_state,
-            _ => true,
-        })
-        .collect();
-    let mut k = keep.iter();
-    cols.retain(|_| *k.next().unwrap_or(&true));
-    // The first visible column has no delimiter.
-    if let Some(first) = cols.first_mut() {
-        first.delim = "";
-    }
-    let mut t = Table::new(cols, style.header);
-    let services = Services::system();
+    let mut t = new_table(style);
     for r in records {
-        if style.show_netid {
-            t.push(r.netid.name());
-        }
-        if style.show_state {
-            let state = if matches!(r.netid, Netid::PacketRaw | Netid::PacketDgram) {
-                "UNCONN"
-            } else {
-                state_name(r.state)
-            };
-            t.push(state);
-        }
-        write!(t.cell(), "{:<6}", r.recv_q).ok();
-        t.end_cell();
-        write!(t.cell(), "{:<6}", r.send_q).ok();
-        t.end_cell();
-        endpoint(&mut t, r, &r.local, true, style, services, names);
-        endpoint(&mut t, r, &r.peer, false, style, services, names);
-        ext(t.cell(), r, owners, style);
-        t.end_cell();
+        push_row(&mut t, r, owners, style, names);
     }
     t
 }
@@ -806,20 +823,37 @@ pub fn record_json(r: &SocketRecord, owners: Option<&OwnerMap>, style: &ListStyl
     Value::Object(o)
 }
 
-/// Writes `[ {...}, ... ]`, one object per line.
-pub fn write_json(
-    out: &mut impl Write,
-    records: &[SocketRecord],
-    owners: Option<&OwnerMap>,
-    style: &ListStyle,
-) -> io::Result<()> {
-    out.write_all(b"[")?;
-    for (i, r) in records.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer(&mut *out, &record_json(r, owners, style))
-            .map_err(io::Error::other)?;
+/// Streams `[ {...}, ... ]`, one object per line.
+pub struct JsonArray {
+    started: bool,
+}
+
+impl JsonArray {
+    pub fn new() -> Self {
+        JsonArray { started: false }
     }
-    out.write_all(b"\n]\n")
+
+    pub fn push(
+        &mut self,
+        out: &mut impl Write,
+        r: &SocketRecord,
+        owners: Option<&OwnerMap>,
+        style: &ListStyle,
+    ) -> io::Result<()> {
+        out.write_all(if self.started { b",\n" } else { b"[\n" })?;
+        self.started = true;
+        serde_json::to_writer(&mut *out, &record_json(r, owners, style)).map_err(io::Error::other)
+    }
+
+    pub fn finish(self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(if self.started { b"\n]\n" } else { b"[]\n" })
+    }
+}
+
+impl Default for JsonArray {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,16 @@ pub struct Table {
     ends: Vec<u32>,
     max_len: Vec<usize>,
     with_header: bool,
+    /// How many times rows were written out and dropped.
+    generation: u64,
+}
+
+/// A position in the table to go back to (see [`Table::truncate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    cells: usize,
+    bytes: usize,
+    generation: u64,
 }
 
 impl Table {
@@ -36,6 +46,7 @@ impl Table {
             text: String::new(),
             ends: Vec::new(),
             with_header,
+            generation: 0,
         };
         if with_header {
             let headers: Vec<&str> = t.columns.iter().map(|c| c.header).collect();
@@ -67,8 +78,47 @@ impl Table {
         self.end_cell();
     }
 
+    /// Rows buffered (header excluded).
     pub fn rows(&self) -> usize {
-        self.ends.len() / self.columns.len() - usize::from(self.with_header)
+        let header = usize::from(self.with_header && self.generation == 0);
+        (self.ends.len() / self.columns.len()).saturating_sub(header)
+    }
+
+    /// Bytes of cell text buffered.
+    pub fn buffered_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark {
+            cells: self.ends.len(),
+            bytes: self.text.len(),
+            generation: self.generation,
+        }
+    }
+
+    /// Drops the rows added since `mark`; false if they were already written out.
+    pub fn truncate(&mut self, mark: Mark) -> bool {
+        if mark.generation != self.generation {
+            return false;
+        }
+        self.ends.truncate(mark.cells);
+        self.text.truncate(mark.bytes);
+        true
+    }
+
+    /// Writes the buffered rows and forgets them, keeping the column widths seen so far, as
+    /// ss does for large outputs: memory stays bounded however many sockets there are.
+    pub fn flush_rows(
+        &mut self,
+        out: &mut impl Write,
+        screen_width: Option<usize>,
+    ) -> io::Result<()> {
+        self.write(out, screen_width)?;
+        self.text.clear();
+        self.ends.clear();
+        self.generation += 1;
+        Ok(())
     }
 
     /// Column widths: compact (pipes, files) unless `screen_width` is given (a terminal).

@@ -18,31 +18,31 @@ struct Sample {
     max_rss_kib: i64,
 }
 
-/// Runs `argv` with stdout to /dev/null; wall time and the child's peak RSS from wait4.
+/// Runs `argv` with stdout to /dev/null; wall time, and peak RSS from GNU time. Measuring
+/// RSS with our own wait4 would report at least xtask's own size: a child's maxrss includes
+/// the memory it had before exec, and a spawned child starts as a copy of xtask.
 fn measure(argv: &[String]) -> Result<Sample> {
+    let rss_file = std::env::temp_dir().join(format!("sockstat-bench-rss-{}", std::process::id()));
     let start = Instant::now();
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .args(argv)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", argv[0]))?;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid out-parameter for wait4.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: waiting for our own child; pointers are valid.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        .status()
+        .with_context(|| format!("starting {} under /usr/bin/time", argv[0]))?;
     let seconds = start.elapsed().as_secs_f64();
-    if rc != pid {
-        bail!("wait4 failed for {}", argv.join(" "));
+    if !status.success() {
+        bail!("{} failed ({status})", argv.join(" "));
     }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{} failed (status {status})", argv.join(" "));
-    }
+    let max_rss_kib = std::fs::read_to_string(&rss_file)?
+        .trim()
+        .parse()
+        .context("reading GNU time's %M")?;
     Ok(Sample {
         seconds,
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib,
     })
 }
 
