@@ -11,7 +11,7 @@ use super::{UsageError, args::ListArgs};
 use crate::{
     diag::{self, DiagError, Extensions, Query, SocketRecord, UnixTypes},
     filter::{self, FamilyRestriction, Filter, ParseContext, states},
-    procs::{self, OwnerMap},
+    procs::{self, Owners},
     render::{
         list::{self, ListStyle, Names},
         summary,
@@ -248,7 +248,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         None
     };
     // Not locked: a -N listing writes from the namespace worker thread.
-    let mut out = BufWriter::with_capacity(256 * 1024, stdout);
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout);
 
     if args.summary {
         let summary = in_netns(&netns, || stats::sockstat::read(&proc_net_dir(&netns)))?
@@ -305,13 +305,23 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         info: args.info,
         oneline: args.oneline,
     };
-    // Owners are needed before the first row can be printed.
-    let owners: Option<OwnerMap> = args.processes.then(socket_owners);
+    // Text output: the owner scan runs beside the dump and its result is only needed when
+    // the first batch of rows is written. JSON needs it before the first object.
+    let mut owners = OwnerSource::None;
+    if args.processes {
+        let scan = std::thread::spawn(socket_owners);
+        owners = if args.json {
+            OwnerSource::Ready(scan.join().unwrap_or_default())
+        } else {
+            OwnerSource::Pending(scan)
+        };
+    }
     let mut sink = ListSink {
         out: &mut out,
         expr: filter.expr.as_ref(),
         states: sel.states,
-        owners: owners.as_ref(),
+        owners,
+        row_inodes: Vec::new(),
         style: &style,
         tty_width,
         names: Names::default(),
@@ -333,13 +343,38 @@ enum Output {
     Json(list::JsonArray),
 }
 
+/// Socket owners for -p: not wanted, still being scanned, or known.
+enum OwnerSource {
+    None,
+    Pending(std::thread::JoinHandle<Owners>),
+    Ready(Owners),
+}
+
+impl OwnerSource {
+    /// Waits for the scan if it is still running.
+    fn get(&mut self) -> Option<&Owners> {
+        if let OwnerSource::Pending(_) = self
+            && let OwnerSource::Pending(h) = std::mem::replace(self, OwnerSource::None)
+        {
+            *self = OwnerSource::Ready(h.join().unwrap_or_default());
+        }
+        match self {
+            OwnerSource::Ready(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
 /// Receives sockets as the kernel sends them: filters, formats, and writes them out in
 /// batches, so memory stays flat however many sockets there are.
 struct ListSink<'a, W: Write> {
     out: &'a mut W,
     expr: Option<&'a filter::Expr>,
     states: u32,
-    owners: Option<&'a OwnerMap>,
+    owners: OwnerSource,
+    /// With -p, the inode of each buffered row: its users are added when the batch is
+    /// written, once the owner scan has finished.
+    row_inodes: Vec<u32>,
     style: &'a ListStyle,
     tty_width: Option<usize>,
     names: Names,
@@ -347,15 +382,39 @@ struct ListSink<'a, W: Write> {
     mark: Option<crate::render::table::Mark>,
 }
 
-/// Text is written out in batches of this many bytes (ss uses 5 MiB of tokens).
-const BATCH_BYTES: usize = 4 << 20;
+/// Text is written out in batches of this many bytes (ss uses 5 MiB of tokens); column
+/// widths carry over between batches.
+const BATCH_BYTES: usize = 1 << 20;
 
 impl<W: Write> ListSink<'_, W> {
-    fn finish(self) -> io::Result<()> {
-        match self.output {
-            Output::Text(mut t) => t.flush_rows(self.out, self.tty_width),
-            Output::Json(j) => j.finish(self.out),
+    fn flush(&mut self) -> io::Result<()> {
+        let Output::Text(t) = &mut self.output else {
+            return Ok(());
+        };
+        match self.owners.get() {
+            Some(owners) => {
+                let inodes = &self.row_inodes;
+                let mut users = String::new();
+                t.flush_rows_with(self.out, self.tty_width, &mut |row, line| {
+                    users.clear();
+                    if let Some(&inode) = inodes.get(row) {
+                        list::users(&mut users, owners, inode);
+                    }
+                    line.extend_from_slice(users.as_bytes());
+                })?;
+            }
+            None => t.flush_rows(self.out, self.tty_width)?,
         }
+        self.row_inodes.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.flush()?;
+        if let Output::Json(j) = self.output {
+            j.finish(self.out)?;
+        }
+        Ok(())
     }
 }
 
@@ -380,22 +439,37 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
         }
         match &mut self.output {
             Output::Text(t) => {
-                list::push_row(t, &r, self.owners, self.style, &mut self.names);
+                // Users are added at write time (see `flush`).
+                list::push_row(t, &r, None, self.style, &mut self.names);
+                if self.style.processes {
+                    self.row_inodes.push(r.inode);
+                }
                 if t.buffered_bytes() >= BATCH_BYTES {
-                    t.flush_rows(self.out, self.tty_width)
-                        .map_err(DiagError::Output)?;
+                    self.flush().map_err(DiagError::Output)?;
                 }
             }
-            Output::Json(j) => j
-                .push(self.out, &r, self.owners, self.style)
-                .map_err(DiagError::Output)?,
+            Output::Json(j) => {
+                let owners = match &self.owners {
+                    OwnerSource::Ready(o) => Some(o),
+                    _ => None,
+                };
+                j.push(self.out, &r, owners, self.style)
+                    .map_err(DiagError::Output)?;
+            }
         }
         Ok(())
     }
 
     fn restart(&mut self) -> bool {
         match (&mut self.output, self.mark) {
-            (Output::Text(t), Some(mark)) => t.truncate(mark),
+            (Output::Text(t), Some(mark)) => {
+                let rows_before = self.row_inodes.len();
+                let ok = t.truncate(mark);
+                if ok {
+                    self.row_inodes.truncate(rows_before.min(t.rows()));
+                }
+                ok
+            }
             _ => false,
         }
     }
@@ -403,7 +477,7 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
 
 /// Socket owners: from the kernel's task_file iterator when we may load BPF programs (one
 /// pass in the kernel), else from /proc (one readlink per file descriptor). Both are exact.
-fn socket_owners() -> OwnerMap {
+fn socket_owners() -> Owners {
     if crate::ebpf::privilege::can_trace()
         && let Ok(map) = crate::ebpf::owners::socket_owners()
     {

@@ -2,7 +2,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{
-    netlink::{DiagError, DiagSocket, Sink, attrs, push_attr, u32_at, u64_at},
+    netlink::{DiagError, DiagSocket, SOCK_DIAG_BY_FAMILY, Sink, attrs, push_attr, u32_at, u64_at},
     record::{Netid, SocketRecord, Timer},
     tcp_info::TcpInfo,
 };
@@ -70,10 +70,31 @@ pub fn request_body(
     b
 }
 
-/// Dumps one (family, protocol) pair into `out`.
+/// The pre-sock_diag TCP request (`TCPDIAG_GETSOCK`). Unlike the v2 request it dumps both
+/// families in one walk of the socket hash, which halves the kernel's share of `-t`.
+pub const TCPDIAG_GETSOCK: u16 = 18;
+
+/// `struct inet_diag_req` (the compat layout, 60 bytes) + bytecode attribute.
+pub fn compat_request_body(states: u32, ext: Extensions, bytecode: Option<&[u8]>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(60 + 4 + bytecode.map_or(0, <[u8]>::len));
+    // family (ignored: the kernel dumps both), src_len, dst_len, ext
+    b.extend_from_slice(&[0, 0, 0, ext.bits()]);
+    b.extend_from_slice(&[0u8; 40]);
+    b.extend_from_slice(&[0xffu8; 8]);
+    b.extend_from_slice(&states.to_ne_bytes());
+    // idiag_dbs
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    if let Some(code) = bytecode {
+        push_attr(&mut b, INET_DIAG_REQ_BYTECODE, code);
+    }
+    b
+}
+
+/// Dumps one (family, protocol) pair into `out`; `family` None means TCP of both families
+/// through the compat request.
 pub fn dump(
     sock: &mut DiagSocket,
-    family: u8,
+    family: Option<u8>,
     protocol: u8,
     states: u32,
     ext: Extensions,
@@ -85,13 +106,21 @@ pub fn dump(
     } else {
         Netid::Tcp
     };
-    let body = request_body(family, protocol, states, ext, bytecode);
     let what = if protocol == IPPROTO_UDP {
         "UDP"
     } else {
         "TCP"
     };
-    sock.dump(what, &body, out, |payload| parse(payload, netid).map(Some))
+    let (kind, body) = match family {
+        Some(f) => (
+            SOCK_DIAG_BY_FAMILY,
+            request_body(f, protocol, states, ext, bytecode),
+        ),
+        None => (TCPDIAG_GETSOCK, compat_request_body(states, ext, bytecode)),
+    };
+    sock.dump(what, kind, &body, out, |payload| {
+        parse(payload, netid).map(Some)
+    })
 }
 
 /// Decodes one `inet_diag_msg` with its attributes.

@@ -66,18 +66,24 @@ pub fn collect_into(
         if !wanted {
             continue;
         }
-        for (fam_wanted, family) in [(q.v4, inet::AF_INET), (q.v6, inet::AF_INET6)] {
-            if fam_wanted {
-                inet::dump(
-                    &mut sock,
-                    family,
-                    proto,
-                    q.states,
-                    q.ext,
-                    q.bytecode.as_deref(),
-                    out,
-                )?;
-            }
+        // TCP of both families: one walk of the hash (compat request) instead of two.
+        let families: &[Option<u8>] = match (q.v4, q.v6) {
+            (true, true) if proto == inet::IPPROTO_TCP => &[None],
+            (true, true) => &[Some(inet::AF_INET), Some(inet::AF_INET6)],
+            (true, false) => &[Some(inet::AF_INET)],
+            (false, true) => &[Some(inet::AF_INET6)],
+            (false, false) => &[],
+        };
+        for &family in families {
+            inet::dump(
+                &mut sock,
+                family,
+                proto,
+                q.states,
+                q.ext,
+                q.bytecode.as_deref(),
+                out,
+            )?;
         }
     }
     Ok(())

@@ -90,11 +90,11 @@ pub struct DiagSocket {
 }
 
 /// Builds `nlmsghdr` + `body`, with flags REQUEST|DUMP.
-pub fn request(body: &[u8], seq: u32) -> Vec<u8> {
+pub fn request(kind: u16, body: &[u8], seq: u32) -> Vec<u8> {
     let len = NLMSG_HDRLEN + body.len();
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
     m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
@@ -133,6 +133,7 @@ impl DiagSocket {
     pub fn dump<T>(
         &mut self,
         what: &'static str,
+        kind: u16,
         body: &[u8],
         sink: &mut dyn Sink<T>,
         mut parse: impl FnMut(&[u8]) -> Result<Option<T>, DiagError>,
@@ -147,7 +148,7 @@ impl DiagSocket {
                     }
                     Ok(())
                 };
-                self.dump_once(what, body, &mut on_reply)
+                self.dump_once(what, kind, body, &mut on_reply)
             };
             match result {
                 Err(DiagError::Interrupted(_)) if attempt < ATTEMPTS && sink.restart() => {
@@ -163,12 +164,13 @@ impl DiagSocket {
     fn dump_once(
         &mut self,
         what: &'static str,
+        request_kind: u16,
         body: &[u8],
         on_reply: &mut impl FnMut(&[u8]) -> Result<(), DiagError>,
     ) -> Result<(), DiagError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let req = request(body, seq);
+        let req = request(request_kind, body, seq);
         self.sock.send(&req, 0).map_err(DiagError::Io)?;
         let mut interrupted = false;
         loop {
@@ -241,7 +243,8 @@ impl DiagSocket {
                             err: io::Error::from_raw_os_error(-code),
                         });
                     }
-                    SOCK_DIAG_BY_FAMILY => on_reply(payload)?,
+                    // Replies carry the request's type.
+                    k if k == request_kind => on_reply(payload)?,
                     _ => {}
                 }
             }
@@ -281,7 +284,7 @@ mod tests {
     fn request_layout() {
         let mut body = vec![2u8, 6, 0, 0];
         push_attr(&mut body, 1, &[6, 4, 8, 0]);
-        let m = request(&body, 7);
+        let m = request(SOCK_DIAG_BY_FAMILY, &body, 7);
         assert_eq!(m.len(), 16 + 4 + 8);
         assert_eq!(u32_at(&m, 0), 28);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 20);

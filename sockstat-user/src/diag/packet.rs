@@ -1,6 +1,6 @@
 //! packet_diag: AF_PACKET sockets (include/uapi/linux/packet_diag.h).
 use super::{
-    netlink::{DiagError, DiagSocket, Sink, attrs, u32_at},
+    netlink::{DiagError, DiagSocket, SOCK_DIAG_BY_FAMILY, Sink, attrs, u32_at},
     record::{Endpoint, Netid, PacketInfo, SocketRecord},
 };
 
@@ -25,7 +25,7 @@ pub fn dump(
     body.extend_from_slice(&0u32.to_ne_bytes());
     body.extend_from_slice(&(PACKET_SHOW_INFO | PACKET_SHOW_MEMINFO).to_ne_bytes());
     body.extend_from_slice(&[0xff; 8]);
-    sock.dump("packet", &body, out, |payload| {
+    sock.dump("packet", SOCK_DIAG_BY_FAMILY, &body, out, |payload| {
         let r = parse(payload)?;
         let keep = (r.netid == Netid::PacketRaw && raw) || (r.netid == Netid::PacketDgram && dgram);
         Ok(keep.then_some(r))

@@ -1,6 +1,6 @@
 //! unix_diag: unix-domain sockets (include/uapi/linux/unix_diag.h).
 use super::{
-    netlink::{DiagError, DiagSocket, Sink, attrs, u32_at},
+    netlink::{DiagError, DiagSocket, SOCK_DIAG_BY_FAMILY, Sink, attrs, u32_at},
     record::{Endpoint, Netid, SocketRecord},
 };
 
@@ -65,7 +65,7 @@ pub fn dump(
     out: &mut dyn Sink<SocketRecord>,
 ) -> Result<(), DiagError> {
     let body = request_body(states, memory);
-    sock.dump("unix", &body, out, |payload| {
+    sock.dump("unix", SOCK_DIAG_BY_FAMILY, &body, out, |payload| {
         let r = parse(payload)?;
         let keep = match r.netid {
             Netid::UnixStream => types.stream,

@@ -9,7 +9,7 @@
 pub mod netns;
 pub mod owners;
 
-pub use owners::{OwnerMap, ProcRef, socket_owners};
+pub use owners::{Owner, Owners, socket_owners};
 
 use std::path::PathBuf;
 

@@ -7,49 +7,79 @@ use std::{
 
 use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
 
-/// One process holding a socket.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ProcRef {
+/// One file descriptor of one process holding a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Owner {
+    pub inode: u32,
     pub pid: u32,
     pub fd: u32,
-    pub comm: String,
 }
 
-/// Socket inode -> every (process, fd) that holds it, ordered by pid then fd.
-pub type OwnerMap = HashMap<u32, Vec<ProcRef>>;
+/// Every socket's owners: a flat list sorted by (inode, pid, fd), and process names by pid.
+/// Flat, so 100k sockets cost one allocation rather than one per socket.
+#[derive(Clone, Debug, Default)]
+pub struct Owners {
+    entries: Vec<Owner>,
+    comms: HashMap<u32, String>,
+}
+
+impl Owners {
+    pub fn new(mut entries: Vec<Owner>, comms: HashMap<u32, String>) -> Self {
+        entries.sort_unstable();
+        entries.dedup();
+        Owners { entries, comms }
+    }
+
+    /// The holders of socket `inode`, by pid then fd.
+    pub fn of(&self, inode: u32) -> &[Owner] {
+        let start = self.entries.partition_point(|o| o.inode < inode);
+        let end = start + self.entries[start..].partition_point(|o| o.inode == inode);
+        &self.entries[start..end]
+    }
+
+    pub fn comm(&self, pid: u32) -> &str {
+        self.comms.get(&pid).map_or("", String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
 
 /// Scans /proc for the owners of `wanted` inodes (all sockets when `None`).
-pub fn socket_owners(wanted: Option<&HashSet<u32>>) -> OwnerMap {
+pub fn socket_owners(wanted: Option<&HashSet<u32>>) -> Owners {
     let pids: Vec<i32> = match procfs::process::all_processes() {
         Ok(iter) => iter.filter_map(Result::ok).map(|p| p.pid()).collect(),
-        Err(_) => return OwnerMap::new(),
+        Err(_) => return Owners::default(),
     };
     let workers = thread::available_parallelism()
         .map_or(2, usize::from)
         .clamp(1, 8);
     let chunk = pids.len().div_ceil(workers).max(1);
-    let mut map = OwnerMap::new();
+    let mut entries = Vec::new();
+    let mut comms = HashMap::new();
     thread::scope(|scope| {
         let handles: Vec<_> = pids
             .chunks(chunk)
             .map(|pids| scope.spawn(move || scan(pids, wanted)))
             .collect();
         for h in handles {
-            if let Ok(part) = h.join() {
-                for (inode, refs) in part {
-                    map.entry(inode).or_default().extend(refs);
-                }
+            if let Ok((found, names)) = h.join() {
+                entries.extend(found);
+                comms.extend(names);
             }
         }
     });
-    for refs in map.values_mut() {
-        refs.sort();
-    }
-    map
+    Owners::new(entries, comms)
 }
 
-fn scan(pids: &[i32], wanted: Option<&HashSet<u32>>) -> Vec<(u32, Vec<ProcRef>)> {
-    let mut found: Vec<(u32, Vec<ProcRef>)> = Vec::new();
+fn scan(pids: &[i32], wanted: Option<&HashSet<u32>>) -> (Vec<Owner>, HashMap<u32, String>) {
+    let mut found: Vec<Owner> = Vec::new();
+    let mut comms: HashMap<u32, String> = HashMap::new();
     let mut link = Vec::with_capacity(64);
     let mut path = String::with_capacity(32);
     for &pid in pids {
@@ -69,7 +99,6 @@ fn scan(pids: &[i32], wanted: Option<&HashSet<u32>>) -> Vec<(u32, Vec<ProcRef>)>
         let Ok(mut dir) = Dir::read_from(&dirfd) else {
             continue;
         };
-        let mut comm: Option<String> = None;
         while let Some(Ok(entry)) = dir.next() {
             let name = entry.file_name();
             let Some(fd) = parse_fd(name) else {
@@ -87,18 +116,15 @@ fn scan(pids: &[i32], wanted: Option<&HashSet<u32>>) -> Vec<(u32, Vec<ProcRef>)>
             if wanted.is_some_and(|w| !w.contains(&inode)) {
                 continue;
             }
-            let comm = comm.get_or_insert_with(|| read_comm(pid)).clone();
-            found.push((
+            comms.entry(pid as u32).or_insert_with(|| read_comm(pid));
+            found.push(Owner {
                 inode,
-                vec![ProcRef {
-                    pid: pid as u32,
-                    fd,
-                    comm,
-                }],
-            ));
+                pid: pid as u32,
+                fd,
+            });
         }
     }
-    found
+    (found, comms)
 }
 
 fn parse_fd(name: &CStr) -> Option<u32> {
@@ -143,12 +169,26 @@ mod tests {
         };
         let wanted: HashSet<u32> = [inode.0].into();
         let owners = socket_owners(Some(&wanted));
-        let refs = &owners[&inode.0];
+        let refs = owners.of(inode.0);
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].pid, std::process::id());
         assert_eq!(refs[0].fd, inode.1);
-        assert!(!refs[0].comm.is_empty());
+        assert!(!owners.comm(refs[0].pid).is_empty());
         assert_eq!(socket_inode(b"socket:[77]"), Some(77));
         assert_eq!(socket_inode(b"pipe:[77]"), None);
+    }
+
+    #[test]
+    fn lookup_by_inode() {
+        let o = |inode, pid, fd| Owner { inode, pid, fd };
+        let owners = Owners::new(
+            vec![o(7, 2, 4), o(5, 1, 3), o(7, 1, 9), o(7, 1, 9)],
+            HashMap::from([(1, "a".to_string())]),
+        );
+        assert_eq!(owners.of(7), &[o(7, 1, 9), o(7, 2, 4)]);
+        assert_eq!(owners.of(5), &[o(5, 1, 3)]);
+        assert!(owners.of(6).is_empty());
+        assert_eq!(owners.comm(1), "a");
+        assert_eq!(owners.comm(2), "");
     }
 }

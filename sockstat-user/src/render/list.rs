@@ -9,7 +9,7 @@ use std::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    numfmt::{bandwidth, g, ms_timer},
+    numfmt::{bandwidth, g, ms_timer, push_ipv4, push_uint, push_uint_padded},
     table::{Align, Column, Table},
 };
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
         record::{Endpoint, Netid, SocketRecord},
         tcp_info::{self, TcpInfo},
     },
-    procs::OwnerMap,
+    procs::Owners,
     services::{self, Proto, Services},
 };
 
@@ -192,7 +192,7 @@ pub fn new_table(style: &ListStyle) -> Table {
 pub fn push_row(
     t: &mut Table,
     r: &SocketRecord,
-    owners: Option<&OwnerMap>,
+    owners: Option<&Owners>,
     style: &ListStyle,
     names: &mut Names,
 ) {
@@ -208,9 +208,9 @@ pub fn push_row(
         };
         t.push(state);
     }
-    write!(t.cell(), "{:<6}", r.recv_q).ok();
+    push_uint_padded(t.cell(), r.recv_q, 6);
     t.end_cell();
-    write!(t.cell(), "{:<6}", r.send_q).ok();
+    push_uint_padded(t.cell(), r.send_q, 6);
     t.end_cell();
     endpoint(t, r, &r.local, true, style, services, names);
     endpoint(t, r, &r.peer, false, style, services, names);
@@ -221,7 +221,7 @@ pub fn push_row(
 /// Builds the whole ss table at once.
 pub fn table(
     records: &[SocketRecord],
-    owners: Option<&OwnerMap>,
+    owners: Option<&Owners>,
     style: &ListStyle,
     names: &mut Names,
 ) -> Table {
@@ -249,9 +249,7 @@ fn endpoint(
                 IpAddr::V4(a) if style.resolve && !a.is_unspecified() => {
                     cell.push_str(names.host(ip))
                 }
-                IpAddr::V4(a) => {
-                    write!(cell, "{a}").ok();
-                }
+                IpAddr::V4(a) => push_ipv4(cell, a.octets()),
                 IpAddr::V6(a) if a.is_unspecified() && r.v6only != Some(true) => cell.push('*'),
                 IpAddr::V6(a) => {
                     if style.resolve && !a.is_unspecified() {
@@ -282,7 +280,7 @@ fn endpoint(
             cell.push(' ');
             t.end_cell();
             let shown = if local { *inode } else { r.unix_peer };
-            write!(t.cell(), "{shown}").ok();
+            push_uint(t.cell(), shown);
             t.end_cell();
         }
         Endpoint::Packet { protocol, ifindex } => {
@@ -338,7 +336,7 @@ fn port(cell: &mut String, netid: Netid, port: u16, style: &ListStyle, services:
             return;
         }
     }
-    write!(cell, "{port}").ok();
+    push_uint(cell, port);
 }
 
 fn ip_protocol_name(p: u16) -> String {
@@ -369,20 +367,33 @@ fn ethertype_name(p: u16, numeric: bool) -> String {
     format!("[{p}]")
 }
 
-/// Everything after the peer port: processes, timers, details, memory, TCP info.
-fn ext(cell: &mut String, r: &SocketRecord, owners: Option<&OwnerMap>, style: &ListStyle) {
-    if let Some(refs) = owners
-        .and_then(|o| o.get(&r.inode))
-        .filter(|v| !v.is_empty())
-    {
-        cell.push_str(" users:(");
-        for (i, p) in refs.iter().enumerate() {
-            if i > 0 {
-                cell.push(',');
-            }
-            write!(cell, "(\"{}\",pid={},fd={})", p.comm, p.pid, p.fd).ok();
+/// ` users:(("comm",pid=N,fd=N),...)` for one socket; nothing when nobody holds it.
+pub fn users(cell: &mut String, owners: &Owners, inode: u32) {
+    let holders = owners.of(inode);
+    if holders.is_empty() {
+        return;
+    }
+    cell.push_str(" users:(");
+    for (i, o) in holders.iter().enumerate() {
+        if i > 0 {
+            cell.push(',');
         }
-        cell.push(')');
+        write!(
+            cell,
+            "(\"{}\",pid={},fd={})",
+            owners.comm(o.pid),
+            o.pid,
+            o.fd
+        )
+        .ok();
+    }
+    cell.push(')');
+}
+
+/// Everything after the peer port: processes, timers, details, memory, TCP info.
+fn ext(cell: &mut String, r: &SocketRecord, owners: Option<&Owners>, style: &ListStyle) {
+    if let Some(owners) = owners {
+        users(cell, owners, r.inode);
     }
     let sep = if style.oneline { " " } else { "\n\t" };
     if r.netid.is_inet() {
@@ -718,7 +729,7 @@ fn endpoint_json(e: &Endpoint, r: &SocketRecord, local: bool) -> Value {
 }
 
 /// One JSON object per socket. Keys are a stable interface (README).
-pub fn record_json(r: &SocketRecord, owners: Option<&OwnerMap>, style: &ListStyle) -> Value {
+pub fn record_json(r: &SocketRecord, owners: Option<&Owners>, style: &ListStyle) -> Value {
     let mut o = Map::new();
     o.insert("netid".into(), r.netid.name().into());
     let state = if matches!(r.netid, Netid::PacketRaw | Netid::PacketDgram) {
@@ -740,10 +751,10 @@ pub fn record_json(r: &SocketRecord, owners: Option<&OwnerMap>, style: &ListStyl
     }
     if style.processes {
         let list: Vec<Value> = owners
-            .and_then(|m| m.get(&r.inode))
-            .map(|refs| {
-                refs.iter()
-                    .map(|p| json!({"comm": p.comm, "pid": p.pid, "fd": p.fd}))
+            .map(|o| {
+                o.of(r.inode)
+                    .iter()
+                    .map(|p| json!({"comm": o.comm(p.pid), "pid": p.pid, "fd": p.fd}))
                     .collect()
             })
             .unwrap_or_default();
@@ -837,7 +848,7 @@ impl JsonArray {
         &mut self,
         out: &mut impl Write,
         r: &SocketRecord,
-        owners: Option<&OwnerMap>,
+        owners: Option<&Owners>,
         style: &ListStyle,
     ) -> io::Result<()> {
         out.write_all(if self.started { b",\n" } else { b"[\n" })?;
@@ -903,7 +914,7 @@ mod tests {
         vec![listen, estab, any6]
     }
 
-    fn render(records: &[SocketRecord], style: &ListStyle, owners: Option<&OwnerMap>) -> String {
+    fn render(records: &[SocketRecord], style: &ListStyle, owners: Option<&Owners>) -> String {
         let t = table(records, owners, style, &mut Names::default());
         let mut out = Vec::new();
         t.write(&mut out, None).unwrap();
@@ -925,14 +936,13 @@ udp   UNCONN 0      0                  *:53               *:*
 
     #[test]
     fn golden_processes_timers_and_details() {
-        let mut owners = OwnerMap::new();
-        owners.insert(
-            1234,
-            vec![crate::procs::ProcRef {
+        let owners = Owners::new(
+            vec![crate::procs::Owner {
+                inode: 1234,
                 pid: 42,
                 fd: 3,
-                comm: "nginx".into(),
             }],
+            [(42, "nginx".to_string())].into(),
         );
         let s = ListStyle {
             processes: true,

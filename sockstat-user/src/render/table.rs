@@ -114,7 +114,19 @@ impl Table {
         out: &mut impl Write,
         screen_width: Option<usize>,
     ) -> io::Result<()> {
-        self.write(out, screen_width)?;
+        self.flush_rows_with(out, screen_width, &mut |_, _| {})
+    }
+
+    /// Like [`Table::flush_rows`], with `late` adding text at the start of each data row's
+    /// last cell (row numbers count from 0 within this batch). The last column is never
+    /// padded, so text added there cannot change the layout.
+    pub fn flush_rows_with(
+        &mut self,
+        out: &mut impl Write,
+        screen_width: Option<usize>,
+        late: &mut dyn FnMut(usize, &mut Vec<u8>),
+    ) -> io::Result<()> {
+        self.write_with(out, screen_width, late)?;
         self.text.clear();
         self.ends.clear();
         self.generation += 1;
@@ -147,6 +159,16 @@ impl Table {
     }
 
     pub fn write(&self, out: &mut impl Write, screen_width: Option<usize>) -> io::Result<()> {
+        self.write_with(out, screen_width, &mut |_, _| {})
+    }
+
+    fn write_with(
+        &self,
+        out: &mut impl Write,
+        screen_width: Option<usize>,
+        late: &mut dyn FnMut(usize, &mut Vec<u8>),
+    ) -> io::Result<()> {
+        let header_rows = usize::from(self.with_header && self.generation == 0);
         let widths = self.widths(screen_width);
         let ncol = self.columns.len();
         let last_col = ncol - 1;
@@ -168,6 +190,9 @@ impl Table {
                 let pad = width - cell.len() - printed;
                 line.resize(line.len() + pad, b' ');
                 printed += pad;
+            }
+            if col == last_col && i / ncol >= header_rows {
+                late(i / ncol - header_rows, &mut line);
             }
             line.extend_from_slice(cell);
             printed += cell.len();
