@@ -385,6 +385,8 @@ struct ListSink<'a, W: Write> {
 /// Text is written out in batches of this many bytes (ss uses 5 MiB of tokens); column
 /// widths carry over between batches.
 const BATCH_BYTES: usize = 1 << 20;
+/// The bound while the -p owner scan is still running.
+const PENDING_BATCH_BYTES: usize = 16 << 20;
 
 impl<W: Write> ListSink<'_, W> {
     fn flush(&mut self) -> io::Result<()> {
@@ -444,7 +446,15 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
                 if self.style.processes {
                     self.row_inodes.push(r.inode);
                 }
-                if t.buffered_bytes() >= BATCH_BYTES {
+                // While the owner scan still runs, keep buffering (up to a bound) rather than
+                // wait for it: the two then overlap fully.
+                let limit = if matches!(self.owners, OwnerSource::Pending(ref h) if !h.is_finished())
+                {
+                    PENDING_BATCH_BYTES
+                } else {
+                    BATCH_BYTES
+                };
+                if t.buffered_bytes() >= limit {
                     self.flush().map_err(DiagError::Output)?;
                 }
             }
