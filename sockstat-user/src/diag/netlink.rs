@@ -190,66 +190,96 @@ impl DiagSocket {
                     self.buf.len()
                 )));
             }
-            let mut off = 0;
-            while off + NLMSG_HDRLEN <= n {
-                let h = &self.buf[off..n];
-                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let kind = u16::from_ne_bytes([h[4], h[5]]);
-                let flags = u16::from_ne_bytes([h[6], h[7]]);
-                let msg_seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-                if len < NLMSG_HDRLEN || len > h.len() {
-                    return Err(DiagError::Malformed(format!(
-                        "message length {len} with {} bytes left",
-                        h.len()
-                    )));
-                }
-                let payload = &h[NLMSG_HDRLEN..len];
-                off += (len + 3) & !3;
-                if msg_seq != seq {
-                    // Left over from an earlier, abandoned dump.
-                    continue;
-                }
-                if flags & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
-                }
-                match kind {
-                    NLMSG_DONE => {
-                        let code = payload
-                            .get(..4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .unwrap_or(0);
-                        if code < 0 {
-                            return Err(DiagError::Kernel {
-                                what,
-                                err: io::Error::from_raw_os_error(-code),
-                            });
-                        }
-                        return if interrupted {
-                            Err(DiagError::Interrupted(1))
-                        } else {
-                            Ok(())
-                        };
-                    }
-                    NLMSG_ERROR => {
-                        let code = payload
-                            .get(..4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .ok_or_else(|| DiagError::Malformed("short NLMSG_ERROR".into()))?;
-                        if code == 0 {
-                            continue;
-                        }
-                        return Err(DiagError::Kernel {
-                            what,
-                            err: io::Error::from_raw_os_error(-code),
-                        });
-                    }
-                    // Replies carry the request's type.
-                    k if k == request_kind => on_reply(payload)?,
-                    _ => {}
+            match walk_datagram(&self.buf[..n], seq, request_kind, what, on_reply)? {
+                Walk::More { interrupted: i } => interrupted |= i,
+                Walk::Done { interrupted: i } => {
+                    return if interrupted || i {
+                        Err(DiagError::Interrupted(1))
+                    } else {
+                        Ok(())
+                    };
                 }
             }
         }
     }
+}
+
+/// What one datagram of a dump said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// More datagrams follow.
+    More { interrupted: bool },
+    /// NLMSG_DONE was seen.
+    Done { interrupted: bool },
+}
+
+/// Walks the netlink messages of one received datagram: replies of type `request_kind`
+/// go to `on_reply`; NLMSG_DONE ends the dump; NLMSG_ERROR and malformed framing are
+/// errors. Pure, so it can be fuzzed.
+pub fn walk_datagram(
+    buf: &[u8],
+    seq: u32,
+    request_kind: u16,
+    what: &'static str,
+    on_reply: &mut impl FnMut(&[u8]) -> Result<(), DiagError>,
+) -> Result<Walk, DiagError> {
+    let n = buf.len();
+    let mut interrupted = false;
+    let mut off = 0;
+    while off + NLMSG_HDRLEN <= n {
+        let h = &buf[off..n];
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let kind = u16::from_ne_bytes([h[4], h[5]]);
+        let flags = u16::from_ne_bytes([h[6], h[7]]);
+        let msg_seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+        if len < NLMSG_HDRLEN || len > h.len() {
+            return Err(DiagError::Malformed(format!(
+                "message length {len} with {} bytes left",
+                h.len()
+            )));
+        }
+        let payload = &h[NLMSG_HDRLEN..len];
+        off += (len + 3) & !3;
+        if msg_seq != seq {
+            // Left over from an earlier, abandoned dump.
+            continue;
+        }
+        if flags & NLM_F_DUMP_INTR != 0 {
+            interrupted = true;
+        }
+        match kind {
+            NLMSG_DONE => {
+                let code = payload
+                    .get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                if code < 0 {
+                    return Err(DiagError::Kernel {
+                        what,
+                        err: io::Error::from_raw_os_error(code.saturating_neg()),
+                    });
+                }
+                return Ok(Walk::Done { interrupted });
+            }
+            NLMSG_ERROR => {
+                let code = payload
+                    .get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .ok_or_else(|| DiagError::Malformed("short NLMSG_ERROR".into()))?;
+                if code == 0 {
+                    continue;
+                }
+                return Err(DiagError::Kernel {
+                    what,
+                    err: io::Error::from_raw_os_error(code.saturating_neg()),
+                });
+            }
+            // Replies carry the request's type.
+            k if k == request_kind => on_reply(payload)?,
+            _ => {}
+        }
+    }
+    Ok(Walk::More { interrupted })
 }
 
 /// Reads a native-endian u32 at `off`; the caller checked the length.
@@ -291,6 +321,55 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([m[6], m[7]]), 0x301);
         assert_eq!(u32_at(&m, 8), 7);
         assert_eq!(&m[20..24], &[8, 0, 1, 0]);
+    }
+
+    fn msg(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&flags.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        while m.len() % 4 != 0 {
+            m.push(0);
+        }
+        m
+    }
+
+    #[test]
+    fn walks_replies_done_errors_and_stale_messages() {
+        let mut buf = msg(20, 2, 5, &[1, 2, 3, 4]);
+        buf.extend(msg(20, 2, 4, &[9])); // stale sequence number: ignored
+        buf.extend(msg(20, 2 | NLM_F_DUMP_INTR, 5, &[5]));
+        let mut got = Vec::new();
+        let mut sink = |p: &[u8]| {
+            got.push(p.to_vec());
+            Ok(())
+        };
+        assert_eq!(
+            walk_datagram(&buf, 5, 20, "t", &mut sink).unwrap(),
+            Walk::More { interrupted: true }
+        );
+        assert_eq!(got, vec![vec![1, 2, 3, 4], vec![5]]);
+
+        let done = msg(NLMSG_DONE, 2, 5, &0i32.to_ne_bytes());
+        assert_eq!(
+            walk_datagram(&done, 5, 20, "t", &mut |_| Ok(())).unwrap(),
+            Walk::Done { interrupted: false }
+        );
+        let failed = msg(NLMSG_ERROR, 0, 5, &(-22i32).to_ne_bytes());
+        let err = walk_datagram(&failed, 5, 20, "TCP", &mut |_| Ok(())).unwrap_err();
+        assert!(
+            err.to_string().contains("rejected the TCP request"),
+            "{err}"
+        );
+        let mut truncated = msg(20, 2, 5, &[0; 8]);
+        truncated[0] = 200;
+        assert!(matches!(
+            walk_datagram(&truncated, 5, 20, "t", &mut |_| Ok(())),
+            Err(DiagError::Malformed(_))
+        ));
     }
 
     #[test]
