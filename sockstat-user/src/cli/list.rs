@@ -328,7 +328,11 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         output: if args.json {
             Output::Json(list::JsonArray::new())
         } else {
-            Output::Text(list::new_table(&style))
+            Output::Text({
+                let mut t = list::new_table(&style);
+                t.reserve(BATCH_BYTES + 4096, BATCH_BYTES / 8);
+                t
+            })
         },
         mark: None,
     };
@@ -384,7 +388,7 @@ struct ListSink<'a, W: Write> {
 
 /// Text is written out in batches of this many bytes (ss uses 5 MiB of tokens); column
 /// widths carry over between batches.
-const BATCH_BYTES: usize = 1 << 20;
+const BATCH_BYTES: usize = 256 << 10;
 /// The bound while the -p owner scan is still running.
 const PENDING_BATCH_BYTES: usize = 16 << 20;
 

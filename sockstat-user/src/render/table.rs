@@ -58,6 +58,13 @@ impl Table {
         t
     }
 
+    /// Reserves room for `bytes` of cell text and `cells` cells, so a batch fills without
+    /// reallocating (a doubling would briefly hold two copies).
+    pub fn reserve(&mut self, bytes: usize, cells: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(cells);
+    }
+
     /// The cell being written; finish it with [`Table::end_cell`].
     pub fn cell(&mut self) -> &mut String {
         &mut self.text
