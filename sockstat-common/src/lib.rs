@@ -27,12 +27,33 @@ pub mod flags {
     pub const COOKIE_IS_SOCKET_COOKIE: u8 = 1 << 1;
 }
 
-/// Event kinds (first byte after the timestamp lets later kinds share the ring buffer).
+/// Event kinds; every kind shares the `StateEvent` layout and the ring buffer.
 pub mod kind {
+    /// `sock:inet_sock_set_state`.
     pub const STATE_CHANGE: u8 = 1;
+    /// `tcp:tcp_receive_reset`: an RST arrived for this socket.
+    pub const RESET_RECEIVED: u8 = 2;
+    /// `tcp:tcp_send_reset`: this socket sent an RST.
+    pub const RESET_SENT: u8 = 3;
+    /// `tcp:tcp_retransmit_skb`.
+    pub const RETRANSMIT: u8 = 4;
+    /// `tcp:tcp_retransmit_synack` (the socket is the listener).
+    pub const SYNACK_RETRANSMIT: u8 = 5;
+    /// `sock:inet_sk_error_report`: `sk_err` carries the errno.
+    pub const ERROR_REPORT: u8 = 6;
 }
 
-/// One TCP (or other inet) state transition, as reported by `inet_sock_set_state`.
+/// Where [`StateEvent::owner_tgid`] came from.
+pub mod owner_source {
+    pub const UNKNOWN: u8 = 0;
+    /// The current task held the socket lock.
+    pub const TASK: u8 = 1;
+    /// Recorded in the socket's storage at an earlier process-context transition.
+    pub const CACHED: u8 = 2;
+}
+
+/// One kernel event about an inet socket: a state transition, a reset, a retransmit or an
+/// error report (see [`kind`]).
 ///
 /// Addresses are in network byte order exactly as the kernel stores them; IPv4 addresses sit
 /// in the first four bytes. Ports are in host byte order.
@@ -43,12 +64,22 @@ pub struct StateEvent {
     pub ts_ns: u64,
     /// Socket cookie (`bpf_get_socket_cookie`), or the socket address in the fallback hook.
     pub cookie: u64,
+    /// `tcp_sock.bytes_acked` / `bytes_received` at a state change (TCP only).
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
     /// Inode number of the socket's network namespace (0 when unknown).
     pub netns: u32,
     /// Thread-group id (the "pid" users see) of the current task.
     pub tgid: u32,
     /// Thread id of the current task.
     pub tid: u32,
+    /// The socket's owner as far as the kernel side knows (see `owner_source`).
+    pub owner_tgid: u32,
+    /// `tcp_sock.total_retrans` and `srtt_us` (smoothed RTT << 3) at a state change.
+    pub total_retrans: u32,
+    pub srtt_us: u32,
+    /// `sk->sk_err` for ERROR_REPORT.
+    pub sk_err: i32,
     /// AF_INET or AF_INET6.
     pub family: u16,
     /// IPPROTO_TCP, IPPROTO_MPTCP, ...
@@ -59,17 +90,21 @@ pub struct StateEvent {
     pub new_state: u8,
     /// See [`flags`].
     pub flags: u8,
-    pub _pad0: [u8; 1],
+    /// See [`owner_source`].
+    pub owner_source: u8,
+    pub _pad0: [u8; 2],
     pub sport: u16,
     pub dport: u16,
-    pub _pad1: [u8; 2],
+    pub _pad1: [u8; 4],
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     /// `comm` of the current task, NUL padded.
     pub comm: [u8; 16],
+    /// `comm` of the owner.
+    pub owner_comm: [u8; 16],
 }
 
-const _: () = assert!(core::mem::size_of::<StateEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<StateEvent>() == 144);
 const _: () = assert!(core::mem::align_of::<StateEvent>() == 8);
 
 impl StateEvent {
@@ -77,9 +112,15 @@ impl StateEvent {
         Self {
             ts_ns: 0,
             cookie: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
             netns: 0,
             tgid: 0,
             tid: 0,
+            owner_tgid: 0,
+            total_retrans: 0,
+            srtt_us: 0,
+            sk_err: 0,
             family: 0,
             protocol: 0,
             kind: 0,
@@ -87,16 +128,33 @@ impl StateEvent {
             old_state: 0,
             new_state: 0,
             flags: 0,
-            _pad0: [0; 1],
+            owner_source: 0,
+            _pad0: [0; 2],
             sport: 0,
             dport: 0,
-            _pad1: [0; 2],
+            _pad1: [0; 4],
             saddr: [0; 16],
             daddr: [0; 16],
             comm: [0; 16],
+            owner_comm: [0; 16],
         }
     }
 }
+
+/// Per-socket storage (`BPF_MAP_TYPE_SK_STORAGE`): who last used the socket from process
+/// context, so softirq transitions can be attributed to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerInfo {
+    pub tgid: u32,
+    pub _pad0: [u8; 4],
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<OwnerInfo>() == 24);
+
+/// Number of kernel TCP states the per-edge counters cover (state numbers below this).
+pub const EDGE_STATES: u32 = 16;
 
 /// Field offsets inside kernel structs, resolved by user space from the running kernel's BTF
 /// and written into the program's read-only data before load. Nothing about kernel struct
@@ -128,11 +186,21 @@ pub struct SockOffsets {
     pub sk_protocol: u32,
     /// `struct sock.sk_lock.owned` (int).
     pub sk_lock_owned: u32,
+    /// `struct sock.sk_err` (int).
+    pub sk_err: u32,
+    /// `struct tcp_sock.bytes_acked` (u64).
+    pub tcp_bytes_acked: u32,
+    /// `struct tcp_sock.bytes_received` (u64).
+    pub tcp_bytes_received: u32,
+    /// `struct tcp_sock.total_retrans` (u32).
+    pub tcp_total_retrans: u32,
+    /// `struct tcp_sock.srtt_us` (u32).
+    pub tcp_srtt_us: u32,
     /// Non-zero once user space filled this struct in.
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 48);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 68);
 
 impl SockOffsets {
     pub const fn zeroed() -> Self {
@@ -148,6 +216,11 @@ impl SockOffsets {
             net_ns_inum: 0,
             sk_protocol: 0,
             sk_lock_owned: 0,
+            sk_err: 0,
+            tcp_bytes_acked: 0,
+            tcp_bytes_received: 0,
+            tcp_total_retrans: 0,
+            tcp_srtt_us: 0,
             valid: 0,
         }
     }
@@ -247,17 +320,26 @@ pub struct ProbeConfig {
     pub port: u16,
     /// Only report this address family (0: any).
     pub family: u16,
-    pub _pad0: [u8; 4],
+    /// Only report sockets of this network namespace (inode; 0: any).
+    pub netns: u32,
+    /// Wake user space once this many bytes wait in the ring; below it, user space polls.
+    pub wakeup_bytes: u32,
+    /// 0: count only, write no events to the ring.
+    pub emit_events: u8,
+    pub _pad0: [u8; 3],
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 16);
 
 impl ProbeConfig {
     pub const fn zeroed() -> Self {
         Self {
             port: 0,
             family: 0,
-            _pad0: [0; 4],
+            netns: 0,
+            wakeup_bytes: 0,
+            emit_events: 1,
+            _pad0: [0; 3],
         }
     }
 }
@@ -301,4 +383,5 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeConfig {}
     unsafe impl aya::Pod for super::OwnerRecord {}
     unsafe impl aya::Pod for super::OwnerOffsets {}
+    unsafe impl aya::Pod for super::OwnerInfo {}
 }

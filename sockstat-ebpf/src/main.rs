@@ -11,6 +11,8 @@ mod owners;
 mod sock;
 #[cfg(target_arch = "bpf")]
 mod state_change;
+#[cfg(target_arch = "bpf")]
+mod tcp_events;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

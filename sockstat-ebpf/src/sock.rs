@@ -1,12 +1,25 @@
-//! Reading `struct sock` at offsets that user space resolved from the running kernel's BTF.
+//! Reading `struct sock` at offsets user space resolved from the running kernel's BTF, and
+//! the pieces every socket event shares.
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
-use sockstat_common::SockOffsets;
+use aya_ebpf::{
+    bindings::BPF_SK_STORAGE_GET_F_CREATE,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        generated::{bpf_get_socket_cookie, bpf_sk_storage_get},
+    },
+};
+use sockstat_common::{OwnerInfo, SockOffsets, StateEvent, flags, hook, owner_source};
+
+use crate::maps::{OWNERS, config};
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
 
 #[inline(always)]
 pub unsafe fn read<T>(base: *const u8, offset: u32) -> Result<T, i32> {
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize).cast::<T>()) }
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(offset as usize).cast::<T>()) }
 }
 
 /// Network-namespace inode of `sk`: `sk->__sk_common.skc_net.net->ns.inum`.
@@ -17,4 +30,122 @@ pub unsafe fn netns_inum(sk: *const u8, off: &SockOffsets) -> Result<u32, i32> {
         return Ok(0);
     }
     unsafe { read(net.cast::<u8>(), off.net_ns_inum) }
+}
+
+/// Family and ports of `sk`, and whether the in-kernel filters (family, port, netns) keep it.
+#[inline(always)]
+pub unsafe fn wanted(sk: *const u8, off: &SockOffsets) -> Result<Option<(u16, u16, u16)>, i32> {
+    let family: u16 = unsafe { read(sk, off.skc_family)? };
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let sport = u16::from_be(unsafe { read(sk, off.inet_sport)? });
+    let dport = u16::from_be(unsafe { read(sk, off.skc_dport)? });
+    let cfg = config();
+    if cfg.family != 0 && cfg.family != family {
+        return Ok(None);
+    }
+    if cfg.port != 0 && cfg.port != sport && cfg.port != dport {
+        return Ok(None);
+    }
+    if cfg.netns != 0 && unsafe { netns_inum(sk, off)? } != cfg.netns {
+        return Ok(None);
+    }
+    Ok(Some((family, sport, dport)))
+}
+
+/// Fills the socket half of an event: identity, addresses, namespace, current task.
+/// `sk_arg` is the tracepoint's BTF-typed `struct sock *` argument, as the cookie helper
+/// requires.
+#[inline(always)]
+pub unsafe fn fill_socket(
+    ev: &mut StateEvent,
+    sk_arg: *mut c_void,
+    off: &SockOffsets,
+    (family, sport, dport): (u16, u16, u16),
+) -> Result<(), i32> {
+    let sk = sk_arg as *const u8;
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.hook = hook::TP_BTF;
+    ev.family = family;
+    ev.sport = sport;
+    ev.dport = dport;
+    ev.protocol = unsafe { read(sk, off.sk_protocol)? };
+    ev.netns = unsafe { netns_inum(sk, off)? };
+    ev.cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
+    ev.flags = flags::COOKIE_IS_SOCKET_COOKIE;
+    ev._pad0 = [0; 2];
+    ev._pad1 = [0; 4];
+    ev.bytes_acked = 0;
+    ev.bytes_received = 0;
+    ev.total_retrans = 0;
+    ev.srtt_us = 0;
+    ev.sk_err = 0;
+    ev.old_state = 0;
+    ev.new_state = 0;
+    if family == AF_INET6 {
+        ev.saddr = unsafe { read(sk, off.skc_v6_rcv_saddr)? };
+        ev.daddr = unsafe { read(sk, off.skc_v6_daddr)? };
+    } else {
+        let s: [u8; 4] = unsafe { read(sk, off.skc_rcv_saddr)? };
+        let d: [u8; 4] = unsafe { read(sk, off.skc_daddr)? };
+        ev.saddr = [0; 16];
+        ev.daddr = [0; 16];
+        ev.saddr[..4].copy_from_slice(&s);
+        ev.daddr[..4].copy_from_slice(&d);
+    }
+    Ok(())
+}
+
+/// The owner: the current task when it holds the socket lock (and then remembered in the
+/// socket's storage), else whoever was remembered. The interrupted task of a softirq is
+/// never named.
+#[inline(always)]
+pub unsafe fn fill_owner(
+    ev: &mut StateEvent,
+    sk_arg: *mut c_void,
+    off: &SockOffsets,
+) -> Result<(), i32> {
+    let sk = sk_arg as *const u8;
+    let owned: i32 = unsafe { read(sk, off.sk_lock_owned)? };
+    let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
+    if owned != 0 {
+        ev.flags |= flags::TASK_OWNS_SOCKET;
+        ev.owner_tgid = ev.tgid;
+        ev.owner_comm = ev.comm;
+        ev.owner_source = owner_source::TASK;
+        let slot = unsafe {
+            bpf_sk_storage_get(
+                map,
+                sk_arg,
+                core::ptr::null_mut(),
+                BPF_SK_STORAGE_GET_F_CREATE.into(),
+            )
+        } as *mut OwnerInfo;
+        if !slot.is_null() {
+            unsafe {
+                (*slot).tgid = ev.tgid;
+                (*slot).comm = ev.comm;
+            }
+        }
+    } else {
+        let slot = unsafe { bpf_sk_storage_get(map, sk_arg, core::ptr::null_mut(), 0) }
+            as *const OwnerInfo;
+        if slot.is_null() {
+            ev.owner_tgid = 0;
+            ev.owner_comm = [0; 16];
+            ev.owner_source = owner_source::UNKNOWN;
+        } else {
+            unsafe {
+                ev.owner_tgid = (*slot).tgid;
+                ev.owner_comm = (*slot).comm;
+            }
+            ev.owner_source = owner_source::CACHED;
+        }
+    }
+    Ok(())
 }

@@ -106,7 +106,7 @@ impl Tracer {
             let left = deadline.saturating_duration_since(Instant::now());
             match tracer.stderr.recv_timeout(left) {
                 Ok(line) => {
-                    let ready = line.contains("tracing sock:inet_sock_set_state");
+                    let ready = line.starts_with("sockstat: tracing ");
                     tracer.stderr_seen.push(line);
                     if ready {
                         return Ok(tracer);
@@ -121,6 +121,10 @@ impl Tracer {
                 }
             }
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, wait, and return (stdout, stderr lines, exit code).

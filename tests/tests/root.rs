@@ -49,6 +49,28 @@ fn main() {
         root_trial("trace_text_output_and_count", root, text_and_count),
         root_trial("trace_pid_filter", root, pid_filter),
         root_trial("trace_rejects_bad_ring_size", root, bad_ring_size),
+        root_trial(
+            "live_accepted_socket_owner_is_the_acceptor",
+            root,
+            accepted_owner,
+        ),
+        root_trial(
+            "live_preexisting_connection_from_baseline",
+            root,
+            preexisting,
+        ),
+        root_trial(
+            "live_rst_close_has_causes_and_no_time_wait",
+            root,
+            rst_close,
+        ),
+        root_trial("live_lifetimes_report_exact_bytes", root, lifetimes),
+        root_trial("live_tiny_ring_loses_but_counts_exactly", root, tiny_ring),
+        root_trial(
+            "live_time_wait_expires_after_60s_slow",
+            root,
+            time_wait_expiry,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -121,6 +143,8 @@ fn lifecycle(ip: IpAddr, hook: &str) -> TestResult {
         edges(&listener_events),
         ["CLOSE->LISTEN", "LISTEN->CLOSE"],
     )?;
+    // The kernel reports FIN-WAIT-2 -> CLOSE as the socket is swapped for a timewait socket;
+    // sockstat shows the TIME-WAIT it entered, marked as synthesized.
     check_eq(
         "client",
         edges(&client_events),
@@ -129,9 +153,16 @@ fn lifecycle(ip: IpAddr, hook: &str) -> TestResult {
             "SYN-SENT->ESTAB",
             "ESTAB->FIN-WAIT-1",
             "FIN-WAIT-1->FIN-WAIT-2",
-            "FIN-WAIT-2->CLOSE",
+            "FIN-WAIT-2->TIME-WAIT",
         ],
     )?;
+    let sources: Vec<&str> = client_events.iter().map(|e| s(e, "source")).collect();
+    check_eq(
+        "sources",
+        sources,
+        ["kernel", "kernel", "kernel", "kernel", "synthesized"],
+    )?;
+    check_eq("close cause", s(client_events[4], "cause"), "fin")?;
     // This kernel (6.18) clones the child from the listener and reports LISTEN -> SYN-RECV
     // for it; it never reports the request socket's NEW-SYN-RECV.
     check_eq(
@@ -169,12 +200,14 @@ fn lifecycle(ip: IpAddr, hook: &str) -> TestResult {
     }
     for e in &events {
         check_eq("family", s(e, "family"), family)?;
-        // Whenever an owner is claimed it is this process: a softirq's interrupted task is
-        // never named.
+        // Every transition has an owner, and it is this process: the client, the listener,
+        // and the accepted child (through its listener, then the owner cached at close).
+        // A softirq's interrupted task is never named.
         match s(e, "owner_source") {
-            "task" => check_eq("owner pid", e["pid"].as_u64(), Some(u64::from(me)))?,
-            "unknown" => check_eq("unknown owner pid", e["pid"].clone(), &Value::Null)?,
-            other => return Err(fail(format!("owner_source {other:?}"))),
+            "task" | "cached" | "listener" => {
+                check_eq("owner pid", e["pid"].as_u64(), Some(u64::from(me)))?
+            }
+            other => return Err(fail(format!("owner_source {other:?} in {e}"))),
         }
         if e["ts_ns"].as_u64().unwrap_or(0) == 0 || s(e, "ts").len() < 20 {
             return Err(fail(format!("bad timestamps in {e}")));
@@ -187,6 +220,7 @@ fn lifecycle(ip: IpAddr, hook: &str) -> TestResult {
         ("shutdown", client_events[2]),
     ] {
         check_eq(who, s(ev, "owner_source"), "task")?;
+        check_eq(who, s(ev, "source"), "kernel")?;
         if ev["comm"].as_str().is_none_or(str::is_empty) {
             return Err(fail(format!("{who}: no comm in {ev}")));
         }
@@ -231,6 +265,7 @@ fn refused(ip: IpAddr) -> TestResult {
         events[0]["cookie"].clone(),
         &events[1]["cookie"],
     )?;
+    check_eq("cause", s(&events[1], "cause"), "ECONNREFUSED")?;
     Ok(())
 }
 
@@ -311,6 +346,329 @@ fn bad_ring_size() -> TestResult {
     check_eq("stderr lines", stderr.lines().count(), 1)?;
     if !stderr.contains("--ring-kb 1: must be between 4 and 1048576") {
         return Err(fail(format!("stderr: {stderr}")));
+    }
+    Ok(())
+}
+
+/// An accepted socket belongs to the process that accepted it, even though its first
+/// transitions run in softirq on the connecting process's CPU time.
+fn accepted_owner() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip)?;
+    let tracer = Tracer::start(&["--json", "--port", &port.to_string()])?;
+    let script = format!(
+        "import socket,sys,os\nl=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(('127.0.0.1',{port})); l.listen()\nprint(os.getpid(), flush=True)\ns,_=l.accept()\nwhile s.recv(4096): pass\ns.close(); l.close()\n"
+    );
+    let mut server = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().ok_or("no stdout")?),
+        &mut line,
+    )?;
+    let server_pid: u64 = line
+        .trim()
+        .parse()
+        .map_err(|_| fail(format!("pid line {line:?}")))?;
+    let mut client = TcpStream::connect((ip, port))?;
+    let client_port = client.local_addr()?.port();
+    client.write_all(b"hello")?;
+    client.shutdown(Shutdown::Write)?;
+    let _ = client.read(&mut [0u8; 8]);
+    server.wait()?;
+    drop(client);
+    let events = tracer.stop_json()?;
+    let child: Vec<&Value> = events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == port && port_of(s(e, "remote")) == client_port)
+        .collect();
+    check_eq(
+        "child edges",
+        edges(&child),
+        [
+            "LISTEN->SYN-RECV",
+            "SYN-RECV->ESTAB",
+            "ESTAB->CLOSE-WAIT",
+            "CLOSE-WAIT->LAST-ACK",
+            "LAST-ACK->CLOSE",
+        ],
+    )?;
+    for e in &child {
+        check_eq("child owner", e["pid"].as_u64(), Some(server_pid))?;
+    }
+    check_eq(
+        "first owner source",
+        s(child[0], "owner_source"),
+        "listener",
+    )?;
+    check_eq("close by the server", s(child[3], "owner_source"), "task")?;
+    let me = u64::from(std::process::id());
+    for e in events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == client_port)
+    {
+        check_eq("client owner", e["pid"].as_u64(), Some(me))?;
+    }
+    Ok(())
+}
+
+/// A connection that existed before the tracer started is in its baseline, and its first
+/// transition at close is right, with the owner found at start-up.
+fn preexisting() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip)?;
+    let listener = TcpListener::bind((ip, port))?;
+    let client = TcpStream::connect((ip, port))?;
+    let (mut server, _) = listener.accept()?;
+    let client_port = client.local_addr()?.port();
+    let tracer = Tracer::start(&["--json", "--port", &port.to_string()])?;
+    client.shutdown(Shutdown::Write)?;
+    let mut rest = Vec::new();
+    server.read_to_end(&mut rest)?;
+    wait_until("client FIN-WAIT-2", || {
+        tcp_state(client.as_raw_fd()) == Some(TCP_FIN_WAIT2)
+    })?;
+    drop(server);
+    drop(listener);
+    wait_until("client closes", || {
+        tcp_state(client.as_raw_fd()) != Some(TCP_FIN_WAIT2)
+    })?;
+    let events = tracer.stop_json()?;
+    let me = u64::from(std::process::id());
+    let client_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == client_port)
+        .collect();
+    check_eq(
+        "client edges",
+        edges(&client_events),
+        [
+            "ESTAB->FIN-WAIT-1",
+            "FIN-WAIT-1->FIN-WAIT-2",
+            "FIN-WAIT-2->TIME-WAIT",
+        ],
+    )?;
+    check_eq(
+        "unknown time in ESTAB",
+        client_events[0]["prev_state_ns"].clone(),
+        Value::Null,
+    )?;
+    let child: Vec<&Value> = events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == port && port_of(s(e, "remote")) == client_port)
+        .collect();
+    check_eq(
+        "child edges",
+        edges(&child),
+        [
+            "ESTAB->CLOSE-WAIT",
+            "CLOSE-WAIT->LAST-ACK",
+            "LAST-ACK->CLOSE",
+        ],
+    )?;
+    // The FIN arrives in softirq: the owner comes from the start-up scan.
+    check_eq("baseline owner", s(child[0], "owner_source"), "baseline")?;
+    for e in client_events.iter().chain(&child) {
+        check_eq("owner", e["pid"].as_u64(), Some(me))?;
+    }
+    Ok(())
+}
+
+/// SO_LINGER 0: the closer sends an RST, the peer receives it; nobody enters TIME-WAIT.
+fn rst_close() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip)?;
+    let tracer = Tracer::start(&["--json", "--port", &port.to_string()])?;
+    let listener = TcpListener::bind((ip, port))?;
+    let client = TcpStream::connect((ip, port))?;
+    let (mut server, _) = listener.accept()?;
+    let client_port = client.local_addr()?.port();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid fd and option struct.
+    unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    drop(client);
+    let _ = server.read(&mut [0u8; 8]);
+    drop(server);
+    drop(listener);
+    let events = tracer.stop_json()?;
+    let close_of = |local: u16, remote: u16| {
+        events.iter().find(|e| {
+            port_of(s(e, "local")) == local
+                && port_of(s(e, "remote")) == remote
+                && s(e, "new") == "CLOSE"
+        })
+    };
+    let c =
+        close_of(client_port, port).ok_or_else(|| fail(format!("no client close: {events:#?}")))?;
+    check_eq(
+        "client close",
+        (s(c, "old"), s(c, "cause")),
+        ("ESTAB", "rst-out"),
+    )?;
+    let sv = close_of(port, client_port).ok_or_else(|| fail("no server close"))?;
+    check_eq(
+        "server close",
+        (s(sv, "old"), s(sv, "cause")),
+        ("ESTAB", "rst-in"),
+    )?;
+    if events.iter().any(|e| s(e, "new") == "TIME-WAIT") {
+        return Err(fail(format!(
+            "no TIME-WAIT expected after RST: {events:#?}"
+        )));
+    }
+    Ok(())
+}
+
+/// `--lifetimes` reports the data bytes each side sent and received, exactly.
+fn lifetimes() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip)?;
+    let tracer = Tracer::start(&["--json", "--lifetimes", "--port", &port.to_string()])?;
+    let listener = TcpListener::bind((ip, port))?;
+    let mut client = TcpStream::connect((ip, port))?;
+    let (mut server, _) = listener.accept()?;
+    let client_port = client.local_addr()?.port();
+    client.write_all(&[1u8; 1234])?;
+    let mut got = vec![0u8; 1234];
+    server.read_exact(&mut got)?;
+    server.write_all(&[2u8; 567])?;
+    let mut got = vec![0u8; 567];
+    client.read_exact(&mut got)?;
+    client.shutdown(Shutdown::Write)?;
+    let mut rest = Vec::new();
+    server.read_to_end(&mut rest)?;
+    wait_until("client FIN-WAIT-2", || {
+        tcp_state(client.as_raw_fd()) == Some(TCP_FIN_WAIT2)
+    })?;
+    drop(server);
+    wait_until("client closes", || {
+        tcp_state(client.as_raw_fd()) != Some(TCP_FIN_WAIT2)
+    })?;
+    drop(client);
+    drop(listener);
+    let events = tracer.stop_json()?;
+    let find = |local: u16| {
+        events
+            .iter()
+            .find(|e| port_of(s(e, "local")) == local && port_of(s(e, "remote")) != 0)
+            .ok_or_else(|| fail(format!("no lifetime for port {local}: {events:#?}")))
+    };
+    let c = find(client_port)?;
+    check_eq(
+        "client bytes",
+        (c["bytes_acked"].as_u64(), c["bytes_received"].as_u64()),
+        (Some(1234), Some(567)),
+    )?;
+    check_eq("client cause", s(c, "cause"), "fin")?;
+    if !c["handshake_rtt_ns"].is_u64() || !c["duration_ns"].is_u64() {
+        return Err(fail(format!("client lifetime lacks times: {c}")));
+    }
+    let sv = find(port)?;
+    check_eq(
+        "server bytes",
+        (sv["bytes_acked"].as_u64(), sv["bytes_received"].as_u64()),
+        (Some(567), Some(1234)),
+    )?;
+    check_eq(
+        "owner",
+        c["pid"].as_u64(),
+        Some(u64::from(std::process::id())),
+    )?;
+    Ok(())
+}
+
+/// A 4 KiB ring and a burst while the reader is stopped: events are lost, and the summary
+/// says how many, while the in-kernel per-edge counters stay exact.
+fn tiny_ring() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip)?;
+    let tracer = Tracer::start(&["--json", "--ring-kb", "4", "--port", &port.to_string()])?;
+    // SAFETY: stopping and resuming our own child.
+    unsafe { libc::kill(tracer.pid() as i32, libc::SIGSTOP) };
+    const N: usize = 300;
+    for _ in 0..N {
+        let _ = TcpStream::connect((ip, port));
+    }
+    unsafe { libc::kill(tracer.pid() as i32, libc::SIGCONT) };
+    let (_, stderr, code) = tracer.stop()?;
+    check_eq("exit", code, 0)?;
+    let summary = stderr.last().cloned().unwrap_or_default();
+    let lost: u64 = summary
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" lost (ring buffer full)"))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| fail(format!("no lost count in {summary}")))?;
+    if lost == 0 {
+        return Err(fail(format!("expected losses: {summary}")));
+    }
+    for want in [
+        format!("CLOSE->SYN-SENT={N}"),
+        format!("SYN-SENT->CLOSE={N}"),
+    ] {
+        if !summary.contains(&want) {
+            return Err(fail(format!("expected {want:?} in {summary}")));
+        }
+    }
+    Ok(())
+}
+
+/// The active closer: FIN-WAIT-2 -> TIME-WAIT, then TIME-WAIT -> CLOSE when the timewait
+/// socket expires 60 s later, both synthesized. Slow by nature (~65 s).
+fn time_wait_expiry() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip)?;
+    let tracer = Tracer::start(&["--json", "--reconcile", "1", "--port", &port.to_string()])?;
+    let listener = TcpListener::bind((ip, port))?;
+    let client = TcpStream::connect((ip, port))?;
+    let (mut server, _) = listener.accept()?;
+    let client_port = client.local_addr()?.port();
+    client.shutdown(Shutdown::Write)?;
+    let mut rest = Vec::new();
+    server.read_to_end(&mut rest)?;
+    drop(server);
+    drop(client);
+    drop(listener);
+    std::thread::sleep(Duration::from_secs(66));
+    let events = tracer.stop_json()?;
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == client_port)
+        .collect();
+    let tw = mine
+        .iter()
+        .find(|e| s(e, "new") == "TIME-WAIT")
+        .ok_or_else(|| fail(format!("no TIME-WAIT: {mine:#?}")))?;
+    let close = mine
+        .iter()
+        .find(|e| s(e, "old") == "TIME-WAIT" && s(e, "new") == "CLOSE")
+        .ok_or_else(|| fail(format!("no TIME-WAIT -> CLOSE: {mine:#?}")))?;
+    check_eq(
+        "entry",
+        (s(tw, "old"), s(tw, "source")),
+        ("FIN-WAIT-2", "synthesized"),
+    )?;
+    check_eq(
+        "expiry",
+        (s(close, "source"), s(close, "cause")),
+        ("synthesized", "timeout"),
+    )?;
+    let secs =
+        (close["ts_ns"].as_u64().unwrap_or(0) - tw["ts_ns"].as_u64().unwrap_or(0)) as f64 / 1e9;
+    if !(58.0..=64.0).contains(&secs) {
+        return Err(fail(format!("TIME-WAIT lasted {secs:.1} s")));
     }
     Ok(())
 }

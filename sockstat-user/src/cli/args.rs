@@ -141,4 +141,26 @@ pub struct TraceArgs {
     /// Kernel hook for sock:inet_sock_set_state.
     #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
     pub hook: HookChoice,
+    /// Only transitions whose owner's command name contains this.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Only sockets in this network namespace (inode, as in /proc/PID/ns/net; in the kernel).
+    #[arg(long, value_name = "INODE")]
+    pub netns: Option<u32>,
+    /// Only transitions whose owner lives in this cgroup (v2 path, or a prefix of it).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// One line per finished connection (duration, bytes, handshake RTT, retransmits,
+    /// cause, owner) instead of one per transition.
+    #[arg(long)]
+    pub lifetimes: bool,
+    /// Count transitions in the kernel only; print the per-edge counts at the end.
+    #[arg(long)]
+    pub count_only: bool,
+    /// Seconds between reconciles with sock_diag (TIME-WAIT expiry, repairs); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub reconcile: u64,
+    /// Filter expression, in ss's filter language (e.g. 'dport = :443').
+    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    pub filter: Vec<String>,
 }

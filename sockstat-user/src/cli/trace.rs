@@ -1,8 +1,12 @@
-//! `sockstat trace`: attach, stream transitions until Ctrl-C/SIGTERM/--count, then report
-//! what was seen and what was lost.
+//! `sockstat trace`: attach, take a sock_diag baseline, then stream transitions until
+//! Ctrl-C/SIGTERM/--count, reconciling with sock_diag every few seconds; report what was
+//! seen, synthesized, repaired and lost.
 use std::{
+    collections::HashMap,
     io::{self, BufWriter, Write},
+    path::Path,
     process::ExitCode,
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -11,15 +15,37 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{UsageError, args::TraceArgs};
 use crate::{
-    ebpf::{HookChoice, KernelCounters, Probe, ProbeOptions, privilege, ring::EventStream},
-    live::{StateTimes, clock::WallClock},
+    diag::{self, Endpoint, Extensions, Query, SocketRecord, record::Netid},
+    ebpf::{
+        DecodeError, EdgeCount, Family, HookChoice, KernelCounters, KernelEvent, Probe,
+        ProbeOptions, privilege, ring::EventStream,
+    },
+    filter::{self, Filter, ParseContext, states},
+    live::{Baseline, Output, Owner, Tracker, clock},
+    procs::Owners,
     render::trace::{TraceFormat, TracePrinter},
+    tcp::ReportedState,
 };
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+/// User space drains the ring at least this often, so quiet periods have low latency while
+/// busy ones wake it only per batch (see `wakeup_bytes`).
+const POLL: Duration = Duration::from_millis(50);
+/// A full reconcile (all states) every this many TIME-WAIT reconciles.
+const FULL_RECONCILE_EVERY: u64 = 6;
 
 pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
+    let filter = Filter::parse(
+        &args.filter,
+        &ParseContext {
+            tcp: true,
+            udp: false,
+            only_v4: args.ipv4,
+            only_v6: args.ipv6,
+        },
+    )
+    .map_err(|e| UsageError(e.to_string()))?;
     if !privilege::can_trace() {
         return Err(UsageError(
             "sockstat trace needs root, or CAP_BPF and CAP_PERFMON: run it with sudo".to_string(),
@@ -30,7 +56,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(trace(args))
+    runtime.block_on(trace(args, &filter))
 }
 
 /// Counts kept by the user-space side of the pipeline.
@@ -41,7 +67,144 @@ struct Seen {
     undecodable: u64,
 }
 
-async fn trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
+/// What decides whether an output is printed (beyond the kernel's port/family/netns).
+struct Selector<'a> {
+    args: &'a TraceArgs,
+    filter: &'a Filter,
+    cgroups: HashMap<u32, String>,
+}
+
+impl Selector<'_> {
+    fn wants(
+        &mut self,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        states: &[ReportedState],
+        owner: &Owner,
+    ) -> bool {
+        if let Some(mask) = self.filter.states
+            && !states.iter().any(|s| match s {
+                ReportedState::Known(t) => states::contains(mask, t.kernel_number()),
+                ReportedState::Unknown(n) => states::contains(mask, *n),
+            })
+        {
+            return false;
+        }
+        if let Some(expr) = &self.filter.expr {
+            let state = match states.last() {
+                Some(ReportedState::Known(t)) => t.kernel_number(),
+                Some(ReportedState::Unknown(n)) => *n,
+                None => 0,
+            };
+            let record = SocketRecord::inet(Netid::Tcp, state, local, remote);
+            if !filter::matcher::matches(expr, &record) {
+                return false;
+            }
+        }
+        if let Some(pid) = self.args.pid
+            && owner.pid != Some(pid)
+        {
+            return false;
+        }
+        if let Some(comm) = &self.args.comm
+            && !owner
+                .comm
+                .as_deref()
+                .is_some_and(|c| c.contains(comm.as_str()))
+        {
+            return false;
+        }
+        if let Some(prefix) = &self.args.cgroup {
+            let Some(pid) = owner.pid else {
+                return false;
+            };
+            let path = self.cgroups.entry(pid).or_insert_with(|| cgroup_of(pid));
+            if !path.starts_with(prefix.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The cgroup v2 path of a process (`0::/path` in /proc/PID/cgroup).
+fn cgroup_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .unwrap_or_default()
+}
+
+fn monotonic_ns() -> u64 {
+    clock::monotonic_ns()
+}
+
+/// This process's network-namespace inode (what the kernel side reports as `netns`).
+fn own_netns() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino() as u32)
+}
+
+/// TCP sockets in `states`, as baseline entries, filtered like the kernel side filters.
+fn dump_tcp(args: &TraceArgs, states_mask: u32, owners: Option<&Owners>) -> Vec<Baseline> {
+    let query = Query {
+        tcp: true,
+        v4: !args.ipv6,
+        v6: !args.ipv4,
+        states: states_mask,
+        ext: Extensions::default(),
+        ..Query::default()
+    };
+    let netns = own_netns();
+    if args.netns.is_some_and(|n| n != netns) {
+        return Vec::new();
+    }
+    let Ok(records) = diag::collect(&query, Path::new("/proc/net")) else {
+        return Vec::new();
+    };
+    records
+        .into_iter()
+        .filter_map(|r| {
+            let (Endpoint::Inet(local), Endpoint::Inet(remote)) = (r.local.clone(), r.peer.clone())
+            else {
+                return None;
+            };
+            if let Some(p) = args.port
+                && local.port() != p
+                && remote.port() != p
+            {
+                return None;
+            }
+            let owner = owners.and_then(|o| {
+                o.of(r.inode)
+                    .first()
+                    .map(|h| (h.pid, o.comm(h.pid).to_string()))
+            });
+            Some(Baseline {
+                cookie: r.cookie,
+                state: r.state,
+                netns,
+                family: if local.is_ipv4() {
+                    Family::Inet
+                } else {
+                    Family::Inet6
+                },
+                local,
+                remote,
+                owner,
+            })
+        })
+        .collect()
+}
+
+fn socket_owners() -> Owners {
+    crate::ebpf::owners::socket_owners().unwrap_or_else(|_| crate::procs::socket_owners(None))
+}
+
+async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     let family = if args.ipv4 {
         AF_INET
     } else if args.ipv6 {
@@ -49,26 +212,41 @@ async fn trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     } else {
         0
     };
+    let ring_bytes = (args.ring_kb.saturating_mul(1024)).next_power_of_two();
     let opts = ProbeOptions {
         hook: args.hook,
         ring_kb: args.ring_kb,
         config: ProbeConfig {
             port: args.port.unwrap_or(0),
             family,
-            _pad0: [0; 4],
+            netns: args.netns.unwrap_or(0),
+            // Wake the reader when a quarter of the ring is used; the poll timer covers
+            // quiet periods.
+            wakeup_bytes: ring_bytes / 4,
+            emit_events: u8::from(!args.count_only),
+            _pad0: [0; 3],
         },
     };
     let mut probe = Probe::attach(&opts)?;
     let mut events = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+
+    // Attached first, then the baseline: nothing falls between the two.
+    let mut tracker = Tracker::default();
+    if !args.count_only {
+        let owners = socket_owners();
+        tracker.load_baseline(dump_tcp(args, states::ALL, Some(&owners)), monotonic_ns());
+    }
     let hook = match probe.hook() {
         HookChoice::TpBtf => "tp_btf",
         _ => "tracepoint",
     };
     eprintln!(
-        "sockstat: tracing sock:inet_sock_set_state ({hook}, ring {} KiB); Ctrl-C to stop",
-        probe.ring_bytes() / 1024
+        "sockstat: tracing {} ({hook}, ring {} KiB, {} sockets in the baseline); Ctrl-C to stop",
+        probe.attached().join(", "),
+        probe.ring_bytes() / 1024,
+        tracker.len()
     );
 
     let printer = TracePrinter::new(
@@ -77,36 +255,79 @@ async fn trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         } else {
             TraceFormat::Text
         },
-        WallClock::now(),
+        clock::WallClock::now(),
     );
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    let mut times = StateTimes::default();
+    let mut selector = Selector {
+        args,
+        filter,
+        cgroups: HashMap::new(),
+    };
     let mut seen = Seen::default();
     let mut batch = Vec::with_capacity(256);
+    let mut outputs = Vec::with_capacity(256);
+    let mut poll = tokio::time::interval(POLL);
+    let reconcile_every = Duration::from_secs(args.reconcile.max(1));
+    let mut reconcile = tokio::time::interval_at(
+        tokio::time::Instant::now() + reconcile_every,
+        reconcile_every,
+    );
+    let mut reconciles: u64 = 0;
+    let mut lost_at_last_full = 0u64;
 
     let result: io::Result<()> = async {
-        if !args.no_header {
-            printer.write_header(&mut out)?;
+        if !args.no_header && !args.count_only {
+            printer.write_header(&mut out, args.lifetimes)?;
             out.flush()?;
         }
         loop {
             tokio::select! {
                 ready = events.next_batch(&mut batch) => ready?,
+                _ = poll.tick() => events.drain_now(&mut batch),
+                _ = reconcile.tick(), if args.reconcile > 0 && !args.count_only => {
+                    // Apply what is queued first, so the dump is compared with fresh state.
+                    events.drain_now(&mut batch);
+                    if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+                        return Ok(());
+                    }
+                    reconciles += 1;
+                    let lost = probe.counters().map(|c| c.lost).unwrap_or(0);
+                    let full = reconciles.is_multiple_of(FULL_RECONCILE_EVERY) || lost > lost_at_last_full;
+                    if full {
+                        lost_at_last_full = lost;
+                    }
+                    let mask = if full { states::ALL } else { states::TIME_WAIT };
+                    let started = monotonic_ns();
+                    let dump = dump_tcp(args, mask, None);
+                    events.drain_now(&mut batch);
+                    if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+                        return Ok(());
+                    }
+                    tracker.reconcile(dump, mask, started, monotonic_ns(), &mut outputs);
+                    if print_outputs(&mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+                        return Ok(());
+                    }
+                    out.flush()?;
+                    continue;
+                }
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
-            if emit(&mut batch, args, &printer, &mut times, &mut seen, &mut out)? {
+            if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
                 return Ok(());
             }
+            out.flush()?;
         }
         // Whatever arrived between the signal and now is still printed.
         events.drain_now(&mut batch);
-        emit(&mut batch, args, &printer, &mut times, &mut seen, &mut out)?;
+        emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)?;
+        out.flush()?;
         Ok(())
     }
     .await;
 
     let counters = probe.counters().unwrap_or_default();
+    let edges = probe.edge_counts().unwrap_or_default();
     drop(probe);
     match result {
         Ok(()) => {}
@@ -114,42 +335,122 @@ async fn trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         Err(e) => return Err(anyhow::Error::new(e).context("writing output")),
     }
-    eprintln!("{}", summary(&seen, &counters));
+    if args.count_only {
+        let mut stdout = io::stdout().lock();
+        write_edges(&mut stdout, &edges, args.json, &counters)?;
+    }
+    eprintln!("{}", summary(&seen, &counters, &tracker, &edges));
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a drained batch; returns true once `--count` is reached. Output is flushed after
-/// every batch, so nothing waits in a buffer while the ring is idle.
+/// Applies a drained batch to the tracker and prints the results; true once `--count` is
+/// reached. Output is flushed by the caller after every batch.
+#[allow(clippy::too_many_arguments)]
 fn emit(
-    batch: &mut Vec<Result<crate::ebpf::StateChange, crate::ebpf::DecodeError>>,
-    args: &TraceArgs,
+    batch: &mut Vec<Result<KernelEvent, DecodeError>>,
+    tracker: &mut Tracker,
+    outputs: &mut Vec<Output>,
+    selector: &mut Selector<'_>,
     printer: &TracePrinter,
-    times: &mut StateTimes,
+    args: &TraceArgs,
     seen: &mut Seen,
     out: &mut impl Write,
 ) -> io::Result<bool> {
-    let mut done = false;
     for record in batch.drain(..) {
-        let Ok(change) = record else {
+        let Ok(event) = record else {
             seen.undecodable += 1;
             continue;
         };
         seen.decoded += 1;
-        let observed = times.observe(change);
-        if done || args.pid.is_some_and(|pid| observed.owner.pid != Some(pid)) {
+        tracker.apply(&event, outputs);
+    }
+    tracker.settle(outputs);
+    print_outputs(outputs, selector, printer, args, seen, out)
+}
+
+fn print_outputs(
+    outputs: &mut Vec<Output>,
+    selector: &mut Selector<'_>,
+    printer: &TracePrinter,
+    args: &TraceArgs,
+    seen: &mut Seen,
+    out: &mut impl Write,
+) -> io::Result<bool> {
+    let mut done = args.count.is_some_and(|n| seen.printed >= n);
+    for o in outputs.drain(..) {
+        if done {
             continue;
         }
-        printer.write(out, &observed)?;
+        match o {
+            Output::Transition(t) if !args.lifetimes => {
+                if !selector.wants(t.local, t.remote, &[t.old, t.new], &t.owner) {
+                    continue;
+                }
+                printer.write(out, &t)?;
+            }
+            Output::Lifetime(l) if args.lifetimes => {
+                if !selector.wants(l.local, l.remote, &[], &l.owner) {
+                    continue;
+                }
+                printer.write_lifetime(out, &l)?;
+            }
+            _ => continue,
+        }
         seen.printed += 1;
         done = args.count.is_some_and(|n| seen.printed >= n);
     }
-    out.flush()?;
     Ok(done)
 }
 
-fn summary(seen: &Seen, kernel: &KernelCounters) -> String {
+fn state_name(n: u8) -> String {
+    ReportedState::from_kernel(n).to_string()
+}
+
+fn write_edges(
+    out: &mut impl Write,
+    edges: &[EdgeCount],
+    json: bool,
+    counters: &KernelCounters,
+) -> io::Result<()> {
+    if json {
+        let list: Vec<serde_json::Value> = edges
+            .iter()
+            .map(|((o, n), c)| serde_json::json!({"old": state_name(*o), "new": state_name(*n), "count": c}))
+            .collect();
+        let v = serde_json::json!({"edges": list, "lost": counters.lost});
+        serde_json::to_writer(&mut *out, &v).map_err(io::Error::other)?;
+        writeln!(out)
+    } else {
+        writeln!(out, "{:<28} COUNT", "TRANSITION")?;
+        for ((o, n), c) in edges {
+            writeln!(
+                out,
+                "{:<28} {c}",
+                format!("{} -> {}", state_name(*o), state_name(*n))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn summary(seen: &Seen, kernel: &KernelCounters, tracker: &Tracker, edges: &[EdgeCount]) -> String {
+    let stats = tracker.stats();
+    let transitions: u64 = edges.iter().map(|(_, c)| c).sum();
+    let per_edge: Vec<String> = edges
+        .iter()
+        .map(|((o, n), c)| format!("{}->{}={c}", state_name(*o), state_name(*n)))
+        .collect();
     format!(
-        "sockstat: {} events seen, {} printed, {} lost (ring buffer full), {} unreadable in kernel, {} undecodable",
-        seen.decoded, seen.printed, kernel.lost, kernel.read_errors, seen.undecodable
+        "sockstat: {} events seen, {} printed, {} lost (ring buffer full), {} unreadable in kernel, {} undecodable; {} transitions counted in the kernel; {} synthesized, {} repaired by reconcile, {} evicted; edges: {}",
+        seen.decoded,
+        seen.printed,
+        kernel.lost,
+        kernel.read_errors,
+        seen.undecodable,
+        transitions,
+        stats.synthesized,
+        stats.repairs,
+        stats.evicted,
+        per_edge.join(" ")
     )
 }

@@ -2,7 +2,7 @@
 //! error, never a panic or a guess.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use sockstat_common::{StateEvent, flags, hook, kind};
+use sockstat_common::{StateEvent, flags, hook, kind, owner_source};
 
 use crate::tcp::ReportedState;
 
@@ -50,9 +50,45 @@ pub struct Task {
     pub comm: String,
 }
 
-/// One decoded `inet_sock_set_state` transition.
+/// What the kernel side knew about the socket's owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelOwner {
+    /// The current task held the socket lock.
+    Task,
+    /// Remembered in the socket's storage from an earlier process-context transition.
+    Cached,
+    Unknown,
+}
+
+/// TCP counters read from `struct tcp_sock` at a state change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub total_retrans: u32,
+    /// Smoothed RTT in µs (the kernel stores it << 3).
+    pub srtt_us: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateChange {
+pub enum EventKind {
+    StateChange {
+        old: ReportedState,
+        new: ReportedState,
+        tcp: TcpCounters,
+    },
+    ResetReceived,
+    ResetSent,
+    Retransmit,
+    SynackRetransmit,
+    ErrorReport {
+        errno: i32,
+    },
+}
+
+/// One decoded kernel event about a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelEvent {
     /// CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
     /// Socket identity: the sock_diag cookie when `cookie_is_socket_cookie`.
@@ -64,17 +100,36 @@ pub struct StateChange {
     /// `sockstat_common::flags::TASK_OWNS_SOCKET`). Otherwise `task` is whoever softirq
     /// interrupted and says nothing about the owner.
     pub task_owns_socket: bool,
+    pub owner_source: KernelOwner,
+    pub owner_pid: u32,
+    pub owner_comm: String,
     pub family: Family,
     pub protocol: u16,
-    pub old: ReportedState,
-    pub new: ReportedState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub hook: Hook,
+    pub kind: EventKind,
+    /// `sk->sk_err` when the event fired (set before a failing socket closes).
+    pub sk_err: i32,
+}
+
+impl KernelEvent {
+    /// The socket's pending error (errno), 0 if none.
+    pub fn task_errno(&self) -> i32 {
+        self.sk_err
+    }
+
+    /// (old, new) for state changes.
+    pub fn transition(&self) -> Option<(ReportedState, ReportedState)> {
+        match self.kind {
+            EventKind::StateChange { old, new, .. } => Some((old, new)),
+            _ => None,
+        }
+    }
 }
 
 /// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8]) -> Result<StateChange, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let expected = std::mem::size_of::<StateEvent>();
     if bytes.len() != expected {
         return Err(DecodeError::Length {
@@ -88,10 +143,30 @@ pub fn decode(bytes: &[u8]) -> Result<StateChange, DecodeError> {
     from_raw(&raw)
 }
 
-pub fn from_raw(raw: &StateEvent) -> Result<StateChange, DecodeError> {
-    if raw.kind != kind::STATE_CHANGE {
-        return Err(DecodeError::Kind(raw.kind));
-    }
+fn c_string(b: &[u8; 16]) -> String {
+    let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
+pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
+    let kind = match raw.kind {
+        kind::STATE_CHANGE => EventKind::StateChange {
+            old: ReportedState::from_kernel(raw.old_state),
+            new: ReportedState::from_kernel(raw.new_state),
+            tcp: TcpCounters {
+                bytes_acked: raw.bytes_acked,
+                bytes_received: raw.bytes_received,
+                total_retrans: raw.total_retrans,
+                srtt_us: raw.srtt_us >> 3,
+            },
+        },
+        kind::RESET_RECEIVED => EventKind::ResetReceived,
+        kind::RESET_SENT => EventKind::ResetSent,
+        kind::RETRANSMIT => EventKind::Retransmit,
+        kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit,
+        kind::ERROR_REPORT => EventKind::ErrorReport { errno: raw.sk_err },
+        other => return Err(DecodeError::Kind(other)),
+    };
     let (family, local_ip, remote_ip) = match raw.family {
         AF_INET => {
             let s = Ipv4Addr::new(raw.saddr[0], raw.saddr[1], raw.saddr[2], raw.saddr[3]);
@@ -105,12 +180,7 @@ pub fn from_raw(raw: &StateEvent) -> Result<StateChange, DecodeError> {
         ),
         other => return Err(DecodeError::Family(other)),
     };
-    let comm_len = raw
-        .comm
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(raw.comm.len());
-    Ok(StateChange {
+    Ok(KernelEvent {
         ts_ns: raw.ts_ns,
         cookie: raw.cookie,
         cookie_is_socket_cookie: raw.flags & flags::COOKIE_IS_SOCKET_COOKIE != 0,
@@ -118,13 +188,18 @@ pub fn from_raw(raw: &StateEvent) -> Result<StateChange, DecodeError> {
         task: Task {
             tgid: raw.tgid,
             tid: raw.tid,
-            comm: String::from_utf8_lossy(&raw.comm[..comm_len]).into_owned(),
+            comm: c_string(&raw.comm),
         },
         task_owns_socket: raw.flags & flags::TASK_OWNS_SOCKET != 0,
+        owner_source: match raw.owner_source {
+            owner_source::TASK => KernelOwner::Task,
+            owner_source::CACHED => KernelOwner::Cached,
+            _ => KernelOwner::Unknown,
+        },
+        owner_pid: raw.owner_tgid,
+        owner_comm: c_string(&raw.owner_comm),
         family,
         protocol: raw.protocol,
-        old: ReportedState::from_kernel(raw.old_state),
-        new: ReportedState::from_kernel(raw.new_state),
         local: SocketAddr::new(local_ip, raw.sport),
         remote: SocketAddr::new(remote_ip, raw.dport),
         hook: if raw.hook == hook::TRACEPOINT {
@@ -132,6 +207,8 @@ pub fn from_raw(raw: &StateEvent) -> Result<StateChange, DecodeError> {
         } else {
             Hook::TpBtf
         },
+        kind,
+        sk_err: raw.sk_err,
     })
 }
 
@@ -155,6 +232,9 @@ pub(crate) mod tests {
         raw.old_state = tcp_state::SYN_SENT;
         raw.new_state = tcp_state::ESTABLISHED;
         raw.flags = flags::COOKIE_IS_SOCKET_COOKIE | flags::TASK_OWNS_SOCKET;
+        raw.owner_source = owner_source::TASK;
+        raw.owner_tgid = 100;
+        raw.owner_comm[..4].copy_from_slice(b"curl");
         raw.sport = 40000;
         raw.dport = 8080;
         raw.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
@@ -175,8 +255,15 @@ pub(crate) mod tests {
         assert_eq!(ev.family, Family::Inet);
         assert_eq!(ev.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(ev.remote, "127.0.0.2:8080".parse().unwrap());
-        assert_eq!(ev.old, ReportedState::Known(TcpState::SynSent));
-        assert_eq!(ev.new, ReportedState::Known(TcpState::Established));
+        assert_eq!(
+            ev.transition(),
+            Some((
+                ReportedState::Known(TcpState::SynSent),
+                ReportedState::Known(TcpState::Established)
+            ))
+        );
+        assert_eq!(ev.owner_source, KernelOwner::Task);
+        assert_eq!(ev.owner_comm, "curl");
         assert_eq!(ev.task.comm, "curl");
         assert_eq!(ev.task.tgid, 100);
         assert!(ev.task_owns_socket && ev.cookie_is_socket_cookie);
@@ -200,7 +287,7 @@ pub(crate) mod tests {
             decode(&[0u8; 10]),
             Err(DecodeError::Length {
                 got: 10,
-                expected: 96
+                expected: 144
             })
         );
         let mut raw = raw_v4();
@@ -212,6 +299,16 @@ pub(crate) mod tests {
         let mut raw = raw_v4();
         raw.new_state = 99;
         let ev = decode(&bytes_of(&raw)).unwrap();
-        assert_eq!(ev.new, ReportedState::Unknown(99));
+        assert_eq!(
+            ev.transition().map(|t| t.1),
+            Some(ReportedState::Unknown(99))
+        );
+        let mut raw = raw_v4();
+        raw.kind = kind::ERROR_REPORT;
+        raw.sk_err = 111;
+        assert_eq!(
+            decode(&bytes_of(&raw)).unwrap().kind,
+            EventKind::ErrorReport { errno: 111 }
+        );
     }
 }

@@ -81,8 +81,35 @@ pub struct ProbeOptions {
 pub struct Probe {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
+    edges: PerCpuArray<MapData, u64>,
     hook: HookChoice,
     ring_bytes: u32,
+    attached: Vec<&'static str>,
+}
+
+/// (program, tracepoint) pairs for the cause events (sockstat-ebpf/src/tcp_events.rs).
+const TCP_EVENT_HOOKS: [(&str, &str); 5] = [
+    ("tcp_receive_reset", "tcp_receive_reset"),
+    ("tcp_send_reset", "tcp_send_reset"),
+    ("tcp_retransmit_skb", "tcp_retransmit_skb"),
+    ("tcp_retransmit_synack", "tcp_retransmit_synack"),
+    ("inet_sk_error_report", "inet_sk_error_report"),
+];
+
+fn attach_btf(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    prog_name: &'static str,
+    tracepoint: &str,
+) -> Result<(), LoadError> {
+    let err = |source| LoadError::Program {
+        program: prog_name,
+        source,
+    };
+    let prog: &mut BtfTracePoint = program(ebpf, prog_name)?;
+    prog.load(tracepoint, btf).map_err(err)?;
+    prog.attach().map_err(err)?;
+    Ok(())
 }
 
 impl Probe {
@@ -103,7 +130,7 @@ impl Probe {
         loader
             .map_max_entries("EVENTS", ring_bytes)
             .override_global("CONFIG", &opts.config, true);
-        let aya_btf;
+        let mut aya_btf: Option<Btf> = None;
         let sock_offsets;
         let tp_offsets;
         match hook {
@@ -126,21 +153,25 @@ impl Probe {
             }
         }
         let mut ebpf = loader.load(PROGRAMS)?;
+        drop(loader);
 
+        let mut attached = Vec::new();
         match hook {
             HookChoice::TpBtf => {
-                const PROG: &str = "inet_sock_set_state_btf";
-                let btf = Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?;
-                let prog: &mut BtfTracePoint = program(&mut ebpf, PROG)?;
-                prog.load(TP_NAME, &btf)
-                    .map_err(|source| LoadError::Program {
-                        program: PROG,
-                        source,
-                    })?;
-                prog.attach().map_err(|source| LoadError::Program {
-                    program: PROG,
-                    source,
-                })?;
+                let btf = match aya_btf {
+                    Some(b) => b,
+                    None => Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?,
+                };
+                let btf = &btf;
+                attach_btf(&mut ebpf, btf, "inet_sock_set_state_btf", TP_NAME)?;
+                attached.push(TP_NAME);
+                // The cause tracepoints enrich the stream; a kernel without one of them
+                // still traces transitions, and what was attached is reported.
+                for (prog, tp) in TCP_EVENT_HOOKS {
+                    if attach_btf(&mut ebpf, btf, prog, tp).is_ok() {
+                        attached.push(tp);
+                    }
+                }
             }
             _ => {
                 const PROG: &str = "inet_sock_set_state_tp";
@@ -154,9 +185,17 @@ impl Probe {
                         program: PROG,
                         source,
                     })?;
+                attached.push(TP_NAME);
             }
         }
 
+        let edges = ebpf
+            .take_map("EDGES")
+            .ok_or(LoadError::MissingMap("EDGES"))?;
+        let edges = PerCpuArray::try_from(edges).map_err(|source| LoadError::Map {
+            name: "EDGES",
+            source,
+        })?;
         let counters = ebpf
             .take_map("COUNTERS")
             .ok_or(LoadError::MissingMap("COUNTERS"))?;
@@ -167,8 +206,10 @@ impl Probe {
         Ok(Self {
             ebpf,
             counters,
+            edges,
             hook,
             ring_bytes,
+            attached,
         })
     }
 
@@ -179,6 +220,33 @@ impl Probe {
 
     pub fn ring_bytes(&self) -> u32 {
         self.ring_bytes
+    }
+
+    /// Tracepoints attached.
+    pub fn attached(&self) -> &[&'static str] {
+        &self.attached
+    }
+
+    /// Exact transition counts per (old, new) kernel state, summed over CPUs.
+    pub fn edge_counts(&self) -> Result<Vec<EdgeCount>, LoadError> {
+        let n = sockstat_common::EDGE_STATES;
+        let mut out = Vec::new();
+        for old in 0..n {
+            for new in 0..n {
+                let values =
+                    self.edges
+                        .get(&(old * n + new), 0)
+                        .map_err(|source| LoadError::Map {
+                            name: "EDGES",
+                            source,
+                        })?;
+                let total: u64 = values.iter().sum();
+                if total > 0 {
+                    out.push(((old as u8, new as u8), total));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Takes the event ring buffer (once).
@@ -228,6 +296,9 @@ where
         source,
     })
 }
+
+/// ((old, new) kernel states, transitions counted).
+pub type EdgeCount = ((u8, u8), u64);
 
 /// In-kernel counters, exact even when the ring buffer overflows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -8,5 +8,7 @@ pub mod privilege;
 pub mod ring;
 pub mod tracefs;
 
-pub use events::{DecodeError, Family, Hook, StateChange, Task};
-pub use loader::{HookChoice, KernelCounters, LoadError, Probe, ProbeOptions};
+pub use events::{
+    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Task, TcpCounters,
+};
+pub use loader::{EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions};

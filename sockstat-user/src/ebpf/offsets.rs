@@ -133,6 +133,11 @@ impl KernelBtf {
             net_ns_inum: self.offset_of("net", "ns.inum")?,
             sk_protocol: sock("sk_protocol")?,
             sk_lock_owned: sock("sk_lock.owned")?,
+            sk_err: sock("sk_err")?,
+            tcp_bytes_acked: self.offset_of("tcp_sock", "bytes_acked")?,
+            tcp_bytes_received: self.offset_of("tcp_sock", "bytes_received")?,
+            tcp_total_retrans: self.offset_of("tcp_sock", "total_retrans")?,
+            tcp_srtt_us: self.offset_of("tcp_sock", "srtt_us")?,
             valid: 1,
         })
     }

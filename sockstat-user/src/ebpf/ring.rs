@@ -5,7 +5,7 @@ use std::io;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::events::{DecodeError, StateChange, decode};
+use super::events::{DecodeError, KernelEvent, decode};
 
 pub struct EventStream {
     fd: AsyncFd<RingBuf<MapData>>,
@@ -23,7 +23,7 @@ impl EventStream {
     /// Waits until the ring buffer has data, then appends every available record to `batch`.
     pub async fn next_batch(
         &mut self,
-        batch: &mut Vec<Result<StateChange, DecodeError>>,
+        batch: &mut Vec<Result<KernelEvent, DecodeError>>,
     ) -> io::Result<()> {
         let mut guard = self.fd.readable_mut().await?;
         drain(guard.get_inner_mut(), batch);
@@ -32,12 +32,12 @@ impl EventStream {
     }
 
     /// Drains whatever is there without waiting (used once more at shutdown).
-    pub fn drain_now(&mut self, batch: &mut Vec<Result<StateChange, DecodeError>>) {
+    pub fn drain_now(&mut self, batch: &mut Vec<Result<KernelEvent, DecodeError>>) {
         drain(self.fd.get_mut(), batch);
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<Result<StateChange, DecodeError>>) {
+fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<Result<KernelEvent, DecodeError>>) {
     while let Some(item) = ring.next() {
         batch.push(decode(&item));
     }

@@ -1,20 +1,30 @@
-//! The live view of sockets built from kernel events: for now, per-socket timing (how long a
-//! socket spent in the state it just left) and owner attribution from the event itself.
+//! The live table: every TCP socket's state, since when, its owner and namespace, merged
+//! from a sock_diag baseline and the kernel's events; the transitions to print, including
+//! the ones the kernel never reports (TIME-WAIT), marked as synthesized; lifetimes of closed
+//! connections. No I/O here: callers feed baselines and events in and print what comes out.
+mod cause;
 pub mod clock;
+mod table;
 
-use std::collections::HashMap;
+pub use cause::Cause;
+pub use table::{Baseline, Entry, Tracker, TrackerStats};
 
-use crate::{
-    ebpf::StateChange,
-    tcp::{ReportedState, TcpState},
-};
+use std::net::SocketAddr;
 
-/// Where an event's owner came from.
+use crate::{ebpf::Family, tcp::ReportedState};
+
+/// Where an owner came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OwnerSource {
     /// The task that held the socket lock when the transition ran.
     Task,
-    /// Nobody trustworthy was current (softirq): no owner is claimed.
+    /// Remembered from an earlier process-context transition of this socket.
+    Cached,
+    /// A passive open, attributed to the process that owns the listening socket.
+    Listener,
+    /// The process that held the socket when sockstat started (from /proc or BPF).
+    Baseline,
+    /// Nobody trustworthy was current (softirq) and nothing was known: no owner is claimed.
     Unknown,
 }
 
@@ -22,6 +32,9 @@ impl OwnerSource {
     pub fn name(self) -> &'static str {
         match self {
             OwnerSource::Task => "task",
+            OwnerSource::Cached => "cached",
+            OwnerSource::Listener => "listener",
+            OwnerSource::Baseline => "baseline",
             OwnerSource::Unknown => "unknown",
         }
     }
@@ -34,147 +47,82 @@ pub struct Owner {
     pub source: OwnerSource,
 }
 
-/// A transition with what the agent knows about it beyond the raw event.
+impl Owner {
+    pub fn unknown() -> Self {
+        Owner {
+            pid: None,
+            comm: None,
+            source: OwnerSource::Unknown,
+        }
+    }
+
+    pub fn known(pid: u32, comm: &str, source: OwnerSource) -> Self {
+        Owner {
+            pid: Some(pid),
+            comm: Some(comm.to_string()),
+            source,
+        }
+    }
+}
+
+/// Whether the kernel reported a transition or sockstat inferred it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Kernel,
+    Synthesized,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Kernel => "kernel",
+            Source::Synthesized => "synthesized",
+        }
+    }
+}
+
+/// A transition to print.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Observed {
-    pub change: StateChange,
-    /// Nanoseconds spent in `change.old`; `None` when that socket's previous transition was
-    /// not seen.
+pub struct Transition {
+    pub ts_ns: u64,
+    pub cookie: u64,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub old: ReportedState,
+    pub new: ReportedState,
+    /// Nanoseconds spent in `old`; `None` when not seen.
     pub prev_state_ns: Option<u64>,
+    pub owner: Owner,
+    pub source: Source,
+    pub cause: Option<Cause>,
+}
+
+/// One finished connection, like tcplife's line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    pub ts_ns: u64,
+    pub cookie: u64,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// From the first transition seen (connect or the child's creation); `None` when the
+    /// connection predates sockstat.
+    pub duration_ns: Option<u64>,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    /// SYN-SENT -> ESTAB, for connections this host opened.
+    pub handshake_ns: Option<u64>,
+    pub retransmits: u32,
+    pub cause: Option<Cause>,
     pub owner: Owner,
 }
 
-/// Remembers when each socket entered its current state.
-pub struct StateTimes {
-    entered: HashMap<u64, u64>,
-    capacity: usize,
-}
-
-impl Default for StateTimes {
-    fn default() -> Self {
-        Self::with_capacity(1 << 20)
-    }
-}
-
-impl StateTimes {
-    /// `capacity` bounds memory under churn: when full, the oldest half is forgotten (their
-    /// next transition then has an unknown previous-state time, never a wrong one).
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            entered: HashMap::new(),
-            capacity: capacity.max(2),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entered.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entered.is_empty()
-    }
-
-    pub fn observe(&mut self, change: StateChange) -> Observed {
-        let prev_state_ns = self
-            .entered
-            .get(&change.cookie)
-            .map(|&since| change.ts_ns.saturating_sub(since));
-        if change.new == ReportedState::Known(TcpState::Close) {
-            self.entered.remove(&change.cookie);
-        } else {
-            if self.entered.len() >= self.capacity {
-                self.evict_oldest_half();
-            }
-            self.entered.insert(change.cookie, change.ts_ns);
-        }
-        let owner = if change.task_owns_socket {
-            Owner {
-                pid: Some(change.task.tgid),
-                comm: Some(change.task.comm.clone()),
-                source: OwnerSource::Task,
-            }
-        } else {
-            Owner {
-                pid: None,
-                comm: None,
-                source: OwnerSource::Unknown,
-            }
-        };
-        Observed {
-            change,
-            prev_state_ns,
-            owner,
-        }
-    }
-
-    fn evict_oldest_half(&mut self) {
-        let mut times: Vec<u64> = self.entered.values().copied().collect();
-        let mid = times.len() / 2;
-        let (_, &mut cutoff, _) = times.select_nth_unstable(mid);
-        self.entered.retain(|_, &mut t| t > cutoff);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ebpf::events::{from_raw, tests::raw_v4};
-    use sockstat_common::tcp_state;
-
-    fn change(cookie: u64, ts: u64, old: u8, new: u8, owned: bool) -> StateChange {
-        let mut raw = raw_v4();
-        raw.cookie = cookie;
-        raw.ts_ns = ts;
-        raw.old_state = old;
-        raw.new_state = new;
-        if !owned {
-            raw.flags &= !sockstat_common::flags::TASK_OWNS_SOCKET;
-        }
-        from_raw(&raw).unwrap()
-    }
-
-    #[test]
-    fn times_the_previous_state_and_forgets_closed_sockets() {
-        let mut t = StateTimes::default();
-        let a = t.observe(change(1, 100, tcp_state::CLOSE, tcp_state::SYN_SENT, true));
-        assert_eq!(a.prev_state_ns, None);
-        assert_eq!(a.owner.source, OwnerSource::Task);
-        assert_eq!(a.owner.pid, Some(100));
-        let b = t.observe(change(
-            1,
-            350,
-            tcp_state::SYN_SENT,
-            tcp_state::ESTABLISHED,
-            false,
-        ));
-        assert_eq!(b.prev_state_ns, Some(250));
-        assert_eq!(b.owner.source, OwnerSource::Unknown);
-        assert_eq!(b.owner.pid, None, "a softirq task is never named as owner");
-        t.observe(change(
-            1,
-            400,
-            tcp_state::ESTABLISHED,
-            tcp_state::CLOSE,
-            true,
-        ));
-        assert!(t.is_empty());
-    }
-
-    #[test]
-    fn stays_bounded() {
-        let mut t = StateTimes::with_capacity(100);
-        for i in 0..1000 {
-            t.observe(change(i, i, tcp_state::CLOSE, tcp_state::SYN_SENT, true));
-        }
-        assert!(t.len() <= 100);
-        // The newest socket is still known.
-        let last = t.observe(change(
-            999,
-            1005,
-            tcp_state::SYN_SENT,
-            tcp_state::ESTABLISHED,
-            true,
-        ));
-        assert_eq!(last.prev_state_ns, Some(6));
-    }
+/// Everything the tracker can produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Transition(Transition),
+    Lifetime(Lifetime),
 }

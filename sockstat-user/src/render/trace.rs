@@ -1,10 +1,11 @@
-//! `sockstat trace` output: aligned text lines or NDJSON, one record per transition.
+//! `sockstat trace` output: aligned text lines or NDJSON, one record per transition (or per
+//! finished connection with `--lifetimes`).
 use std::io::{self, Write};
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::live::{Observed, clock::WallClock};
+use crate::live::{Lifetime, Owner, Source, Transition, clock::WallClock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceFormat {
@@ -12,14 +13,16 @@ pub enum TraceFormat {
     Json,
 }
 
-const HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   TRANSITION                  PREV_US";
+const HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   TRANSITION                  PREV_US    CAUSE";
+const LIFETIME_HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   DURATION_MS  BYTES_ACKED  BYTES_RECV  RTT_US   RETRANS  CAUSE";
 
 pub struct TracePrinter {
     format: TraceFormat,
     clock: WallClock,
 }
 
-/// The NDJSON record. Keys are a stable interface: later versions add keys, never rename.
+/// The NDJSON record of a transition. Keys are a stable interface: later versions add keys,
+/// never rename.
 #[derive(Serialize)]
 struct JsonTransition<'a> {
     ts: String,
@@ -35,6 +38,29 @@ struct JsonTransition<'a> {
     old: String,
     new: String,
     prev_state_ns: Option<u64>,
+    source: &'static str,
+    cause: Option<String>,
+}
+
+/// The NDJSON record of a finished connection (`--lifetimes`).
+#[derive(Serialize)]
+struct JsonLifetime<'a> {
+    ts: String,
+    ts_ns: u64,
+    cookie: u64,
+    netns: u32,
+    pid: Option<u32>,
+    comm: Option<&'a str>,
+    owner_source: &'static str,
+    family: &'static str,
+    local: String,
+    remote: String,
+    duration_ns: Option<u64>,
+    bytes_acked: u64,
+    bytes_received: u64,
+    handshake_rtt_ns: Option<u64>,
+    retransmits: u32,
+    cause: Option<String>,
 }
 
 impl TracePrinter {
@@ -43,65 +69,127 @@ impl TracePrinter {
     }
 
     /// The column header (text only).
-    pub fn write_header(&self, out: &mut impl Write) -> io::Result<()> {
+    pub fn write_header(&self, out: &mut impl Write, lifetimes: bool) -> io::Result<()> {
         match self.format {
-            TraceFormat::Text => writeln!(out, "{HEADER}"),
+            TraceFormat::Text => {
+                writeln!(out, "{}", if lifetimes { LIFETIME_HEADER } else { HEADER })
+            }
             TraceFormat::Json => Ok(()),
         }
     }
 
-    pub fn write(&self, out: &mut impl Write, ev: &Observed) -> io::Result<()> {
+    fn local_time(&self, ts_ns: u64) -> String {
+        let time: DateTime<Local> = self.clock.to_system_time(ts_ns).into();
+        time.format("%H:%M:%S%.3f").to_string()
+    }
+
+    fn rfc3339(&self, ts_ns: u64) -> String {
+        let ts: DateTime<Utc> = self.clock.to_system_time(ts_ns).into();
+        ts.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    }
+
+    fn who(owner: &Owner) -> (String, &str) {
+        (
+            owner.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            owner.comm.as_deref().unwrap_or("-"),
+        )
+    }
+
+    pub fn write(&self, out: &mut impl Write, t: &Transition) -> io::Result<()> {
         match self.format {
-            TraceFormat::Text => self.write_text(out, ev),
-            TraceFormat::Json => self.write_json(out, ev),
+            TraceFormat::Text => {
+                let (pid, comm) = Self::who(&t.owner);
+                let mut transition = format!("{} -> {}", t.old, t.new);
+                if t.source == Source::Synthesized {
+                    transition.push_str(" (synthesized)");
+                }
+                let prev = t
+                    .prev_state_ns
+                    .map_or_else(String::new, |ns| (ns / 1_000).to_string());
+                let cause = t.cause.map_or_else(|| "-".to_string(), |c| c.name());
+                writeln!(
+                    out,
+                    "{} {:<7} {:<16} {:<24} {:<24} {:<27} {:<10} {}",
+                    self.local_time(t.ts_ns),
+                    pid,
+                    comm,
+                    t.local.to_string(),
+                    t.remote.to_string(),
+                    transition,
+                    prev,
+                    cause,
+                )
+            }
+            TraceFormat::Json => {
+                let record = JsonTransition {
+                    ts: self.rfc3339(t.ts_ns),
+                    ts_ns: t.ts_ns,
+                    cookie: t.cookie,
+                    netns: t.netns,
+                    pid: t.owner.pid,
+                    comm: t.owner.comm.as_deref(),
+                    owner_source: t.owner.source.name(),
+                    family: t.family.name(),
+                    local: t.local.to_string(),
+                    remote: t.remote.to_string(),
+                    old: t.old.to_string(),
+                    new: t.new.to_string(),
+                    prev_state_ns: t.prev_state_ns,
+                    source: t.source.name(),
+                    cause: t.cause.map(|c| c.name()),
+                };
+                serde_json::to_writer(&mut *out, &record).map_err(io::Error::other)?;
+                out.write_all(b"\n")
+            }
         }
     }
 
-    fn write_text(&self, out: &mut impl Write, ev: &Observed) -> io::Result<()> {
-        let c = &ev.change;
-        let time: DateTime<Local> = self.clock.to_system_time(c.ts_ns).into();
-        let pid = ev
-            .owner
-            .pid
-            .map_or_else(|| "-".to_string(), |p| p.to_string());
-        let comm = ev.owner.comm.as_deref().unwrap_or("-");
-        let transition = format!("{} -> {}", c.old, c.new);
-        write!(
-            out,
-            "{} {:<7} {:<16} {:<24} {:<24} ",
-            time.format("%H:%M:%S%.3f"),
-            pid,
-            comm,
-            c.local.to_string(),
-            c.remote.to_string(),
-        )?;
-        // No trailing padding when the previous state's duration is unknown.
-        match ev.prev_state_ns {
-            Some(ns) => writeln!(out, "{transition:<27} {}", ns / 1_000),
-            None => writeln!(out, "{transition}"),
+    pub fn write_lifetime(&self, out: &mut impl Write, l: &Lifetime) -> io::Result<()> {
+        match self.format {
+            TraceFormat::Text => {
+                let (pid, comm) = Self::who(&l.owner);
+                let opt = |v: Option<u64>, div: u64| {
+                    v.map_or_else(|| "-".to_string(), |x| (x / div).to_string())
+                };
+                writeln!(
+                    out,
+                    "{} {:<7} {:<16} {:<24} {:<24} {:<12} {:<12} {:<11} {:<8} {:<8} {}",
+                    self.local_time(l.ts_ns),
+                    pid,
+                    comm,
+                    l.local.to_string(),
+                    l.remote.to_string(),
+                    opt(l.duration_ns, 1_000_000),
+                    l.bytes_acked,
+                    l.bytes_received,
+                    opt(l.handshake_ns, 1_000),
+                    l.retransmits,
+                    l.cause.map_or_else(|| "-".to_string(), |c| c.name()),
+                )
+            }
+            TraceFormat::Json => {
+                let record = JsonLifetime {
+                    ts: self.rfc3339(l.ts_ns),
+                    ts_ns: l.ts_ns,
+                    cookie: l.cookie,
+                    netns: l.netns,
+                    pid: l.owner.pid,
+                    comm: l.owner.comm.as_deref(),
+                    owner_source: l.owner.source.name(),
+                    family: l.family.name(),
+                    local: l.local.to_string(),
+                    remote: l.remote.to_string(),
+                    duration_ns: l.duration_ns,
+                    bytes_acked: l.bytes_acked,
+                    bytes_received: l.bytes_received,
+                    handshake_rtt_ns: l.handshake_ns,
+                    retransmits: l.retransmits,
+                    cause: l.cause.map(|c| c.name()),
+                };
+                serde_json::to_writer(&mut *out, &record).map_err(io::Error::other)?;
+                out.write_all(b"\n")
+            }
         }
-    }
-
-    fn write_json(&self, out: &mut impl Write, ev: &Observed) -> io::Result<()> {
-        let c = &ev.change;
-        let ts: DateTime<Utc> = self.clock.to_system_time(c.ts_ns).into();
-        let record = JsonTransition {
-            ts: ts.to_rfc3339_opts(SecondsFormat::Nanos, true),
-            ts_ns: c.ts_ns,
-            cookie: c.cookie,
-            netns: c.netns,
-            pid: ev.owner.pid,
-            comm: ev.owner.comm.as_deref(),
-            owner_source: ev.owner.source.name(),
-            family: c.family.name(),
-            local: c.local.to_string(),
-            remote: c.remote.to_string(),
-            old: c.old.to_string(),
-            new: c.new.to_string(),
-            prev_state_ns: ev.prev_state_ns,
-        };
-        serde_json::to_writer(&mut *out, &record).map_err(io::Error::other)?;
-        out.write_all(b"\n")
     }
 }
 
@@ -110,21 +198,23 @@ mod tests {
     use super::*;
     use crate::{
         ebpf::events::{from_raw, tests::raw_v4},
-        live::StateTimes,
+        live::{Output, Tracker},
     };
-    use sockstat_common::{flags, tcp_state};
+    use sockstat_common::{flags, owner_source, tcp_state};
 
-    fn sample() -> Vec<Observed> {
-        let mut times = StateTimes::default();
+    fn sample() -> Vec<Output> {
+        let mut tracker = Tracker::default();
+        let mut out = Vec::new();
         let mut raw = raw_v4();
         raw.old_state = tcp_state::CLOSE;
         raw.new_state = tcp_state::SYN_SENT;
-        let first = times.observe(from_raw(&raw).unwrap());
+        tracker.apply(&from_raw(&raw).unwrap(), &mut out);
         raw.ts_ns += 153_400;
         raw.old_state = tcp_state::SYN_SENT;
         raw.new_state = tcp_state::ESTABLISHED;
         raw.flags &= !flags::TASK_OWNS_SOCKET;
-        let second = times.observe(from_raw(&raw).unwrap());
+        raw.owner_source = owner_source::UNKNOWN;
+        tracker.apply(&from_raw(&raw).unwrap(), &mut out);
         let mut raw6 = raw_v4();
         raw6.family = 10;
         raw6.cookie = 7;
@@ -132,29 +222,35 @@ mod tests {
         raw6.daddr = std::net::Ipv6Addr::LOCALHOST.octets();
         raw6.old_state = tcp_state::FIN_WAIT2;
         raw6.new_state = tcp_state::CLOSE;
-        let third = times.observe(from_raw(&raw6).unwrap());
-        vec![first, second, third]
+        raw6.bytes_acked = 5;
+        raw6.bytes_received = 9;
+        tracker.apply(&from_raw(&raw6).unwrap(), &mut out);
+        out
     }
 
-    fn render(format: TraceFormat) -> String {
+    fn render(format: TraceFormat, lifetimes: bool) -> String {
         // 2023-11-14T22:13:20Z at monotonic 0; UTC so the golden text does not depend on TZ.
         let printer =
             TracePrinter::new(format, WallClock::with_offset_ns(1_700_000_000_000_000_000));
         let mut out = Vec::new();
-        printer.write_header(&mut out).unwrap();
-        for ev in sample() {
-            printer.write(&mut out, &ev).unwrap();
+        printer.write_header(&mut out, lifetimes).unwrap();
+        for o in sample() {
+            match o {
+                Output::Transition(t) if !lifetimes => printer.write(&mut out, &t).unwrap(),
+                Output::Lifetime(l) if lifetimes => printer.write_lifetime(&mut out, &l).unwrap(),
+                _ => {}
+            }
         }
         String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn golden_json() {
-        let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"CLOSE","new":"SYN-SENT","prev_state_ns":null}
-{"ts":"2023-11-14T22:13:21.000153523Z","ts_ns":1000153523,"cookie":4242,"netns":4026531840,"pid":null,"comm":null,"owner_source":"unknown","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"SYN-SENT","new":"ESTAB","prev_state_ns":153400}
-{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","old":"FIN-WAIT-2","new":"CLOSE","prev_state_ns":null}
+        let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"CLOSE","new":"SYN-SENT","prev_state_ns":null,"source":"kernel","cause":null}
+{"ts":"2023-11-14T22:13:21.000153523Z","ts_ns":1000153523,"cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"cached","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"SYN-SENT","new":"ESTAB","prev_state_ns":153400,"source":"kernel","cause":null}
+{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","old":"FIN-WAIT-2","new":"TIME-WAIT","prev_state_ns":null,"source":"synthesized","cause":"fin"}
 "#;
-        assert_eq!(render(TraceFormat::Json), expected);
+        assert_eq!(render(TraceFormat::Json, false), expected);
     }
 
     #[test]
@@ -163,11 +259,20 @@ mod tests {
         // every test that formats local time wants UTC.
         unsafe { std::env::set_var("TZ", "UTC") };
         let expected = "\
-TIME         PID     COMM             LOCAL                    REMOTE                   TRANSITION                  PREV_US
-22:13:21.000 100     curl             127.0.0.1:40000          127.0.0.2:8080           CLOSE -> SYN-SENT
-22:13:21.000 -       -                127.0.0.1:40000          127.0.0.2:8080           SYN-SENT -> ESTAB           153
-22:13:21.000 100     curl             [::1]:40000              [::1]:8080               FIN-WAIT-2 -> CLOSE
+TIME         PID     COMM             LOCAL                    REMOTE                   TRANSITION                  PREV_US    CAUSE
+22:13:21.000 100     curl             127.0.0.1:40000          127.0.0.2:8080           CLOSE -> SYN-SENT                      -
+22:13:21.000 100     curl             127.0.0.1:40000          127.0.0.2:8080           SYN-SENT -> ESTAB           153        -
+22:13:21.000 100     curl             [::1]:40000              [::1]:8080               FIN-WAIT-2 -> TIME-WAIT (synthesized)            fin
 ";
-        assert_eq!(render(TraceFormat::Text), expected);
+        assert_eq!(render(TraceFormat::Text, false), expected);
+    }
+
+    /// The counters include sequence space: the FIN this side sent (acked) and the FIN it
+    /// received are taken off, so the bytes are data bytes.
+    #[test]
+    fn golden_lifetime_json() {
+        let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","duration_ns":null,"bytes_acked":4,"bytes_received":8,"handshake_rtt_ns":null,"retransmits":0,"cause":"fin"}
+"#;
+        assert_eq!(render(TraceFormat::Json, true), expected);
     }
 }

@@ -1,0 +1,86 @@
+//! TCP events around the state machine, all as BTF tracepoints (no tracefs, no kprobes):
+//! resets in both directions, retransmits, and error reports. Each produces a `StateEvent`
+//! of its own kind, so user space can give transitions a cause (rst-in, rst-out, errno).
+//!
+//! Tracepoint prototypes (include/trace/events/tcp.h, sock.h), argument 0 in every case:
+//! - `tcp_receive_reset(struct sock *sk)`
+//! - `tcp_send_reset(const struct sock *sk, const struct sk_buff *skb, enum sk_rst_reason)`;
+//!   `sk` is NULL for resets that answer no socket
+//! - `tcp_retransmit_skb(const struct sock *sk, const struct sk_buff *skb, int err)`
+//! - `tcp_retransmit_synack(const struct sock *sk, const struct request_sock *req)`; `sk` is
+//!   the listener
+//! - `inet_sk_error_report(const struct sock *sk)`
+use core::ffi::c_void;
+
+use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointContext};
+use sockstat_common::{counter, kind};
+
+use crate::{
+    maps::{bump, sock_offsets},
+    sock::{fill_owner, fill_socket, read, wanted},
+    state_change::{reserve, submit},
+};
+
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
+    emit(&ctx, kind::RESET_RECEIVED)
+}
+
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
+    emit(&ctx, kind::RESET_SENT)
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+    emit(&ctx, kind::RETRANSMIT)
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
+    emit(&ctx, kind::SYNACK_RETRANSMIT)
+}
+
+#[btf_tracepoint(function = "inet_sk_error_report")]
+pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
+    emit(&ctx, kind::ERROR_REPORT)
+}
+
+#[inline(always)]
+fn emit(ctx: &BtfTracePointContext, event_kind: u8) -> i32 {
+    if try_emit(ctx, event_kind).is_err() {
+        bump(counter::READ_ERRORS);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
+    let sk_arg = unsafe { *(ctx.as_ptr() as *const *mut c_void) };
+    let off = sock_offsets();
+    if off.valid == 0 {
+        return Err(-1);
+    }
+    if sk_arg.is_null() {
+        return Ok(());
+    }
+    let sk = sk_arg as *const u8;
+    let Some(addr) = (unsafe { wanted(sk, &off)? }) else {
+        return Ok(());
+    };
+    let Some(mut entry) = reserve() else {
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    let filled = unsafe {
+        let ev = &mut *ev;
+        fill_socket(ev, sk_arg, &off, addr).and_then(|()| {
+            ev.kind = event_kind;
+            if event_kind == kind::ERROR_REPORT {
+                ev.sk_err = read(sk, off.sk_err)?;
+            }
+            fill_owner(ev, sk_arg, &off)
+        })
+    };
+    submit(entry, filled)
+}

@@ -1,0 +1,717 @@
+//! The live table and the rules that turn kernel events into printed transitions.
+use std::{collections::HashMap, net::SocketAddr};
+
+use super::{Cause, Lifetime, Output, Owner, OwnerSource, Source, Transition};
+use crate::{
+    ebpf::{EventKind, Family, KernelEvent, KernelOwner, TcpCounters},
+    tcp::{ReportedState, TcpState},
+};
+
+/// One socket as the table knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub state: ReportedState,
+    /// When it entered `state`; `None` for sockets found by a dump.
+    pub since_ns: Option<u64>,
+    /// When the connection began (connect or passive open), if seen.
+    pub first_ns: Option<u64>,
+    pub handshake_ns: Option<u64>,
+    pub owner: Owner,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub retransmits: u32,
+    /// A reset seen just before the socket closes.
+    pub pending: Option<Cause>,
+    /// Monotonic time of the last event or dump that touched the entry.
+    pub touched_ns: u64,
+    /// A passive open (child of a listener).
+    pub passive: bool,
+    /// Opened by connect() here (its SYN counts in `bytes_acked`); None when not seen.
+    pub active: Option<bool>,
+    /// The peer's FIN arrived (it counts in `bytes_received`).
+    pub peer_fin: bool,
+}
+
+/// A socket found by a sock_diag dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Baseline {
+    pub cookie: u64,
+    pub state: u8,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub owner: Option<(u32, String)>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    /// Entries a reconcile had to correct (missed events).
+    pub repairs: u64,
+    /// Transitions sockstat inferred (TIME-WAIT entry and expiry, repairs).
+    pub synthesized: u64,
+    /// Entries dropped to keep the table within its bound.
+    pub evicted: u64,
+}
+
+pub struct Tracker {
+    entries: HashMap<u64, Entry>,
+    /// Closes whose cause may still arrive: `tcp_disconnect()` (SO_LINGER 0, unread data)
+    /// sets CLOSE *before* it sends the RST, so the reset event follows the transition.
+    held: HashMap<u64, Vec<Output>>,
+    /// Owners of listening sockets by (netns, port): passive opens inherit them.
+    listeners: HashMap<(u32, u16), Owner>,
+    capacity: usize,
+    stats: TrackerStats,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::with_capacity(1 << 20)
+    }
+}
+
+const fn known(s: TcpState) -> ReportedState {
+    ReportedState::Known(s)
+}
+
+impl Tracker {
+    /// `capacity` bounds memory under churn: when full, the least recently touched entries
+    /// are forgotten (counted in `evicted`), never silently kept growing.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Tracker {
+            entries: HashMap::new(),
+            held: HashMap::new(),
+            listeners: HashMap::new(),
+            capacity: capacity.max(16),
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, cookie: u64) -> Option<&Entry> {
+        self.entries.get(&cookie)
+    }
+
+    pub fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+
+    /// Counts by state, for dashboards and exporters.
+    pub fn state_counts(&self) -> HashMap<ReportedState, u64> {
+        let mut m = HashMap::new();
+        for e in self.entries.values() {
+            *m.entry(e.state).or_default() += 1;
+        }
+        m
+    }
+
+    /// Adds sockets found by the start-up dump. Sockets already seen through events (the
+    /// programs were attached first) keep what the events said.
+    pub fn load_baseline(&mut self, sockets: impl IntoIterator<Item = Baseline>, now_ns: u64) {
+        for b in sockets {
+            if self.entries.contains_key(&b.cookie) {
+                continue;
+            }
+            self.insert_baseline(b, now_ns);
+        }
+    }
+
+    fn insert_baseline(&mut self, b: Baseline, now_ns: u64) {
+        let owner = b.owner.as_ref().map_or_else(Owner::unknown, |(pid, comm)| {
+            Owner::known(*pid, comm, OwnerSource::Baseline)
+        });
+        let state = ReportedState::from_kernel(b.state);
+        if state == known(TcpState::Listen) && owner.pid.is_some() {
+            self.listeners
+                .insert((b.netns, b.local.port()), owner.clone());
+        }
+        self.make_room();
+        self.entries.insert(
+            b.cookie,
+            Entry {
+                state,
+                since_ns: None,
+                first_ns: None,
+                handshake_ns: None,
+                owner,
+                netns: b.netns,
+                family: b.family,
+                local: b.local,
+                remote: b.remote,
+                retransmits: 0,
+                pending: None,
+                touched_ns: now_ns,
+                passive: false,
+                active: None,
+                peer_fin: false,
+            },
+        );
+    }
+
+    fn make_room(&mut self) {
+        if self.entries.len() < self.capacity {
+            return;
+        }
+        // Forget the least recently touched quarter.
+        let mut times: Vec<u64> = self.entries.values().map(|e| e.touched_ns).collect();
+        let k = times.len() / 4;
+        let (_, &mut cutoff, _) = times.select_nth_unstable(k);
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.touched_ns > cutoff);
+        self.stats.evicted += (before - self.entries.len()) as u64;
+    }
+
+    /// Applies one kernel event; appends what should be printed to `out`.
+    pub fn apply(&mut self, ev: &KernelEvent, out: &mut Vec<Output>) {
+        match &ev.kind {
+            EventKind::StateChange { old, new, tcp } => {
+                self.state_change(ev, *old, *new, *tcp, out)
+            }
+            EventKind::ResetReceived => self.note(ev, Some(Cause::RstIn)),
+            EventKind::ResetSent => {
+                if let Some(mut held) = self.held.remove(&ev.cookie) {
+                    for o in &mut held {
+                        match o {
+                            Output::Transition(t) => t.cause = Some(Cause::RstOut),
+                            Output::Lifetime(l) => l.cause = Some(Cause::RstOut),
+                        }
+                    }
+                    out.append(&mut held);
+                } else {
+                    self.note(ev, Some(Cause::RstOut));
+                }
+            }
+            EventKind::Retransmit => {
+                if let Some(e) = self.entries.get_mut(&ev.cookie) {
+                    e.retransmits += 1;
+                    e.touched_ns = ev.ts_ns;
+                }
+            }
+            EventKind::SynackRetransmit | EventKind::ErrorReport { .. } => {}
+        }
+    }
+
+    /// Releases closes still waiting for a possible reset (call after each batch of events).
+    pub fn settle(&mut self, out: &mut Vec<Output>) {
+        for (_, mut held) in self.held.drain() {
+            out.append(&mut held);
+        }
+    }
+
+    fn note(&mut self, ev: &KernelEvent, cause: Option<Cause>) {
+        if let Some(e) = self.entries.get_mut(&ev.cookie) {
+            // An RST we send wins over one we received in the same close.
+            if e.pending != Some(Cause::RstOut) {
+                e.pending = cause;
+            }
+            e.touched_ns = ev.ts_ns;
+        }
+    }
+
+    /// The owner to print for `ev`, without ever naming an interrupted task.
+    fn resolve_owner(&self, ev: &KernelEvent, entry: Option<&Entry>, passive_open: bool) -> Owner {
+        match ev.owner_source {
+            KernelOwner::Task => {
+                return Owner::known(ev.owner_pid, &ev.owner_comm, OwnerSource::Task);
+            }
+            KernelOwner::Cached => {
+                return Owner::known(ev.owner_pid, &ev.owner_comm, OwnerSource::Cached);
+            }
+            KernelOwner::Unknown => {}
+        }
+        if let Some(e) = entry
+            && e.owner.pid.is_some()
+        {
+            let mut o = e.owner.clone();
+            if o.source == OwnerSource::Task {
+                o.source = OwnerSource::Cached;
+            }
+            return o;
+        }
+        if passive_open || entry.is_some_and(|e| e.passive) {
+            let lookup = |port| self.listeners.get(&(ev.netns, port)).cloned();
+            if let Some(mut o) = lookup(ev.local.port()) {
+                o.source = OwnerSource::Listener;
+                return o;
+            }
+        }
+        Owner::unknown()
+    }
+
+    fn state_change(
+        &mut self,
+        ev: &KernelEvent,
+        old: ReportedState,
+        new: ReportedState,
+        tcp: TcpCounters,
+        out: &mut Vec<Output>,
+    ) {
+        let passive_open = old == known(TcpState::Listen) && new == known(TcpState::SynRecv);
+        let existing = self.entries.get(&ev.cookie);
+        // The previous state's duration is only known when this socket's last transition
+        // was seen and matches.
+        let prev_state_ns = existing
+            .filter(|e| e.state == old)
+            .and_then(|e| e.since_ns)
+            .map(|since| ev.ts_ns.saturating_sub(since));
+        let owner = self.resolve_owner(ev, existing, passive_open);
+        let pending = existing.and_then(|e| e.pending);
+
+        // Listening sockets: remember their owner for the passive opens to come.
+        if new == known(TcpState::Listen) && owner.pid.is_some() {
+            self.listeners
+                .insert((ev.netns, ev.local.port()), owner.clone());
+        } else if old == known(TcpState::Listen) && new == known(TcpState::Close) {
+            self.listeners.remove(&(ev.netns, ev.local.port()));
+        }
+
+        let closing = new == known(TcpState::Close);
+        let cause = if closing {
+            close_cause(old, pending, ev.task_errno())
+        } else if old == known(TcpState::Established) && new == known(TcpState::CloseWait) {
+            Some(Cause::Fin)
+        } else {
+            None
+        };
+        // FIN-WAIT-2 / CLOSING / FIN-WAIT-1 -> CLOSE after an orderly close is the kernel
+        // swapping the socket for a timewait socket: show the TIME-WAIT it really entered.
+        let to_time_wait = closing
+            && cause == Some(Cause::Fin)
+            && matches!(
+                old,
+                ReportedState::Known(TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing)
+            );
+        let shown_new = if to_time_wait {
+            known(TcpState::TimeWait)
+        } else {
+            new
+        };
+        let source = if to_time_wait {
+            self.stats.synthesized += 1;
+            Source::Synthesized
+        } else {
+            Source::Kernel
+        };
+        // A close with no cause yet may be followed by the RST it sent: hold it briefly.
+        let hold = closing
+            && cause.is_none()
+            && !matches!(
+                old,
+                ReportedState::Known(TcpState::Listen | TcpState::SynSent | TcpState::Close)
+            );
+        let mut emitted = Vec::with_capacity(2);
+        emitted.push(Output::Transition(Transition {
+            ts_ns: ev.ts_ns,
+            cookie: ev.cookie,
+            netns: ev.netns,
+            family: ev.family,
+            local: ev.local,
+            remote: ev.remote,
+            old,
+            new: shown_new,
+            prev_state_ns,
+            owner: owner.clone(),
+            source,
+            cause,
+        }));
+
+        if !self.entries.contains_key(&ev.cookie) {
+            self.make_room();
+        }
+        let entry = self.entries.entry(ev.cookie).or_insert_with(|| Entry {
+            state: old,
+            since_ns: None,
+            first_ns: None,
+            handshake_ns: None,
+            owner: Owner::unknown(),
+            netns: ev.netns,
+            family: ev.family,
+            local: ev.local,
+            remote: ev.remote,
+            retransmits: 0,
+            pending: None,
+            touched_ns: ev.ts_ns,
+            passive: passive_open,
+            active: None,
+            peer_fin: false,
+        });
+        if old == known(TcpState::Close) && new == known(TcpState::SynSent) {
+            entry.active = Some(true);
+        } else if passive_open {
+            entry.active = Some(false);
+        }
+        if new == known(TcpState::CloseWait)
+            || (new == known(TcpState::Closing))
+            || to_time_wait && old == known(TcpState::FinWait2)
+        {
+            entry.peer_fin = true;
+        }
+        if entry.first_ns.is_none()
+            && (old == known(TcpState::Close) && new == known(TcpState::SynSent) || passive_open)
+        {
+            entry.first_ns = Some(ev.ts_ns);
+        }
+        if old == known(TcpState::SynSent) && new == known(TcpState::Established) {
+            entry.handshake_ns = prev_state_ns;
+        }
+        if owner.pid.is_some() {
+            entry.owner = owner;
+        }
+        // Ports are assigned after connect() reports SYN-SENT: keep the latest addresses.
+        entry.local = ev.local;
+        entry.remote = ev.remote;
+        entry.state = shown_new;
+        entry.since_ns = Some(ev.ts_ns);
+        entry.touched_ns = ev.ts_ns;
+
+        let connection_ended = (closing || to_time_wait) && old != known(TcpState::Listen);
+        if connection_ended && old != known(TcpState::Close) {
+            // tcp_sock counts sequence space: our SYN (active opens) and our FIN once acked
+            // are in bytes_acked, the peer's FIN in bytes_received. Report data bytes.
+            let syn = u64::from(entry.active == Some(true));
+            let our_fin_acked = cause == Some(Cause::Fin)
+                && matches!(
+                    old,
+                    ReportedState::Known(
+                        TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck
+                    )
+                );
+            let bytes_acked = tcp
+                .bytes_acked
+                .saturating_sub(syn + u64::from(our_fin_acked));
+            let bytes_received = tcp.bytes_received.saturating_sub(u64::from(entry.peer_fin));
+            emitted.push(Output::Lifetime(Lifetime {
+                ts_ns: ev.ts_ns,
+                cookie: ev.cookie,
+                netns: ev.netns,
+                family: ev.family,
+                local: entry.local,
+                remote: entry.remote,
+                duration_ns: entry.first_ns.map(|f| ev.ts_ns.saturating_sub(f)),
+                bytes_acked,
+                bytes_received,
+                handshake_ns: entry.handshake_ns,
+                retransmits: tcp.total_retrans.max(entry.retransmits),
+                cause,
+                owner: entry.owner.clone(),
+            }));
+        }
+        if closing && !to_time_wait {
+            self.entries.remove(&ev.cookie);
+        }
+        if hold {
+            self.held.entry(ev.cookie).or_default().append(&mut emitted);
+        } else {
+            out.append(&mut emitted);
+        }
+    }
+
+    /// Compares the table with a fresh dump of the sockets in `states` (bitmask of kernel
+    /// states) taken at `dump_started_ns`. Entries the dump no longer has are closed
+    /// (TIME-WAIT expiry, or a missed close, counted as a repair); sockets the table lacks
+    /// are added (a repair). Entries touched after the dump started are left alone.
+    pub fn reconcile(
+        &mut self,
+        dump: Vec<Baseline>,
+        states: u32,
+        dump_started_ns: u64,
+        now_ns: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let in_dump: HashMap<u64, Baseline> = dump.into_iter().map(|b| (b.cookie, b)).collect();
+        let gone: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(cookie, e)| {
+                e.touched_ns < dump_started_ns
+                    && state_bit(e.state) & states != 0
+                    && !in_dump.contains_key(cookie)
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for cookie in gone {
+            let Some(e) = self.entries.remove(&cookie) else {
+                continue;
+            };
+            let expired = e.state == known(TcpState::TimeWait);
+            if !expired {
+                self.stats.repairs += 1;
+            }
+            self.stats.synthesized += 1;
+            out.push(Output::Transition(Transition {
+                ts_ns: now_ns,
+                cookie,
+                netns: e.netns,
+                family: e.family,
+                local: e.local,
+                remote: e.remote,
+                old: e.state,
+                new: known(TcpState::Close),
+                prev_state_ns: e.since_ns.map(|s| now_ns.saturating_sub(s)),
+                owner: e.owner,
+                source: Source::Synthesized,
+                cause: expired.then_some(Cause::Timeout),
+            }));
+        }
+        for (cookie, b) in in_dump {
+            match self.entries.get_mut(&cookie) {
+                None => {
+                    self.stats.repairs += 1;
+                    self.insert_baseline(b, now_ns);
+                }
+                Some(e) if e.touched_ns < dump_started_ns => {
+                    let state = ReportedState::from_kernel(b.state);
+                    if e.state != state {
+                        self.stats.repairs += 1;
+                        self.stats.synthesized += 1;
+                        out.push(Output::Transition(Transition {
+                            ts_ns: now_ns,
+                            cookie,
+                            netns: e.netns,
+                            family: e.family,
+                            local: e.local,
+                            remote: e.remote,
+                            old: e.state,
+                            new: state,
+                            prev_state_ns: None,
+                            owner: e.owner.clone(),
+                            source: Source::Synthesized,
+                            cause: None,
+                        }));
+                        e.state = state;
+                        e.since_ns = None;
+                    }
+                    e.touched_ns = now_ns;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+fn state_bit(s: ReportedState) -> u32 {
+    match s {
+        ReportedState::Known(t) => 1u32 << t.kernel_number(),
+        ReportedState::Unknown(n) if n < 32 => 1u32 << n,
+        ReportedState::Unknown(_) => 0,
+    }
+}
+
+/// Why a socket reached CLOSE from `old`, given a reset seen just before and the socket's
+/// `sk_err` at the transition.
+fn close_cause(old: ReportedState, pending: Option<Cause>, sk_err: i32) -> Option<Cause> {
+    let ReportedState::Known(old) = old else {
+        return pending;
+    };
+    if old == TcpState::SynSent && sk_err != 0 {
+        return Some(Cause::Errno(sk_err));
+    }
+    if old == TcpState::SynSent && pending == Some(Cause::RstIn) {
+        return Some(Cause::Errno(libc::ECONNREFUSED));
+    }
+    if let Some(p) = pending {
+        return Some(p);
+    }
+    match sk_err {
+        libc::ECONNRESET | libc::EPIPE => return Some(Cause::RstIn),
+        libc::ETIMEDOUT => return Some(Cause::Timeout),
+        0 => {}
+        e => return Some(Cause::Errno(e)),
+    }
+    match old {
+        TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck => {
+            Some(Cause::Fin)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::events::{from_raw, tests::raw_v4};
+    use sockstat_common::{kind, owner_source, tcp_state as st};
+
+    fn ev(cookie: u64, ts: u64, old: u8, new: u8, owned: bool) -> KernelEvent {
+        let mut raw = raw_v4();
+        raw.cookie = cookie;
+        raw.ts_ns = ts;
+        raw.old_state = old;
+        raw.new_state = new;
+        if !owned {
+            raw.flags &= !sockstat_common::flags::TASK_OWNS_SOCKET;
+            raw.owner_source = owner_source::UNKNOWN;
+            raw.tgid = 999; // the interrupted task
+        }
+        from_raw(&raw).unwrap()
+    }
+
+    fn transitions(out: &[Output]) -> Vec<(String, Source, Option<String>)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Transition(t) => Some((
+                    format!("{}->{}", t.old, t.new),
+                    t.source,
+                    t.cause.map(|c| c.name()),
+                )),
+                Output::Lifetime(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn active_close_becomes_time_wait_then_expires() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        for (ts, o, n, owned) in [
+            (100, st::CLOSE, st::SYN_SENT, true),
+            (300, st::SYN_SENT, st::ESTABLISHED, false),
+            (400, st::ESTABLISHED, st::FIN_WAIT1, true),
+            (450, st::FIN_WAIT1, st::FIN_WAIT2, false),
+            (500, st::FIN_WAIT2, st::CLOSE, false),
+        ] {
+            t.apply(&ev(1, ts, o, n, owned), &mut out);
+        }
+        let tr = transitions(&out);
+        assert_eq!(
+            tr[4],
+            (
+                "FIN-WAIT-2->TIME-WAIT".into(),
+                Source::Synthesized,
+                Some("fin".into())
+            )
+        );
+        assert_eq!(t.get(1).unwrap().state, known(TcpState::TimeWait));
+        // The softirq transitions name the cached owner, never task 999.
+        for o in &out {
+            if let Output::Transition(tr) = o {
+                assert_eq!(tr.owner.pid, Some(100), "{tr:?}");
+            }
+        }
+        let life = out.iter().find_map(|o| match o {
+            Output::Lifetime(l) => Some(l.clone()),
+            _ => None,
+        });
+        let life = life.unwrap();
+        assert_eq!(life.duration_ns, Some(400));
+        assert_eq!(life.handshake_ns, Some(200));
+        // Expiry: the TIME-WAIT dump no longer has it.
+        out.clear();
+        t.reconcile(Vec::new(), 1 << st::TIME_WAIT, 1000, 61_000, &mut out);
+        assert_eq!(
+            transitions(&out),
+            vec![(
+                "TIME-WAIT->CLOSE".into(),
+                Source::Synthesized,
+                Some("timeout".into())
+            )]
+        );
+        assert!(t.is_empty());
+        assert_eq!(t.stats().repairs, 0);
+    }
+
+    #[test]
+    fn resets_and_refusals_have_causes() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        t.apply(&ev(2, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        let mut refused = ev(2, 2, st::SYN_SENT, st::CLOSE, true);
+        refused.kind = EventKind::StateChange {
+            old: known(TcpState::SynSent),
+            new: known(TcpState::Close),
+            tcp: TcpCounters::default(),
+        };
+        let mut raw = raw_v4();
+        raw.cookie = 2;
+        raw.old_state = st::SYN_SENT;
+        raw.new_state = st::CLOSE;
+        raw.sk_err = libc::ECONNREFUSED;
+        t.apply(&from_raw(&raw).unwrap(), &mut out);
+        assert_eq!(transitions(&out)[1].2.as_deref(), Some("ECONNREFUSED"));
+
+        // An established connection reset by the peer: rst-in, no TIME-WAIT.
+        out.clear();
+        t.apply(&ev(3, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        t.apply(&ev(3, 2, st::SYN_SENT, st::ESTABLISHED, false), &mut out);
+        let mut rst = raw_v4();
+        rst.cookie = 3;
+        rst.kind = kind::RESET_RECEIVED;
+        t.apply(&from_raw(&rst).unwrap(), &mut out);
+        t.apply(&ev(3, 3, st::ESTABLISHED, st::CLOSE, false), &mut out);
+        assert_eq!(
+            transitions(&out)[2],
+            ("ESTAB->CLOSE".into(), Source::Kernel, Some("rst-in".into()))
+        );
+        assert!(t.get(3).is_none());
+    }
+
+    #[test]
+    fn passive_opens_take_the_listener_owner() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        t.load_baseline(
+            [Baseline {
+                cookie: 10,
+                state: st::LISTEN,
+                netns: 4026531840,
+                family: Family::Inet,
+                local: "127.0.0.1:40000".parse().unwrap(),
+                remote: "0.0.0.0:0".parse().unwrap(),
+                owner: Some((77, "nginx".into())),
+            }],
+            0,
+        );
+        t.apply(&ev(11, 5, st::LISTEN, st::SYN_RECV, false), &mut out);
+        t.apply(&ev(11, 6, st::SYN_RECV, st::ESTABLISHED, false), &mut out);
+        for o in &out {
+            let Output::Transition(tr) = o else { continue };
+            assert_eq!(tr.owner.pid, Some(77));
+            assert_eq!(tr.owner.source, OwnerSource::Listener);
+        }
+    }
+
+    #[test]
+    fn reconcile_repairs_missed_events_and_stays_bounded() {
+        let mut t = Tracker::with_capacity(100);
+        let mut out = Vec::new();
+        let b = |cookie, state| Baseline {
+            cookie,
+            state,
+            netns: 1,
+            family: Family::Inet,
+            local: "127.0.0.1:1".parse().unwrap(),
+            remote: "127.0.0.1:2".parse().unwrap(),
+            owner: None,
+        };
+        t.load_baseline([b(1, st::ESTABLISHED), b(2, st::ESTABLISHED)], 0);
+        // 1 closed while events were lost; 2 moved to CLOSE-WAIT; 3 appeared.
+        t.reconcile(
+            vec![b(2, st::CLOSE_WAIT), b(3, st::ESTABLISHED)],
+            u32::MAX,
+            10,
+            20,
+            &mut out,
+        );
+        assert_eq!(t.stats().repairs, 3);
+        assert_eq!(t.len(), 2);
+        assert!(transitions(&out).iter().all(|t| t.1 == Source::Synthesized));
+        for i in 0..1000 {
+            t.apply(
+                &ev(100 + i, 30 + i, st::CLOSE, st::SYN_SENT, true),
+                &mut out,
+            );
+        }
+        assert!(t.len() <= 100);
+        assert!(t.stats().evicted > 0);
+    }
+}
