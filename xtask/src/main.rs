@@ -64,7 +64,10 @@ enum Task {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchKind {
+    /// 100k sockets: sockstat vs ss vs netstat.
     List,
+    /// Loopback churn under each tracer: sockstat trace vs tcpstates.
+    Trace,
 }
 
 fn main() -> ExitCode {
@@ -135,6 +138,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             build(&root)?;
             let report = match which {
                 BenchKind::List => bench::list(&root, rounds)?,
+                BenchKind::Trace => bench::trace(&root, 40_000, rounds.min(3))?,
             };
             let path = root.join("target/bench-report.md");
             std::fs::write(&path, &report)?;

@@ -1,5 +1,6 @@
 //! `cargo xtask bench list`: whole-process timings of sockstat against ss and netstat on
 //! 100k sockets, run alternately in one session; medians and peak RSS.
+pub mod churn;
 pub mod farm;
 
 use std::{
@@ -225,4 +226,156 @@ pub fn list(root: &Path, rounds: usize) -> Result<String> {
         },
     ];
     run_groups(&groups, &mut farms, 10_000)
+}
+
+/// A tracer running beside the churn.
+struct Tracer {
+    name: &'static str,
+    argv: Vec<String>,
+    /// Counts in-kernel only; prints no events.
+    stdout_to_file: bool,
+}
+
+/// Process CPU seconds (user + system) from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the comm.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Sums "lost N" figures from a tracer's stderr (sockstat's summary, libbpf-tools' lines).
+fn lost_from(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            if let Some(rest) = l.split(" lost (ring buffer full)").next()
+                && l.contains(" lost (ring buffer full)")
+            {
+                return rest.rsplit(", ").next()?.parse::<u64>().ok();
+            }
+            l.strip_prefix("lost ")?.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// `cargo xtask bench trace`.
+pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
+    let sockstat = root.join("target/release/sockstat").display().to_string();
+    let tcpstates = ["/usr/sbin/tcpstates", "/usr/bin/tcpstates"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("tcpstates");
+    let tracers = vec![
+        None,
+        Some(Tracer {
+            name: "sockstat trace > file",
+            argv: vec![sockstat.clone(), "trace".into()],
+            stdout_to_file: true,
+        }),
+        Some(Tracer {
+            name: "sockstat trace --json > file",
+            argv: vec![sockstat.clone(), "trace".into(), "--json".into()],
+            stdout_to_file: true,
+        }),
+        Some(Tracer {
+            name: "sockstat trace --count-only",
+            argv: vec![sockstat.clone(), "trace".into(), "--count-only".into()],
+            stdout_to_file: true,
+        }),
+        Some(Tracer {
+            name: "tcpstates > file (libbpf-tools)",
+            argv: vec![tcpstates.into()],
+            stdout_to_file: true,
+        }),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); tracers.len()];
+    let mut lost: Vec<u64> = vec![0; tracers.len()];
+    let mut cpu: Vec<f64> = vec![0.0; tracers.len()];
+    let mut rss: Vec<u64> = vec![0; tracers.len()];
+    let out_file = std::env::temp_dir().join("sockstat-bench-trace.out");
+    let err_file = std::env::temp_dir().join("sockstat-bench-trace.err");
+    let mut port = 30100u16;
+    for _ in 0..rounds {
+        for (i, t) in tracers.iter().enumerate() {
+            port += 1;
+            let mut child = match t {
+                None => None,
+                Some(t) => {
+                    let stdout = std::fs::File::create(&out_file)?;
+                    let stderr = std::fs::File::create(&err_file)?;
+                    let c = Command::new(&t.argv[0])
+                        .args(&t.argv[1..])
+                        .stdout(if t.stdout_to_file {
+                            Stdio::from(stdout)
+                        } else {
+                            Stdio::null()
+                        })
+                        .stderr(Stdio::from(stderr))
+                        .spawn()
+                        .with_context(|| format!("starting {}", t.name))?;
+                    // Loading and attaching takes well under this.
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                    Some(c)
+                }
+            };
+            let cpu_before = child.as_ref().map_or(0.0, |c| cpu_seconds(c.id()));
+            let rate = churn::run(port, count)?;
+            if let Some(mut c) = child.take() {
+                // Let the tracer catch up with the queue before stopping it.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                cpu[i] += cpu_seconds(c.id()) - cpu_before;
+                rss[i] = rss[i].max(vm_hwm_kib(c.id()));
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+                let _ = c.wait();
+                lost[i] += lost_from(&std::fs::read_to_string(&err_file).unwrap_or_default());
+            }
+            rates[i].push(rate);
+            eprintln!("bench: {} -> {rate:.0} connections/s", t.as_ref().map_or("no tracer", |t| t.name));
+        }
+    }
+    let base = median(rates[0].clone());
+    let mut report = String::new();
+    writeln!(
+        report,
+        "\n### loopback churn: {count} connections per run, {rounds} rounds, alternating\n"
+    )?;
+    writeln!(report, "| tracer | median conn/s | vs no tracer | events lost | tracer CPU s per run | tracer peak RSS KiB |")?;
+    writeln!(report, "|---|---|---|---|---|---|")?;
+    for (i, t) in tracers.iter().enumerate() {
+        let m = median(rates[i].clone());
+        let name = t.as_ref().map_or("no tracer", |t| t.name);
+        if t.is_none() {
+            writeln!(report, "| {name} | {m:.0} | 100 % | - | - | - |")?;
+        } else {
+            writeln!(
+                report,
+                "| `{name}` | {m:.0} | {:.0} % | {} | {:.2} | {} |",
+                m / base * 100.0,
+                lost[i],
+                cpu[i] / rounds as f64,
+                rss[i]
+            )?;
+        }
+    }
+    eprint!("{report}");
+    Ok(report)
 }
