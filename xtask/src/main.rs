@@ -52,6 +52,14 @@ enum Task {
         #[arg(long, default_value_t = 7)]
         rounds: usize,
     },
+    /// (internal) loopback churn: COUNT connections on PORT; prints connections/s.
+    #[command(hide = true)]
+    Churn {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        count: usize,
+    },
     /// (internal) a socket farm process for the benchmarks.
     #[command(hide = true)]
     Farm {
@@ -132,6 +140,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Task::Farm { port, pairs } => bench::farm::run(port, pairs)?,
+        Task::Churn { port, count } => println!("{:.0}", bench::churn::run(port, count)?),
         Task::Bench { which, rounds } => {
             setup::toolchain()?;
             setup::packages()?;

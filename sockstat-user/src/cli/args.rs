@@ -130,7 +130,7 @@ pub struct TraceArgs {
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
     /// Ring-buffer size in KiB (rounded up to a power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 1024)]
+    #[arg(long, value_name = "KIB", default_value_t = 4096)]
     pub ring_kb: u32,
     /// Stop after N transitions have been printed.
     #[arg(long, value_name = "N")]

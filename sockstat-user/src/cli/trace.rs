@@ -109,8 +109,8 @@ impl Selector<'_> {
         if let Some(comm) = &self.args.comm
             && !owner
                 .comm
-                .as_deref()
-                .is_some_and(|c| c.contains(comm.as_str()))
+                .as_ref()
+                .is_some_and(|c| c.as_str().contains(comm.as_str()))
         {
             return false;
         }
@@ -148,56 +148,105 @@ fn own_netns() -> u32 {
     std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino() as u32)
 }
 
+/// What a reconcile dump needs to know from the command line; owned, so the dump can run
+/// on a blocking thread while the event loop keeps draining the ring.
+#[derive(Clone, Copy)]
+struct DumpScope {
+    port: Option<u16>,
+    v4: bool,
+    v6: bool,
+    netns: Option<u32>,
+}
+
+impl DumpScope {
+    fn of(args: &TraceArgs) -> Self {
+        DumpScope {
+            port: args.port,
+            v4: !args.ipv6,
+            v6: !args.ipv4,
+            netns: args.netns,
+        }
+    }
+}
+
+/// Turns dumped sockets straight into compact baseline entries: no intermediate records, so
+/// a dump of 100k+ TIME-WAIT sockets stays small.
+struct BaselineSink<'a> {
+    scope: DumpScope,
+    netns: u32,
+    owners: Option<&'a Owners>,
+    out: Vec<Baseline>,
+    mark: usize,
+}
+
+impl diag::Sink<SocketRecord> for BaselineSink<'_> {
+    fn begin(&mut self) {
+        self.mark = self.out.len();
+    }
+
+    fn item(&mut self, r: SocketRecord) -> Result<(), diag::DiagError> {
+        let (Endpoint::Inet(local), Endpoint::Inet(remote)) = (&r.local, &r.peer) else {
+            return Ok(());
+        };
+        let (local, remote) = (*local, *remote);
+        if let Some(p) = self.scope.port
+            && local.port() != p
+            && remote.port() != p
+        {
+            return Ok(());
+        }
+        let owner = self.owners.and_then(|o| {
+            o.of(r.inode)
+                .first()
+                .map(|h| (h.pid, o.comm(h.pid).to_string()))
+        });
+        self.out.push(Baseline {
+            cookie: r.cookie,
+            state: r.state,
+            netns: self.netns,
+            family: if local.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
+            local,
+            remote,
+            owner,
+        });
+        Ok(())
+    }
+
+    fn restart(&mut self) -> bool {
+        self.out.truncate(self.mark);
+        true
+    }
+}
+
 /// TCP sockets in `states`, as baseline entries, filtered like the kernel side filters.
-fn dump_tcp(args: &TraceArgs, states_mask: u32, owners: Option<&Owners>) -> Vec<Baseline> {
+fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> Vec<Baseline> {
     let query = Query {
         tcp: true,
-        v4: !args.ipv6,
-        v6: !args.ipv4,
+        v4: scope.v4,
+        v6: scope.v6,
         states: states_mask,
         ext: Extensions::default(),
         ..Query::default()
     };
     let netns = own_netns();
-    if args.netns.is_some_and(|n| n != netns) {
+    if scope.netns.is_some_and(|n| n != netns) {
         return Vec::new();
     }
-    let Ok(records) = diag::collect(&query, Path::new("/proc/net")) else {
-        return Vec::new();
+    let mut sink = BaselineSink {
+        scope,
+        netns,
+        owners,
+        out: Vec::new(),
+        mark: 0,
     };
-    records
-        .into_iter()
-        .filter_map(|r| {
-            let (Endpoint::Inet(local), Endpoint::Inet(remote)) = (r.local.clone(), r.peer.clone())
-            else {
-                return None;
-            };
-            if let Some(p) = args.port
-                && local.port() != p
-                && remote.port() != p
-            {
-                return None;
-            }
-            let owner = owners.and_then(|o| {
-                o.of(r.inode)
-                    .first()
-                    .map(|h| (h.pid, o.comm(h.pid).to_string()))
-            });
-            Some(Baseline {
-                cookie: r.cookie,
-                state: r.state,
-                netns,
-                family: if local.is_ipv4() {
-                    Family::Inet
-                } else {
-                    Family::Inet6
-                },
-                local,
-                remote,
-                owner,
-            })
-        })
-        .collect()
+    match diag::collect_into(&query, Path::new("/proc/net"), &mut sink) {
+        Ok(()) => sink.out,
+        Err(_) => Vec::new(),
+    }
 }
 
 fn socket_owners() -> Owners {
@@ -236,7 +285,10 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     let mut tracker = Tracker::default();
     if !args.count_only {
         let owners = socket_owners();
-        tracker.load_baseline(dump_tcp(args, states::ALL, Some(&owners)), monotonic_ns());
+        tracker.load_baseline(
+            dump_tcp(DumpScope::of(args), states::ALL, Some(&owners)),
+            monotonic_ns(),
+        );
     }
     let hook = match probe.hook() {
         HookChoice::TpBtf => "tp_btf",
@@ -273,6 +325,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         reconcile_every,
     );
     let mut reconciles: u64 = 0;
+    let mut pending_dump: Option<(u32, u64, tokio::task::JoinHandle<Vec<Baseline>>)> = None;
     let mut lost_at_last_full = 0u64;
 
     let result: io::Result<()> = async {
@@ -284,12 +337,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 ready = events.next_batch(&mut batch) => ready?,
                 _ = poll.tick() => events.drain_now(&mut batch),
-                _ = reconcile.tick(), if args.reconcile > 0 && !args.count_only => {
-                    // Apply what is queued first, so the dump is compared with fresh state.
-                    events.drain_now(&mut batch);
-                    if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
-                        return Ok(());
-                    }
+                _ = reconcile.tick(), if args.reconcile > 0 && !args.count_only && pending_dump.is_none() => {
                     reconciles += 1;
                     let lost = probe.counters().map(|c| c.lost).unwrap_or(0);
                     let full = reconciles.is_multiple_of(FULL_RECONCILE_EVERY) || lost > lost_at_last_full;
@@ -297,13 +345,31 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                         lost_at_last_full = lost;
                     }
                     let mask = if full { states::ALL } else { states::TIME_WAIT };
-                    let started = monotonic_ns();
-                    let dump = dump_tcp(args, mask, None);
+                    // Apply what is queued first, so the dump is compared with fresh state;
+                    // the dump itself runs on a blocking thread while events keep flowing.
                     events.drain_now(&mut batch);
                     if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
                         return Ok(());
                     }
-                    tracker.reconcile(dump, mask, started, monotonic_ns(), &mut outputs);
+                    let started = monotonic_ns();
+                    let scope = DumpScope::of(args);
+                    pending_dump = Some((mask, started, tokio::task::spawn_blocking(move || dump_tcp(scope, mask, None))));
+                    continue;
+                }
+                done = async {
+                    match pending_dump.as_mut() {
+                        Some((_, _, h)) => h.await,
+                        None => std::future::pending().await,
+                    }
+                }, if pending_dump.is_some() => {
+                    let Some((mask, started, _)) = pending_dump.take() else { continue };
+                    events.drain_now(&mut batch);
+                    if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+                        return Ok(());
+                    }
+                    if let Ok(dump) = done {
+                        tracker.reconcile(dump, mask, started, monotonic_ns(), &mut outputs);
+                    }
                     if print_outputs(&mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
                         return Ok(());
                     }

@@ -40,10 +40,44 @@ impl OwnerSource {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A process name (`comm`, at most 15 bytes), kept inline: the table holds one per socket,
+/// and 100k+ small heap strings cost more than the sockets' other fields together.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Comm {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Comm {
+    pub fn new(s: &str) -> Self {
+        let mut bytes = [0u8; 16];
+        // Cut at a char boundary within 16 bytes.
+        let mut len = s.len().min(16);
+        while !s.is_char_boundary(len) {
+            len -= 1;
+        }
+        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
+        Comm {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub pid: Option<u32>,
-    pub comm: Option<String>,
+    pub comm: Option<Comm>,
     pub source: OwnerSource,
 }
 
@@ -59,7 +93,7 @@ impl Owner {
     pub fn known(pid: u32, comm: &str, source: OwnerSource) -> Self {
         Owner {
             pid: Some(pid),
-            comm: Some(comm.to_string()),
+            comm: Some(Comm::new(comm)),
             source,
         }
     }

@@ -132,8 +132,7 @@ impl Tracker {
         });
         let state = ReportedState::from_kernel(b.state);
         if state == known(TcpState::Listen) && owner.pid.is_some() {
-            self.listeners
-                .insert((b.netns, b.local.port()), owner.clone());
+            self.listeners.insert((b.netns, b.local.port()), owner);
         }
         self.make_room();
         self.entries.insert(
@@ -232,7 +231,7 @@ impl Tracker {
         if let Some(e) = entry
             && e.owner.pid.is_some()
         {
-            let mut o = e.owner.clone();
+            let mut o = e.owner;
             if o.source == OwnerSource::Task {
                 o.source = OwnerSource::Cached;
             }
@@ -269,8 +268,7 @@ impl Tracker {
 
         // Listening sockets: remember their owner for the passive opens to come.
         if new == known(TcpState::Listen) && owner.pid.is_some() {
-            self.listeners
-                .insert((ev.netns, ev.local.port()), owner.clone());
+            self.listeners.insert((ev.netns, ev.local.port()), owner);
         } else if old == known(TcpState::Listen) && new == known(TcpState::Close) {
             self.listeners.remove(&(ev.netns, ev.local.port()));
         }
@@ -320,7 +318,7 @@ impl Tracker {
             old,
             new: shown_new,
             prev_state_ns,
-            owner: owner.clone(),
+            owner,
             source,
             cause,
         }));
@@ -403,7 +401,7 @@ impl Tracker {
                 handshake_ns: entry.handshake_ns,
                 retransmits: tcp.total_retrans.max(entry.retransmits),
                 cause,
-                owner: entry.owner.clone(),
+                owner: entry.owner,
             }));
         }
         if closing && !to_time_wait {
@@ -428,14 +426,17 @@ impl Tracker {
         now_ns: u64,
         out: &mut Vec<Output>,
     ) {
-        let in_dump: HashMap<u64, Baseline> = dump.into_iter().map(|b| (b.cookie, b)).collect();
+        // Sorted by cookie and searched: a dump can hold 100k+ TIME-WAIT sockets.
+        let mut in_dump = dump;
+        in_dump.sort_unstable_by_key(|b| b.cookie);
+        let dumped = |cookie: u64| in_dump.binary_search_by_key(&cookie, |b| b.cookie).is_ok();
         let gone: Vec<u64> = self
             .entries
             .iter()
             .filter(|(cookie, e)| {
                 e.touched_ns < dump_started_ns
                     && state_bit(e.state) & states != 0
-                    && !in_dump.contains_key(cookie)
+                    && !dumped(**cookie)
             })
             .map(|(c, _)| *c)
             .collect();
@@ -463,7 +464,8 @@ impl Tracker {
                 cause: expired.then_some(Cause::Timeout),
             }));
         }
-        for (cookie, b) in in_dump {
+        for b in in_dump {
+            let cookie = b.cookie;
             match self.entries.get_mut(&cookie) {
                 None => {
                     self.stats.repairs += 1;
@@ -484,7 +486,7 @@ impl Tracker {
                             old: e.state,
                             new: state,
                             prev_state_ns: None,
-                            owner: e.owner.clone(),
+                            owner: e.owner,
                             source: Source::Synthesized,
                             cause: None,
                         }));

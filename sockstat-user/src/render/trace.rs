@@ -91,7 +91,7 @@ impl TracePrinter {
     fn who(owner: &Owner) -> (String, &str) {
         (
             owner.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
-            owner.comm.as_deref().unwrap_or("-"),
+            owner.comm.as_ref().map_or("-", |c| c.as_str()),
         )
     }
 
@@ -127,7 +127,7 @@ impl TracePrinter {
                     cookie: t.cookie,
                     netns: t.netns,
                     pid: t.owner.pid,
-                    comm: t.owner.comm.as_deref(),
+                    comm: t.owner.comm.as_ref().map(|c| c.as_str()),
                     owner_source: t.owner.source.name(),
                     family: t.family.name(),
                     local: t.local.to_string(),
@@ -174,7 +174,7 @@ impl TracePrinter {
                     cookie: l.cookie,
                     netns: l.netns,
                     pid: l.owner.pid,
-                    comm: l.owner.comm.as_deref(),
+                    comm: l.owner.comm.as_ref().map(|c| c.as_str()),
                     owner_source: l.owner.source.name(),
                     family: l.family.name(),
                     local: l.local.to_string(),

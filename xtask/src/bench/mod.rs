@@ -271,7 +271,11 @@ fn lost_from(stderr: &str) -> u64 {
             {
                 return rest.rsplit(", ").next()?.parse::<u64>().ok();
             }
-            l.strip_prefix("lost ")?.split_whitespace().next()?.parse::<u64>().ok()
+            l.strip_prefix("lost ")?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
         })
         .sum()
 }
@@ -283,7 +287,7 @@ pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("tcpstates");
-    let tracers = vec![
+    let tracers = [
         None,
         Some(Tracer {
             name: "sockstat trace > file",
@@ -349,7 +353,10 @@ pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
                 lost[i] += lost_from(&std::fs::read_to_string(&err_file).unwrap_or_default());
             }
             rates[i].push(rate);
-            eprintln!("bench: {} -> {rate:.0} connections/s", t.as_ref().map_or("no tracer", |t| t.name));
+            eprintln!(
+                "bench: {} -> {rate:.0} connections/s",
+                t.as_ref().map_or("no tracer", |t| t.name)
+            );
         }
     }
     let base = median(rates[0].clone());
@@ -358,7 +365,10 @@ pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
         report,
         "\n### loopback churn: {count} connections per run, {rounds} rounds, alternating\n"
     )?;
-    writeln!(report, "| tracer | median conn/s | vs no tracer | events lost | tracer CPU s per run | tracer peak RSS KiB |")?;
+    writeln!(
+        report,
+        "| tracer | median conn/s | vs no tracer | events lost | tracer CPU s per run | tracer peak RSS KiB |"
+    )?;
     writeln!(report, "|---|---|---|---|---|---|")?;
     for (i, t) in tracers.iter().enumerate() {
         let m = median(rates[i].clone());
