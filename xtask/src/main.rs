@@ -125,7 +125,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             let mut cmd = cargo(&root);
-            cmd.args(["test", "--release", "--workspace"])
+            cmd.args([
+                "test",
+                "--release",
+                "--workspace",
+                "--exclude",
+                "sockstat-ebpf",
+            ])
                 .args(&args)
                 .env("SOCKSTAT_BIN", root.join("target/release/sockstat"));
             let (status, totals) = run_tests(cmd)?;
@@ -216,7 +222,13 @@ fn run_tests(mut cmd: Command) -> Result<(std::process::ExitStatus, Totals)> {
 
 fn build(root: &Path) -> Result<()> {
     let status = cargo(root)
-        .args(["build", "--release", "--workspace"])
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--exclude",
+            "sockstat-ebpf",
+        ])
         .status()
         .context("running cargo build")?;
     if !status.success() {
