@@ -82,10 +82,7 @@ impl Tracker {
     /// are forgotten (counted in `evicted`), never silently kept growing.
     pub fn with_capacity(capacity: usize) -> Self {
         Tracker {
-            // Reserved up front: a hash table that grows under churn stalls the reader while
-            // it rehashes (and the ring overflows) and briefly holds two copies. Only the
-            // control bytes are touched now; the slots cost memory as they fill.
-            entries: HashMap::with_capacity(capacity.clamp(16, 1 << 19)),
+            entries: HashMap::new(),
             held: HashMap::new(),
             listeners: HashMap::new(),
             capacity: capacity.max(16),
