@@ -132,8 +132,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "--exclude",
                 "sockstat-ebpf",
             ])
-                .args(&args)
-                .env("SOCKSTAT_BIN", root.join("target/release/sockstat"));
+            .args(&args)
+            .env("SOCKSTAT_BIN", root.join("target/release/sockstat"));
             let (status, totals) = run_tests(cmd)?;
             // One closing line for the whole run: cargo's own last line belongs to whichever
             // test binary ran last, often one with no tests.

@@ -34,6 +34,32 @@ pub struct Entry {
     pub peer_fin: bool,
 }
 
+impl Entry {
+    /// A transition sockstat inferred for this socket (from its state to `new`, at `now_ns`).
+    fn synthesized(
+        &self,
+        cookie: u64,
+        new: ReportedState,
+        now_ns: u64,
+        cause: Option<Cause>,
+    ) -> Transition {
+        Transition {
+            ts_ns: now_ns,
+            cookie,
+            netns: self.netns,
+            family: self.family,
+            local: self.local,
+            remote: self.remote,
+            old: self.state,
+            new,
+            prev_state_ns: self.since_ns.map(|s| now_ns.saturating_sub(s)),
+            owner: self.owner,
+            source: Source::Synthesized,
+            cause,
+        }
+    }
+}
+
 /// A socket found by a sock_diag dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Baseline {
@@ -449,20 +475,12 @@ impl Tracker {
                 self.stats.repairs += 1;
             }
             self.stats.synthesized += 1;
-            out.push(Output::Transition(Transition {
-                ts_ns: now_ns,
+            out.push(Output::Transition(e.synthesized(
                 cookie,
-                netns: e.netns,
-                family: e.family,
-                local: e.local,
-                remote: e.remote,
-                old: e.state,
-                new: known(TcpState::Close),
-                prev_state_ns: e.since_ns.map(|s| now_ns.saturating_sub(s)),
-                owner: e.owner,
-                source: Source::Synthesized,
-                cause: expired.then_some(Cause::Timeout),
-            }));
+                known(TcpState::Close),
+                now_ns,
+                expired.then_some(Cause::Timeout),
+            )));
         }
         for b in in_dump {
             let cookie = b.cookie;
@@ -476,20 +494,10 @@ impl Tracker {
                     if e.state != state {
                         self.stats.repairs += 1;
                         self.stats.synthesized += 1;
-                        out.push(Output::Transition(Transition {
-                            ts_ns: now_ns,
-                            cookie,
-                            netns: e.netns,
-                            family: e.family,
-                            local: e.local,
-                            remote: e.remote,
-                            old: e.state,
-                            new: state,
-                            prev_state_ns: None,
-                            owner: e.owner,
-                            source: Source::Synthesized,
-                            cause: None,
-                        }));
+                        // When it really changed is unknown: no previous-state time.
+                        let mut t = e.synthesized(cookie, state, now_ns, None);
+                        t.prev_state_ns = None;
+                        out.push(Output::Transition(t));
                         e.state = state;
                         e.since_ns = None;
                     }
