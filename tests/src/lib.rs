@@ -2,7 +2,7 @@
 //! collect what it printed.
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -61,10 +61,23 @@ pub fn free_port(_ip: IpAddr) -> Result<u16, String> {
 /// Ports handed out in this process.
 static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
+/// CLOCK_MONOTONIC in ns: the clock of the kernel's event timestamps (`ts_ns`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// A running `sockstat trace`.
 pub struct Tracer {
     child: Child,
     stdout: Option<thread::JoinHandle<String>>,
+    /// Each stdout line with the monotonic time it was read.
+    lines: mpsc::Receiver<(u64, String)>,
     stderr: mpsc::Receiver<String>,
     stderr_seen: Vec<String>,
 }
@@ -80,10 +93,15 @@ impl Tracer {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", sockstat_bin().display()))?;
-        let mut out = child.stdout.take().ok_or("no stdout")?;
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let (line_tx, lines) = mpsc::channel();
         let stdout = thread::spawn(move || {
             let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = line_tx.send((monotonic_ns(), line.clone()));
+                s.push_str(&line);
+                s.push('\n');
+            }
             s
         });
         let err = child.stderr.take().ok_or("no stderr")?;
@@ -98,6 +116,7 @@ impl Tracer {
         let mut tracer = Tracer {
             child,
             stdout: Some(stdout),
+            lines,
             stderr: rx,
             stderr_seen: Vec::new(),
         };
@@ -119,6 +138,22 @@ impl Tracer {
                         tracer.stderr_seen
                     ));
                 }
+            }
+        }
+    }
+
+    /// Waits for a stdout line matching `pred`; returns it with the time it was read.
+    pub fn wait_line(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<(u64, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (t, line) = self.lines.recv_timeout(left).ok()?;
+            if pred(&line) {
+                return Some((t, line));
             }
         }
     }

@@ -71,6 +71,7 @@ fn main() {
             root,
             time_wait_expiry,
         ),
+        root_trial("trace_latency_at_low_rate", root, low_rate_latency),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -669,6 +670,32 @@ fn time_wait_expiry() -> TestResult {
         (close["ts_ns"].as_u64().unwrap_or(0) - tw["ts_ns"].as_u64().unwrap_or(0)) as f64 / 1e9;
     if !(58.0..=64.0).contains(&secs) {
         return Err(fail(format!("TIME-WAIT lasted {secs:.1} s")));
+    }
+    Ok(())
+}
+
+/// Wake-ups are batched, yet at a low rate an event reaches the output within 100 ms.
+fn low_rate_latency() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip)?;
+    let tracer = Tracer::start(&["--json", "--port", &port.to_string()])?;
+    let mut worst = 0u64;
+    for _ in 0..5 {
+        let _ = TcpStream::connect((ip, port));
+        let (read_at, line) = tracer
+            .wait_line(
+                |l| l.contains("\"new\":\"SYN-SENT\""),
+                Duration::from_secs(2),
+            )
+            .ok_or_else(|| fail("no SYN-SENT line within 2 s"))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
+        let ts = v["ts_ns"].as_u64().unwrap_or(0);
+        worst = worst.max(read_at.saturating_sub(ts));
+        std::thread::sleep(Duration::from_millis(137));
+    }
+    let _ = tracer.stop()?;
+    if worst > 100_000_000 {
+        return Err(fail(format!("latency {} ms", worst / 1_000_000)));
     }
     Ok(())
 }
