@@ -76,6 +76,8 @@ enum BenchKind {
     List,
     /// Loopback churn under each tracer: sockstat trace vs tcpstates.
     Trace,
+    /// sockstat trace's memory under continuous churn (--rounds sets the minutes).
+    Soak,
 }
 
 fn main() -> ExitCode {
@@ -154,6 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = match which {
                 BenchKind::List => bench::list(&root, rounds)?,
                 BenchKind::Trace => bench::trace(&root, 40_000, rounds.min(3))?,
+                BenchKind::Soak => bench::soak(&root, rounds as u64 * 60)?,
             };
             let path = root.join("target/bench-report.md");
             std::fs::write(&path, &report)?;

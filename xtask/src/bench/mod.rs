@@ -389,3 +389,55 @@ pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
     eprint!("{report}");
     Ok(report)
 }
+
+/// `cargo xtask bench soak`: `sockstat trace > /dev/null` under continuous churn for `secs`
+/// seconds; the tracer's RSS every 30 s, and its summary at the end.
+pub fn soak(root: &Path, secs: u64) -> Result<String> {
+    let sockstat = root.join("target/release/sockstat");
+    let err_file = std::env::temp_dir().join("sockstat-bench-soak.err");
+    let mut tracer = Command::new(&sockstat)
+        .arg("trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&err_file)?))
+        .spawn()
+        .context("starting sockstat trace")?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let start = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut port = 27000u16;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                port = if port >= 27900 { 27000 } else { port + 1 };
+                let _ = churn::run(port, 5000);
+            }
+        })
+    };
+    let mut report = format!(
+        "\n### soak: sockstat trace > /dev/null under churn, {secs} s\n\n| t (s) | RSS KiB |\n|---|---|\n"
+    );
+    while start.elapsed().as_secs() < secs {
+        let rss = std::fs::read_to_string(format!("/proc/{}/status", tracer.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next().map(str::to_string))
+            })
+            .unwrap_or_default();
+        writeln!(report, "| {} | {rss} |", start.elapsed().as_secs())?;
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = churner.join();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let _ = tracer.wait();
+    let summary = std::fs::read_to_string(&err_file).unwrap_or_default();
+    if let Some(line) = summary.lines().last() {
+        writeln!(report, "\n{line}")?;
+    }
+    eprint!("{report}");
+    Ok(report)
+}
