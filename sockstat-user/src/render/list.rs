@@ -378,14 +378,14 @@ pub fn users(cell: &mut String, owners: &Owners, inode: u32) {
         if i > 0 {
             cell.push(',');
         }
-        write!(
-            cell,
-            "(\"{}\",pid={},fd={})",
-            owners.comm(o.pid),
-            o.pid,
-            o.fd
-        )
-        .ok();
+        // `("comm",pid=N,fd=N)`, without core::fmt: one per socket with -p.
+        cell.push_str("(\"");
+        cell.push_str(owners.comm(o.pid));
+        cell.push_str("\",pid=");
+        push_uint(cell, o.pid);
+        cell.push_str(",fd=");
+        push_uint(cell, o.fd);
+        cell.push(')');
     }
     cell.push(')');
 }
