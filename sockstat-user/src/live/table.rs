@@ -99,6 +99,9 @@ impl Default for Tracker {
     }
 }
 
+/// TCP_TIMEWAIT_LEN (60 s), less a little for timer slack.
+const TIME_WAIT_NS: u64 = 59_000_000_000;
+
 const fn known(s: TcpState) -> ReportedState {
     ReportedState::Known(s)
 }
@@ -470,16 +473,21 @@ impl Tracker {
             let Some(e) = self.entries.remove(&cookie) else {
                 continue;
             };
-            let expired = e.state == known(TcpState::TimeWait);
-            if !expired {
+            let time_wait = e.state == known(TcpState::TimeWait);
+            if !time_wait {
                 self.stats.repairs += 1;
             }
+            // A timewait socket that is gone before its 60 s ran out was reused for a new
+            // connection, reset, or never created (tcp_max_tw_buckets full): no timeout.
+            let aged = e
+                .since_ns
+                .is_none_or(|since| now_ns.saturating_sub(since) >= TIME_WAIT_NS);
             self.stats.synthesized += 1;
             out.push(Output::Transition(e.synthesized(
                 cookie,
                 known(TcpState::Close),
                 now_ns,
-                expired.then_some(Cause::Timeout),
+                (time_wait && aged).then_some(Cause::Timeout),
             )));
         }
         for b in in_dump {
@@ -617,7 +625,13 @@ mod tests {
         assert_eq!(life.handshake_ns, Some(200));
         // Expiry: the TIME-WAIT dump no longer has it.
         out.clear();
-        t.reconcile(Vec::new(), 1 << st::TIME_WAIT, 1000, 61_000, &mut out);
+        t.reconcile(
+            Vec::new(),
+            1 << st::TIME_WAIT,
+            1000,
+            61_000_000_000,
+            &mut out,
+        );
         assert_eq!(
             transitions(&out),
             vec![(
@@ -628,6 +642,27 @@ mod tests {
         );
         assert!(t.is_empty());
         assert_eq!(t.stats().repairs, 0);
+    }
+
+    #[test]
+    fn a_timewait_socket_gone_early_did_not_time_out() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        t.apply(&ev(5, 100, st::FIN_WAIT1, st::FIN_WAIT2, true), &mut out);
+        t.apply(&ev(5, 200, st::FIN_WAIT2, st::CLOSE, false), &mut out);
+        out.clear();
+        // Reused (or never created) 2 s later: closed, but not by its timer.
+        t.reconcile(
+            Vec::new(),
+            1 << st::TIME_WAIT,
+            1000,
+            2_000_000_200,
+            &mut out,
+        );
+        assert_eq!(
+            transitions(&out),
+            vec![("TIME-WAIT->CLOSE".into(), Source::Synthesized, None)]
+        );
     }
 
     #[test]
