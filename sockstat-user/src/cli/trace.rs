@@ -310,14 +310,19 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         clock::WallClock::now(),
     );
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    let mut selector = Selector {
+    let mut pipe = Pipeline {
+        tracker,
+        outputs: Vec::with_capacity(256),
+        selector: Selector {
+            args,
+            filter,
+            cgroups: HashMap::new(),
+        },
+        printer,
         args,
-        filter,
-        cgroups: HashMap::new(),
+        seen: Seen::default(),
     };
-    let mut seen = Seen::default();
     let mut batch = Vec::with_capacity(256);
-    let mut outputs = Vec::with_capacity(256);
     let mut poll = tokio::time::interval(POLL);
     let reconcile_every = Duration::from_secs(args.reconcile.max(1));
     let mut reconcile = tokio::time::interval_at(
@@ -330,7 +335,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
 
     let result: io::Result<()> = async {
         if !args.no_header && !args.count_only {
-            printer.write_header(&mut out, args.lifetimes)?;
+            pipe.printer.write_header(&mut out, args.lifetimes)?;
             out.flush()?;
         }
         loop {
@@ -348,7 +353,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                     // Apply what is queued first, so the dump is compared with fresh state;
                     // the dump itself runs on a blocking thread while events keep flowing.
                     events.drain_now(&mut batch);
-                    if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+                    if pipe.emit(&mut batch, &mut out)? {
                         return Ok(());
                     }
                     let started = monotonic_ns();
@@ -364,13 +369,13 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                 }, if pending_dump.is_some() => {
                     let Some((mask, started, _)) = pending_dump.take() else { continue };
                     events.drain_now(&mut batch);
-                    if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+                    if pipe.emit(&mut batch, &mut out)? {
                         return Ok(());
                     }
                     if let Ok(dump) = done {
-                        tracker.reconcile(dump, mask, started, monotonic_ns(), &mut outputs);
+                        pipe.tracker.reconcile(dump, mask, started, monotonic_ns(), &mut pipe.outputs);
                     }
-                    if print_outputs(&mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+                    if pipe.print(&mut out)? {
                         return Ok(());
                     }
                     out.flush()?;
@@ -379,14 +384,14 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
-            if emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)? {
+            if pipe.emit(&mut batch, &mut out)? {
                 return Ok(());
             }
             out.flush()?;
         }
         // Whatever arrived between the signal and now is still printed.
         events.drain_now(&mut batch);
-        emit(&mut batch, &mut tracker, &mut outputs, &mut selector, &printer, args, &mut seen, &mut out)?;
+        pipe.emit(&mut batch, &mut out)?;
         out.flush()?;
         Ok(())
     }
@@ -405,67 +410,71 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         let mut stdout = io::stdout().lock();
         write_edges(&mut stdout, &edges, args.json, &counters)?;
     }
-    eprintln!("{}", summary(&seen, &counters, &tracker, &edges));
+    eprintln!("{}", summary(&pipe.seen, &counters, &pipe.tracker, &edges));
     Ok(ExitCode::SUCCESS)
 }
 
-/// Applies a drained batch to the tracker and prints the results; true once `--count` is
-/// reached. Output is flushed by the caller after every batch.
-#[allow(clippy::too_many_arguments)]
-fn emit(
-    batch: &mut Vec<Result<KernelEvent, DecodeError>>,
-    tracker: &mut Tracker,
-    outputs: &mut Vec<Output>,
-    selector: &mut Selector<'_>,
-    printer: &TracePrinter,
-    args: &TraceArgs,
-    seen: &mut Seen,
-    out: &mut impl Write,
-) -> io::Result<bool> {
-    for record in batch.drain(..) {
-        let Ok(event) = record else {
-            seen.undecodable += 1;
-            continue;
-        };
-        seen.decoded += 1;
-        tracker.apply(&event, outputs);
-    }
-    tracker.settle(outputs);
-    print_outputs(outputs, selector, printer, args, seen, out)
+/// Events in, printed lines out: the live table, what is selected, how it is printed.
+struct Pipeline<'a> {
+    tracker: Tracker,
+    outputs: Vec<Output>,
+    selector: Selector<'a>,
+    printer: TracePrinter,
+    args: &'a TraceArgs,
+    seen: Seen,
 }
 
-fn print_outputs(
-    outputs: &mut Vec<Output>,
-    selector: &mut Selector<'_>,
-    printer: &TracePrinter,
-    args: &TraceArgs,
-    seen: &mut Seen,
-    out: &mut impl Write,
-) -> io::Result<bool> {
-    let mut done = args.count.is_some_and(|n| seen.printed >= n);
-    for o in outputs.drain(..) {
-        if done {
-            continue;
+impl Pipeline<'_> {
+    /// Applies a drained batch to the tracker and prints the results; true once `--count`
+    /// is reached. Output is flushed by the caller after every batch.
+    fn emit(
+        &mut self,
+        batch: &mut Vec<Result<KernelEvent, DecodeError>>,
+        out: &mut impl Write,
+    ) -> io::Result<bool> {
+        for record in batch.drain(..) {
+            let Ok(event) = record else {
+                self.seen.undecodable += 1;
+                continue;
+            };
+            self.seen.decoded += 1;
+            self.tracker.apply(&event, &mut self.outputs);
         }
-        match o {
-            Output::Transition(t) if !args.lifetimes => {
-                if !selector.wants(t.local, t.remote, &[t.old, t.new], &t.owner) {
-                    continue;
-                }
-                printer.write(out, &t)?;
-            }
-            Output::Lifetime(l) if args.lifetimes => {
-                if !selector.wants(l.local, l.remote, &[], &l.owner) {
-                    continue;
-                }
-                printer.write_lifetime(out, &l)?;
-            }
-            _ => continue,
-        }
-        seen.printed += 1;
-        done = args.count.is_some_and(|n| seen.printed >= n);
+        self.tracker.settle(&mut self.outputs);
+        self.print(out)
     }
-    Ok(done)
+
+    /// Prints what the tracker produced; true once `--count` is reached.
+    fn print(&mut self, out: &mut impl Write) -> io::Result<bool> {
+        let args = self.args;
+        let mut done = args.count.is_some_and(|n| self.seen.printed >= n);
+        for o in self.outputs.drain(..) {
+            if done {
+                continue;
+            }
+            match o {
+                Output::Transition(t) if !args.lifetimes => {
+                    if !self
+                        .selector
+                        .wants(t.local, t.remote, &[t.old, t.new], &t.owner)
+                    {
+                        continue;
+                    }
+                    self.printer.write(out, &t)?;
+                }
+                Output::Lifetime(l) if args.lifetimes => {
+                    if !self.selector.wants(l.local, l.remote, &[], &l.owner) {
+                        continue;
+                    }
+                    self.printer.write_lifetime(out, &l)?;
+                }
+                _ => continue,
+            }
+            self.seen.printed += 1;
+            done = args.count.is_some_and(|n| self.seen.printed >= n);
+        }
+        Ok(done)
+    }
 }
 
 fn state_name(n: u8) -> String {
