@@ -54,6 +54,16 @@ pub unsafe fn wanted(sk: *const u8, off: &SockOffsets) -> Result<Option<(u16, u1
     Ok(Some((family, sport, dport)))
 }
 
+/// Timestamp and current task, shared by every hook.
+#[inline(always)]
+pub fn fill_task(ev: &mut StateEvent) {
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
 /// Fills the socket half of an event: identity, addresses, namespace, current task.
 /// `sk_arg` is the tracepoint's BTF-typed `struct sock *` argument, as the cookie helper
 /// requires.
@@ -65,11 +75,7 @@ pub unsafe fn fill_socket(
     (family, sport, dport): (u16, u16, u16),
 ) -> Result<(), i32> {
     let sk = sk_arg as *const u8;
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    ev.tgid = (pid_tgid >> 32) as u32;
-    ev.tid = pid_tgid as u32;
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    fill_task(ev);
     ev.hook = hook::TP_BTF;
     ev.family = family;
     ev.sport = sport;

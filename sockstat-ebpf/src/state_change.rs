@@ -14,7 +14,6 @@ use core::ffi::c_void;
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -22,7 +21,7 @@ use sockstat_common::{StateEvent, counter, flags, hook, kind, owner_source, tcp_
 
 use crate::{
     maps::{EVENTS, bump, bump_edge, config, sock_offsets, tp_offsets},
-    sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_owner, fill_socket, read, wanted},
+    sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_owner, fill_socket, fill_task, read, wanted},
 };
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
@@ -160,11 +159,7 @@ unsafe fn fill_tp(
     new: i32,
 ) -> Result<(), i32> {
     *ev = StateEvent::zeroed();
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    ev.tgid = (pid_tgid >> 32) as u32;
-    ev.tid = pid_tgid as u32;
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    fill_task(ev);
     ev.kind = kind::STATE_CHANGE;
     ev.hook = hook::TRACEPOINT;
     ev.family = family;

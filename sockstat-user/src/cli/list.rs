@@ -309,7 +309,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     // the first batch of rows is written. JSON needs it before the first object.
     let mut owners = OwnerSource::None;
     if args.processes {
-        let scan = std::thread::spawn(socket_owners);
+        let scan = std::thread::spawn(crate::ebpf::owners::socket_owners_any);
         owners = if args.json {
             OwnerSource::Ready(scan.join().unwrap_or_default())
         } else {
@@ -487,17 +487,6 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
             _ => false,
         }
     }
-}
-
-/// Socket owners: from the kernel's task_file iterator when we may load BPF programs (one
-/// pass in the kernel), else from /proc (one readlink per file descriptor). Both are exact.
-fn socket_owners() -> Owners {
-    if crate::ebpf::privilege::can_trace()
-        && let Ok(map) = crate::ebpf::owners::socket_owners()
-    {
-        return map;
-    }
-    procs::socket_owners(None)
 }
 
 /// Dumps, retrying without bytecode if the kernel refuses it (e.g. fwmark needs

@@ -138,10 +138,6 @@ fn cgroup_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn monotonic_ns() -> u64 {
-    clock::monotonic_ns()
-}
-
 /// This process's network-namespace inode (what the kernel side reports as `netns`).
 fn own_netns() -> u32 {
     use std::os::unix::fs::MetadataExt;
@@ -249,10 +245,6 @@ fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> Vec<
     }
 }
 
-fn socket_owners() -> Owners {
-    crate::ebpf::owners::socket_owners().unwrap_or_else(|_| crate::procs::socket_owners(None))
-}
-
 async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     let family = if args.ipv4 {
         AF_INET
@@ -284,10 +276,10 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     // Attached first, then the baseline: nothing falls between the two.
     let mut tracker = Tracker::default();
     if !args.count_only {
-        let owners = socket_owners();
+        let owners = crate::ebpf::owners::socket_owners_any();
         tracker.load_baseline(
             dump_tcp(DumpScope::of(args), states::ALL, Some(&owners)),
-            monotonic_ns(),
+            clock::monotonic_ns(),
         );
     }
     let hook = match probe.hook() {
@@ -356,7 +348,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                     if pipe.emit(&mut batch, &mut out)? {
                         return Ok(());
                     }
-                    let started = monotonic_ns();
+                    let started = clock::monotonic_ns();
                     let scope = DumpScope::of(args);
                     pending_dump = Some((mask, started, tokio::task::spawn_blocking(move || dump_tcp(scope, mask, None))));
                     continue;
@@ -373,7 +365,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                         return Ok(());
                     }
                     if let Ok(dump) = done {
-                        pipe.tracker.reconcile(dump, mask, started, monotonic_ns(), &mut pipe.outputs);
+                        pipe.tracker.reconcile(dump, mask, started, clock::monotonic_ns(), &mut pipe.outputs);
                     }
                     if pipe.print(&mut out)? {
                         return Ok(());

@@ -33,6 +33,17 @@ fn attach_target_btf(func: &str, id: u32) -> Btf {
     btf
 }
 
+/// Socket owners: from the kernel's task_file iterator when we may load BPF programs (one
+/// pass in the kernel), else from /proc (one readlink per file descriptor). Both are exact.
+pub fn socket_owners_any() -> Owners {
+    if super::privilege::can_trace()
+        && let Ok(owners) = socket_owners()
+    {
+        return owners;
+    }
+    crate::procs::socket_owners(None)
+}
+
 /// Runs the iterator once and returns every socket's owners, ordered by pid then fd.
 pub fn socket_owners() -> Result<Owners, LoadError> {
     let kernel = KernelBtf::load()?;
