@@ -62,10 +62,6 @@ pub enum LoadError {
     },
     #[error("--ring-kb {0}: must be between 4 and 1048576")]
     RingSize(u32),
-    #[error("creating the owner iterator: {0}")]
-    Link(#[source] aya::programs::links::LinkError),
-    #[error("reading the owner iterator: {0}")]
-    Read(#[source] std::io::Error),
 }
 
 /// What to load.
