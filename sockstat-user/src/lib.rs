@@ -2,6 +2,8 @@
 //!
 //! Data flows one way: kernel hooks (`ebpf`) -> live state (`live`) -> views (`render`),
 //! wired together by `cli`.
+pub mod agent;
+pub mod alert;
 pub mod cli;
 pub mod diag;
 pub mod ebpf;

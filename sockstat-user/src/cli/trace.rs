@@ -4,7 +4,6 @@
 use std::{
     collections::HashMap,
     io::{self, BufWriter, Write},
-    path::Path,
     process::ExitCode,
     time::Duration,
 };
@@ -15,14 +14,14 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{UsageError, args::TraceArgs};
 use crate::{
-    diag::{self, Endpoint, Extensions, Query, SocketRecord, record::Netid},
+    agent::{DumpScope, ReconcileStep, Reconciler, dump_tcp},
+    diag::{SocketRecord, record::Netid},
     ebpf::{
-        DecodeError, EdgeCount, Family, HookChoice, KernelCounters, KernelEvent, Probe,
-        ProbeOptions, privilege, ring::EventStream,
+        DecodeError, EdgeCount, HookChoice, KernelCounters, KernelEvent, Probe, ProbeOptions,
+        privilege, ring::EventStream,
     },
     filter::{self, Filter, ParseContext, states},
-    live::{Baseline, Output, Owner, Tracker, clock},
-    procs::Owners,
+    live::{Output, Owner, Tracker, clock},
     render::trace::{TraceFormat, TracePrinter},
     tcp::ReportedState,
 };
@@ -32,8 +31,6 @@ const AF_INET6: u16 = 10;
 /// User space drains the ring at least this often, so quiet periods have low latency while
 /// busy ones wake it only per batch (see `wakeup_bytes`).
 const POLL: Duration = Duration::from_millis(50);
-/// A full reconcile (all states) every this many TIME-WAIT reconciles.
-const FULL_RECONCILE_EVERY: u64 = 6;
 
 pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     let filter = Filter::parse(
@@ -57,6 +54,15 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the event loop")?;
     runtime.block_on(trace(args, &filter))
+}
+
+fn scope_of(args: &TraceArgs) -> DumpScope {
+    DumpScope {
+        port: args.port,
+        v4: !args.ipv6,
+        v6: !args.ipv4,
+        netns: args.netns,
+    }
 }
 
 /// Counts kept by the user-space side of the pipeline.
@@ -138,113 +144,6 @@ fn cgroup_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// This process's network-namespace inode (what the kernel side reports as `netns`).
-fn own_netns() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino() as u32)
-}
-
-/// What a reconcile dump needs to know from the command line; owned, so the dump can run
-/// on a blocking thread while the event loop keeps draining the ring.
-#[derive(Clone, Copy)]
-struct DumpScope {
-    port: Option<u16>,
-    v4: bool,
-    v6: bool,
-    netns: Option<u32>,
-}
-
-impl DumpScope {
-    fn of(args: &TraceArgs) -> Self {
-        DumpScope {
-            port: args.port,
-            v4: !args.ipv6,
-            v6: !args.ipv4,
-            netns: args.netns,
-        }
-    }
-}
-
-/// Turns dumped sockets straight into compact baseline entries: no intermediate records, so
-/// a dump of 100k+ TIME-WAIT sockets stays small.
-struct BaselineSink<'a> {
-    scope: DumpScope,
-    netns: u32,
-    owners: Option<&'a Owners>,
-    out: Vec<Baseline>,
-    mark: usize,
-}
-
-impl diag::Sink<SocketRecord> for BaselineSink<'_> {
-    fn begin(&mut self) {
-        self.mark = self.out.len();
-    }
-
-    fn item(&mut self, r: SocketRecord) -> Result<(), diag::DiagError> {
-        let (Endpoint::Inet(local), Endpoint::Inet(remote)) = (&r.local, &r.peer) else {
-            return Ok(());
-        };
-        let (local, remote) = (*local, *remote);
-        if let Some(p) = self.scope.port
-            && local.port() != p
-            && remote.port() != p
-        {
-            return Ok(());
-        }
-        let owner = self.owners.and_then(|o| {
-            o.of(r.inode)
-                .first()
-                .map(|h| (h.pid, o.comm(h.pid).to_string()))
-        });
-        self.out.push(Baseline {
-            cookie: r.cookie,
-            state: r.state,
-            netns: self.netns,
-            family: if local.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
-            local,
-            remote,
-            owner,
-        });
-        Ok(())
-    }
-
-    fn restart(&mut self) -> bool {
-        self.out.truncate(self.mark);
-        true
-    }
-}
-
-/// TCP sockets in `states`, as baseline entries, filtered like the kernel side filters.
-fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> Vec<Baseline> {
-    let query = Query {
-        tcp: true,
-        v4: scope.v4,
-        v6: scope.v6,
-        states: states_mask,
-        ext: Extensions::default(),
-        ..Query::default()
-    };
-    let netns = own_netns();
-    if scope.netns.is_some_and(|n| n != netns) {
-        return Vec::new();
-    }
-    let mut sink = BaselineSink {
-        scope,
-        netns,
-        owners,
-        out: Vec::new(),
-        mark: 0,
-    };
-    match diag::collect_into(&query, Path::new("/proc/net"), &mut sink) {
-        Ok(()) => sink.out,
-        Err(_) => Vec::new(),
-    }
-}
-
 async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     let family = if args.ipv4 {
         AF_INET
@@ -278,7 +177,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     if !args.count_only {
         let owners = crate::ebpf::owners::socket_owners_any();
         tracker.load_baseline(
-            dump_tcp(DumpScope::of(args), states::ALL, Some(&owners)),
+            dump_tcp(scope_of(args), states::ALL, Some(&owners)),
             clock::monotonic_ns(),
         );
     }
@@ -316,14 +215,8 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     };
     let mut batch = Vec::with_capacity(256);
     let mut poll = tokio::time::interval(POLL);
-    let reconcile_every = Duration::from_secs(args.reconcile.max(1));
-    let mut reconcile = tokio::time::interval_at(
-        tokio::time::Instant::now() + reconcile_every,
-        reconcile_every,
-    );
-    let mut reconciles: u64 = 0;
-    let mut pending_dump: Option<(u32, u64, tokio::task::JoinHandle<Vec<Baseline>>)> = None;
-    let mut lost_at_last_full = 0u64;
+    let mut reconciler =
+        Reconciler::new(scope_of(args), Duration::from_secs(args.reconcile.max(1)));
 
     let result: io::Result<()> = async {
         if !args.no_header && !args.count_only {
@@ -334,43 +227,25 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 ready = events.next_batch(&mut batch) => ready?,
                 _ = poll.tick() => events.drain_now(&mut batch),
-                _ = reconcile.tick(), if args.reconcile > 0 && !args.count_only && pending_dump.is_none() => {
-                    reconciles += 1;
-                    let lost = probe.counters().map(|c| c.lost).unwrap_or(0);
-                    let full = reconciles.is_multiple_of(FULL_RECONCILE_EVERY) || lost > lost_at_last_full;
-                    if full {
-                        lost_at_last_full = lost;
-                    }
-                    let mask = if full { states::ALL } else { states::TIME_WAIT };
-                    // Apply what is queued first, so the dump is compared with fresh state;
-                    // the dump itself runs on a blocking thread while events keep flowing.
+                step = reconciler.next(), if args.reconcile > 0 && !args.count_only => {
+                    // Queued events are applied first, so the dump is compared with fresh
+                    // state; the dump itself runs on a blocking thread.
                     events.drain_now(&mut batch);
                     if pipe.emit(&mut batch, &mut out)? {
                         return Ok(());
                     }
-                    let started = clock::monotonic_ns();
-                    let scope = DumpScope::of(args);
-                    pending_dump = Some((mask, started, tokio::task::spawn_blocking(move || dump_tcp(scope, mask, None))));
-                    continue;
-                }
-                done = async {
-                    match pending_dump.as_mut() {
-                        Some((_, _, h)) => h.await,
-                        None => std::future::pending().await,
+                    match step {
+                        ReconcileStep::Due => {
+                            reconciler.start(probe.counters().map(|c| c.lost).unwrap_or(0));
+                        }
+                        ReconcileStep::Done(dump) => {
+                            Reconciler::apply(dump, &mut pipe.tracker, &mut pipe.outputs);
+                            if pipe.print(&mut out)? {
+                                return Ok(());
+                            }
+                            out.flush()?;
+                        }
                     }
-                }, if pending_dump.is_some() => {
-                    let Some((mask, started, _)) = pending_dump.take() else { continue };
-                    events.drain_now(&mut batch);
-                    if pipe.emit(&mut batch, &mut out)? {
-                        return Ok(());
-                    }
-                    if let Ok(dump) = done {
-                        pipe.tracker.reconcile(dump, mask, started, clock::monotonic_ns(), &mut pipe.outputs);
-                    }
-                    if pipe.print(&mut out)? {
-                        return Ok(());
-                    }
-                    out.flush()?;
                     continue;
                 }
                 _ = sigterm.recv() => break,

@@ -47,4 +47,31 @@ impl Filter {
             family: parsed.family,
         })
     }
+
+    /// Whether a TCP socket in kernel state `state` between `local` and `remote` passes,
+    /// for views fed from the live table (trace, top) rather than from a dump.
+    pub fn matches_tcp(
+        &self,
+        state: u8,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) -> bool {
+        if let Some(mask) = self.states
+            && !states::contains(mask, state)
+        {
+            return false;
+        }
+        match &self.expr {
+            Some(expr) => matcher::matches(
+                expr,
+                &crate::diag::SocketRecord::inet(
+                    crate::diag::record::Netid::Tcp,
+                    state,
+                    local,
+                    remote,
+                ),
+            ),
+            None => true,
+        }
+    }
 }

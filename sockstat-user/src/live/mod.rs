@@ -4,6 +4,7 @@
 //! connections. No I/O here: callers feed baselines and events in and print what comes out.
 mod cause;
 pub mod clock;
+pub mod dashboard;
 mod table;
 
 pub use cause::Cause;

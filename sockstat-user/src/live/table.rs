@@ -131,6 +131,11 @@ impl Tracker {
         self.entries.get(&cookie)
     }
 
+    /// Every socket in the table, keyed by cookie.
+    pub fn entries(&self) -> impl Iterator<Item = (&u64, &Entry)> {
+        self.entries.iter()
+    }
+
     pub fn stats(&self) -> TrackerStats {
         self.stats
     }

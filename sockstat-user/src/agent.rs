@@ -1,0 +1,194 @@
+//! The agent's moving parts shared by `trace` and `top`: sock_diag dumps turned into live-table
+//! baselines, and the reconcile schedule that keeps the live table honest (TIME-WAIT expiry,
+//! repairs after lost events). The caller owns the event loop; this owns the timing.
+use std::{path::Path, time::Duration};
+
+use crate::{
+    diag::{self, Endpoint, Extensions, Query, SocketRecord},
+    ebpf::Family,
+    filter::states,
+    live::{Baseline, Tracker, clock},
+    procs::Owners,
+};
+
+/// A full reconcile (all states) every this many TIME-WAIT reconciles.
+const FULL_RECONCILE_EVERY: u64 = 6;
+
+/// This process's network-namespace inode (what the kernel side reports as `netns`).
+pub fn own_netns() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino() as u32)
+}
+
+/// What a dump covers, mirroring what the kernel side filters; owned, so a dump can run on
+/// a blocking thread while the event loop keeps draining the ring.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DumpScope {
+    pub port: Option<u16>,
+    pub v4: bool,
+    pub v6: bool,
+    pub netns: Option<u32>,
+}
+
+/// Turns dumped sockets straight into compact baseline entries: no intermediate records, so
+/// a dump of 100k+ TIME-WAIT sockets stays small.
+struct BaselineSink<'a> {
+    scope: DumpScope,
+    netns: u32,
+    owners: Option<&'a Owners>,
+    out: Vec<Baseline>,
+    mark: usize,
+}
+
+impl diag::Sink<SocketRecord> for BaselineSink<'_> {
+    fn begin(&mut self) {
+        self.mark = self.out.len();
+    }
+
+    fn item(&mut self, r: SocketRecord) -> Result<(), diag::DiagError> {
+        let (Endpoint::Inet(local), Endpoint::Inet(remote)) = (&r.local, &r.peer) else {
+            return Ok(());
+        };
+        let (local, remote) = (*local, *remote);
+        if let Some(p) = self.scope.port
+            && local.port() != p
+            && remote.port() != p
+        {
+            return Ok(());
+        }
+        let owner = self.owners.and_then(|o| {
+            o.of(r.inode)
+                .first()
+                .map(|h| (h.pid, o.comm(h.pid).to_string()))
+        });
+        self.out.push(Baseline {
+            cookie: r.cookie,
+            state: r.state,
+            netns: self.netns,
+            family: if local.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
+            local,
+            remote,
+            owner,
+        });
+        Ok(())
+    }
+
+    fn restart(&mut self) -> bool {
+        self.out.truncate(self.mark);
+        true
+    }
+}
+
+/// TCP sockets in `states_mask`, as baseline entries, filtered like the kernel side filters.
+/// A failed dump is an empty one: the next reconcile tries again.
+pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> Vec<Baseline> {
+    let query = Query {
+        tcp: true,
+        v4: scope.v4,
+        v6: scope.v6,
+        states: states_mask,
+        ext: Extensions::default(),
+        ..Query::default()
+    };
+    let netns = own_netns();
+    if scope.netns.is_some_and(|n| n != netns) {
+        return Vec::new();
+    }
+    let mut sink = BaselineSink {
+        scope,
+        netns,
+        owners,
+        out: Vec::new(),
+        mark: 0,
+    };
+    match diag::collect_into(&query, Path::new("/proc/net"), &mut sink) {
+        Ok(()) => sink.out,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// What the reconcile schedule asks of the event loop next.
+pub enum ReconcileStep {
+    /// Time for a dump: drain and apply queued events, then call [`Reconciler::start`].
+    Due,
+    /// A dump finished: drain and apply queued events, then [`Reconciler::apply`] it.
+    Done(FinishedDump),
+}
+
+pub struct FinishedDump {
+    mask: u32,
+    started_ns: u64,
+    sockets: Vec<Baseline>,
+}
+
+/// Every `every`, a dump of TIME-WAIT sockets (their expiry has no event); every sixth, or
+/// after events were lost, a dump of all states. The dump runs on a blocking thread.
+pub struct Reconciler {
+    scope: DumpScope,
+    timer: tokio::time::Interval,
+    count: u64,
+    lost_at_last_full: u64,
+    pending: Option<(u32, u64, tokio::task::JoinHandle<Vec<Baseline>>)>,
+}
+
+impl Reconciler {
+    pub fn new(scope: DumpScope, every: Duration) -> Self {
+        let every = every.max(Duration::from_millis(100));
+        Reconciler {
+            scope,
+            timer: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+            count: 0,
+            lost_at_last_full: 0,
+            pending: None,
+        }
+    }
+
+    /// Waits for the next step. Cancel-safe: usable as a `tokio::select!` branch.
+    pub async fn next(&mut self) -> ReconcileStep {
+        if let Some((mask, started_ns, handle)) = self.pending.as_mut() {
+            let (mask, started_ns) = (*mask, *started_ns);
+            // A dump thread that panicked is an empty dump; the next one repairs.
+            let sockets = handle.await.unwrap_or_default();
+            self.pending = None;
+            return ReconcileStep::Done(FinishedDump {
+                mask,
+                started_ns,
+                sockets,
+            });
+        }
+        self.timer.tick().await;
+        ReconcileStep::Due
+    }
+
+    /// Starts the dump; `lost` is the kernel's lost-event counter (a rise forces a full one).
+    pub fn start(&mut self, lost: u64) {
+        self.count += 1;
+        let full = self.count.is_multiple_of(FULL_RECONCILE_EVERY) || lost > self.lost_at_last_full;
+        if full {
+            self.lost_at_last_full = lost;
+        }
+        let mask = if full { states::ALL } else { states::TIME_WAIT };
+        let scope = self.scope;
+        let started = clock::monotonic_ns();
+        self.pending = Some((
+            mask,
+            started,
+            tokio::task::spawn_blocking(move || dump_tcp(scope, mask, None)),
+        ));
+    }
+
+    /// Compares the finished dump with the live table.
+    pub fn apply(dump: FinishedDump, tracker: &mut Tracker, out: &mut Vec<crate::live::Output>) {
+        tracker.reconcile(
+            dump.sockets,
+            dump.mask,
+            dump.started_ns,
+            clock::monotonic_ns(),
+            out,
+        );
+    }
+}

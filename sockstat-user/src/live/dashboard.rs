@@ -1,0 +1,672 @@
+//! What `sockstat top` shows, computed without I/O: state counts with a minute of history,
+//! per-edge counts and rates, churn, top talkers, the latest events. Fed with transitions as
+//! they happen and with a view of every socket once per interval; read as a [`Snapshot`]
+//! (the same value is drawn on screen and printed by `--once --json`).
+use std::{
+    collections::{HashMap, VecDeque},
+    net::{IpAddr, SocketAddr},
+};
+
+use serde::Serialize;
+
+use super::{Cause, Transition};
+use crate::tcp::{ReportedState, TcpState};
+
+/// The states a socket can be seen in (CLOSE is only ever passed through).
+pub const SHOWN_STATES: [TcpState; 10] = [
+    TcpState::Established,
+    TcpState::SynSent,
+    TcpState::SynRecv,
+    TcpState::FinWait1,
+    TcpState::FinWait2,
+    TcpState::TimeWait,
+    TcpState::CloseWait,
+    TcpState::LastAck,
+    TcpState::Listen,
+    TcpState::Closing,
+];
+
+/// Seconds of history behind each sparkline.
+pub const HISTORY_SECS: f64 = 60.0;
+/// Seconds over which churn per address, port and process is measured.
+const CHURN_SECS: f64 = 10.0;
+const RECENT_EVENTS: usize = 200;
+const TOP_ROWS: usize = 10;
+
+/// One socket, as a sample sees it.
+pub struct SockView<'a> {
+    pub state: ReportedState,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub owner: Option<(u32, &'a str)>,
+}
+
+/// What kind of source the numbers come from; shown in the header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum DataSource {
+    /// Kernel events: every transition, per-edge data.
+    Ebpf { hook: String },
+    /// sock_diag dumps each interval: states and counts only.
+    Polling { reason: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortBy {
+    Connections,
+    Churn,
+}
+
+impl SortBy {
+    pub fn next(self) -> Self {
+        match self {
+            SortBy::Connections => SortBy::Churn,
+            SortBy::Churn => SortBy::Connections,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SortBy::Connections => "connections",
+            SortBy::Churn => "churn",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StateRow {
+    pub state: &'static str,
+    pub count: u64,
+    /// One value per interval, oldest first, covering the last minute.
+    pub history: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EdgeRow {
+    pub from: String,
+    pub to: String,
+    /// Since `top` started.
+    pub count: u64,
+    /// Over the last interval, per second.
+    pub rate: f64,
+    /// Fired during the last interval.
+    pub lit: bool,
+    #[serde(skip)]
+    pub key: (u8, u8),
+}
+
+/// Per-second rates over the last interval; `None` where the source cannot tell (polling).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Rates {
+    pub transitions: Option<f64>,
+    pub syn_sent: Option<f64>,
+    pub time_wait: Option<f64>,
+    pub connect_errors: Option<f64>,
+    pub resets_in: Option<f64>,
+    pub resets_out: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopRow {
+    pub key: String,
+    pub connections: u64,
+    /// Transitions per second over the last ten seconds.
+    pub churn: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventRow {
+    /// Seconds since `top` started.
+    pub t: f64,
+    pub from: String,
+    pub to: String,
+    pub local: String,
+    pub remote: String,
+    pub process: String,
+    pub cause: String,
+    pub synthesized: bool,
+}
+
+/// Everything on one screen, as numbers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub source: DataSource,
+    pub filter: String,
+    pub interval_s: f64,
+    pub paused: bool,
+    pub total: u64,
+    pub states: Vec<StateRow>,
+    pub rates: Rates,
+    pub edges: Vec<EdgeRow>,
+    pub sort: SortBy,
+    pub top_remote: Vec<TopRow>,
+    pub top_local_ports: Vec<TopRow>,
+    pub top_processes: Vec<TopRow>,
+    pub events: Vec<EventRow>,
+    pub lost_events: u64,
+    pub reconcile_repairs: u64,
+    pub synthesized: u64,
+    pub alerts: Vec<crate::alert::AlertStatus>,
+}
+
+impl Snapshot {
+    /// The names `--alert` accepts: each state's count (ss spelling, lower case), `total`,
+    /// rates as `NAME/s`, and `lost`.
+    pub fn metric_names() -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = SHOWN_STATES.iter().map(|s| metric_name(*s)).collect();
+        names.extend([
+            "total",
+            "transitions/s",
+            "syn-sent/s",
+            "time-wait/s",
+            "connect-errors/s",
+            "resets/s",
+            "lost",
+        ]);
+        names
+    }
+
+    /// The value of a metric named as in [`Snapshot::metric_names`].
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let r = &self.rates;
+        Some(match name {
+            "total" => self.total as f64,
+            "transitions/s" => r.transitions?,
+            "syn-sent/s" => r.syn_sent?,
+            "time-wait/s" => r.time_wait?,
+            "connect-errors/s" => r.connect_errors?,
+            "resets/s" => r.resets_in? + r.resets_out?,
+            "lost" => self.lost_events as f64,
+            state => {
+                let s = SHOWN_STATES.iter().find(|s| metric_name(**s) == state)?;
+                self.states
+                    .iter()
+                    .find(|row| row.state == s.ss_name())?
+                    .count as f64
+            }
+        })
+    }
+}
+
+fn metric_name(s: TcpState) -> &'static str {
+    match s {
+        TcpState::Established => "estab",
+        TcpState::SynSent => "syn-sent",
+        TcpState::SynRecv => "syn-recv",
+        TcpState::FinWait1 => "fin-wait-1",
+        TcpState::FinWait2 => "fin-wait-2",
+        TcpState::TimeWait => "time-wait",
+        TcpState::CloseWait => "close-wait",
+        TcpState::LastAck => "last-ack",
+        TcpState::Listen => "listen",
+        TcpState::Closing => "closing",
+        _ => "other",
+    }
+}
+
+/// Counts in the interval being measured.
+#[derive(Default)]
+struct IntervalCounts {
+    edges: HashMap<(u8, u8), u64>,
+    transitions: u64,
+    connect_errors: u64,
+    resets_in: u64,
+    resets_out: u64,
+    remote: HashMap<IpAddr, u64>,
+    port: HashMap<u16, u64>,
+    process: HashMap<String, u64>,
+}
+
+pub struct Dashboard {
+    interval_s: f64,
+    per_edge: bool,
+    started_ns: u64,
+    history: VecDeque<[u64; SHOWN_STATES.len()]>,
+    edges_total: HashMap<(u8, u8), u64>,
+    current: IntervalCounts,
+    last: IntervalCounts,
+    churn_window: VecDeque<IntervalCounts>,
+    recent: VecDeque<EventRow>,
+    tops: Tops,
+}
+
+#[derive(Default)]
+struct Tops {
+    remote: HashMap<IpAddr, u64>,
+    port: HashMap<u16, u64>,
+    process: HashMap<String, u64>,
+    total: u64,
+}
+
+impl Dashboard {
+    /// `per_edge`: whether transitions are observed at all (false when polling).
+    pub fn new(interval_s: f64, per_edge: bool, started_ns: u64) -> Self {
+        Dashboard {
+            interval_s: interval_s.max(0.05),
+            per_edge,
+            started_ns,
+            history: VecDeque::new(),
+            edges_total: HashMap::new(),
+            current: IntervalCounts::default(),
+            last: IntervalCounts::default(),
+            churn_window: VecDeque::new(),
+            recent: VecDeque::new(),
+            tops: Tops::default(),
+        }
+    }
+
+    fn history_len(&self) -> usize {
+        ((HISTORY_SECS / self.interval_s).ceil() as usize).max(1)
+    }
+
+    /// One transition that passed the filter.
+    pub fn observe(&mut self, t: &Transition) {
+        let (Some(old), Some(new)) = (kernel_number(t.old), kernel_number(t.new)) else {
+            return;
+        };
+        let c = &mut self.current;
+        *c.edges.entry((old, new)).or_default() += 1;
+        *self.edges_total.entry((old, new)).or_default() += 1;
+        c.transitions += 1;
+        if t.old == ReportedState::Known(TcpState::SynSent)
+            && t.new == ReportedState::Known(TcpState::Close)
+        {
+            c.connect_errors += 1;
+        }
+        match t.cause {
+            Some(Cause::RstIn) => c.resets_in += 1,
+            Some(Cause::RstOut) => c.resets_out += 1,
+            _ => {}
+        }
+        if !t.remote.ip().is_unspecified() {
+            *c.remote.entry(t.remote.ip()).or_default() += 1;
+        }
+        *c.port.entry(t.local.port()).or_default() += 1;
+        if let Some(key) = process_key(t.owner.pid, t.owner.comm.as_ref().map(|c| c.as_str())) {
+            *c.process.entry(key).or_default() += 1;
+        }
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(EventRow {
+            t: t.ts_ns.saturating_sub(self.started_ns) as f64 / 1e9,
+            from: t.old.to_string(),
+            to: t.new.to_string(),
+            local: t.local.to_string(),
+            remote: t.remote.to_string(),
+            process: process_key(t.owner.pid, t.owner.comm.as_ref().map(|c| c.as_str()))
+                .unwrap_or_default(),
+            cause: t.cause.map(|c| c.name()).unwrap_or_default(),
+            synthesized: t.source == super::Source::Synthesized,
+        });
+    }
+
+    /// Ends an interval: counts every socket (already filtered by the caller) and moves the
+    /// interval's transitions into the rates.
+    pub fn sample<'a>(&mut self, sockets: impl IntoIterator<Item = SockView<'a>>) {
+        let mut counts = [0u64; SHOWN_STATES.len()];
+        let mut tops = Tops::default();
+        for s in sockets {
+            if let ReportedState::Known(state) = s.state
+                && let Some(i) = SHOWN_STATES.iter().position(|x| *x == state)
+            {
+                counts[i] += 1;
+            }
+            tops.total += 1;
+            if s.state == ReportedState::Known(TcpState::Listen) {
+                continue;
+            }
+            if !s.remote.ip().is_unspecified() {
+                *tops.remote.entry(s.remote.ip()).or_default() += 1;
+            }
+            *tops.port.entry(s.local.port()).or_default() += 1;
+            if let Some(key) = s
+                .owner
+                .and_then(|(pid, comm)| process_key(Some(pid), Some(comm)))
+            {
+                *tops.process.entry(key).or_default() += 1;
+            }
+        }
+        self.tops = tops;
+        if self.history.len() == self.history_len() {
+            self.history.pop_front();
+        }
+        self.history.push_back(counts);
+        let finished = std::mem::take(&mut self.current);
+        let window = ((CHURN_SECS / self.interval_s).ceil() as usize).max(1);
+        if self.churn_window.len() == window {
+            self.churn_window.pop_front();
+        }
+        // Only the per-key maps are needed in the window; the rest stays in `last`.
+        self.churn_window.push_back(IntervalCounts {
+            remote: finished.remote.clone(),
+            port: finished.port.clone(),
+            process: finished.process.clone(),
+            ..IntervalCounts::default()
+        });
+        self.last = finished;
+    }
+
+    pub fn snapshot(&self, ctx: SnapshotContext) -> Snapshot {
+        let latest = self.history.back().copied().unwrap_or_default();
+        let states = SHOWN_STATES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StateRow {
+                state: s.ss_name(),
+                count: latest[i],
+                history: self.history.iter().map(|h| h[i]).collect(),
+            })
+            .collect();
+        let per_s = |n: u64| self.per_edge.then_some(n as f64 / self.interval_s);
+        let edge_into = |to: TcpState| {
+            self.last
+                .edges
+                .iter()
+                .filter(|((_, n), _)| *n == to.kernel_number())
+                .map(|(_, c)| *c)
+                .sum::<u64>()
+        };
+        let rates = Rates {
+            transitions: per_s(self.last.transitions),
+            syn_sent: per_s(edge_into(TcpState::SynSent)),
+            time_wait: per_s(edge_into(TcpState::TimeWait)),
+            connect_errors: per_s(self.last.connect_errors),
+            resets_in: per_s(self.last.resets_in),
+            resets_out: per_s(self.last.resets_out),
+        };
+        let mut edges: Vec<EdgeRow> = self
+            .edges_total
+            .iter()
+            .map(|(&(o, n), &count)| {
+                let last = self.last.edges.get(&(o, n)).copied().unwrap_or(0);
+                EdgeRow {
+                    from: ReportedState::from_kernel(o).to_string(),
+                    to: ReportedState::from_kernel(n).to_string(),
+                    count,
+                    rate: last as f64 / self.interval_s,
+                    lit: last > 0,
+                    key: (o, n),
+                }
+            })
+            .collect();
+        edges.sort_by_key(|e| e.key);
+        let churn_secs = self.churn_window.len() as f64 * self.interval_s;
+        let churn_of = |f: &dyn Fn(&IntervalCounts) -> u64| {
+            if churn_secs > 0.0 {
+                self.churn_window.iter().map(f).sum::<u64>() as f64 / churn_secs
+            } else {
+                0.0
+            }
+        };
+        let top_remote = top_rows(
+            &self.tops.remote,
+            self.churn_window.iter().flat_map(|w| w.remote.keys()),
+            |k| churn_of(&|w: &IntervalCounts| w.remote.get(k).copied().unwrap_or(0)),
+            |k| k.to_string(),
+            ctx.sort,
+        );
+        let top_local_ports = top_rows(
+            &self.tops.port,
+            self.churn_window.iter().flat_map(|w| w.port.keys()),
+            |k| churn_of(&|w: &IntervalCounts| w.port.get(k).copied().unwrap_or(0)),
+            |k| k.to_string(),
+            ctx.sort,
+        );
+        let top_processes = top_rows(
+            &self.tops.process,
+            self.churn_window.iter().flat_map(|w| w.process.keys()),
+            |k| churn_of(&|w: &IntervalCounts| w.process.get(k).copied().unwrap_or(0)),
+            Clone::clone,
+            ctx.sort,
+        );
+        let mut snap = Snapshot {
+            source: ctx.source,
+            filter: ctx.filter,
+            interval_s: self.interval_s,
+            paused: ctx.paused,
+            total: self.tops.total,
+            states,
+            rates,
+            edges,
+            sort: ctx.sort,
+            top_remote,
+            top_local_ports,
+            top_processes,
+            events: self.recent.iter().rev().take(50).cloned().collect(),
+            lost_events: ctx.lost_events,
+            reconcile_repairs: ctx.repairs,
+            synthesized: ctx.synthesized,
+            alerts: Vec::new(),
+        };
+        snap.alerts = ctx
+            .alerts
+            .iter()
+            .map(|a| a.check(|m| snap.metric(m)))
+            .collect();
+        snap
+    }
+}
+
+/// What the dashboard does not know itself.
+pub struct SnapshotContext<'a> {
+    pub source: DataSource,
+    pub filter: String,
+    pub paused: bool,
+    pub sort: SortBy,
+    pub lost_events: u64,
+    pub repairs: u64,
+    pub synthesized: u64,
+    pub alerts: &'a [crate::alert::Alert],
+}
+
+fn kernel_number(s: ReportedState) -> Option<u8> {
+    match s {
+        ReportedState::Known(t) => Some(t.kernel_number()),
+        ReportedState::Unknown(n) => Some(n),
+    }
+}
+
+fn process_key(pid: Option<u32>, comm: Option<&str>) -> Option<String> {
+    let pid = pid?;
+    Some(format!("{}[{pid}]", comm.unwrap_or("?")))
+}
+
+/// The busiest keys: by open connections, or by churn; keys seen only in churn count too.
+fn top_rows<'k, K: std::hash::Hash + Eq + Clone + Ord + 'k>(
+    connections: &HashMap<K, u64>,
+    churned: impl Iterator<Item = &'k K>,
+    churn: impl Fn(&K) -> f64,
+    label: impl Fn(&K) -> String,
+    sort: SortBy,
+) -> Vec<TopRow> {
+    let mut keys: Vec<K> = connections.keys().cloned().collect();
+    keys.extend(churned.cloned());
+    keys.sort();
+    keys.dedup();
+    let mut rows: Vec<(K, u64, f64)> = keys
+        .into_iter()
+        .map(|k| {
+            let conns = connections.get(&k).copied().unwrap_or(0);
+            let ch = churn(&k);
+            (k, conns, ch)
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        let primary = match sort {
+            SortBy::Connections => b.1.cmp(&a.1).then(b.2.total_cmp(&a.2)),
+            SortBy::Churn => b.2.total_cmp(&a.2).then(b.1.cmp(&a.1)),
+        };
+        primary.then_with(|| a.0.cmp(&b.0))
+    });
+    rows.into_iter()
+        .take(TOP_ROWS)
+        .map(|(k, connections, churn)| TopRow {
+            key: label(&k),
+            connections,
+            churn,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ebpf::Family,
+        live::{Owner, OwnerSource, Source},
+    };
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn transition(old: TcpState, new: TcpState, remote: &str, cause: Option<Cause>) -> Transition {
+        Transition {
+            ts_ns: 2_000_000_000,
+            cookie: 1,
+            netns: 1,
+            family: Family::Inet,
+            local: addr("10.0.0.1:40000"),
+            remote: addr(remote),
+            old: ReportedState::Known(old),
+            new: ReportedState::Known(new),
+            prev_state_ns: None,
+            owner: Owner::known(42, "curl", OwnerSource::Task),
+            source: Source::Kernel,
+            cause,
+        }
+    }
+
+    fn ctx(alerts: &[crate::alert::Alert]) -> SnapshotContext<'_> {
+        SnapshotContext {
+            source: DataSource::Ebpf {
+                hook: "tp_btf".into(),
+            },
+            filter: String::new(),
+            paused: false,
+            sort: SortBy::Connections,
+            lost_events: 0,
+            repairs: 0,
+            synthesized: 0,
+            alerts,
+        }
+    }
+
+    #[test]
+    fn rates_edges_and_counts_come_from_the_last_interval() {
+        let mut d = Dashboard::new(0.5, true, 1_000_000_000);
+        d.observe(&transition(
+            TcpState::Close,
+            TcpState::SynSent,
+            "10.0.0.2:80",
+            None,
+        ));
+        d.observe(&transition(
+            TcpState::SynSent,
+            TcpState::Close,
+            "10.0.0.2:80",
+            Some(Cause::RstIn),
+        ));
+        d.observe(&transition(
+            TcpState::Close,
+            TcpState::SynSent,
+            "10.0.0.3:80",
+            None,
+        ));
+        let remote = addr("10.0.0.9:443");
+        d.sample([SockView {
+            state: ReportedState::Known(TcpState::Established),
+            local: addr("10.0.0.1:5000"),
+            remote,
+            owner: Some((42, "curl")),
+        }]);
+        let s = d.snapshot(ctx(&[]));
+        assert_eq!(s.rates.transitions, Some(6.0));
+        assert_eq!(s.rates.syn_sent, Some(4.0));
+        assert_eq!(s.rates.connect_errors, Some(2.0));
+        assert_eq!(s.rates.resets_in, Some(2.0));
+        let estab = s.states.iter().find(|r| r.state == "ESTAB").unwrap();
+        assert_eq!((estab.count, estab.history.clone()), (1, vec![1]));
+        let connect = s.edges.iter().find(|e| e.key == (7, 2)).unwrap();
+        assert_eq!((connect.count, connect.rate, connect.lit), (2, 4.0, true));
+        // Ten seconds of churn window so far is one interval of 0.5 s.
+        assert_eq!(s.top_remote[0].key, "10.0.0.9");
+        assert_eq!(s.top_remote[0].connections, 1);
+        let churned = s.top_remote.iter().find(|r| r.key == "10.0.0.2").unwrap();
+        assert_eq!(churned.churn, 4.0);
+        assert_eq!(s.events.len(), 3);
+        assert_eq!(s.events[0].remote, "10.0.0.3:80");
+
+        // A quiet interval: edges stay counted but are no longer lit.
+        d.sample([]);
+        let s = d.snapshot(ctx(&[]));
+        let connect = s.edges.iter().find(|e| e.key == (7, 2)).unwrap();
+        assert_eq!((connect.count, connect.rate, connect.lit), (2, 0.0, false));
+        assert_eq!(s.rates.transitions, Some(0.0));
+        let estab = s.states.iter().find(|r| r.state == "ESTAB").unwrap();
+        assert_eq!(estab.history, vec![1, 0]);
+    }
+
+    #[test]
+    fn polling_has_counts_but_no_rates() {
+        let mut d = Dashboard::new(1.0, false, 0);
+        d.sample([SockView {
+            state: ReportedState::Known(TcpState::TimeWait),
+            local: addr("127.0.0.1:1"),
+            remote: addr("127.0.0.1:2"),
+            owner: None,
+        }]);
+        let alerts =
+            [crate::alert::Alert::parse("time-wait >= 1", &Snapshot::metric_names()).unwrap()];
+        let s = d.snapshot(ctx(&alerts));
+        assert_eq!(s.rates, Rates::default());
+        assert_eq!(s.metric("time-wait"), Some(1.0));
+        assert_eq!(s.metric("time-wait/s"), None);
+        assert!(s.alerts[0].firing);
+    }
+
+    #[test]
+    fn history_keeps_one_minute() {
+        let mut d = Dashboard::new(1.0, true, 0);
+        for _ in 0..75 {
+            d.sample([]);
+        }
+        let s = d.snapshot(ctx(&[]));
+        assert_eq!(s.states[0].history.len(), 60);
+    }
+
+    #[test]
+    fn churn_sort_puts_the_busiest_first() {
+        let conns: HashMap<u16, u64> = [(80, 10), (443, 1)].into_iter().collect();
+        let churned = [443u16, 443, 22];
+        let churn = |k: &u16| match k {
+            443 => 5.0,
+            22 => 1.0,
+            _ => 0.0,
+        };
+        let by_conn = top_rows(
+            &conns,
+            churned.iter(),
+            churn,
+            |k| k.to_string(),
+            SortBy::Connections,
+        );
+        assert_eq!(
+            by_conn.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            ["80", "443", "22"]
+        );
+        let by_churn = top_rows(
+            &conns,
+            churned.iter(),
+            churn,
+            |k| k.to_string(),
+            SortBy::Churn,
+        );
+        assert_eq!(
+            by_churn.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            ["443", "22", "80"]
+        );
+    }
+}
