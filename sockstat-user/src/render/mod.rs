@@ -3,4 +3,5 @@ pub mod list;
 pub mod numfmt;
 pub mod summary;
 pub mod table;
+pub mod top;
 pub mod trace;
