@@ -110,6 +110,8 @@ pub struct ListArgs {
 pub enum Command {
     /// Stream every TCP state transition as it happens (needs root, or CAP_BPF and CAP_PERFMON).
     Trace(TraceArgs),
+    /// A live dashboard: state counts, churn, the TCP state machine with live edges.
+    Top(TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +163,42 @@ pub struct TraceArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub reconcile: u64,
     /// Filter expression, in ss's filter language (e.g. 'dport = :443').
+    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    pub filter: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one snapshot and exit (after one interval); exit code 1 if an alert fires.
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: the snapshot as one JSON object.
+    #[arg(long, requires = "once")]
+    pub json: bool,
+    /// Seconds per sample (rates, sparklines); the screen redraws 4 times a second.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Alert when METRIC OP NUMBER holds, e.g. 'time-wait > 5000' or 'syn-sent/s > 100'
+    /// (repeatable). Metrics: state names (estab, syn-sent, time-wait, ...), total,
+    /// transitions/s, syn-sent/s, time-wait/s, connect-errors/s, resets/s, lost.
+    #[arg(long, value_name = "EXPR")]
+    pub alert: Vec<String>,
+    /// Poll sock_diag instead of loading the kernel programs (no per-edge data).
+    #[arg(long)]
+    pub poll: bool,
+    /// Only IPv4 sockets.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Only IPv6 sockets.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Kernel hook for sock:inet_sock_set_state.
+    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
+    pub hook: HookChoice,
+    /// Ring-buffer size in KiB (rounded up to a power of two).
+    #[arg(long, value_name = "KIB", default_value_t = 4096)]
+    pub ring_kb: u32,
+    /// Filter expression, in ss's filter language (editable on screen with `f`).
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
 }

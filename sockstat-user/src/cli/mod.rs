@@ -2,6 +2,7 @@
 //! connects collectors to a view.
 pub mod args;
 pub mod list;
+pub mod top;
 pub mod trace;
 
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ pub struct UsageError(pub String);
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Trace(args)) => trace::run(&args),
+        Some(Command::Top(args)) => top::run(&args),
         None => list::run(&cli.list),
     }
 }
