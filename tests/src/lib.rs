@@ -49,9 +49,18 @@ pub fn free_port(_ip: IpAddr) -> Result<u16, String> {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407 ^ n);
         let port = 20000 + ((x >> 33) % 12000) as u16;
+        // Probe under the lock and skip ports already handed out: a probe bind on a port
+        // another test has just been given would make that test's own bind fail.
+        let Ok(mut taken) = TAKEN.lock() else {
+            return Err("port registry poisoned".into());
+        };
+        if taken.contains(&port) {
+            continue;
+        }
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
         let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port));
-        if v4.is_ok() && v6.is_ok() && TAKEN.lock().is_ok_and(|mut t| t.insert(port)) {
+        if v4.is_ok() && v6.is_ok() {
+            taken.insert(port);
             return Ok(port);
         }
     }

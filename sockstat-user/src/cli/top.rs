@@ -55,7 +55,8 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
         .map(|a| Alert::parse(a, &names))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(e.to_string()))?;
-    if !args.once && !(io::stdout().is_terminal() && io::stdin().is_terminal()) {
+    let interactive = io::stdout().is_terminal() && io::stdin().is_terminal();
+    if !args.once && !interactive {
         return Err(UsageError(
             "sockstat top needs a terminal; for scripts use --once (and --json)".to_string(),
         )
@@ -83,19 +84,21 @@ fn parse_filter(text: &str, args: &TopArgs) -> Result<Filter, String> {
 
 /// Where the numbers come from.
 enum Feed {
-    Ebpf {
-        probe: Probe,
-        events: EventStream,
-        tracker: Tracker,
-        reconciler: Reconciler,
-        batch: Vec<Result<KernelEvent, DecodeError>>,
-        outputs: Vec<Output>,
-    },
+    Ebpf(Box<EbpfFeed>),
     Polling {
         reason: String,
         latest: Vec<Baseline>,
         pending: Option<tokio::task::JoinHandle<Vec<Baseline>>>,
     },
+}
+
+struct EbpfFeed {
+    probe: Probe,
+    events: EventStream,
+    tracker: Tracker,
+    reconciler: Reconciler,
+    batch: Vec<Result<KernelEvent, DecodeError>>,
+    outputs: Vec<Output>,
 }
 
 fn scope(args: &TopArgs) -> DumpScope {
@@ -153,21 +156,21 @@ fn start_feed(args: &TopArgs) -> anyhow::Result<Feed> {
         dump_tcp(scope(args), crate::filter::states::ALL, Some(&owners)),
         clock::monotonic_ns(),
     );
-    Ok(Feed::Ebpf {
+    Ok(Feed::Ebpf(Box::new(EbpfFeed {
         probe,
         events,
         tracker,
         reconciler: Reconciler::new(scope(args), RECONCILE),
         batch: Vec::with_capacity(256),
         outputs: Vec::with_capacity(256),
-    })
+    })))
 }
 
 impl Feed {
     fn source(&self) -> DataSource {
         match self {
-            Feed::Ebpf { probe, .. } => DataSource::Ebpf {
-                hook: match probe.hook() {
+            Feed::Ebpf(f) => DataSource::Ebpf {
+                hook: match f.probe.hook() {
                     HookChoice::TpBtf => "tp_btf".to_string(),
                     _ => "tracepoint".to_string(),
                 },
@@ -180,16 +183,16 @@ impl Feed {
 
     /// Applies queued kernel events; transitions that pass the filter reach the dashboard.
     fn drain(&mut self, filter: &Filter, dash: &mut Dashboard) {
-        let Feed::Ebpf {
+        let Feed::Ebpf(f) = self else {
+            return;
+        };
+        let EbpfFeed {
             events,
             tracker,
             batch,
             outputs,
             ..
-        } = self
-        else {
-            return;
-        };
+        } = &mut **f;
         events.drain_now(batch);
         for event in batch.drain(..).flatten() {
             tracker.apply(&event, outputs);
@@ -208,8 +211,8 @@ impl Feed {
             filter.matches_tcp(n, local, remote)
         };
         match self {
-            Feed::Ebpf { tracker, .. } => dash.sample(
-                tracker
+            Feed::Ebpf(f) => dash.sample(
+                f.tracker
                     .entries()
                     .filter(|(_, e)| passes(e.state, e.local, e.remote))
                     .map(|(_, e)| SockView {
@@ -244,9 +247,9 @@ impl Feed {
         alerts: &'a [Alert],
     ) -> SnapshotContext<'a> {
         let (lost, stats) = match self {
-            Feed::Ebpf { probe, tracker, .. } => (
-                probe.counters().map(|c| c.lost).unwrap_or(0),
-                tracker.stats(),
+            Feed::Ebpf(f) => (
+                f.probe.counters().map(|c| c.lost).unwrap_or(0),
+                f.tracker.stats(),
             ),
             Feed::Polling { .. } => (0, Default::default()),
         };
@@ -294,7 +297,7 @@ async fn top(
     alerts: Vec<Alert>,
 ) -> anyhow::Result<ExitCode> {
     let mut feed = start_feed(args)?;
-    let per_edge = matches!(feed, Feed::Ebpf { .. });
+    let per_edge = matches!(feed, Feed::Ebpf(_));
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
     if let Feed::Polling { latest, .. } = &mut feed {
         // The first sample should not be empty.
@@ -313,6 +316,8 @@ async fn top(
         let mut sort = SortBy::Connections;
         let mut sample = tokio::time::interval(Duration::from_secs_f64(args.interval));
         sample.tick().await;
+        // The first screen already shows the counts.
+        feed.sample(&filter, &mut dash);
         let mut redraw = tokio::time::interval(REDRAW);
         let mut drain = tokio::time::interval(DRAIN);
         let mut snap = dash.snapshot(feed.context(&filter_text, paused, sort, &alerts));
@@ -336,14 +341,17 @@ async fn top(
                 }
                 step = reconcile_step(&mut feed) => {
                     feed.drain(&filter, &mut dash);
-                    if let Feed::Ebpf { probe, tracker, reconciler, outputs, .. } = &mut feed {
+                    if let Feed::Ebpf(f) = &mut feed {
                         match step {
-                            ReconcileStep::Due => reconciler.start(probe.counters().map(|c| c.lost).unwrap_or(0)),
-                            ReconcileStep::Done(dump) => Reconciler::apply(dump, tracker, outputs),
+                            ReconcileStep::Due => {
+                                let lost = f.probe.counters().map(|c| c.lost).unwrap_or(0);
+                                f.reconciler.start(lost);
+                            }
+                            ReconcileStep::Done(dump) => {
+                                Reconciler::apply(dump, &mut f.tracker, &mut f.outputs);
+                                observe(&mut f.outputs, &filter, &mut dash);
+                            }
                         }
-                    }
-                    if let Feed::Ebpf { outputs, .. } = &mut feed {
-                        observe(outputs, &filter, &mut dash);
                     }
                 }
                 _ = redraw.tick() => {
@@ -393,7 +401,7 @@ async fn top(
 /// The reconcile schedule, for the eBPF feed only (polling dumps everything anyway).
 async fn reconcile_step(feed: &mut Feed) -> ReconcileStep {
     match feed {
-        Feed::Ebpf { reconciler, .. } => reconciler.next().await,
+        Feed::Ebpf(f) => f.reconciler.next().await,
         Feed::Polling { .. } => std::future::pending().await,
     }
 }

@@ -1,0 +1,491 @@
+//! Root-only tests of `sockstat top`: the real screen inside tmux (read back with
+//! capture-pane) while loopback connections open and close, the terminal restored after `q`
+//! and after SIGTERM, and `--once --json` / `--alert` / the polling fallback for scripts.
+//!
+//! Without root every test here is reported as ignored ("needs root"), never as passed.
+use std::{
+    net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
+use sockstat_tests::{TestResult, free_port, is_root, sockstat_bin};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = is_root();
+    if !root {
+        eprintln!("\n*** sockstat top tests SKIPPED: not running as root ***\n");
+    }
+    let trials = vec![
+        trial("top_tmux_screen_follows_connections", root, tmux_screen),
+        trial("top_tmux_sigterm_restores_terminal", root, tmux_sigterm),
+        trial("top_once_json_counts_and_rates", root, once_json),
+        trial("top_once_alert_sets_exit_code", root, once_alert),
+        trial("top_polling_fallback_has_counts_no_edges", root, polling),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
+    Trial::test(name, f).with_ignored_flag(!root)
+}
+
+fn fail(msg: impl Into<String>) -> Failed {
+    msg.into().into()
+}
+
+/// A tmux session running one command in a 120x40 pane; killed on drop.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(name: &str, command: &str) -> Result<Tmux, Failed> {
+        let name = format!("{name}-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                command,
+            ])
+            .env_remove("TMUX")
+            .status()
+            .map_err(|e| fail(format!("starting tmux: {e}")))?;
+        if !status.success() {
+            return Err(fail(format!("tmux new-session failed: {status}")));
+        }
+        Ok(Tmux { name })
+    }
+
+    fn capture(&self, escapes: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", &self.name];
+        if escapes {
+            args.push("-e");
+        }
+        Command::new("tmux")
+            .args(&args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn send(&self, keys: &str) -> TestResult {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, keys])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Ok(())
+        } else {
+            Err(fail("tmux send-keys failed"))
+        }
+    }
+
+    fn display(&self, format: &str) -> String {
+        Command::new("tmux")
+            .args(["display-message", "-p", "-t", &self.name, format])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Polls the screen until `cond` holds; the last screen is in the error.
+    fn wait_for(
+        &self,
+        what: &str,
+        secs: u64,
+        cond: impl Fn(&str) -> bool,
+    ) -> Result<String, Failed> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let screen = self.capture(false);
+            if cond(&screen) {
+                return Ok(screen);
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "timed out waiting for {what}; screen:\n{screen}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+/// The count in the States panel for `state` (e.g. "TIME-WAIT"), as drawn.
+fn state_count(screen: &str, state: &str) -> Option<u64> {
+    screen.lines().find_map(|l| {
+        let rest = l.strip_prefix('│')?.strip_prefix(state)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The command line the pane runs: top, then a marker with its exit code and whether the
+/// terminal is back in canonical mode (raw mode left behind would print "-icanon").
+fn pane_command(args: &str) -> String {
+    format!(
+        "{} top {args}; echo SOCKSTAT-EXITED rc=$?; stty -a | grep -o -- '-*icanon'; sleep 120",
+        sockstat_bin().display()
+    )
+}
+
+fn check_restored(tmux: &Tmux) -> TestResult {
+    let mode_line = |s: &str| {
+        s.lines()
+            .skip_while(|l| !l.contains("SOCKSTAT-EXITED"))
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let screen = tmux.wait_for("sockstat to exit and stty to report", 10, |s| {
+        mode_line(s).ends_with("icanon")
+    })?;
+    if !screen.contains("SOCKSTAT-EXITED rc=0") {
+        return Err(fail(format!("top did not exit with 0:\n{screen}")));
+    }
+    let mode = mode_line(&screen);
+    if mode != "icanon" {
+        return Err(fail(format!(
+            "terminal left in raw mode ({mode:?}):\n{screen}"
+        )));
+    }
+    let alternate = tmux.display("#{alternate_on}");
+    if alternate != "0" {
+        return Err(fail(format!("alternate screen still on ({alternate})")));
+    }
+    if screen.contains("TCP state machine") {
+        return Err(fail(format!("the dashboard is still on screen:\n{screen}")));
+    }
+    Ok(())
+}
+
+fn tmux_screen() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip).map_err(fail)?;
+    let listener = TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let tmux = Tmux::start(
+        "sockstat-top",
+        &pane_command(&format!(
+            "--interval 0.5 '( sport = :{port} or dport = :{port} )'"
+        )),
+    )?;
+    tmux.wait_for("the dashboard", 15, |s| {
+        s.contains("eBPF tp_btf") && s.contains("TCP state machine")
+    })?;
+    tmux.wait_for("the listener counted", 5, |s| {
+        state_count(s, "LISTEN") == Some(1)
+    })?;
+
+    // Five connections: ten ESTAB sockets, five connects on the CLOSE -> SYN-SENT edge,
+    // which must be drawn lit (green) in the interval after they happen.
+    let mut pairs = Vec::new();
+    for _ in 0..5 {
+        let c =
+            TcpStream::connect((ip, port)).map_err(|e| fail(format!("connect :{port}: {e}")))?;
+        let (s, _) = listener
+            .accept()
+            .map_err(|e| fail(format!("accept: {e}")))?;
+        pairs.push((c, s));
+    }
+    let mut saw_lit = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !saw_lit {
+        let raw = tmux.capture(true);
+        saw_lit = lit_label(&raw, "↘5");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let screen = tmux.wait_for("10 ESTAB and the connect edge at 5", 10, |s| {
+        state_count(s, "ESTAB") == Some(10) && s.contains("↘5")
+    })?;
+    if !saw_lit {
+        return Err(fail(format!(
+            "CLOSE -> SYN-SENT never drawn lit:\n{screen}"
+        )));
+    }
+    for needle in ["↙5", "↓5", "→5"] {
+        // SYN-SENT -> ESTAB, LISTEN -> SYN-RECV, SYN-RECV -> ESTAB.
+        if !screen.contains(needle) {
+            return Err(fail(format!("edge label {needle} missing:\n{screen}")));
+        }
+    }
+
+    // Clients close first: five TIME-WAIT, the active-close path counted on its edges.
+    for (c, s) in pairs.drain(..) {
+        drop(c);
+        std::thread::sleep(Duration::from_millis(5));
+        drop(s);
+    }
+    let screen = tmux.wait_for("5 TIME-WAIT and 0 ESTAB", 10, |s| {
+        state_count(s, "TIME-WAIT") == Some(5) && state_count(s, "ESTAB") == Some(0)
+    })?;
+    for needle in ["FIN-WAIT-2→TIME-WAIT", "LAST-ACK→CLOSE"] {
+        if !screen.contains(needle) {
+            return Err(fail(format!("event {needle} missing:\n{screen}")));
+        }
+    }
+
+    // Keys: pause shows PAUSED, help opens and closes, Tab moves on, q quits cleanly.
+    tmux.send("p")?;
+    tmux.wait_for("PAUSED", 5, |s| s.contains("PAUSED"))?;
+    tmux.send("p")?;
+    tmux.send("?")?;
+    tmux.wait_for("help", 5, |s| s.contains("help (any key closes)"))?;
+    tmux.send("x")?;
+    tmux.wait_for("help closed", 5, |s| !s.contains("help (any key closes)"))?;
+    tmux.send("f")?;
+    tmux.send("dport = ")?;
+    tmux.send("Enter")?;
+    tmux.wait_for("the filter error inline", 5, |s| s.contains("bad filter"))?;
+    tmux.send("Escape")?;
+    // Apart, or the terminal reads ESC q as Alt-q.
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.wait_for("the filter line closed", 5, |s| !s.contains("filter>"))?;
+    tmux.send("q")?;
+    check_restored(&tmux)
+}
+
+/// Whether `label` appears in the capture with a green foreground (SGR 32 or 38;5;2) among the
+/// escape sequences directly in front of it.
+fn lit_label(raw: &str, label: &str) -> bool {
+    raw.match_indices(label).any(|(at, _)| {
+        let mut before = &raw[..at];
+        let mut params = Vec::new();
+        // Walk back over consecutive `ESC [ ... m` sequences.
+        while let Some(stripped) = before.strip_suffix('m') {
+            let Some(esc) = stripped.rfind("\u{1b}[") else {
+                break;
+            };
+            let body = &stripped[esc + 2..];
+            if !body.chars().all(|c| c.is_ascii_digit() || c == ';') {
+                break;
+            }
+            params.push(body.to_string());
+            before = &stripped[..esc];
+        }
+        // ratatui's Green arrives as 256-colour 2; plain SGR 32 is the same colour.
+        params.iter().any(|p| sgr_is_green(p))
+    })
+}
+
+/// Whether one SGR parameter list sets the foreground to green (32, or 38;5;2).
+fn sgr_is_green(params: &str) -> bool {
+    let parts: Vec<&str> = params.split(';').collect();
+    let mut i = 0;
+    while i < parts.len() {
+        match parts[i] {
+            "32" => return true,
+            "38" | "48" if parts.get(i + 1) == Some(&"5") => {
+                if parts[i] == "38" && parts.get(i + 2) == Some(&"2") {
+                    return true;
+                }
+                i += 3;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+fn tmux_sigterm() -> TestResult {
+    let tmux = Tmux::start("sockstat-top-term", &pane_command("--interval 0.5"))?;
+    tmux.wait_for("the dashboard", 15, |s| s.contains("TCP state machine"))?;
+    let status = Command::new("pkill")
+        .args(["-TERM", "-f", "^[^ ]*sockstat top --interval 0.5$"])
+        .status()
+        .map_err(|e| fail(e.to_string()))?;
+    if !status.success() {
+        return Err(fail("no sockstat top process to signal"));
+    }
+    check_restored(&tmux)
+}
+
+fn run_once(args: &[&str]) -> Result<(Option<i32>, String, String), Failed> {
+    let out = Command::new(sockstat_bin())
+        .arg("top")
+        .args(args)
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn json_count(snap: &Value, state: &str) -> Option<u64> {
+    snap["states"]
+        .as_array()?
+        .iter()
+        .find(|r| r["state"] == state)?["count"]
+        .as_u64()
+}
+
+fn once_json() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip).map_err(fail)?;
+    let listener = TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let mut pairs = Vec::new();
+    for _ in 0..2 {
+        let c =
+            TcpStream::connect((ip, port)).map_err(|e| fail(format!("connect :{port}: {e}")))?;
+        let (s, _) = listener
+            .accept()
+            .map_err(|e| fail(format!("accept: {e}")))?;
+        pairs.push((c, s));
+    }
+    let filter = format!("( sport = :{port} or dport = :{port} )");
+    let bin = sockstat_bin();
+    let child = Command::new(&bin)
+        .args(["top", "--once", "--json", "--interval", "3", &filter])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    // Three more connections while it measures.
+    std::thread::sleep(Duration::from_millis(1200));
+    for _ in 0..3 {
+        let c =
+            TcpStream::connect((ip, port)).map_err(|e| fail(format!("connect :{port}: {e}")))?;
+        let (s, _) = listener
+            .accept()
+            .map_err(|e| fail(format!("accept: {e}")))?;
+        pairs.push((c, s));
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let snap: Value =
+        serde_json::from_str(text.trim()).map_err(|e| fail(format!("{e}: {text}")))?;
+    let checks = [
+        ("ESTAB", json_count(&snap, "ESTAB"), 10),
+        ("LISTEN", json_count(&snap, "LISTEN"), 1),
+    ];
+    for (what, got, want) in checks {
+        if got != Some(want) {
+            return Err(fail(format!("{what}: got {got:?}, want {want}: {snap}")));
+        }
+    }
+    let connect = snap["edges"]
+        .as_array()
+        .and_then(|e| {
+            e.iter()
+                .find(|e| e["from"] == "CLOSE" && e["to"] == "SYN-SENT")
+        })
+        .cloned()
+        .unwrap_or(Value::Null);
+    if connect["count"] != 3 || connect["lit"] != true {
+        return Err(fail(format!(
+            "CLOSE -> SYN-SENT should be 3 and lit: {snap}"
+        )));
+    }
+    if snap["rates"]["syn_sent"].as_f64() != Some(1.0) {
+        return Err(fail(format!("3 connects in 3 s should be 1/s: {snap}")));
+    }
+    if snap["source"]["kind"] != "ebpf" || snap["filter"] != filter.as_str() {
+        return Err(fail(format!("source/filter: {snap}")));
+    }
+    drop(pairs);
+    Ok(())
+}
+
+fn once_alert() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip).map_err(fail)?;
+    let _listener =
+        TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let filter = format!("sport = :{port}");
+    let (code, out, err) = run_once(&[
+        "--once",
+        "--json",
+        "--interval",
+        "0.2",
+        "--alert",
+        "listen >= 1",
+        &filter,
+    ])?;
+    let snap: Value =
+        serde_json::from_str(out.trim()).map_err(|e| fail(format!("{e}: {out}{err}")))?;
+    if code != Some(1) || snap["alerts"][0]["firing"] != true {
+        return Err(fail(format!(
+            "a firing alert must exit 1 (got {code:?}): {snap}"
+        )));
+    }
+    let (code, _, _) = run_once(&[
+        "--once",
+        "--interval",
+        "0.2",
+        "--alert",
+        "listen > 1",
+        "--alert",
+        "time-wait/s > 1000",
+        &filter,
+    ])?;
+    if code != Some(0) {
+        return Err(fail(format!(
+            "no alert fires, exit must be 0, got {code:?}"
+        )));
+    }
+    let (code, out, err) = run_once(&["--once", "--alert", "lisen > 1"])?;
+    if code != Some(2)
+        || !out.is_empty()
+        || !err.contains("unknown metric 'lisen'")
+        || err.lines().count() != 1
+    {
+        return Err(fail(format!(
+            "bad alert: exit {code:?}, stdout {out:?}, stderr {err:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn polling() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = free_port(ip).map_err(fail)?;
+    let listener = TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let c = TcpStream::connect((ip, port)).map_err(|e| fail(format!("connect :{port}: {e}")))?;
+    let (s, _) = listener
+        .accept()
+        .map_err(|e| fail(format!("accept: {e}")))?;
+    let filter = format!("( sport = :{port} or dport = :{port} )");
+    let (code, out, err) = run_once(&["--once", "--json", "--poll", "--interval", "0.2", &filter])?;
+    let snap: Value =
+        serde_json::from_str(out.trim()).map_err(|e| fail(format!("{e}: {out}{err}")))?;
+    if code != Some(0) || snap["source"]["kind"] != "polling" {
+        return Err(fail(format!("expected the polling source: {snap}")));
+    }
+    if json_count(&snap, "ESTAB") != Some(2) || json_count(&snap, "LISTEN") != Some(1) {
+        return Err(fail(format!("polling counts: {snap}")));
+    }
+    if !snap["rates"]["transitions"].is_null() || snap["edges"] != serde_json::json!([]) {
+        return Err(fail(format!(
+            "polling must not invent per-edge data: {snap}"
+        )));
+    }
+    // The same screen as text says where the numbers come from.
+    let (_, text, _) = run_once(&["--once", "--poll", "--interval", "0.2", &filter])?;
+    if !text.contains("polling sock_diag: --poll")
+        || !text.contains("no per-edge data while polling")
+    {
+        return Err(fail(format!("polling header missing:\n{text}")));
+    }
+    drop((c, s));
+    Ok(())
+}
