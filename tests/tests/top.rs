@@ -486,6 +486,33 @@ fn polling() -> TestResult {
     {
         return Err(fail(format!("polling header missing:\n{text}")));
     }
+    // Without privilege (as nobody) it falls back by itself and says why. The binary is
+    // copied where nobody can run it, whatever the checkout's permissions are.
+    let copy = std::env::temp_dir().join(format!("sockstat-top-nobody-{}", std::process::id()));
+    std::fs::copy(sockstat_bin(), &copy).map_err(|e| fail(format!("copying the binary: {e}")))?;
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .args(["top", "--once", "--json", "--interval", "0.2", &filter])
+        .output();
+    let _ = std::fs::remove_file(&copy);
+    let out = out.map_err(|e| fail(format!("setpriv: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let snap: Value = serde_json::from_str(text.trim()).map_err(|e| {
+        fail(format!(
+            "{e}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })?;
+    let reason = snap["source"]["reason"].as_str().unwrap_or("");
+    if snap["source"]["kind"] != "polling" || !reason.contains("no BPF privilege") {
+        return Err(fail(format!(
+            "unprivileged top must poll and say why: {snap}"
+        )));
+    }
+    if json_count(&snap, "ESTAB") != Some(2) {
+        return Err(fail(format!("unprivileged counts: {snap}")));
+    }
     drop((c, s));
     Ok(())
 }
