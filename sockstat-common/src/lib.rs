@@ -25,6 +25,10 @@ pub mod flags {
     /// `cookie` is a kernel socket cookie (same value as sock_diag's `sk:`). Without it the
     /// cookie is only a per-boot socket address (classic tracepoint fallback).
     pub const COOKIE_IS_SOCKET_COOKIE: u8 = 1 << 1;
+    /// `SOCK_DONE` was set in `sk->sk_flags` at a state change: the peer's FIN arrived
+    /// (`tcp_fin()`), or the connection was reset. Tells a FIN-WAIT-2 socket swapped for a
+    /// real TIME-WAIT apart from an orphan that stays in FIN-WAIT-2. BTF hooks only.
+    pub const PEER_FIN: u8 = 1 << 2;
 }
 
 /// Event kinds; every kind shares the `StateEvent` layout and the ring buffer.
@@ -188,6 +192,8 @@ pub struct SockOffsets {
     pub sk_lock_owned: u32,
     /// `struct sock.sk_err` (int).
     pub sk_err: u32,
+    /// `struct sock.sk_flags` (unsigned long; bit `SOCK_DONE` = 1).
+    pub sk_flags: u32,
     /// `struct tcp_sock.bytes_acked` (u64).
     pub tcp_bytes_acked: u32,
     /// `struct tcp_sock.bytes_received` (u64).
@@ -200,7 +206,7 @@ pub struct SockOffsets {
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 68);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 72);
 
 impl SockOffsets {
     pub const fn zeroed() -> Self {
@@ -217,6 +223,7 @@ impl SockOffsets {
             sk_protocol: 0,
             sk_lock_owned: 0,
             sk_err: 0,
+            sk_flags: 0,
             tcp_bytes_acked: 0,
             tcp_bytes_received: 0,
             tcp_total_retrans: 0,

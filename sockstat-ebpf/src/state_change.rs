@@ -59,6 +59,11 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
             ev.new_state = new_state as u8;
             // Set before tcp_done(), so a CLOSE carries why (ECONNREFUSED, ETIMEDOUT, ...).
             ev.sk_err = read(sk, off.sk_err)?;
+            // enum sock_flags: SOCK_DEAD = 0, SOCK_DONE = 1 (set by tcp_fin()).
+            let sk_flags: u64 = read(sk, off.sk_flags)?;
+            if sk_flags & (1 << 1) != 0 {
+                ev.flags |= flags::PEER_FIN;
+            }
             if ev.protocol == IPPROTO_TCP {
                 ev.bytes_acked = read(sk, off.tcp_bytes_acked)?;
                 ev.bytes_received = read(sk, off.tcp_bytes_received)?;

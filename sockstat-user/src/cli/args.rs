@@ -112,6 +112,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// A live dashboard: state counts, churn, the TCP state machine with live edges.
     Top(TopArgs),
+    /// Self-checking exercises that make each TCP transition happen in private namespaces.
+    Lab(LabArgs),
 }
 
 #[derive(Debug, Args)]
@@ -201,4 +203,27 @@ pub struct TopArgs {
     /// Filter expression, in ss's filter language (editable on screen with `f`).
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// The exercises, one line each on what it teaches.
+    List,
+    /// Run one exercise, or `all` (needs root: it creates network namespaces).
+    Run {
+        /// An exercise name from `sockstat lab list`, or `all`.
+        name: String,
+        /// One JSON object per exercise.
+        #[arg(long)]
+        json: bool,
+        /// Step through with pauses, printing each transition as it is traced.
+        #[arg(long)]
+        slow: bool,
+    },
 }

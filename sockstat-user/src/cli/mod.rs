@@ -1,6 +1,7 @@
 //! Command-line wiring: one file per subcommand, each with a single `run` function that
 //! connects collectors to a view.
 pub mod args;
+pub mod lab;
 pub mod list;
 pub mod top;
 pub mod trace;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Trace(args)) => trace::run(&args),
         Some(Command::Top(args)) => top::run(&args),
+        Some(Command::Lab(args)) => lab::run(&args),
         None => list::run(&cli.list),
     }
 }

@@ -111,6 +111,9 @@ pub struct KernelEvent {
     pub kind: EventKind,
     /// `sk->sk_err` when the event fired (set before a failing socket closes).
     pub sk_err: i32,
+    /// Whether the peer's FIN had arrived (`SOCK_DONE`); `None` where the hook cannot
+    /// read it (classic tracepoint).
+    pub peer_fin: Option<bool>,
 }
 
 impl KernelEvent {
@@ -209,6 +212,7 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         },
         kind,
         sk_err: raw.sk_err,
+        peer_fin: (raw.hook != hook::TRACEPOINT).then_some(raw.flags & flags::PEER_FIN != 0),
     })
 }
 

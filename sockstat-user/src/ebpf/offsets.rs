@@ -134,6 +134,7 @@ impl KernelBtf {
             sk_protocol: sock("sk_protocol")?,
             sk_lock_owned: sock("sk_lock.owned")?,
             sk_err: sock("sk_err")?,
+            sk_flags: sock("__sk_common.skc_flags")?,
             tcp_bytes_acked: self.offset_of("tcp_sock", "bytes_acked")?,
             tcp_bytes_received: self.offset_of("tcp_sock", "bytes_received")?,
             tcp_total_retrans: self.offset_of("tcp_sock", "total_retrans")?,

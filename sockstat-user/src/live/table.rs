@@ -315,6 +315,21 @@ impl Tracker {
         } else {
             None
         };
+        // An orphan in FIN-WAIT-2 (its application closed, the peer's FIN not in yet) is
+        // swapped for a timewait socket that stays in FIN-WAIT-2 for tcp_fin_timeout: the
+        // kernel reports -> CLOSE, but the connection is still in FIN-WAIT-2, as sock_diag
+        // and ss show. Keep it there; the peer's FIN (-> TIME-WAIT) or the expiry show up
+        // in the next reconcile.
+        if closing
+            && cause == Some(Cause::Fin)
+            && old == known(TcpState::FinWait2)
+            && ev.peer_fin == Some(false)
+        {
+            if let Some(e) = self.entries.get_mut(&ev.cookie) {
+                e.touched_ns = ev.ts_ns;
+            }
+            return;
+        }
         // FIN-WAIT-2 / CLOSING / FIN-WAIT-1 -> CLOSE after an orderly close is the kernel
         // swapping the socket for a timewait socket: show the TIME-WAIT it really entered.
         let to_time_wait = closing
@@ -571,6 +586,8 @@ mod tests {
         raw.ts_ns = ts;
         raw.old_state = old;
         raw.new_state = new;
+        // Most tests close after the peer's FIN; `orphan_fin_wait2` clears it.
+        raw.flags |= sockstat_common::flags::PEER_FIN;
         if !owned {
             raw.flags &= !sockstat_common::flags::TASK_OWNS_SOCKET;
             raw.owner_source = owner_source::UNKNOWN;
@@ -763,5 +780,37 @@ mod tests {
         }
         assert!(t.len() <= 100);
         assert!(t.stats().evicted > 0);
+    }
+    #[test]
+    fn orphan_fin_wait2_stays_in_fin_wait2() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        t.apply(&ev(7, 1, st::ESTABLISHED, st::FIN_WAIT1, true), &mut out);
+        t.apply(&ev(7, 2, st::FIN_WAIT1, st::FIN_WAIT2, false), &mut out);
+        // Closed by its application before the peer's FIN: the kernel's -> CLOSE is the
+        // swap to a timewait socket in FIN-WAIT-2, not TIME-WAIT.
+        let mut close = ev(7, 3, st::FIN_WAIT2, st::CLOSE, false);
+        close.peer_fin = Some(false);
+        t.apply(&close, &mut out);
+        t.settle(&mut out);
+        let got: Vec<String> = transitions(&out).into_iter().map(|(e, _, _)| e).collect();
+        assert_eq!(got, ["ESTAB->FIN-WAIT-1", "FIN-WAIT-1->FIN-WAIT-2"]);
+        assert_eq!(t.get(7).unwrap().state, known(TcpState::FinWait2));
+        // The peer's FIN arrives later: the next full dump sees TIME-WAIT.
+        out.clear();
+        let e = t.get(7).unwrap().clone();
+        let b = Baseline {
+            cookie: 7,
+            state: st::TIME_WAIT,
+            netns: e.netns,
+            family: e.family,
+            local: e.local,
+            remote: e.remote,
+            owner: None,
+        };
+        t.reconcile(vec![b], u32::MAX, 10, 11, &mut out);
+        let got: Vec<(String, Source, Option<String>)> = transitions(&out);
+        assert_eq!(got[0].0, "FIN-WAIT-2->TIME-WAIT");
+        assert_eq!(got[0].1, Source::Synthesized);
     }
 }

@@ -1,4 +1,5 @@
 //! Views of collected records. Printers write to any `io::Write`; the format is chosen once.
+pub mod lab;
 pub mod list;
 pub mod numfmt;
 pub mod summary;

@@ -222,6 +222,8 @@ mod tests {
         raw6.daddr = std::net::Ipv6Addr::LOCALHOST.octets();
         raw6.old_state = tcp_state::FIN_WAIT2;
         raw6.new_state = tcp_state::CLOSE;
+        // The peer's FIN arrived: a real TIME-WAIT.
+        raw6.flags |= flags::PEER_FIN;
         raw6.bytes_acked = 5;
         raw6.bytes_received = 9;
         tracker.apply(&from_raw(&raw6).unwrap(), &mut out);

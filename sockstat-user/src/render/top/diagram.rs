@@ -261,7 +261,7 @@ fn edge_label(edge: Option<&EdgeRow>, per_edge: bool) -> String {
         return "·".to_string();
     }
     match edge {
-        Some(e) if e.lit => format!("{} {}/s", count(e.count), rate(e.rate)),
+        Some(e) if e.lit && e.rate > 0.0 => format!("{} {}/s", count(e.count), rate(e.rate)),
         Some(e) => count(e.count),
         None => "0".to_string(),
     }

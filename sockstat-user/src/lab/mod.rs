@@ -1,0 +1,244 @@
+//! `sockstat lab`: exercises that make each TCP transition happen in private network
+//! namespaces, trace it with sockstat's own kernel programs, and compare what was observed
+//! with what RFC 793 / RFC 9293 say should happen.
+pub mod exercises;
+pub mod host;
+pub mod path;
+pub mod tracer;
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use self::{
+    path::{Difference, Edge, Step, compare},
+    tracer::LabTracer,
+};
+use crate::{
+    diag::{self, Query, SocketRecord},
+    ebpf::LoadError,
+    filter::states,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab setup: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
+    let what = what.into();
+    move |source| LabError::Io { what, source }
+}
+
+/// One exercise: a name, what it teaches, and the script.
+pub struct Exercise {
+    pub name: &'static str,
+    pub teaches: &'static str,
+    pub run: fn(&mut Lab) -> Result<Outcome, LabError>,
+}
+
+/// One socket's expected path and what it did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleResult {
+    pub role: String,
+    #[serde(serialize_with = "steps_as_edges")]
+    pub expected: Vec<Step>,
+    pub observed: Vec<Edge>,
+    pub difference: Option<Difference>,
+}
+
+fn steps_as_edges<S: serde::Serializer>(steps: &[Step], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(steps.iter().map(|st| st.edge))
+}
+
+impl RoleResult {
+    pub fn new(role: impl Into<String>, expected: Vec<Step>, observed: Vec<Edge>) -> Self {
+        let want: Vec<Edge> = expected.iter().map(|s| s.edge).collect();
+        RoleResult {
+            role: role.into(),
+            difference: compare(&want, &observed),
+            expected,
+            observed,
+        }
+    }
+}
+
+/// Something checked besides paths (a timer, a counter, a count in sock_diag).
+#[derive(Clone, Debug, Serialize)]
+pub struct Fact {
+    pub what: String,
+    pub expected: String,
+    pub observed: String,
+    pub ok: bool,
+}
+
+impl Fact {
+    pub fn new(
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        ok: bool,
+    ) -> Self {
+        Fact {
+            what: what.into(),
+            expected: expected.into(),
+            observed: observed.into(),
+            ok,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Outcome {
+    pub roles: Vec<RoleResult>,
+    pub facts: Vec<Fact>,
+    /// Explanations and anything the run had to repeat.
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.roles.iter().all(|r| r.difference.is_none()) && self.facts.iter().all(|f| f.ok)
+    }
+
+    /// The first thing that differed, in one line.
+    pub fn first_failure(&self) -> Option<String> {
+        self.roles
+            .iter()
+            .find_map(|r| r.difference.as_ref().map(|d| format!("{}: {d}", r.role)))
+            .or_else(|| {
+                self.facts.iter().find(|f| !f.ok).map(|f| {
+                    format!(
+                        "{}: expected {}, observed {}",
+                        f.what, f.expected, f.observed
+                    )
+                })
+            })
+    }
+}
+
+/// What an exercise script works with: the tracer, and the narration for `--slow`.
+pub struct Lab {
+    pub tracer: LabTracer,
+    slow: bool,
+    narration: Box<dyn Write>,
+    started: Instant,
+    shown: usize,
+}
+
+impl Lab {
+    pub fn new(tracer: LabTracer, slow: bool, narration: Box<dyn Write>) -> Self {
+        Lab {
+            tracer,
+            slow,
+            narration,
+            started: Instant::now(),
+            shown: 0,
+        }
+    }
+
+    /// Announces a step. With `--slow` it pauses after it and prints the transitions the
+    /// step caused, as they are traced.
+    pub fn step(&mut self, what: &str) {
+        if !self.slow {
+            return;
+        }
+        self.show_new();
+        let _ = writeln!(self.narration, "\n▶ {what}");
+        let _ = self.narration.flush();
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until {
+            self.tracer.poll();
+            self.show_new();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn show_new(&mut self) {
+        let new: Vec<String> = self.tracer.transitions
+            [self.shown.min(self.tracer.transitions.len())..]
+            .iter()
+            .map(|t| {
+                format!(
+                    "    {:>7.3}s  {:<24} {} ⇄ {}{}",
+                    self.started.elapsed().as_secs_f64(),
+                    format!("{} → {}", t.old, t.new),
+                    t.local,
+                    t.remote,
+                    if t.source == crate::live::Source::Synthesized {
+                        " (synthesized)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        self.shown = self.tracer.transitions.len();
+        for line in new {
+            let _ = writeln!(self.narration, "{line}");
+        }
+        let _ = self.narration.flush();
+    }
+
+    /// Resets what was seen, e.g. before a repeated attempt.
+    pub fn restart(&mut self) {
+        self.tracer.clear();
+        self.shown = 0;
+    }
+
+    pub fn path(&self, local: SocketAddr, remote: SocketAddr) -> Vec<Edge> {
+        self.tracer
+            .cookie_of(local, remote)
+            .map(|c| self.tracer.path(c))
+            .unwrap_or_default()
+    }
+}
+
+/// TCP sockets of one host's namespace, with timers, as sock_diag reports them.
+pub fn dump_tcp(host: &host::Host) -> Result<Vec<SocketRecord>, LabError> {
+    host.run(|| {
+        let query = Query {
+            tcp: true,
+            v4: true,
+            v6: true,
+            states: states::ALL,
+            ..Query::default()
+        };
+        diag::collect(&query, std::path::Path::new("/proc/thread-self/net"))
+    })?
+    .map_err(|e| LabError::Setup(format!("sock_diag in the lab namespace: {e}")))
+}
+
+/// A TcpExt counter from the namespace's /proc/net/netstat (e.g. "ListenOverflows").
+pub fn tcp_ext(host: &host::Host, name: &str) -> Result<u64, LabError> {
+    let text = host.read("/proc/thread-self/net/netstat")?;
+    let mut lines = text.lines();
+    while let (Some(head), Some(values)) = (lines.next(), lines.next()) {
+        if !head.starts_with("TcpExt:") {
+            continue;
+        }
+        let names = head.split_whitespace();
+        let vals = values.split_whitespace();
+        if let Some((_, v)) = names.zip(vals).find(|(n, _)| *n == name) {
+            return v
+                .parse()
+                .map_err(|_| LabError::Setup(format!("TcpExt {name}: not a number")));
+        }
+    }
+    Err(LabError::Setup(format!(
+        "TcpExt {name} not in /proc/net/netstat"
+    )))
+}

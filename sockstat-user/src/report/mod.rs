@@ -1,0 +1,2 @@
+//! Analysis over sockets: what `sockstat report` flags (and the lab demonstrates).
+pub mod leaks;

@@ -1,0 +1,189 @@
+//! Root-only tests of `sockstat lab`: every exercise passes against the real kernel, and an
+//! interrupted run leaves no namespace or interface behind.
+//!
+//! Without root every test here is reported as ignored ("needs root"), never as passed.
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
+use sockstat_tests::{TestResult, is_root, sockstat_bin};
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One at a time: the interruption test counts namespaces, which a parallel run changes.
+    args.test_threads = Some(1);
+    let root = is_root();
+    if !root {
+        eprintln!("\n*** sockstat lab tests SKIPPED: not running as root ***\n");
+    }
+    let trials = vec![
+        trial("lab_run_all_json_passes", root, run_all),
+        trial("lab_interrupted_leaves_nothing_behind", root, interrupted),
+        trial("lab_bad_input_is_one_line_exit_2", root, bad_input),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
+    Trial::test(name, f).with_ignored_flag(!root)
+}
+
+fn fail(msg: impl Into<String>) -> Failed {
+    msg.into().into()
+}
+
+fn run_all() -> TestResult {
+    let out = Command::new(sockstat_bin())
+        .args(["lab", "run", "all", "--json"])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("{e}: {text}")))?;
+    let names: Vec<&str> = results.iter().filter_map(|r| r["name"].as_str()).collect();
+    let want = [
+        "handshake",
+        "active-close",
+        "passive-close",
+        "simultaneous-close",
+        "refused",
+        "syn-timeout",
+        "close-wait-leak",
+        "backlog-overflow",
+        "time-wait-churn",
+        "abort",
+        "simultaneous-open",
+    ];
+    if names != want {
+        return Err(fail(format!("exercises run: {names:?}")));
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r["passed"] != true)
+        .map(|r| format!("{}: {}", r["name"], r["failure"]))
+        .collect();
+    if !failed.is_empty() || out.status.code() != Some(0) {
+        return Err(fail(format!(
+            "exit {:?}; failed: {failed:?}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    // Every exercise compared real paths: each role has observed edges equal to expected.
+    for r in &results {
+        for role in r["roles"].as_array().into_iter().flatten() {
+            if role["observed"] != role["expected"] || role["observed"] == serde_json::json!([]) {
+                return Err(fail(format!("{}: {role}", r["name"])));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Distinct network namespaces any thread is in (lsns looks at processes only, and the
+/// lab's namespaces belong to threads).
+fn net_namespaces() -> Result<usize, Failed> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let procs = std::fs::read_dir("/proc").map_err(|e| fail(e.to_string()))?;
+    for p in procs.flatten() {
+        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Ok(m) = std::fs::metadata(t.path().join("ns/net")) {
+                seen.insert(m.ino());
+            }
+        }
+    }
+    Ok(seen.len())
+}
+
+fn links() -> String {
+    Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn interrupted() -> TestResult {
+    let before = net_namespaces()?;
+    for signal in ["-INT", "-TERM"] {
+        let mut child = Command::new(sockstat_bin())
+            .args(["lab", "run", "simultaneous-close", "--slow"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(e.to_string()))?;
+        // --slow pauses 1.5 s per step: this lands mid-exercise, namespaces up.
+        std::thread::sleep(Duration::from_millis(2500));
+        let during = net_namespaces()?;
+        if during < before + 2 {
+            return Err(fail(format!(
+                "expected two lab namespaces while running ({before} -> {during})"
+            )));
+        }
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(500));
+        let after = net_namespaces()?;
+        if after != before {
+            return Err(fail(format!(
+                "{signal}: {after} network namespaces, {before} before"
+            )));
+        }
+        if links().contains("veth-a") || links().contains("veth-b") {
+            return Err(fail(format!(
+                "{signal}: a lab interface leaked:\n{}",
+                links()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn bad_input() -> TestResult {
+    let out = Command::new(sockstat_bin())
+        .args(["lab", "run", "no-such-exercise"])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2)
+        || !out.stdout.is_empty()
+        || err.lines().count() != 1
+        || !err.contains("handshake")
+    {
+        return Err(fail(format!(
+            "unknown exercise: {:?} {err:?}",
+            out.status.code()
+        )));
+    }
+    // Without root: one line that says so (copied where nobody may run it).
+    let copy = std::env::temp_dir().join(format!("sockstat-lab-nobody-{}", std::process::id()));
+    std::fs::copy(sockstat_bin(), &copy).map_err(|e| fail(e.to_string()))?;
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .args(["lab", "run", "handshake"])
+        .output();
+    let _ = std::fs::remove_file(&copy);
+    let out = out.map_err(|e| fail(e.to_string()))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2)
+        || !out.stdout.is_empty()
+        || err.lines().count() != 1
+        || !err.contains("needs root")
+    {
+        return Err(fail(format!("non-root: {:?} {err:?}", out.status.code())));
+    }
+    Ok(())
+}
