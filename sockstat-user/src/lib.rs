@@ -13,6 +13,7 @@ pub mod live;
 pub mod procs;
 pub mod render;
 pub mod report;
+pub mod rtnl;
 pub mod services;
 pub mod stats;
 pub mod tcp;

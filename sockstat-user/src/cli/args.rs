@@ -114,6 +114,15 @@ pub enum Command {
     Top(TopArgs),
     /// Self-checking exercises that make each TCP transition happen in private namespaces.
     Lab(LabArgs),
+    /// Protocol counters, like netstat -s (/proc/net/snmp, netstat, snmp6).
+    Stats(StatsArgs),
+    /// Interfaces with packet, error, drop and overrun counters, like netstat -i.
+    Ifaces(IfacesArgs),
+    /// IPv4 and IPv6 routes of the main table, like netstat -r.
+    Routes(RoutesArgs),
+    /// Analysis: states, top peers and ports, external connections, unusual listeners,
+    /// leak indicators; --alert for cron and CI.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -226,4 +235,75 @@ pub enum LabCommand {
         #[arg(long)]
         slow: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// JSON: {group: {counter: value}} (with --interval: one object per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Print per-second changes every N seconds instead of the totals.
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<u64>,
+    /// With --interval: stop after N reports.
+    #[arg(long, value_name = "N", requires = "interval")]
+    pub count: Option<u64>,
+    /// Work in the named network namespace (ip netns).
+    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IfacesArgs {
+    /// JSON: an array of interfaces (with --interval: one array per line, per second).
+    #[arg(long)]
+    pub json: bool,
+    /// Print per-second rates every N seconds.
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<u64>,
+    /// With --interval: stop after N reports.
+    #[arg(long, value_name = "N", requires = "interval")]
+    pub count: Option<u64>,
+    /// Work in the named network namespace (ip netns).
+    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    /// Numeric: 0.0.0.0/0 and ::/0 instead of "default".
+    #[arg(short = 'n', long)]
+    pub numeric: bool,
+    /// IPv4 only.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// IPv6 only.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// JSON: an array of routes.
+    #[arg(long)]
+    pub json: bool,
+    /// Work in the named network namespace (ip netns).
+    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// JSON: one object.
+    #[arg(long)]
+    pub json: bool,
+    /// Listening ports that are expected (comma separated); others are flagged.
+    #[arg(long, value_name = "PORTS", value_delimiter = ',', default_values_t = [22u16, 80, 443, 53, 25, 110, 143, 993, 995])]
+    pub allow_ports: Vec<u16>,
+    /// Exit 1 when METRIC OP NUMBER holds (repeatable). Metrics: state names, total,
+    /// external, unusual-listeners, close-wait-age (s), time-wait-pct, syn-recv-pct.
+    #[arg(long, value_name = "EXPR")]
+    pub alert: Vec<String>,
+    /// Every network namespace on the host.
+    #[arg(long, conflicts_with = "netns")]
+    pub all_netns: bool,
+    /// Work in the named network namespace (ip netns).
+    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
+    pub netns: Option<String>,
 }

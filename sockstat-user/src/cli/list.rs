@@ -1,7 +1,6 @@
 //! `sockstat [OPTIONS] [FILTER]`: list sockets like ss.
 use std::{
     io::{self, BufWriter, IsTerminal, Write},
-    path::PathBuf,
     process::ExitCode,
 };
 
@@ -11,7 +10,7 @@ use super::{UsageError, args::ListArgs};
 use crate::{
     diag::{self, DiagError, Extensions, Query, SocketRecord, UnixTypes},
     filter::{self, FamilyRestriction, Filter, ParseContext, states},
-    procs::{self, Owners},
+    procs::Owners,
     render::{
         list::{self, ListStyle, Names},
         summary,
@@ -233,13 +232,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let filter = Filter::parse(&args.filter, &ctx).map_err(|e| UsageError(e.to_string()))?;
     let sel = select(args, &filter)?;
 
-    let netns = match &args.netns {
-        Some(name) => Some((
-            name.clone(),
-            procs::netns::open_named(name).map_err(|e| UsageError(e.to_string()))?,
-        )),
-        None => None,
-    };
+    let netns = super::NetnsChoice::open(args.netns.as_deref())?;
 
     let stdout = io::stdout();
     let tty_width = if stdout.is_terminal() {
@@ -251,7 +244,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::with_capacity(64 * 1024, stdout);
 
     if args.summary {
-        let summary = in_netns(&netns, || stats::sockstat::read(&proc_net_dir(&netns)))?
+        let summary = netns.run(|| stats::sockstat::read(&netns.proc_net()))?
             .context("reading /proc/net/sockstat")?;
         if args.json {
             summary::write_json(&mut out, &summary)?;
@@ -336,7 +329,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         },
         mark: None,
     };
-    in_netns(&netns, || dump(&query, &proc_net_dir(&netns), &mut sink))??;
+    netns.run(|| dump(&query, &netns.proc_net(), &mut sink))??;
     sink.finish()?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -507,27 +500,6 @@ fn dump(
             diag::collect_into(&plain, proc_net, sink)
         }
         other => other,
-    }
-}
-
-fn in_netns<T: Send>(
-    netns: &Option<(String, std::fs::File)>,
-    f: impl FnOnce() -> T + Send,
-) -> anyhow::Result<T> {
-    match netns {
-        None => Ok(f()),
-        Some((name, file)) => {
-            procs::netns::run_in(name, file, f).map_err(|e| UsageError(e.to_string()).into())
-        }
-    }
-}
-
-/// /proc/net of the namespace being listed: a namespace worker thread sees its own.
-fn proc_net_dir(netns: &Option<(String, std::fs::File)>) -> PathBuf {
-    if netns.is_some() {
-        PathBuf::from("/proc/thread-self/net")
-    } else {
-        PathBuf::from("/proc/net")
     }
 }
 

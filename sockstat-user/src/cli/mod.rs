@@ -1,8 +1,12 @@
 //! Command-line wiring: one file per subcommand, each with a single `run` function that
 //! connects collectors to a view.
 pub mod args;
+pub mod ifaces;
 pub mod lab;
 pub mod list;
+pub mod report;
+pub mod routes;
+pub mod stats;
 pub mod top;
 pub mod trace;
 
@@ -20,6 +24,46 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Trace(args)) => trace::run(&args),
         Some(Command::Top(args)) => top::run(&args),
         Some(Command::Lab(args)) => lab::run(&args),
+        Some(Command::Stats(args)) => stats::run(&args),
+        Some(Command::Ifaces(args)) => ifaces::run(&args),
+        Some(Command::Routes(args)) => routes::run(&args),
+        Some(Command::Report(args)) => report::run(&args),
         None => list::run(&cli.list),
+    }
+}
+
+/// `-N NAME`: the network namespace a command works in (`None`: this process's own).
+pub struct NetnsChoice(Option<(String, std::fs::File)>);
+
+impl NetnsChoice {
+    pub fn open(name: Option<&str>) -> Result<Self, UsageError> {
+        match name {
+            None => Ok(NetnsChoice(None)),
+            Some(n) => crate::procs::netns::open_named(n)
+                .map(|f| NetnsChoice(Some((n.to_string(), f))))
+                .map_err(|e| UsageError(e.to_string())),
+        }
+    }
+
+    pub fn is_other(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Runs `f` inside the namespace (on a worker thread when it is another one).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        match &self.0 {
+            None => Ok(f()),
+            Some((name, file)) => crate::procs::netns::run_in(name, file, f)
+                .map_err(|e| UsageError(e.to_string()).into()),
+        }
+    }
+
+    /// /proc/net as seen from inside the namespace (valid within `run`).
+    pub fn proc_net(&self) -> std::path::PathBuf {
+        if self.0.is_some() {
+            "/proc/thread-self/net".into()
+        } else {
+            "/proc/net".into()
+        }
     }
 }

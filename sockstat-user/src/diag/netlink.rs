@@ -87,6 +87,9 @@ pub struct DiagSocket {
     sock: Socket,
     buf: Vec<u8>,
     seq: u32,
+    /// Replies carry the request's type less this (sock_diag 0; rtnetlink 2: a RTM_GET*
+    /// dump answers with RTM_NEW*).
+    reply_offset: u16,
 }
 
 /// Builds `nlmsghdr` + `body`, with flags REQUEST|DUMP.
@@ -115,7 +118,16 @@ pub fn push_attr(body: &mut Vec<u8>, kind: u16, value: &[u8]) {
 
 impl DiagSocket {
     pub fn open() -> Result<Self, DiagError> {
-        let mut sock = Socket::new(NETLINK_SOCK_DIAG).map_err(DiagError::Open)?;
+        Self::open_protocol(NETLINK_SOCK_DIAG, 0)
+    }
+
+    /// A NETLINK_ROUTE socket for link and route dumps (same dump loop and checks).
+    pub fn open_route() -> Result<Self, DiagError> {
+        Self::open_protocol(netlink_sys::protocols::NETLINK_ROUTE, 2)
+    }
+
+    fn open_protocol(protocol: isize, reply_offset: u16) -> Result<Self, DiagError> {
+        let mut sock = Socket::new(protocol).map_err(DiagError::Open)?;
         sock.bind_auto().map_err(DiagError::Open)?;
         // A larger receive buffer lets the kernel queue ahead of us; never fatal.
         let _ = sock.set_rx_buf_sz(4 * 1024 * 1024i32);
@@ -124,6 +136,7 @@ impl DiagSocket {
             // The kernel sends at most ~32 KiB per datagram; 64 KiB never truncates.
             buf: vec![0u8; 64 * 1024],
             seq: 0,
+            reply_offset,
         })
     }
 
@@ -190,7 +203,8 @@ impl DiagSocket {
                     self.buf.len()
                 )));
             }
-            match walk_datagram(&self.buf[..n], seq, request_kind, what, on_reply)? {
+            let reply_kind = request_kind.wrapping_sub(self.reply_offset);
+            match walk_datagram(&self.buf[..n], seq, reply_kind, what, on_reply)? {
                 Walk::More { interrupted: i } => interrupted |= i,
                 Walk::Done { interrupted: i } => {
                     return if interrupted || i {
@@ -213,13 +227,13 @@ pub enum Walk {
     Done { interrupted: bool },
 }
 
-/// Walks the netlink messages of one received datagram: replies of type `request_kind`
+/// Walks the netlink messages of one received datagram: replies of type `reply_kind`
 /// go to `on_reply`; NLMSG_DONE ends the dump; NLMSG_ERROR and malformed framing are
 /// errors. Pure, so it can be fuzzed.
 pub fn walk_datagram(
     buf: &[u8],
     seq: u32,
-    request_kind: u16,
+    reply_kind: u16,
     what: &'static str,
     on_reply: &mut impl FnMut(&[u8]) -> Result<(), DiagError>,
 ) -> Result<Walk, DiagError> {
@@ -274,8 +288,7 @@ pub fn walk_datagram(
                     err: io::Error::from_raw_os_error(code.saturating_neg()),
                 });
             }
-            // Replies carry the request's type.
-            k if k == request_kind => on_reply(payload)?,
+            k if k == reply_kind => on_reply(payload)?,
             _ => {}
         }
     }

@@ -54,3 +54,83 @@ pub fn run_in<T: Send>(
             .map_err(|_| NetnsError::Thread)?
     })
 }
+
+/// One network namespace of the host, and how to name it.
+#[derive(Debug)]
+pub struct Namespace {
+    /// The nsfs inode (what `/proc/PID/ns/net` links to and the kernel programs report).
+    pub inode: u32,
+    /// `ip netns` name, else "init" for the init process's namespace, else "pid N".
+    pub name: String,
+    /// A process in it (the lowest pid), if any.
+    pub pid: Option<u32>,
+    /// The container that process runs in, when its cgroup path shows one.
+    pub container: Option<super::container::Container>,
+    pub file: File,
+}
+
+impl Namespace {
+    /// `name`, plus the container when known: "pid 812 docker:3f2a9c1b7d4e".
+    pub fn label(&self) -> String {
+        match &self.container {
+            Some(c) => format!("{} {}", self.name, c),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Every network namespace on the host: from /run/netns (named) and /proc/*/ns/net (in use
+/// by a process), each once (deduplicated by inode), this process's own first.
+pub fn all() -> Vec<Namespace> {
+    use std::{collections::BTreeMap, os::unix::fs::MetadataExt};
+    let inode_of = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| m.ino() as u32);
+    let own = inode_of(std::path::Path::new("/proc/self/ns/net"));
+    // inode -> (name, pid, path to open)
+    let mut found: BTreeMap<u32, (Option<String>, Option<u32>, PathBuf)> = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for e in dir.flatten() {
+            let path = e.path();
+            if let Some(ino) = inode_of(&path) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                found.entry(ino).or_insert((Some(name), None, path));
+            }
+        }
+    }
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    for pid in pids {
+        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let Some(ino) = inode_of(&path) else { continue };
+        let slot = found.entry(ino).or_insert((None, None, path.clone()));
+        if slot.1.is_none() {
+            slot.1 = Some(pid);
+        }
+    }
+    let mut out: Vec<Namespace> = found
+        .into_iter()
+        .filter_map(|(inode, (named, pid, path))| {
+            let file = File::open(&path).ok()?;
+            let name = named.unwrap_or_else(|| match pid {
+                Some(1) => "init".to_string(),
+                Some(p) => format!("pid {p}"),
+                None => format!("netns {inode}"),
+            });
+            let container = pid.and_then(super::container::of_pid);
+            Some(Namespace {
+                inode,
+                name,
+                pid,
+                container,
+                file,
+            })
+        })
+        .collect();
+    out.sort_by_key(|n| (Some(n.inode) != own, n.inode));
+    out
+}

@@ -29,6 +29,37 @@ pub fn close_wait(count: u64, oldest: Option<Duration>) -> Option<Finding> {
     })
 }
 
+/// TIME-WAIT near tcp_max_tw_buckets: past it the kernel destroys closing sockets at once
+/// (no TIME-WAIT protection) and logs "time wait bucket table overflow". Flagged from 80 %.
+pub fn time_wait(count: u64, max: Option<u64>) -> Option<Finding> {
+    let max = max.filter(|&m| m > 0)?;
+    let pct = count as f64 * 100.0 / max as f64;
+    (pct >= 80.0).then(|| Finding {
+        kind: "time-wait",
+        count,
+        message: format!(
+            "{count} TIME-WAIT sockets, {pct:.0} % of tcp_max_tw_buckets ({max}): connection churn is about to overflow the table"
+        ),
+    })
+}
+
+/// Half-open connections (SYN-RECV) filling a listener's backlog: a SYN flood, or an
+/// accept loop that cannot keep up. Flagged from 50 % of the backlog.
+pub fn syn_backlog(listener: &str, syn_recv: u64, backlog: u64) -> Option<Finding> {
+    let pct = if backlog > 0 {
+        syn_recv as f64 * 100.0 / backlog as f64
+    } else {
+        100.0
+    };
+    (pct >= 50.0).then(|| Finding {
+        kind: "syn-recv",
+        count: syn_recv,
+        message: format!(
+            "{syn_recv} half-open connections (SYN-RECV) on {listener}, {pct:.0} % of its backlog of {backlog}"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,2 +1,3 @@
 //! Analysis over sockets: what `sockstat report` flags (and the lab demonstrates).
+pub mod analysis;
 pub mod leaks;

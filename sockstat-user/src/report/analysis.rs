@@ -1,0 +1,358 @@
+//! `sockstat report`'s analysis: sockets (from one or many namespaces) in, findings out. No
+//! I/O: the command collects, this judges, a view prints.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use serde::Serialize;
+
+use super::leaks::{self, Finding};
+use crate::{
+    alert::{Alert, AlertStatus},
+    diag::{Endpoint, Netid, SocketRecord},
+    procs::Owners,
+    tcp::TcpState,
+};
+
+/// A socket and the namespace it was found in.
+pub struct Labeled {
+    pub netns: String,
+    pub record: SocketRecord,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Count {
+    pub key: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Connection {
+    pub netns: String,
+    pub state: String,
+    pub local: String,
+    pub peer: String,
+    pub process: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Listener {
+    pub netns: String,
+    pub netid: &'static str,
+    pub local: String,
+    pub port: u16,
+    pub process: Option<String>,
+    pub allowed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Backlog {
+    pub netns: String,
+    pub listener: String,
+    pub syn_recv: u64,
+    /// The listen() backlog (sock_diag's Send-Q of a listener).
+    pub backlog: u64,
+    pub pct: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Leaks {
+    pub close_wait: u64,
+    /// Seconds since the oldest CLOSE-WAIT socket last received data (its peer's FIN):
+    /// tcp_info's last_data_recv.
+    pub close_wait_oldest_s: Option<f64>,
+    pub time_wait: u64,
+    /// net.ipv4.tcp_max_tw_buckets, when readable.
+    pub tcp_max_tw_buckets: Option<u64>,
+    pub time_wait_pct: Option<f64>,
+    pub syn_recv_backlogs: Vec<Backlog>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub namespaces: Vec<String>,
+    pub total: u64,
+    pub states: Vec<Count>,
+    pub top_remote: Vec<Count>,
+    pub top_local_ports: Vec<Count>,
+    pub external: Vec<Connection>,
+    pub listeners: Vec<Listener>,
+    pub unusual_listeners: u64,
+    pub leaks: Leaks,
+    pub alerts: Vec<AlertStatus>,
+}
+
+/// The names `--alert` accepts for a report.
+pub fn metric_names() -> Vec<&'static str> {
+    let mut v = vec![
+        "estab", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait", "close-wait",
+        "last-ack", "listen", "closing",
+    ];
+    v.extend([
+        "total",
+        "external",
+        "unusual-listeners",
+        "close-wait-age",
+        "time-wait-pct",
+        "syn-recv-pct",
+    ]);
+    v
+}
+
+impl Report {
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "total" => self.total as f64,
+            "external" => self.external.len() as f64,
+            "unusual-listeners" => self.unusual_listeners as f64,
+            "close-wait-age" => self.leaks.close_wait_oldest_s.unwrap_or(0.0),
+            "time-wait-pct" => self.leaks.time_wait_pct.unwrap_or(0.0),
+            "syn-recv-pct" => self
+                .leaks
+                .syn_recv_backlogs
+                .iter()
+                .map(|b| b.pct)
+                .fold(0.0, f64::max),
+            state => {
+                let key = if state == "estab" { "ESTAB".to_string() } else { state.to_ascii_uppercase() };
+                self.states.iter().find(|c| c.key == key).map_or(0.0, |c| c.count as f64)
+            }
+        })
+    }
+}
+
+/// Loopback, private (RFC 1918, ULA), link-local, CGNAT (RFC 6598) and unspecified
+/// addresses are internal; anything else is an external peer.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => internal_v4(v4),
+            None => internal_v6(v6),
+        },
+    }
+}
+
+fn internal_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+}
+
+fn internal_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+}
+
+fn state_name(r: &SocketRecord) -> String {
+    if r.netid == Netid::Udp {
+        return if r.state == TcpState::Established.kernel_number() {
+            "ESTAB".into()
+        } else {
+            "UNCONN".into()
+        };
+    }
+    TcpState::from_kernel(r.state).map_or(format!("UNKNOWN({})", r.state), |s| s.ss_name().to_string())
+}
+
+fn process_of(owners: &Owners, inode: u32) -> Option<String> {
+    let first = owners.of(inode).first()?;
+    Some(format!("{}[{}]", owners.comm(first.pid), first.pid))
+}
+
+fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
+    let mut v: Vec<Count> = map.into_iter().map(|(key, count)| Count { key, count }).collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    v.truncate(n);
+    v
+}
+
+pub struct Settings<'a> {
+    pub allow_ports: &'a [u16],
+    pub tcp_max_tw_buckets: Option<u64>,
+    pub alerts: &'a [Alert],
+}
+
+pub fn analyse(sockets: &[Labeled], owners: &Owners, namespaces: Vec<String>, s: &Settings) -> Report {
+    let mut states: HashMap<String, u64> = HashMap::new();
+    let mut remote: HashMap<String, u64> = HashMap::new();
+    let mut ports: HashMap<String, u64> = HashMap::new();
+    let mut external = Vec::new();
+    let mut listeners = Vec::new();
+    let mut close_wait = 0u64;
+    let mut close_wait_oldest: Option<f64> = None;
+    let mut time_wait = 0u64;
+    // (netns, port) -> SYN-RECV count
+    let mut syn_recv: HashMap<(String, u16), u64> = HashMap::new();
+    let mut total = 0u64;
+    for Labeled { netns, record: r } in sockets {
+        let (Endpoint::Inet(local), Endpoint::Inet(peer)) = (&r.local, &r.peer) else {
+            continue;
+        };
+        total += 1;
+        let tcp = r.netid == Netid::Tcp;
+        let state = state_name(r);
+        if tcp {
+            *states.entry(state.clone()).or_default() += 1;
+        }
+        let listening = (tcp && r.state == TcpState::Listen.kernel_number())
+            || (r.netid == Netid::Udp && peer.port() == 0 && r.state != TcpState::Established.kernel_number());
+        if listening {
+            listeners.push(Listener {
+                netns: netns.clone(),
+                netid: r.netid.name(),
+                local: local.to_string(),
+                port: local.port(),
+                process: process_of(owners, r.inode),
+                allowed: s.allow_ports.contains(&local.port()),
+            });
+            continue;
+        }
+        if !peer.ip().is_unspecified() {
+            *remote.entry(peer.ip().to_string()).or_default() += 1;
+            *ports.entry(local.port().to_string()).or_default() += 1;
+            if !is_internal(peer.ip()) {
+                external.push(Connection {
+                    netns: netns.clone(),
+                    state: state.clone(),
+                    local: local.to_string(),
+                    peer: peer.to_string(),
+                    process: process_of(owners, r.inode),
+                });
+            }
+        }
+        if !tcp {
+            continue;
+        }
+        match TcpState::from_kernel(r.state) {
+            Some(TcpState::CloseWait) => {
+                close_wait += 1;
+                if let Some(info) = &r.tcp_info {
+                    let age = f64::from(info.last_data_recv) / 1000.0;
+                    close_wait_oldest = Some(close_wait_oldest.map_or(age, |o: f64| o.max(age)));
+                }
+            }
+            Some(TcpState::TimeWait) => time_wait += 1,
+            Some(TcpState::SynRecv) => *syn_recv.entry((netns.clone(), local.port())).or_default() += 1,
+            _ => {}
+        }
+    }
+    let syn_recv_backlogs: Vec<Backlog> = sockets
+        .iter()
+        .filter(|l| l.record.netid == Netid::Tcp && l.record.state == TcpState::Listen.kernel_number())
+        .filter_map(|l| {
+            let Endpoint::Inet(local) = &l.record.local else { return None };
+            let n = *syn_recv.get(&(l.netns.clone(), local.port()))?;
+            let backlog = u64::from(l.record.send_q);
+            Some(Backlog {
+                netns: l.netns.clone(),
+                listener: local.to_string(),
+                syn_recv: n,
+                backlog,
+                pct: if backlog > 0 { n as f64 * 100.0 / backlog as f64 } else { 100.0 },
+            })
+        })
+        .collect();
+    let time_wait_pct = s
+        .tcp_max_tw_buckets
+        .filter(|&m| m > 0)
+        .map(|m| time_wait as f64 * 100.0 / m as f64);
+    let mut findings: Vec<Finding> = Vec::new();
+    findings.extend(leaks::close_wait(
+        close_wait,
+        close_wait_oldest.map(std::time::Duration::from_secs_f64),
+    ));
+    findings.extend(leaks::time_wait(time_wait, s.tcp_max_tw_buckets));
+    findings.extend(syn_recv_backlogs.iter().filter_map(|b| leaks::syn_backlog(&b.listener, b.syn_recv, b.backlog)));
+    let unusual_listeners = listeners.iter().filter(|l| !l.allowed).count() as u64;
+    let mut state_counts: Vec<Count> = states.into_iter().map(|(key, count)| Count { key, count }).collect();
+    state_counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    let mut report = Report {
+        namespaces,
+        total,
+        states: state_counts,
+        top_remote: top(remote, 10),
+        top_local_ports: top(ports, 10),
+        external,
+        listeners,
+        unusual_listeners,
+        leaks: Leaks {
+            close_wait,
+            close_wait_oldest_s: close_wait_oldest,
+            time_wait,
+            tcp_max_tw_buckets: s.tcp_max_tw_buckets,
+            time_wait_pct,
+            syn_recv_backlogs,
+            findings,
+        },
+        alerts: Vec::new(),
+    };
+    report.alerts = s.alerts.iter().map(|a| a.check(|m| report.metric(m))).collect();
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock(netid: Netid, state: TcpState, local: &str, peer: &str, inode: u32) -> Labeled {
+        let mut r = SocketRecord::inet(netid, state.kernel_number(), local.parse().unwrap(), peer.parse().unwrap());
+        r.inode = inode;
+        Labeled {
+            netns: "init".into(),
+            record: r,
+        }
+    }
+
+    #[test]
+    fn classifies_addresses() {
+        for internal in ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.0.9", "100.64.0.1", "100.127.255.255", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0"] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for external in ["8.8.8.8", "198.51.100.7", "100.128.0.1", "172.32.0.1", "2001:db8::1", "::ffff:1.1.1.1"] {
+            assert!(!is_internal(external.parse().unwrap()), "{external}");
+        }
+    }
+
+    #[test]
+    fn finds_unusual_listeners_external_peers_and_leaks() {
+        let sockets = vec![
+            sock(Netid::Tcp, TcpState::Listen, "0.0.0.0:22", "0.0.0.0:0", 1),
+            sock(Netid::Tcp, TcpState::Listen, "0.0.0.0:4444", "0.0.0.0:0", 2),
+            sock(Netid::Tcp, TcpState::Established, "10.0.0.1:22", "198.51.100.7:50000", 3),
+            sock(Netid::Tcp, TcpState::CloseWait, "127.0.0.1:8080", "127.0.0.1:40000", 4),
+            sock(Netid::Tcp, TcpState::TimeWait, "127.0.0.1:40001", "127.0.0.1:8080", 0),
+        ];
+        let alerts = [
+            Alert::parse("unusual-listeners > 0", &metric_names()).unwrap(),
+            Alert::parse("external >= 2", &metric_names()).unwrap(),
+        ];
+        let r = analyse(
+            &sockets,
+            &Owners::default(),
+            vec!["init".into()],
+            &Settings {
+                allow_ports: &[22, 80],
+                tcp_max_tw_buckets: Some(100),
+                alerts: &alerts,
+            },
+        );
+        assert_eq!(r.total, 5);
+        assert_eq!(r.unusual_listeners, 1);
+        assert_eq!(r.listeners.iter().find(|l| !l.allowed).unwrap().port, 4444);
+        assert_eq!(r.external.len(), 1);
+        assert_eq!(r.external[0].peer, "198.51.100.7:50000");
+        assert_eq!(r.leaks.close_wait, 1);
+        assert_eq!(r.leaks.time_wait_pct, Some(1.0));
+        assert!(r.leaks.findings.iter().any(|f| f.kind == "close-wait"));
+        assert!(r.alerts[0].firing);
+        assert!(!r.alerts[1].firing);
+        assert_eq!(r.metric("close-wait"), Some(1.0));
+        assert_eq!(r.metric("estab"), Some(1.0));
+    }
+}
