@@ -27,7 +27,17 @@ pub struct DumpScope {
     pub port: Option<u16>,
     pub v4: bool,
     pub v6: bool,
+    /// Only this namespace (inode); with neither this nor `all_netns`, our own.
     pub netns: Option<u32>,
+    /// Every namespace on the host.
+    pub all_netns: bool,
+}
+
+/// A dump and the namespaces it covered: a reconcile judges only entries of those.
+#[derive(Default)]
+pub struct Dump {
+    pub sockets: Vec<Baseline>,
+    pub covered: Vec<u32>,
 }
 
 /// Turns dumped sockets straight into compact baseline entries: no intermediate records, so
@@ -83,9 +93,10 @@ impl diag::Sink<SocketRecord> for BaselineSink<'_> {
     }
 }
 
-/// TCP sockets in `states_mask`, as baseline entries, filtered like the kernel side filters.
-/// A failed dump is an empty one: the next reconcile tries again.
-pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> Vec<Baseline> {
+/// TCP sockets in `states_mask`, as baseline entries, filtered like the kernel side filters:
+/// our own namespace, the one asked for, or all of them. A namespace whose dump fails is
+/// left out of `covered`, so its entries are not judged by it.
+pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> Dump {
     let query = Query {
         tcp: true,
         v4: scope.v4,
@@ -94,21 +105,41 @@ pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> 
         ext: Extensions::default(),
         ..Query::default()
     };
-    let netns = own_netns();
-    if scope.netns.is_some_and(|n| n != netns) {
-        return Vec::new();
-    }
-    let mut sink = BaselineSink {
-        scope,
-        netns,
-        owners,
-        out: Vec::new(),
-        mark: 0,
+    let own = own_netns();
+    let mut dump = Dump::default();
+    let dump_one = |netns: u32, proc_net: &Path, dump: &mut Dump| {
+        let mut sink = BaselineSink {
+            scope,
+            netns,
+            owners,
+            out: std::mem::take(&mut dump.sockets),
+            mark: 0,
+        };
+        let ok = diag::collect_into(&query, proc_net, &mut sink).is_ok();
+        dump.sockets = sink.out;
+        if ok {
+            dump.covered.push(netns);
+        }
     };
-    match diag::collect_into(&query, Path::new("/proc/net"), &mut sink) {
-        Ok(()) => sink.out,
-        Err(_) => Vec::new(),
+    let others: Vec<crate::procs::netns::Namespace> = if scope.all_netns {
+        crate::procs::netns::all()
+    } else if let Some(n) = scope.netns.filter(|&n| n != own) {
+        crate::procs::netns::all()
+            .into_iter()
+            .filter(|ns| ns.inode == n)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if scope.all_netns || scope.netns.is_none_or(|n| n == own) {
+        dump_one(own, Path::new("/proc/net"), &mut dump);
     }
+    for ns in others.iter().filter(|ns| ns.inode != own) {
+        let _ = crate::procs::netns::run_in(&ns.name, &ns.file, || {
+            dump_one(ns.inode, Path::new("/proc/thread-self/net"), &mut dump)
+        });
+    }
+    dump
 }
 
 /// What the reconcile schedule asks of the event loop next.
@@ -122,7 +153,7 @@ pub enum ReconcileStep {
 pub struct FinishedDump {
     mask: u32,
     started_ns: u64,
-    sockets: Vec<Baseline>,
+    dump: Dump,
 }
 
 /// Every `every`, a dump of TIME-WAIT sockets (their expiry has no event); every sixth, or
@@ -132,7 +163,7 @@ pub struct Reconciler {
     timer: tokio::time::Interval,
     count: u64,
     lost_at_last_full: u64,
-    pending: Option<(u32, u64, tokio::task::JoinHandle<Vec<Baseline>>)>,
+    pending: Option<(u32, u64, tokio::task::JoinHandle<Dump>)>,
 }
 
 impl Reconciler {
@@ -152,12 +183,12 @@ impl Reconciler {
         if let Some((mask, started_ns, handle)) = self.pending.as_mut() {
             let (mask, started_ns) = (*mask, *started_ns);
             // A dump thread that panicked is an empty dump; the next one repairs.
-            let sockets = handle.await.unwrap_or_default();
+            let dump = handle.await.unwrap_or_default();
             self.pending = None;
             return ReconcileStep::Done(FinishedDump {
                 mask,
                 started_ns,
-                sockets,
+                dump,
             });
         }
         self.timer.tick().await;
@@ -184,7 +215,8 @@ impl Reconciler {
     /// Compares the finished dump with the live table.
     pub fn apply(dump: FinishedDump, tracker: &mut Tracker, out: &mut Vec<crate::live::Output>) {
         tracker.reconcile(
-            dump.sockets,
+            dump.dump.sockets,
+            Some(&dump.dump.covered),
             dump.mask,
             dump.started_ns,
             clock::monotonic_ns(),

@@ -82,6 +82,10 @@ pub struct ListArgs {
     /// Work in the named network namespace (ip netns).
     #[arg(short = 'N', long = "net", value_name = "NSNAME")]
     pub netns: Option<String>,
+    /// Every network namespace on the host, each row labelled with its namespace (and
+    /// container) in a leading Netns column.
+    #[arg(long, conflicts_with = "netns")]
+    pub all_netns: bool,
     /// Socket tables: all, inet, tcp, udp, raw, unix, unix_stream, unix_dgram,
     /// unix_seqpacket, packet, packet_raw, packet_dgram (comma separated, ! to remove).
     #[arg(
@@ -158,8 +162,12 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
     /// Only sockets in this network namespace (inode, as in /proc/PID/ns/net; in the kernel).
+    /// Without it (or --all-netns), sockstat's own namespace, as ss.
     #[arg(long, value_name = "INODE")]
     pub netns: Option<u32>,
+    /// Every network namespace on the host (baseline and reconciles included).
+    #[arg(long, conflicts_with = "netns")]
+    pub all_netns: bool,
     /// Only transitions whose owner lives in this cgroup (v2 path, or a prefix of it).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
@@ -197,6 +205,9 @@ pub struct TopArgs {
     /// Poll sock_diag instead of loading the kernel programs (no per-edge data).
     #[arg(long)]
     pub poll: bool,
+    /// Every network namespace on the host instead of sockstat's own.
+    #[arg(long)]
+    pub all_netns: bool,
     /// Only IPv4 sockets.
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     pub ipv4: bool,

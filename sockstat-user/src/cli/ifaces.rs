@@ -16,7 +16,9 @@ pub fn run(args: &IfacesArgs) -> anyhow::Result<ExitCode> {
     }
     let netns = NetnsChoice::open(args.netns.as_deref())?;
     let read = || -> anyhow::Result<Vec<Link>> {
-        netns.run(rtnl::links)?.context("reading interfaces (rtnetlink)")
+        netns
+            .run(rtnl::links)?
+            .context("reading interfaces (rtnetlink)")
     };
     let mut out = io::stdout().lock();
     let Some(secs) = args.interval else {
@@ -75,7 +77,16 @@ fn write_table(out: &mut impl Write, links: &[Link], per_second: Option<u64>) ->
     writeln!(
         out,
         "{:<15} {:>5} {:>8} {:>6} {:>6} {:<6} {:>8} {:>6} {:>6} {:>6} Flg",
-        "Iface", "MTU", "RX-OK", "RX-ERR", "RX-DRP", "RX-OVR", "TX-OK", "TX-ERR", "TX-DRP", "TX-OVR"
+        "Iface",
+        "MTU",
+        "RX-OK",
+        "RX-ERR",
+        "RX-DRP",
+        "RX-OVR",
+        "TX-OK",
+        "TX-ERR",
+        "TX-DRP",
+        "TX-OVR"
     )?;
     for l in links {
         writeln!(

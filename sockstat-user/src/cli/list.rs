@@ -244,7 +244,8 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::with_capacity(64 * 1024, stdout);
 
     if args.summary {
-        let summary = netns.run(|| stats::sockstat::read(&netns.proc_net()))?
+        let summary = netns
+            .run(|| stats::sockstat::read(&netns.proc_net()))?
             .context("reading /proc/net/sockstat")?;
         if args.json {
             summary::write_json(&mut out, &summary)?;
@@ -298,6 +299,9 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         info: args.info,
         oneline: args.oneline,
     };
+    if args.all_netns {
+        return list_all_netns(args, &query, &filter, sel.states, &style, tty_width, out);
+    }
     // Text output: the owner scan runs beside the dump and its result is only needed when
     // the first batch of rows is written. JSON needs it before the first object.
     let mut owners = OwnerSource::None;
@@ -508,4 +512,60 @@ fn terminal_width() -> Option<usize> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
     (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}
+
+/// `--all-netns`: every namespace's sockets, labelled, in one table (or one JSON array).
+fn list_all_netns(
+    args: &ListArgs,
+    query: &Query,
+    filter: &Filter,
+    states_mask: u32,
+    style: &ListStyle,
+    tty_width: Option<usize>,
+    mut out: impl Write,
+) -> anyhow::Result<ExitCode> {
+    let owners = args
+        .processes
+        .then(|| std::thread::spawn(crate::ebpf::owners::socket_owners_any));
+    let mut rows: Vec<(String, SocketRecord)> = Vec::new();
+    for ns in crate::procs::netns::all() {
+        let label = ns.label().replace(' ', "_");
+        let mut sink = diag::VecSink::default();
+        crate::procs::netns::run_in(&ns.name, &ns.file, || {
+            dump(
+                query,
+                std::path::Path::new("/proc/thread-self/net"),
+                &mut sink,
+            )
+        })
+        .map_err(|e| UsageError(e.to_string()))?
+        .with_context(|| format!("listing namespace {}", ns.name))?;
+        rows.extend(
+            sink.items
+                .into_iter()
+                .filter(|r| !r.netid.is_inet() || states::contains(states_mask, r.state))
+                .filter(|r| {
+                    filter
+                        .expr
+                        .as_ref()
+                        .is_none_or(|e| filter::matcher::matches(e, r))
+                })
+                .map(|r| (label.clone(), r)),
+        );
+    }
+    let owners = owners.map(|h| h.join().unwrap_or_default());
+    if args.json {
+        let all: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(l, r)| list::record_json_in(r, l, owners.as_ref(), style))
+            .collect();
+        serde_json::to_writer(&mut out, &all)?;
+        writeln!(out)?;
+    } else {
+        let mut names = Names::default();
+        let mut t = list::table_with_netns(&rows, owners.as_ref(), style, &mut names);
+        t.flush_rows(&mut out, tty_width)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

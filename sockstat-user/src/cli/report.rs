@@ -139,7 +139,11 @@ fn write_text(out: &mut impl Write, r: &Report) -> io::Result<()> {
         )?;
     }
     if r.external.len() > 20 {
-        writeln!(out, "  ... {} more (--json lists all)", r.external.len() - 20)?;
+        writeln!(
+            out,
+            "  ... {} more (--json lists all)",
+            r.external.len() - 20
+        )?;
     }
     writeln!(
         out,

@@ -11,12 +11,19 @@ use crate::rtnl::{self, Route};
 
 pub fn run(args: &RoutesArgs) -> anyhow::Result<ExitCode> {
     let netns = NetnsChoice::open(args.netns.as_deref())?;
-    let mut routes = netns.run(rtnl::routes)?.context("reading routes (rtnetlink)")?;
+    let mut routes = netns
+        .run(rtnl::routes)?
+        .context("reading routes (rtnetlink)")?;
     routes.retain(|r| !(args.ipv4 && r.family == "inet6" || args.ipv6 && r.family == "inet"));
     if args.numeric {
         for r in &mut routes {
             if r.destination == "default" {
-                r.destination = if r.family == "inet" { "0.0.0.0/0" } else { "::/0" }.into();
+                r.destination = if r.family == "inet" {
+                    "0.0.0.0/0"
+                } else {
+                    "::/0"
+                }
+                .into();
             }
         }
     }
@@ -35,7 +42,11 @@ fn write_table(out: &mut impl Write, routes: &[Route]) -> io::Result<()> {
     let width = routes
         .iter()
         .map(|r| r.destination.len())
-        .chain(routes.iter().filter_map(|r| r.gateway.map(|g| g.to_string().len())))
+        .chain(
+            routes
+                .iter()
+                .filter_map(|r| r.gateway.map(|g| g.to_string().len())),
+        )
         .max()
         .unwrap_or(0)
         .max(15);

@@ -69,7 +69,12 @@ fn write_text(out: &mut impl Write, c: &Counters) -> io::Result<()> {
     Ok(())
 }
 
-fn write_deltas(out: &mut impl Write, before: &Counters, now: &Counters, secs: u64) -> io::Result<()> {
+fn write_deltas(
+    out: &mut impl Write,
+    before: &Counters,
+    now: &Counters,
+    secs: u64,
+) -> io::Result<()> {
     writeln!(out, "--- per second over the last {secs} s ---")?;
     for (group, counters) in &now.groups {
         let changed: Vec<(&String, i64)> = counters

@@ -107,6 +107,7 @@ fn scope(args: &TopArgs) -> DumpScope {
         v4: !args.ipv6,
         v6: !args.ipv4,
         netns: None,
+        all_netns: args.all_netns,
     }
 }
 
@@ -138,7 +139,11 @@ fn start_feed(args: &TopArgs) -> anyhow::Result<Feed> {
         config: ProbeConfig {
             port: 0,
             family,
-            netns: 0,
+            netns: if args.all_netns {
+                0
+            } else {
+                crate::agent::own_netns()
+            },
             wakeup_bytes: ring_bytes / 4,
             emit_events: 1,
             _pad0: [0; 3],
@@ -153,7 +158,7 @@ fn start_feed(args: &TopArgs) -> anyhow::Result<Feed> {
     let mut tracker = Tracker::default();
     let owners = crate::ebpf::owners::socket_owners_any();
     tracker.load_baseline(
-        dump_tcp(scope(args), crate::filter::states::ALL, Some(&owners)),
+        dump_tcp(scope(args), crate::filter::states::ALL, Some(&owners)).sockets,
         clock::monotonic_ns(),
     );
     Ok(Feed::Ebpf(Box::new(EbpfFeed {
@@ -286,7 +291,7 @@ fn observe(outputs: &mut Vec<Output>, filter: &Filter, dash: &mut Dashboard) {
 fn spawn_poll(scope: DumpScope) -> tokio::task::JoinHandle<Vec<Baseline>> {
     tokio::task::spawn_blocking(move || {
         let owners = crate::ebpf::owners::socket_owners_any();
-        dump_tcp(scope, crate::filter::states::ALL, Some(&owners))
+        dump_tcp(scope, crate::filter::states::ALL, Some(&owners)).sockets
     })
 }
 

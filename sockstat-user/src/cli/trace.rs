@@ -62,6 +62,7 @@ fn scope_of(args: &TraceArgs) -> DumpScope {
         v4: !args.ipv6,
         v6: !args.ipv4,
         netns: args.netns,
+        all_netns: args.all_netns,
     }
 }
 
@@ -159,7 +160,12 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         config: ProbeConfig {
             port: args.port.unwrap_or(0),
             family,
-            netns: args.netns.unwrap_or(0),
+            // Like ss: our own namespace unless asked for another one or all of them.
+            netns: match args.netns {
+                Some(n) => n,
+                None if args.all_netns => 0,
+                None => crate::agent::own_netns(),
+            },
             // Wake the reader when a quarter of the ring is used; the poll timer covers
             // quiet periods.
             wakeup_bytes: ring_bytes / 4,
@@ -177,7 +183,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     if !args.count_only {
         let owners = crate::ebpf::owners::socket_owners_any();
         tracker.load_baseline(
-            dump_tcp(scope_of(args), states::ALL, Some(&owners)),
+            dump_tcp(scope_of(args), states::ALL, Some(&owners)).sockets,
             clock::monotonic_ns(),
         );
     }

@@ -470,6 +470,7 @@ impl Tracker {
     pub fn reconcile(
         &mut self,
         dump: Vec<Baseline>,
+        covered: Option<&[u32]>,
         states: u32,
         dump_started_ns: u64,
         now_ns: u64,
@@ -484,6 +485,7 @@ impl Tracker {
             .iter()
             .filter(|(cookie, e)| {
                 e.touched_ns < dump_started_ns
+                    && covered.is_none_or(|c| c.contains(&e.netns))
                     && state_bit(e.state) & states != 0
                     && !dumped(**cookie)
             })
@@ -649,6 +651,7 @@ mod tests {
         out.clear();
         t.reconcile(
             Vec::new(),
+            None,
             1 << st::TIME_WAIT,
             1000,
             61_000_000_000,
@@ -676,6 +679,7 @@ mod tests {
         // Reused (or never created) 2 s later: closed, but not by its timer.
         t.reconcile(
             Vec::new(),
+            None,
             1 << st::TIME_WAIT,
             1000,
             2_000_000_200,
@@ -764,6 +768,7 @@ mod tests {
         // 1 closed while events were lost; 2 moved to CLOSE-WAIT; 3 appeared.
         t.reconcile(
             vec![b(2, st::CLOSE_WAIT), b(3, st::ESTABLISHED)],
+            None,
             u32::MAX,
             10,
             20,
@@ -808,9 +813,29 @@ mod tests {
             remote: e.remote,
             owner: None,
         };
-        t.reconcile(vec![b], u32::MAX, 10, 11, &mut out);
+        t.reconcile(vec![b], None, u32::MAX, 10, 11, &mut out);
         let got: Vec<(String, Source, Option<String>)> = transitions(&out);
         assert_eq!(got[0].0, "FIN-WAIT-2->TIME-WAIT");
         assert_eq!(got[0].1, Source::Synthesized);
+    }
+
+    #[test]
+    fn reconcile_judges_only_the_namespaces_it_dumped() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        let b = |cookie, netns| Baseline {
+            cookie,
+            state: st::ESTABLISHED,
+            netns,
+            family: Family::Inet,
+            local: "127.0.0.1:1".parse().unwrap(),
+            remote: "127.0.0.1:2".parse().unwrap(),
+            owner: None,
+        };
+        t.load_baseline([b(1, 100), b(2, 200)], 0);
+        // A dump of namespace 100 only, where socket 1 is gone: 2 is not its business.
+        t.reconcile(Vec::new(), Some(&[100]), u32::MAX, 10, 20, &mut out);
+        assert!(t.get(1).is_none());
+        assert!(t.get(2).is_some());
     }
 }

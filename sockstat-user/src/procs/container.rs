@@ -72,7 +72,11 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
         }
         let pod = segments.iter().rev().find_map(|s| {
             let s = s.strip_suffix(".slice").unwrap_or(s);
-            let uid = s.rsplit("-pod").next().filter(|_| s.contains("-pod")).or_else(|| s.strip_prefix("pod"))?;
+            let uid = s
+                .rsplit("-pod")
+                .next()
+                .filter(|_| s.contains("-pod"))
+                .or_else(|| s.strip_prefix("pod"))?;
             Some(uid.replace('_', "-"))
         })?;
         return Some(Container {
@@ -92,14 +96,25 @@ mod tests {
     #[test]
     fn recognises_the_common_runtimes() {
         let cases = [
-            (format!("/system.slice/docker-{ID}.scope"), "docker:3f2a9c1b7d4e"),
+            (
+                format!("/system.slice/docker-{ID}.scope"),
+                "docker:3f2a9c1b7d4e",
+            ),
             (format!("/docker/{ID}"), "docker:3f2a9c1b7d4e"),
             (
-                format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234_5678.slice/cri-containerd-{ID}.scope"),
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234_5678.slice/cri-containerd-{ID}.scope"
+                ),
                 "containerd:3f2a9c1b7d4e",
             ),
-            (format!("/machine.slice/crio-{ID}.scope"), "cri-o:3f2a9c1b7d4e"),
-            (format!("/kubepods/besteffort/pod0a1b2c3d-0000/{ID}"), "kubernetes:3f2a9c1b7d4e"),
+            (
+                format!("/machine.slice/crio-{ID}.scope"),
+                "cri-o:3f2a9c1b7d4e",
+            ),
+            (
+                format!("/kubepods/besteffort/pod0a1b2c3d-0000/{ID}"),
+                "kubernetes:3f2a9c1b7d4e",
+            ),
             (
                 "/kubepods.slice/kubepods-pod0a1b2c3d_4e5f.slice".to_string(),
                 "kubernetes:pod-0a1b2c3d-4e5",
@@ -116,7 +131,11 @@ mod tests {
 
     #[test]
     fn ordinary_services_are_not_containers() {
-        for path in ["/", "/user.slice/user-0.slice/session-1.scope", "/system.slice/sshd.service"] {
+        for path in [
+            "/",
+            "/user.slice/user-0.slice/session-1.scope",
+            "/system.slice/sshd.service",
+        ] {
             assert_eq!(from_cgroup_path(path), None, "{path}");
         }
     }

@@ -218,6 +218,47 @@ pub fn push_row(
     t.end_cell();
 }
 
+/// ss's table with a leading Netns column (`--all-netns`): each row is (label, socket).
+pub fn table_with_netns(
+    rows: &[(String, SocketRecord)],
+    owners: Option<&Owners>,
+    style: &ListStyle,
+    names: &mut Names,
+) -> Table {
+    let mut cols = new_table(style).into_columns();
+    if let Some(first) = cols.first_mut() {
+        first.delim = " ";
+    }
+    cols.insert(
+        0,
+        Column {
+            header: "Netns",
+            delim: "",
+            align: Align::Left,
+        },
+    );
+    let mut t = Table::new(cols, style.header);
+    for (label, r) in rows {
+        t.push(label);
+        push_row(&mut t, r, owners, style, names);
+    }
+    t
+}
+
+/// A JSON object for a socket of another namespace: `netns` is its label.
+pub fn record_json_in(
+    r: &SocketRecord,
+    netns: &str,
+    owners: Option<&Owners>,
+    style: &ListStyle,
+) -> Value {
+    let mut v = record_json(r, owners, style);
+    if let Value::Object(o) = &mut v {
+        o.insert("netns".into(), netns.into());
+    }
+    v
+}
+
 /// Builds the whole ss table at once.
 pub fn table(
     records: &[SocketRecord],

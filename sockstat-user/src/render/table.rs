@@ -39,6 +39,11 @@ pub struct Mark {
 }
 
 impl Table {
+    /// The column layout, to build a wider table from it.
+    pub fn into_columns(self) -> Vec<Column> {
+        self.columns
+    }
+
     pub fn new(columns: Vec<Column>, with_header: bool) -> Self {
         let mut t = Table {
             max_len: vec![0; columns.len()],

@@ -87,8 +87,16 @@ pub struct Report {
 /// The names `--alert` accepts for a report.
 pub fn metric_names() -> Vec<&'static str> {
     let mut v = vec![
-        "estab", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait", "close-wait",
-        "last-ack", "listen", "closing",
+        "estab",
+        "syn-sent",
+        "syn-recv",
+        "fin-wait-1",
+        "fin-wait-2",
+        "time-wait",
+        "close-wait",
+        "last-ack",
+        "listen",
+        "closing",
     ];
     v.extend([
         "total",
@@ -116,8 +124,15 @@ impl Report {
                 .map(|b| b.pct)
                 .fold(0.0, f64::max),
             state => {
-                let key = if state == "estab" { "ESTAB".to_string() } else { state.to_ascii_uppercase() };
-                self.states.iter().find(|c| c.key == key).map_or(0.0, |c| c.count as f64)
+                let key = if state == "estab" {
+                    "ESTAB".to_string()
+                } else {
+                    state.to_ascii_uppercase()
+                };
+                self.states
+                    .iter()
+                    .find(|c| c.key == key)
+                    .map_or(0.0, |c| c.count as f64)
             }
         })
     }
@@ -146,7 +161,10 @@ fn internal_v4(ip: Ipv4Addr) -> bool {
 
 fn internal_v6(ip: Ipv6Addr) -> bool {
     let first = ip.segments()[0];
-    ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
 }
 
 fn state_name(r: &SocketRecord) -> String {
@@ -157,7 +175,8 @@ fn state_name(r: &SocketRecord) -> String {
             "UNCONN".into()
         };
     }
-    TcpState::from_kernel(r.state).map_or(format!("UNKNOWN({})", r.state), |s| s.ss_name().to_string())
+    TcpState::from_kernel(r.state)
+        .map_or(format!("UNKNOWN({})", r.state), |s| s.ss_name().to_string())
 }
 
 fn process_of(owners: &Owners, inode: u32) -> Option<String> {
@@ -166,7 +185,10 @@ fn process_of(owners: &Owners, inode: u32) -> Option<String> {
 }
 
 fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
-    let mut v: Vec<Count> = map.into_iter().map(|(key, count)| Count { key, count }).collect();
+    let mut v: Vec<Count> = map
+        .into_iter()
+        .map(|(key, count)| Count { key, count })
+        .collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
     v.truncate(n);
     v
@@ -178,7 +200,12 @@ pub struct Settings<'a> {
     pub alerts: &'a [Alert],
 }
 
-pub fn analyse(sockets: &[Labeled], owners: &Owners, namespaces: Vec<String>, s: &Settings) -> Report {
+pub fn analyse(
+    sockets: &[Labeled],
+    owners: &Owners,
+    namespaces: Vec<String>,
+    s: &Settings,
+) -> Report {
     let mut states: HashMap<String, u64> = HashMap::new();
     let mut remote: HashMap<String, u64> = HashMap::new();
     let mut ports: HashMap<String, u64> = HashMap::new();
@@ -201,7 +228,9 @@ pub fn analyse(sockets: &[Labeled], owners: &Owners, namespaces: Vec<String>, s:
             *states.entry(state.clone()).or_default() += 1;
         }
         let listening = (tcp && r.state == TcpState::Listen.kernel_number())
-            || (r.netid == Netid::Udp && peer.port() == 0 && r.state != TcpState::Established.kernel_number());
+            || (r.netid == Netid::Udp
+                && peer.port() == 0
+                && r.state != TcpState::Established.kernel_number());
         if listening {
             listeners.push(Listener {
                 netns: netns.clone(),
@@ -238,15 +267,21 @@ pub fn analyse(sockets: &[Labeled], owners: &Owners, namespaces: Vec<String>, s:
                 }
             }
             Some(TcpState::TimeWait) => time_wait += 1,
-            Some(TcpState::SynRecv) => *syn_recv.entry((netns.clone(), local.port())).or_default() += 1,
+            Some(TcpState::SynRecv) => {
+                *syn_recv.entry((netns.clone(), local.port())).or_default() += 1
+            }
             _ => {}
         }
     }
     let syn_recv_backlogs: Vec<Backlog> = sockets
         .iter()
-        .filter(|l| l.record.netid == Netid::Tcp && l.record.state == TcpState::Listen.kernel_number())
+        .filter(|l| {
+            l.record.netid == Netid::Tcp && l.record.state == TcpState::Listen.kernel_number()
+        })
         .filter_map(|l| {
-            let Endpoint::Inet(local) = &l.record.local else { return None };
+            let Endpoint::Inet(local) = &l.record.local else {
+                return None;
+            };
             let n = *syn_recv.get(&(l.netns.clone(), local.port()))?;
             let backlog = u64::from(l.record.send_q);
             Some(Backlog {
@@ -254,7 +289,11 @@ pub fn analyse(sockets: &[Labeled], owners: &Owners, namespaces: Vec<String>, s:
                 listener: local.to_string(),
                 syn_recv: n,
                 backlog,
-                pct: if backlog > 0 { n as f64 * 100.0 / backlog as f64 } else { 100.0 },
+                pct: if backlog > 0 {
+                    n as f64 * 100.0 / backlog as f64
+                } else {
+                    100.0
+                },
             })
         })
         .collect();
@@ -268,9 +307,16 @@ pub fn analyse(sockets: &[Labeled], owners: &Owners, namespaces: Vec<String>, s:
         close_wait_oldest.map(std::time::Duration::from_secs_f64),
     ));
     findings.extend(leaks::time_wait(time_wait, s.tcp_max_tw_buckets));
-    findings.extend(syn_recv_backlogs.iter().filter_map(|b| leaks::syn_backlog(&b.listener, b.syn_recv, b.backlog)));
+    findings.extend(
+        syn_recv_backlogs
+            .iter()
+            .filter_map(|b| leaks::syn_backlog(&b.listener, b.syn_recv, b.backlog)),
+    );
     let unusual_listeners = listeners.iter().filter(|l| !l.allowed).count() as u64;
-    let mut state_counts: Vec<Count> = states.into_iter().map(|(key, count)| Count { key, count }).collect();
+    let mut state_counts: Vec<Count> = states
+        .into_iter()
+        .map(|(key, count)| Count { key, count })
+        .collect();
     state_counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
     let mut report = Report {
         namespaces,
@@ -292,7 +338,11 @@ pub fn analyse(sockets: &[Labeled], owners: &Owners, namespaces: Vec<String>, s:
         },
         alerts: Vec::new(),
     };
-    report.alerts = s.alerts.iter().map(|a| a.check(|m| report.metric(m))).collect();
+    report.alerts = s
+        .alerts
+        .iter()
+        .map(|a| a.check(|m| report.metric(m)))
+        .collect();
     report
 }
 
@@ -301,7 +351,12 @@ mod tests {
     use super::*;
 
     fn sock(netid: Netid, state: TcpState, local: &str, peer: &str, inode: u32) -> Labeled {
-        let mut r = SocketRecord::inet(netid, state.kernel_number(), local.parse().unwrap(), peer.parse().unwrap());
+        let mut r = SocketRecord::inet(
+            netid,
+            state.kernel_number(),
+            local.parse().unwrap(),
+            peer.parse().unwrap(),
+        );
         r.inode = inode;
         Labeled {
             netns: "init".into(),
@@ -311,10 +366,30 @@ mod tests {
 
     #[test]
     fn classifies_addresses() {
-        for internal in ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.0.9", "100.64.0.1", "100.127.255.255", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.0.9",
+            "100.64.0.1",
+            "100.127.255.255",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
-        for external in ["8.8.8.8", "198.51.100.7", "100.128.0.1", "172.32.0.1", "2001:db8::1", "::ffff:1.1.1.1"] {
+        for external in [
+            "8.8.8.8",
+            "198.51.100.7",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2001:db8::1",
+            "::ffff:1.1.1.1",
+        ] {
             assert!(!is_internal(external.parse().unwrap()), "{external}");
         }
     }
@@ -324,9 +399,27 @@ mod tests {
         let sockets = vec![
             sock(Netid::Tcp, TcpState::Listen, "0.0.0.0:22", "0.0.0.0:0", 1),
             sock(Netid::Tcp, TcpState::Listen, "0.0.0.0:4444", "0.0.0.0:0", 2),
-            sock(Netid::Tcp, TcpState::Established, "10.0.0.1:22", "198.51.100.7:50000", 3),
-            sock(Netid::Tcp, TcpState::CloseWait, "127.0.0.1:8080", "127.0.0.1:40000", 4),
-            sock(Netid::Tcp, TcpState::TimeWait, "127.0.0.1:40001", "127.0.0.1:8080", 0),
+            sock(
+                Netid::Tcp,
+                TcpState::Established,
+                "10.0.0.1:22",
+                "198.51.100.7:50000",
+                3,
+            ),
+            sock(
+                Netid::Tcp,
+                TcpState::CloseWait,
+                "127.0.0.1:8080",
+                "127.0.0.1:40000",
+                4,
+            ),
+            sock(
+                Netid::Tcp,
+                TcpState::TimeWait,
+                "127.0.0.1:40001",
+                "127.0.0.1:8080",
+                0,
+            ),
         ];
         let alerts = [
             Alert::parse("unusual-listeners > 0", &metric_names()).unwrap(),

@@ -181,9 +181,7 @@ pub fn routes() -> Result<Vec<Route>, DiagError> {
                 prefix_len: h.destination_prefix_length,
                 gateway,
                 preferred_source,
-                device: oif
-                    .and_then(|i| names.get(&i).cloned())
-                    .unwrap_or_default(),
+                device: oif.and_then(|i| names.get(&i).cloned()).unwrap_or_default(),
                 metric,
                 table,
                 protocol: protocol_name(h.protocol),

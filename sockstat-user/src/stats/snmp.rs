@@ -85,7 +85,9 @@ pub fn parse_paired(text: &str, path: &str, c: &mut Counters) -> Result<(), Snmp
         }
         let group = c.group_mut(g1);
         for (n, v) in names.iter().zip(vals) {
-            let v: i64 = v.parse().map_err(|_| bad(i * 2 + 2, "a value is not a number"))?;
+            let v: i64 = v
+                .parse()
+                .map_err(|_| bad(i * 2 + 2, "a value is not a number"))?;
             group.push((n.to_string(), v));
         }
     }
@@ -118,7 +120,10 @@ pub fn is_gauge(group: &str, name: &str) -> bool {
     matches!(
         (group, name),
         ("Ip", "Forwarding" | "DefaultTTL")
-            | ("Tcp", "RtoAlgorithm" | "RtoMin" | "RtoMax" | "MaxConn" | "CurrEstab")
+            | (
+                "Tcp",
+                "RtoAlgorithm" | "RtoMin" | "RtoMax" | "MaxConn" | "CurrEstab"
+            )
     )
 }
 
@@ -167,14 +172,15 @@ pub fn describe(group: &str, name: &str) -> String {
         return known.to_string();
     }
     let mut words = String::new();
-    // "OKs" is one word (ReasmOKs, FragOKs).
-    let name = name.replace("OKs", "Oks");
     let chars: Vec<char> = name.chars().collect();
     for (i, ch) in chars.iter().enumerate() {
+        // An acronym's plural "s" (ACKs, SYNs) does not start a new word.
+        let plural_s = chars.get(i + 1) == Some(&'s')
+            && chars.get(i + 2).is_none_or(|n| n.is_ascii_uppercase());
         let boundary = i > 0
             && ch.is_ascii_uppercase()
             && (chars[i - 1].is_ascii_lowercase()
-                || chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase()));
+                || (!plural_s && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())));
         if boundary {
             words.push(' ');
         }
@@ -184,7 +190,12 @@ pub fn describe(group: &str, name: &str) -> String {
     words
         .split(' ')
         .map(|w| {
-            if w.len() > 1 && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+            let core = w.strip_suffix('s').unwrap_or(w);
+            if core.len() > 1
+                && core
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
                 w.to_string()
             } else {
                 w.to_ascii_lowercase()
@@ -204,7 +215,10 @@ mod tests {
     fn parses_paired_lines_and_snmp6() {
         let mut c = Counters::default();
         parse_paired(SNMP, "snmp", &mut c).unwrap();
-        parse_snmp6("Ip6InReceives  40\nIcmp6OutMsgs 2\nUdpLite6InErrors 0\n", &mut c);
+        parse_snmp6(
+            "Ip6InReceives  40\nIcmp6OutMsgs 2\nUdpLite6InErrors 0\n",
+            &mut c,
+        );
         assert_eq!(c.get("Ip", "InReceives"), Some(1234));
         assert_eq!(c.get("Tcp", "ActiveOpens"), Some(17));
         assert_eq!(c.get("Ip6", "InReceives"), Some(40));
@@ -227,6 +241,7 @@ mod tests {
         assert_eq!(describe("TcpExt", "TCPHPHits"), "TCPHP hits");
         assert_eq!(describe("TcpExt", "DelayedACKs"), "delayed ACKs");
         assert_eq!(describe("TcpExt", "PruneCalled"), "prune called");
-        assert_eq!(describe("Ip", "ReasmOKs"), "reasm oks");
+        assert_eq!(describe("Ip", "ReasmOKs"), "reasm OKs");
+        assert_eq!(describe("TcpExt", "TCPSYNChallenge"), "TCPSYN challenge");
     }
 }

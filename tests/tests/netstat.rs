@@ -1,0 +1,541 @@
+//! Root-only tests of `stats`, `ifaces`, `routes`, `report` and `--all-netns`, each in
+//! throw-away named network namespaces (idle, so counters hold still between the tools
+//! compared): against /proc, netstat, and ip.
+//!
+//! Without root every test here is reported as ignored ("needs root"), never as passed.
+use std::{
+    collections::BTreeSet,
+    io::Read,
+    net::{TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    process::Command,
+    time::Duration,
+};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
+use sockstat_tests::{TestResult, is_root, sockstat_bin};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = is_root();
+    if !root {
+        eprintln!("\n*** sockstat netstat-parity tests SKIPPED: not running as root ***\n");
+    }
+    let trials = vec![
+        trial("stats_agrees_with_proc_and_netstat", root, stats),
+        trial("ifaces_agrees_with_proc_net_dev", root, ifaces),
+        trial("routes_agree_with_ip_route", root, routes),
+        trial("report_finds_planted_cases", root, report),
+        trial("all_netns_labels_each_namespace", root, all_netns),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
+    Trial::test(name, f).with_ignored_flag(!root)
+}
+
+fn fail(msg: impl Into<String>) -> Failed {
+    msg.into().into()
+}
+
+/// A named namespace (`ip netns add`), deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Result<Netns, Failed> {
+        let name = format!("sst-{tag}-{}", std::process::id());
+        run("ip", &["netns", "add", &name])?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn ip(&self, args: &[&str]) -> Result<String, Failed> {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// `cmd args` inside the namespace.
+    fn exec(&self, cmd: &str, args: &[&str]) -> Result<String, Failed> {
+        let mut full = vec!["netns", "exec", &self.name, cmd];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    fn sockstat(&self, args: &[&str]) -> Result<(Option<i32>, String), Failed> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .arg(sockstat_bin())
+            .args(args)
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        if out.status.code() == Some(2) {
+            return Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets made there belong to it).
+    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, Failed> {
+        let file = std::fs::File::open(format!("/run/netns/{}", self.name))
+            .map_err(|e| fail(e.to_string()))?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid nsfs fd; affects this thread only.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(fail(format!("setns: {}", std::io::Error::last_os_error())));
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| fail("namespace thread panicked"))?
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<String, Failed> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| fail(format!("{cmd}: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn json(text: &str) -> Result<Value, Failed> {
+    serde_json::from_str(text.trim()).map_err(|e| fail(format!("{e}: {text}")))
+}
+
+/// Some loopback TCP traffic inside the namespace, so the counters are not all zero.
+fn traffic(ns: &Netns) -> TestResult {
+    ns.within(|| -> std::io::Result<()> {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let at = l.local_addr()?;
+        for _ in 0..3 {
+            let c = TcpStream::connect(at)?;
+            let (mut s, _) = l.accept()?;
+            drop(c);
+            let mut b = [0u8; 1];
+            let _ = s.read(&mut b);
+        }
+        Ok(())
+    })?
+    .map_err(|e| fail(e.to_string()))
+}
+
+/// "    12 active connection openings" lines of one `netstat -s` section.
+fn netstat_section(text: &str, section: &str) -> Vec<(u64, String)> {
+    text.lines()
+        .skip_while(|l| l.trim_end() != format!("{section}:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .filter_map(|l| {
+            let l = l.trim();
+            let (n, rest) = l.split_once(' ')?;
+            Some((n.parse().ok()?, rest.to_string()))
+        })
+        .collect()
+}
+
+fn stats() -> TestResult {
+    let ns = Netns::new("stats")?;
+    traffic(&ns)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, out) = ns.sockstat(&["stats", "--json"])?;
+    let ours = json(&out)?;
+    // -N NAME reads the same namespace from outside it.
+    let from_outside = json(&run(
+        &sockstat_bin().display().to_string(),
+        &["stats", "--json", "-N", &ns.name],
+    )?)?;
+    let snmp = ns.exec("cat", &["/proc/net/snmp"])?;
+    let netstat = ns.exec("netstat", &["-s"])?;
+    // Every Tcp/Udp/Ip counter equals /proc/net/snmp.
+    let lines: Vec<&str> = snmp.lines().collect();
+    let mut compared = 0;
+    for pair in lines.chunks(2) {
+        let [head, values] = pair else { continue };
+        let (group, names) = head.split_once(':').unwrap_or(("", ""));
+        let values: Vec<&str> = values.split_whitespace().skip(1).collect();
+        for (name, value) in names.split_whitespace().zip(values) {
+            let want: i64 = value.parse().map_err(|_| fail(format!("{group} {name}")))?;
+            for (what, doc) in [("-N", &from_outside), ("inside", &ours)] {
+                if doc[group][name].as_i64() != Some(want) {
+                    return Err(fail(format!(
+                        "{what}: {group} {name}: {} vs /proc {want}",
+                        doc[group][name]
+                    )));
+                }
+            }
+            compared += 1;
+        }
+    }
+    if compared < 50 {
+        return Err(fail(format!("only {compared} counters compared")));
+    }
+    // And the counters netstat -s prints agree, by its own wording.
+    let tcp = netstat_section(&netstat, "Tcp");
+    for (phrase, name) in [
+        ("active connection openings", "ActiveOpens"),
+        ("passive connection openings", "PassiveOpens"),
+        ("segments received", "InSegs"),
+        ("segments sent out", "OutSegs"),
+    ] {
+        let theirs = tcp.iter().find(|(_, p)| p == phrase).map(|(n, _)| *n);
+        let mine = ours["Tcp"][name].as_u64();
+        if theirs.is_none() || theirs != mine {
+            return Err(fail(format!(
+                "{phrase}: netstat {theirs:?}, sockstat {mine:?}"
+            )));
+        }
+    }
+    if ours["Tcp"]["ActiveOpens"].as_u64() != Some(3) {
+        return Err(fail(format!("3 connections were opened: {}", ours["Tcp"])));
+    }
+    Ok(())
+}
+
+fn ifaces() -> TestResult {
+    let ns = Netns::new("ifaces")?;
+    ns.ip(&[
+        "link", "add", "sst-a", "type", "veth", "peer", "name", "sst-b",
+    ])?;
+    ns.ip(&["link", "set", "sst-a", "up"])?;
+    ns.ip(&["link", "set", "sst-b", "up"])?;
+    traffic(&ns)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, out) = ns.sockstat(&["ifaces", "--json"])?;
+    let ours = json(&out)?;
+    let dev = ns.exec("cat", &["/proc/net/dev"])?;
+    let mut seen = BTreeSet::new();
+    for line in dev.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        if f.len() < 16 {
+            return Err(fail(format!("/proc/net/dev line: {line}")));
+        }
+        let link = ours
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["name"] == name))
+            .ok_or_else(|| fail(format!("{name} missing: {ours}")))?;
+        // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop fifo
+        for (key, want) in [
+            ("rx_packets", f[1]),
+            ("rx_errors", f[2]),
+            ("rx_dropped", f[3]),
+            ("rx_overruns", f[4]),
+            ("tx_packets", f[9]),
+            ("tx_errors", f[10]),
+            ("tx_dropped", f[11]),
+            ("tx_overruns", f[12]),
+            ("rx_bytes", f[0]),
+            ("tx_bytes", f[8]),
+        ] {
+            if link[key].as_u64() != Some(want) {
+                return Err(fail(format!(
+                    "{name} {key}: {} vs /proc/net/dev {want}",
+                    link[key]
+                )));
+            }
+        }
+        seen.insert(name.to_string());
+    }
+    let want: BTreeSet<String> = ["lo", "sst-a", "sst-b"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if seen != want {
+        return Err(fail(format!("interfaces: {seen:?}")));
+    }
+    let lo = ours
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["name"] == "lo"))
+        .cloned()
+        .unwrap_or_default();
+    if lo["mtu"] != 65536 || lo["rx_packets"].as_u64().unwrap_or(0) == 0 || lo["flags"] != "LRU" {
+        return Err(fail(format!("lo: {lo}")));
+    }
+    // The text table has netstat -i's columns.
+    let (_, text) = ns.sockstat(&["ifaces"])?;
+    if !text.contains("Iface")
+        || !text.contains("RX-OVR")
+        || !text.lines().any(|l| l.starts_with("sst-a"))
+    {
+        return Err(fail(format!("table:\n{text}")));
+    }
+    Ok(())
+}
+
+/// (destination, gateway, device) from `ip route` / `ip -6 route` lines.
+fn ip_routes(text: &str) -> BTreeSet<(String, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let dest = (*w.first()?).to_string();
+            let after = |k: &str| {
+                w.iter()
+                    .position(|x| *x == k)
+                    .and_then(|i| w.get(i + 1))
+                    .map(|s| s.to_string())
+            };
+            Some((
+                dest,
+                after("via").unwrap_or_default(),
+                after("dev").unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+fn routes() -> TestResult {
+    let ns = Netns::new("routes")?;
+    ns.ip(&[
+        "link", "add", "sst-r0", "type", "veth", "peer", "name", "sst-r1",
+    ])?;
+    ns.ip(&["link", "set", "sst-r0", "up"])?;
+    ns.ip(&["link", "set", "sst-r1", "up"])?;
+    ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "sst-r0"])?;
+    ns.ip(&["-6", "addr", "add", "fd99::1/64", "dev", "sst-r0", "nodad"])?;
+    ns.ip(&["route", "add", "10.98.0.0/16", "via", "10.99.0.2"])?;
+    ns.ip(&["route", "add", "default", "via", "10.99.0.254"])?;
+    ns.ip(&[
+        "route",
+        "add",
+        "203.0.113.0/24",
+        "dev",
+        "sst-r1",
+        "metric",
+        "50",
+    ])?;
+    ns.ip(&["-6", "route", "add", "fd98::/48", "via", "fd99::2"])?;
+    let (_, out) = ns.sockstat(&["routes", "--json"])?;
+    let ours = json(&out)?;
+    let mut mine = BTreeSet::new();
+    for r in ours.as_array().into_iter().flatten() {
+        mine.insert((
+            r["destination"].as_str().unwrap_or("").to_string(),
+            r["gateway"].as_str().unwrap_or("").to_string(),
+            r["device"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    let mut theirs = ip_routes(&ns.ip(&["route"])?);
+    theirs.extend(ip_routes(&ns.ip(&["-6", "route"])?));
+    // ip prints a host's /32 or /128 without the length; ours always has one.
+    let normalise = |s: &BTreeSet<(String, String, String)>| -> BTreeSet<(String, String, String)> {
+        s.iter()
+            .map(|(d, g, v)| {
+                let d = if d == "default" || d.contains('/') {
+                    d.clone()
+                } else if d.contains(':') {
+                    format!("{d}/128")
+                } else {
+                    format!("{d}/32")
+                };
+                (d, g.clone(), v.clone())
+            })
+            .collect()
+    };
+    if normalise(&mine) != normalise(&theirs) {
+        return Err(fail(format!(
+            "sockstat routes: {mine:?}\nip route: {theirs:?}"
+        )));
+    }
+    for want in ["10.98.0.0/16", "fd98::/48", "203.0.113.0/24", "default"] {
+        if !mine.iter().any(|(d, _, _)| d == want) {
+            return Err(fail(format!("{want} missing: {mine:?}")));
+        }
+    }
+    let (_, text) = ns.sockstat(&["routes", "-n"])?;
+    if !text.contains("0.0.0.0/0") || !text.contains("10.99.0.254") {
+        return Err(fail(format!("routes -n:\n{text}")));
+    }
+    Ok(())
+}
+
+fn report() -> TestResult {
+    // Host a (198.51.100.1, a public test address) and host b (198.51.100.2) on a veth.
+    let a = Netns::new("ra")?;
+    let b = Netns::new("rb")?;
+    a.ip(&[
+        "link", "add", "sst-va", "type", "veth", "peer", "name", "sst-vb", "netns", &b.name,
+    ])?;
+    a.ip(&["addr", "add", "198.51.100.1/24", "dev", "sst-va"])?;
+    b.ip(&["addr", "add", "198.51.100.2/24", "dev", "sst-vb"])?;
+    a.ip(&["link", "set", "sst-va", "up"])?;
+    b.ip(&["link", "set", "sst-vb", "up"])?;
+    // In a: an unusual listener (4444), an allowed one (22), an external peer, a CLOSE-WAIT leak.
+    let (odd, ssh, leak_server, leak_client) = a
+        .within(|| -> std::io::Result<_> {
+            let odd = TcpListener::bind("0.0.0.0:4444")?;
+            let ssh = TcpListener::bind("0.0.0.0:22")?;
+            let l = TcpListener::bind("127.0.0.1:8080")?;
+            let c = TcpStream::connect("127.0.0.1:8080")?;
+            let (s, _) = l.accept()?;
+            Ok((odd, ssh, s, c))
+        })?
+        .map_err(|e| fail(e.to_string()))?;
+    let client = b
+        .within(|| TcpStream::connect("198.51.100.1:4444"))?
+        .map_err(|e| fail(e.to_string()))?;
+    let (served, _) = odd.accept().map_err(|e| fail(e.to_string()))?;
+    drop(leak_client);
+    std::thread::sleep(Duration::from_millis(300));
+    let bin = sockstat_bin().display().to_string();
+    let out = Command::new(&bin)
+        .args([
+            "report",
+            "--json",
+            "-N",
+            &a.name,
+            "--alert",
+            "close-wait >= 1",
+            "--alert",
+            "external > 5",
+        ])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let r = json(&String::from_utf8_lossy(&out.stdout))?;
+    if out.status.code() != Some(1) {
+        return Err(fail(format!(
+            "a firing alert must exit 1: {:?} {r}",
+            out.status.code()
+        )));
+    }
+    let unusual: Vec<u64> = r["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["allowed"] == false)
+        .filter_map(|l| l["port"].as_u64())
+        .collect();
+    if !unusual.contains(&4444) || unusual.contains(&22) {
+        return Err(fail(format!("unusual listeners {unusual:?}: {r}")));
+    }
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    let owner = r["listeners"]
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["port"] == 4444))
+        .map(|l| l["process"].clone())
+        .unwrap_or_default();
+    if !owner.as_str().is_some_and(|p| p.starts_with(me.trim())) {
+        return Err(fail(format!(
+            "listener owner {owner}, expected {}",
+            me.trim()
+        )));
+    }
+    let external: Vec<&str> = r["external"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["peer"].as_str())
+        .collect();
+    if external.len() != 1 || !external[0].starts_with("198.51.100.2:") {
+        return Err(fail(format!("external peers {external:?}")));
+    }
+    if r["leaks"]["close_wait"] != 1 || r["leaks"]["close_wait_oldest_s"].as_f64().is_none() {
+        return Err(fail(format!("CLOSE-WAIT leak: {}", r["leaks"])));
+    }
+    if r["alerts"][0]["firing"] != true || r["alerts"][1]["firing"] != false {
+        return Err(fail(format!("alerts: {}", r["alerts"])));
+    }
+    // The text report says the same.
+    let text = run(&bin, &["report", "-N", &a.name]).unwrap_or_default();
+    for needle in [
+        "! [",
+        "0.0.0.0:4444",
+        "198.51.100.2",
+        "CLOSE-WAIT: 1",
+        "CLOSE-WAIT",
+    ] {
+        if !text.contains(needle) {
+            return Err(fail(format!("{needle} missing from:\n{text}")));
+        }
+    }
+    drop((ssh, leak_server, client, served));
+    Ok(())
+}
+
+fn all_netns() -> TestResult {
+    let one = Netns::new("n1")?;
+    let two = Netns::new("n2")?;
+    let l1 = one
+        .within(|| TcpListener::bind("127.0.0.1:7101"))?
+        .map_err(|e| fail(e.to_string()))?;
+    let l2 = two
+        .within(|| TcpListener::bind("127.0.0.1:7102"))?
+        .map_err(|e| fail(e.to_string()))?;
+    let bin = sockstat_bin().display().to_string();
+    let v = json(&run(&bin, &["--all-netns", "-tln", "--json"])?)?;
+    let label_of = |port: &str| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["local"].as_str().is_some_and(|l| l.ends_with(port)))
+            .map(|s| s["netns"].as_str().unwrap_or("").to_string())
+    };
+    if label_of(":7101").as_deref() != Some(one.name.as_str())
+        || label_of(":7102").as_deref() != Some(two.name.as_str())
+    {
+        return Err(fail(format!(
+            "labels: {:?} {:?}: {v}",
+            label_of(":7101"),
+            label_of(":7102")
+        )));
+    }
+    // Without --all-netns neither is listed (like ss); -N lists just one.
+    let here = run(&bin, &["-tln"])?;
+    if here.contains(":7101") || here.contains(":7102") {
+        return Err(fail(format!(
+            "other namespaces leaked into the default listing:\n{here}"
+        )));
+    }
+    let text = run(&bin, &["--all-netns", "-tln"])?;
+    let row = text.lines().find(|l| l.contains(":7102")).unwrap_or("");
+    if !row.starts_with(&two.name) || !text.starts_with("Netns") {
+        return Err(fail(format!("text:\n{text}")));
+    }
+    // report --all-netns covers both too.
+    let r = json(&run(
+        &bin,
+        &["report", "--json", "--all-netns", "--allow-ports", "22"],
+    )?)?;
+    let ns: Vec<String> = r["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    if !ns.contains(&one.name) || !ns.contains(&two.name) {
+        return Err(fail(format!("report namespaces: {ns:?}")));
+    }
+    drop((l1, l2));
+    Ok(())
+}
