@@ -359,8 +359,13 @@ pub mod counter {
     pub const LOST: u32 = 1;
     /// Events the hook saw but could not decode (unreadable socket memory).
     pub const READ_ERRORS: u32 = 2;
+    /// Resets received / sent and segments retransmitted (data, SYN, FIN, SYN-ACK) in the
+    /// watched sockets; bumped before the ring is touched, so exact when events are lost.
+    pub const RESETS_RECEIVED: u32 = 3;
+    pub const RESETS_SENT: u32 = 4;
+    pub const RETRANSMITS: u32 = 5;
     /// Number of counters.
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 6;
 }
 
 /// Kernel TCP state numbers (`include/net/tcp_states.h`); the tracepoint passes these.

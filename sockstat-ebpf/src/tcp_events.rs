@@ -68,6 +68,12 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
     let Some(addr) = (unsafe { wanted(sk, &off)? }) else {
         return Ok(());
     };
+    match event_kind {
+        kind::RESET_RECEIVED => bump(counter::RESETS_RECEIVED),
+        kind::RESET_SENT => bump(counter::RESETS_SENT),
+        kind::RETRANSMIT | kind::SYNACK_RETRANSMIT => bump(counter::RETRANSMITS),
+        _ => {}
+    }
     let Some(mut entry) = reserve() else {
         return Ok(());
     };

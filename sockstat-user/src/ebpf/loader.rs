@@ -275,6 +275,9 @@ impl Probe {
             emitted: sum(counter::EMITTED)?,
             lost: sum(counter::LOST)?,
             read_errors: sum(counter::READ_ERRORS)?,
+            resets_received: sum(counter::RESETS_RECEIVED)?,
+            resets_sent: sum(counter::RESETS_SENT)?,
+            retransmits: sum(counter::RETRANSMITS)?,
         })
     }
 }
@@ -305,4 +308,8 @@ pub struct KernelCounters {
     pub lost: u64,
     /// Hook invocations whose socket could not be read.
     pub read_errors: u64,
+    pub resets_received: u64,
+    pub resets_sent: u64,
+    /// Segments retransmitted, SYN-ACKs included.
+    pub retransmits: u64,
 }

@@ -38,6 +38,7 @@ pub struct SockView<'a> {
     pub state: ReportedState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    pub netns: u32,
     pub owner: Option<(u32, &'a str)>,
 }
 
@@ -580,6 +581,7 @@ mod tests {
             state: ReportedState::Known(TcpState::Established),
             local: addr("10.0.0.1:5000"),
             remote,
+            netns: 1,
             owner: Some((42, "curl")),
         }]);
         let s = d.snapshot(ctx(&[]));
@@ -616,6 +618,7 @@ mod tests {
             state: ReportedState::Known(TcpState::TimeWait),
             local: addr("127.0.0.1:1"),
             remote: addr("127.0.0.1:2"),
+            netns: 1,
             owner: None,
         }]);
         let alerts =

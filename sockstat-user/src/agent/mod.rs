@@ -1,6 +1,10 @@
-//! The agent's moving parts shared by `trace` and `top`: sock_diag dumps turned into live-table
-//! baselines, and the reconcile schedule that keeps the live table honest (TIME-WAIT expiry,
-//! repairs after lost events). The caller owns the event loop; this owns the timing.
+//! The agent's moving parts shared by `trace`, `top` and `serve`: sock_diag dumps turned into
+//! live-table baselines, the reconcile schedule that keeps the live table honest (TIME-WAIT
+//! expiry, repairs after lost events), and the feed (kernel events, or polling when the
+//! programs cannot load). The caller owns the event loop; this owns the timing.
+pub mod feed;
+
+pub use feed::{Feed, FeedOptions};
 use std::{path::Path, time::Duration};
 
 use crate::{
