@@ -7,6 +7,7 @@ pub mod alert;
 pub mod cli;
 pub mod diag;
 pub mod ebpf;
+pub mod exporter;
 pub mod filter;
 pub mod lab;
 pub mod live;

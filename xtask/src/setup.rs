@@ -22,6 +22,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("prometheus", "promtool"),
     // GNU time: peak RSS of benchmarked commands.
     ("time", "time"),
+    // A real HTTP client for the exporter tests.
+    ("curl", "curl"),
+    // setpriv (unprivileged runs in tests) and lsns.
+    ("util-linux", "setpriv"),
 ];
 
 pub fn is_root() -> bool {

@@ -110,8 +110,7 @@ impl Feed {
             Ok(p) => p,
             Err(e) => return Ok(polling(format!("kernel programs not loaded ({e})"))),
         };
-        let events =
-            EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
+        let events = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
         // Attached first, then the baseline: nothing falls between the two.
         let mut tracker = Tracker::default();
         let owners = crate::ebpf::owners::socket_owners_any();

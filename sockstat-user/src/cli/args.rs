@@ -127,6 +127,8 @@ pub enum Command {
     /// Analysis: states, top peers and ports, external connections, unusual listeners,
     /// leak indicators; --alert for cron and CI.
     Report(ReportArgs),
+    /// A Prometheus/OpenMetrics exporter: /metrics and /healthz.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -317,4 +319,30 @@ pub struct ReportArgs {
     /// Work in the named network namespace (ip netns).
     #[arg(short = 'N', long = "net", value_name = "NSNAME")]
     pub netns: Option<String>,
+}
+
+/// The exporter's default port: outside the 9100-9999 range the Prometheus exporters
+/// allocate, so it collides with none of them.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:19377";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to serve /metrics and /healthz on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Seconds between refreshes of the socket gauges (scrapes read what is there).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Poll sock_diag instead of loading the kernel programs.
+    #[arg(long)]
+    pub poll: bool,
+    /// Every network namespace on the host instead of sockstat's own.
+    #[arg(long)]
+    pub all_netns: bool,
+    /// Kernel hook for sock:inet_sock_set_state.
+    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
+    pub hook: HookChoice,
+    /// Ring-buffer size in KiB (rounded up to a power of two).
+    #[arg(long, value_name = "KIB", default_value_t = 4096)]
+    pub ring_kb: u32,
 }

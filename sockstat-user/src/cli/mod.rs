@@ -6,6 +6,7 @@ pub mod lab;
 pub mod list;
 pub mod report;
 pub mod routes;
+pub mod serve;
 pub mod stats;
 pub mod top;
 pub mod trace;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Ifaces(args)) => ifaces::run(&args),
         Some(Command::Routes(args)) => routes::run(&args),
         Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Serve(args)) => serve::run(&args),
         None => list::run(&cli.list),
     }
 }

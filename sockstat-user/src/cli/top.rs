@@ -318,7 +318,13 @@ async fn once(
     feed.drain(&mut |t| observe(t, filter, dash));
     feed.refresh_now().await;
     sample(feed, filter, dash);
-    let snap = dash.snapshot(context(feed, filter_text, false, SortBy::Connections, alerts));
+    let snap = dash.snapshot(context(
+        feed,
+        filter_text,
+        false,
+        SortBy::Connections,
+        alerts,
+    ));
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer(&mut out, &snap).context("writing JSON")?;

@@ -1,0 +1,128 @@
+//! `sockstat serve`: keeps the live table (or a sock_diag poll) current and serves it as
+//! metrics until SIGTERM/SIGINT.
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{UsageError, args::ServeArgs};
+use crate::{
+    agent::{Feed, FeedOptions},
+    exporter::{http, metrics::Metrics},
+    live::{clock, dashboard::DataSource},
+};
+
+const DRAIN: Duration = Duration::from_millis(50);
+
+/// What scrapes read: the metrics (refreshed by the event loop) and its heartbeat.
+struct Shared {
+    metrics: Mutex<Metrics>,
+    /// Monotonic ns of the event loop's last refresh.
+    heartbeat: AtomicU64,
+    stale_after_ns: u64,
+}
+
+impl http::Source for Shared {
+    fn metrics(&self, openmetrics: bool) -> String {
+        let text = self.metrics.lock().map(|m| m.encode()).unwrap_or_default();
+        if openmetrics {
+            text
+        } else {
+            crate::exporter::metrics::to_classic_text(&text)
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        let last = self.heartbeat.load(Ordering::Relaxed);
+        clock::monotonic_ns().saturating_sub(last) < self.stale_after_ns
+    }
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let addr: SocketAddr = args.listen.parse().map_err(|_| {
+        UsageError(format!(
+            "--listen {}: expected ADDR:PORT, e.g. 127.0.0.1:19377 or [::]:19377",
+            args.listen
+        ))
+    })?;
+    if !(0.1..=3600.0).contains(&args.interval) || !args.interval.is_finite() {
+        return Err(UsageError("--interval must be between 0.1 and 3600 seconds".into()).into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    runtime.block_on(serve(args, addr))
+}
+
+async fn serve(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| UsageError(format!("cannot listen on {addr}: {e}")))?;
+    let mut feed = Feed::start(&FeedOptions {
+        hook: args.hook,
+        ring_kb: args.ring_kb,
+        v4: true,
+        v6: true,
+        all_netns: args.all_netns,
+        poll: args.poll,
+    })?;
+    let source = match feed.source() {
+        DataSource::Ebpf { hook } => format!("ebpf {hook}"),
+        DataSource::Polling { reason } => format!("polling ({reason})"),
+    };
+    let interval = Duration::from_secs_f64(args.interval);
+    let shared = Arc::new(Shared {
+        metrics: Mutex::new(Metrics::new(&source)),
+        heartbeat: AtomicU64::new(clock::monotonic_ns()),
+        // Three missed refreshes (and at least 10 s) mean the loop is stuck.
+        stale_after_ns: (interval * 3).max(Duration::from_secs(10)).as_nanos() as u64,
+    });
+    feed.refresh_now().await;
+    if let Ok(mut m) = shared.metrics.lock() {
+        m.refresh(&feed);
+    }
+    eprintln!("sockstat serve: http://{addr}/metrics ({source}); SIGTERM stops it");
+    let server = tokio::spawn(http::serve(listener, shared.clone()));
+
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut drain = tokio::time::interval(DRAIN);
+    let mut refresh = tokio::time::interval(interval);
+    let observe = |shared: &Shared, feed: &mut Feed| {
+        if let Ok(m) = shared.metrics.lock() {
+            feed.drain(&mut |t| m.observe(t));
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = drain.tick() => observe(&shared, &mut feed),
+            _ = refresh.tick() => {
+                observe(&shared, &mut feed);
+                feed.refresh().await;
+                if let Ok(mut m) = shared.metrics.lock() {
+                    m.refresh(&feed);
+                }
+                shared.heartbeat.store(clock::monotonic_ns(), Ordering::Relaxed);
+            }
+            step = feed.reconcile_step() => {
+                if let Ok(m) = shared.metrics.lock() {
+                    feed.reconcile(step, &mut |t| m.observe(t));
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    server.abort();
+    eprintln!("sockstat serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}

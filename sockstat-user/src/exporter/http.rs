@@ -1,0 +1,193 @@
+//! The scrape endpoint: GET /metrics and GET /healthz over HTTP/1.x, one request per
+//! connection. Written here rather than taken from hyper: an exporter needs two paths and
+//! hard limits (header size, read time, concurrent connections), and hyper's server would
+//! need hyper-util plus the same guards around it for a tenth of its features.
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
+
+/// The request head must fit in this; a bigger one gets 431 and the connection closes.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// A client that has not sent its request head by then is dropped.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more are closed at once so scrapes are never starved.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// What the server needs from the exporter for each scrape.
+pub trait Source: Send + Sync + 'static {
+    /// The exposition: OpenMetrics when `openmetrics`, else the classic text format.
+    fn metrics(&self, openmetrics: bool) -> String;
+    fn healthy(&self) -> bool;
+}
+
+pub async fn serve(listener: TcpListener, source: Arc<dyn Source>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // EMFILE and the like: back off a little rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let source = source.clone();
+        tokio::spawn(async move {
+            let _ = handle(stream, source.as_ref()).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Reads up to the end of the request head ("\r\n\r\n"); `None` when it is too large.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
+        if head.len() > MAX_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
+/// The response to a request head: status, content type, body.
+pub fn route(head: &str, source: &dyn Source) -> (&'static str, &'static str, Vec<u8>) {
+    let request_line = head.lines().next().unwrap_or("");
+    // Prometheus asks for OpenMetrics in its Accept header; everyone else gets 0.0.4 text.
+    let openmetrics = head.lines().skip(1).any(|h| {
+        h.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("accept") && value.contains("application/openmetrics-text")
+        })
+    });
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return ("400 Bad Request", "text/plain", b"bad request\n".to_vec());
+    };
+    let path = target.split('?').next().unwrap_or(target);
+    if method != "GET" && method != "HEAD" {
+        return (
+            "405 Method Not Allowed",
+            "text/plain",
+            b"only GET\n".to_vec(),
+        );
+    }
+    match path {
+        "/metrics" if openmetrics => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            source.metrics(true).into_bytes(),
+        ),
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            source.metrics(false).into_bytes(),
+        ),
+        "/healthz" if source.healthy() => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        "/healthz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            b"unhealthy\n".to_vec(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            b"not found: try /metrics\n".to_vec(),
+        ),
+    }
+}
+
+async fn handle(mut stream: TcpStream, source: &dyn Source) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+        Err(_) => return Ok(()),
+        Ok(Err(_)) => return Ok(()),
+        Ok(Ok(None)) => {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"request head too large\n",
+            )
+            .await;
+        }
+        Ok(Ok(Some(head))) => head,
+    };
+    let text = String::from_utf8_lossy(&head);
+    let (status, content_type, body) = route(&text, source);
+    let body = if text.starts_with("HEAD ") {
+        Vec::new()
+    } else {
+        body
+    };
+    respond(&mut stream, status, content_type, &body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl Source for Fixed {
+        fn metrics(&self, openmetrics: bool) -> String {
+            if openmetrics {
+                "# EOF\n".into()
+            } else {
+                String::new()
+            }
+        }
+        fn healthy(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn routes_two_paths_and_refuses_the_rest() {
+        assert_eq!(route("GET /metrics HTTP/1.1", &Fixed).0, "200 OK");
+        assert_eq!(route("GET /metrics?x=1 HTTP/1.1", &Fixed).0, "200 OK");
+        assert_eq!(route("GET /healthz HTTP/1.0", &Fixed).2, b"ok\n");
+        assert_eq!(route("GET / HTTP/1.1", &Fixed).0, "404 Not Found");
+        assert_eq!(route("GET /metricsx HTTP/1.1", &Fixed).0, "404 Not Found");
+        assert_eq!(
+            route("POST /metrics HTTP/1.1", &Fixed).0,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(route("", &Fixed).0, "400 Bad Request");
+        let om = route(
+            "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0\r\n",
+            &Fixed,
+        );
+        assert!(om.1.starts_with("application/openmetrics-text"));
+        assert!(
+            route("GET /metrics HTTP/1.1\r\n", &Fixed)
+                .1
+                .starts_with("text/plain; version=0.0.4")
+        );
+    }
+}

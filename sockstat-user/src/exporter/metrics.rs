@@ -1,0 +1,319 @@
+//! The metric families and how they are fed. Label sets are bounded: states x namespaces,
+//! edges (16 x 16 at most), errno names, and at most `MAX_PORTS` listening ports.
+use std::collections::HashMap;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::{
+    agent::Feed,
+    live::{Cause, Transition},
+    tcp::{ReportedState, TcpState},
+};
+
+/// Listening ports beyond this many are summed under port="other".
+pub const MAX_PORTS: usize = 64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateNetns {
+    state: String,
+    netns: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Edge {
+    from: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Errno {
+    errno: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Port {
+    port: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    sockets: Family<StateNetns, Gauge>,
+    transitions: Family<Edge, Counter>,
+    connect_seconds: Histogram,
+    retransmits: Counter,
+    resets: Family<Direction, Counter>,
+    connect_errors: Family<Errno, Counter>,
+    time_wait_entries: Counter,
+    time_wait_expiries: Counter,
+    lost: Counter,
+    repairs: Counter,
+    ebpf_up: Gauge,
+    listen_port_sockets: Family<Port, Gauge>,
+    /// Last absolute values of the kernel's (and the live table's) running totals, so the
+    /// counters advance by the difference.
+    seen: HashMap<&'static str, u64>,
+    seen_edges: HashMap<(u8, u8), u64>,
+}
+
+impl Metrics {
+    pub fn new(source: &str) -> Self {
+        let mut registry = Registry::with_prefix("sockstat");
+        let m = Metrics {
+            registry: Registry::default(),
+            sockets: Family::default(),
+            transitions: Family::default(),
+            // 100 µs to ~26 s, by 4x.
+            connect_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            retransmits: Counter::default(),
+            resets: Family::default(),
+            connect_errors: Family::default(),
+            time_wait_entries: Counter::default(),
+            time_wait_expiries: Counter::default(),
+            lost: Counter::default(),
+            repairs: Counter::default(),
+            ebpf_up: Gauge::default(),
+            listen_port_sockets: Family::default(),
+            seen: HashMap::new(),
+            seen_edges: HashMap::new(),
+        };
+        // A gauge fixed at 1 rather than an OpenMetrics info metric: the classic text
+        // parsers (promtool, older scrapers) know no "info" type.
+        let build = Family::<Vec<(String, String)>, Gauge>::default();
+        build
+            .get_or_create(&vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("source".to_string(), source.to_string()),
+            ])
+            .set(1);
+        registry.register("build_info", "sockstat version and data source", build);
+        registry.register(
+            "ebpf_up",
+            "1 when the kernel programs are loaded, 0 when polling sock_diag",
+            m.ebpf_up.clone(),
+        );
+        registry.register(
+            "sockets",
+            "TCP sockets by state and network namespace (inode)",
+            m.sockets.clone(),
+        );
+        registry.register(
+            "transitions",
+            "TCP state transitions counted in the kernel (a timewait swap shows as -> CLOSE)",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "connect_duration_seconds",
+            "Time from SYN-SENT to ESTAB of connections opened here",
+            m.connect_seconds.clone(),
+        );
+        registry.register(
+            "retransmits",
+            "TCP segments retransmitted (SYN-ACKs included), counted in the kernel",
+            m.retransmits.clone(),
+        );
+        registry.register(
+            "resets",
+            "TCP resets received (in) and sent (out), counted in the kernel",
+            m.resets.clone(),
+        );
+        registry.register(
+            "connect_errors",
+            "Connections that failed in SYN-SENT, by errno",
+            m.connect_errors.clone(),
+        );
+        registry.register(
+            "time_wait_entries",
+            "Connections that entered TIME-WAIT",
+            m.time_wait_entries.clone(),
+        );
+        registry.register(
+            "time_wait_expiries",
+            "TIME-WAIT sockets that ran out their 60 s",
+            m.time_wait_expiries.clone(),
+        );
+        registry.register(
+            "lost_events",
+            "Kernel events dropped because the ring buffer was full (repaired by reconcile)",
+            m.lost.clone(),
+        );
+        registry.register(
+            "reconcile_repairs",
+            "Live-table entries corrected by a sock_diag reconcile",
+            m.repairs.clone(),
+        );
+        registry.register(
+            "listen_port_sockets",
+            "Non-listening sockets on each listening port (at most 64 ports, the rest as other)",
+            m.listen_port_sockets.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// One transition from the live table.
+    pub fn observe(&self, t: &Transition) {
+        let known = |s: TcpState| ReportedState::Known(s);
+        if t.old == known(TcpState::SynSent)
+            && t.new == known(TcpState::Established)
+            && let Some(ns) = t.prev_state_ns
+        {
+            self.connect_seconds.observe(ns as f64 / 1e9);
+        }
+        if t.old == known(TcpState::SynSent) && t.new == known(TcpState::Close) {
+            let errno = match t.cause {
+                Some(Cause::Timeout) => "ETIMEDOUT".to_string(),
+                Some(Cause::RstIn) => "ECONNREFUSED".to_string(),
+                Some(c) => c.name(),
+                None => "none".to_string(),
+            };
+            self.connect_errors.get_or_create(&Errno { errno }).inc();
+        }
+        if t.new == known(TcpState::TimeWait) {
+            self.time_wait_entries.inc();
+        }
+        if t.old == known(TcpState::TimeWait) && t.cause == Some(Cause::Timeout) {
+            self.time_wait_expiries.inc();
+        }
+    }
+
+    fn advance(&mut self, counter: &Counter, key: &'static str, now: u64) {
+        let before = self.seen.insert(key, now).unwrap_or(0);
+        counter.inc_by(now.saturating_sub(before));
+    }
+
+    /// Refreshes everything that is read rather than observed: socket gauges, the kernel's
+    /// and the live table's running totals.
+    pub fn refresh(&mut self, feed: &Feed) {
+        self.ebpf_up.set(i64::from(feed.is_ebpf()));
+        let mut by_state: HashMap<(String, u32), i64> = HashMap::new();
+        let mut listening: Vec<(u32, u16)> = Vec::new();
+        let mut per_port: HashMap<(u32, u16), i64> = HashMap::new();
+        feed.for_each_socket(|s| {
+            *by_state.entry((s.state.to_string(), s.netns)).or_default() += 1;
+            if s.state == ReportedState::Known(TcpState::Listen) {
+                listening.push((s.netns, s.local.port()));
+            } else {
+                *per_port.entry((s.netns, s.local.port())).or_default() += 1;
+            }
+        });
+        self.sockets.clear();
+        for ((state, netns), n) in by_state {
+            self.sockets
+                .get_or_create(&StateNetns {
+                    state,
+                    netns: netns.to_string(),
+                })
+                .set(n);
+        }
+        listening.sort_unstable();
+        listening.dedup();
+        self.listen_port_sockets.clear();
+        let mut ports: Vec<(u16, i64)> = Vec::new();
+        for key in &listening {
+            let n = per_port.get(key).copied().unwrap_or(0);
+            match ports.iter_mut().find(|(p, _)| *p == key.1) {
+                Some((_, total)) => *total += n,
+                None => ports.push((key.1, n)),
+            }
+        }
+        ports.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (i, (port, n)) in ports.into_iter().enumerate() {
+            let label = if i < MAX_PORTS {
+                port.to_string()
+            } else {
+                "other".to_string()
+            };
+            self.listen_port_sockets
+                .get_or_create(&Port { port: label })
+                .inc_by(n);
+        }
+        if let Some(c) = feed.counters() {
+            let r = self.retransmits.clone();
+            self.advance(&r, "retransmits", c.retransmits);
+            let lost = self.lost.clone();
+            self.advance(&lost, "lost", c.lost);
+            let inn = self
+                .resets
+                .get_or_create(&Direction { direction: "in" })
+                .clone();
+            self.advance(&inn, "resets_in", c.resets_received);
+            let out = self
+                .resets
+                .get_or_create(&Direction { direction: "out" })
+                .clone();
+            self.advance(&out, "resets_out", c.resets_sent);
+        }
+        let repairs = self.repairs.clone();
+        self.advance(&repairs, "repairs", feed.tracker_stats().repairs);
+        for ((o, n), total) in feed.edge_counts() {
+            let before = self.seen_edges.insert((o, n), total).unwrap_or(0);
+            self.transitions
+                .get_or_create(&Edge {
+                    from: ReportedState::from_kernel(o).to_string(),
+                    to: ReportedState::from_kernel(n).to_string(),
+                })
+                .inc_by(total.saturating_sub(before));
+        }
+    }
+
+    /// OpenMetrics text, as prometheus-client writes it.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The classic Prometheus text format (0.0.4) from OpenMetrics text: a counter family `x`
+/// is announced as `x_total` there (its samples already are), and there is no `# EOF`.
+/// For scrapers that do not ask for OpenMetrics, and for `promtool check metrics`.
+pub fn to_classic_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64);
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_by_their_samples() {
+        let om = "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            to_classic_text(om),
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+}

@@ -1,0 +1,428 @@
+//! Root-only tests of `sockstat serve`: promtool accepts the exposition, counters move by
+//! exactly the connections the test makes (scraped with curl), bad requests do not disturb
+//! scrapes, SIGTERM stops it cleanly, and --poll still serves.
+//!
+//! Without root every test here is reported as ignored ("needs root"), never as passed.
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use sockstat_tests::{TestResult, free_port, is_root, sockstat_bin};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = is_root();
+    if !root {
+        eprintln!("\n*** sockstat serve tests SKIPPED: not running as root ***\n");
+    }
+    let trials = vec![
+        trial(
+            "serve_counters_move_by_the_connections_made",
+            root,
+            counters,
+        ),
+        trial(
+            "serve_bad_requests_do_not_disturb_scrapes",
+            root,
+            bad_requests,
+        ),
+        trial(
+            "serve_polling_fallback_and_sigterm",
+            root,
+            polling_and_sigterm,
+        ),
+        trial("serve_bad_listen_address_is_one_line", root, bad_listen),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
+    Trial::test(name, f).with_ignored_flag(!root)
+}
+
+fn fail(msg: impl Into<String>) -> Failed {
+    msg.into().into()
+}
+
+/// A named namespace for the exporter and the traffic it should count; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Result<Netns, Failed> {
+        let name = format!("sst-{tag}-{}", std::process::id());
+        run("ip", &["netns", "add", &name])?;
+        run("ip", &["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(Netns(name))
+    }
+
+    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, Failed> {
+        let file = std::fs::File::open(format!("/run/netns/{}", self.0))
+            .map_err(|e| fail(e.to_string()))?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid nsfs fd; affects this thread only.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(fail("setns failed"));
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| fail("namespace thread panicked"))?
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<String, Failed> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| fail(format!("{cmd}: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `sockstat serve` (optionally inside a namespace), killed on drop.
+struct Server {
+    child: Child,
+    netns: Option<String>,
+    port: u16,
+}
+
+impl Server {
+    fn start(netns: Option<&Netns>, port: u16, extra: &[&str]) -> Result<Server, Failed> {
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.0]).arg(sockstat_bin());
+                c
+            }
+            None => Command::new(sockstat_bin()),
+        };
+        cmd.args(["serve", "--listen", &listen, "--interval", "0.2"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+        let server = Server {
+            child,
+            netns: netns.map(|n| n.0.clone()),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if server
+                .curl(&["-o", "/dev/null", "-w", "%{http_code}", "/healthz"])
+                .is_ok_and(|c| c == "200")
+            {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(fail("sockstat serve did not come up"))
+    }
+
+    /// curl ARGS http://127.0.0.1:PORT{path}, from the server's namespace.
+    fn curl(&self, args: &[&str]) -> Result<String, Failed> {
+        let (path, opts) = args.split_last().ok_or_else(|| fail("no path"))?;
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut full: Vec<String> = Vec::new();
+        if let Some(ns) = &self.netns {
+            full.extend(["netns", "exec", ns, "curl"].map(String::from));
+        }
+        full.extend(["-s", "--max-time", "5"].map(String::from));
+        full.extend(opts.iter().map(|s| s.to_string()));
+        full.push(url);
+        let (cmd, rest) = if self.netns.is_some() {
+            ("ip", &full[..])
+        } else {
+            ("curl", &full[..])
+        };
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        run(cmd, &rest)
+    }
+
+    fn scrape(&self) -> Result<HashMap<String, f64>, Failed> {
+        let text = self.curl(&["/metrics"])?;
+        Ok(samples(&text))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `name{labels} value` lines by their full series name.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn get(s: &HashMap<String, f64>, series: &str) -> f64 {
+    s.get(series).copied().unwrap_or(0.0)
+}
+
+fn counters() -> TestResult {
+    let ns = Netns::new("serve")?;
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let server = Server::start(Some(&ns), port, &[])?;
+    let settle = || std::thread::sleep(Duration::from_millis(1200));
+    settle();
+    // Every scrape is a loopback connection the exporter counts too. Its share is measured
+    // by a scrape with nothing in between and subtracted.
+    let s1 = server.scrape()?;
+    ns.within(|| -> std::io::Result<()> {
+        let l = TcpListener::bind("127.0.0.1:7600")?;
+        for _ in 0..5 {
+            let c = TcpStream::connect("127.0.0.1:7600")?;
+            let (mut s, _) = l.accept()?;
+            drop(c);
+            let mut b = [0u8; 1];
+            let _ = s.read(&mut b);
+        }
+        for _ in 0..2 {
+            if TcpStream::connect("127.0.0.1:7601").is_ok() {
+                return Err(std::io::Error::other("7601 should refuse"));
+            }
+        }
+        Ok(())
+    })?
+    .map_err(|e| fail(e.to_string()))?;
+    settle();
+    let s2 = server.scrape()?;
+    settle();
+    let s3 = server.scrape()?;
+    let test_delta = |series: &str| {
+        (get(&s2, series) - get(&s1, series)) - (get(&s3, series) - get(&s2, series))
+    };
+    let edge =
+        |from: &str, to: &str| format!("sockstat_transitions_total{{from=\"{from}\",to=\"{to}\"}}");
+    let want = [
+        (edge("CLOSE", "SYN-SENT"), 7.0),
+        (edge("SYN-SENT", "ESTAB"), 5.0),
+        (edge("SYN-SENT", "CLOSE"), 2.0),
+        (edge("LISTEN", "SYN-RECV"), 5.0),
+        (edge("ESTAB", "FIN-WAIT-1"), 5.0),
+        (edge("ESTAB", "CLOSE-WAIT"), 5.0),
+        (edge("LAST-ACK", "CLOSE"), 5.0),
+        ("sockstat_connect_duration_seconds_count".to_string(), 5.0),
+        ("sockstat_time_wait_entries_total".to_string(), 5.0),
+    ];
+    for (series, n) in want {
+        let got = test_delta(&series);
+        if got != n {
+            return Err(fail(format!(
+                "{series}: moved by {got}, expected {n}\nbefore {s1:?}\nafter {s2:?}\nidle {s3:?}"
+            )));
+        }
+    }
+    // Errors and resets are not touched by scrapes: plain differences.
+    let refused = "sockstat_connect_errors_total{errno=\"ECONNREFUSED\"}";
+    let resets_in = "sockstat_resets_total{direction=\"in\"}";
+    for (series, n) in [(refused, 2.0), (resets_in, 2.0)] {
+        let got = get(&s2, series) - get(&s1, series);
+        if got != n {
+            return Err(fail(format!("{series}: moved by {got}, expected {n}")));
+        }
+    }
+    let tw: f64 = s2
+        .iter()
+        .filter(|(k, _)| k.starts_with("sockstat_sockets{state=\"TIME-WAIT\""))
+        .map(|(_, v)| v)
+        .sum();
+    if tw < 5.0
+        || get(&s2, "sockstat_ebpf_up") != 1.0
+        || get(&s2, "sockstat_lost_events_total") != 0.0
+    {
+        return Err(fail(format!("TIME-WAIT gauge {tw}, ebpf_up, lost: {s2:?}")));
+    }
+    // promtool accepts the exposition (with every family populated by now).
+    let text = server.curl(&["/metrics"])?;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("promtool: {e}")))?;
+    if let Some(mut stdin) = promtool.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = promtool
+        .wait_with_output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "promtool check metrics: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    // OpenMetrics when asked for it.
+    let om = server.curl(&[
+        "-H",
+        "Accept: application/openmetrics-text; version=1.0.0",
+        "/metrics",
+    ])?;
+    if !om.trim_end().ends_with("# EOF") {
+        return Err(fail("OpenMetrics exposition must end with # EOF"));
+    }
+    Ok(())
+}
+
+fn bad_requests() -> TestResult {
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let server = Server::start(None, port, &[])?;
+    let code = |args: &[&str]| -> Result<String, Failed> {
+        let mut a = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        a.extend_from_slice(args);
+        server.curl(&a)
+    };
+    if code(&["/nope"])? != "404"
+        || code(&["/"])? != "404"
+        || code(&["-X", "POST", "/metrics"])? != "405"
+    {
+        return Err(fail("unknown paths must be 404 and other methods 405"));
+    }
+    let big = format!("X-Big: {}", "a".repeat(40_000));
+    if code(&["-H", &big, "/metrics"])? != "431" {
+        return Err(fail("a huge header must get 431"));
+    }
+    // Slow clients: connections that never finish their request. Scrapes go on.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| fail(e.to_string()))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .map_err(|e| fail(e.to_string()))?;
+        slow.push(s);
+    }
+    let started = Instant::now();
+    if code(&["/metrics"])? != "200" || code(&["/healthz"])? != "200" {
+        return Err(fail("a scrape failed while slow clients were connected"));
+    }
+    if started.elapsed() > Duration::from_secs(2) {
+        return Err(fail(format!(
+            "scrapes took {:?} with slow clients around",
+            started.elapsed()
+        )));
+    }
+    // The slow ones are dropped after the read timeout, not served.
+    slow[0]
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut buf = Vec::new();
+    let _ = slow[0].read_to_end(&mut buf);
+    if !buf.is_empty() {
+        return Err(fail(format!(
+            "a request without its end was answered: {}",
+            String::from_utf8_lossy(&buf)
+        )));
+    }
+    Ok(())
+}
+
+fn polling_and_sigterm() -> TestResult {
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let mut server = Server::start(None, port, &["--poll"])?;
+    std::thread::sleep(Duration::from_millis(800));
+    let s = server.scrape()?;
+    let listening: f64 = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("sockstat_sockets{state=\"LISTEN\""))
+        .map(|(_, v)| v)
+        .sum();
+    if get(&s, "sockstat_ebpf_up") != 0.0 || listening < 1.0 {
+        return Err(fail(format!(
+            "polling: ebpf_up must be 0 and the exporter's own listener counted: {s:?}"
+        )));
+    }
+    if !s
+        .keys()
+        .any(|k| k.starts_with("sockstat_build_info{") && k.contains("polling"))
+    {
+        return Err(fail("build_info should name the polling source"));
+    }
+    // SIGTERM: a clean exit, at once.
+    let pid = server.child.id().to_string();
+    run("kill", &["-TERM", &pid])?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(status) = server.child.try_wait().map_err(|e| fail(e.to_string()))? {
+            if status.code() != Some(0) {
+                return Err(fail(format!("exit status after SIGTERM: {status}")));
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(fail("still running 3 s after SIGTERM"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut err = String::new();
+    if let Some(mut e) = server.child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    if !err.contains("stopped") {
+        return Err(fail(format!("stderr: {err}")));
+    }
+    Ok(())
+}
+
+fn bad_listen() -> TestResult {
+    for bad in ["nonsense", "127.0.0.1:99999"] {
+        let out = Command::new(sockstat_bin())
+            .args(["serve", "--listen", bad])
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || err.lines().count() != 1 || !out.stdout.is_empty() {
+            return Err(fail(format!(
+                "--listen {bad}: {:?} {err:?}",
+                out.status.code()
+            )));
+        }
+    }
+    // A port already taken: one line, exit 2.
+    let taken = TcpListener::bind("127.0.0.1:0").map_err(|e| fail(e.to_string()))?;
+    let addr = taken
+        .local_addr()
+        .map_err(|e| fail(e.to_string()))?
+        .to_string();
+    let out = Command::new(sockstat_bin())
+        .args(["serve", "--listen", &addr])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) || !err.contains("cannot listen") {
+        return Err(fail(format!("taken port: {:?} {err:?}", out.status.code())));
+    }
+    Ok(())
+}
