@@ -14,7 +14,7 @@ use std::{
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
-use sockstat_tests::{TestResult, is_root, sockstat_bin};
+use sockstat_tests::{TestResult, Tracer, is_root, sockstat_bin};
 
 fn main() {
     let args = Arguments::from_args();
@@ -28,6 +28,7 @@ fn main() {
         trial("routes_agree_with_ip_route", root, routes),
         trial("report_finds_planted_cases", root, report),
         trial("all_netns_labels_each_namespace", root, all_netns),
+        trial("trace_all_netns_sees_other_namespaces", root, trace_all_netns),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -522,6 +523,11 @@ fn all_netns() -> TestResult {
     if !row.starts_with(&two.name) || !text.starts_with("Netns") {
         return Err(fail(format!("text:\n{text}")));
     }
+    // -N lists just that namespace.
+    let only_one = run(&bin, &["-N", &one.name, "-tln"])?;
+    if !only_one.contains(":7101") || only_one.contains(":7102") {
+        return Err(fail(format!("-N {}:\n{only_one}", one.name)));
+    }
     // report --all-netns covers both too.
     let r = json(&run(
         &bin,
@@ -537,5 +543,37 @@ fn all_netns() -> TestResult {
         return Err(fail(format!("report namespaces: {ns:?}")));
     }
     drop((l1, l2));
+    Ok(())
+}
+
+fn trace_all_netns() -> TestResult {
+    use std::os::unix::fs::MetadataExt;
+    let ns = Netns::new("tr")?;
+    let inode = std::fs::metadata(format!("/run/netns/{}", ns.name))
+        .map_err(|e| fail(e.to_string()))?
+        .ino();
+    let everywhere = Tracer::start(&["--json", "--all-netns"]).map_err(fail)?;
+    let here_only = Tracer::start(&["--json"]).map_err(fail)?;
+    ns.within(|| -> std::io::Result<()> {
+        let l = TcpListener::bind("127.0.0.1:7200")?;
+        let c = TcpStream::connect("127.0.0.1:7200")?;
+        let (s, _) = l.accept()?;
+        drop((c, s));
+        Ok(())
+    })?
+    .map_err(|e| fail(e.to_string()))?;
+    let on_7200 = |l: &str| l.contains("127.0.0.1:7200");
+    let seen = everywhere
+        .wait_line(on_7200, Duration::from_secs(5))
+        .ok_or_else(|| fail("trace --all-netns did not see the other namespace"))?;
+    let v: Value = serde_json::from_str(&seen.1).map_err(|e| fail(e.to_string()))?;
+    if v["netns"].as_u64() != Some(inode) {
+        return Err(fail(format!("netns label {} instead of {inode}", v["netns"])));
+    }
+    if here_only.wait_line(on_7200, Duration::from_millis(500)).is_some() {
+        return Err(fail("trace without --all-netns saw another namespace (ss does not)"));
+    }
+    everywhere.stop().map_err(fail)?;
+    here_only.stop().map_err(fail)?;
     Ok(())
 }
