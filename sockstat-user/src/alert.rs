@@ -131,6 +131,11 @@ impl Alert {
     }
 }
 
+/// Parses every `--alert` of a command line.
+pub fn parse_all(exprs: &[String], known: &[&str]) -> Result<Vec<Alert>, AlertError> {
+    exprs.iter().map(|e| Alert::parse(e, known)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

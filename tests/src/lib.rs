@@ -279,3 +279,75 @@ pub fn wait_until(what: &str, cond: impl Fn() -> bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A named network namespace (`ip netns add`) for one test, deleted on drop.
+pub struct NamedNetns {
+    pub name: String,
+}
+
+impl NamedNetns {
+    /// `sst-TAG-PID`, with its loopback up.
+    pub fn new(tag: &str) -> Result<NamedNetns, String> {
+        let name = format!("sst-{tag}-{}", std::process::id());
+        run("ip", &["netns", "add", &name])?;
+        let ns = NamedNetns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n NAME ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// `CMD ARGS` inside the namespace.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["netns", "exec", &self.name, cmd];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets made there belong to it).
+    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+        use std::os::fd::AsRawFd;
+        let file =
+            std::fs::File::open(format!("/run/netns/{}", self.name)).map_err(|e| e.to_string())?;
+        thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid nsfs fd; affects this thread only.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!("setns: {}", std::io::Error::last_os_error()));
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| "namespace thread panicked".to_string())?
+        })
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Runs a command; its stdout, or one line saying what failed.
+pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

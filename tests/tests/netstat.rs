@@ -7,14 +7,13 @@ use std::{
     collections::BTreeSet,
     io::Read,
     net::{TcpListener, TcpStream},
-    os::fd::AsRawFd,
     process::Command,
     time::Duration,
 };
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
-use sockstat_tests::{TestResult, Tracer, is_root, sockstat_bin};
+use sockstat_tests::{NamedNetns, TestResult, Tracer, is_root, sockstat_bin};
 
 fn main() {
     let args = Arguments::from_args();
@@ -28,7 +27,11 @@ fn main() {
         trial("routes_agree_with_ip_route", root, routes),
         trial("report_finds_planted_cases", root, report),
         trial("all_netns_labels_each_namespace", root, all_netns),
-        trial("trace_all_netns_sees_other_namespaces", root, trace_all_netns),
+        trial(
+            "trace_all_netns_sees_other_namespaces",
+            root,
+            trace_all_netns,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -41,31 +44,31 @@ fn fail(msg: impl Into<String>) -> Failed {
     msg.into().into()
 }
 
-/// A named namespace (`ip netns add`), deleted on drop.
-struct Netns {
-    name: String,
+/// The shared named namespace, plus running sockstat inside it.
+struct Netns(NamedNetns);
+
+impl std::ops::Deref for Netns {
+    type Target = NamedNetns;
+    fn deref(&self) -> &NamedNetns {
+        &self.0
+    }
 }
 
 impl Netns {
     fn new(tag: &str) -> Result<Netns, Failed> {
-        let name = format!("sst-{tag}-{}", std::process::id());
-        run("ip", &["netns", "add", &name])?;
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"])?;
-        Ok(ns)
+        NamedNetns::new(tag).map(Netns).map_err(fail)
     }
 
     fn ip(&self, args: &[&str]) -> Result<String, Failed> {
-        let mut full = vec!["-n", &self.name];
-        full.extend_from_slice(args);
-        run("ip", &full)
+        self.0.ip(args).map_err(fail)
     }
 
-    /// `cmd args` inside the namespace.
     fn exec(&self, cmd: &str, args: &[&str]) -> Result<String, Failed> {
-        let mut full = vec!["netns", "exec", &self.name, cmd];
-        full.extend_from_slice(args);
-        run("ip", &full)
+        self.0.exec(cmd, args).map_err(fail)
+    }
+
+    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, Failed> {
+        self.0.within(f).map_err(fail)
     }
 
     fn sockstat(&self, args: &[&str]) -> Result<(Option<i32>, String), Failed> {
@@ -83,46 +86,10 @@ impl Netns {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ))
     }
-
-    /// Runs `f` on a thread inside the namespace (sockets made there belong to it).
-    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, Failed> {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.name))
-            .map_err(|e| fail(e.to_string()))?;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on a valid nsfs fd; affects this thread only.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(fail(format!("setns: {}", std::io::Error::last_os_error())));
-                }
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| fail("namespace thread panicked"))?
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<String, Failed> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| fail(format!("{cmd}: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    sockstat_tests::run(cmd, args).map_err(fail)
 }
 
 fn json(text: &str) -> Result<Value, Failed> {
@@ -568,10 +535,18 @@ fn trace_all_netns() -> TestResult {
         .ok_or_else(|| fail("trace --all-netns did not see the other namespace"))?;
     let v: Value = serde_json::from_str(&seen.1).map_err(|e| fail(e.to_string()))?;
     if v["netns"].as_u64() != Some(inode) {
-        return Err(fail(format!("netns label {} instead of {inode}", v["netns"])));
+        return Err(fail(format!(
+            "netns label {} instead of {inode}",
+            v["netns"]
+        )));
     }
-    if here_only.wait_line(on_7200, Duration::from_millis(500)).is_some() {
-        return Err(fail("trace without --all-netns saw another namespace (ss does not)"));
+    if here_only
+        .wait_line(on_7200, Duration::from_millis(500))
+        .is_some()
+    {
+        return Err(fail(
+            "trace without --all-netns saw another namespace (ss does not)",
+        ));
     }
     everywhere.stop().map_err(fail)?;
     here_only.stop().map_err(fail)?;

@@ -7,13 +7,12 @@ use std::{
     collections::HashMap,
     io::{Read, Write},
     net::{Ipv4Addr, TcpListener, TcpStream},
-    os::fd::AsRawFd,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use sockstat_tests::{TestResult, free_port, is_root, sockstat_bin};
+use sockstat_tests::{NamedNetns, TestResult, free_port, is_root, sockstat_bin};
 
 fn main() {
     let args = Arguments::from_args();
@@ -50,53 +49,8 @@ fn fail(msg: impl Into<String>) -> Failed {
     msg.into().into()
 }
 
-/// A named namespace for the exporter and the traffic it should count; deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Result<Netns, Failed> {
-        let name = format!("sst-{tag}-{}", std::process::id());
-        run("ip", &["netns", "add", &name])?;
-        run("ip", &["-n", &name, "link", "set", "lo", "up"])?;
-        Ok(Netns(name))
-    }
-
-    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, Failed> {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.0))
-            .map_err(|e| fail(e.to_string()))?;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on a valid nsfs fd; affects this thread only.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(fail("setns failed"));
-                }
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| fail("namespace thread panicked"))?
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 fn run(cmd: &str, args: &[&str]) -> Result<String, Failed> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| fail(format!("{cmd}: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    sockstat_tests::run(cmd, args).map_err(fail)
 }
 
 /// `sockstat serve` (optionally inside a namespace), killed on drop.
@@ -107,12 +61,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(netns: Option<&Netns>, port: u16, extra: &[&str]) -> Result<Server, Failed> {
+    fn start(netns: Option<&NamedNetns>, port: u16, extra: &[&str]) -> Result<Server, Failed> {
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", &ns.0]).arg(sockstat_bin());
+                c.args(["netns", "exec", &ns.name]).arg(sockstat_bin());
                 c
             }
             None => Command::new(sockstat_bin()),
@@ -124,7 +78,7 @@ impl Server {
         let child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
         let server = Server {
             child,
-            netns: netns.map(|n| n.0.clone()),
+            netns: netns.map(|n| n.name.clone()),
             port,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -189,7 +143,7 @@ fn get(s: &HashMap<String, f64>, series: &str) -> f64 {
 }
 
 fn counters() -> TestResult {
-    let ns = Netns::new("serve")?;
+    let ns = NamedNetns::new("serve").map_err(fail)?;
     let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
     let server = Server::start(Some(&ns), port, &[])?;
     let settle = || std::thread::sleep(Duration::from_millis(1200));

@@ -250,9 +250,10 @@ pub enum LabCommand {
     },
 }
 
+/// What `stats` and `ifaces` share: totals once, or per-second changes every N seconds.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
-    /// JSON: {group: {counter: value}} (with --interval: one object per line).
+pub struct RepeatArgs {
+    /// JSON (with --interval: one object per line).
     #[arg(long)]
     pub json: bool,
     /// Print per-second changes every N seconds instead of the totals.
@@ -267,19 +268,15 @@ pub struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub repeat: RepeatArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct IfacesArgs {
-    /// JSON: an array of interfaces (with --interval: one array per line, per second).
-    #[arg(long)]
-    pub json: bool,
-    /// Print per-second rates every N seconds.
-    #[arg(long, value_name = "SECS")]
-    pub interval: Option<u64>,
-    /// With --interval: stop after N reports.
-    #[arg(long, value_name = "N", requires = "interval")]
-    pub count: Option<u64>,
-    /// Work in the named network namespace (ip netns).
-    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub repeat: RepeatArgs,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ use super::{NetnsChoice, UsageError, args::IfacesArgs};
 use crate::rtnl::{self, Link};
 
 pub fn run(args: &IfacesArgs) -> anyhow::Result<ExitCode> {
+    let args = &args.repeat;
     if args.interval == Some(0) {
         return Err(UsageError("--interval must be at least 1 second".into()).into());
     }

@@ -9,7 +9,6 @@ use anyhow::Context as _;
 
 use super::{NetnsChoice, UsageError, args::ReportArgs};
 use crate::{
-    alert::Alert,
     diag::{self, Extensions, Query, SocketRecord},
     filter::states,
     procs::{self, netns::Namespace},
@@ -43,12 +42,7 @@ fn collect_here(proc_net: &std::path::Path) -> anyhow::Result<(Vec<SocketRecord>
 }
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let names = analysis::metric_names();
-    let alerts = args
-        .alert
-        .iter()
-        .map(|a| Alert::parse(a, &names))
-        .collect::<Result<Vec<_>, _>>()
+    let alerts = crate::alert::parse_all(&args.alert, &analysis::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
     let owners = std::thread::spawn(crate::ebpf::owners::socket_owners_any);
     let mut labeled = Vec::new();

@@ -12,6 +12,7 @@ use super::{NetnsChoice, UsageError, args::StatsArgs};
 use crate::stats::snmp::{self, Counters};
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<ExitCode> {
+    let args = &args.repeat;
     if args.interval == Some(0) {
         return Err(UsageError("--interval must be at least 1 second".into()).into());
     }

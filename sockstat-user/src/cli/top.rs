@@ -43,12 +43,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
     }
     let filter_text = args.filter.join(" ");
     let filter = parse_filter(&filter_text, args).map_err(UsageError)?;
-    let names = Snapshot::metric_names();
-    let alerts = args
-        .alert
-        .iter()
-        .map(|a| Alert::parse(a, &names))
-        .collect::<Result<Vec<_>, _>>()
+    let alerts = crate::alert::parse_all(&args.alert, &Snapshot::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
     let interactive = io::stdout().is_terminal() && io::stdin().is_terminal();
     if !args.once && !interactive {
