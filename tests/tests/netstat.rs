@@ -534,10 +534,10 @@ fn trace_all_netns() -> TestResult {
         .wait_line(on_7200, Duration::from_secs(5))
         .ok_or_else(|| fail("trace --all-netns did not see the other namespace"))?;
     let v: Value = serde_json::from_str(&seen.1).map_err(|e| fail(e.to_string()))?;
-    if v["netns"].as_u64() != Some(inode) {
+    if v["netns"].as_u64() != Some(inode) || v["netns_name"] != ns.name.as_str() {
         return Err(fail(format!(
-            "netns label {} instead of {inode}",
-            v["netns"]
+            "netns {} / {} instead of {inode} / {}",
+            v["netns"], v["netns_name"], ns.name
         )));
     }
     if here_only

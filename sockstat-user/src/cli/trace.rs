@@ -56,6 +56,14 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(trace(args, &filter))
 }
 
+/// Every namespace's label by inode, for --all-netns output.
+fn netns_names() -> HashMap<u32, String> {
+    crate::procs::netns::all()
+        .into_iter()
+        .map(|ns| (ns.inode, ns.label()))
+        .collect()
+}
+
 fn scope_of(args: &TraceArgs) -> DumpScope {
     DumpScope {
         port: args.port,
@@ -198,7 +206,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         tracker.len()
     );
 
-    let printer = TracePrinter::new(
+    let mut printer = TracePrinter::new(
         if args.json {
             TraceFormat::Json
         } else {
@@ -206,6 +214,9 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         },
         clock::WallClock::now(),
     );
+    if args.all_netns {
+        printer.set_netns_names(netns_names());
+    }
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let mut pipe = Pipeline {
         tracker,
@@ -245,6 +256,9 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                             reconciler.start(probe.counters().map(|c| c.lost).unwrap_or(0));
                         }
                         ReconcileStep::Done(dump) => {
+                            if args.all_netns {
+                                pipe.printer.set_netns_names(netns_names());
+                            }
                             Reconciler::apply(dump, &mut pipe.tracker, &mut pipe.outputs);
                             if pipe.print(&mut out)? {
                                 return Ok(());

@@ -19,6 +19,9 @@ const LIFETIME_HEADER: &str = "TIME         PID     COMM             LOCAL      
 pub struct TracePrinter {
     format: TraceFormat,
     clock: WallClock,
+    /// With --all-netns: namespace labels (ip netns name or "pid N", plus the container) by
+    /// inode, printed in a NETNS column and as `netns_name`.
+    netns_names: Option<std::collections::HashMap<u32, String>>,
 }
 
 /// The NDJSON record of a transition. Keys are a stable interface: later versions add keys,
@@ -29,6 +32,8 @@ struct JsonTransition<'a> {
     ts_ns: u64,
     cookie: u64,
     netns: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns_name: Option<String>,
     pid: Option<u32>,
     comm: Option<&'a str>,
     owner_source: &'static str,
@@ -65,14 +70,38 @@ struct JsonLifetime<'a> {
 
 impl TracePrinter {
     pub fn new(format: TraceFormat, clock: WallClock) -> Self {
-        Self { format, clock }
+        Self {
+            format,
+            clock,
+            netns_names: None,
+        }
+    }
+
+    /// Labels transitions with their namespace (`--all-netns`); called again as namespaces
+    /// come and go.
+    pub fn set_netns_names(&mut self, names: std::collections::HashMap<u32, String>) {
+        self.netns_names = Some(names);
+    }
+
+    fn netns_name(&self, netns: u32) -> Option<String> {
+        let names = self.netns_names.as_ref()?;
+        Some(
+            names
+                .get(&netns)
+                .cloned()
+                .unwrap_or_else(|| format!("netns {netns}")),
+        )
     }
 
     /// The column header (text only).
     pub fn write_header(&self, out: &mut impl Write, lifetimes: bool) -> io::Result<()> {
         match self.format {
             TraceFormat::Text => {
-                writeln!(out, "{}", if lifetimes { LIFETIME_HEADER } else { HEADER })
+                let header = if lifetimes { LIFETIME_HEADER } else { HEADER };
+                match self.netns_names {
+                    Some(_) => writeln!(out, "{:<12} {:<24} {}", "TIME", "NETNS", &header[13..]),
+                    None => writeln!(out, "{header}"),
+                }
             }
             TraceFormat::Json => Ok(()),
         }
@@ -107,9 +136,12 @@ impl TracePrinter {
                     .prev_state_ns
                     .map_or_else(String::new, |ns| (ns / 1_000).to_string());
                 let cause = t.cause.map_or_else(|| "-".to_string(), |c| c.name());
+                let netns = self
+                    .netns_name(t.netns)
+                    .map_or_else(String::new, |n| format!(" {:<24}", n.replace(' ', "_")));
                 writeln!(
                     out,
-                    "{} {:<7} {:<16} {:<24} {:<24} {:<27} {:<10} {}",
+                    "{}{netns} {:<7} {:<16} {:<24} {:<24} {:<27} {:<10} {}",
                     self.local_time(t.ts_ns),
                     pid,
                     comm,
@@ -126,6 +158,7 @@ impl TracePrinter {
                     ts_ns: t.ts_ns,
                     cookie: t.cookie,
                     netns: t.netns,
+                    netns_name: self.netns_name(t.netns),
                     pid: t.owner.pid,
                     comm: t.owner.comm.as_ref().map(|c| c.as_str()),
                     owner_source: t.owner.source.name(),
