@@ -25,12 +25,18 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The binary under test: `$SOCKSTAT_BIN` (set by `cargo xtask test`), else the release build.
+/// The binary under test: `$SOCKSTAT_BIN` (set by `cargo xtask test`), else the `sockstat`
+/// built next to this test binary (`target/[triple/]release/deps/..` -> `../sockstat`).
 pub fn sockstat_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SOCKSTAT_BIN") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/sockstat")
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("sockstat")))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/sockstat")
+        })
 }
 
 /// A listening port below the ephemeral range that nothing uses right now, on both loopback

@@ -173,7 +173,7 @@ fn run_groups(groups: &[Group<'_>], farms: &mut [Farm], tw: usize) -> Result<Str
 
 /// `cargo xtask bench list`.
 pub fn list(root: &Path, rounds: usize) -> Result<String> {
-    let sockstat = root.join("target/release/sockstat").display().to_string();
+    let sockstat = crate::sockstat_bin(root)?.display().to_string();
     let argv = |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_string).collect() };
     farm::raise_nofile();
     eprintln!("bench: opening 90k established sockets in 5 farms");
@@ -282,7 +282,7 @@ fn lost_from(stderr: &str) -> u64 {
 
 /// `cargo xtask bench trace`.
 pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
-    let sockstat = root.join("target/release/sockstat").display().to_string();
+    let sockstat = crate::sockstat_bin(root)?.display().to_string();
     let tcpstates = ["/usr/sbin/tcpstates", "/usr/bin/tcpstates"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -393,7 +393,7 @@ pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
 /// `cargo xtask bench soak`: `sockstat trace > /dev/null` under continuous churn for `secs`
 /// seconds; the tracer's RSS every 30 s, and its summary at the end.
 pub fn soak(root: &Path, secs: u64) -> Result<String> {
-    let sockstat = root.join("target/release/sockstat");
+    let sockstat = crate::sockstat_bin(root)?;
     let err_file = std::env::temp_dir().join("sockstat-bench-soak.err");
     let mut tracer = Command::new(&sockstat)
         .arg("trace")
