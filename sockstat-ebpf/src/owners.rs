@@ -11,7 +11,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::bpf_seq_write;
 use sockstat_common::OwnerRecord;
 
-use crate::{maps::owner_offsets, sock::read};
+use crate::maps::owner_offsets;
 
 const CTX_META: usize = 0;
 const CTX_TASK: usize = 8;
@@ -61,7 +61,15 @@ unsafe fn try_socket_owners(ctx: *const u8) -> Result<(), i32> {
         tgid: unsafe { load::<i32>(task, off.task_tgid) } as u32,
         fd,
         inode: unsafe { load::<u64>(inode, off.inode_i_ino) },
-        comm: unsafe { read(task, off.task_comm)? },
+        // Two plain 8-byte loads, like the fields above, instead of a helper call per socket.
+        comm: unsafe {
+            let lo = load::<u64>(task, off.task_comm).to_ne_bytes();
+            let hi = load::<u64>(task, off.task_comm + 8).to_ne_bytes();
+            let mut c = [0u8; 16];
+            c[..8].copy_from_slice(&lo);
+            c[8..].copy_from_slice(&hi);
+            c
+        },
     };
     let seq = unsafe { core::ptr::read_volatile(meta.cast::<*mut c_void>()) };
     unsafe {

@@ -53,31 +53,45 @@ pub fn socket_owners() -> Result<Owners, OwnersError> {
     Ok(read_records(file)?)
 }
 
-/// Decodes the iterator's output as it is read, 64 KiB at a time.
-fn read_records(file: std::fs::File) -> std::io::Result<Owners> {
+/// Decodes the iterator's output as it is read, 256 KiB at a time. Records come grouped
+/// by task, so a process's name is looked up once per run of its records, not per socket.
+fn read_records(mut file: std::fs::File) -> std::io::Result<Owners> {
     let size = std::mem::size_of::<OwnerRecord>();
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut filled = 0;
     let mut comms: HashMap<u32, String> = HashMap::new();
     let mut entries = Vec::new();
-    let mut rec = vec![0u8; size];
+    let mut last_tgid = None;
     loop {
-        match reader.read_exact(&mut rec) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+        let n = match file.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        };
+        filled += n;
+        let whole = filled - filled % size;
+        for chunk in buf[..whole].chunks_exact(size) {
+            entries.push(decode_one(chunk, &mut comms, &mut last_tgid));
         }
-        entries.push(decode_one(&rec, &mut comms));
+        buf.copy_within(whole..filled, 0);
+        filled -= whole;
+        if n == 0 {
+            break;
+        }
     }
     Ok(Owners::new(entries, comms))
 }
 
-fn decode_one(chunk: &[u8], comms: &mut HashMap<u32, String>) -> Owner {
+fn decode_one(chunk: &[u8], comms: &mut HashMap<u32, String>, last_tgid: &mut Option<u32>) -> Owner {
     // SAFETY: an exact-size chunk of a Pod type; read_unaligned makes no alignment claim.
     let rec: OwnerRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
-    comms.entry(rec.tgid).or_insert_with(|| {
-        let n = rec.comm.iter().position(|&b| b == 0).unwrap_or(16);
-        String::from_utf8_lossy(&rec.comm[..n]).into_owned()
-    });
+    if *last_tgid != Some(rec.tgid) {
+        *last_tgid = Some(rec.tgid);
+        comms.entry(rec.tgid).or_insert_with(|| {
+            let n = rec.comm.iter().position(|&b| b == 0).unwrap_or(16);
+            String::from_utf8_lossy(&rec.comm[..n]).into_owned()
+        });
+    }
     // sock_diag reports 32-bit inode numbers.
     Owner {
         inode: rec.inode as u32,
