@@ -82,7 +82,11 @@ fn read_records(mut file: std::fs::File) -> std::io::Result<Owners> {
     Ok(Owners::new(entries, comms))
 }
 
-fn decode_one(chunk: &[u8], comms: &mut HashMap<u32, String>, last_tgid: &mut Option<u32>) -> Owner {
+fn decode_one(
+    chunk: &[u8],
+    comms: &mut HashMap<u32, String>,
+    last_tgid: &mut Option<u32>,
+) -> Owner {
     // SAFETY: an exact-size chunk of a Pod type; read_unaligned makes no alignment claim.
     let rec: OwnerRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
     if *last_tgid != Some(rec.tgid) {
