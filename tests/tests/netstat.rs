@@ -495,6 +495,81 @@ fn all_netns() -> TestResult {
     if !only_one.contains(":7101") || only_one.contains(":7102") {
         return Err(fail(format!("-N {}:\n{only_one}", one.name)));
     }
+    // top --once --all-netns counts both listeners; plain top counts neither.
+    let filter = "( sport = :7101 or sport = :7102 )";
+    let top_all = json(&run(
+        &bin,
+        &[
+            "top",
+            "--once",
+            "--json",
+            "--interval",
+            "0.3",
+            "--all-netns",
+            filter,
+        ],
+    )?)?;
+    let top_here = json(&run(
+        &bin,
+        &["top", "--once", "--json", "--interval", "0.3", filter],
+    )?)?;
+    let listening = |v: &Value| {
+        v["states"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["state"] == "LISTEN"))
+            .and_then(|r| r["count"].as_u64())
+    };
+    if listening(&top_all) != Some(2) || listening(&top_here) != Some(0) {
+        return Err(fail(format!(
+            "top LISTEN counts: --all-netns {:?}, own namespace {:?}",
+            listening(&top_all),
+            listening(&top_here)
+        )));
+    }
+    // serve --all-netns labels the sockets gauge with each namespace's inode.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail(e.to_string()))?
+        .port();
+    let mut serve = Command::new(&bin)
+        .args([
+            "serve",
+            "--all-netns",
+            "--interval",
+            "0.2",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    let inode = |ns: &Netns| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", ns.name)).map(|m| m.ino())
+    };
+    let (i1, i2) = (
+        inode(&one).map_err(|e| fail(e.to_string()))?,
+        inode(&two).map_err(|e| fail(e.to_string()))?,
+    );
+    let mut scraped = String::new();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        scraped =
+            run("curl", &["-s", &format!("http://127.0.0.1:{port}/metrics")]).unwrap_or_default();
+        if scraped.contains(&format!("netns=\"{i1}\""))
+            && scraped.contains(&format!("netns=\"{i2}\""))
+        {
+            break;
+        }
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    for i in [i1, i2] {
+        let series = format!("sockstat_sockets{{state=\"LISTEN\",netns=\"{i}\"}} 1");
+        if !scraped.contains(&series) {
+            return Err(fail(format!("{series} missing from:\n{scraped}")));
+        }
+    }
     // report --all-netns covers both too.
     let r = json(&run(
         &bin,
