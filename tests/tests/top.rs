@@ -11,7 +11,7 @@ use std::{
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
-use sockstat_tests::{TestResult, free_port, is_root, sockstat_bin};
+use sockstat_tests::{TestResult, is_root, sockstat_bin};
 
 fn main() {
     let args = Arguments::from_args();
@@ -35,6 +35,14 @@ fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
 
 fn fail(msg: impl Into<String>) -> Failed {
     msg.into().into()
+}
+
+/// A listener on a port the kernel picks (never one another socket holds); the tests filter
+/// on that port, so nothing else on the machine shows up in their numbers.
+fn listen_any(ip: IpAddr) -> Result<(TcpListener, u16), Failed> {
+    let l = TcpListener::bind((ip, 0)).map_err(|e| fail(format!("bind: {e}")))?;
+    let port = l.local_addr().map_err(|e| fail(e.to_string()))?.port();
+    Ok((l, port))
 }
 
 /// A tmux session running one command in a 120x40 pane; killed on drop.
@@ -179,8 +187,7 @@ fn check_restored(tmux: &Tmux) -> TestResult {
 
 fn tmux_screen() -> TestResult {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let port = free_port(ip).map_err(fail)?;
-    let listener = TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let (listener, port) = listen_any(ip)?;
     let tmux = Tmux::start(
         "sockstat-top",
         &pane_command(&format!(
@@ -342,8 +349,7 @@ fn json_count(snap: &Value, state: &str) -> Option<u64> {
 
 fn once_json() -> TestResult {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let port = free_port(ip).map_err(fail)?;
-    let listener = TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let (listener, port) = listen_any(ip)?;
     let mut pairs = Vec::new();
     for _ in 0..2 {
         let c =
@@ -408,9 +414,7 @@ fn once_json() -> TestResult {
 
 fn once_alert() -> TestResult {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let port = free_port(ip).map_err(fail)?;
-    let _listener =
-        TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let (_listener, port) = listen_any(ip)?;
     let filter = format!("sport = :{port}");
     let (code, out, err) = run_once(&[
         "--once",
@@ -458,8 +462,7 @@ fn once_alert() -> TestResult {
 
 fn polling() -> TestResult {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let port = free_port(ip).map_err(fail)?;
-    let listener = TcpListener::bind((ip, port)).map_err(|e| fail(format!("bind :{port}: {e}")))?;
+    let (listener, port) = listen_any(ip)?;
     let c = TcpStream::connect((ip, port)).map_err(|e| fail(format!("connect :{port}: {e}")))?;
     let (s, _) = listener
         .accept()
