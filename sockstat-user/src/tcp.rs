@@ -116,6 +116,14 @@ impl ReportedState {
     pub fn from_kernel(n: u8) -> Self {
         TcpState::from_kernel(n).map_or(ReportedState::Unknown(n), ReportedState::Known)
     }
+
+    /// The kernel's number for the state, known or not.
+    pub fn kernel_number(self) -> u8 {
+        match self {
+            ReportedState::Known(s) => s.kernel_number(),
+            ReportedState::Unknown(n) => n,
+        }
+    }
 }
 
 impl fmt::Display for ReportedState {

@@ -42,6 +42,8 @@ pub struct DumpScope {
 pub struct Dump {
     pub sockets: Vec<Baseline>,
     pub covered: Vec<u32>,
+    /// With `all_netns`: each namespace's label by inode, from the same enumeration.
+    pub names: std::collections::HashMap<u32, String>,
 }
 
 /// Turns dumped sockets straight into compact baseline entries: no intermediate records, so
@@ -139,9 +141,10 @@ pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> 
         dump_one(own, Path::new("/proc/net"), &mut dump);
     }
     for ns in others.iter().filter(|ns| ns.inode != own) {
-        let _ = crate::procs::netns::run_in(&ns.name, &ns.file, || {
-            dump_one(ns.inode, Path::new("/proc/thread-self/net"), &mut dump)
-        });
+        let _ = ns.run(|| dump_one(ns.inode, Path::new("/proc/thread-self/net"), &mut dump));
+    }
+    if scope.all_netns {
+        dump.names = others.iter().map(|ns| (ns.inode, ns.label())).collect();
     }
     dump
 }
@@ -168,6 +171,13 @@ pub struct Reconciler {
     count: u64,
     lost_at_last_full: u64,
     pending: Option<(u32, u64, tokio::task::JoinHandle<Dump>)>,
+}
+
+impl FinishedDump {
+    /// Namespace labels by inode (filled for `all_netns` scopes).
+    pub fn names(&self) -> &std::collections::HashMap<u32, String> {
+        &self.dump.names
+    }
 }
 
 impl Reconciler {

@@ -2,53 +2,37 @@
 use std::{
     io::{self, Write},
     process::ExitCode,
-    time::Duration,
 };
 
 use anyhow::Context as _;
 
-use super::{NetnsChoice, UsageError, args::IfacesArgs};
+use super::{NetnsChoice, args::IfacesArgs};
 use crate::rtnl::{self, Link};
 
 pub fn run(args: &IfacesArgs) -> anyhow::Result<ExitCode> {
-    let args = &args.repeat;
-    if args.interval == Some(0) {
-        return Err(UsageError("--interval must be at least 1 second".into()).into());
-    }
-    let netns = NetnsChoice::open(args.netns.as_deref())?;
+    let netns = NetnsChoice::open(args.repeat.netns.as_deref())?;
     let read = || -> anyhow::Result<Vec<Link>> {
         netns
             .run(rtnl::links)?
             .context("reading interfaces (rtnetlink)")
     };
-    let mut out = io::stdout().lock();
-    let Some(secs) = args.interval else {
-        let links = read()?;
-        if args.json {
-            serde_json::to_writer(&mut out, &links)?;
-            writeln!(out)?;
+    let json = args.repeat.json;
+    super::repeat(&args.repeat, read, |out, before, now| {
+        let rates: Vec<Link>;
+        let (links, per) = match before {
+            None => (now, None),
+            Some((before, secs)) => {
+                rates = now.iter().map(|l| per_second(l, before, secs)).collect();
+                (&rates, Some(secs))
+            }
+        };
+        if json {
+            serde_json::to_writer(&mut *out, links).map_err(io::Error::other)?;
+            writeln!(out)
         } else {
-            write_table(&mut out, &links, None)?;
+            write_table(out, links, per)
         }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let mut before = read()?;
-    let mut printed = 0;
-    while args.count.is_none_or(|n| printed < n) {
-        std::thread::sleep(Duration::from_secs(secs));
-        let now = read()?;
-        let rates: Vec<Link> = now.iter().map(|l| per_second(l, &before, secs)).collect();
-        if args.json {
-            serde_json::to_writer(&mut out, &rates)?;
-            writeln!(out)?;
-        } else {
-            write_table(&mut out, &rates, Some(secs))?;
-        }
-        out.flush()?;
-        before = now;
-        printed += 1;
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The link's counters as changes per second since `before` (a new link counts from 0).
@@ -70,7 +54,7 @@ fn per_second(l: &Link, before: &[Link], secs: u64) -> Link {
     }
 }
 
-fn write_table(out: &mut impl Write, links: &[Link], per_second: Option<u64>) -> io::Result<()> {
+fn write_table(out: &mut dyn Write, links: &[Link], per_second: Option<u64>) -> io::Result<()> {
     match per_second {
         None => writeln!(out, "Kernel Interface table")?,
         Some(s) => writeln!(out, "Per second over the last {s} s")?,

@@ -531,7 +531,7 @@ fn list_all_netns(
     for ns in crate::procs::netns::all() {
         let label = ns.label().replace(' ', "_");
         let mut sink = diag::VecSink::default();
-        crate::procs::netns::run_in(&ns.name, &ns.file, || {
+        ns.run(|| {
             dump(
                 query,
                 std::path::Path::new("/proc/thread-self/net"),

@@ -69,3 +69,32 @@ impl NetnsChoice {
         }
     }
 }
+
+/// `--interval`/`--count` (stats, ifaces): without an interval, `report(out, None, now)` once;
+/// with one, every interval `report(out, Some((before, secs)), now)` with the previous read.
+pub fn repeat<T>(
+    args: &args::RepeatArgs,
+    read: impl Fn() -> anyhow::Result<T>,
+    mut report: impl FnMut(&mut dyn std::io::Write, Option<(&T, u64)>, &T) -> std::io::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    if args.interval == Some(0) {
+        return Err(UsageError("--interval must be at least 1 second".into()).into());
+    }
+    let mut out = std::io::stdout().lock();
+    let Some(secs) = args.interval else {
+        report(&mut out, None, &read()?)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut before = read()?;
+    let mut printed = 0;
+    while args.count.is_none_or(|n| printed < n) {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        let now = read()?;
+        report(&mut out, Some((&before, secs)), &now)?;
+        out.flush()?;
+        before = now;
+        printed += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}

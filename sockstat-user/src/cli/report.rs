@@ -11,7 +11,7 @@ use super::{NetnsChoice, UsageError, args::ReportArgs};
 use crate::{
     diag::{self, Extensions, Query, SocketRecord},
     filter::states,
-    procs::{self, netns::Namespace},
+    procs,
     report::analysis::{self, Labeled, Report, Settings},
 };
 
@@ -50,12 +50,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut tw_max = None;
     if args.all_netns {
         for ns in procs::netns::all() {
-            let Namespace { name, file, .. } = &ns;
             let label = ns.label();
-            let (records, max) = procs::netns::run_in(name, file, || {
-                collect_here(std::path::Path::new("/proc/thread-self/net"))
-            })
-            .map_err(|e| UsageError(e.to_string()))??;
+            let (records, max) = ns
+                .run(|| collect_here(std::path::Path::new("/proc/thread-self/net")))
+                .map_err(|e| UsageError(e.to_string()))??;
             tw_max = tw_max.or(max);
             labeled.extend(records.into_iter().map(|record| Labeled {
                 netns: label.clone(),

@@ -2,53 +2,33 @@
 use std::{
     io::{self, Write},
     process::ExitCode,
-    time::Duration,
 };
 
 use anyhow::Context as _;
 use serde_json::{Map, Value};
 
-use super::{NetnsChoice, UsageError, args::StatsArgs};
+use super::{NetnsChoice, args::StatsArgs};
 use crate::stats::snmp::{self, Counters};
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<ExitCode> {
-    let args = &args.repeat;
-    if args.interval == Some(0) {
-        return Err(UsageError("--interval must be at least 1 second".into()).into());
-    }
-    let netns = NetnsChoice::open(args.netns.as_deref())?;
+    let netns = NetnsChoice::open(args.repeat.netns.as_deref())?;
     let read = || -> anyhow::Result<Counters> {
         netns
             .run(|| snmp::read(&netns.proc_net()))?
             .context("reading the protocol counters")
     };
-    let mut out = io::stdout().lock();
-    let Some(secs) = args.interval else {
-        let c = read()?;
-        if args.json {
-            serde_json::to_writer(&mut out, &to_json(&c, None))?;
-            writeln!(out)?;
+    let json = args.repeat.json;
+    super::repeat(&args.repeat, read, |out, before, now| {
+        if json {
+            serde_json::to_writer(&mut *out, &to_json(now, before)).map_err(io::Error::other)?;
+            writeln!(out)
         } else {
-            write_text(&mut out, &c)?;
+            match before {
+                None => write_text(out, now),
+                Some((before, secs)) => write_deltas(out, before, now, secs),
+            }
         }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let mut before = read()?;
-    let mut printed = 0;
-    while args.count.is_none_or(|n| printed < n) {
-        std::thread::sleep(Duration::from_secs(secs));
-        let now = read()?;
-        if args.json {
-            serde_json::to_writer(&mut out, &to_json(&now, Some((&before, secs))))?;
-            writeln!(out)?;
-        } else {
-            write_deltas(&mut out, &before, &now, secs)?;
-        }
-        out.flush()?;
-        before = now;
-        printed += 1;
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Ext groups hold hundreds of mostly-zero counters; like netstat, zeros are left out there.
@@ -56,7 +36,7 @@ fn shown(group: &str, value: i64) -> bool {
     value != 0 || !group.ends_with("Ext")
 }
 
-fn write_text(out: &mut impl Write, c: &Counters) -> io::Result<()> {
+fn write_text(out: &mut dyn Write, c: &Counters) -> io::Result<()> {
     for (group, counters) in &c.groups {
         writeln!(out, "{group}:")?;
         for (name, value) in counters.iter().filter(|(_, v)| shown(group, *v)) {
@@ -71,7 +51,7 @@ fn write_text(out: &mut impl Write, c: &Counters) -> io::Result<()> {
 }
 
 fn write_deltas(
-    out: &mut impl Write,
+    out: &mut dyn Write,
     before: &Counters,
     now: &Counters,
     secs: u64,

@@ -27,7 +27,6 @@ use crate::{
         dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
     },
     render::top::{self as screen, UiState},
-    tcp::ReportedState,
 };
 
 const REDRAW: Duration = Duration::from_millis(250);
@@ -83,19 +82,11 @@ fn feed_options(args: &TopArgs) -> FeedOptions {
     }
 }
 
-/// A transition reaches the dashboard when either end state passes the filter (as in trace).
+/// A transition reaches the dashboard when it passes the filter as trace judges it.
 fn observe(t: &Transition, filter: &Filter, dash: &mut Dashboard) {
-    if filter.matches_tcp(number(t.new), t.local, t.remote)
-        || filter.matches_tcp(number(t.old), t.local, t.remote)
-    {
+    let states = [t.old.kernel_number(), t.new.kernel_number()];
+    if filter.matches_tcp_states(&states, t.local, t.remote) {
         dash.observe(t);
-    }
-}
-
-fn number(s: ReportedState) -> u8 {
-    match s {
-        ReportedState::Known(k) => k.kernel_number(),
-        ReportedState::Unknown(n) => n,
     }
 }
 
@@ -103,7 +94,7 @@ fn number(s: ReportedState) -> u8 {
 fn sample(feed: &Feed, filter: &Filter, dash: &mut Dashboard) {
     let mut sockets = Vec::new();
     feed.for_each_socket(|s| {
-        if filter.matches_tcp(number(s.state), s.local, s.remote) {
+        if filter.matches_tcp(s.state.kernel_number(), s.local, s.remote) {
             sockets.push(s);
         }
     });

@@ -15,12 +15,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::{UsageError, args::TraceArgs};
 use crate::{
     agent::{DumpScope, ReconcileStep, Reconciler, dump_tcp},
-    diag::{SocketRecord, record::Netid},
     ebpf::{
         DecodeError, EdgeCount, HookChoice, KernelCounters, KernelEvent, Probe, ProbeOptions,
         privilege, ring::EventStream,
     },
-    filter::{self, Filter, ParseContext, states},
+    filter::{Filter, ParseContext, states},
     live::{Output, Owner, Tracker, clock},
     render::trace::{TraceFormat, TracePrinter},
     tcp::ReportedState,
@@ -56,14 +55,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(trace(args, &filter))
 }
 
-/// Every namespace's label by inode, for --all-netns output.
-fn netns_names() -> HashMap<u32, String> {
-    crate::procs::netns::all()
-        .into_iter()
-        .map(|ns| (ns.inode, ns.label()))
-        .collect()
-}
-
 fn scope_of(args: &TraceArgs) -> DumpScope {
     DumpScope {
         port: args.port,
@@ -97,24 +88,9 @@ impl Selector<'_> {
         states: &[ReportedState],
         owner: &Owner,
     ) -> bool {
-        if let Some(mask) = self.filter.states
-            && !states.iter().any(|s| match s {
-                ReportedState::Known(t) => states::contains(mask, t.kernel_number()),
-                ReportedState::Unknown(n) => states::contains(mask, *n),
-            })
-        {
+        let states: Vec<u8> = states.iter().map(|s| s.kernel_number()).collect();
+        if !self.filter.matches_tcp_states(&states, local, remote) {
             return false;
-        }
-        if let Some(expr) = &self.filter.expr {
-            let state = match states.last() {
-                Some(ReportedState::Known(t)) => t.kernel_number(),
-                Some(ReportedState::Unknown(n)) => *n,
-                None => 0,
-            };
-            let record = SocketRecord::inet(Netid::Tcp, state, local, remote);
-            if !filter::matcher::matches(expr, &record) {
-                return false;
-            }
         }
         if let Some(pid) = self.args.pid
             && owner.pid != Some(pid)
@@ -188,12 +164,12 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
 
     // Attached first, then the baseline: nothing falls between the two.
     let mut tracker = Tracker::default();
+    let mut netns_names = HashMap::new();
     if !args.count_only {
         let owners = crate::ebpf::owners::socket_owners_any();
-        tracker.load_baseline(
-            dump_tcp(scope_of(args), states::ALL, Some(&owners)).sockets,
-            clock::monotonic_ns(),
-        );
+        let dump = dump_tcp(scope_of(args), states::ALL, Some(&owners));
+        netns_names = dump.names;
+        tracker.load_baseline(dump.sockets, clock::monotonic_ns());
     }
     let hook = match probe.hook() {
         HookChoice::TpBtf => "tp_btf",
@@ -215,7 +191,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         clock::WallClock::now(),
     );
     if args.all_netns {
-        printer.set_netns_names(netns_names());
+        printer.set_netns_names(netns_names);
     }
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let mut pipe = Pipeline {
@@ -257,7 +233,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                         }
                         ReconcileStep::Done(dump) => {
                             if args.all_netns {
-                                pipe.printer.set_netns_names(netns_names());
+                                pipe.printer.set_netns_names(dump.names().clone());
                             }
                             Reconciler::apply(dump, &mut pipe.tracker, &mut pipe.outputs);
                             if pipe.print(&mut out)? {

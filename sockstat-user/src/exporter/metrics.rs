@@ -189,20 +189,15 @@ impl Metrics {
         }
     }
 
-    fn advance(&mut self, counter: &Counter, key: &'static str, now: u64) {
-        let before = self.seen.insert(key, now).unwrap_or(0);
-        counter.inc_by(now.saturating_sub(before));
-    }
-
     /// Refreshes everything that is read rather than observed: socket gauges, the kernel's
     /// and the live table's running totals.
     pub fn refresh(&mut self, feed: &Feed) {
         self.ebpf_up.set(i64::from(feed.is_ebpf()));
-        let mut by_state: HashMap<(String, u32), i64> = HashMap::new();
+        let mut by_state: HashMap<(ReportedState, u32), i64> = HashMap::new();
         let mut listening: Vec<(u32, u16)> = Vec::new();
         let mut per_port: HashMap<(u32, u16), i64> = HashMap::new();
         feed.for_each_socket(|s| {
-            *by_state.entry((s.state.to_string(), s.netns)).or_default() += 1;
+            *by_state.entry((s.state, s.netns)).or_default() += 1;
             if s.state == ReportedState::Known(TcpState::Listen) {
                 listening.push((s.netns, s.local.port()));
             } else {
@@ -213,7 +208,7 @@ impl Metrics {
         for ((state, netns), n) in by_state {
             self.sockets
                 .get_or_create(&StateNetns {
-                    state,
+                    state: state.to_string(),
                     netns: netns.to_string(),
                 })
                 .set(n);
@@ -240,24 +235,26 @@ impl Metrics {
                 .get_or_create(&Port { port: label })
                 .inc_by(n);
         }
+        let seen = &mut self.seen;
         if let Some(c) = feed.counters() {
-            let r = self.retransmits.clone();
-            self.advance(&r, "retransmits", c.retransmits);
-            let lost = self.lost.clone();
-            self.advance(&lost, "lost", c.lost);
-            let inn = self
-                .resets
-                .get_or_create(&Direction { direction: "in" })
-                .clone();
-            self.advance(&inn, "resets_in", c.resets_received);
-            let out = self
-                .resets
-                .get_or_create(&Direction { direction: "out" })
-                .clone();
-            self.advance(&out, "resets_out", c.resets_sent);
+            advance(seen, &self.retransmits, "retransmits", c.retransmits);
+            advance(seen, &self.lost, "lost", c.lost);
+            let inn = Direction { direction: "in" };
+            advance(
+                seen,
+                &self.resets.get_or_create(&inn),
+                "resets_in",
+                c.resets_received,
+            );
+            let out = Direction { direction: "out" };
+            advance(
+                seen,
+                &self.resets.get_or_create(&out),
+                "resets_out",
+                c.resets_sent,
+            );
         }
-        let repairs = self.repairs.clone();
-        self.advance(&repairs, "repairs", feed.tracker_stats().repairs);
+        advance(seen, &self.repairs, "repairs", feed.tracker_stats().repairs);
         for ((o, n), total) in feed.edge_counts() {
             let before = self.seen_edges.insert((o, n), total).unwrap_or(0);
             self.transitions
@@ -276,6 +273,12 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Moves `counter` by how much the running total `now` grew since the last refresh.
+fn advance(seen: &mut HashMap<&'static str, u64>, counter: &Counter, key: &'static str, now: u64) {
+    let before = seen.insert(key, now).unwrap_or(0);
+    counter.inc_by(now.saturating_sub(before));
 }
 
 /// The classic Prometheus text format (0.0.4) from OpenMetrics text: a counter family `x`

@@ -56,21 +56,34 @@ impl Filter {
         local: std::net::SocketAddr,
         remote: std::net::SocketAddr,
     ) -> bool {
+        self.matches_tcp_states(&[state], local, remote)
+    }
+
+    /// The same for a socket that went through `states` (a transition's old and new; the
+    /// last is its current state): one of them must be wanted, and the expression must
+    /// hold for the current one.
+    pub fn matches_tcp_states(
+        &self,
+        states: &[u8],
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) -> bool {
         if let Some(mask) = self.states
-            && !states::contains(mask, state)
+            && !states.iter().any(|&s| states::contains(mask, s))
         {
             return false;
         }
         match &self.expr {
-            Some(expr) => matcher::matches(
-                expr,
-                &crate::diag::SocketRecord::inet(
+            Some(expr) => {
+                let current = states.last().copied().unwrap_or(0);
+                let record = crate::diag::SocketRecord::inet(
                     crate::diag::record::Netid::Tcp,
-                    state,
+                    current,
                     local,
                     remote,
-                ),
-            ),
+                );
+                matcher::matches(expr, &record)
+            }
             None => true,
         }
     }

@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     Exercise, Fact, Lab, LabError, Outcome, RoleResult, dump_tcp,
-    host::{A_IP, B_IP, Host, Pair},
+    host::{A_IP, B_IP, Host, NOWHERE_MAC, Pair},
     io,
     path::{Step, step},
 };
@@ -538,17 +538,7 @@ fn syn_timeout(lab: &mut Lab) -> Result<Outcome, LabError> {
     ])?;
     host.ip(&["addr", "add", "10.201.0.1/24", "dev", "veth-x"])?;
     host.ip(&["link", "set", "veth-x", "up"])?;
-    host.ip(&[
-        "neigh",
-        "replace",
-        "10.201.0.2",
-        "lladdr",
-        "02:00:00:00:ff:ff",
-        "dev",
-        "veth-x",
-        "nud",
-        "permanent",
-    ])?;
+    host.neighbour("10.201.0.2", NOWHERE_MAC, "veth-x")?;
     host.sysctl("net/ipv4/tcp_syn_retries", "1")?;
     let to = addr("10.201.0.2:8080");
     lab.step(
@@ -662,17 +652,7 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
     lab.step("host a: first connection, completed and queued for accept()");
     let first = connect(&pair.a, server_at)?;
     lab.step("hold host b's packets, so its SYN+ACK never reaches host a");
-    pair.b.ip(&[
-        "neigh",
-        "replace",
-        A_IP,
-        "lladdr",
-        "02:00:00:00:ff:ff",
-        "dev",
-        "veth-b",
-        "nud",
-        "permanent",
-    ])?;
+    pair.hold_b(true)?;
     lab.step("host a: second connect(): host b keeps a half-open request in SYN-RECV");
     let second = start_connect(&pair.a, None, server)?;
     std::thread::sleep(Duration::from_millis(300));
@@ -681,17 +661,7 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
         .filter(|r| r.state == SynRecv.kernel_number())
         .count();
     lab.step("release: host b's retransmitted SYN+ACK completes the second handshake");
-    pair.b.ip(&[
-        "neigh",
-        "replace",
-        A_IP,
-        "lladdr",
-        "02:00:00:00:0a:01",
-        "dev",
-        "veth-b",
-        "nud",
-        "permanent",
-    ])?;
+    pair.hold_b(false)?;
     let second_local = second.local_addr().map_err(io("local address"))?;
     lab.tracer.wait_for(Duration::from_secs(5), |ts| {
         ts.iter().any(|t| {

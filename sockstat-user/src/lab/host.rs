@@ -111,6 +111,21 @@ impl Host {
             .map_err(|e| LabError::Setup(format!("setting {key}: {e}")))
     }
 
+    /// A permanent neighbour entry: packets for `ip` on `dev` go to `mac`, without ARP.
+    pub fn neighbour(&self, ip: &str, mac: &str, dev: &str) -> Result<(), LabError> {
+        self.ip(&[
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])
+    }
+
     /// Reads a per-namespace /proc/net or /proc/sys file.
     pub fn read(&self, path: &'static str) -> Result<String, LabError> {
         self.run(move || std::fs::read_to_string(path))?
@@ -149,7 +164,8 @@ pub const A_IP: &str = "10.200.0.1";
 pub const B_IP: &str = "10.200.0.2";
 const A_MAC: &str = "02:00:00:00:0a:01";
 const B_MAC: &str = "02:00:00:00:0b:01";
-const NOWHERE_MAC: &str = "02:00:00:00:ff:ff";
+/// A MAC address nothing on the lab's links has.
+pub const NOWHERE_MAC: &str = "02:00:00:00:ff:ff";
 
 impl Pair {
     pub fn new() -> Result<Pair, LabError> {
@@ -169,55 +185,28 @@ impl Pair {
         Ok(pair)
     }
 
-    /// From now on each side's packets go to a MAC nobody has: sent, never received.
+    /// Host a's packets to b are held (sent to a MAC nobody has: sent, never received),
+    /// or delivered again.
+    pub fn hold_a(&self, held: bool) -> Result<(), LabError> {
+        let mac = if held { NOWHERE_MAC } else { B_MAC };
+        self.a.neighbour(B_IP, mac, "veth-a")
+    }
+
+    /// The same for host b's packets to a.
+    pub fn hold_b(&self, held: bool) -> Result<(), LabError> {
+        let mac = if held { NOWHERE_MAC } else { A_MAC };
+        self.b.neighbour(A_IP, mac, "veth-b")
+    }
+
+    /// Holds both directions.
     pub fn hold(&self) -> Result<(), LabError> {
-        self.a.ip(&[
-            "neigh",
-            "replace",
-            B_IP,
-            "lladdr",
-            NOWHERE_MAC,
-            "dev",
-            "veth-a",
-            "nud",
-            "permanent",
-        ])?;
-        self.b.ip(&[
-            "neigh",
-            "replace",
-            A_IP,
-            "lladdr",
-            NOWHERE_MAC,
-            "dev",
-            "veth-b",
-            "nud",
-            "permanent",
-        ])
+        self.hold_a(true)?;
+        self.hold_b(true)
     }
 
     /// Packets reach the peer again (retransmissions deliver what was held).
     pub fn release(&self) -> Result<(), LabError> {
-        self.a.ip(&[
-            "neigh",
-            "replace",
-            B_IP,
-            "lladdr",
-            B_MAC,
-            "dev",
-            "veth-a",
-            "nud",
-            "permanent",
-        ])?;
-        self.b.ip(&[
-            "neigh",
-            "replace",
-            A_IP,
-            "lladdr",
-            A_MAC,
-            "dev",
-            "veth-b",
-            "nud",
-            "permanent",
-        ])
+        self.hold_a(false)?;
+        self.hold_b(false)
     }
 }

@@ -228,7 +228,7 @@ pub struct Dashboard {
     current: IntervalCounts,
     last: IntervalCounts,
     churn_window: VecDeque<IntervalCounts>,
-    recent: VecDeque<EventRow>,
+    recent: VecDeque<Transition>,
     tops: Tops,
 }
 
@@ -263,9 +263,7 @@ impl Dashboard {
 
     /// One transition that passed the filter.
     pub fn observe(&mut self, t: &Transition) {
-        let (Some(old), Some(new)) = (kernel_number(t.old), kernel_number(t.new)) else {
-            return;
-        };
+        let (old, new) = (t.old.kernel_number(), t.new.kernel_number());
         let c = &mut self.current;
         *c.edges.entry((old, new)).or_default() += 1;
         *self.edges_total.entry((old, new)).or_default() += 1;
@@ -287,10 +285,15 @@ impl Dashboard {
         if let Some(key) = process_key(t.owner.pid, t.owner.comm.as_ref().map(|c| c.as_str())) {
             *c.process.entry(key).or_default() += 1;
         }
+        // Kept as is (no heap): only the few shown are formatted, at snapshot time.
         if self.recent.len() == RECENT_EVENTS {
             self.recent.pop_front();
         }
-        self.recent.push_back(EventRow {
+        self.recent.push_back(t.clone());
+    }
+
+    fn event_row(&self, t: &Transition) -> EventRow {
+        EventRow {
             t: t.ts_ns.saturating_sub(self.started_ns) as f64 / 1e9,
             from: t.old.to_string(),
             to: t.new.to_string(),
@@ -300,7 +303,7 @@ impl Dashboard {
                 .unwrap_or_default(),
             cause: t.cause.map(|c| c.name()).unwrap_or_default(),
             synthesized: t.source == super::Source::Synthesized,
-        });
+        }
     }
 
     /// Ends an interval: counts every socket (already filtered by the caller) and moves the
@@ -435,7 +438,13 @@ impl Dashboard {
             top_remote,
             top_local_ports,
             top_processes,
-            events: self.recent.iter().rev().take(50).cloned().collect(),
+            events: self
+                .recent
+                .iter()
+                .rev()
+                .take(50)
+                .map(|t| self.event_row(t))
+                .collect(),
             lost_events: ctx.lost_events,
             reconcile_repairs: ctx.repairs,
             synthesized: ctx.synthesized,
@@ -460,13 +469,6 @@ pub struct SnapshotContext<'a> {
     pub repairs: u64,
     pub synthesized: u64,
     pub alerts: &'a [crate::alert::Alert],
-}
-
-fn kernel_number(s: ReportedState) -> Option<u8> {
-    match s {
-        ReportedState::Known(t) => Some(t.kernel_number()),
-        ReportedState::Unknown(n) => Some(n),
-    }
 }
 
 fn process_key(pid: Option<u32>, comm: Option<&str>) -> Option<String> {

@@ -540,11 +540,7 @@ impl Tracker {
 }
 
 fn state_bit(s: ReportedState) -> u32 {
-    match s {
-        ReportedState::Known(t) => 1u32 << t.kernel_number(),
-        ReportedState::Unknown(n) if n < 32 => 1u32 << n,
-        ReportedState::Unknown(_) => 0,
-    }
+    1u32.checked_shl(u32::from(s.kernel_number())).unwrap_or(0)
 }
 
 /// Why a socket reached CLOSE from `old`, given a reset seen just before and the socket's

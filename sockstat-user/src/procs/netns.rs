@@ -70,6 +70,11 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    /// Runs `f` inside this namespace, on a worker thread.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+        run_in(&self.name, &self.file, f)
+    }
+
     /// `name`, plus the container when known: "pid 812 docker:3f2a9c1b7d4e".
     pub fn label(&self) -> String {
         match &self.container {
