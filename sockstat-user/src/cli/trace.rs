@@ -88,8 +88,13 @@ impl Selector<'_> {
         states: &[ReportedState],
         owner: &Owner,
     ) -> bool {
-        let states: Vec<u8> = states.iter().map(|s| s.kernel_number()).collect();
-        if !self.filter.matches_tcp_states(&states, local, remote) {
+        // At most a transition's two states: no allocation per printed event.
+        let mut numbers = [0u8; 2];
+        let n = states.len().min(numbers.len());
+        for (slot, s) in numbers.iter_mut().zip(states) {
+            *slot = s.kernel_number();
+        }
+        if !self.filter.matches_tcp_states(&numbers[..n], local, remote) {
             return false;
         }
         if let Some(pid) = self.args.pid
