@@ -105,7 +105,11 @@ const CHILD_OPEN: [Step; 2] = [
     ),
 ];
 const ACTIVE_CLOSE: [Step; 3] = [
-    step(Established, FinWait1, "close(): FIN sent"),
+    step(
+        Established,
+        FinWait1,
+        "shutdown(SHUT_WR) or close(): FIN sent",
+    ),
     step(
         FinWait1,
         FinWait2,
@@ -323,15 +327,18 @@ fn time_wait_timer(host: &Host, local: SocketAddr) -> Result<Fact, LabError> {
 
 fn active_close(lab: &mut Lab) -> Result<Outcome, LabError> {
     let host = single_host(lab)?;
-    let (_listener, client, mut server) = open_loopback(lab, &host)?;
+    let (_listener, mut client, mut server) = open_loopback(lab, &host)?;
     let c = endpoints(&client)?;
     let s = endpoints(&server)?;
-    lab.step("client: close() first");
-    drop(client);
+    lab.step("client: shutdown(SHUT_WR) first");
+    client.shutdown(Shutdown::Write).map_err(io("shutdown"))?;
     lab.step("server: read() returns 0 (the client's FIN); close()");
     let mut buf = [0u8; 16];
     let eof = server.read(&mut buf).map_err(io("read"))? == 0;
     drop(server);
+    lab.step("client: read() returns 0 (the server's FIN); close()");
+    let _ = client.read(&mut buf);
+    drop(client);
     settle(lab);
     let timer = time_wait_timer(&host, c.0)?;
     Ok(Outcome {
@@ -345,6 +352,7 @@ fn active_close(lab: &mut Lab) -> Result<Outcome, LabError> {
         ],
         notes: vec![
             "The kernel swaps the closing socket for a small timewait socket; it reports FIN-WAIT-2 -> CLOSE, and sockstat shows the TIME-WAIT it entered (synthesized).".into(),
+            "The client half-closes and keeps its socket until the server's FIN is in. A socket closed outright may be swapped for a timewait socket still in FIN-WAIT-2 as soon as its FIN is ACKed; its later move to TIME-WAIT has no event (a reconcile shows it), so the path would end at FIN-WAIT-2 whenever the ACK outruns the server's FIN.".into(),
         ],
     })
 }
@@ -748,10 +756,14 @@ fn time_wait_churn(lab: &mut Lab) -> Result<Outcome, LabError> {
         let client = connect(&host, SERVER)?;
         let (mut server, _) = listener.accept().map_err(io("accept"))?;
         first.get_or_insert((endpoints(&client)?, endpoints(&server)?));
-        drop(client);
+        // Half-close first, close after the server's FIN (see active-close's note).
+        let mut client = client;
+        client.shutdown(Shutdown::Write).map_err(io("shutdown"))?;
         let mut buf = [0u8; 1];
         let _ = server.read(&mut buf);
         drop(server);
+        let _ = client.read(&mut buf);
+        drop(client);
     }
     let rate = CONNECTIONS as f64 / started.elapsed().as_secs_f64();
     settle(lab);
