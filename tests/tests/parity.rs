@@ -416,3 +416,49 @@ fn owners_match_ss_p() {
         "expected this process's listener and accepted sockets: {ss:?}"
     );
 }
+
+/// A dump far larger than one netlink batch (the reader thread hands the parser ~256 KiB at
+/// a time, and -p runs the owner iterator between batches): every row and owner must still
+/// match ss.
+#[test]
+fn large_dump_matches_ss_with_owners() {
+    const PAIRS: usize = 2500;
+    let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let listener = TcpListener::bind((lo4, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut keep = Vec::with_capacity(2 * PAIRS);
+    for _ in 0..PAIRS {
+        keep.push(TcpStream::connect((lo4, port)).unwrap());
+        keep.push(listener.accept().unwrap().0);
+    }
+    let ours_only = |rows: BTreeSet<String>| -> BTreeSet<String> {
+        let tag = format!(":{port} ");
+        rows.into_iter().filter(|r| r.contains(&tag)).collect()
+    };
+    let table = |tool: &str, args: &[&str]| -> BTreeSet<String> {
+        let out = Command::new(tool).args(args).output().unwrap();
+        assert!(out.status.success(), "{tool} {args:?} failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                // State, local, peer and the users, without the queue columns.
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let mut row = w.iter().take(1).copied().collect::<Vec<_>>();
+                row.extend(w.iter().skip(3));
+                row.join(" ") + " "
+            })
+            .collect()
+    };
+    for args in [&["-tan"][..], &["-tanp"][..]] {
+        let ss = ours_only(table("ss", args));
+        let ours = ours_only(table(sockstat_bin().to_str().unwrap(), args));
+        assert_eq!(ss.len(), 2 * PAIRS + 1, "ss {args:?} rows for port {port}");
+        let only_ss: Vec<_> = ss.difference(&ours).take(5).collect();
+        let only_ours: Vec<_> = ours.difference(&ss).take(5).collect();
+        assert!(
+            only_ss.is_empty() && only_ours.is_empty(),
+            "{args:?}: only in ss {only_ss:?}, only in sockstat {only_ours:?}"
+        );
+    }
+    drop(keep);
+}

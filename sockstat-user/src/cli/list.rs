@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use super::{UsageError, args::ListArgs};
 use crate::{
     diag::{self, DiagError, Extensions, Query, SocketRecord, UnixTypes},
+    ebpf::owners::{OwnerScan, OwnersError},
     filter::{self, FamilyRestriction, Filter, ParseContext, states},
     procs::Owners,
     render::{
@@ -302,17 +303,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.all_netns {
         return list_all_netns(args, &query, &filter, sel.states, &style, tty_width, out);
     }
-    // Text output: the owner scan runs beside the dump and its result is only needed when
-    // the first batch of rows is written. JSON needs it before the first object.
-    let mut owners = OwnerSource::None;
-    if args.processes {
-        let scan = std::thread::spawn(crate::ebpf::owners::socket_owners_any);
-        owners = if args.json {
-            OwnerSource::Ready(scan.join().unwrap_or_default())
-        } else {
-            OwnerSource::Pending(scan)
-        };
-    }
+    let owners = OwnerSource::new(args.processes, args.json);
     let mut sink = ListSink {
         out: &mut out,
         expr: filter.expr.as_ref(),
@@ -347,13 +338,69 @@ enum Output {
 /// Socket owners for -p: not wanted, still being scanned, or known.
 enum OwnerSource {
     None,
+    /// The kernel's owner iterator, run a slice at a time while the parser waits for the
+    /// next netlink batch (`None`: not loaded yet). Text output only needs owners when
+    /// rows are written, so the scan and the dump overlap with two threads, not three.
+    Stepping(Option<OwnerScan>),
+    /// The /proc scan (no BPF), on threads of its own.
     Pending(std::thread::JoinHandle<Owners>),
     Ready(Owners),
 }
 
 impl OwnerSource {
-    /// Waits for the scan if it is still running.
+    fn new(processes: bool, json: bool) -> Self {
+        if !processes {
+            OwnerSource::None
+        } else if json {
+            // JSON needs owners before the first object.
+            OwnerSource::Ready(crate::ebpf::owners::socket_owners_any())
+        } else if crate::ebpf::privilege::can_trace() {
+            OwnerSource::Stepping(None)
+        } else {
+            OwnerSource::Pending(std::thread::spawn(|| crate::procs::socket_owners(None)))
+        }
+    }
+
+    /// Runs one slice of the kernel scan. Returns false when there is no slice left.
+    fn step(&mut self) -> bool {
+        let OwnerSource::Stepping(scan) = self else {
+            return false;
+        };
+        let more = match scan {
+            None => OwnerScan::start().map(|started| {
+                *scan = Some(started);
+                true
+            }),
+            Some(running) => running.step().map_err(OwnersError::from),
+        };
+        match (more, scan.take()) {
+            (Ok(true), running) => {
+                *scan = running;
+                true
+            }
+            (Ok(false), Some(done)) => {
+                *self = OwnerSource::Ready(done.finish());
+                false
+            }
+            // The iterator could not run: /proc is slower but just as exact.
+            _ => {
+                *self = OwnerSource::Ready(crate::procs::socket_owners(None));
+                false
+            }
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        match self {
+            OwnerSource::Stepping(_) => true,
+            OwnerSource::Pending(h) => !h.is_finished(),
+            OwnerSource::None | OwnerSource::Ready(_) => false,
+        }
+    }
+
+    /// Finishes the scan if it is still running.
     fn get(&mut self) -> Option<&Owners> {
+        while self.step() {}
         if let OwnerSource::Pending(_) = self
             && let OwnerSource::Pending(h) = std::mem::replace(self, OwnerSource::None)
         {
@@ -449,8 +496,7 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
                 }
                 // While the owner scan still runs, keep buffering (up to a bound) rather than
                 // wait for it: the two then overlap fully.
-                let limit = if matches!(self.owners, OwnerSource::Pending(ref h) if !h.is_finished())
-                {
+                let limit = if self.owners.is_pending() {
                     PENDING_BATCH_BYTES
                 } else {
                     BATCH_BYTES
@@ -469,6 +515,10 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
             }
         }
         Ok(())
+    }
+
+    fn idle(&mut self) -> bool {
+        self.owners.step()
     }
 
     fn restart(&mut self) -> bool {

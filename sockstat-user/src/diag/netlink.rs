@@ -1,10 +1,11 @@
 //! The NETLINK_SOCK_DIAG socket and the multi-part dump loop.
 //!
-//! netlink-sys provides the socket. Requests and replies are built and read by hand over one
-//! reused receive buffer: netlink-packet-sock-diag 0.5 has no packet diag, drops TIME-WAIT
+//! netlink-sys provides the socket. Requests and replies are built and read by hand, in
+//! recycled 256 KiB batches (a large dump is received on a second thread while the caller's
+//! thread parses): netlink-packet-sock-diag 0.5 has no packet diag, drops TIME-WAIT
 //! expiry, hides unix VFS data and allocates several times per socket, which matters at 100k
 //! sockets. Attributes are walked with netlink-packet-core's zero-copy `NlasIterator`.
-use std::io;
+use std::{io, sync::mpsc};
 
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 
@@ -52,6 +53,11 @@ pub trait Sink<T> {
     /// The dump restarts from scratch; drop what it delivered since `begin`. Returns false
     /// when that is no longer possible (already written out).
     fn restart(&mut self) -> bool;
+    /// Called while the kernel prepares the next batch of a large dump: a chance to do a
+    /// slice of other work on this thread. Returns false when there is none left.
+    fn idle(&mut self) -> bool {
+        false
+    }
 }
 
 /// Collects into a Vec (tests, the live table).
@@ -133,8 +139,7 @@ impl DiagSocket {
         let _ = sock.set_rx_buf_sz(4 * 1024 * 1024i32);
         Ok(DiagSocket {
             sock,
-            // The kernel sends at most ~32 KiB per datagram; 64 KiB never truncates.
-            buf: vec![0u8; 64 * 1024],
+            buf: Vec::new(),
             seq: 0,
             reply_offset,
         })
@@ -154,16 +159,7 @@ impl DiagSocket {
         const ATTEMPTS: u32 = 3;
         sink.begin();
         for attempt in 1..=ATTEMPTS {
-            let result = {
-                let mut on_reply = |payload: &[u8]| -> Result<(), DiagError> {
-                    if let Some(item) = parse(payload)? {
-                        sink.item(item)?;
-                    }
-                    Ok(())
-                };
-                self.dump_once(what, kind, body, &mut on_reply)
-            };
-            match result {
+            match self.dump_once(what, kind, body, sink, &mut parse) {
                 Err(DiagError::Interrupted(_)) if attempt < ATTEMPTS && sink.restart() => {
                     continue;
                 }
@@ -174,48 +170,249 @@ impl DiagSocket {
         Ok(())
     }
 
-    fn dump_once(
+    fn dump_once<T>(
         &mut self,
         what: &'static str,
         request_kind: u16,
         body: &[u8],
-        on_reply: &mut impl FnMut(&[u8]) -> Result<(), DiagError>,
+        sink: &mut dyn Sink<T>,
+        parse: &mut impl FnMut(&[u8]) -> Result<Option<T>, DiagError>,
     ) -> Result<(), DiagError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let req = request(request_kind, body, seq);
         self.sock.send(&req, 0).map_err(DiagError::Io)?;
-        let mut interrupted = false;
-        loop {
-            let n = loop {
-                match self.sock.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        return Err(DiagError::NoBuffers);
-                    }
-                    Err(e) => return Err(DiagError::Io(e)),
-                }
-            };
-            if n > self.buf.len() {
-                return Err(DiagError::Malformed(format!(
-                    "datagram of {n} bytes exceeds the {} byte buffer",
-                    self.buf.len()
-                )));
+        let mut walk = DumpWalk {
+            seq,
+            reply_kind: request_kind.wrapping_sub(self.reply_offset),
+            what,
+            interrupted: false,
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(BATCH, 0);
+        // Small dumps (UDP, unix, routes) fit one batch and need no second thread.
+        let (filled, outcome) = fill_batch(&self.sock, seq, &mut buf);
+        let done = walk.batch(&buf[..filled], sink, parse);
+        let more = match (done, outcome) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(true), _) => Ok(false),
+            (Ok(false), Ok(last)) if last => Err(DiagError::Malformed(
+                "the dump ended without NLMSG_DONE".into(),
+            )),
+            (Ok(false), Ok(_)) => Ok(true),
+        };
+        if !more? {
+            self.buf = buf;
+            return Ok(());
+        }
+        // The kernel builds each datagram inside recv(), and for a large dump that is half
+        // the work: a reader thread keeps receiving while this one parses and prints, so
+        // the two halves run on two cores.
+        let (full_tx, full_rx) = mpsc::sync_channel(READ_AHEAD);
+        let (free_tx, free_rx) = mpsc::channel();
+        let sock = &self.sock;
+        let (result, spare) = std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("netlink-reader".into())
+                .spawn_scoped(scope, move || {
+                    read_batches(sock, seq, buf, &full_tx, &free_rx);
+                });
+            if let Err(e) = reader {
+                return (Err(DiagError::Io(e)), Vec::new());
             }
-            let reply_kind = request_kind.wrapping_sub(self.reply_offset);
-            match walk_datagram(&self.buf[..n], seq, reply_kind, what, on_reply)? {
-                Walk::More { interrupted: i } => interrupted |= i,
-                Walk::Done { interrupted: i } => {
-                    return if interrupted || i {
-                        Err(DiagError::Interrupted(1))
-                    } else {
-                        Ok(())
-                    };
+            // Returns (and drops `full_rx`, which stops the reader) before the scope joins.
+            parse_batches(full_rx, &free_tx, &mut walk, sink, parse)
+        });
+        self.buf = spare;
+        result
+    }
+}
+
+/// Batches the reader may fill ahead of the parser.
+const READ_AHEAD: usize = 8;
+/// The kernel sends at most ~32 KiB per datagram; 64 KiB of room never truncates.
+const DATAGRAM_ROOM: usize = 64 * 1024;
+/// Consecutive datagrams (whole netlink messages each) are packed into one buffer of this
+/// size, so the parser is woken once per ~8 datagrams rather than for each.
+const BATCH: usize = 256 * 1024;
+
+/// Receives datagrams of dump `seq` into `buf` until it is nearly full or the dump ends.
+/// Returns the bytes filled and whether the dump ended, or why receiving failed (the
+/// bytes before the failure are still to be parsed: they may hold the kernel's error).
+fn fill_batch(sock: &Socket, seq: u32, buf: &mut [u8]) -> (usize, Result<bool, DiagError>) {
+    let mut filled = 0;
+    while buf.len() - filled >= DATAGRAM_ROOM {
+        let room = buf.len() - filled;
+        match recv(sock, &mut buf[filled..]) {
+            Ok(n) if n > room => {
+                let err = DiagError::Malformed(format!(
+                    "datagram of {n} bytes exceeds the {room} bytes of room"
+                ));
+                return (filled, Err(err));
+            }
+            Ok(n) => {
+                let last = ends_dump(&buf[filled..filled + n], seq);
+                filled += n;
+                if last {
+                    return (filled, Ok(true));
                 }
+            }
+            Err(e) => return (filled, Err(e)),
+        }
+    }
+    (filled, Ok(false))
+}
+
+fn recv(sock: &Socket, buf: &mut [u8]) -> Result<usize, DiagError> {
+    loop {
+        match sock.recv(&mut &mut buf[..], libc::MSG_TRUNC) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(DiagError::NoBuffers),
+            Err(e) => return Err(DiagError::Io(e)),
+        }
+    }
+}
+
+/// A batch of received messages (the buffer and its filled length), or why receiving
+/// stopped.
+type Received = Result<(Vec<u8>, usize), DiagError>;
+
+/// The reader thread: fills recycled buffers until the batch that ends the dump, an
+/// error, or the parser hanging up.
+fn read_batches(
+    sock: &Socket,
+    seq: u32,
+    mut spare: Vec<u8>,
+    full: &mpsc::SyncSender<Received>,
+    free: &mpsc::Receiver<Vec<u8>>,
+) {
+    loop {
+        let mut buf = free
+            .try_recv()
+            .unwrap_or_else(|_| std::mem::take(&mut spare));
+        buf.resize(BATCH, 0);
+        let (filled, outcome) = fill_batch(sock, seq, &mut buf);
+        match outcome {
+            Ok(last) => {
+                if full.send(Ok((buf, filled))).is_err() || last {
+                    return;
+                }
+            }
+            Err(e) => {
+                if filled > 0 {
+                    let _ = full.send(Ok((buf, filled)));
+                }
+                let _ = full.send(Err(e));
+                return;
             }
         }
     }
+}
+
+/// Walks the batches of one dump, remembering NLM_F_DUMP_INTR across them.
+struct DumpWalk {
+    seq: u32,
+    reply_kind: u16,
+    what: &'static str,
+    interrupted: bool,
+}
+
+impl DumpWalk {
+    /// Hands every reply in `bytes` to `sink`, through `parse`. Ok(true) once the dump is
+    /// complete.
+    fn batch<T>(
+        &mut self,
+        bytes: &[u8],
+        sink: &mut dyn Sink<T>,
+        parse: &mut impl FnMut(&[u8]) -> Result<Option<T>, DiagError>,
+    ) -> Result<bool, DiagError> {
+        let mut on_reply = |payload: &[u8]| -> Result<(), DiagError> {
+            if let Some(item) = parse(payload)? {
+                sink.item(item)?;
+            }
+            Ok(())
+        };
+        match walk_datagram(bytes, self.seq, self.reply_kind, self.what, &mut on_reply)? {
+            Walk::More { interrupted } => {
+                self.interrupted |= interrupted;
+                Ok(false)
+            }
+            Walk::Done { interrupted } if self.interrupted || interrupted => {
+                Err(DiagError::Interrupted(1))
+            }
+            Walk::Done { .. } => Ok(true),
+        }
+    }
+}
+
+/// The parser side: walks each batch the reader hands over and recycles its buffer; while
+/// none is ready, lets the sink do its idle work. Returns a buffer for the next dump.
+fn parse_batches<T>(
+    full: mpsc::Receiver<Received>,
+    free: &mpsc::Sender<Vec<u8>>,
+    walk: &mut DumpWalk,
+    sink: &mut dyn Sink<T>,
+    parse: &mut impl FnMut(&[u8]) -> Result<Option<T>, DiagError>,
+) -> (Result<(), DiagError>, Vec<u8>) {
+    let mut spare = Vec::new();
+    let mut idle_work = true;
+    loop {
+        let received = match full.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => {
+                idle_work = idle_work && sink.idle();
+                if idle_work {
+                    continue;
+                }
+                match full.recv() {
+                    Ok(r) => r,
+                    Err(mpsc::RecvError) => break,
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+        };
+        let (buf, n) = match received {
+            Ok(r) => r,
+            Err(e) => return (Err(e), spare),
+        };
+        match walk.batch(&buf[..n], sink, parse) {
+            Err(e) => return (Err(e), buf),
+            Ok(true) => return (Ok(()), buf),
+            Ok(false) => {}
+        }
+        // The reader may already have exited after the last batch.
+        if let Err(mpsc::SendError(buf)) = free.send(buf) {
+            spare = buf;
+        }
+    }
+    let err = DiagError::Malformed("the dump ended without NLMSG_DONE".into());
+    (Err(err), spare)
+}
+
+/// Whether this datagram ends dump `seq`: it holds its NLMSG_DONE or a failing
+/// NLMSG_ERROR, or framing the parser will reject. Reads message headers only.
+fn ends_dump(buf: &[u8], seq: u32) -> bool {
+    let mut off = 0;
+    while off + NLMSG_HDRLEN <= buf.len() {
+        let h = &buf[off..];
+        let len = u32_at(h, 0) as usize;
+        if len < NLMSG_HDRLEN || len > h.len() {
+            return true;
+        }
+        let kind = u16::from_ne_bytes([h[4], h[5]]);
+        if u32_at(h, 8) == seq {
+            match kind {
+                NLMSG_DONE => return true,
+                NLMSG_ERROR if len < NLMSG_HDRLEN + 4 || u32_at(h, NLMSG_HDRLEN) != 0 => {
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        off += (len + 3) & !3;
+    }
+    false
 }
 
 /// What one datagram of a dump said.
@@ -383,6 +580,27 @@ mod tests {
             walk_datagram(&truncated, 5, 20, "t", &mut |_| Ok(())),
             Err(DiagError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn the_reader_stops_at_the_datagram_that_ends_the_dump() {
+        let reply = msg(20, 2, 5, &[1, 2, 3, 4]);
+        assert!(!ends_dump(&reply, 5));
+        let mut done = reply.clone();
+        done.extend(msg(NLMSG_DONE, 2, 5, &0i32.to_ne_bytes()));
+        assert!(ends_dump(&done, 5));
+        // Another dump's DONE (a stale sequence number) does not end this one.
+        assert!(!ends_dump(&msg(NLMSG_DONE, 2, 4, &0i32.to_ne_bytes()), 5));
+        // An ACK (error 0) does not end it; a real error or broken framing does.
+        assert!(!ends_dump(&msg(NLMSG_ERROR, 0, 5, &0i32.to_ne_bytes()), 5));
+        assert!(ends_dump(
+            &msg(NLMSG_ERROR, 0, 5, &(-16i32).to_ne_bytes()),
+            5
+        ));
+        assert!(ends_dump(&msg(NLMSG_ERROR, 0, 5, &[]), 5));
+        let mut broken = reply;
+        broken[0] = 200;
+        assert!(ends_dump(&broken, 5));
     }
 
     #[test]

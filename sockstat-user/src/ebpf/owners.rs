@@ -38,48 +38,78 @@ pub fn socket_owners_any() -> Owners {
 
 /// Runs the iterator once and returns every socket's owners, ordered by pid then fd.
 pub fn socket_owners() -> Result<Owners, OwnersError> {
-    let kernel = KernelBtf::load()?;
-    let offsets = kernel.owner_offsets()?;
-    let target_id = kernel.func_id(&format!("bpf_iter_{ITER}"))?;
-    drop(kernel);
-    // SAFETY: OwnerOffsets is #[repr(C)] plain data with explicit padding (sockstat-common).
-    let bytes = unsafe {
-        std::slice::from_raw_parts(
-            (&offsets as *const sockstat_common::OwnerOffsets).cast::<u8>(),
-            std::mem::size_of_val(&offsets),
-        )
-    };
-    let file = iter_loader::open_iterator(PROGRAMS, PROG, target_id, &[("OWNER_OFFSETS", bytes)])?;
-    Ok(read_records(file)?)
+    let mut scan = OwnerScan::start()?;
+    while scan.step()? {}
+    Ok(scan.finish())
 }
 
-/// Decodes the iterator's output as it is read, 256 KiB at a time. Records come grouped
-/// by task, so a process's name is looked up once per run of its records, not per socket.
-fn read_records(mut file: std::fs::File) -> std::io::Result<Owners> {
-    let size = std::mem::size_of::<OwnerRecord>();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut filled = 0;
-    let mut comms: HashMap<u32, String> = HashMap::new();
-    let mut entries = Vec::new();
-    let mut last_tgid = None;
-    loop {
-        let n = match file.read(&mut buf[filled..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+/// The owner iterator, read a chunk at a time, so that a thread with other work (the
+/// listing's parser, between netlink batches) can run it in its idle moments instead of
+/// a third thread competing for the CPUs.
+pub struct OwnerScan {
+    file: std::fs::File,
+    buf: Vec<u8>,
+    filled: usize,
+    comms: HashMap<u32, String>,
+    entries: Vec<Owner>,
+    last_tgid: Option<u32>,
+}
+
+/// Bytes read per step: ~2000 records, a fraction of a millisecond of kernel work.
+const STEP_BYTES: usize = 64 * 1024;
+
+impl OwnerScan {
+    /// Loads the program and opens the iterator; no task is visited yet.
+    pub fn start() -> Result<Self, OwnersError> {
+        let kernel = KernelBtf::load()?;
+        let offsets = kernel.owner_offsets()?;
+        let target_id = kernel.func_id(&format!("bpf_iter_{ITER}"))?;
+        drop(kernel);
+        // SAFETY: OwnerOffsets is #[repr(C)] plain data with explicit padding (sockstat-common).
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&offsets as *const sockstat_common::OwnerOffsets).cast::<u8>(),
+                std::mem::size_of_val(&offsets),
+            )
         };
-        filled += n;
-        let whole = filled - filled % size;
-        for chunk in buf[..whole].chunks_exact(size) {
-            entries.push(decode_one(chunk, &mut comms, &mut last_tgid));
-        }
-        buf.copy_within(whole..filled, 0);
-        filled -= whole;
-        if n == 0 {
-            break;
-        }
+        let file =
+            iter_loader::open_iterator(PROGRAMS, PROG, target_id, &[("OWNER_OFFSETS", bytes)])?;
+        Ok(OwnerScan {
+            file,
+            buf: vec![0u8; STEP_BYTES],
+            filled: 0,
+            comms: HashMap::new(),
+            entries: Vec::new(),
+            last_tgid: None,
+        })
     }
-    Ok(Owners::new(entries, comms))
+
+    /// Reads and decodes the next chunk. Returns false once the iterator is exhausted.
+    /// Records come grouped by task, so a process's name is looked up once per run of its
+    /// records, not per socket.
+    pub fn step(&mut self) -> std::io::Result<bool> {
+        let size = std::mem::size_of::<OwnerRecord>();
+        let n = loop {
+            match self.file.read(&mut self.buf[self.filled..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.filled += n;
+        let whole = self.filled - self.filled % size;
+        for chunk in self.buf[..whole].chunks_exact(size) {
+            let owner = decode_one(chunk, &mut self.comms, &mut self.last_tgid);
+            self.entries.push(owner);
+        }
+        self.buf.copy_within(whole..self.filled, 0);
+        self.filled -= whole;
+        Ok(n != 0)
+    }
+
+    pub fn finish(self) -> Owners {
+        Owners::new(self.entries, self.comms)
+    }
 }
 
 fn decode_one(

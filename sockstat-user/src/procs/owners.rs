@@ -24,32 +24,85 @@ type Comms = HashMap<u32, String, foldhash::fast::FixedState>;
 #[derive(Clone, Debug, Default)]
 pub struct Owners {
     entries: Vec<Owner>,
-    /// `entries[i].inode`, alone: the per-socket binary search touches 4 bytes per probe
-    /// instead of a whole entry, which keeps it in cache at 100k+ sockets.
-    inodes: Vec<u32>,
+    index: InodeIndex,
     comms: Comms,
+}
+
+/// Where each inode's run starts in `entries`. Looked up once per listed socket, in the
+/// kernel's hash order, so each lookup is a cache miss or several: socket inode numbers
+/// come from one counter and are nearly dense, so a direct table (one miss) is used when
+/// the range is at most a few times the count, and a binary search otherwise.
+#[derive(Clone, Debug, Default)]
+enum InodeIndex {
+    #[default]
+    Empty,
+    /// `starts[inode - base]` is the first entry, or `NONE`.
+    Dense { base: u32, starts: Vec<u32> },
+    /// `entries[i].inode`, alone, so a probe touches 4 bytes instead of a whole entry.
+    Sorted(Vec<u32>),
+}
+
+impl InodeIndex {
+    const NONE: u32 = u32::MAX;
+
+    fn build(entries: &[Owner]) -> Self {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return InodeIndex::Empty;
+        };
+        let (base, span) = (first.inode, (last.inode - first.inode) as usize + 1);
+        if span > entries.len().saturating_mul(4).saturating_add(1 << 16)
+            || entries.len() >= Self::NONE as usize
+        {
+            return InodeIndex::Sorted(entries.iter().map(|o| o.inode).collect());
+        }
+        let mut starts = vec![Self::NONE; span];
+        for (i, o) in entries.iter().enumerate().rev() {
+            starts[(o.inode - base) as usize] = i as u32;
+        }
+        InodeIndex::Dense { base, starts }
+    }
+
+    /// The first entry of `inode`, if it has any.
+    fn start(&self, entries: &[Owner], inode: u32) -> Option<usize> {
+        match self {
+            InodeIndex::Empty => None,
+            InodeIndex::Dense { base, starts } => {
+                let slot = inode.checked_sub(*base)? as usize;
+                starts
+                    .get(slot)
+                    .filter(|&&s| s != Self::NONE)
+                    .map(|&s| s as usize)
+            }
+            InodeIndex::Sorted(inodes) => {
+                let at = inodes.partition_point(|&i| i < inode);
+                (entries.get(at)?.inode == inode).then_some(at)
+            }
+        }
+    }
 }
 
 impl Owners {
     pub fn new(mut entries: Vec<Owner>, comms: HashMap<u32, String>) -> Self {
         entries.sort_unstable();
         entries.dedup();
-        let inodes = entries.iter().map(|o| o.inode).collect();
+        let index = InodeIndex::build(&entries);
         let comms = comms.into_iter().collect();
         Owners {
             entries,
-            inodes,
+            index,
             comms,
         }
     }
 
     /// The holders of socket `inode`, by pid then fd.
     pub fn of(&self, inode: u32) -> &[Owner] {
-        let start = self.inodes.partition_point(|&i| i < inode);
-        // Usually one holder: scan rather than search a second time.
-        let count = self.inodes[start..]
+        let Some(start) = self.index.start(&self.entries, inode) else {
+            return &[];
+        };
+        // Usually one holder.
+        let count = self.entries[start..]
             .iter()
-            .take_while(|&&i| i == inode)
+            .take_while(|o| o.inode == inode)
             .count();
         &self.entries[start..start + count]
     }
@@ -207,5 +260,28 @@ mod tests {
         assert!(owners.of(6).is_empty());
         assert_eq!(owners.comm(1), "a");
         assert_eq!(owners.comm(2), "");
+        assert!(matches!(owners.index, InodeIndex::Dense { .. }));
+        assert!(Owners::default().of(7).is_empty());
+    }
+
+    #[test]
+    fn sparse_inodes_use_the_sorted_index() {
+        let o = |inode, pid, fd| Owner { inode, pid, fd };
+        let owners = Owners::new(
+            vec![
+                o(u32::MAX - 1, 3, 3),
+                o(5, 1, 3),
+                o(5, 2, 1),
+                o(1 << 30, 1, 4),
+            ],
+            HashMap::new(),
+        );
+        assert!(matches!(owners.index, InodeIndex::Sorted(_)));
+        assert_eq!(owners.of(5), &[o(5, 1, 3), o(5, 2, 1)]);
+        assert_eq!(owners.of(1 << 30), &[o(1 << 30, 1, 4)]);
+        assert_eq!(owners.of(u32::MAX - 1), &[o(u32::MAX - 1, 3, 3)]);
+        assert!(owners.of(6).is_empty());
+        assert!(owners.of(u32::MAX).is_empty());
+        assert!(owners.of(0).is_empty());
     }
 }
