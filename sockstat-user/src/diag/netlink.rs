@@ -188,8 +188,7 @@ impl DiagSocket {
             what,
             interrupted: false,
         };
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(BATCH, 0);
+        let mut buf = batch_buffer(std::mem::take(&mut self.buf));
         // Small dumps (UDP, unix, routes) fit one batch and need no second thread.
         let (filled, outcome) = fill_batch(&self.sock, seq, &mut buf);
         let done = walk.batch(&buf[..filled], sink, parse);
@@ -229,12 +228,12 @@ impl DiagSocket {
 }
 
 /// Batches the reader may fill ahead of the parser.
-const READ_AHEAD: usize = 8;
+const READ_AHEAD: usize = 16;
 /// The kernel sends at most ~32 KiB per datagram; 64 KiB of room never truncates.
 const DATAGRAM_ROOM: usize = 64 * 1024;
 /// Consecutive datagrams (whole netlink messages each) are packed into one buffer of this
 /// size, so the parser is woken once per ~8 datagrams rather than for each.
-const BATCH: usize = 256 * 1024;
+const BATCH: usize = 128 * 1024;
 
 /// Receives datagrams of dump `seq` into `buf` until it is nearly full or the dump ends.
 /// Returns the bytes filled and whether the dump ended, or why receiving failed (the
@@ -263,6 +262,16 @@ fn fill_batch(sock: &Socket, seq: u32, buf: &mut [u8]) -> (usize, Result<bool, D
     (filled, Ok(false))
 }
 
+/// `recycled` if it is a batch buffer, else a new one. New buffers come zeroed from the
+/// allocator (fresh pages), so only the bytes a dump actually fills become resident.
+fn batch_buffer(recycled: Vec<u8>) -> Vec<u8> {
+    if recycled.len() == BATCH {
+        recycled
+    } else {
+        vec![0u8; BATCH]
+    }
+}
+
 fn recv(sock: &Socket, buf: &mut [u8]) -> Result<usize, DiagError> {
     loop {
         match sock.recv(&mut &mut buf[..], libc::MSG_TRUNC) {
@@ -288,10 +297,10 @@ fn read_batches(
     free: &mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
-        let mut buf = free
-            .try_recv()
-            .unwrap_or_else(|_| std::mem::take(&mut spare));
-        buf.resize(BATCH, 0);
+        let mut buf = batch_buffer(
+            free.try_recv()
+                .unwrap_or_else(|_| std::mem::take(&mut spare)),
+        );
         let (filled, outcome) = fill_batch(sock, seq, &mut buf);
         match outcome {
             Ok(last) => {

@@ -52,7 +52,11 @@ impl KernelBtf {
     /// Byte offset of `path` (dot separated, anonymous unions and structs looked through)
     /// inside `struct strukt`.
     pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, OffsetError> {
-        let mut ty = self.struct_named(strukt)?;
+        self.offset_in(self.struct_named(strukt)?, strukt, path)
+    }
+
+    /// `offset_of` within an already resolved struct: each name lookup scans all of BTF.
+    fn offset_in(&self, mut ty: Type, strukt: &str, path: &str) -> Result<u32, OffsetError> {
         let mut bits: u32 = 0;
         for field in path.split('.') {
             let (member_bits, member_ty) =
@@ -155,12 +159,14 @@ impl KernelBtf {
 
     /// Offsets for the `iter/task_file` owner program.
     pub fn owner_offsets(&self) -> Result<OwnerOffsets, OffsetError> {
+        let inode = self.struct_named("inode")?;
+        let task = self.struct_named("task_struct")?;
         Ok(OwnerOffsets {
             file_f_inode: self.offset_of("file", "f_inode")?,
-            inode_i_mode: self.offset_of("inode", "i_mode")?,
-            inode_i_ino: self.offset_of("inode", "i_ino")?,
-            task_tgid: self.offset_of("task_struct", "tgid")?,
-            task_comm: self.offset_of("task_struct", "comm")?,
+            inode_i_mode: self.offset_in(inode.clone(), "inode", "i_mode")?,
+            inode_i_ino: self.offset_in(inode, "inode", "i_ino")?,
+            task_tgid: self.offset_in(task.clone(), "task_struct", "tgid")?,
+            task_comm: self.offset_in(task, "task_struct", "comm")?,
             valid: 1,
         })
     }
