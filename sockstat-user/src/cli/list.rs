@@ -338,10 +338,14 @@ enum Output {
 /// Socket owners for -p: not wanted, still being scanned, or known.
 enum OwnerSource {
     None,
-    /// The kernel's owner iterator, run a slice at a time while the parser waits for the
-    /// next netlink batch (`None`: not loaded yet). Text output only needs owners when
-    /// rows are written, so the scan and the dump overlap with two threads, not three.
-    Stepping(Option<OwnerScan>),
+    /// The kernel's owner iterator being loaded (BTF lookups and the verifier, a few ms) on
+    /// a helper thread while the dumps start.
+    Loading(std::thread::JoinHandle<Result<OwnerScan, OwnersError>>),
+    /// The loaded iterator, read a slice at a time while the parser waits for the next
+    /// netlink batch. Text output only needs owners when rows are written, so the scan and
+    /// the dump overlap on two threads rather than three (the scheduler kept a third on
+    /// the reader's CPU).
+    Stepping(OwnerScan),
     /// The /proc scan (no BPF), on threads of its own.
     Pending(std::thread::JoinHandle<Owners>),
     Ready(Owners),
@@ -355,35 +359,42 @@ impl OwnerSource {
             // JSON needs owners before the first object.
             OwnerSource::Ready(crate::ebpf::owners::socket_owners_any())
         } else if crate::ebpf::privilege::can_trace() {
-            OwnerSource::Stepping(None)
+            OwnerSource::Loading(std::thread::spawn(OwnerScan::start))
         } else {
             OwnerSource::Pending(std::thread::spawn(|| crate::procs::socket_owners(None)))
         }
     }
 
-    /// Runs one slice of the kernel scan. Returns false when there is no slice left.
-    fn step(&mut self) -> bool {
+    /// Runs one slice of the kernel scan if it is loaded. Returns false when there is
+    /// nothing to do now; `wait` blocks for the loader instead.
+    fn step(&mut self, wait: bool) -> bool {
+        if let OwnerSource::Loading(h) = self {
+            if !wait && !h.is_finished() {
+                return false;
+            }
+            let OwnerSource::Loading(h) = std::mem::replace(self, OwnerSource::None) else {
+                return false;
+            };
+            *self = match h.join() {
+                Ok(Ok(scan)) => OwnerSource::Stepping(scan),
+                // The iterator could not be loaded: /proc is slower but just as exact.
+                _ => OwnerSource::Ready(crate::procs::socket_owners(None)),
+            };
+            return true;
+        }
         let OwnerSource::Stepping(scan) = self else {
             return false;
         };
-        let more = match scan {
-            None => OwnerScan::start().map(|started| {
-                *scan = Some(started);
-                true
-            }),
-            Some(running) => running.step().map_err(OwnersError::from),
-        };
-        match (more, scan.take()) {
-            (Ok(true), running) => {
-                *scan = running;
-                true
-            }
-            (Ok(false), Some(done)) => {
+        match scan.step() {
+            Ok(true) => true,
+            Ok(false) => {
+                let OwnerSource::Stepping(done) = std::mem::replace(self, OwnerSource::None) else {
+                    return false;
+                };
                 *self = OwnerSource::Ready(done.finish());
                 false
             }
-            // The iterator could not run: /proc is slower but just as exact.
-            _ => {
+            Err(_) => {
                 *self = OwnerSource::Ready(crate::procs::socket_owners(None));
                 false
             }
@@ -392,7 +403,7 @@ impl OwnerSource {
 
     fn is_pending(&self) -> bool {
         match self {
-            OwnerSource::Stepping(_) => true,
+            OwnerSource::Loading(_) | OwnerSource::Stepping(_) => true,
             OwnerSource::Pending(h) => !h.is_finished(),
             OwnerSource::None | OwnerSource::Ready(_) => false,
         }
@@ -400,7 +411,7 @@ impl OwnerSource {
 
     /// Finishes the scan if it is still running.
     fn get(&mut self) -> Option<&Owners> {
-        while self.step() {}
+        while self.step(true) {}
         if let OwnerSource::Pending(_) = self
             && let OwnerSource::Pending(h) = std::mem::replace(self, OwnerSource::None)
         {
@@ -432,7 +443,7 @@ struct ListSink<'a, W: Write> {
 
 /// Text is written out in batches of this many bytes (ss uses 5 MiB of tokens); column
 /// widths carry over between batches.
-const BATCH_BYTES: usize = 256 << 10;
+const BATCH_BYTES: usize = 128 << 10;
 /// The bound while the -p owner scan is still running.
 const PENDING_BATCH_BYTES: usize = 16 << 20;
 
@@ -518,7 +529,14 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
     }
 
     fn idle(&mut self) -> bool {
-        self.owners.step()
+        self.owners.step(false)
+    }
+
+    fn has_idle_work(&self) -> bool {
+        matches!(
+            self.owners,
+            OwnerSource::Loading(_) | OwnerSource::Stepping(_)
+        )
     }
 
     fn restart(&mut self) -> bool {

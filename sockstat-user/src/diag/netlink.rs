@@ -54,8 +54,14 @@ pub trait Sink<T> {
     /// when that is no longer possible (already written out).
     fn restart(&mut self) -> bool;
     /// Called while the kernel prepares the next batch of a large dump: a chance to do a
-    /// slice of other work on this thread. Returns false when there is none left.
+    /// short slice of other work on this thread. Returns false when there is none to do
+    /// now (the caller then sleeps until the next batch).
     fn idle(&mut self) -> bool {
+        false
+    }
+    /// Whether `idle` has work queued: the reader may then run further ahead, since the
+    /// parser will fall behind while it does that work.
+    fn has_idle_work(&self) -> bool {
         false
     }
 }
@@ -207,7 +213,12 @@ impl DiagSocket {
         // The kernel builds each datagram inside recv(), and for a large dump that is half
         // the work: a reader thread keeps receiving while this one parses and prints, so
         // the two halves run on two cores.
-        let (full_tx, full_rx) = mpsc::sync_channel(READ_AHEAD);
+        let ahead = if sink.has_idle_work() {
+            READ_AHEAD_BUSY
+        } else {
+            READ_AHEAD
+        };
+        let (full_tx, full_rx) = mpsc::sync_channel(ahead);
         let (free_tx, free_rx) = mpsc::channel();
         let sock = &self.sock;
         let (result, spare) = std::thread::scope(|scope| {
@@ -227,8 +238,10 @@ impl DiagSocket {
     }
 }
 
-/// Batches the reader may fill ahead of the parser.
-const READ_AHEAD: usize = 16;
+/// Batches the reader may fill ahead of the parser: few, as each one is peak memory.
+const READ_AHEAD: usize = 2;
+/// ... and while the parser has idle work to do (2 MiB).
+const READ_AHEAD_BUSY: usize = 16;
 /// The kernel sends at most ~32 KiB per datagram; 64 KiB of room never truncates.
 const DATAGRAM_ROOM: usize = 64 * 1024;
 /// Consecutive datagrams (whole netlink messages each) are packed into one buffer of this
@@ -365,13 +378,11 @@ fn parse_batches<T>(
     parse: &mut impl FnMut(&[u8]) -> Result<Option<T>, DiagError>,
 ) -> (Result<(), DiagError>, Vec<u8>) {
     let mut spare = Vec::new();
-    let mut idle_work = true;
     loop {
         let received = match full.try_recv() {
             Ok(r) => r,
             Err(mpsc::TryRecvError::Empty) => {
-                idle_work = idle_work && sink.idle();
-                if idle_work {
+                if sink.idle() {
                     continue;
                 }
                 match full.recv() {
