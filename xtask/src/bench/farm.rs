@@ -37,6 +37,11 @@ pub fn run(port: u16, pairs: usize) -> Result<()> {
         held.push(client);
         held.push(server);
     }
+    // TIME-WAIT connections go to a second address: on the first one, the kernel's port
+    // choice for new connects collides with the held pairs' tuples, and a SYN that meets a
+    // TIME-WAIT socket recycles it (only ~45 % of them survived).
+    let tw_addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), port));
+    let tw_listener = TcpListener::bind(tw_addr).with_context(|| format!("bind {tw_addr}"))?;
     let mut out = io::stdout().lock();
     writeln!(out, "ready {}", held.len())?;
     out.flush()?;
@@ -45,8 +50,8 @@ pub fn run(port: u16, pairs: usize) -> Result<()> {
         if let Some(n) = line.strip_prefix("tw ") {
             let n: usize = n.trim().parse().context("tw count")?;
             for _ in 0..n {
-                let client = TcpStream::connect(addr).context("connect")?;
-                let (server, _) = listener.accept().context("accept")?;
+                let client = TcpStream::connect(tw_addr).context("connect")?;
+                let (server, _) = tw_listener.accept().context("accept")?;
                 drop(server);
                 drop(client);
             }
