@@ -242,10 +242,11 @@ impl DiagSocket {
 const READ_AHEAD: usize = 2;
 /// ... and while the parser has idle work to do (2 MiB).
 const READ_AHEAD_BUSY: usize = 16;
-/// The kernel sends at most ~32 KiB per datagram; 64 KiB of room never truncates.
+/// sock_diag datagrams are at most ~32 KiB; 64 KiB of room also fits rtnetlink's larger
+/// first messages, and MSG_TRUNC catches anything bigger.
 const DATAGRAM_ROOM: usize = 64 * 1024;
 /// Consecutive datagrams (whole netlink messages each) are packed into one buffer of this
-/// size, so the parser is woken once per ~8 datagrams rather than for each.
+/// size, so the parser is woken once per three datagrams rather than for each.
 const BATCH: usize = 128 * 1024;
 
 /// Receives datagrams of dump `seq` into `buf` until it is nearly full or the dump ends.
