@@ -72,6 +72,11 @@ fn main() {
             time_wait_expiry,
         ),
         root_trial("trace_latency_at_low_rate", root, low_rate_latency),
+        root_trial(
+            "list_owners_from_proc_without_bpf_match_ss",
+            root,
+            owners_without_bpf,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -708,4 +713,62 @@ fn check_eq(what: &str, got: impl std::fmt::Debug, want: impl std::fmt::Debug) -
     } else {
         Err(fail(format!("{what}: got {got}, want {want}")))
     }
+}
+
+/// `-p` without BPF privilege takes owners from /proc. Run as nobody, it must find what
+/// `ss -p` finds as nobody: the listener of a `sockstat serve --poll` that nobody runs.
+fn owners_without_bpf() -> TestResult {
+    const NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    // A copy nobody may execute, whatever the checkout's permissions are.
+    let copy = std::env::temp_dir().join(format!("sockstat-owners-{}", std::process::id()));
+    std::fs::copy(sockstat_tests::sockstat_bin(), &copy)
+        .map_err(|e| fail(format!("copying the binary: {e}")))?;
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).map_err(fail)?;
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = std::process::Command::new("setpriv")
+        .args(NOBODY)
+        .arg(&copy)
+        .args(["serve", "--poll", "--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("setpriv: {e}")))?;
+    let filter = format!("sport = :{port}");
+    let users_as_nobody = |program: &std::ffi::OsStr| -> Result<Vec<String>, Failed> {
+        let out = std::process::Command::new("setpriv")
+            .args(NOBODY)
+            .arg(program)
+            .args(["-tlnp", &filter])
+            .output()
+            .map_err(|e| fail(format!("setpriv: {e}")))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut users: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split_once("users:((").map(|(_, u)| u.to_string()))
+            .collect();
+        users.sort();
+        Ok(users)
+    };
+    let result = (|| {
+        wait_until("serve listening", || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+        })
+        .map_err(fail)?;
+        let ours = users_as_nobody(copy.as_os_str())?;
+        let ss = users_as_nobody(std::ffi::OsStr::new("ss"))?;
+        check_eq(
+            "users of the listener (sockstat vs ss, as nobody)",
+            &ours,
+            &ss,
+        )?;
+        let pid = format!(",pid={},", serve.id());
+        if ours.len() != 1 || !ours[0].contains(&pid) {
+            return Err(fail(format!("expected the serve process {pid}: {ours:?}")));
+        }
+        Ok(())
+    })();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = std::fs::remove_file(&copy);
+    result
 }
