@@ -199,6 +199,8 @@ impl Probe {
             name: "COUNTERS",
             source,
         })?;
+        // aya's parsed BTF has been dropped by now.
+        release_freed_heap();
         Ok(Self {
             ebpf,
             counters,
@@ -312,4 +314,15 @@ pub struct KernelCounters {
     pub resets_sent: u64,
     /// Segments retransmitted, SYN-ACKs included.
     pub retransmits: u64,
+}
+
+/// Hands the heap pages freed by loading (aya parses all of vmlinux BTF, ~30 MB in many
+/// small allocations) back to the kernel. glibc returns only the top of the heap by itself,
+/// so without this a long-running `serve` or `top` kept them resident for its whole life.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
