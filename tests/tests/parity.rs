@@ -410,6 +410,27 @@ fn owners_match_ss_p() {
     let ss = users("ss", &args);
     let ours = users(sockstat_bin().to_str().unwrap(), &args);
     assert_eq!(ours, ss);
+    // The same owners in JSON: `"process": [{"comm", "pid", "fd"}]`.
+    let out = Command::new(sockstat_bin())
+        .args(["-tanp", "--json", filter.as_str()])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: BTreeSet<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["process"].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            format!(
+                "\"{}\",pid={},fd={}",
+                p["comm"].as_str().unwrap(),
+                p["pid"],
+                p["fd"]
+            )
+        })
+        .collect();
+    assert_eq!(json, ss, "JSON process lists");
     let me = format!("pid={},", std::process::id());
     assert!(
         ss.len() >= 4 && ss.iter().all(|u| u.contains(&me)),

@@ -303,7 +303,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.all_netns {
         return list_all_netns(args, &query, &filter, sel.states, &style, tty_width, out);
     }
-    let owners = OwnerSource::new(args.processes, args.json);
+    let owners = OwnerSource::new(args.processes);
     let mut sink = ListSink {
         out: &mut out,
         expr: filter.expr.as_ref(),
@@ -352,12 +352,9 @@ enum OwnerSource {
 }
 
 impl OwnerSource {
-    fn new(processes: bool, json: bool) -> Self {
+    fn new(processes: bool) -> Self {
         if !processes {
             OwnerSource::None
-        } else if json {
-            // JSON needs owners before the first object.
-            OwnerSource::Ready(crate::ebpf::owners::socket_owners_any())
         } else if crate::ebpf::privilege::can_trace() {
             OwnerSource::Loading(std::thread::spawn(OwnerScan::start))
         } else {
@@ -517,11 +514,9 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
                 }
             }
             Output::Json(j) => {
-                let owners = match &self.owners {
-                    OwnerSource::Ready(o) => Some(o),
-                    _ => None,
-                };
-                j.push(self.out, &r, owners, self.style)
+                // Objects are written as they come, so the first one waits for the owner
+                // scan; the reader keeps filling batches meanwhile.
+                j.push(self.out, &r, self.owners.get(), self.style)
                     .map_err(DiagError::Output)?;
             }
         }
