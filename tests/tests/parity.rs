@@ -481,5 +481,27 @@ fn large_dump_matches_ss_with_owners() {
             "{args:?}: only in ss {only_ss:?}, only in sockstat {only_ours:?}"
         );
     }
+    // A reader that stops early (`sockstat | head`) ends it quietly, with success.
+    for args in [
+        &["-tan"][..],
+        &["-tan", "--json"][..],
+        &["-tanp", "--json"][..],
+    ] {
+        let mut child = Command::new(sockstat_bin())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{args:?} into a closed pipe: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(keep);
 }

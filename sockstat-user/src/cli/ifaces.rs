@@ -27,7 +27,7 @@ pub fn run(args: &IfacesArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if json {
-            serde_json::to_writer(&mut *out, links).map_err(io::Error::other)?;
+            serde_json::to_writer(&mut *out, links).map_err(io::Error::from)?;
             writeln!(out)
         } else {
             write_table(out, links, per)

@@ -20,7 +20,7 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     let json = args.repeat.json;
     super::repeat(&args.repeat, read, |out, before, now| {
         if json {
-            serde_json::to_writer(&mut *out, &to_json(now, before)).map_err(io::Error::other)?;
+            serde_json::to_writer(&mut *out, &to_json(now, before)).map_err(io::Error::from)?;
             writeln!(out)
         } else {
             match before {

@@ -361,7 +361,7 @@ fn write_edges(
             .map(|((o, n), c)| serde_json::json!({"old": state_name(*o), "new": state_name(*n), "count": c}))
             .collect();
         let v = serde_json::json!({"edges": list, "lost": counters.lost});
-        serde_json::to_writer(&mut *out, &v).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut *out, &v).map_err(io::Error::from)?;
         writeln!(out)
     } else {
         writeln!(out, "{:<28} COUNT", "TRANSITION")?;

@@ -894,7 +894,7 @@ impl JsonArray {
     ) -> io::Result<()> {
         out.write_all(if self.started { b",\n" } else { b"[\n" })?;
         self.started = true;
-        serde_json::to_writer(&mut *out, &record_json(r, owners, style)).map_err(io::Error::other)
+        serde_json::to_writer(&mut *out, &record_json(r, owners, style)).map_err(io::Error::from)
     }
 
     pub fn finish(self, out: &mut impl Write) -> io::Result<()> {

@@ -55,7 +55,7 @@ pub fn write_json(out: &mut impl Write, s: &SocketSummary) -> io::Result<()> {
             "frag": {"total": s.frag4 + s.frag6, "ip": s.frag4, "ipv6": s.frag6},
         },
     });
-    serde_json::to_writer_pretty(&mut *out, &v).map_err(io::Error::other)?;
+    serde_json::to_writer_pretty(&mut *out, &v).map_err(io::Error::from)?;
     writeln!(out)
 }
 

@@ -171,7 +171,7 @@ impl TracePrinter {
                     source: t.source.name(),
                     cause: t.cause.map(|c| c.name()),
                 };
-                serde_json::to_writer(&mut *out, &record).map_err(io::Error::other)?;
+                serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
                 out.write_all(b"\n")
             }
         }
@@ -219,7 +219,7 @@ impl TracePrinter {
                     retransmits: l.retransmits,
                     cause: l.cause.map(|c| c.name()),
                 };
-                serde_json::to_writer(&mut *out, &record).map_err(io::Error::other)?;
+                serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
                 out.write_all(b"\n")
             }
         }
