@@ -1000,6 +1000,91 @@ UNCONN 0      0                  *:53               *:*    ino:0 sk:0 v6only:0
         assert_eq!(render(&sample(), &s, Some(&owners)), expected);
     }
 
+    /// Records with every JSON section filled in, for the byte-exact golden below.
+    fn full_sample() -> (Vec<SocketRecord>, Owners) {
+        let mut recs = sample();
+        let estab = &mut recs[1];
+        estab.recv_q = 5;
+        estab.uid = 1000;
+        estab.cookie = 77;
+        estab.shutdown = Some(1);
+        estab.mark = Some(0x10);
+        estab.cgroup_id = Some(4242);
+        estab.v6only = Some(true);
+        estab.skmem = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        estab.congestion = Some("cubic".into());
+        estab.tcp_info = Some(Box::new(TcpInfo {
+            rto: 204_000,
+            rtt: 1_250,
+            rttvar: 625,
+            snd_mss: 1448,
+            snd_cwnd: 10,
+            bytes_acked: 12,
+            delivery_rate: 1000,
+            pacing_rate: u64::MAX,
+            busy_time: 3_000,
+            ..TcpInfo::default()
+        }));
+        estab.ifindex = 1;
+        let mut unix = SocketRecord::inet(
+            Netid::UnixStream,
+            1,
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        unix.local = Endpoint::Unix {
+            name: Some("/run/a \"b\".sock".into()),
+            inode: 50,
+        };
+        unix.peer = Endpoint::Unix {
+            name: None,
+            inode: 0,
+        };
+        unix.inode = 50;
+        unix.unix_peer = 51;
+        let mut packet = SocketRecord::inet(
+            Netid::PacketRaw,
+            7,
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        packet.local = Endpoint::Packet {
+            protocol: 0x0800,
+            ifindex: 0,
+        };
+        packet.peer = Endpoint::None;
+        recs.push(unix);
+        recs.push(packet);
+        let o = |inode, pid, fd| crate::procs::Owner { inode, pid, fd };
+        let owners = Owners::new(
+            vec![o(99, 7, 4), o(99, 6, 9), o(1234, 42, 3)],
+            [(42, "nginx".to_string()), (7, "a\"b".to_string())].into(),
+        );
+        (recs, owners)
+    }
+
+    #[test]
+    fn json_golden_every_section() {
+        let (recs, owners) = full_sample();
+        let all = ListStyle {
+            processes: true,
+            extended: true,
+            timers: true,
+            memory: true,
+            info: true,
+            ..style()
+        };
+        let mut out = Vec::new();
+        let mut arr = JsonArray::new();
+        for r in &recs {
+            arr.push(&mut out, r, Some(&owners), &all).unwrap();
+        }
+        arr.finish(&mut out).unwrap();
+        let netns = serde_json::to_string(&record_json_in(&recs[0], "blue", None, &all)).unwrap();
+        let got = String::from_utf8(out).unwrap() + &netns + "\n";
+        crate::render::golden::check("golden/list.json", &got);
+    }
+
     #[test]
     fn json_keys() {
         let v = record_json(

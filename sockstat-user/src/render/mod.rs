@@ -1,4 +1,6 @@
 //! Views of collected records. Printers write to any `io::Write`; the format is chosen once.
+#[cfg(test)]
+mod golden;
 pub mod lab;
 pub mod list;
 pub mod numfmt;
