@@ -618,7 +618,7 @@ fn list_all_netns(
     }
     let owners = owners.map(|h| h.join().unwrap_or_default());
     if args.json {
-        let all: Vec<serde_json::Value> = rows
+        let all: Vec<_> = rows
             .iter()
             .map(|(l, r)| list::record_json_in(r, l, owners.as_ref(), style))
             .collect();

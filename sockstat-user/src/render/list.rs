@@ -2,11 +2,8 @@
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    io::{self, Write},
     net::{IpAddr, SocketAddr},
 };
-
-use serde_json::{Map, Value, json};
 
 use super::{
     numfmt::{bandwidth, g, ms_timer, push_ipv4, push_uint, push_uint_padded},
@@ -245,20 +242,6 @@ pub fn table_with_netns(
     t
 }
 
-/// A JSON object for a socket of another namespace: `netns` is its label.
-pub fn record_json_in(
-    r: &SocketRecord,
-    netns: &str,
-    owners: Option<&Owners>,
-    style: &ListStyle,
-) -> Value {
-    let mut v = record_json(r, owners, style);
-    if let Value::Object(o) = &mut v {
-        o.insert("netns".into(), netns.into());
-    }
-    v
-}
-
 /// Builds the whole ss table at once.
 pub fn table(
     records: &[SocketRecord],
@@ -391,7 +374,7 @@ fn ip_protocol_name(p: u16) -> String {
     }
 }
 
-fn ethertype_name(p: u16, numeric: bool) -> String {
+pub(super) fn ethertype_name(p: u16, numeric: bool) -> String {
     if !numeric {
         let name = match p {
             0x0800 => Some("ip"),
@@ -529,7 +512,7 @@ fn shutdown_arrows(cell: &mut String, sd: u8) {
     write!(cell, " {rx}-{tx}").ok();
 }
 
-fn timer_name(kind: u8) -> &'static str {
+pub(super) fn timer_name(kind: u8) -> &'static str {
     match kind {
         1 => "on",
         2 => "keepalive",
@@ -749,169 +732,14 @@ fn tcp_info_text(cell: &mut String, i: &TcpInfo, r: &SocketRecord, style: &ListS
     }
 }
 
-/// `ip:port`, `[v6]:port`, or a unix path (`*` when unnamed) for JSON.
-fn endpoint_json(e: &Endpoint, r: &SocketRecord, local: bool) -> Value {
-    match e {
-        Endpoint::Inet(sa) => Value::String(sa.to_string()),
-        Endpoint::Unix { name, .. } => {
-            let _ = (r, local);
-            Value::String(name.clone().unwrap_or_else(|| "*".into()))
-        }
-        Endpoint::Packet { protocol, ifindex } => {
-            let iface = if *ifindex == 0 {
-                "*".to_string()
-            } else {
-                iface_name(*ifindex)
-            };
-            Value::String(format!("{}:{iface}", ethertype_name(*protocol, false)))
-        }
-        Endpoint::None => Value::String("*".into()),
-    }
-}
-
-/// One JSON object per socket. Keys are a stable interface (README).
-pub fn record_json(r: &SocketRecord, owners: Option<&Owners>, style: &ListStyle) -> Value {
-    let mut o = Map::new();
-    o.insert("netid".into(), r.netid.name().into());
-    let state = if matches!(r.netid, Netid::PacketRaw | Netid::PacketDgram) {
-        "UNCONN"
-    } else {
-        state_name(r.state)
-    };
-    o.insert("state".into(), state.into());
-    o.insert("recv_q".into(), r.recv_q.into());
-    o.insert("send_q".into(), r.send_q.into());
-    o.insert("local".into(), endpoint_json(&r.local, r, true));
-    o.insert("peer".into(), endpoint_json(&r.peer, r, false));
-    if r.netid.is_unix() {
-        o.insert("inode".into(), r.inode.into());
-        o.insert("peer_inode".into(), r.unix_peer.into());
-    }
-    if r.ifindex != 0 {
-        o.insert("dev".into(), iface_name(r.ifindex).into());
-    }
-    if style.processes {
-        let list: Vec<Value> = owners
-            .map(|o| {
-                o.of(r.inode)
-                    .iter()
-                    .map(|p| json!({"comm": o.comm(p.pid), "pid": p.pid, "fd": p.fd}))
-                    .collect()
-            })
-            .unwrap_or_default();
-        o.insert("process".into(), Value::Array(list));
-    }
-    if style.timers || style.extended {
-        let timer = r.timer.map(|t| {
-            json!({"name": timer_name(t.kind), "expires_ms": t.expires_ms, "retrans": t.retrans})
-        });
-        o.insert("timer".into(), timer.unwrap_or(Value::Null));
-    }
-    if style.extended {
-        o.insert(
-            "details".into(),
-            json!({
-                "uid": r.uid,
-                "inode": r.inode,
-                "cookie": r.cookie,
-                "fwmark": r.mark,
-                "cgroup_id": r.cgroup_id,
-                "v6only": r.v6only,
-                "shutdown": r.shutdown,
-            }),
-        );
-    }
-    if style.memory {
-        let m = r.skmem.as_ref().map(|m| {
-            let v = |i: usize| m.get(i).copied();
-            json!({
-                "rmem_alloc": v(0), "rcvbuf": v(1), "wmem_alloc": v(2), "sndbuf": v(3),
-                "fwd_alloc": v(4), "wmem_queued": v(5), "optmem": v(6), "backlog": v(7),
-                "drops": v(8),
-            })
-        });
-        o.insert("memory".into(), m.unwrap_or(Value::Null));
-    }
-    if style.info && r.netid != Netid::Udp {
-        let info = r.tcp_info.as_ref().map(|i| {
-            json!({
-                "congestion": r.congestion,
-                "rto_ms": f64::from(i.rto) / 1000.0,
-                "rtt_ms": f64::from(i.rtt) / 1000.0,
-                "rttvar_ms": f64::from(i.rttvar) / 1000.0,
-                "min_rtt_ms": f64::from(i.min_rtt) / 1000.0,
-                "ato_ms": f64::from(i.ato) / 1000.0,
-                "mss": i.snd_mss,
-                "pmtu": i.pmtu,
-                "rcv_mss": i.rcv_mss,
-                "advmss": i.advmss,
-                "cwnd": i.snd_cwnd,
-                "ssthresh": i.snd_ssthresh,
-                "bytes_sent": i.bytes_sent,
-                "bytes_retrans": i.bytes_retrans,
-                "bytes_acked": i.bytes_acked,
-                "bytes_received": i.bytes_received,
-                "segs_out": i.segs_out,
-                "segs_in": i.segs_in,
-                "retrans": i.retrans,
-                "total_retrans": i.total_retrans,
-                "lost": i.lost,
-                "unacked": i.unacked,
-                "delivery_rate_bps": i.delivery_rate.saturating_mul(8),
-                "pacing_rate_bps": i.pacing_rate.saturating_mul(8),
-                "busy_ms": i.busy_time / 1000,
-                "last_send_ms": i.last_data_sent,
-                "last_recv_ms": i.last_data_recv,
-                "last_ack_ms": i.last_ack_recv,
-                "rcv_space": i.rcv_space,
-                "snd_wnd": i.snd_wnd,
-                "rcv_wnd": i.rcv_wnd,
-                "reordering": i.reordering,
-                "notsent_bytes": i.notsent_bytes,
-            })
-        });
-        o.insert("info".into(), info.unwrap_or(Value::Null));
-    }
-    Value::Object(o)
-}
-
-/// Streams `[ {...}, ... ]`, one object per line.
-pub struct JsonArray {
-    started: bool,
-}
-
-impl JsonArray {
-    pub fn new() -> Self {
-        JsonArray { started: false }
-    }
-
-    pub fn push(
-        &mut self,
-        out: &mut impl Write,
-        r: &SocketRecord,
-        owners: Option<&Owners>,
-        style: &ListStyle,
-    ) -> io::Result<()> {
-        out.write_all(if self.started { b",\n" } else { b"[\n" })?;
-        self.started = true;
-        serde_json::to_writer(&mut *out, &record_json(r, owners, style)).map_err(io::Error::from)
-    }
-
-    pub fn finish(self, out: &mut impl Write) -> io::Result<()> {
-        out.write_all(if self.started { b"\n]\n" } else { b"[]\n" })
-    }
-}
-
-impl Default for JsonArray {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub use super::list_json::{JsonArray, record_json_in};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::diag::record::Timer;
+    use crate::render::list_json::record_json;
+    use serde_json::json;
 
     fn style() -> ListStyle {
         ListStyle {
@@ -1087,14 +915,15 @@ UNCONN 0      0                  *:53               *:*    ino:0 sk:0 v6only:0
 
     #[test]
     fn json_keys() {
-        let v = record_json(
+        let v = serde_json::to_value(record_json(
             &sample()[0],
             None,
             &ListStyle {
                 processes: true,
                 ..style()
             },
-        );
+        ))
+        .unwrap();
         assert_eq!(
             v,
             json!({"netid": "tcp", "state": "LISTEN", "recv_q": 0, "send_q": 128,

@@ -3,6 +3,7 @@
 mod golden;
 pub mod lab;
 pub mod list;
+pub mod list_json;
 pub mod numfmt;
 pub mod summary;
 pub mod table;
