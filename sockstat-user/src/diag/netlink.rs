@@ -195,24 +195,23 @@ impl DiagSocket {
             interrupted: false,
         };
         let mut buf = batch_buffer(std::mem::take(&mut self.buf));
-        // Small dumps (UDP, unix, routes) fit one batch and need no second thread.
         let (filled, outcome) = fill_batch(&self.sock, seq, &mut buf);
-        let done = walk.batch(&buf[..filled], sink, parse);
-        let more = match (done, outcome) {
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-            (Ok(true), _) => Ok(false),
-            (Ok(false), Ok(last)) if last => Err(DiagError::Malformed(
-                "the dump ended without NLMSG_DONE".into(),
-            )),
-            (Ok(false), Ok(_)) => Ok(true),
-        };
-        if !more? {
+        if !matches!(outcome, Ok(false)) {
+            // The dump fit one batch (UDP, unix, routes) or failed: no second thread.
+            let done = walk.batch(&buf[..filled], sink, parse);
             self.buf = buf;
-            return Ok(());
+            return match (done, outcome) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(true), _) => Ok(()),
+                (Ok(false), Ok(_)) => Err(DiagError::Malformed(
+                    "the dump ended without NLMSG_DONE".into(),
+                )),
+            };
         }
         // The kernel builds each datagram inside recv(), and for a large dump that is half
         // the work: a reader thread keeps receiving while this one parses and prints, so
-        // the two halves run on two cores.
+        // the two halves run on two cores. It starts before the first batch is parsed,
+        // which may wait (JSON waits for the owner scan at its first object).
         let ahead = if sink.has_idle_work() {
             READ_AHEAD_BUSY
         } else {
@@ -225,11 +224,17 @@ impl DiagSocket {
             let reader = std::thread::Builder::new()
                 .name("netlink-reader".into())
                 .spawn_scoped(scope, move || {
-                    read_batches(sock, seq, buf, &full_tx, &free_rx);
+                    read_batches(sock, seq, Vec::new(), &full_tx, &free_rx);
                 });
             if let Err(e) = reader {
-                return (Err(DiagError::Io(e)), Vec::new());
+                return (Err(DiagError::Io(e)), buf);
             }
+            match walk.batch(&buf[..filled], sink, parse) {
+                Err(e) => return (Err(e), buf),
+                Ok(true) => return (Ok(()), buf),
+                Ok(false) => {}
+            }
+            let _ = free_tx.send(buf);
             // Returns (and drops `full_rx`, which stops the reader) before the scope joins.
             parse_batches(full_rx, &free_tx, &mut walk, sink, parse)
         });
@@ -240,8 +245,9 @@ impl DiagSocket {
 
 /// Batches the reader may fill ahead of the parser: few, as each one is peak memory.
 const READ_AHEAD: usize = 2;
-/// ... and while the parser has idle work to do (2 MiB).
-const READ_AHEAD_BUSY: usize = 16;
+/// ... and while the parser has idle work to do (5 MiB): JSON output stops at its first
+/// object until the owner scan is done, ~30 ms of dump at 100k sockets.
+const READ_AHEAD_BUSY: usize = 40;
 /// sock_diag datagrams are at most ~32 KiB; 64 KiB of room also fits rtnetlink's larger
 /// first messages, and MSG_TRUNC catches anything bigger.
 const DATAGRAM_ROOM: usize = 64 * 1024;
