@@ -31,8 +31,14 @@ struct Fixture {
     _keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-/// Held by a test that opens many sockets at once, and by one that must not see that.
-static SOCKET_BURST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The large-dump test holds this for writing while its thousands of sockets exist; every
+/// comparison with ss holds it for reading. Its ephemeral ports can equal the fixture's
+/// (rows are picked by port), and a count that gains a digit narrows an `ss -s` column.
+static SOCKET_BURST: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn comparing() -> std::sync::RwLockReadGuard<'static, ()> {
+    SOCKET_BURST.read().unwrap_or_else(|e| e.into_inner())
+}
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -218,6 +224,7 @@ fn rows(tool: &str, args: &[&str], f: &Fixture) -> Result<BTreeSet<Row>, String>
 /// Compares ss and sockstat for one argument list; `min_rows` guards against a vacuous pass.
 fn same(args: &[&str], min_rows: usize) {
     let f = fixture();
+    let _quiet = comparing();
     let ss = rows("ss", args, f).unwrap();
     let ours = rows(sockstat_bin().to_str().unwrap(), args, f).unwrap();
     assert_eq!(
@@ -340,9 +347,7 @@ fn unix_path_globs() {
 #[test]
 fn summary_numbers_match_ss() {
     // The counts move with other activity on the machine; compare the labels and layout.
-    // Not while the large-dump test opens and closes its thousands of sockets: a count
-    // that gains a digit narrows its column's padding.
-    let _quiet = SOCKET_BURST.lock().unwrap_or_else(|e| e.into_inner());
+    let _quiet = comparing();
     // The shared fixture's sockets exist before either tool counts.
     fixture();
     let ss = Command::new("ss").arg("-s").output().unwrap();
@@ -359,6 +364,7 @@ fn summary_numbers_match_ss() {
 #[test]
 fn json_lists_the_same_sockets() {
     let f = fixture();
+    let _quiet = comparing();
     let args = ["-tuna", "--json"];
     let out = Command::new(sockstat_bin()).args(args).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -413,6 +419,7 @@ fn users(tool: &str, args: &[&str]) -> BTreeSet<String> {
 #[test]
 fn owners_match_ss_p() {
     let f = fixture();
+    let _quiet = comparing();
     let filter = format!("sport = :{}", f.p4);
     let args = ["-tanp", filter.as_str()];
     let ss = users("ss", &args);
@@ -452,7 +459,7 @@ fn owners_match_ss_p() {
 #[test]
 fn large_dump_matches_ss_with_owners() {
     const PAIRS: usize = 2500;
-    let _burst = SOCKET_BURST.lock().unwrap_or_else(|e| e.into_inner());
+    let _burst = SOCKET_BURST.write().unwrap_or_else(|e| e.into_inner());
     let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let listener = TcpListener::bind((lo4, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
