@@ -25,6 +25,59 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Whether the root-only `suite` can run here. Without root it says so loudly, and its
+/// tests are reported as ignored ("needs root"), never as passed.
+pub fn root_or_say_skipped(suite: &str) -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!(
+            "\n*** sockstat {suite} tests SKIPPED: not running as root (run `sudo cargo xtask test`) ***\n"
+        );
+    }
+    root
+}
+
+/// A test that needs root: ignored without it.
+pub fn root_trial(name: &'static str, root: bool, f: fn() -> TestResult) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::test(name, f).with_ignored_flag(!root)
+}
+
+pub fn fail(msg: impl Into<String>) -> libtest_mimic::Failed {
+    msg.into().into()
+}
+
+/// `program` run by `setpriv` as the unprivileged user nobody.
+pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(program);
+    cmd
+}
+
+/// The binary under test, copied where nobody may execute it whatever the checkout's
+/// permissions are; deleted on drop.
+pub struct NobodyBinary(PathBuf);
+
+impl NobodyBinary {
+    pub fn new(tag: &str) -> Result<Self, String> {
+        let path =
+            std::env::temp_dir().join(format!("sockstat-{tag}-nobody-{}", std::process::id()));
+        std::fs::copy(sockstat_bin(), &path).map_err(|e| format!("copying the binary: {e}"))?;
+        Ok(NobodyBinary(path))
+    }
+
+    /// The copy, run as nobody.
+    pub fn command(&self) -> Command {
+        as_nobody(&self.0)
+    }
+}
+
+impl Drop for NobodyBinary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The binary under test: `$SOCKSTAT_BIN` (set by `cargo xtask test`), else the `sockstat`
 /// built next to this test binary (`target/[triple/]release/deps/..` -> `../sockstat`).
 pub fn sockstat_bin() -> PathBuf {

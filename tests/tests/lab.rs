@@ -7,32 +7,23 @@ use std::{
     time::Duration,
 };
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
-use sockstat_tests::{TestResult, is_root, sockstat_bin};
+use sockstat_tests::{
+    NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial, sockstat_bin,
+};
 
 fn main() {
     let mut args = Arguments::from_args();
     // One at a time: the interruption test counts namespaces, which a parallel run changes.
     args.test_threads = Some(1);
-    let root = is_root();
-    if !root {
-        eprintln!("\n*** sockstat lab tests SKIPPED: not running as root ***\n");
-    }
+    let root = root_or_say_skipped("lab");
     let trials = vec![
-        trial("lab_run_all_json_passes", root, run_all),
-        trial("lab_interrupted_leaves_nothing_behind", root, interrupted),
-        trial("lab_bad_input_is_one_line_exit_2", root, bad_input),
+        root_trial("lab_run_all_json_passes", root, run_all),
+        root_trial("lab_interrupted_leaves_nothing_behind", root, interrupted),
+        root_trial("lab_bad_input_is_one_line_exit_2", root, bad_input),
     ];
     libtest_mimic::run(&args, trials).exit();
-}
-
-fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
-    Trial::test(name, f).with_ignored_flag(!root)
-}
-
-fn fail(msg: impl Into<String>) -> Failed {
-    msg.into().into()
 }
 
 fn run_all() -> TestResult {
@@ -168,15 +159,12 @@ fn bad_input() -> TestResult {
         )));
     }
     // Without root: one line that says so (copied where nobody may run it).
-    let copy = std::env::temp_dir().join(format!("sockstat-lab-nobody-{}", std::process::id()));
-    std::fs::copy(sockstat_bin(), &copy).map_err(|e| fail(e.to_string()))?;
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&copy)
+    let out = NobodyBinary::new("lab")
+        .map_err(fail)?
+        .command()
         .args(["lab", "run", "handshake"])
-        .output();
-    let _ = std::fs::remove_file(&copy);
-    let out = out.map_err(|e| fail(e.to_string()))?;
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
     let err = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(2)
         || !out.stdout.is_empty()

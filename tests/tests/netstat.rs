@@ -11,37 +11,28 @@ use std::{
     time::Duration,
 };
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
-use sockstat_tests::{NamedNetns, TestResult, Tracer, is_root, sockstat_bin};
+use sockstat_tests::{
+    NamedNetns, TestResult, Tracer, fail, root_or_say_skipped, root_trial, sockstat_bin,
+};
 
 fn main() {
     let args = Arguments::from_args();
-    let root = is_root();
-    if !root {
-        eprintln!("\n*** sockstat netstat-parity tests SKIPPED: not running as root ***\n");
-    }
+    let root = root_or_say_skipped("netstat-parity");
     let trials = vec![
-        trial("stats_agrees_with_proc_and_netstat", root, stats),
-        trial("ifaces_agrees_with_proc_net_dev", root, ifaces),
-        trial("routes_agree_with_ip_route", root, routes),
-        trial("report_finds_planted_cases", root, report),
-        trial("all_netns_labels_each_namespace", root, all_netns),
-        trial(
+        root_trial("stats_agrees_with_proc_and_netstat", root, stats),
+        root_trial("ifaces_agrees_with_proc_net_dev", root, ifaces),
+        root_trial("routes_agree_with_ip_route", root, routes),
+        root_trial("report_finds_planted_cases", root, report),
+        root_trial("all_netns_labels_each_namespace", root, all_netns),
+        root_trial(
             "trace_all_netns_sees_other_namespaces",
             root,
             trace_all_netns,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();
-}
-
-fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
-    Trial::test(name, f).with_ignored_flag(!root)
-}
-
-fn fail(msg: impl Into<String>) -> Failed {
-    msg.into().into()
 }
 
 /// The shared named namespace, plus running sockstat inside it.

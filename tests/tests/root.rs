@@ -9,23 +9,18 @@ use std::{
     time::Duration,
 };
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    TestResult, Tracer, by_cookie, cookie_where, edges, free_port, is_root, port_of, s, tcp_state,
-    wait_until,
+    NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, cookie_where, edges, fail, free_port,
+    port_of, root_or_say_skipped, root_trial, s, tcp_state, wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
 
 fn main() {
     let args = Arguments::from_args();
-    let root = is_root();
-    if !root {
-        eprintln!(
-            "\n*** sockstat root integration tests SKIPPED: not running as root (run `sudo cargo xtask test`) ***\n"
-        );
-    }
+    let root = root_or_say_skipped("root integration");
     let trials = vec![
         root_trial("trace_lifecycle_ipv4_tp_btf", root, || {
             lifecycle(IpAddr::V4(Ipv4Addr::LOCALHOST), "tp-btf")
@@ -79,14 +74,6 @@ fn main() {
         ),
     ];
     libtest_mimic::run(&args, trials).exit();
-}
-
-fn root_trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
-    Trial::test(name, f).with_ignored_flag(!root)
-}
-
-fn fail(msg: impl Into<String>) -> Failed {
-    Failed::from(msg.into())
 }
 
 /// Listener, client and accepted child through a full orderly close (client closes first).
@@ -718,26 +705,19 @@ fn check_eq(what: &str, got: impl std::fmt::Debug, want: impl std::fmt::Debug) -
 /// `-p` without BPF privilege takes owners from /proc. Run as nobody, it must find what
 /// `ss -p` finds as nobody: the listener of a `sockstat serve --poll` that nobody runs.
 fn owners_without_bpf() -> TestResult {
-    const NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    // A copy nobody may execute, whatever the checkout's permissions are.
-    let copy = std::env::temp_dir().join(format!("sockstat-owners-{}", std::process::id()));
-    std::fs::copy(sockstat_tests::sockstat_bin(), &copy)
-        .map_err(|e| fail(format!("copying the binary: {e}")))?;
+    let copy = NobodyBinary::new("owners").map_err(fail)?;
     let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).map_err(fail)?;
     let listen = format!("127.0.0.1:{port}");
-    let mut serve = std::process::Command::new("setpriv")
-        .args(NOBODY)
-        .arg(&copy)
+    let mut serve = copy
+        .command()
         .args(["serve", "--poll", "--listen", &listen])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| fail(format!("setpriv: {e}")))?;
     let filter = format!("sport = :{port}");
-    let users_as_nobody = |program: &std::ffi::OsStr| -> Result<Vec<String>, Failed> {
-        let out = std::process::Command::new("setpriv")
-            .args(NOBODY)
-            .arg(program)
+    let users_of = |mut cmd: std::process::Command| -> Result<Vec<String>, Failed> {
+        let out = cmd
             .args(["-tlnp", &filter])
             .output()
             .map_err(|e| fail(format!("setpriv: {e}")))?;
@@ -754,8 +734,8 @@ fn owners_without_bpf() -> TestResult {
             TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
         })
         .map_err(fail)?;
-        let ours = users_as_nobody(copy.as_os_str())?;
-        let ss = users_as_nobody(std::ffi::OsStr::new("ss"))?;
+        let ours = users_of(copy.command())?;
+        let ss = users_of(as_nobody("ss"))?;
         check_eq(
             "users of the listener (sockstat vs ss, as nobody)",
             &ours,
@@ -769,6 +749,5 @@ fn owners_without_bpf() -> TestResult {
     })();
     let _ = serve.kill();
     let _ = serve.wait();
-    let _ = std::fs::remove_file(&copy);
     result
 }

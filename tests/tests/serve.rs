@@ -11,42 +11,33 @@ use std::{
     time::{Duration, Instant},
 };
 
-use libtest_mimic::{Arguments, Failed, Trial};
-use sockstat_tests::{NamedNetns, TestResult, free_port, is_root, sockstat_bin};
+use libtest_mimic::{Arguments, Failed};
+use sockstat_tests::{
+    NamedNetns, TestResult, fail, free_port, root_or_say_skipped, root_trial, sockstat_bin,
+};
 
 fn main() {
     let args = Arguments::from_args();
-    let root = is_root();
-    if !root {
-        eprintln!("\n*** sockstat serve tests SKIPPED: not running as root ***\n");
-    }
+    let root = root_or_say_skipped("serve");
     let trials = vec![
-        trial(
+        root_trial(
             "serve_counters_move_by_the_connections_made",
             root,
             counters,
         ),
-        trial(
+        root_trial(
             "serve_bad_requests_do_not_disturb_scrapes",
             root,
             bad_requests,
         ),
-        trial(
+        root_trial(
             "serve_polling_fallback_and_sigterm",
             root,
             polling_and_sigterm,
         ),
-        trial("serve_bad_listen_address_is_one_line", root, bad_listen),
+        root_trial("serve_bad_listen_address_is_one_line", root, bad_listen),
     ];
     libtest_mimic::run(&args, trials).exit();
-}
-
-fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
-    Trial::test(name, f).with_ignored_flag(!root)
-}
-
-fn fail(msg: impl Into<String>) -> Failed {
-    msg.into().into()
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<String, Failed> {

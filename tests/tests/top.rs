@@ -9,32 +9,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
-use sockstat_tests::{TestResult, is_root, sockstat_bin};
+use sockstat_tests::{
+    NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial, sockstat_bin,
+};
 
 fn main() {
     let args = Arguments::from_args();
-    let root = is_root();
-    if !root {
-        eprintln!("\n*** sockstat top tests SKIPPED: not running as root ***\n");
-    }
+    let root = root_or_say_skipped("top");
     let trials = vec![
-        trial("top_tmux_screen_follows_connections", root, tmux_screen),
-        trial("top_tmux_sigterm_restores_terminal", root, tmux_sigterm),
-        trial("top_once_json_counts_and_rates", root, once_json),
-        trial("top_once_alert_sets_exit_code", root, once_alert),
-        trial("top_polling_fallback_has_counts_no_edges", root, polling),
+        root_trial("top_tmux_screen_follows_connections", root, tmux_screen),
+        root_trial("top_tmux_sigterm_restores_terminal", root, tmux_sigterm),
+        root_trial("top_once_json_counts_and_rates", root, once_json),
+        root_trial("top_once_alert_sets_exit_code", root, once_alert),
+        root_trial("top_polling_fallback_has_counts_no_edges", root, polling),
     ];
     libtest_mimic::run(&args, trials).exit();
-}
-
-fn trial(name: &'static str, root: bool, f: fn() -> TestResult) -> Trial {
-    Trial::test(name, f).with_ignored_flag(!root)
-}
-
-fn fail(msg: impl Into<String>) -> Failed {
-    msg.into().into()
 }
 
 /// A listener on a port the kernel picks (never one another socket holds); the tests filter
@@ -489,17 +480,13 @@ fn polling() -> TestResult {
     {
         return Err(fail(format!("polling header missing:\n{text}")));
     }
-    // Without privilege (as nobody) it falls back by itself and says why. The binary is
-    // copied where nobody can run it, whatever the checkout's permissions are.
-    let copy = std::env::temp_dir().join(format!("sockstat-top-nobody-{}", std::process::id()));
-    std::fs::copy(sockstat_bin(), &copy).map_err(|e| fail(format!("copying the binary: {e}")))?;
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&copy)
+    // Without privilege (as nobody) it falls back by itself and says why.
+    let out = NobodyBinary::new("top")
+        .map_err(fail)?
+        .command()
         .args(["top", "--once", "--json", "--interval", "0.2", &filter])
-        .output();
-    let _ = std::fs::remove_file(&copy);
-    let out = out.map_err(|e| fail(format!("setpriv: {e}")))?;
+        .output()
+        .map_err(|e| fail(format!("setpriv: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let snap: Value = serde_json::from_str(text.trim()).map_err(|e| {
         fail(format!(

@@ -224,7 +224,7 @@ impl DiagSocket {
             let reader = std::thread::Builder::new()
                 .name("netlink-reader".into())
                 .spawn_scoped(scope, move || {
-                    read_batches(sock, seq, Vec::new(), &full_tx, &free_rx);
+                    read_batches(sock, seq, &full_tx, &free_rx);
                 });
             if let Err(e) = reader {
                 return (Err(DiagError::Io(e)), buf);
@@ -312,15 +312,11 @@ type Received = Result<(Vec<u8>, usize), DiagError>;
 fn read_batches(
     sock: &Socket,
     seq: u32,
-    mut spare: Vec<u8>,
     full: &mpsc::SyncSender<Received>,
     free: &mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
-        let mut buf = batch_buffer(
-            free.try_recv()
-                .unwrap_or_else(|_| std::mem::take(&mut spare)),
-        );
+        let mut buf = batch_buffer(free.try_recv().unwrap_or_default());
         let (filled, outcome) = fill_batch(sock, seq, &mut buf);
         match outcome {
             Ok(last) => {
