@@ -4,6 +4,7 @@
 //! `cargo xtask run -- trace` or `cargo xtask test`.
 mod bench;
 mod setup;
+mod vmtest;
 
 use std::{
     path::{Path, PathBuf},
@@ -44,6 +45,13 @@ enum Task {
     },
     /// fmt --check and clippy -D warnings over the whole workspace.
     Lint,
+    /// The root suites on other kernels (Debian's 6.1 and 6.12, booted under QEMU) and on
+    /// the host's; one table of kernel x suite, non-zero exit on any failure.
+    Vmtest {
+        /// Kernels to run on (comma-separated or repeated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+        kernel: Vec<vmtest::KernelChoice>,
+    },
     /// Benchmarks against ss, netstat and tcpstates: `list` (100k sockets).
     Bench {
         #[arg(value_enum)]
@@ -139,6 +147,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             if !status.success() {
                 bail!("tests failed");
+            }
+        }
+        Task::Vmtest { kernel } => {
+            setup::toolchain()?;
+            setup::packages()?;
+            if !setup::is_root() {
+                bail!("vmtest runs the root suites: run it as root (sudo cargo xtask vmtest)");
+            }
+            if !vmtest::run(&root, &kernel)? {
+                bail!("vmtest: a suite failed on at least one kernel");
             }
         }
         Task::Farm { port, pairs } => bench::farm::run(port, pairs)?,

@@ -121,9 +121,37 @@ fn bpf_linker() -> Result<()> {
     Ok(())
 }
 
+/// What `cargo xtask vmtest` adds: QEMU, a static busybox for the guest's initramfs, and
+/// depmod/modprobe to resolve the kernel package's module dependencies.
+const VM_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86", "qemu-system-x86_64"),
+    ("busybox-static", "busybox"),
+    ("kmod", "depmod"),
+    ("xz-utils", "xz"),
+];
+
 /// Installs the Debian packages whose binaries are missing (apt-get update first, once).
 pub fn packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    install_missing(PACKAGES)
+}
+
+/// The packages `cargo xtask vmtest` needs besides the tests' own.
+pub fn vm_packages() -> Result<()> {
+    install_missing(VM_PACKAGES)?;
+    // Debian's dynamic `busybox` package provides /bin/busybox too; the guest needs the
+    // static one.
+    let static_busybox = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", "busybox-static"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"));
+    if !static_busybox {
+        install(&["busybox-static"])?;
+    }
+    Ok(())
+}
+
+fn install_missing(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, bin)| !on_path(bin))
         .map(|(pkg, _)| *pkg)
@@ -139,11 +167,18 @@ pub fn packages() -> Result<()> {
         );
         return Ok(());
     }
+    install(&missing)
+}
+
+fn install(missing: &[&str]) -> Result<()> {
+    if !is_root() {
+        bail!("installing {} needs root", missing.join(" "));
+    }
     eprintln!("xtask: installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
+        .args(missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

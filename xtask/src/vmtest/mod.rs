@@ -1,0 +1,344 @@
+//! `cargo xtask vmtest`: the root suites on the kernels servers run, not only on the host's.
+//!
+//! Each guest boots a Debian kernel (fetched by name with `apt-get download` and cached under
+//! `target/vmtest/`) under QEMU. Its init mounts the host's root file system read-only over 9p
+//! with a tmpfs overlay on top, and runs the very test binaries `cargo xtask test` runs,
+//! against the host's userland (ss, netstat, tmux, promtool, ...). `host` runs them here,
+//! natively. One table at the end: kernel x suite.
+mod guest;
+mod initramfs;
+mod kernels;
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{build, release_cargo, setup, sockstat_bin};
+
+/// The kernels `--kernel` can pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelChoice {
+    /// Debian 12's LTS kernel (Amazon Linux 2023 runs 6.1 too).
+    #[value(name = "6.1")]
+    V6_1,
+    /// Debian 13's LTS kernel, as Debian 12 ships it.
+    #[value(name = "6.12")]
+    V6_12,
+    /// The kernel this machine runs, without a VM.
+    Host,
+    /// All of the above.
+    All,
+}
+
+impl KernelChoice {
+    fn expand(choices: &[KernelChoice]) -> Vec<KernelChoice> {
+        let mut out = Vec::new();
+        for &c in choices {
+            let each: &[KernelChoice] = match c {
+                KernelChoice::All => &[KernelChoice::V6_1, KernelChoice::V6_12, KernelChoice::Host],
+                _ => std::slice::from_ref(&c),
+            };
+            for &k in each {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One root suite: a test binary of the `sockstat-tests` package.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    pub name: String,
+    pub exe: PathBuf,
+}
+
+/// What one suite reported on one kernel.
+#[derive(Clone, Debug, Default)]
+struct Outcome {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    /// The test binary's exit status; None when it never finished.
+    status: Option<i32>,
+    failures: Vec<String>,
+}
+
+impl Outcome {
+    fn ok(&self) -> bool {
+        self.status == Some(0) && self.failed == 0
+    }
+
+    /// Reads a suite's libtest output and exit status.
+    fn parse(log: &str, status: Option<i32>) -> Outcome {
+        let mut o = Outcome {
+            status,
+            ..Outcome::default()
+        };
+        for line in log.lines() {
+            let line = line.trim_end();
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split([';', '.']) {
+                    let mut words = part.split_whitespace();
+                    let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                        continue;
+                    };
+                    let Ok(n) = n.parse::<u64>() else { continue };
+                    match what {
+                        "passed" => o.passed += n,
+                        "failed" => o.failed += n,
+                        "ignored" => o.ignored += n,
+                        _ => {}
+                    }
+                }
+            } else if let Some(name) = line
+                .strip_prefix("test ")
+                .and_then(|l| l.strip_suffix(" ... FAILED"))
+            {
+                o.failures.push(name.trim().to_string());
+            }
+        }
+        o
+    }
+
+    fn cell(&self) -> String {
+        match self.status {
+            None => "did not finish".to_string(),
+            Some(_) => {
+                let mut s = format!("{}/{}/{}", self.passed, self.failed, self.ignored);
+                if !self.ok() {
+                    s.push_str(" FAIL");
+                }
+                s
+            }
+        }
+    }
+}
+
+/// `cargo xtask vmtest`: true when every suite passed on every kernel.
+pub fn run(root: &Path, choices: &[KernelChoice]) -> Result<bool> {
+    let kernels = KernelChoice::expand(choices);
+    let guests: Vec<&kernels::Series> = kernels
+        .iter()
+        .filter_map(|k| kernels::Series::of(*k))
+        .collect();
+    if !guests.is_empty() {
+        setup::vm_packages()?;
+    }
+    build(root)?;
+    let suites = root_suites(root)?;
+    let bin = sockstat_bin(root)?;
+    let work = root.join("target/vmtest");
+    fs::create_dir_all(&work)?;
+
+    let mut rows: Vec<(String, Vec<Outcome>)> = Vec::new();
+    let mut accel = None;
+    for k in kernels {
+        let (label, outcomes) = match kernels::Series::of(k) {
+            None => (host_label(), run_on_host(root, &suites, &bin)?),
+            Some(series) => {
+                let tree = series.fetch(&work.join("kernels"))?;
+                let dir = work.join(series.label);
+                let initrd = dir.join("initramfs.cpio");
+                fs::create_dir_all(&dir)?;
+                initramfs::write(&tree, &initrd)?;
+                let accel = match accel {
+                    Some(a) => a,
+                    None => {
+                        let a = guest::Accel::detect(&tree, &initrd);
+                        eprintln!("vmtest: QEMU accelerator: {}", a.name());
+                        accel = Some(a);
+                        a
+                    }
+                };
+                let outcomes = guest::run(&guest::Plan {
+                    tree: &tree,
+                    initrd: &initrd,
+                    dir: &dir,
+                    accel,
+                    root,
+                    bin: &bin,
+                    suites: &suites,
+                })?;
+                (tree.release.clone(), outcomes)
+            }
+        };
+        rows.push((label, outcomes));
+    }
+    let table = render_table(&suites, &rows);
+    println!("{table}");
+    fs::write(work.join("results.txt"), &table)?;
+    Ok(rows.iter().all(|(_, o)| o.iter().all(Outcome::ok)))
+}
+
+fn host_label() -> String {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("host {}", release.trim())
+}
+
+/// The test binaries of the `sockstat-tests` package, built as `cargo xtask test` builds
+/// them (so a run after it rebuilds nothing).
+fn root_suites(root: &Path) -> Result<Vec<Suite>> {
+    let out = release_cargo(root, "test")?
+        .args([
+            "--package",
+            "sockstat-tests",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the test binaries")?;
+    if !out.status.success() {
+        bail!("building the test binaries failed");
+    }
+    let mut suites = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test = msg["reason"] == "compiler-artifact"
+            && msg["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"));
+        if let (true, Some(name), Some(exe)) = (
+            is_test,
+            msg["target"]["name"].as_str(),
+            msg["executable"].as_str(),
+        ) {
+            suites.push(Suite {
+                name: name.to_string(),
+                exe: PathBuf::from(exe),
+            });
+        }
+    }
+    // The order they are listed in the README: the trace first, the slow lab last.
+    let rank = |n: &str| {
+        ["root", "parity", "top", "netstat", "serve", "lab"]
+            .iter()
+            .position(|s| *s == n)
+            .unwrap_or(usize::MAX)
+    };
+    suites.sort_by_key(|s| (rank(&s.name), s.name.clone()));
+    if suites.is_empty() {
+        bail!("cargo built no test binaries for sockstat-tests");
+    }
+    Ok(suites)
+}
+
+/// The suites run here, natively, one after the other.
+fn run_on_host(root: &Path, suites: &[Suite], bin: &Path) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for suite in suites {
+        println!("[host] vmtest: suite {}", suite.name);
+        let mut child = Command::new(&suite.exe)
+            .current_dir(root)
+            .env("SOCKSTAT_BIN", bin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", suite.exe.display()))?;
+        let err = child.stderr.take();
+        let err_lines = std::thread::spawn(move || {
+            let mut s = String::new();
+            for line in err.into_iter().flat_map(|e| BufReader::new(e).lines()) {
+                let Ok(line) = line else { break };
+                println!("[host] {line}");
+                let _ = writeln!(s, "{line}");
+            }
+            s
+        });
+        let mut log = String::new();
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                let line = line?;
+                println!("[host] {line}");
+                let _ = writeln!(log, "{line}");
+            }
+        }
+        let status = child.wait()?;
+        log.push_str(&err_lines.join().unwrap_or_default());
+        outcomes.push(Outcome::parse(&log, status.code()));
+    }
+    Ok(outcomes)
+}
+
+fn render_table(suites: &[Suite], rows: &[(String, Vec<Outcome>)]) -> String {
+    let mut header = vec!["kernel".to_string()];
+    header.extend(suites.iter().map(|s| s.name.clone()));
+    let mut lines = vec![header];
+    for (label, outcomes) in rows {
+        let mut line = vec![label.clone()];
+        line.extend(outcomes.iter().map(Outcome::cell));
+        lines.push(line);
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|c| {
+            lines
+                .iter()
+                .filter_map(|l| l.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut s = String::from("\nvmtest: passed/failed/ignored per suite\n");
+    for line in &lines {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(s, "{}", cells.join("  ").trim_end());
+    }
+    for (label, outcomes) in rows {
+        for (suite, o) in suites.iter().zip(outcomes) {
+            for f in &o.failures {
+                let _ = writeln!(s, "FAILED on {label}: {} {f}", suite.name);
+            }
+            if o.status.is_none() {
+                let _ = writeln!(s, "FAILED on {label}: {} did not finish", suite.name);
+            } else if o.failures.is_empty() && !o.ok() {
+                let _ = writeln!(
+                    s,
+                    "FAILED on {label}: {} exited with {:?}",
+                    suite.name, o.status
+                );
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_output_is_counted() {
+        let log = "running 3 tests\ntest a ... ok\ntest b_c ... FAILED\n\
+                   test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
+        let o = Outcome::parse(log, Some(101));
+        assert_eq!((o.passed, o.failed, o.ignored), (2, 1, 0));
+        assert_eq!(o.failures, ["b_c"]);
+        assert!(!o.ok());
+        assert_eq!(o.cell(), "2/1/0 FAIL");
+        assert!(Outcome::parse("test result: ok. 4 passed; 0 failed; 1 ignored", Some(0)).ok());
+        assert!(!Outcome::parse("", None).ok());
+    }
+
+    #[test]
+    fn all_means_every_kernel_once() {
+        use KernelChoice::*;
+        assert_eq!(KernelChoice::expand(&[All]), [V6_1, V6_12, Host]);
+        assert_eq!(KernelChoice::expand(&[V6_12, All]), [V6_12, V6_1, Host]);
+    }
+}
