@@ -339,6 +339,28 @@ pub fn wait_until(what: &str, cond: impl Fn() -> bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits until process `pid` holds a BPF link, i.e. its first kernel program is attached
+/// (the state-change hook is attached first). Loading takes from a fraction of a second on
+/// the host to several seconds in an emulated guest, so tests wait for it instead of sleeping.
+pub fn wait_attached(pid: u32) -> Result<(), String> {
+    let attached = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .any(|target| target.to_string_lossy() == "anon_inode:bpf_link")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !attached() {
+        if Instant::now() > deadline {
+            return Err(format!("process {pid} attached no BPF program within 60 s"));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 /// A named network namespace (`ip netns add`) for one test, deleted on drop.
 pub struct NamedNetns {
     pub name: String,

@@ -4,7 +4,7 @@
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use libtest_mimic::{Arguments, Failed};
@@ -112,13 +112,20 @@ fn interrupted() -> TestResult {
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| fail(e.to_string()))?;
-        // --slow pauses 1.5 s per step: this lands mid-exercise, namespaces up.
-        std::thread::sleep(Duration::from_millis(2500));
-        let during = net_namespaces()?;
-        if during < before + 2 {
-            return Err(fail(format!(
-                "expected two lab namespaces while running ({before} -> {during})"
-            )));
+        // --slow pauses 1.5 s per step: the exercise is still running once both of its
+        // namespaces exist (loading the programs first takes seconds in an emulated guest).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let during = net_namespaces()?;
+            if during >= before + 2 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "expected two lab namespaces while running ({before} -> {during})"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         Command::new("kill")
             .args([signal, &child.id().to_string()])

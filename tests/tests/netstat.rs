@@ -1,10 +1,10 @@
 //! Root-only tests of `stats`, `ifaces`, `routes`, `report` and `--all-netns`, each in
-//! throw-away named network namespaces (idle, so counters hold still between the tools
-//! compared): against /proc, netstat, and ip.
+//! throw-away named network namespaces (idle, so counters mostly hold still between the
+//! tools compared; where they cannot, readings are bracketed): against /proc, netstat, ip.
 //!
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     io::Read,
     net::{TcpListener, TcpStream},
     process::Command,
@@ -176,6 +176,26 @@ fn stats() -> TestResult {
     Ok(())
 }
 
+/// /proc/net/dev inside `ns`: each interface's 16 counters.
+fn proc_net_dev(ns: &Netns) -> Result<BTreeMap<String, Vec<u64>>, Failed> {
+    let dev = ns.exec("cat", &["/proc/net/dev"])?;
+    let mut out = BTreeMap::new();
+    for line in dev.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        if f.len() < 16 {
+            return Err(fail(format!("/proc/net/dev line: {line}")));
+        }
+        out.insert(name.trim().to_string(), f);
+    }
+    Ok(out)
+}
+
 fn ifaces() -> TestResult {
     let ns = Netns::new("ifaces")?;
     ns.ip(&[
@@ -184,44 +204,40 @@ fn ifaces() -> TestResult {
     ns.ip(&["link", "set", "sst-a", "up"])?;
     ns.ip(&["link", "set", "sst-b", "up"])?;
     traffic(&ns)?;
-    std::thread::sleep(Duration::from_millis(300));
+    // Counters keep moving (IPv6 autoconfiguration sends on the veths at random times, more
+    // so on a slow machine): sockstat's reading must lie between one taken before it and one
+    // taken after it.
+    let before = proc_net_dev(&ns)?;
     let (_, out) = ns.sockstat(&["ifaces", "--json"])?;
+    let after = proc_net_dev(&ns)?;
     let ours = json(&out)?;
-    let dev = ns.exec("cat", &["/proc/net/dev"])?;
     let mut seen = BTreeSet::new();
-    for line in dev.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let name = name.trim();
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        if f.len() < 16 {
-            return Err(fail(format!("/proc/net/dev line: {line}")));
-        }
+    for (name, low) in &before {
+        let high = after
+            .get(name)
+            .ok_or_else(|| fail(format!("{name} vanished from /proc/net/dev")))?;
         let link = ours
             .as_array()
-            .and_then(|a| a.iter().find(|l| l["name"] == name))
+            .and_then(|a| a.iter().find(|l| l["name"] == name.as_str()))
             .ok_or_else(|| fail(format!("{name} missing: {ours}")))?;
         // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop fifo
-        for (key, want) in [
-            ("rx_packets", f[1]),
-            ("rx_errors", f[2]),
-            ("rx_dropped", f[3]),
-            ("rx_overruns", f[4]),
-            ("tx_packets", f[9]),
-            ("tx_errors", f[10]),
-            ("tx_dropped", f[11]),
-            ("tx_overruns", f[12]),
-            ("rx_bytes", f[0]),
-            ("tx_bytes", f[8]),
+        for (key, field) in [
+            ("rx_packets", 1),
+            ("rx_errors", 2),
+            ("rx_dropped", 3),
+            ("rx_overruns", 4),
+            ("tx_packets", 9),
+            ("tx_errors", 10),
+            ("tx_dropped", 11),
+            ("tx_overruns", 12),
+            ("rx_bytes", 0),
+            ("tx_bytes", 8),
         ] {
-            if link[key].as_u64() != Some(want) {
+            let got = link[key].as_u64().unwrap_or(u64::MAX);
+            if got < low[field] || got > high[field] {
                 return Err(fail(format!(
-                    "{name} {key}: {} vs /proc/net/dev {want}",
-                    link[key]
+                    "{name} {key}: {got}, but /proc/net/dev had {} before and {} after",
+                    low[field], high[field]
                 )));
             }
         }

@@ -12,7 +12,7 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial, sockstat_bin,
+    NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial, sockstat_bin, wait_attached,
 };
 
 fn main() {
@@ -357,8 +357,8 @@ fn once_json() -> TestResult {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| fail(e.to_string()))?;
-    // Three more connections while it measures.
-    std::thread::sleep(Duration::from_millis(1200));
+    // Three more connections while it measures, once its programs are attached.
+    wait_attached(child.id()).map_err(fail)?;
     for _ in 0..3 {
         let c =
             TcpStream::connect((ip, port)).map_err(|e| fail(format!("connect :{port}: {e}")))?;
