@@ -68,6 +68,9 @@ pub struct StateEvent {
     pub ts_ns: u64,
     /// Socket cookie (`bpf_get_socket_cookie`), or the socket address in the fallback hook.
     pub cookie: u64,
+    /// The socket's kernel address. It names a child socket in the passive-open event that
+    /// some kernels (6.1, 6.12) fire before the child has its own cookie and addresses.
+    pub sk_addr: u64,
     /// `tcp_sock.bytes_acked` / `bytes_received` at a state change (TCP only).
     pub bytes_acked: u64,
     pub bytes_received: u64,
@@ -108,7 +111,7 @@ pub struct StateEvent {
     pub owner_comm: [u8; 16],
 }
 
-const _: () = assert!(core::mem::size_of::<StateEvent>() == 144);
+const _: () = assert!(core::mem::size_of::<StateEvent>() == 152);
 const _: () = assert!(core::mem::align_of::<StateEvent>() == 8);
 
 impl StateEvent {
@@ -116,6 +119,7 @@ impl StateEvent {
         Self {
             ts_ns: 0,
             cookie: 0,
+            sk_addr: 0,
             bytes_acked: 0,
             bytes_received: 0,
             netns: 0,
@@ -331,12 +335,16 @@ pub struct ProbeConfig {
     pub netns: u32,
     /// Wake user space once this many bytes wait in the ring; below it, user space polls.
     pub wakeup_bytes: u32,
+    /// sockstat's own endpoint (serve's listening port, 0: none) in namespace `own_netns`:
+    /// its sockets, and loopback clients connected to it, are neither counted nor reported.
+    pub own_port: u16,
     /// 0: count only, write no events to the ring.
     pub emit_events: u8,
-    pub _pad0: [u8; 3],
+    pub _pad0: u8,
+    pub own_netns: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 20);
 
 impl ProbeConfig {
     pub const fn zeroed() -> Self {
@@ -345,8 +353,10 @@ impl ProbeConfig {
             family: 0,
             netns: 0,
             wakeup_bytes: 0,
+            own_port: 0,
             emit_events: 1,
-            _pad0: [0; 3],
+            _pad0: 0,
+            own_netns: 0,
         }
     }
 }

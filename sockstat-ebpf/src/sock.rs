@@ -33,8 +33,14 @@ pub unsafe fn netns_inum(sk: *const u8, off: &SockOffsets) -> Result<u32, i32> {
 }
 
 /// Family and ports of `sk`, and whether the in-kernel filters (family, port, netns) keep it.
+/// `passive_open`: LISTEN -> SYN-RECV, where some kernels still show the child with the
+/// listener's ports (no peer port yet); user space filters those once it knows the child's.
 #[inline(always)]
-pub unsafe fn wanted(sk: *const u8, off: &SockOffsets) -> Result<Option<(u16, u16, u16)>, i32> {
+pub unsafe fn wanted(
+    sk: *const u8,
+    off: &SockOffsets,
+    passive_open: bool,
+) -> Result<Option<(u16, u16, u16)>, i32> {
     let family: u16 = unsafe { read(sk, off.skc_family)? };
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
@@ -45,13 +51,46 @@ pub unsafe fn wanted(sk: *const u8, off: &SockOffsets) -> Result<Option<(u16, u1
     if cfg.family != 0 && cfg.family != family {
         return Ok(None);
     }
-    if cfg.port != 0 && cfg.port != sport && cfg.port != dport {
+    let unaddressed = passive_open && dport == 0;
+    if cfg.port != 0 && cfg.port != sport && cfg.port != dport && !unaddressed {
         return Ok(None);
     }
     if cfg.netns != 0 && unsafe { netns_inum(sk, off)? } != cfg.netns {
         return Ok(None);
     }
+    if cfg.own_port != 0
+        && (sport == cfg.own_port || dport == cfg.own_port)
+        && unsafe { netns_inum(sk, off)? } == cfg.own_netns
+        && (sport == cfg.own_port || unsafe { loopback_peer(sk, off, family)? })
+    {
+        return Ok(None);
+    }
     Ok(Some((family, sport, dport)))
+}
+
+/// Whether the peer of `sk` is a loopback address (127/8, ::1, ::ffff:127/104): a client of
+/// sockstat's own port is sockstat's doing only when it is local. `OwnEndpoint::covers` in
+/// user space applies the same rule to dumps.
+#[inline(always)]
+unsafe fn loopback_peer(sk: *const u8, off: &SockOffsets, family: u16) -> Result<bool, i32> {
+    if family == AF_INET6 {
+        Ok(loopback_v6(unsafe { read(sk, off.skc_v6_daddr)? }))
+    } else {
+        Ok(loopback_v4(unsafe { read(sk, off.skc_daddr)? }))
+    }
+}
+
+#[inline(always)]
+pub fn loopback_v4(addr: [u8; 4]) -> bool {
+    addr[0] == 127
+}
+
+/// `::1`, or an IPv4-mapped loopback address.
+#[inline(always)]
+pub fn loopback_v6(addr: [u8; 16]) -> bool {
+    let zero = |b: &[u8]| b.iter().all(|&x| x == 0);
+    (zero(&addr[..15]) && addr[15] == 1)
+        || (zero(&addr[..10]) && addr[10] == 0xff && addr[11] == 0xff && addr[12] == 127)
 }
 
 /// Timestamp and current task, shared by every hook.
@@ -83,6 +122,7 @@ pub unsafe fn fill_socket(
     ev.protocol = unsafe { read(sk, off.sk_protocol)? };
     ev.netns = unsafe { netns_inum(sk, off)? };
     ev.cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
+    ev.sk_addr = sk_arg as u64;
     ev.flags = flags::COOKIE_IS_SOCKET_COOKIE;
     ev._pad0 = [0; 2];
     ev._pad1 = [0; 4];

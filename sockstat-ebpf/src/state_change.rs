@@ -21,7 +21,10 @@ use sockstat_common::{StateEvent, counter, flags, hook, kind, owner_source, tcp_
 
 use crate::{
     maps::{EVENTS, bump, bump_edge, config, sock_offsets, tp_offsets},
-    sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_owner, fill_socket, fill_task, read, wanted},
+    sock::{
+        AF_INET, AF_INET6, IPPROTO_TCP, fill_owner, fill_socket, fill_task, loopback_v4,
+        loopback_v6, read, wanted,
+    },
 };
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
@@ -42,7 +45,8 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Err(-1);
     }
     let sk = sk_arg as *const u8;
-    let Some(addr) = (unsafe { wanted(sk, &off)? }) else {
+    let passive_open = old_state == i32::from(st::LISTEN) && new_state == i32::from(st::SYN_RECV);
+    let Some(addr) = (unsafe { wanted(sk, &off, passive_open)? }) else {
         return Ok(());
     };
     bump_edge(old_state as u8, new_state as u8);
@@ -135,13 +139,23 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let cfg = config();
+    let old: i32 = unsafe { ctx.read_at(off.oldstate as usize)? };
+    let new: i32 = unsafe { ctx.read_at(off.newstate as usize)? };
+    // A child still showing the listener's ports (see `wanted`) passes to user space.
+    let unaddressed = old == i32::from(st::LISTEN) && new == i32::from(st::SYN_RECV) && dport == 0;
     if (cfg.family != 0 && cfg.family != family)
-        || (cfg.port != 0 && cfg.port != sport && cfg.port != dport)
+        || (cfg.port != 0 && cfg.port != sport && cfg.port != dport && !unaddressed)
     {
         return Ok(());
     }
-    let old: i32 = unsafe { ctx.read_at(off.oldstate as usize)? };
-    let new: i32 = unsafe { ctx.read_at(off.newstate as usize)? };
+    // sockstat's own port: this record has no namespace, so the port and a loopback peer
+    // decide (the tp_btf hook also checks the namespace).
+    if cfg.own_port != 0
+        && (sport == cfg.own_port
+            || (dport == cfg.own_port && unsafe { tp_loopback_peer(ctx, &off, family)? }))
+    {
+        return Ok(());
+    }
     bump_edge(old as u8, new as u8);
     let Some(mut entry) = reserve() else {
         return Ok(());
@@ -183,6 +197,7 @@ unsafe fn fill_tp(
         ev.protocol = ctx.read_at(off.protocol as usize)?;
         let skaddr: u64 = ctx.read_at(off.skaddr as usize)?;
         ev.cookie = skaddr;
+        ev.sk_addr = skaddr;
         if family == AF_INET6 {
             ev.saddr = ctx.read_at(off.saddr_v6 as usize)?;
             ev.daddr = ctx.read_at(off.daddr_v6 as usize)?;
@@ -194,6 +209,20 @@ unsafe fn fill_tp(
         }
     }
     Ok(())
+}
+
+/// Whether the record's peer address is loopback (see `sock::loopback_peer`).
+#[inline(always)]
+unsafe fn tp_loopback_peer(
+    ctx: &TracePointContext,
+    off: &sockstat_common::TracepointOffsets,
+    family: u16,
+) -> Result<bool, i32> {
+    if family == AF_INET6 {
+        Ok(loopback_v6(unsafe { ctx.read_at(off.daddr_v6 as usize)? }))
+    } else {
+        Ok(loopback_v4(unsafe { ctx.read_at(off.daddr as usize)? }))
+    }
 }
 
 /// Edges the kernel takes only inside connect(), listen(), close() or shutdown(), so the

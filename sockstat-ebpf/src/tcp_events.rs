@@ -65,7 +65,7 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
         return Ok(());
     }
     let sk = sk_arg as *const u8;
-    let Some(addr) = (unsafe { wanted(sk, &off)? }) else {
+    let Some(addr) = (unsafe { wanted(sk, &off, false)? }) else {
         return Ok(());
     };
     match event_kind {

@@ -93,6 +93,8 @@ pub struct KernelEvent {
     pub ts_ns: u64,
     /// Socket identity: the sock_diag cookie when `cookie_is_socket_cookie`.
     pub cookie: u64,
+    /// The socket's kernel address (see `StateEvent::sk_addr`).
+    pub sk_addr: u64,
     pub cookie_is_socket_cookie: bool,
     pub netns: u32,
     pub task: Task,
@@ -186,6 +188,7 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
     Ok(KernelEvent {
         ts_ns: raw.ts_ns,
         cookie: raw.cookie,
+        sk_addr: raw.sk_addr,
         cookie_is_socket_cookie: raw.flags & flags::COOKIE_IS_SOCKET_COOKIE != 0,
         netns: raw.netns,
         task: Task {
@@ -291,7 +294,7 @@ pub(crate) mod tests {
             decode(&[0u8; 10]),
             Err(DecodeError::Length {
                 got: 10,
-                expected: 144
+                expected: 152
             })
         );
         let mut raw = raw_v4();

@@ -80,6 +80,9 @@ pub struct TrackerStats {
     pub synthesized: u64,
     /// Entries dropped to keep the table within its bound.
     pub evicted: u64,
+    /// Passive opens whose child socket was destroyed before it had a cookie and addresses
+    /// of its own (it lost a race to another CPU's child): counted, never printed.
+    pub unresolved_opens: u64,
 }
 
 pub struct Tracker {
@@ -87,6 +90,9 @@ pub struct Tracker {
     /// Closes whose cause may still arrive: `tcp_disconnect()` (SO_LINGER 0, unread data)
     /// sets CLOSE *before* it sends the RST, so the reset event follows the transition.
     held: HashMap<u64, Vec<Output>>,
+    /// Passive opens reported before the child socket had its own identity, by the child's
+    /// kernel address (see `apply`).
+    unresolved_opens: HashMap<u64, KernelEvent>,
     /// Owners of listening sockets by (netns, port): passive opens inherit them.
     listeners: HashMap<(u32, u16), Owner>,
     capacity: usize,
@@ -98,6 +104,10 @@ impl Default for Tracker {
         Self::with_capacity(1 << 20)
     }
 }
+
+/// How long a passive open may wait for its child's next transition to learn its identity.
+/// That transition follows in the same softirq; the bound only matters if it never comes.
+const UNRESOLVED_OPEN_NS: u64 = 1_000_000_000;
 
 /// TCP_TIMEWAIT_LEN (60 s), less a little for timer slack.
 const TIME_WAIT_NS: u64 = 59_000_000_000;
@@ -113,6 +123,7 @@ impl Tracker {
         Tracker {
             entries: HashMap::new(),
             held: HashMap::new(),
+            unresolved_opens: HashMap::new(),
             listeners: HashMap::new(),
             capacity: capacity.max(16),
             stats: TrackerStats::default(),
@@ -208,6 +219,33 @@ impl Tracker {
     pub fn apply(&mut self, ev: &KernelEvent, out: &mut Vec<Output>) {
         match &ev.kind {
             EventKind::StateChange { old, new, tcp } => {
+                // Kernels up to at least 6.12 report LISTEN -> SYN-RECV from
+                // inet_csk_clone_lock() before the child's cookie, ports and peer are copied
+                // from the request: the event carries the listener's cookie and addresses.
+                // The child's next transition (from SYN-RECV, in the same softirq) has its
+                // own; the open is applied then, as the child's, by its kernel address.
+                if *old == known(TcpState::Listen)
+                    && *new == known(TcpState::SynRecv)
+                    && ev.remote.port() == 0
+                    && ev.sk_addr != 0
+                {
+                    self.unresolved_opens.insert(ev.sk_addr, ev.clone());
+                    return;
+                }
+                if *old == known(TcpState::SynRecv)
+                    && let Some(mut open) = self.unresolved_opens.remove(&ev.sk_addr)
+                    && let EventKind::StateChange {
+                        old: o,
+                        new: n,
+                        tcp: t,
+                    } = open.kind
+                {
+                    open.cookie = ev.cookie;
+                    open.cookie_is_socket_cookie = ev.cookie_is_socket_cookie;
+                    open.local = ev.local;
+                    open.remote = ev.remote;
+                    self.state_change(&open, o, n, t, out);
+                }
                 self.state_change(ev, *old, *new, *tcp, out)
             }
             EventKind::ResetReceived => self.note(ev, Some(Cause::RstIn)),
@@ -236,9 +274,19 @@ impl Tracker {
 
     /// Releases closes still waiting for a possible reset (call after each batch of events).
     pub fn settle(&mut self, out: &mut Vec<Output>) {
+        self.settle_at(super::clock::monotonic_ns(), out);
+    }
+
+    /// `settle` at a given monotonic time. A passive open still waiting for its child's
+    /// identity is kept across batches, but not for longer than `UNRESOLVED_OPEN_NS`.
+    pub fn settle_at(&mut self, now_ns: u64, out: &mut Vec<Output>) {
         for (_, mut held) in self.held.drain() {
             out.append(&mut held);
         }
+        let before = self.unresolved_opens.len();
+        self.unresolved_opens
+            .retain(|_, open| now_ns.saturating_sub(open.ts_ns) < UNRESOLVED_OPEN_NS);
+        self.stats.unresolved_opens += (before - self.unresolved_opens.len()) as u64;
     }
 
     fn note(&mut self, ev: &KernelEvent, cause: Option<Cause>) {
@@ -720,6 +768,80 @@ mod tests {
             ("ESTAB->CLOSE".into(), Source::Kernel, Some("rst-in".into()))
         );
         assert!(t.get(3).is_none());
+    }
+
+    /// A passive-open event as 6.1 and 6.12 report it: the child (at kernel address
+    /// `sk_addr`) is still a copy of the listener: its cookie, its addresses, no peer.
+    fn early_clone(listener: u64, sk_addr: u64, ts: u64) -> KernelEvent {
+        let mut e = ev(listener, ts, st::LISTEN, st::SYN_RECV, false);
+        e.sk_addr = sk_addr;
+        e.local = "127.0.0.1:8080".parse().unwrap();
+        e.remote = "0.0.0.0:0".parse().unwrap();
+        e
+    }
+
+    #[test]
+    fn a_passive_open_before_the_child_has_an_identity_takes_the_childs() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        let listener: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        t.load_baseline(
+            [Baseline {
+                cookie: 10,
+                state: st::LISTEN,
+                netns: 4026531840,
+                family: Family::Inet,
+                local: listener,
+                remote: "0.0.0.0:0".parse().unwrap(),
+                owner: Some((77, "nginx".into())),
+            }],
+            0,
+        );
+        t.apply(&early_clone(10, 0xffff_0001, 5), &mut out);
+        t.settle_at(6, &mut out);
+        assert!(
+            out.is_empty(),
+            "held until the child's next transition: {out:?}"
+        );
+        let mut established = ev(11, 7, st::SYN_RECV, st::ESTABLISHED, false);
+        established.sk_addr = 0xffff_0001;
+        established.local = listener;
+        established.remote = "127.0.0.1:40000".parse().unwrap();
+        t.apply(&established, &mut out);
+        t.settle_at(8, &mut out);
+        let shown: Vec<(u64, String, String, String, Option<u64>)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Transition(tr) => Some((
+                    tr.cookie,
+                    format!("{}->{}", tr.old, tr.new),
+                    tr.local.to_string(),
+                    tr.remote.to_string(),
+                    tr.prev_state_ns,
+                )),
+                Output::Lifetime(_) => None,
+            })
+            .collect();
+        let (l, r) = ("127.0.0.1:8080".to_string(), "127.0.0.1:40000".to_string());
+        assert_eq!(
+            shown,
+            [
+                (11, "LISTEN->SYN-RECV".into(), l.clone(), r.clone(), None),
+                (11, "SYN-RECV->ESTAB".into(), l, r, Some(2)),
+            ]
+        );
+        // The listener is untouched, and the child has the listener's owner.
+        assert_eq!(t.get(10).unwrap().state, known(TcpState::Listen));
+        assert_eq!(t.get(11).unwrap().owner.pid, Some(77));
+        // A child that never shows up again is counted once the bound passes, not printed.
+        out.clear();
+        t.apply(&early_clone(10, 0xffff_0002, 10), &mut out);
+        t.settle_at(10 + UNRESOLVED_OPEN_NS - 1, &mut out);
+        assert_eq!(t.stats().unresolved_opens, 0);
+        t.settle_at(10 + UNRESOLVED_OPEN_NS, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(t.stats().unresolved_opens, 1);
+        assert_eq!(t.get(10).unwrap().state, known(TcpState::Listen));
     }
 
     #[test]
