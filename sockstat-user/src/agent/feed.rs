@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use sockstat_common::ProbeConfig;
 
-use super::{DumpScope, ReconcileStep, Reconciler, dump_tcp};
+use super::{DumpScope, OwnEndpoint, ReconcileStep, Reconciler, dump_tcp};
 use crate::{
     ebpf::{
         DecodeError, EdgeCount, HookChoice, KernelCounters, KernelEvent, Probe, ProbeOptions,
@@ -27,6 +27,8 @@ pub struct FeedOptions {
     pub all_netns: bool,
     /// Poll even when the programs could load.
     pub poll: bool,
+    /// sockstat's own endpoint, left out of everything it reports.
+    pub own: Option<OwnEndpoint>,
 }
 
 pub enum Feed {
@@ -57,6 +59,7 @@ fn scope(o: &FeedOptions) -> DumpScope {
         v6: o.v6,
         netns: None,
         all_netns: o.all_netns,
+        own: o.own,
     }
 }
 
@@ -102,14 +105,18 @@ impl Feed {
                 family,
                 netns: if o.all_netns { 0 } else { super::own_netns() },
                 wakeup_bytes: ring_bytes / 4,
-                emit_events: 1,
-                _pad0: [0; 3],
+                own_port: o.own.map_or(0, |e| e.port),
+                own_netns: o.own.map_or(0, |e| e.netns),
+                ..ProbeConfig::zeroed()
             },
         };
         let mut probe = match Probe::attach(&opts) {
             Ok(p) => p,
             Err(e) => return Ok(polling(format!("kernel programs not loaded ({e})"))),
         };
+        for m in probe.missing() {
+            eprintln!("sockstat: {m}");
+        }
         let events = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
         // Attached first, then the baseline: nothing falls between the two.
         let mut tracker = Tracker::default();
@@ -128,6 +135,14 @@ impl Feed {
         })))
     }
 
+    /// The kernel programs, when they are loaded.
+    pub fn probe(&self) -> Option<&Probe> {
+        match self {
+            Feed::Ebpf(f) => Some(&f.probe),
+            Feed::Polling(_) => None,
+        }
+    }
+
     pub fn is_ebpf(&self) -> bool {
         matches!(self, Feed::Ebpf(_))
     }
@@ -139,6 +154,12 @@ impl Feed {
                     HookChoice::TpBtf => "tp_btf".to_string(),
                     _ => "tracepoint".to_string(),
                 },
+                missing_hooks: f
+                    .probe
+                    .missing()
+                    .iter()
+                    .map(|m| m.tracepoint.to_string())
+                    .collect(),
             },
             Feed::Polling(p) => DataSource::Polling {
                 reason: p.reason.clone(),

@@ -35,6 +35,40 @@ pub struct DumpScope {
     pub netns: Option<u32>,
     /// Every namespace on the host.
     pub all_netns: bool,
+    /// sockstat's own endpoint, left out as the kernel side leaves it out.
+    pub own: Option<OwnEndpoint>,
+}
+
+/// sockstat's own listening endpoint (serve's port in its namespace). Its sockets, and the
+/// loopback clients connected to it (a local scraper), are sockstat's doing, not the
+/// host's: the kernel side and the dumps leave them out, so scrapes move no counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnEndpoint {
+    pub netns: u32,
+    pub port: u16,
+}
+
+impl OwnEndpoint {
+    /// The same rule as `wanted()` in sockstat-ebpf/src/sock.rs.
+    pub fn covers(
+        &self,
+        netns: u32,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) -> bool {
+        netns == self.netns
+            && (local.port() == self.port
+                || (remote.port() == self.port && is_loopback(remote.ip())))
+    }
+}
+
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 /// A dump and the namespaces it covered: a reconcile judges only entries of those.
@@ -66,6 +100,13 @@ impl diag::Sink<SocketRecord> for BaselineSink<'_> {
             return Ok(());
         };
         let (local, remote) = (*local, *remote);
+        if self
+            .scope
+            .own
+            .is_some_and(|own| own.covers(self.netns, local, remote))
+        {
+            return Ok(());
+        }
         if let Some(p) = self.scope.port
             && local.port() != p
             && remote.port() != p

@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{UsageError, args::ServeArgs};
 use crate::{
-    agent::{Feed, FeedOptions},
+    agent::{Feed, FeedOptions, OwnEndpoint, own_netns},
     exporter::{http, metrics::Metrics},
     live::{clock, dashboard::DataSource},
 };
@@ -67,6 +67,8 @@ async fn serve(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| UsageError(format!("cannot listen on {addr}: {e}")))?;
+    // With port 0 the kernel picks one: announce and exclude the one it picked.
+    let addr = listener.local_addr().unwrap_or(addr);
     let mut feed = Feed::start(&FeedOptions {
         hook: args.hook,
         ring_kb: args.ring_kb,
@@ -74,9 +76,14 @@ async fn serve(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
         v6: true,
         all_netns: args.all_netns,
         poll: args.poll,
+        // The exporter's own connections (scrapes) are not the host's traffic.
+        own: Some(OwnEndpoint {
+            netns: own_netns(),
+            port: addr.port(),
+        }),
     })?;
     let source = match feed.source() {
-        DataSource::Ebpf { hook } => format!("ebpf {hook}"),
+        DataSource::Ebpf { hook, .. } => format!("ebpf {hook}"),
         DataSource::Polling { reason } => format!("polling ({reason})"),
     };
     let interval = Duration::from_secs_f64(args.interval);

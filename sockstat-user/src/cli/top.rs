@@ -79,6 +79,7 @@ fn feed_options(args: &TopArgs) -> FeedOptions {
         v6: !args.ipv4,
         all_netns: args.all_netns,
         poll: args.poll,
+        own: None,
     }
 }
 
