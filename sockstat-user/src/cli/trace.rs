@@ -62,6 +62,7 @@ fn scope_of(args: &TraceArgs) -> DumpScope {
         v6: !args.ipv4,
         netns: args.netns,
         all_netns: args.all_netns,
+        own: None,
     }
 }
 
@@ -159,7 +160,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
             // quiet periods.
             wakeup_bytes: ring_bytes / 4,
             emit_events: u8::from(!args.count_only),
-            _pad0: [0; 3],
+            ..ProbeConfig::zeroed()
         },
     };
     let mut probe = Probe::attach(&opts)?;
@@ -186,6 +187,9 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
         probe.ring_bytes() / 1024,
         tracker.len()
     );
+    for m in probe.missing() {
+        eprintln!("sockstat: {m}");
+    }
 
     let mut printer = TracePrinter::new(
         if args.json {
@@ -383,8 +387,13 @@ fn summary(seen: &Seen, kernel: &KernelCounters, tracker: &Tracker, edges: &[Edg
         .iter()
         .map(|((o, n), c)| format!("{}->{}={c}", state_name(*o), state_name(*n)))
         .collect();
+    // Rare enough to be named only when it happened.
+    let unresolved = match stats.unresolved_opens {
+        0 => String::new(),
+        n => format!(", {n} passive opens whose child vanished before it had an identity"),
+    };
     format!(
-        "sockstat: {} events seen, {} printed, {} lost (ring buffer full), {} unreadable in kernel, {} undecodable; {} transitions counted in the kernel; {} synthesized, {} repaired by reconcile, {} evicted; edges: {}",
+        "sockstat: {} events seen, {} printed, {} lost (ring buffer full), {} unreadable in kernel, {} undecodable; {} transitions counted in the kernel; {} synthesized, {} repaired by reconcile, {} evicted{unresolved}; edges: {}",
         seen.decoded,
         seen.printed,
         kernel.lost,

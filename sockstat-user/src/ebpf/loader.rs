@@ -46,7 +46,7 @@ pub enum LoadError {
     Tracefs(#[from] TracefsError),
     #[error("loading the kernel programs failed: {0}")]
     Load(#[from] aya::EbpfError),
-    #[error("kernel refused program {program}: {source}")]
+    #[error("kernel refused program {program}: {}", refusal(source))]
     Program {
         program: &'static str,
         #[source]
@@ -62,6 +62,50 @@ pub enum LoadError {
     },
     #[error("--ring-kb {0}: must be between 4 and 1048576")]
     RingSize(u32),
+    #[error(
+        "this kernel ({release}) has no {missing}; sockstat's kernel programs need Linux {since} or later (README: Supported kernels)"
+    )]
+    KernelTooOld {
+        release: String,
+        missing: &'static str,
+        since: &'static str,
+    },
+}
+
+/// A program refusal on one line: the error, and the verifier's last word rather than its
+/// whole log.
+fn refusal(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            match log.lines().rev().find(|l| !l.trim().is_empty()) {
+                Some(last) => format!("{io_error} (verifier: {})", last.trim()),
+                None => io_error.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The oldest kernel feature the programs cannot do without, probed rather than read from
+/// the version: the BPF ring buffer (Linux 5.8).
+fn check_kernel() -> Result<(), LoadError> {
+    if matches!(
+        aya::sys::is_map_supported(aya::maps::MapType::RingBuf),
+        Ok(false)
+    ) {
+        return Err(LoadError::KernelTooOld {
+            release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|r| r.trim().to_string())
+                .unwrap_or_default(),
+            missing: "BPF ring buffer",
+            since: "5.8",
+        });
+    }
+    Ok(())
 }
 
 /// What to load.
@@ -81,16 +125,53 @@ pub struct Probe {
     hook: HookChoice,
     ring_bytes: u32,
     attached: Vec<&'static str>,
+    missing: Vec<MissingHook>,
 }
 
-/// (program, tracepoint) pairs for the cause events (sockstat-ebpf/src/tcp_events.rs).
+/// The cause events (sockstat-ebpf/src/tcp_events.rs): program and tracepoint (same name),
+/// and what is lost without it.
 const TCP_EVENT_HOOKS: [(&str, &str); 5] = [
-    ("tcp_receive_reset", "tcp_receive_reset"),
-    ("tcp_send_reset", "tcp_send_reset"),
-    ("tcp_retransmit_skb", "tcp_retransmit_skb"),
-    ("tcp_retransmit_synack", "tcp_retransmit_synack"),
-    ("inet_sk_error_report", "inet_sk_error_report"),
+    (
+        "tcp_receive_reset",
+        "closes by a received RST get no rst-in cause unless sk_err says so",
+    ),
+    (
+        "tcp_send_reset",
+        "closes by an RST sockstat's host sent get no rst-out cause; resets sent are not counted",
+    ),
+    (
+        "tcp_retransmit_skb",
+        "retransmits are not counted (lifetimes keep tcp_info's total)",
+    ),
+    (
+        "tcp_retransmit_synack",
+        "SYN-ACK retransmits are not counted",
+    ),
+    (
+        "inet_sk_error_report",
+        "socket errors are named only from sk_err at the close",
+    ),
 ];
+
+/// A cause hook that is not attached, and what that costs. The state machine itself is
+/// traced either way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingHook {
+    pub tracepoint: &'static str,
+    /// Why it is not attached: the kernel's refusal, or the hook mode.
+    pub why: String,
+    pub consequence: &'static str,
+}
+
+impl std::fmt::Display for MissingHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} not attached ({}): {}",
+            self.tracepoint, self.why, self.consequence
+        )
+    }
+}
 
 fn attach_btf(
     ebpf: &mut Ebpf,
@@ -113,6 +194,7 @@ impl Probe {
         if !(4..=1_048_576).contains(&opts.ring_kb) {
             return Err(LoadError::RingSize(opts.ring_kb));
         }
+        check_kernel()?;
         // The kernel wants a power-of-two multiple of the page size.
         let ring_bytes = (opts.ring_kb * 1024).next_power_of_two();
         let hook = match opts.hook {
@@ -152,6 +234,7 @@ impl Probe {
         drop(loader);
 
         let mut attached = Vec::new();
+        let mut missing = Vec::new();
         match hook {
             HookChoice::TpBtf => {
                 let btf = match aya_btf {
@@ -163,9 +246,14 @@ impl Probe {
                 attached.push(TP_NAME);
                 // The cause tracepoints enrich the stream; a kernel without one of them
                 // still traces transitions, and what was attached is reported.
-                for (prog, tp) in TCP_EVENT_HOOKS {
-                    if attach_btf(&mut ebpf, btf, prog, tp).is_ok() {
-                        attached.push(tp);
+                for (tp, consequence) in TCP_EVENT_HOOKS {
+                    match attach_btf(&mut ebpf, btf, tp, tp) {
+                        Ok(()) => attached.push(tp),
+                        Err(e) => missing.push(MissingHook {
+                            tracepoint: tp,
+                            why: format!("the kernel refused it: {e}"),
+                            consequence,
+                        }),
                     }
                 }
             }
@@ -182,6 +270,14 @@ impl Probe {
                         source,
                     })?;
                 attached.push(TP_NAME);
+                // The cause hooks read `struct sock` at BTF offsets: BTF hooks only.
+                missing.extend(
+                    TCP_EVENT_HOOKS.map(|(tracepoint, consequence)| MissingHook {
+                        tracepoint,
+                        why: "the classic tracepoint hook has no BTF".to_string(),
+                        consequence,
+                    }),
+                );
             }
         }
 
@@ -208,6 +304,7 @@ impl Probe {
             hook,
             ring_bytes,
             attached,
+            missing,
         })
     }
 
@@ -223,6 +320,11 @@ impl Probe {
     /// Tracepoints attached.
     pub fn attached(&self) -> &[&'static str] {
         &self.attached
+    }
+
+    /// Cause hooks not attached, with what each costs.
+    pub fn missing(&self) -> &[MissingHook] {
+        &self.missing
     }
 
     /// Exact transition counts per (old, new) kernel state, summed over CPUs.

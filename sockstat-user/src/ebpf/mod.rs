@@ -12,4 +12,6 @@ pub mod tracefs;
 pub use events::{
     DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Task, TcpCounters,
 };
-pub use loader::{EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions};
+pub use loader::{
+    EdgeCount, HookChoice, KernelCounters, LoadError, MissingHook, Probe, ProbeOptions,
+};

@@ -49,6 +49,11 @@ struct Port {
     port: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Tracepoint {
+    tracepoint: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     sockets: Family<StateNetns, Gauge>,
@@ -62,6 +67,7 @@ pub struct Metrics {
     lost: Counter,
     repairs: Counter,
     ebpf_up: Gauge,
+    hook_attached: Family<Tracepoint, Gauge>,
     listen_port_sockets: Family<Port, Gauge>,
     /// Last absolute values of the kernel's (and the live table's) running totals, so the
     /// counters advance by the difference.
@@ -86,6 +92,7 @@ impl Metrics {
             lost: Counter::default(),
             repairs: Counter::default(),
             ebpf_up: Gauge::default(),
+            hook_attached: Family::default(),
             listen_port_sockets: Family::default(),
             seen: HashMap::new(),
             seen_edges: HashMap::new(),
@@ -104,6 +111,11 @@ impl Metrics {
             "ebpf_up",
             "1 when the kernel programs are loaded, 0 when polling sock_diag",
             m.ebpf_up.clone(),
+        );
+        registry.register(
+            "hook_attached",
+            "1 for each kernel tracepoint attached, 0 for a cause hook this kernel refused",
+            m.hook_attached.clone(),
         );
         registry.register(
             "sockets",
@@ -193,6 +205,19 @@ impl Metrics {
     /// and the live table's running totals.
     pub fn refresh(&mut self, feed: &Feed) {
         self.ebpf_up.set(i64::from(feed.is_ebpf()));
+        if let Some(probe) = feed.probe() {
+            for &tracepoint in probe.attached() {
+                self.hook_attached
+                    .get_or_create(&Tracepoint { tracepoint })
+                    .set(1);
+            }
+            for m in probe.missing() {
+                let label = Tracepoint {
+                    tracepoint: m.tracepoint,
+                };
+                self.hook_attached.get_or_create(&label).set(0);
+            }
+        }
         let mut by_state: HashMap<(ReportedState, u32), i64> = HashMap::new();
         let mut listening: Vec<(u32, u16)> = Vec::new();
         let mut per_port: HashMap<(u32, u16), i64> = HashMap::new();

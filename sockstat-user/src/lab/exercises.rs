@@ -4,7 +4,7 @@
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsRawFd, FromRawFd},
+    os::fd::{AsRawFd, FromRawFd, RawFd},
     time::{Duration, Instant},
 };
 
@@ -194,6 +194,16 @@ fn start_connect(
     from: Option<SocketAddr>,
     to: SocketAddr,
 ) -> Result<TcpStream, LabError> {
+    let stream = socket_in(host, from)?;
+    let fd = stream.as_raw_fd();
+    host.run(move || connect_nonblocking(fd, to))?
+        .map_err(io(format!("connect to {to}")))?;
+    Ok(stream)
+}
+
+/// A non-blocking TCP socket made in `host`'s namespace (it keeps that namespace whichever
+/// thread uses it later), bound to `from` when given.
+fn socket_in(host: &Host, from: Option<SocketAddr>) -> Result<TcpStream, LabError> {
     host.run(move || -> std::io::Result<TcpStream> {
         // SAFETY: plain socket calls on an fd owned by the returned TcpStream.
         unsafe {
@@ -212,17 +222,23 @@ fn start_connect(
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            let (raw, len) = sockaddr_in(to);
-            if libc::connect(fd, (&raw as *const libc::sockaddr_in).cast(), len) != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EINPROGRESS) {
-                    return Err(e);
-                }
-            }
             Ok(stream)
         }
     })?
-    .map_err(io(format!("connect to {to}")))
+    .map_err(io(format!("socket in host {}", host.name)))
+}
+
+/// Starts a connect on non-blocking socket `fd` (EINPROGRESS is success).
+fn connect_nonblocking(fd: RawFd, to: SocketAddr) -> std::io::Result<()> {
+    let (raw, len) = sockaddr_in(to);
+    // SAFETY: `raw` is a valid sockaddr_in of `len` bytes; `fd` is a socket the caller owns.
+    if unsafe { libc::connect(fd, (&raw as *const libc::sockaddr_in).cast(), len) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 fn connect(host: &Host, to: &'static str) -> Result<TcpStream, LabError> {
@@ -442,11 +458,14 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             client.try_clone().map_err(io("clone"))?,
             server.try_clone().map_err(io("clone"))?,
         );
+        // Back to back from one thread pinned to one CPU: both FIN timers are armed in the
+        // same timer wheel within microseconds, so both retransmissions go out in one tick
+        // and cross on the wire.
         pair.a
-            .run(move || c2.shutdown(Shutdown::Write))?
-            .map_err(io("shutdown"))?;
-        pair.b
-            .run(move || s2.shutdown(Shutdown::Write))?
+            .run(move || {
+                c2.shutdown(Shutdown::Write)?;
+                s2.shutdown(Shutdown::Write)
+            })?
             .map_err(io("shutdown"))?;
         lab.step("release the held packets: both FINs are retransmitted");
         pair.release()?;
@@ -967,8 +986,17 @@ fn simultaneous_open(lab: &mut Lab) -> Result<Outcome, LabError> {
         lab.step(&format!(
             "both: connect() {a_at} <-> {b_at} at the same moment"
         ));
-        let a = start_connect(&pair.a, Some(a_at), b_at)?;
-        let b = start_connect(&pair.b, Some(b_at), a_at)?;
+        // Both connects back to back from one thread pinned to one CPU: their SYN timers
+        // then fire in the same tick, so the retransmitted SYNs cross.
+        let a = socket_in(&pair.a, Some(a_at))?;
+        let b = socket_in(&pair.b, Some(b_at))?;
+        let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
+        pair.a
+            .run(move || {
+                connect_nonblocking(fa, b_at)?;
+                connect_nonblocking(fb, a_at)
+            })?
+            .map_err(io("connect"))?;
         lab.step("release the held SYNs: both are retransmitted");
         pair.release()?;
         lab.tracer.wait_for(Duration::from_secs(6), |ts| {

@@ -42,7 +42,7 @@ impl LabTracer {
                 // Wake-ups do not matter: the ring is polled.
                 wakeup_bytes: 0,
                 emit_events: 1,
-                _pad0: [0; 3],
+                ..ProbeConfig::zeroed()
             },
         };
         let mut probe = Probe::attach(&opts)?;

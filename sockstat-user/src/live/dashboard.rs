@@ -46,8 +46,12 @@ pub struct SockView<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum DataSource {
-    /// Kernel events: every transition, per-edge data.
-    Ebpf { hook: String },
+    /// Kernel events: every transition, per-edge data. `missing_hooks`: cause tracepoints
+    /// this kernel would not attach (their consequences were printed at start).
+    Ebpf {
+        hook: String,
+        missing_hooks: Vec<String>,
+    },
     /// sock_diag dumps each interval: states and counts only.
     Polling { reason: String },
 }
@@ -546,6 +550,7 @@ mod tests {
         SnapshotContext {
             source: DataSource::Ebpf {
                 hook: "tp_btf".into(),
+                missing_hooks: Vec::new(),
             },
             filter: String::new(),
             paused: false,

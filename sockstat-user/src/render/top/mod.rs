@@ -197,7 +197,7 @@ fn rate_span(label: &str, value: Option<f64>, prominent: bool) -> Vec<Span<'stat
 
 fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
     let source = match &snap.source {
-        DataSource::Ebpf { hook } => {
+        DataSource::Ebpf { hook, .. } => {
             Span::styled(format!("eBPF {hook}"), Style::new().fg(Color::Green))
         }
         DataSource::Polling { reason } => Span::styled(

@@ -57,6 +57,7 @@ fn fixture() -> Snapshot {
     Snapshot {
         source: DataSource::Ebpf {
             hook: "tp_btf".into(),
+            missing_hooks: Vec::new(),
         },
         filter: "dport = :443".into(),
         interval_s: 1.0,
