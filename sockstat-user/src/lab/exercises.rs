@@ -4,7 +4,7 @@
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsRawFd, FromRawFd, RawFd},
+    os::fd::{AsRawFd, FromRawFd},
     time::{Duration, Instant},
 };
 
@@ -194,16 +194,6 @@ fn start_connect(
     from: Option<SocketAddr>,
     to: SocketAddr,
 ) -> Result<TcpStream, LabError> {
-    let stream = socket_in(host, from)?;
-    let fd = stream.as_raw_fd();
-    host.run(move || connect_nonblocking(fd, to))?
-        .map_err(io(format!("connect to {to}")))?;
-    Ok(stream)
-}
-
-/// A non-blocking TCP socket made in `host`'s namespace (it keeps that namespace whichever
-/// thread uses it later), bound to `from` when given.
-fn socket_in(host: &Host, from: Option<SocketAddr>) -> Result<TcpStream, LabError> {
     host.run(move || -> std::io::Result<TcpStream> {
         // SAFETY: plain socket calls on an fd owned by the returned TcpStream.
         unsafe {
@@ -222,23 +212,17 @@ fn socket_in(host: &Host, from: Option<SocketAddr>) -> Result<TcpStream, LabErro
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            let (raw, len) = sockaddr_in(to);
+            if libc::connect(fd, (&raw as *const libc::sockaddr_in).cast(), len) != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINPROGRESS) {
+                    return Err(e);
+                }
+            }
             Ok(stream)
         }
     })?
-    .map_err(io(format!("socket in host {}", host.name)))
-}
-
-/// Starts a connect on non-blocking socket `fd` (EINPROGRESS is success).
-fn connect_nonblocking(fd: RawFd, to: SocketAddr) -> std::io::Result<()> {
-    let (raw, len) = sockaddr_in(to);
-    // SAFETY: `raw` is a valid sockaddr_in of `len` bytes; `fd` is a socket the caller owns.
-    if unsafe { libc::connect(fd, (&raw as *const libc::sockaddr_in).cast(), len) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
-    Ok(())
+    .map_err(io(format!("connect to {to}")))
 }
 
 fn connect(host: &Host, to: &'static str) -> Result<TcpStream, LabError> {
@@ -417,7 +401,7 @@ const SIMULTANEOUS_CLOSE: [Step; 3] = [
     step(
         Established,
         FinWait1,
-        "shutdown(SHUT_WR): FIN sent (held on the wire)",
+        "shutdown(SHUT_WR): FIN sent (held in the queue)",
     ),
     step(
         FinWait1,
@@ -431,16 +415,15 @@ const SIMULTANEOUS_CLOSE: [Step; 3] = [
     ),
 ];
 
-/// Tries up to three times: the held FINs are retransmitted by each socket's timer, and
-/// they cross only when both timers fire in the same tick (pinned to one CPU they nearly
-/// always do). A run in which one FIN arrived before the other was sent is not a
-/// simultaneous close; it is reported in the notes and repeated.
+/// Both FINs wait in their senders' queues (see `Pair`) until both sides have shut down, so
+/// each reaches a peer that has sent its own. Should one still arrive first, the run is not
+/// a simultaneous close: that is reported in the notes and repeated (at most three times).
 fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
     let pair = pair(lab)?;
     let server_at: &'static str = "10.200.0.2:8080";
     let listener = listen_on(&pair.b, server_at, 16)?;
     let mut notes = vec![
-        "Both FINs are held on the veth (a neighbour entry points at a MAC nobody has) while both sides shut down, then released: each side's retransmitted FIN reaches a peer that is itself in FIN-WAIT-1.".to_string(),
+        "Both FINs wait in their senders' kernels (the peer answers no ARP, so the neighbour stays unresolved and its packets are queued) while both sides shut down; then host a's queue is sent, then host b's: each FIN reaches a peer that is itself in FIN-WAIT-1.".to_string(),
     ];
     let mut last = None;
     for attempt in 1..=3 {
@@ -458,16 +441,13 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             client.try_clone().map_err(io("clone"))?,
             server.try_clone().map_err(io("clone"))?,
         );
-        // Back to back from one thread pinned to one CPU: both FIN timers are armed in the
-        // same timer wheel within microseconds, so both retransmissions go out in one tick
-        // and cross on the wire.
         pair.a
-            .run(move || {
-                c2.shutdown(Shutdown::Write)?;
-                s2.shutdown(Shutdown::Write)
-            })?
+            .run(move || c2.shutdown(Shutdown::Write))?
             .map_err(io("shutdown"))?;
-        lab.step("release the held packets: both FINs are retransmitted");
+        pair.b
+            .run(move || s2.shutdown(Shutdown::Write))?
+            .map_err(io("shutdown"))?;
+        lab.step("release host a's queue, then host b's: each FIN reaches a peer in FIN-WAIT-1");
         pair.release()?;
         lab.tracer.wait_for(Duration::from_secs(5), |ts| {
             let done = |local: SocketAddr| {
@@ -495,7 +475,7 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             break;
         }
         notes.push(format!(
-            "attempt {attempt}: the FINs did not cross (one arrived before the other was retransmitted); repeated"
+            "attempt {attempt}: the FINs did not cross (one arrived before the other was sent); repeated"
         ));
     }
     Ok(Outcome {
@@ -678,7 +658,7 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
     let listener = listen_on(&pair.b, server_at, 1)?;
     lab.step("host a: first connection, completed and queued for accept()");
     let first = connect(&pair.a, server_at)?;
-    lab.step("hold host b's packets, so its SYN+ACK never reaches host a");
+    lab.step("hold host b's packets in its queue, so its SYN+ACK does not reach host a yet");
     pair.hold_b(true)?;
     lab.step("host a: second connect(): host b keeps a half-open request in SYN-RECV");
     let second = start_connect(&pair.a, None, server)?;
@@ -687,7 +667,7 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
         .iter()
         .filter(|r| r.state == SynRecv.kernel_number())
         .count();
-    lab.step("release: host b's retransmitted SYN+ACK completes the second handshake");
+    lab.step("release: host b's queued SYN+ACK completes the second handshake");
     pair.hold_b(false)?;
     let second_local = second.local_addr().map_err(io("local address"))?;
     lab.tracer.wait_for(Duration::from_secs(5), |ts| {
@@ -715,11 +695,7 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
             format!("second client {second_local} -> {server}"),
             vec![
                 step(Close, SynSent, "connect() sends SYN"),
-                step(
-                    SynSent,
-                    Established,
-                    "the retransmitted SYN+ACK arrives at last",
-                ),
+                step(SynSent, Established, "the held SYN+ACK arrives at last"),
             ],
             lab.path(second_local, server),
         ),
@@ -958,7 +934,7 @@ fn abort(lab: &mut Lab) -> Result<Outcome, LabError> {
 }
 
 const SIMULTANEOUS_OPEN: [Step; 3] = [
-    step(Close, SynSent, "connect() sends SYN (held on the wire)"),
+    step(Close, SynSent, "connect() sends SYN (held in the queue)"),
     step(
         SynSent,
         SynRecv,
@@ -971,11 +947,12 @@ const SIMULTANEOUS_OPEN: [Step; 3] = [
     ),
 ];
 
-/// Tries up to three times, for the same reason as the simultaneous close.
+/// Held and released like the simultaneous close, and likewise repeated if the SYNs did
+/// not cross.
 fn simultaneous_open(lab: &mut Lab) -> Result<Outcome, LabError> {
     let pair = pair(lab)?;
     let mut notes = vec![
-        "Both hosts connect() from fixed ports to each other while the SYNs are held, then release: each SYN reaches a peer that is itself in SYN-SENT. Neither side ever listens.".to_string(),
+        "Both hosts connect() from fixed ports to each other while their SYNs wait in their senders' queues (the peer answers no ARP), then the queues are sent: each SYN reaches a peer that is itself in SYN-SENT. Neither side ever listens.".to_string(),
     ];
     let mut last = None;
     for attempt in 1..=3u16 {
@@ -986,18 +963,9 @@ fn simultaneous_open(lab: &mut Lab) -> Result<Outcome, LabError> {
         lab.step(&format!(
             "both: connect() {a_at} <-> {b_at} at the same moment"
         ));
-        // Both connects back to back from one thread pinned to one CPU: their SYN timers
-        // then fire in the same tick, so the retransmitted SYNs cross.
-        let a = socket_in(&pair.a, Some(a_at))?;
-        let b = socket_in(&pair.b, Some(b_at))?;
-        let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
-        pair.a
-            .run(move || {
-                connect_nonblocking(fa, b_at)?;
-                connect_nonblocking(fb, a_at)
-            })?
-            .map_err(io("connect"))?;
-        lab.step("release the held SYNs: both are retransmitted");
+        let a = start_connect(&pair.a, Some(a_at), b_at)?;
+        let b = start_connect(&pair.b, Some(b_at), a_at)?;
+        lab.step("release host a's queue, then host b's: each SYN reaches a peer in SYN-SENT");
         pair.release()?;
         lab.tracer.wait_for(Duration::from_secs(6), |ts| {
             let open = |local: SocketAddr| {

@@ -153,8 +153,10 @@ fn pin_to_cpu0() {
 }
 
 /// Two hosts joined by a veth pair: `a` is 10.200.0.1/24, `b` is 10.200.0.2/24, with fixed
-/// MAC addresses and permanent neighbour entries (no ARP), so packets can be held and
-/// released by pointing a neighbour entry at a wrong MAC and back.
+/// MAC addresses and permanent neighbour entries (no ARP). A direction is held by deleting
+/// the sender's neighbour entry while the receiver answers no ARP: the sender's kernel then
+/// queues every packet for that neighbour (its unresolved queue) until a permanent entry
+/// puts it back, which sends the queue in order. Held packets are delayed, never lost.
 pub struct Pair {
     pub a: Host,
     pub b: Host,
@@ -178,6 +180,10 @@ impl Pair {
         ])?;
         a.ip(&["addr", "add", &format!("{A_IP}/24"), "dev", "veth-a"])?;
         b.ip(&["addr", "add", &format!("{B_IP}/24"), "dev", "veth-b"])?;
+        // An unresolved neighbour keeps its queue for mcast_solicit x 1 s: long enough for
+        // any held step, --slow included.
+        a.sysctl("net/ipv4/neigh/veth-a/mcast_solicit", "120")?;
+        b.sysctl("net/ipv4/neigh/veth-b/mcast_solicit", "120")?;
         a.ip(&["link", "set", "veth-a", "up"])?;
         b.ip(&["link", "set", "veth-b", "up"])?;
         let pair = Pair { a, b };
@@ -185,17 +191,30 @@ impl Pair {
         Ok(pair)
     }
 
-    /// Host a's packets to b are held (sent to a MAC nobody has: sent, never received),
-    /// or delivered again.
+    /// Host a's packets to b are queued in a's kernel, or sent on (queue first, in order).
     pub fn hold_a(&self, held: bool) -> Result<(), LabError> {
-        let mac = if held { NOWHERE_MAC } else { B_MAC };
-        self.a.neighbour(B_IP, mac, "veth-a")
+        hold(
+            &self.a,
+            "veth-a",
+            B_IP,
+            B_MAC,
+            &self.b,
+            "net/ipv4/conf/veth-b/arp_ignore",
+            held,
+        )
     }
 
     /// The same for host b's packets to a.
     pub fn hold_b(&self, held: bool) -> Result<(), LabError> {
-        let mac = if held { NOWHERE_MAC } else { A_MAC };
-        self.b.neighbour(A_IP, mac, "veth-b")
+        hold(
+            &self.b,
+            "veth-b",
+            A_IP,
+            A_MAC,
+            &self.a,
+            "net/ipv4/conf/veth-a/arp_ignore",
+            held,
+        )
     }
 
     /// Holds both directions.
@@ -204,9 +223,31 @@ impl Pair {
         self.hold_b(true)
     }
 
-    /// Packets reach the peer again (retransmissions deliver what was held).
+    /// Sends a's queue, then b's: whatever each side sent while held reaches a peer that
+    /// had already sent its own.
     pub fn release(&self) -> Result<(), LabError> {
         self.hold_a(false)?;
         self.hold_b(false)
+    }
+}
+
+/// Holds or releases what `sender` sends to `peer_ip` on `dev`.
+fn hold(
+    sender: &Host,
+    dev: &str,
+    peer_ip: &str,
+    peer_mac: &str,
+    receiver: &Host,
+    receiver_arp_ignore: &'static str,
+    held: bool,
+) -> Result<(), LabError> {
+    if held {
+        // 8: answer no ARP request, so the sender's new entry stays unresolved.
+        receiver.sysctl(receiver_arp_ignore, "8")?;
+        sender.ip(&["neigh", "flush", "to", peer_ip, "dev", dev, "nud", "all"])
+    } else {
+        // A valid entry for an unresolved neighbour sends its queue.
+        sender.neighbour(peer_ip, peer_mac, dev)?;
+        receiver.sysctl(receiver_arp_ignore, "0")
     }
 }
