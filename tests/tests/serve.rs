@@ -322,14 +322,16 @@ fn polling_and_sigterm() -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(20);
     let s = loop {
         let s = server.scrape()?;
-        if get(&s, &series(theirs)) == 1.0 || Instant::now() > deadline {
+        if s.contains_key(&series(theirs)) || Instant::now() > deadline {
             break s;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    // The test's listener is counted; the exporter's own is not the host's traffic.
+    // The test's listener is listed (with no connections); the exporter's own is not the
+    // host's traffic.
     if get(&s, "sockstat_ebpf_up") != 0.0
-        || get(&s, &series(theirs)) != 1.0
+        || get(&s, &series(theirs)) != 0.0
+        || !s.contains_key(&series(theirs))
         || s.contains_key(&series(port))
     {
         return Err(fail(format!(

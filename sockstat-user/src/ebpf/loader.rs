@@ -63,6 +63,10 @@ pub enum LoadError {
     #[error("--ring-kb {0}: must be between 4 and 1048576")]
     RingSize(u32),
     #[error(
+        "the kernel refused the BTF hook: {0}; kernels before 5.12 lack socket cookies and storage in tracing programs: try --hook tracepoint"
+    )]
+    BtfHookRefused(String),
+    #[error(
         "this kernel ({release}) has no {missing}; sockstat's kernel programs need Linux {since} or later (README: Supported kernels)"
     )]
     KernelTooOld {
@@ -242,7 +246,14 @@ impl Probe {
                     None => Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?,
                 };
                 let btf = &btf;
-                attach_btf(&mut ebpf, btf, "inet_sock_set_state_btf", TP_NAME)?;
+                attach_btf(&mut ebpf, btf, "inet_sock_set_state_btf", TP_NAME).map_err(
+                    |e| match e {
+                        LoadError::Program { source, .. } => {
+                            LoadError::BtfHookRefused(refusal(&source))
+                        }
+                        other => other,
+                    },
+                )?;
                 attached.push(TP_NAME);
                 // The cause tracepoints enrich the stream; a kernel without one of them
                 // still traces transitions, and what was attached is reported.

@@ -231,6 +231,17 @@ fn run_script(plan: &Plan) -> Result<String> {
         "export PATH={}:/usr/sbin:/sbin HOME=/root TERM=${{TERM:-xterm}}",
         shell_quote(&path)
     );
+    // What sockstat attaches on this kernel, for the log: trace's start line and any
+    // hook it reports missing.
+    s.push_str(
+        r#"echo "vmtest: sockstat trace on $(uname -r):"
+"$SOCKSTAT_BIN" trace --count-only > /dev/null 2> /tmp/vmtest-trace.err &
+pid=$!
+for _ in $(seq 600); do grep -q "sockstat: tracing" /tmp/vmtest-trace.err && break; sleep 0.1; done
+kill -INT $pid; wait $pid
+grep -v " events seen, " /tmp/vmtest-trace.err | sed 's/^/vmtest:   /'
+"#,
+    );
     for suite in plan.suites {
         let name = &suite.name;
         let _ = writeln!(s, "echo \"vmtest: suite {name}\"");
