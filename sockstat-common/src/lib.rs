@@ -29,6 +29,14 @@ pub mod flags {
     /// (`tcp_fin()`), or the connection was reset. Tells a FIN-WAIT-2 socket swapped for a
     /// real TIME-WAIT apart from an orphan that stays in FIN-WAIT-2. BTF hooks only.
     pub const PEER_FIN: u8 = 1 << 2;
+    /// On a STATE_CHANGE to CLOSE: a timewait socket took the socket's place (its timer was
+    /// armed just before, on this CPU); `tw_substate` says in which state it lives on.
+    pub const TW_CREATED: u8 = 1 << 3;
+    /// On a STATE_CHANGE to CLOSE: the kernel meant to keep a timewait socket but could not
+    /// (`tcp_max_tw_buckets` reached, TcpExt TCPTimeWaitOverflow): the connection is gone.
+    pub const TW_OVERFLOW: u8 = 1 << 4;
+    /// On TW_CANCELLED: a connect() reused the timewait socket's 4-tuple (`tcp_tw_reuse`).
+    pub const TW_REUSED: u8 = 1 << 5;
 }
 
 /// Event kinds; every kind shares the `StateEvent` layout and the ring buffer.
@@ -45,6 +53,19 @@ pub mod kind {
     pub const SYNACK_RETRANSMIT: u8 = 5;
     /// `sock:inet_sk_error_report`: `sk_err` carries the errno.
     pub const ERROR_REPORT: u8 = 6;
+    /// `timer:timer_start` of a timewait socket's timer: it was created, or re-armed;
+    /// `tw_substate` is FIN-WAIT-2 (an orphan waiting for the peer's FIN) or TIME-WAIT.
+    pub const TW_ARMED: u8 = 7;
+    /// `timer:timer_cancel` of a timewait timer: a re-arm or an expiry follows at once, or
+    /// the timewait socket is being killed early (reuse, RST, `ss -K`, namespace exit).
+    pub const TW_CANCELLED: u8 = 8;
+    /// `timer:timer_expire_entry` of a timewait timer: its time is up.
+    pub const TW_EXPIRED: u8 = 9;
+    /// `skb:kfree_skb` of the peer's FIN after it reached a timewait socket in FIN-WAIT-2:
+    /// the socket is in TIME-WAIT now. (Its timer is often re-armed without a tracepoint.)
+    pub const TW_FIN: u8 = 10;
+    /// `skb:kfree_skb` of an RST that killed the timewait socket just cancelled on this CPU.
+    pub const TW_RESET: u8 = 11;
 }
 
 /// Where [`StateEvent::owner_tgid`] came from.
@@ -99,7 +120,10 @@ pub struct StateEvent {
     pub flags: u8,
     /// See [`owner_source`].
     pub owner_source: u8,
-    pub _pad0: [u8; 2],
+    /// A timewait socket's substate (TCP state numbers FIN_WAIT2 or TIME_WAIT) for the TW_*
+    /// kinds and TW_CREATED; 0 otherwise.
+    pub tw_substate: u8,
+    pub _pad0: u8,
     pub sport: u16,
     pub dport: u16,
     pub _pad1: [u8; 4],
@@ -137,7 +161,8 @@ impl StateEvent {
             new_state: 0,
             flags: 0,
             owner_source: 0,
-            _pad0: [0; 2],
+            tw_substate: 0,
+            _pad0: 0,
             sport: 0,
             dport: 0,
             _pad1: [0; 4],
@@ -277,6 +302,58 @@ impl TracepointOffsets {
     }
 }
 
+/// Offsets the timewait hooks need, resolved from BTF by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TwOffsets {
+    /// `struct timer_list.function`.
+    pub timer_function: u32,
+    /// `struct inet_timewait_sock.tw_timer` (the timer is embedded).
+    pub tw_timer: u32,
+    /// `struct inet_timewait_sock.tw_substate` (u8).
+    pub tw_substate: u32,
+    /// `struct sock_common.skc_cookie` (atomic64_t): a timewait socket's cookie is its
+    /// socket's.
+    pub skc_cookie: u32,
+    /// `struct sock_common.skc_num` (u16, host order): the local port.
+    pub skc_num: u32,
+    /// `struct sock_common.skc_state` (u8).
+    pub skc_state: u32,
+    /// `struct tcp_sock.linger2` (int): negative means "reset, never FIN-WAIT-2".
+    pub tcp_linger2: u32,
+    /// `struct sk_buff.head`, `.network_header`, `.transport_header` (u16), `.dev`.
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_dev: u32,
+    /// `struct net_device.nd_net` (possible_net_t: one `struct net *`).
+    pub dev_nd_net: u32,
+    /// Non-zero once user space filled this struct in.
+    pub valid: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<TwOffsets>() == 52);
+
+impl TwOffsets {
+    pub const fn zeroed() -> Self {
+        Self {
+            timer_function: 0,
+            tw_timer: 0,
+            tw_substate: 0,
+            skc_cookie: 0,
+            skc_num: 0,
+            skc_state: 0,
+            tcp_linger2: 0,
+            skb_head: 0,
+            skb_network_header: 0,
+            skb_transport_header: 0,
+            skb_dev: 0,
+            dev_nd_net: 0,
+            valid: 0,
+        }
+    }
+}
+
 /// One socket file found by the `iter/task_file` owner program.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,9 +419,13 @@ pub struct ProbeConfig {
     pub emit_events: u8,
     pub _pad0: u8,
     pub own_netns: u32,
+    pub _pad1: [u8; 4],
+    /// Address of `tw_timer_handler` (from /proc/kallsyms): the timer callback that marks a
+    /// timer as a timewait socket's. 0: the timewait hooks stay idle.
+    pub tw_timer_fn: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 20);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 32);
 
 impl ProbeConfig {
     pub const fn zeroed() -> Self {
@@ -357,6 +438,8 @@ impl ProbeConfig {
             emit_events: 1,
             _pad0: 0,
             own_netns: 0,
+            _pad1: [0; 4],
+            tw_timer_fn: 0,
         }
     }
 }
@@ -374,8 +457,15 @@ pub mod counter {
     pub const RESETS_RECEIVED: u32 = 3;
     pub const RESETS_SENT: u32 = 4;
     pub const RETRANSMITS: u32 = 5;
+    /// Timewait sockets created (either substate), overflows (none could be created), and
+    /// early deaths by reuse, by an RST, or killed otherwise (`ss -K`, namespace exit).
+    pub const TW_CREATED: u32 = 6;
+    pub const TW_OVERFLOWS: u32 = 7;
+    pub const TW_REUSED: u32 = 8;
+    pub const TW_RESET: u32 = 9;
+    pub const TW_KILLED: u32 = 10;
     /// Number of counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 11;
 }
 
 /// Kernel TCP state numbers (`include/net/tcp_states.h`); the tracepoint passes these.
@@ -406,4 +496,5 @@ mod pod {
     unsafe impl aya::Pod for super::OwnerRecord {}
     unsafe impl aya::Pod for super::OwnerOffsets {}
     unsafe impl aya::Pod for super::OwnerInfo {}
+    unsafe impl aya::Pod for super::TwOffsets {}
 }

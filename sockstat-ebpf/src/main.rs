@@ -13,6 +13,8 @@ mod sock;
 mod state_change;
 #[cfg(target_arch = "bpf")]
 mod tcp_events;
+#[cfg(target_arch = "bpf")]
+mod timewait;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -2,11 +2,14 @@
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use sockstat_common::{
-    EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, TracepointOffsets, counter,
+    EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, TracepointOffsets, TwOffsets,
+    counter,
 };
+
+use crate::timewait::{TwKey, TwScratch, TwWatch};
 
 /// Events to user space. The size is only a default: user space sets it at load time
 /// (`--ring-kb`) through `EbpfLoader::set_max_entries`.
@@ -26,6 +29,20 @@ pub static EDGES: PerCpuArray<u64> = PerCpuArray::with_max_entries(EDGE_STATES *
 #[btf_map]
 pub static OWNERS: SkStorage<OwnerInfo> = SkStorage::new();
 
+/// 1 once user space has attached every timewait hook (`timewait::active`).
+#[map]
+pub static TW_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// What the timewait hooks remember between consecutive tracepoints on one CPU.
+#[map]
+pub static TW_SCRATCH: PerCpuArray<TwScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Timewait sockets in FIN-WAIT-2 (orphans waiting for the peer's FIN), by 4-tuple and
+/// namespace: the FIN that moves one to TIME-WAIT is recognised when its skb is freed.
+/// Least recently used entries make room; a missed FIN is repaired by the reconcile.
+#[map]
+pub static TW_ORPHANS: LruHashMap<TwKey, TwWatch> = LruHashMap::with_max_entries(16384, 0);
+
 // Written by user space into .rodata before load (`EbpfLoader::set_global`); read through
 // `read_volatile` so the compiler cannot fold the zero initialisers.
 #[unsafe(no_mangle)]
@@ -36,6 +53,13 @@ static TP_OFFSETS: TracepointOffsets = TracepointOffsets::zeroed();
 static CONFIG: ProbeConfig = ProbeConfig::zeroed();
 #[unsafe(no_mangle)]
 static OWNER_OFFSETS: OwnerOffsets = OwnerOffsets::zeroed();
+#[unsafe(no_mangle)]
+static TW_OFFSETS: TwOffsets = TwOffsets::zeroed();
+
+#[inline(always)]
+pub fn tw_offsets() -> TwOffsets {
+    unsafe { core::ptr::read_volatile(&TW_OFFSETS) }
+}
 
 #[inline(always)]
 pub fn owner_offsets() -> OwnerOffsets {

@@ -47,25 +47,41 @@ pub unsafe fn wanted(
     }
     let sport = u16::from_be(unsafe { read(sk, off.inet_sport)? });
     let dport = u16::from_be(unsafe { read(sk, off.skc_dport)? });
+    let unaddressed = passive_open && dport == 0;
+    let keep = unsafe { passes_filters(sk, off, family, sport, dport, unaddressed)? };
+    Ok(keep.then_some((family, sport, dport)))
+}
+
+/// The in-kernel filters (family, port, namespace, sockstat's own endpoint) for a socket or
+/// timewait socket: `sk` points at its `struct sock_common`. `skip_port`: the ports are not
+/// the socket's own yet (see `wanted`).
+#[inline(always)]
+pub unsafe fn passes_filters(
+    sk: *const u8,
+    off: &SockOffsets,
+    family: u16,
+    sport: u16,
+    dport: u16,
+    skip_port: bool,
+) -> Result<bool, i32> {
     let cfg = config();
     if cfg.family != 0 && cfg.family != family {
-        return Ok(None);
+        return Ok(false);
     }
-    let unaddressed = passive_open && dport == 0;
-    if cfg.port != 0 && cfg.port != sport && cfg.port != dport && !unaddressed {
-        return Ok(None);
+    if cfg.port != 0 && cfg.port != sport && cfg.port != dport && !skip_port {
+        return Ok(false);
     }
     if cfg.netns != 0 && unsafe { netns_inum(sk, off)? } != cfg.netns {
-        return Ok(None);
+        return Ok(false);
     }
     if cfg.own_port != 0
         && (sport == cfg.own_port || dport == cfg.own_port)
         && unsafe { netns_inum(sk, off)? } == cfg.own_netns
         && (sport == cfg.own_port || unsafe { loopback_peer(sk, off, family)? })
     {
-        return Ok(None);
+        return Ok(false);
     }
-    Ok(Some((family, sport, dport)))
+    Ok(true)
 }
 
 /// Whether the peer of `sk` is a loopback address (127/8, ::1, ::ffff:127/104): a client of
@@ -124,7 +140,8 @@ pub unsafe fn fill_socket(
     ev.cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
     ev.sk_addr = sk_arg as u64;
     ev.flags = flags::COOKIE_IS_SOCKET_COOKIE;
-    ev._pad0 = [0; 2];
+    ev.tw_substate = 0;
+    ev._pad0 = 0;
     ev._pad1 = [0; 4];
     ev.bytes_acked = 0;
     ev.bytes_received = 0;

@@ -19,12 +19,15 @@ use aya_ebpf::{
 };
 use sockstat_common::{StateEvent, counter, flags, hook, kind, owner_source, tcp_state as st};
 
+use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
+
 use crate::{
     maps::{EVENTS, bump, bump_edge, config, sock_offsets, tp_offsets},
     sock::{
         AF_INET, AF_INET6, IPPROTO_TCP, fill_owner, fill_socket, fill_task, loopback_v4,
         loopback_v6, read, wanted,
     },
+    timewait,
 };
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
@@ -49,7 +52,14 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let Some(addr) = (unsafe { wanted(sk, &off, passive_open)? }) else {
         return Ok(());
     };
-    bump_edge(old_state as u8, new_state as u8);
+    // Early, even when no event is written: a timewait socket made from this one copies the
+    // cookie, and the timewait hooks recognise it by that.
+    let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
+    let (old, new) = (old_state as u8, new_state as u8);
+    let close = unsafe { timewait::classify(sk, &off, cookie, old, new)? };
+    if let Some(to) = close.edge_to {
+        bump_edge(old, to);
+    }
     let Some(mut entry) = reserve() else {
         return Ok(());
     };
@@ -74,6 +84,8 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
                 ev.total_retrans = read(sk, off.tcp_total_retrans)?;
                 ev.srtt_us = read(sk, off.tcp_srtt_us)?;
             }
+            ev.flags |= close.flags;
+            ev.tw_substate = close.substate;
             fill_owner(ev, sk_arg, &off)
         })
     };

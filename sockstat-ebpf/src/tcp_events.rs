@@ -12,13 +12,15 @@
 //! - `inet_sk_error_report(const struct sock *sk)`
 use core::ffi::c_void;
 
+use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
 use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointContext};
-use sockstat_common::{counter, kind};
+use sockstat_common::{counter, kind, tcp_state as st};
 
 use crate::{
-    maps::{bump, sock_offsets},
+    maps::{bump, sock_offsets, tw_offsets},
     sock::{fill_owner, fill_socket, read, wanted},
     state_change::{reserve, submit},
+    timewait,
 };
 
 #[btf_tracepoint(function = "tcp_receive_reset")]
@@ -65,12 +67,25 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
         return Ok(());
     }
     let sk = sk_arg as *const u8;
+    // Since 6.12 tcp_send_reset also fires for timewait and request sockets, which have no
+    // `struct sock` beyond its common part to read (and are no socket's cause).
+    let tw = tw_offsets();
+    if tw.valid != 0 {
+        let state: u8 = unsafe { read(sk, tw.skc_state)? };
+        if state == st::TIME_WAIT || state == st::NEW_SYN_RECV {
+            return Ok(());
+        }
+    }
     let Some(addr) = (unsafe { wanted(sk, &off, false)? }) else {
         return Ok(());
     };
     match event_kind {
         kind::RESET_RECEIVED => bump(counter::RESETS_RECEIVED),
-        kind::RESET_SENT => bump(counter::RESETS_SENT),
+        kind::RESET_SENT => {
+            bump(counter::RESETS_SENT);
+            // A close right after (or right before) is a reset, not a timewait overflow.
+            timewait::note_reset(unsafe { bpf_get_socket_cookie(sk_arg) });
+        }
         kind::RETRANSMIT | kind::SYNACK_RETRANSMIT => bump(counter::RETRANSMITS),
         _ => {}
     }

@@ -153,9 +153,23 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `sockstat trace ARGS` and waits until it says it is attached.
     pub fn start(args: &[&str]) -> Result<Self, String> {
-        let mut child = Command::new(sockstat_bin())
+        let mut cmd = Command::new(sockstat_bin());
+        cmd.arg("trace").args(args);
+        Self::spawn(cmd)
+    }
+
+    /// `sockstat trace ARGS` inside `ns` (whose sockets it then traces, like ss would).
+    pub fn start_in(ns: &NamedNetns, args: &[&str]) -> Result<Self, String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name])
+            .arg(sockstat_bin())
             .arg("trace")
-            .args(args)
+            .args(args);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Result<Self, String> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

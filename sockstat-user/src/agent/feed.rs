@@ -120,6 +120,7 @@ impl Feed {
         let events = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
         // Attached first, then the baseline: nothing falls between the two.
         let mut tracker = Tracker::default();
+        tracker.observe_timewait(probe.timewait_observed());
         let owners = crate::ebpf::owners::socket_owners_any();
         tracker.load_baseline(
             dump_tcp(scope(o), crate::filter::states::ALL, Some(&owners)).sockets,

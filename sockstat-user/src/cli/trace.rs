@@ -170,6 +170,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
 
     // Attached first, then the baseline: nothing falls between the two.
     let mut tracker = Tracker::default();
+    tracker.observe_timewait(probe.timewait_observed());
     let mut netns_names = HashMap::new();
     if !args.count_only {
         let owners = crate::ebpf::owners::socket_owners_any();
@@ -392,8 +393,20 @@ fn summary(seen: &Seen, kernel: &KernelCounters, tracker: &Tracker, edges: &[Edg
         0 => String::new(),
         n => format!(", {n} passive opens whose child vanished before it had an identity"),
     };
+    let timewait = if kernel.tw_created + kernel.tw_overflows > 0 {
+        format!(
+            "; timewait sockets: {} created, {} overflowed, {} reused, {} reset, {} killed",
+            kernel.tw_created,
+            kernel.tw_overflows,
+            kernel.tw_reused,
+            kernel.tw_reset,
+            kernel.tw_killed
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "sockstat: {} events seen, {} printed, {} lost (ring buffer full), {} unreadable in kernel, {} undecodable; {} transitions counted in the kernel; {} synthesized, {} repaired by reconcile, {} evicted{unresolved}; edges: {}",
+        "sockstat: {} events seen, {} printed, {} lost (ring buffer full), {} unreadable in kernel, {} undecodable; {} transitions counted in the kernel; {} synthesized, {} repaired by reconcile, {} evicted{unresolved}{timewait}; edges: {}",
         seen.decoded,
         seen.printed,
         kernel.lost,

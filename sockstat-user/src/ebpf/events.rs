@@ -84,6 +84,40 @@ pub enum EventKind {
     ErrorReport {
         errno: i32,
     },
+    /// What the timewait hooks saw (sockstat-ebpf/src/timewait.rs).
+    Timewait(TimewaitEvent),
+}
+
+/// A timewait socket's events; `substate` is the state it is in (FIN-WAIT-2 for an orphan
+/// still waiting for the peer's FIN, or TIME-WAIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimewaitEvent {
+    /// Its timer was armed: it was just created (its socket's CLOSE follows), or re-armed.
+    Armed { substate: ReportedState },
+    /// Its timer was cancelled: a re-arm or the expiry follows at once, or it died early;
+    /// `reused` when a connect() took over its 4-tuple.
+    Cancelled {
+        substate: ReportedState,
+        reused: bool,
+    },
+    /// Its time ran out.
+    Expired { substate: ReportedState },
+    /// The peer's FIN reached it in FIN-WAIT-2: it is in TIME-WAIT now.
+    Fin,
+    /// An RST killed it.
+    Reset { substate: ReportedState },
+}
+
+/// What the timewait hooks said of a close (a state change to CLOSE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimewaitClose {
+    /// No timewait socket was involved (or the hooks are off).
+    #[default]
+    Plain,
+    /// A timewait socket took the socket's place, in this state.
+    Created(ReportedState),
+    /// The kernel meant to keep one but could not (`tcp_max_tw_buckets`).
+    Overflow,
 }
 
 /// One decoded kernel event about a socket.
@@ -116,6 +150,8 @@ pub struct KernelEvent {
     /// Whether the peer's FIN had arrived (`SOCK_DONE`); `None` where the hook cannot
     /// read it (classic tracepoint).
     pub peer_fin: Option<bool>,
+    /// For closes: what the timewait hooks said of it.
+    pub timewait: TimewaitClose,
 }
 
 impl KernelEvent {
@@ -154,6 +190,7 @@ fn c_string(b: &[u8; 16]) -> String {
 }
 
 pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
+    let substate = ReportedState::from_kernel(raw.tw_substate);
     let kind = match raw.kind {
         kind::STATE_CHANGE => EventKind::StateChange {
             old: ReportedState::from_kernel(raw.old_state),
@@ -170,7 +207,22 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         kind::RETRANSMIT => EventKind::Retransmit,
         kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit,
         kind::ERROR_REPORT => EventKind::ErrorReport { errno: raw.sk_err },
+        kind::TW_ARMED => EventKind::Timewait(TimewaitEvent::Armed { substate }),
+        kind::TW_CANCELLED => EventKind::Timewait(TimewaitEvent::Cancelled {
+            substate,
+            reused: raw.flags & flags::TW_REUSED != 0,
+        }),
+        kind::TW_EXPIRED => EventKind::Timewait(TimewaitEvent::Expired { substate }),
+        kind::TW_FIN => EventKind::Timewait(TimewaitEvent::Fin),
+        kind::TW_RESET => EventKind::Timewait(TimewaitEvent::Reset { substate }),
         other => return Err(DecodeError::Kind(other)),
+    };
+    let timewait = if raw.flags & flags::TW_CREATED != 0 {
+        TimewaitClose::Created(substate)
+    } else if raw.flags & flags::TW_OVERFLOW != 0 {
+        TimewaitClose::Overflow
+    } else {
+        TimewaitClose::Plain
     };
     let (family, local_ip, remote_ip) = match raw.family {
         AF_INET => {
@@ -216,6 +268,7 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         kind,
         sk_err: raw.sk_err,
         peer_fin: (raw.hook != hook::TRACEPOINT).then_some(raw.flags & flags::PEER_FIN != 0),
+        timewait,
     })
 }
 
@@ -289,6 +342,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn decodes_timewait_events_and_close_classes() {
+        let mut raw = raw_v4();
+        raw.kind = kind::TW_CANCELLED;
+        raw.tw_substate = tcp_state::TIME_WAIT;
+        raw.flags |= flags::TW_REUSED;
+        let ev = decode(&bytes_of(&raw)).unwrap();
+        assert_eq!(
+            ev.kind,
+            EventKind::Timewait(TimewaitEvent::Cancelled {
+                substate: ReportedState::Known(TcpState::TimeWait),
+                reused: true
+            })
+        );
+        let mut raw = raw_v4();
+        raw.old_state = tcp_state::FIN_WAIT2;
+        raw.new_state = tcp_state::CLOSE;
+        raw.flags |= flags::TW_CREATED;
+        raw.tw_substate = tcp_state::FIN_WAIT2;
+        let ev = decode(&bytes_of(&raw)).unwrap();
+        assert_eq!(
+            ev.timewait,
+            TimewaitClose::Created(ReportedState::Known(TcpState::FinWait2))
+        );
+        raw.flags = flags::TW_OVERFLOW;
+        assert_eq!(
+            decode(&bytes_of(&raw)).unwrap().timewait,
+            TimewaitClose::Overflow
+        );
+    }
+
+    #[test]
     fn rejects_bad_records() {
         assert_eq!(
             decode(&[0u8; 10]),
@@ -301,8 +385,8 @@ pub(crate) mod tests {
         raw.family = 1;
         assert_eq!(decode(&bytes_of(&raw)), Err(DecodeError::Family(1)));
         let mut raw = raw_v4();
-        raw.kind = 9;
-        assert_eq!(decode(&bytes_of(&raw)), Err(DecodeError::Kind(9)));
+        raw.kind = 99;
+        assert_eq!(decode(&bytes_of(&raw)), Err(DecodeError::Kind(99)));
         let mut raw = raw_v4();
         raw.new_state = 99;
         let ev = decode(&bytes_of(&raw)).unwrap();

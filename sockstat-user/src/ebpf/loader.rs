@@ -4,12 +4,13 @@ use std::os::fd::AsRawFd;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
 use sockstat_common::{ProbeConfig, counter};
 
 use super::{
+    kallsyms,
     offsets::{KernelBtf, OffsetError, VMLINUX_BTF},
     tracefs::{self, TracefsError},
 };
@@ -130,6 +131,7 @@ pub struct Probe {
     ring_bytes: u32,
     attached: Vec<&'static str>,
     missing: Vec<MissingHook>,
+    timewait: bool,
 }
 
 /// The cause events (sockstat-ebpf/src/tcp_events.rs): program and tracepoint (same name),
@@ -156,6 +158,15 @@ const TCP_EVENT_HOOKS: [(&str, &str); 5] = [
         "socket errors are named only from sk_err at the close",
     ),
 ];
+
+/// The timewait hooks (sockstat-ebpf/src/timewait.rs): used all together or not at all.
+const TIMEWAIT_HOOKS: [&str; 4] = [
+    "timer_start",
+    "timer_cancel",
+    "timer_expire_entry",
+    "kfree_skb",
+];
+const TIMEWAIT_CONSEQUENCE: &str = "TIME-WAIT is inferred from the peer's FIN and expired by sock_diag reconciles (marked synthesized); orphans in FIN-WAIT-2 move on at the next reconcile; overflows, reuses and resets of timewait sockets are not told apart";
 
 /// A cause hook that is not attached, and what that costs. The state machine itself is
 /// traced either way.
@@ -193,6 +204,22 @@ fn attach_btf(
     Ok(())
 }
 
+/// Attaches the four timewait hooks, then switches them on (`TW_ACTIVE`): until all four
+/// run, a close could not be told apart from a timewait overflow. Returns why not.
+fn attach_timewait(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+    for tp in TIMEWAIT_HOOKS {
+        attach_btf(ebpf, btf, tp, tp).map_err(|e| format!("the kernel refused {tp}: {e}"))?;
+    }
+    let map = ebpf
+        .map_mut("TW_ACTIVE")
+        .ok_or("map TW_ACTIVE missing from the kernel object")?;
+    let mut active: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|e| format!("map TW_ACTIVE: {e}"))?;
+    active
+        .set(0, 1, 0)
+        .map_err(|e| format!("switching the timewait hooks on: {e}"))
+}
+
 impl Probe {
     pub fn attach(opts: &ProbeOptions) -> Result<Self, LoadError> {
         if !(4..=1_048_576).contains(&opts.ring_kb) {
@@ -209,16 +236,30 @@ impl Probe {
         };
 
         let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries("EVENTS", ring_bytes)
-            .override_global("CONFIG", &opts.config, true);
+        loader.map_max_entries("EVENTS", ring_bytes);
+        let mut config = opts.config;
         let mut aya_btf: Option<Btf> = None;
         let sock_offsets;
         let tp_offsets;
+        let tw_offsets;
+        // Why the timewait hooks cannot be used, if they cannot.
+        let mut timewait_unusable = None;
         match hook {
             HookChoice::TpBtf => {
-                sock_offsets = KernelBtf::load()?.sock_offsets()?;
+                let kernel_btf = KernelBtf::load()?;
+                sock_offsets = kernel_btf.sock_offsets()?;
                 loader.override_global("SOCK_OFFSETS", &sock_offsets, true);
+                match kernel_btf.tw_offsets() {
+                    Ok(off) => {
+                        tw_offsets = off;
+                        loader.override_global("TW_OFFSETS", &tw_offsets, true);
+                        match kallsyms::address_of("tw_timer_handler") {
+                            Ok(addr) => config.tw_timer_fn = addr,
+                            Err(e) => timewait_unusable = Some(e.to_string()),
+                        }
+                    }
+                    Err(e) => timewait_unusable = Some(e.to_string()),
+                }
                 aya_btf = Btf::from_sys_fs().ok();
                 loader.btf(aya_btf.as_ref());
             }
@@ -232,8 +273,10 @@ impl Probe {
                 })?;
                 loader.override_global("TP_OFFSETS", &tp_offsets, true);
                 loader.btf(None);
+                timewait_unusable = Some("the classic tracepoint hook has no BTF".to_string());
             }
         }
+        loader.override_global("CONFIG", &config, true);
         let mut ebpf = loader.load(PROGRAMS)?;
         drop(loader);
 
@@ -267,6 +310,9 @@ impl Probe {
                         }),
                     }
                 }
+                if timewait_unusable.is_none() {
+                    timewait_unusable = attach_timewait(&mut ebpf, btf).err();
+                }
             }
             _ => {
                 const PROG: &str = "inet_sock_set_state_tp";
@@ -292,6 +338,15 @@ impl Probe {
             }
         }
 
+        let timewait = timewait_unusable.is_none();
+        match timewait_unusable {
+            None => attached.extend(TIMEWAIT_HOOKS),
+            Some(why) => missing.extend(TIMEWAIT_HOOKS.map(|tracepoint| MissingHook {
+                tracepoint,
+                why: why.clone(),
+                consequence: TIMEWAIT_CONSEQUENCE,
+            })),
+        }
         let edges = ebpf
             .take_map("EDGES")
             .ok_or(LoadError::MissingMap("EDGES"))?;
@@ -316,7 +371,13 @@ impl Probe {
             ring_bytes,
             attached,
             missing,
+            timewait,
         })
+    }
+
+    /// Whether timewait sockets are observed in the kernel (all four timewait hooks are on).
+    pub fn timewait_observed(&self) -> bool {
+        self.timewait
     }
 
     /// The hook actually in use.
@@ -393,6 +454,11 @@ impl Probe {
             resets_received: sum(counter::RESETS_RECEIVED)?,
             resets_sent: sum(counter::RESETS_SENT)?,
             retransmits: sum(counter::RETRANSMITS)?,
+            tw_created: sum(counter::TW_CREATED)?,
+            tw_overflows: sum(counter::TW_OVERFLOWS)?,
+            tw_reused: sum(counter::TW_REUSED)?,
+            tw_reset: sum(counter::TW_RESET)?,
+            tw_killed: sum(counter::TW_KILLED)?,
         })
     }
 }
@@ -427,6 +493,16 @@ pub struct KernelCounters {
     pub resets_sent: u64,
     /// Segments retransmitted, SYN-ACKs included.
     pub retransmits: u64,
+    /// Timewait sockets created, and closes that could not make one (TcpExt
+    /// TCPTimeWaitOverflow), with the timewait hooks on.
+    pub tw_created: u64,
+    pub tw_overflows: u64,
+    /// Timewait sockets ended early: reused by a connect(), killed by an RST, killed
+    /// otherwise (`ss -K`, namespace exit; counted at the next timewait timer event on that
+    /// CPU).
+    pub tw_reused: u64,
+    pub tw_reset: u64,
+    pub tw_killed: u64,
 }
 
 /// Hands the heap pages freed by loading (aya parses all of vmlinux BTF, ~30 MB in many

@@ -2,6 +2,7 @@
 //! from BTF or tracefs, ring-buffer draining and event decoding, in-kernel counters.
 pub mod events;
 pub mod iter_loader;
+pub mod kallsyms;
 pub mod loader;
 pub mod offsets;
 pub mod owners;
@@ -11,6 +12,7 @@ pub mod tracefs;
 
 pub use events::{
     DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Task, TcpCounters,
+    TimewaitClose, TimewaitEvent,
 };
 pub use loader::{
     EdgeCount, HookChoice, KernelCounters, LoadError, MissingHook, Probe, ProbeOptions,

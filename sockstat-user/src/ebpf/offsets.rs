@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use sockstat_common::{OwnerOffsets, SockOffsets};
+use sockstat_common::{OwnerOffsets, SockOffsets, TwOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -149,6 +149,28 @@ impl KernelBtf {
 }
 
 impl KernelBtf {
+    /// Offsets for the timewait hooks (sockstat-ebpf/src/timewait.rs).
+    pub fn tw_offsets(&self) -> Result<TwOffsets, OffsetError> {
+        let tw = self.struct_named("inet_timewait_sock")?;
+        let common = self.struct_named("sock_common")?;
+        let skb = self.struct_named("sk_buff")?;
+        Ok(TwOffsets {
+            timer_function: self.offset_of("timer_list", "function")?,
+            tw_timer: self.offset_in(tw.clone(), "inet_timewait_sock", "tw_timer")?,
+            tw_substate: self.offset_in(tw, "inet_timewait_sock", "tw_substate")?,
+            skc_cookie: self.offset_in(common.clone(), "sock_common", "skc_cookie")?,
+            skc_num: self.offset_in(common.clone(), "sock_common", "skc_num")?,
+            skc_state: self.offset_in(common, "sock_common", "skc_state")?,
+            tcp_linger2: self.offset_of("tcp_sock", "linger2")?,
+            skb_head: self.offset_in(skb.clone(), "sk_buff", "head")?,
+            skb_network_header: self.offset_in(skb.clone(), "sk_buff", "network_header")?,
+            skb_transport_header: self.offset_in(skb.clone(), "sk_buff", "transport_header")?,
+            skb_dev: self.offset_in(skb, "sk_buff", "dev")?,
+            dev_nd_net: self.offset_of("net_device", "nd_net")?,
+            valid: 1,
+        })
+    }
+
     /// The type id of kernel function `name` (BTF_KIND_FUNC).
     pub fn func_id(&self, name: &str) -> Result<u32, OffsetError> {
         let ids = self.btf.resolve_ids_by_name(name).unwrap_or_default();
@@ -202,5 +224,21 @@ mod tests {
             btf.offset_of("sock", "no_such_field"),
             Err(OffsetError::NoField { .. })
         ));
+    }
+
+    #[test]
+    fn resolves_timewait_layout() {
+        if !KernelBtf::available() {
+            eprintln!("SKIPPED: no {VMLINUX_BTF} on this kernel");
+            return;
+        }
+        let btf = KernelBtf::load().unwrap();
+        let tw = btf.tw_offsets().unwrap();
+        let sock = btf.sock_offsets().unwrap();
+        // A timewait socket starts with the same struct sock_common as a socket.
+        assert!(tw.skc_num < sock.skc_family && tw.skc_num > sock.skc_dport);
+        assert!(tw.skc_state > sock.skc_family);
+        assert!(tw.tw_timer > tw.tw_substate || tw.tw_substate > tw.skc_cookie);
+        assert!(tw.skb_network_header != tw.skb_transport_header);
     }
 }

@@ -50,6 +50,11 @@ struct Port {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndCause {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Tracepoint {
     tracepoint: &'static str,
 }
@@ -64,6 +69,8 @@ pub struct Metrics {
     connect_errors: Family<Errno, Counter>,
     time_wait_entries: Counter,
     time_wait_expiries: Counter,
+    time_wait_overflows: Counter,
+    time_wait_early_ends: Family<EndCause, Counter>,
     lost: Counter,
     repairs: Counter,
     ebpf_up: Gauge,
@@ -89,6 +96,8 @@ impl Metrics {
             connect_errors: Family::default(),
             time_wait_entries: Counter::default(),
             time_wait_expiries: Counter::default(),
+            time_wait_overflows: Counter::default(),
+            time_wait_early_ends: Family::default(),
             lost: Counter::default(),
             repairs: Counter::default(),
             ebpf_up: Gauge::default(),
@@ -156,6 +165,16 @@ impl Metrics {
             "time_wait_expiries",
             "TIME-WAIT sockets that ran out their 60 s",
             m.time_wait_expiries.clone(),
+        );
+        registry.register(
+            "time_wait_overflows",
+            "Closes that could not keep a timewait socket (tcp_max_tw_buckets), seen by the kernel hooks",
+            m.time_wait_overflows.clone(),
+        );
+        registry.register(
+            "time_wait_early_ends",
+            "Timewait sockets ended before their time, by cause: reused (tcp_tw_reuse), rst-in, killed (ss -K, namespace exit)",
+            m.time_wait_early_ends.clone(),
         );
         registry.register(
             "lost_events",
@@ -278,6 +297,20 @@ impl Metrics {
                 "resets_out",
                 c.resets_sent,
             );
+            advance(
+                seen,
+                &self.time_wait_overflows,
+                "tw_overflows",
+                c.tw_overflows,
+            );
+            for (cause, key, n) in [
+                ("reused", "tw_reused", c.tw_reused),
+                ("rst-in", "tw_reset", c.tw_reset),
+                ("killed", "tw_killed", c.tw_killed),
+            ] {
+                let family = &self.time_wait_early_ends;
+                advance(seen, &family.get_or_create(&EndCause { cause }), key, n);
+            }
         }
         advance(seen, &self.repairs, "repairs", feed.tracker_stats().repairs);
         for ((o, n), total) in feed.edge_counts() {

@@ -47,10 +47,12 @@ impl LabTracer {
         };
         let mut probe = Probe::attach(&opts)?;
         let ring = probe.take_events()?;
+        let mut tracker = Tracker::default();
+        tracker.observe_timewait(probe.timewait_observed());
         Ok(LabTracer {
             probe,
             ring,
-            tracker: Tracker::default(),
+            tracker,
             outputs: Vec::new(),
             netns: HashSet::new(),
             transitions: Vec::new(),

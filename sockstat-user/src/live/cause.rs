@@ -13,6 +13,13 @@ pub enum Cause {
     Timeout,
     /// A connect failed with this errno.
     Errno(i32),
+    /// The kernel could not keep a timewait socket (`tcp_max_tw_buckets` reached): the
+    /// connection closed without TIME-WAIT.
+    TwOverflow,
+    /// A new connection took over the timewait socket's 4-tuple (`tcp_tw_reuse`).
+    Reused,
+    /// Ended early without an RST or a reuse: `ss -K`, a namespace going away.
+    Killed,
 }
 
 impl Cause {
@@ -23,6 +30,9 @@ impl Cause {
             Cause::RstOut => "rst-out".into(),
             Cause::Timeout => "timeout".into(),
             Cause::Errno(e) => errno_name(e).map_or_else(|| format!("errno-{e}"), str::to_string),
+            Cause::TwOverflow => "tw-overflow".into(),
+            Cause::Reused => "reused".into(),
+            Cause::Killed => "killed".into(),
         }
     }
 }

@@ -3,7 +3,10 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use super::{Cause, Lifetime, Output, Owner, OwnerSource, Source, Transition};
 use crate::{
-    ebpf::{EventKind, Family, KernelEvent, KernelOwner, TcpCounters},
+    ebpf::{
+        EventKind, Family, Hook, KernelEvent, KernelOwner, TcpCounters, TimewaitClose,
+        TimewaitEvent,
+    },
     tcp::{ReportedState, TcpState},
 };
 
@@ -32,6 +35,8 @@ pub struct Entry {
     pub active: Option<bool>,
     /// The peer's FIN arrived (it counts in `bytes_received`).
     pub peer_fin: bool,
+    /// The kernel swapped the socket for a timewait socket (observed or inferred).
+    pub timewait: bool,
 }
 
 impl Entry {
@@ -95,8 +100,26 @@ pub struct Tracker {
     unresolved_opens: HashMap<u64, KernelEvent>,
     /// Owners of listening sockets by (netns, port): passive opens inherit them.
     listeners: HashMap<(u32, u16), Owner>,
+    /// Timewait sockets whose timer was cancelled, by cookie, with when: not yet known to be
+    /// re-armed, expiring, or dead (see `timewait_event`).
+    cancelled: HashMap<u64, u64>,
+    /// The kernel's timewait hooks are on: TIME-WAIT is observed, never inferred.
+    timewait_observed: bool,
     capacity: usize,
     stats: TrackerStats,
+}
+
+/// A reported transition as the connection sees it (see `Tracker::edge`).
+struct Edge {
+    /// The state it entered (TIME-WAIT where the kernel reports CLOSE for a socket replaced
+    /// by a timewait socket).
+    shown: ReportedState,
+    cause: Option<Cause>,
+    source: Source,
+    /// Nothing to print: the connection did not change state.
+    silent: bool,
+    /// The connection goes on (its entry stays in the table).
+    lives_on: bool,
 }
 
 impl Default for Tracker {
@@ -108,6 +131,10 @@ impl Default for Tracker {
 /// How long a passive open may wait for its child's next transition to learn its identity.
 /// That transition follows in the same softirq; the bound only matters if it never comes.
 const UNRESOLVED_OPEN_NS: u64 = 1_000_000_000;
+
+/// How long a cancelled timewait timer waits for its re-arm, expiry or RST (each follows at
+/// once on the same CPU) before the socket counts as killed.
+const CANCEL_HOLD_NS: u64 = 250_000_000;
 
 /// TCP_TIMEWAIT_LEN (60 s), less a little for timer slack.
 const TIME_WAIT_NS: u64 = 59_000_000_000;
@@ -125,9 +152,18 @@ impl Tracker {
             held: HashMap::new(),
             unresolved_opens: HashMap::new(),
             listeners: HashMap::new(),
+            cancelled: HashMap::new(),
+            timewait_observed: false,
             capacity: capacity.max(16),
             stats: TrackerStats::default(),
         }
+    }
+
+    /// Whether the kernel reports timewait sockets (`Probe::timewait_observed`). Without it,
+    /// TIME-WAIT is inferred from the peer's FIN and expired by reconciles, marked
+    /// synthesized.
+    pub fn observe_timewait(&mut self, on: bool) {
+        self.timewait_observed = on;
     }
 
     pub fn len(&self) -> usize {
@@ -198,6 +234,7 @@ impl Tracker {
                 passive: false,
                 active: None,
                 peer_fin: false,
+                timewait: false,
             },
         );
     }
@@ -269,7 +306,77 @@ impl Tracker {
                 }
             }
             EventKind::SynackRetransmit | EventKind::ErrorReport { .. } => {}
+            EventKind::Timewait(e) => self.timewait_event(ev, *e, out),
         }
+    }
+
+    /// What the kernel's timewait hooks saw. A cancel alone is held: a re-arm or the expiry
+    /// of the same socket follows at once, or the RST that killed it; with none of them
+    /// within `CANCEL_HOLD_NS` it was killed otherwise (`ss -K`, its namespace went away).
+    fn timewait_event(&mut self, ev: &KernelEvent, e: TimewaitEvent, out: &mut Vec<Output>) {
+        match e {
+            TimewaitEvent::Armed { substate } => {
+                self.cancelled.remove(&ev.cookie);
+                // Created: its socket's CLOSE follows and says so. Re-armed into TIME-WAIT:
+                // the peer's FIN reached an orphan.
+                if substate == known(TcpState::TimeWait) {
+                    self.peer_fin_reached_orphan(ev, out);
+                }
+            }
+            TimewaitEvent::Fin => self.peer_fin_reached_orphan(ev, out),
+            TimewaitEvent::Expired { .. } => {
+                self.cancelled.remove(&ev.cookie);
+                self.timewait_gone(ev.cookie, ev.ts_ns, Cause::Timeout, out);
+            }
+            TimewaitEvent::Cancelled { reused: true, .. } => {
+                self.timewait_gone(ev.cookie, ev.ts_ns, Cause::Reused, out);
+            }
+            TimewaitEvent::Cancelled { reused: false, .. } => {
+                self.cancelled.insert(ev.cookie, ev.ts_ns);
+                // Not for a reconcile to judge while its fate is being decided.
+                if let Some(e) = self.entries.get_mut(&ev.cookie) {
+                    e.touched_ns = ev.ts_ns;
+                }
+            }
+            TimewaitEvent::Reset { .. } => {
+                self.cancelled.remove(&ev.cookie);
+                self.timewait_gone(ev.cookie, ev.ts_ns, Cause::RstIn, out);
+            }
+        }
+    }
+
+    /// An orphan's timewait socket in FIN-WAIT-2 took the peer's FIN: TIME-WAIT, observed.
+    /// (A timer armed in TIME-WAIT for a socket not yet swapped is its creation: the
+    /// socket's CLOSE follows and shows the transition.)
+    fn peer_fin_reached_orphan(&mut self, ev: &KernelEvent, out: &mut Vec<Output>) {
+        let Some(e) = self.entries.get_mut(&ev.cookie) else {
+            return;
+        };
+        if e.state != known(TcpState::FinWait2) || !e.timewait {
+            return;
+        }
+        let mut t = e.synthesized(
+            ev.cookie,
+            known(TcpState::TimeWait),
+            ev.ts_ns,
+            Some(Cause::Fin),
+        );
+        t.source = Source::Kernel;
+        e.state = known(TcpState::TimeWait);
+        e.since_ns = Some(ev.ts_ns);
+        e.touched_ns = ev.ts_ns;
+        e.peer_fin = true;
+        out.push(Output::Transition(t));
+    }
+
+    /// The timewait socket of `cookie` is gone: its state -> CLOSE, observed.
+    fn timewait_gone(&mut self, cookie: u64, ts_ns: u64, cause: Cause, out: &mut Vec<Output>) {
+        let Some(e) = self.entries.remove(&cookie) else {
+            return;
+        };
+        let mut t = e.synthesized(cookie, known(TcpState::Close), ts_ns, Some(cause));
+        t.source = Source::Kernel;
+        out.push(Output::Transition(t));
     }
 
     /// Releases closes still waiting for a possible reset (call after each batch of events).
@@ -287,6 +394,19 @@ impl Tracker {
         self.unresolved_opens
             .retain(|_, open| now_ns.saturating_sub(open.ts_ns) < UNRESOLVED_OPEN_NS);
         self.stats.unresolved_opens += (before - self.unresolved_opens.len()) as u64;
+        if !self.cancelled.is_empty() {
+            let mut killed: Vec<(u64, u64)> = self
+                .cancelled
+                .iter()
+                .filter(|&(_, &at)| now_ns.saturating_sub(at) >= CANCEL_HOLD_NS)
+                .map(|(&cookie, &at)| (at, cookie))
+                .collect();
+            killed.sort_unstable();
+            for (at, cookie) in killed {
+                self.cancelled.remove(&cookie);
+                self.timewait_gone(cookie, at, Cause::Killed, out);
+            }
+        }
     }
 
     fn note(&mut self, ev: &KernelEvent, cause: Option<Cause>) {
@@ -329,6 +449,66 @@ impl Tracker {
         Owner::unknown()
     }
 
+    /// What a transition the kernel reported means for the connection: a full socket's
+    /// -> CLOSE is often its replacement by a timewait socket, observed by the timewait
+    /// hooks (`KernelEvent::timewait`) or, without them, inferred from the peer's FIN.
+    fn edge(
+        &self,
+        ev: &KernelEvent,
+        old: ReportedState,
+        new: ReportedState,
+        pending: Option<Cause>,
+    ) -> Edge {
+        let plain = |cause| Edge {
+            shown: new,
+            cause,
+            source: Source::Kernel,
+            silent: false,
+            lives_on: new != known(TcpState::Close),
+        };
+        if new != known(TcpState::Close) {
+            let fin = old == known(TcpState::Established) && new == known(TcpState::CloseWait);
+            return plain(fin.then_some(Cause::Fin));
+        }
+        let observed = self.timewait_observed && ev.hook == Hook::TpBtf;
+        let timewait = |state| Edge {
+            shown: known(state),
+            cause: Some(Cause::Fin),
+            source: if observed {
+                Source::Kernel
+            } else {
+                Source::Synthesized
+            },
+            // An orphan waiting for the peer's FIN lives on in FIN-WAIT-2: no transition.
+            silent: state == TcpState::FinWait2,
+            lives_on: true,
+        };
+        if observed {
+            return match ev.timewait {
+                TimewaitClose::Created(ReportedState::Known(TcpState::FinWait2)) => {
+                    timewait(TcpState::FinWait2)
+                }
+                TimewaitClose::Created(_) => timewait(TcpState::TimeWait),
+                TimewaitClose::Overflow => plain(Some(Cause::TwOverflow)),
+                TimewaitClose::Plain => plain(close_cause(old, pending, ev.task_errno(), false)),
+            };
+        }
+        let cause = close_cause(old, pending, ev.task_errno(), true);
+        let orderly = cause == Some(Cause::Fin);
+        if orderly && old == known(TcpState::FinWait2) && ev.peer_fin == Some(false) {
+            return timewait(TcpState::FinWait2);
+        }
+        if orderly
+            && matches!(
+                old,
+                ReportedState::Known(TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing)
+            )
+        {
+            return timewait(TcpState::TimeWait);
+        }
+        plain(cause)
+    }
+
     fn state_change(
         &mut self,
         ev: &KernelEvent,
@@ -355,48 +535,13 @@ impl Tracker {
             self.listeners.remove(&(ev.netns, ev.local.port()));
         }
 
+        let edge = self.edge(ev, old, new, pending);
         let closing = new == known(TcpState::Close);
-        let cause = if closing {
-            close_cause(old, pending, ev.task_errno())
-        } else if old == known(TcpState::Established) && new == known(TcpState::CloseWait) {
-            Some(Cause::Fin)
-        } else {
-            None
-        };
-        // An orphan in FIN-WAIT-2 (its application closed, the peer's FIN not in yet) is
-        // swapped for a timewait socket that stays in FIN-WAIT-2 for tcp_fin_timeout: the
-        // kernel reports -> CLOSE, but the connection is still in FIN-WAIT-2, as sock_diag
-        // and ss show. Keep it there; the peer's FIN (-> TIME-WAIT) or the expiry show up
-        // in the next reconcile.
-        if closing
-            && cause == Some(Cause::Fin)
-            && old == known(TcpState::FinWait2)
-            && ev.peer_fin == Some(false)
-        {
-            if let Some(e) = self.entries.get_mut(&ev.cookie) {
-                e.touched_ns = ev.ts_ns;
-            }
-            return;
-        }
-        // FIN-WAIT-2 / CLOSING / FIN-WAIT-1 -> CLOSE after an orderly close is the kernel
-        // swapping the socket for a timewait socket: show the TIME-WAIT it really entered.
-        let to_time_wait = closing
-            && cause == Some(Cause::Fin)
-            && matches!(
-                old,
-                ReportedState::Known(TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing)
-            );
-        let shown_new = if to_time_wait {
-            known(TcpState::TimeWait)
-        } else {
-            new
-        };
-        let source = if to_time_wait {
+        let (cause, shown_new) = (edge.cause, edge.shown);
+        let to_time_wait = shown_new == known(TcpState::TimeWait);
+        if edge.source == Source::Synthesized {
             self.stats.synthesized += 1;
-            Source::Synthesized
-        } else {
-            Source::Kernel
-        };
+        }
         // A close with no cause yet may be followed by the RST it sent: hold it briefly.
         let hold = closing
             && cause.is_none()
@@ -405,20 +550,22 @@ impl Tracker {
                 ReportedState::Known(TcpState::Listen | TcpState::SynSent | TcpState::Close)
             );
         let mut emitted = Vec::with_capacity(2);
-        emitted.push(Output::Transition(Transition {
-            ts_ns: ev.ts_ns,
-            cookie: ev.cookie,
-            netns: ev.netns,
-            family: ev.family,
-            local: ev.local,
-            remote: ev.remote,
-            old,
-            new: shown_new,
-            prev_state_ns,
-            owner,
-            source,
-            cause,
-        }));
+        if !edge.silent {
+            emitted.push(Output::Transition(Transition {
+                ts_ns: ev.ts_ns,
+                cookie: ev.cookie,
+                netns: ev.netns,
+                family: ev.family,
+                local: ev.local,
+                remote: ev.remote,
+                old,
+                new: shown_new,
+                prev_state_ns,
+                owner,
+                source: edge.source,
+                cause,
+            }));
+        }
 
         if !self.entries.contains_key(&ev.cookie) {
             self.make_room();
@@ -439,6 +586,7 @@ impl Tracker {
             passive: passive_open,
             active: None,
             peer_fin: false,
+            timewait: false,
         });
         if old == known(TcpState::Close) && new == known(TcpState::SynSent) {
             entry.active = Some(true);
@@ -465,9 +613,12 @@ impl Tracker {
         // Ports are assigned after connect() reports SYN-SENT: keep the latest addresses.
         entry.local = ev.local;
         entry.remote = ev.remote;
-        entry.state = shown_new;
-        entry.since_ns = Some(ev.ts_ns);
         entry.touched_ns = ev.ts_ns;
+        entry.timewait |= closing && edge.lives_on;
+        if !edge.silent {
+            entry.state = shown_new;
+            entry.since_ns = Some(ev.ts_ns);
+        }
 
         let connection_ended = (closing || to_time_wait) && old != known(TcpState::Listen);
         if connection_ended && old != known(TcpState::Close) {
@@ -501,7 +652,7 @@ impl Tracker {
                 owner: entry.owner,
             }));
         }
-        if closing && !to_time_wait {
+        if closing && !edge.lives_on {
             self.entries.remove(&ev.cookie);
         }
         if hold {
@@ -593,7 +744,14 @@ fn state_bit(s: ReportedState) -> u32 {
 
 /// Why a socket reached CLOSE from `old`, given a reset seen just before and the socket's
 /// `sk_err` at the transition.
-fn close_cause(old: ReportedState, pending: Option<Cause>, sk_err: i32) -> Option<Cause> {
+/// `infer_fin`: FIN-WAIT-1/2 and CLOSING -> CLOSE with nothing else known count as an
+/// orderly close. Not when the timewait hooks are on: they tell those apart.
+fn close_cause(
+    old: ReportedState,
+    pending: Option<Cause>,
+    sk_err: i32,
+    infer_fin: bool,
+) -> Option<Cause> {
     let ReportedState::Known(old) = old else {
         return pending;
     };
@@ -613,7 +771,8 @@ fn close_cause(old: ReportedState, pending: Option<Cause>, sk_err: i32) -> Optio
         e => return Some(Cause::Errno(e)),
     }
     match old {
-        TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck => {
+        TcpState::LastAck => Some(Cause::Fin),
+        TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing if infer_fin => {
             Some(Cause::Fin)
         }
         _ => None,
@@ -842,6 +1001,202 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(t.stats().unresolved_opens, 1);
         assert_eq!(t.get(10).unwrap().state, known(TcpState::Listen));
+    }
+
+    /// A timewait hook's event for socket `cookie`.
+    fn tw(cookie: u64, ts: u64, kind: u8, substate: u8, flags: u8) -> KernelEvent {
+        let mut raw = raw_v4();
+        raw.cookie = cookie;
+        raw.ts_ns = ts;
+        raw.kind = kind;
+        raw.tw_substate = substate;
+        raw.flags = sockstat_common::flags::COOKIE_IS_SOCKET_COOKIE | flags;
+        raw.owner_source = owner_source::UNKNOWN;
+        from_raw(&raw).unwrap()
+    }
+
+    /// A close the timewait hooks classified.
+    fn close(cookie: u64, ts: u64, old: u8, flags: u8, substate: u8) -> KernelEvent {
+        let mut raw = raw_v4();
+        raw.cookie = cookie;
+        raw.ts_ns = ts;
+        raw.old_state = old;
+        raw.new_state = st::CLOSE;
+        raw.flags = sockstat_common::flags::COOKIE_IS_SOCKET_COOKIE | flags;
+        raw.tw_substate = substate;
+        raw.owner_source = owner_source::UNKNOWN;
+        from_raw(&raw).unwrap()
+    }
+
+    fn observed() -> Tracker {
+        let mut t = Tracker::default();
+        t.observe_timewait(true);
+        t
+    }
+
+    #[test]
+    fn observed_orphan_close_then_fin_then_expiry() {
+        use sockstat_common::flags::TW_CREATED;
+        let mut t = observed();
+        let mut out = Vec::new();
+        for (ts, o, n) in [
+            (100, st::CLOSE, st::SYN_SENT),
+            (300, st::SYN_SENT, st::ESTABLISHED),
+            (400, st::ESTABLISHED, st::FIN_WAIT1),
+            (450, st::FIN_WAIT1, st::FIN_WAIT2),
+        ] {
+            t.apply(&ev(1, ts, o, n, o == st::CLOSE), &mut out);
+        }
+        // The orphan's socket is replaced by a timewait socket in FIN-WAIT-2.
+        t.apply(&tw(1, 500, kind::TW_ARMED, st::FIN_WAIT2, 0), &mut out);
+        t.apply(
+            &close(1, 501, st::FIN_WAIT2, TW_CREATED, st::FIN_WAIT2),
+            &mut out,
+        );
+        t.settle_at(502, &mut out);
+        assert_eq!(transitions(&out).len(), 4, "no transition for the swap");
+        assert!(out.iter().any(|o| matches!(o, Output::Lifetime(_))));
+        assert_eq!(t.get(1).unwrap().state, known(TcpState::FinWait2));
+        // The peer's FIN.
+        t.apply(&tw(1, 800, kind::TW_FIN, st::TIME_WAIT, 0), &mut out);
+        // Its expiry: cancel (detach), then expire.
+        t.apply(
+            &tw(1, 60_000_000_800, kind::TW_CANCELLED, st::TIME_WAIT, 0),
+            &mut out,
+        );
+        t.apply(
+            &tw(1, 60_000_000_801, kind::TW_EXPIRED, st::TIME_WAIT, 0),
+            &mut out,
+        );
+        t.settle_at(61_000_000_000, &mut out);
+        let tr = transitions(&out);
+        assert_eq!(
+            tr[4..],
+            [
+                (
+                    "FIN-WAIT-2->TIME-WAIT".into(),
+                    Source::Kernel,
+                    Some("fin".into())
+                ),
+                (
+                    "TIME-WAIT->CLOSE".into(),
+                    Source::Kernel,
+                    Some("timeout".into())
+                ),
+            ]
+        );
+        assert!(t.get(1).is_none());
+        assert_eq!(t.stats().synthesized, 0);
+    }
+
+    #[test]
+    fn observed_overflow_reuse_reset_and_kill() {
+        use sockstat_common::flags::{TW_CREATED, TW_OVERFLOW, TW_REUSED};
+        let mut t = observed();
+        let mut out = Vec::new();
+        for cookie in 1..=5 {
+            t.apply(
+                &ev(cookie, 10, st::ESTABLISHED, st::FIN_WAIT1, true),
+                &mut out,
+            );
+            t.apply(
+                &ev(cookie, 20, st::FIN_WAIT1, st::FIN_WAIT2, false),
+                &mut out,
+            );
+        }
+        // 1: the table was full.
+        t.apply(&close(1, 30, st::FIN_WAIT2, TW_OVERFLOW, 0), &mut out);
+        // 2..=5 enter TIME-WAIT.
+        for cookie in 2..=5 {
+            t.apply(&tw(cookie, 30, kind::TW_ARMED, st::TIME_WAIT, 0), &mut out);
+            t.apply(
+                &close(cookie, 31, st::FIN_WAIT2, TW_CREATED, st::TIME_WAIT),
+                &mut out,
+            );
+        }
+        // 2: reused by a connect(); 3: an RST; 4: cancelled and never heard of again;
+        // 5: cancelled, then re-armed (not a death).
+        t.apply(
+            &tw(2, 40, kind::TW_CANCELLED, st::TIME_WAIT, TW_REUSED),
+            &mut out,
+        );
+        t.apply(&tw(3, 41, kind::TW_CANCELLED, st::TIME_WAIT, 0), &mut out);
+        t.apply(&tw(3, 42, kind::TW_RESET, st::TIME_WAIT, 0), &mut out);
+        t.apply(&tw(4, 43, kind::TW_CANCELLED, st::TIME_WAIT, 0), &mut out);
+        t.apply(&tw(5, 44, kind::TW_CANCELLED, st::TIME_WAIT, 0), &mut out);
+        t.apply(&tw(5, 45, kind::TW_ARMED, st::TIME_WAIT, 0), &mut out);
+        t.settle_at(46, &mut out);
+        assert!(t.get(4).is_some(), "held while its fate is open");
+        t.settle_at(43 + CANCEL_HOLD_NS, &mut out);
+        let ends: Vec<(u64, String, Option<String>)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Transition(tr) if tr.new == known(TcpState::Close) => {
+                    Some((tr.cookie, tr.old.to_string(), tr.cause.map(|c| c.name())))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ends,
+            [
+                (1, "FIN-WAIT-2".into(), Some("tw-overflow".into())),
+                (2, "TIME-WAIT".into(), Some("reused".into())),
+                (3, "TIME-WAIT".into(), Some("rst-in".into())),
+                (4, "TIME-WAIT".into(), Some("killed".into())),
+            ]
+        );
+        assert_eq!(t.get(5).unwrap().state, known(TcpState::TimeWait));
+        for o in &out {
+            if let Output::Transition(tr) = o {
+                assert_eq!(tr.source, Source::Kernel, "{tr:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_timer_armed_at_creation_is_no_second_transition() {
+        use sockstat_common::flags::TW_CREATED;
+        // The peer's FIN reached the full socket in FIN-WAIT-2: the timewait socket is made
+        // straight in TIME-WAIT (its timer armed first), then the socket closes.
+        let mut t = observed();
+        let mut out = Vec::new();
+        t.apply(&ev(1, 10, st::FIN_WAIT1, st::FIN_WAIT2, false), &mut out);
+        t.apply(&tw(1, 20, kind::TW_ARMED, st::TIME_WAIT, 0), &mut out);
+        t.apply(
+            &close(1, 21, st::FIN_WAIT2, TW_CREATED, st::TIME_WAIT),
+            &mut out,
+        );
+        t.settle_at(22, &mut out);
+        let into_time_wait = transitions(&out)
+            .iter()
+            .filter(|(edge, _, _)| edge == "FIN-WAIT-2->TIME-WAIT")
+            .count();
+        assert_eq!(into_time_wait, 1);
+    }
+
+    #[test]
+    fn an_observed_plain_close_from_fin_wait_2_is_no_time_wait() {
+        // tcp_close() with unread data: CLOSE, then the RST it sends.
+        let mut t = observed();
+        let mut out = Vec::new();
+        t.apply(&ev(1, 10, st::FIN_WAIT1, st::FIN_WAIT2, false), &mut out);
+        t.apply(&close(1, 20, st::FIN_WAIT2, 0, 0), &mut out);
+        let mut rst = raw_v4();
+        rst.cookie = 1;
+        rst.ts_ns = 21;
+        rst.kind = kind::RESET_SENT;
+        t.apply(&from_raw(&rst).unwrap(), &mut out);
+        t.settle_at(22, &mut out);
+        let tr = transitions(&out);
+        assert_eq!(
+            tr.last().unwrap(),
+            &(
+                "FIN-WAIT-2->CLOSE".into(),
+                Source::Kernel,
+                Some("rst-out".into())
+            )
+        );
     }
 
     #[test]

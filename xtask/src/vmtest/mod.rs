@@ -222,10 +222,12 @@ fn root_suites(root: &Path) -> Result<Vec<Suite>> {
     }
     // The order they are listed in the README: the trace first, the slow lab last.
     let rank = |n: &str| {
-        ["root", "parity", "top", "netstat", "serve", "lab"]
-            .iter()
-            .position(|s| *s == n)
-            .unwrap_or(usize::MAX)
+        [
+            "root", "parity", "top", "netstat", "serve", "timewait", "lab",
+        ]
+        .iter()
+        .position(|s| *s == n)
+        .unwrap_or(usize::MAX)
     };
     suites.sort_by_key(|s| (rank(&s.name), s.name.clone()));
     if suites.is_empty() {

@@ -1,0 +1,394 @@
+//! Root-only tests of TIME-WAIT as the kernel handles it: every timewait socket's life comes
+//! from the kernel hooks (`"source": "kernel"`), as it happens. Each test has a private
+//! network namespace with its own TIME-WAIT table and sysctls.
+//!
+//! Without root every test here is reported as ignored ("needs root"), never as passed.
+use std::{
+    io::Read,
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use libtest_mimic::{Arguments, Failed};
+use serde_json::Value;
+use sockstat_tests::{
+    NamedNetns, TestResult, Tracer, fail, monotonic_ns, port_of, root_or_say_skipped, root_trial, s,
+};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = root_or_say_skipped("timewait");
+    let trials = vec![
+        root_trial(
+            "timewait_orphan_close_enters_and_leaves_time_wait_slow",
+            root,
+            orphan_close,
+        ),
+        root_trial("timewait_overflow_is_told_at_once", root, overflow),
+        root_trial("timewait_reuse_ends_with_cause_reused", root, reuse),
+        root_trial("timewait_kill_ends_with_cause_killed", root, killed),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+const SERVER: &str = "127.0.0.1:7070";
+
+fn server() -> SocketAddr {
+    SERVER
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)))
+}
+
+/// The events of the socket on local port `port` (with a peer), in order.
+fn of_port(events: &[Value], port: u16) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == port && port_of(s(e, "remote")) != 0)
+        .collect()
+}
+
+fn edge(e: &Value) -> String {
+    format!("{}->{}", s(e, "old"), s(e, "new"))
+}
+
+/// The kernel's TcpExt counter in `ns` (nstat -a prints absolute values).
+fn tcp_ext(ns: &NamedNetns, name: &str) -> Result<u64, Failed> {
+    // -s: leave nstat's history file alone.
+    let out = ns.exec("nstat", &["-asz", name]).map_err(fail)?;
+    Ok(out
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next().and_then(|v| v.parse().ok()))?
+        })
+        .unwrap_or(0))
+}
+
+/// Local ports of the TIME-WAIT sockets sock_diag lists in `ns` (through ss).
+fn time_wait_ports(ns: &NamedNetns) -> Result<Vec<u16>, Failed> {
+    let out = ns
+        .exec("ss", &["-Htan", "state", "time-wait"])
+        .map_err(fail)?;
+    let mut ports: Vec<u16> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(port_of))
+        .collect();
+    ports.sort_unstable();
+    Ok(ports)
+}
+
+/// The application's close: the client closes first, the server 0.3 s later, as HTTP
+/// clients do. The client's socket becomes a timewait socket in FIN-WAIT-2 as soon as its
+/// FIN is ACKed; the server's FIN moves it to TIME-WAIT (shown within 100 ms), and its timer
+/// ends it 60 s later, cause timeout. All of it from the kernel. Slow by nature (~65 s).
+fn orphan_close() -> TestResult {
+    let ns = NamedNetns::new("tw-orphan").map_err(fail)?;
+    let tracer = Tracer::start_in(&ns, &["--json"]).map_err(fail)?;
+    let (client_port, fin_sent_ns) = ns
+        .within(|| -> std::io::Result<(u16, u64)> {
+            let listener = TcpListener::bind(SERVER)?;
+            let client = TcpStream::connect(SERVER)?;
+            let (mut server, _) = listener.accept()?;
+            let port = client.local_addr()?.port();
+            drop(client);
+            let mut buf = [0u8; 1];
+            let _ = server.read(&mut buf);
+            std::thread::sleep(Duration::from_millis(300));
+            let fin_sent = monotonic_ns();
+            drop(server);
+            Ok((port, fin_sent))
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let (shown_ns, line) = tracer
+        .wait_line(
+            |l| {
+                l.contains("\"new\":\"TIME-WAIT\"")
+                    && l.contains(&format!(":{client_port}\",\"remote\""))
+            },
+            Duration::from_secs(5),
+        )
+        .ok_or_else(|| fail("FIN-WAIT-2 -> TIME-WAIT was not shown within 5 s"))?;
+    let entered: Value = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
+    let latency_ms = shown_ns.saturating_sub(fin_sent_ns) / 1_000_000;
+    if latency_ms > 100 {
+        return Err(fail(format!(
+            "TIME-WAIT shown {latency_ms} ms after the peer's FIN"
+        )));
+    }
+    check(
+        "entry",
+        (
+            s(&entered, "old"),
+            s(&entered, "source"),
+            s(&entered, "cause"),
+        ),
+        ("FIN-WAIT-2", "kernel", "fin"),
+    )?;
+    std::thread::sleep(Duration::from_secs(63));
+    let events = tracer.stop_json().map_err(fail)?;
+    let mine = of_port(&events, client_port);
+    let path: Vec<String> = mine.iter().map(|e| edge(e)).collect();
+    check(
+        "client path",
+        &path,
+        [
+            // CLOSE -> SYN-SENT is reported before connect() picks the port.
+            "SYN-SENT->ESTAB",
+            "ESTAB->FIN-WAIT-1",
+            "FIN-WAIT-1->FIN-WAIT-2",
+            "FIN-WAIT-2->TIME-WAIT",
+            "TIME-WAIT->CLOSE",
+        ],
+    )?;
+    let end = mine
+        .last()
+        .ok_or_else(|| fail("no events for the client"))?;
+    check(
+        "expiry",
+        (s(end, "source"), s(end, "cause")),
+        ("kernel", "timeout"),
+    )?;
+    let lasted = end["ts_ns"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(entered["ts_ns"].as_u64().unwrap_or(0));
+    let secs = lasted as f64 / 1e9;
+    if !(59.0..=62.0).contains(&secs) {
+        return Err(fail(format!("TIME-WAIT lasted {secs:.2} s")));
+    }
+    if mine.iter().any(|e| s(e, "source") != "kernel") {
+        return Err(fail(format!(
+            "a transition was not the kernel's: {mine:#?}"
+        )));
+    }
+    Ok(())
+}
+
+/// A full TIME-WAIT table: tcp_max_tw_buckets = 4 and 12 clients that close first. The
+/// sockets sock_diag shows in TIME-WAIT are exactly those shown entering it; the other 8 go
+/// to CLOSE with cause tw-overflow at once, and none lingers in FIN-WAIT-2. The kernel
+/// counters agree with TcpExt.
+fn overflow() -> TestResult {
+    const CLIENTS: usize = 12;
+    const CAP: usize = 4;
+    let ns = NamedNetns::new("tw-overflow").map_err(fail)?;
+    ns.exec(
+        "sysctl",
+        &["-qw", &format!("net.ipv4.tcp_max_tw_buckets={CAP}")],
+    )
+    .map_err(fail)?;
+    let tracer = Tracer::start_in(&ns, &["--json"]).map_err(fail)?;
+    let overflow_before = tcp_ext(&ns, "TcpExtTCPTimeWaitOverflow")?;
+    let clients = ns
+        .within(|| -> std::io::Result<Vec<u16>> {
+            let listener = TcpListener::bind(SERVER)?;
+            let mut pairs = Vec::new();
+            for _ in 0..CLIENTS {
+                let c = TcpStream::connect(SERVER)?;
+                let (s, _) = listener.accept()?;
+                pairs.push((c, s));
+            }
+            let ports = pairs
+                .iter()
+                .map(|(c, _)| c.local_addr().map(|a| a.port()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut servers = Vec::new();
+            for (c, s) in pairs {
+                drop(c);
+                servers.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            drop(servers);
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(ports)
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let in_time_wait = time_wait_ports(&ns)?;
+    let overflowed = tcp_ext(&ns, "TcpExtTCPTimeWaitOverflow")? - overflow_before;
+    let (stdout, stderr, code) = tracer.stop().map_err(fail)?;
+    check("exit", code, 0)?;
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    let mut entered = Vec::new();
+    let mut gone = Vec::new();
+    for &port in &clients {
+        let mine = of_port(&events, port);
+        let last = mine
+            .last()
+            .ok_or_else(|| fail(format!("no events for client {port}")))?;
+        match (s(last, "old"), s(last, "new")) {
+            ("FIN-WAIT-2", "TIME-WAIT") => entered.push(port),
+            ("FIN-WAIT-2", "CLOSE") if s(last, "cause") == "tw-overflow" => gone.push(port),
+            _ => {
+                return Err(fail(format!(
+                    "client {port} ended with {}: {mine:#?}",
+                    edge(last)
+                )));
+            }
+        }
+        if mine.iter().any(|e| s(e, "source") != "kernel") {
+            return Err(fail(format!(
+                "client {port}: not all from the kernel: {mine:#?}"
+            )));
+        }
+    }
+    entered.sort_unstable();
+    check(
+        "entered TIME-WAIT = sock_diag's TIME-WAIT",
+        &entered,
+        &in_time_wait,
+    )?;
+    check(
+        "overflowed",
+        (gone.len(), entered.len()),
+        (CLIENTS - CAP, CAP),
+    )?;
+    check(
+        "TcpExt TCPTimeWaitOverflow",
+        overflowed,
+        (CLIENTS - CAP) as u64,
+    )?;
+    let summary = stderr.last().cloned().unwrap_or_default();
+    let want = format!(
+        "timewait sockets: {CAP} created, {} overflowed",
+        CLIENTS - CAP
+    );
+    if !summary.contains(&want) || !summary.contains(&format!("FIN-WAIT-2->TIME-WAIT={CAP}")) {
+        return Err(fail(format!("kernel counters: want {want:?} in {summary}")));
+    }
+    Ok(())
+}
+
+/// `tcp_tw_reuse` with one ephemeral port: the second connection to the same server takes
+/// over the first one's timewait socket, which ends with cause reused at the new SYN.
+fn reuse() -> TestResult {
+    let ns = NamedNetns::new("tw-reuse").map_err(fail)?;
+    ns.exec(
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv4.tcp_tw_reuse=1",
+            "net.ipv4.ip_local_port_range=40000 40000",
+        ],
+    )
+    .map_err(fail)?;
+    let tracer = Tracer::start_in(&ns, &["--json"]).map_err(fail)?;
+    ns.within(|| -> std::io::Result<()> {
+        let listener = TcpListener::bind(SERVER)?;
+        let once = || -> std::io::Result<()> {
+            let c = TcpStream::connect(server())?;
+            let (mut s, _) = listener.accept()?;
+            drop(c);
+            let mut buf = [0u8; 1];
+            let _ = s.read(&mut buf);
+            drop(s);
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        };
+        once()?;
+        // tcp_tw_reuse takes a timewait socket once its last timestamp is 1 s old.
+        std::thread::sleep(Duration::from_millis(1500));
+        once()
+    })
+    .map_err(fail)?
+    .map_err(|e| fail(e.to_string()))?;
+    let events = tracer.stop_json().map_err(fail)?;
+    let first: Vec<&Value> = events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == 40000)
+        .collect();
+    let cookies: Vec<u64> = {
+        let mut c: Vec<u64> = first.iter().filter_map(|e| e["cookie"].as_u64()).collect();
+        c.dedup();
+        c
+    };
+    let old = cookies
+        .first()
+        .ok_or_else(|| fail(format!("no client events: {events:#?}")))?;
+    let end = first
+        .iter()
+        .find(|e| e["cookie"].as_u64() == Some(*old) && s(e, "new") == "CLOSE")
+        .ok_or_else(|| fail(format!("the first client never closed: {first:#?}")))?;
+    check(
+        "reused timewait socket",
+        (s(end, "old"), s(end, "source"), s(end, "cause")),
+        ("TIME-WAIT", "kernel", "reused"),
+    )?;
+    // It ends at the new connection's SYN: right after its CLOSE -> SYN-SENT.
+    let syn = events
+        .iter()
+        .filter(|e| s(e, "new") == "SYN-SENT")
+        .nth(1)
+        .ok_or_else(|| fail("no second connect"))?;
+    let gap = end["ts_ns"]
+        .as_u64()
+        .unwrap_or(0)
+        .abs_diff(syn["ts_ns"].as_u64().unwrap_or(0));
+    if gap > 10_000_000 {
+        return Err(fail(format!(
+            "ended {} ms from the new SYN",
+            gap / 1_000_000
+        )));
+    }
+    Ok(())
+}
+
+/// `ss -K` on a TIME-WAIT socket: it ends with cause killed.
+fn killed() -> TestResult {
+    let ns = NamedNetns::new("tw-kill").map_err(fail)?;
+    let tracer = Tracer::start_in(&ns, &["--json"]).map_err(fail)?;
+    let port = ns
+        .within(|| -> std::io::Result<u16> {
+            let listener = TcpListener::bind(SERVER)?;
+            let c = TcpStream::connect(SERVER)?;
+            let (mut s, _) = listener.accept()?;
+            let port = c.local_addr()?.port();
+            drop(c);
+            let mut buf = [0u8; 1];
+            let _ = s.read(&mut buf);
+            drop(s);
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(port)
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    check("in TIME-WAIT", time_wait_ports(&ns)?, vec![port])?;
+    ns.exec("ss", &["-K", "-tan", "state", "time-wait"])
+        .map_err(fail)?;
+    check("killed", time_wait_ports(&ns)?, Vec::<u16>::new())?;
+    let line = tracer
+        .wait_line(
+            |l| l.contains("\"old\":\"TIME-WAIT\""),
+            Duration::from_secs(5),
+        )
+        .ok_or_else(|| fail("no TIME-WAIT -> CLOSE within 5 s"))?
+        .1;
+    let end: Value = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
+    check(
+        "end",
+        (
+            port_of(s(&end, "local")),
+            s(&end, "new"),
+            s(&end, "source"),
+            s(&end, "cause"),
+        ),
+        (port, "CLOSE", "kernel", "killed"),
+    )?;
+    let _ = tracer.stop().map_err(fail)?;
+    Ok(())
+}
+
+/// Compares Debug renderings, so `Vec<String>` matches `["a", "b"]`.
+fn check(what: &str, got: impl std::fmt::Debug, want: impl std::fmt::Debug) -> TestResult {
+    let (got, want) = (format!("{got:?}"), format!("{want:?}"));
+    if got == want {
+        Ok(())
+    } else {
+        Err(fail(format!("{what}: got {got}, want {want}")))
+    }
+}
