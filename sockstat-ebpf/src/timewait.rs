@@ -24,7 +24,7 @@
 //! - early death: `timer_cancel` alone. Inside connect() (`tcp_tw_reuse`) the new socket has
 //!   just entered SYN-SENT on this CPU with the same 4-tuple; for an RST, the RST's skb is
 //!   freed right after; anything else (`ss -K`, namespace exit) is a kill.
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 use sockstat_common::{SockOffsets, TwOffsets, counter, flags, hook, kind, tcp_state as st};
 
 use crate::{
@@ -110,8 +110,9 @@ pub struct TwScratch {
     pub armed_substate: u64,
     /// The socket that sent an RST last on this CPU: a close after it is no overflow.
     pub reset_cookie: u64,
-    /// The socket that entered SYN-SENT last on this CPU.
+    /// The socket that entered SYN-SENT last on this CPU, and when.
     pub connecting_sk: u64,
+    pub connecting_ns: u64,
     /// A timewait timer cancelled on this CPU and not yet known to be re-armed, expiring, or
     /// dead; 0 when none is.
     pub cancel_timer: u64,
@@ -120,6 +121,10 @@ pub struct TwScratch {
     /// Its key, on the wire's terms.
     pub cancel_key: TwKey,
 }
+
+/// Longest a connect() takes from its CLOSE -> SYN-SENT to reusing a timewait socket (it
+/// is one function call; this leaves room for an emulated machine).
+const CONNECT_WINDOW_NS: u64 = 100_000_000;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
@@ -331,9 +336,15 @@ unsafe fn try_timer_cancel(timer: *const u8) -> Result<(), i32> {
     let (substate, cookie): (u8, u64) =
         unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
     let wire = key.on_the_wire();
+    // The reuse happens inside the same connect() call as its CLOSE -> SYN-SENT; a slot
+    // left from long ago (its socket since freed) must not match.
     let connecting = scratch.connecting_sk as *const u8;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let fresh =
+        unsafe { bpf_ktime_get_ns() }.saturating_sub(scratch.connecting_ns) < CONNECT_WINDOW_NS;
     // SAFETY: probe reads only.
     let reused = !connecting.is_null()
+        && fresh
         && unsafe { read::<u8>(connecting, off.skc_state)? } == st::SYN_SENT
         && unsafe { socket_key(connecting, &sock)? }.same(&wire);
     if reused {
@@ -529,6 +540,8 @@ pub unsafe fn classify(
     // CLOSE -> SYN-SENT is this CPU's last transition until the reuse, if any.
     if old == st::CLOSE && new == st::SYN_SENT {
         scratch.connecting_sk = sk as u64;
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        scratch.connecting_ns = unsafe { bpf_ktime_get_ns() };
         return Ok(plain);
     }
     scratch.connecting_sk = 0;
