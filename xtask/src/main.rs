@@ -59,6 +59,10 @@ enum Task {
         /// Rounds per command (alternating).
         #[arg(long, default_value_t = 7)]
         rounds: usize,
+        /// `trace`: also measure this sockstat binary (e.g. built from an earlier commit),
+        /// in the same run.
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<PathBuf>,
     },
     /// (internal) loopback churn: COUNT connections on PORT; prints connections/s.
     #[command(hide = true)]
@@ -161,13 +165,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Task::Farm { port, pairs } => bench::farm::run(port, pairs)?,
         Task::Churn { port, count } => println!("{:.0}", bench::churn::run(port, count)?),
-        Task::Bench { which, rounds } => {
+        Task::Bench {
+            which,
+            rounds,
+            baseline,
+        } => {
             setup::toolchain()?;
             setup::packages()?;
             build(&root)?;
             let report = match which {
                 BenchKind::List => bench::list(&root, rounds)?,
-                BenchKind::Trace => bench::trace(&root, 40_000, rounds.min(3))?,
+                BenchKind::Trace => bench::trace(&root, 40_000, rounds, baseline.as_deref())?,
                 BenchKind::Soak => bench::soak(&root, rounds as u64 * 60)?,
             };
             let path = root.join("target/bench-report.md");

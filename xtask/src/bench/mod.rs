@@ -291,13 +291,15 @@ fn lost_from(stderr: &str) -> u64 {
 }
 
 /// `cargo xtask bench trace`.
-pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
+/// `baseline`: another sockstat binary (say, built from an earlier commit) measured in the
+/// same run, for before/after numbers.
+pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) -> Result<String> {
     let sockstat = crate::sockstat_bin(root)?.display().to_string();
     let tcpstates = ["/usr/sbin/tcpstates", "/usr/bin/tcpstates"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("tcpstates");
-    let tracers = [
+    let mut tracers = vec![
         None,
         Some(Tracer {
             name: "sockstat trace > file",
@@ -320,6 +322,19 @@ pub fn trace(root: &Path, count: usize, rounds: usize) -> Result<String> {
             stdout_to_file: true,
         }),
     ];
+    if let Some(old) = baseline {
+        let old = old.display().to_string();
+        tracers.push(Some(Tracer {
+            name: "baseline trace > file",
+            argv: vec![old.clone(), "trace".into()],
+            stdout_to_file: true,
+        }));
+        tracers.push(Some(Tracer {
+            name: "baseline trace --count-only",
+            argv: vec![old, "trace".into(), "--count-only".into()],
+            stdout_to_file: true,
+        }));
+    }
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); tracers.len()];
     let mut lost: Vec<u64> = vec![0; tracers.len()];
     let mut cpu: Vec<f64> = vec![0.0; tracers.len()];
