@@ -27,6 +27,7 @@ fn main() {
         root_trial("timewait_overflow_is_told_at_once", root, overflow),
         root_trial("timewait_reuse_ends_with_cause_reused", root, reuse),
         root_trial("timewait_kill_ends_with_cause_killed", root, killed),
+        root_trial("timewait_rst_ends_with_cause_rst_in", root, reset),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -378,6 +379,59 @@ fn killed() -> TestResult {
             s(&end, "cause"),
         ),
         (port, "CLOSE", "kernel", "killed"),
+    )?;
+    let _ = tracer.stop().map_err(fail)?;
+    Ok(())
+}
+
+/// The client closes first and waits as a timewait socket in FIN-WAIT-2; the server aborts
+/// (SO_LINGER 0): its RST kills the timewait socket, cause rst-in.
+fn reset() -> TestResult {
+    use std::os::fd::AsRawFd;
+    let ns = NamedNetns::new("tw-rst").map_err(fail)?;
+    let tracer = Tracer::start_in(&ns, &["--json"]).map_err(fail)?;
+    let port = ns
+        .within(|| -> std::io::Result<u16> {
+            let listener = TcpListener::bind(SERVER)?;
+            let c = TcpStream::connect(SERVER)?;
+            let (s, _) = listener.accept()?;
+            let port = c.local_addr()?.port();
+            drop(c);
+            std::thread::sleep(Duration::from_millis(100));
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on a socket we own, with a valid linger struct.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            drop(s);
+            Ok(port)
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let line = tracer
+        .wait_line(
+            |l| l.contains(&format!(":{port}\",\"remote\"")) && l.contains("\"new\":\"CLOSE\""),
+            Duration::from_secs(5),
+        )
+        .ok_or_else(|| fail("the client's end was not shown within 5 s"))?
+        .1;
+    let end: Value = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
+    check(
+        "end",
+        (s(&end, "old"), s(&end, "source"), s(&end, "cause")),
+        ("FIN-WAIT-2", "kernel", "rst-in"),
     )?;
     let _ = tracer.stop().map_err(fail)?;
     Ok(())
