@@ -12,8 +12,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, cookie_where, edges, fail,
-    free_port, port_of, root_or_say_skipped, root_trial, s, tcp_state, wait_until,
+    NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, cookie_where, edges, fail, free_port,
+    port_of, root_or_say_skipped, root_trial, s, tcp_state, wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
@@ -61,11 +61,6 @@ fn main() {
         ),
         root_trial("live_lifetimes_report_exact_bytes", root, lifetimes),
         root_trial("live_tiny_ring_loses_but_counts_exactly", root, tiny_ring),
-        root_trial(
-            "live_classic_hook_synthesizes_time_wait_slow",
-            root,
-            time_wait_expiry,
-        ),
         root_trial("trace_latency_at_low_rate", root, low_rate_latency),
         root_trial(
             "list_owners_from_proc_without_bpf_match_ss",
@@ -621,69 +616,6 @@ fn tiny_ring() -> TestResult {
         if !summary.contains(&want) {
             return Err(fail(format!("expected {want:?} in {summary}")));
         }
-    }
-    Ok(())
-}
-
-/// The classic-tracepoint fallback has no timewait hooks: FIN-WAIT-2 -> TIME-WAIT is
-/// inferred from the close, and TIME-WAIT -> CLOSE from a reconcile once the timewait socket
-/// is gone 60 s later, both marked synthesized. (tests/timewait.rs covers the kernel's own
-/// view.) In a private namespace; slow by nature (~65 s).
-fn time_wait_expiry() -> TestResult {
-    let ns = NamedNetns::new("tw-classic")?;
-    let tracer = Tracer::start_in(
-        &ns,
-        &[
-            "--json",
-            "--reconcile",
-            "1",
-            "--hook",
-            "tracepoint",
-            "--port",
-            "7071",
-        ],
-    )?;
-    let client_port = ns.within(|| -> std::io::Result<u16> {
-        let listener = TcpListener::bind("127.0.0.1:7071")?;
-        let client = TcpStream::connect("127.0.0.1:7071")?;
-        let (mut server, _) = listener.accept()?;
-        let port = client.local_addr()?.port();
-        client.shutdown(Shutdown::Write)?;
-        let mut rest = Vec::new();
-        server.read_to_end(&mut rest)?;
-        drop(server);
-        std::thread::sleep(Duration::from_millis(100));
-        drop(client);
-        Ok(port)
-    })??;
-    std::thread::sleep(Duration::from_secs(66));
-    let events = tracer.stop_json()?;
-    let mine: Vec<&Value> = events
-        .iter()
-        .filter(|e| port_of(s(e, "local")) == client_port)
-        .collect();
-    let tw = mine
-        .iter()
-        .find(|e| s(e, "new") == "TIME-WAIT")
-        .ok_or_else(|| fail(format!("no TIME-WAIT: {mine:#?}")))?;
-    let close = mine
-        .iter()
-        .find(|e| s(e, "old") == "TIME-WAIT" && s(e, "new") == "CLOSE")
-        .ok_or_else(|| fail(format!("no TIME-WAIT -> CLOSE: {mine:#?}")))?;
-    check_eq(
-        "entry",
-        (s(tw, "old"), s(tw, "source")),
-        ("FIN-WAIT-2", "synthesized"),
-    )?;
-    check_eq(
-        "expiry",
-        (s(close, "source"), s(close, "cause")),
-        ("synthesized", "timeout"),
-    )?;
-    let secs =
-        (close["ts_ns"].as_u64().unwrap_or(0) - tw["ts_ns"].as_u64().unwrap_or(0)) as f64 / 1e9;
-    if !(58.0..=64.0).contains(&secs) {
-        return Err(fail(format!("TIME-WAIT lasted {secs:.1} s")));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
     io::Read,
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     time::Duration,
 };
 
@@ -16,7 +16,7 @@ use sockstat_tests::{
 };
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
     let root = root_or_say_skipped("timewait");
     let trials = vec![
         root_trial(
@@ -28,7 +28,15 @@ fn main() {
         root_trial("timewait_reuse_ends_with_cause_reused", root, reuse),
         root_trial("timewait_kill_ends_with_cause_killed", root, killed),
         root_trial("timewait_rst_ends_with_cause_rst_in", root, reset),
+        root_trial(
+            "timewait_classic_hook_synthesizes_time_wait_slow",
+            root,
+            time_wait_expiry,
+        ),
     ];
+    // Each test has its own namespace, and the slow ones mostly wait for TIME-WAIT's 60 s:
+    // all at once.
+    args.test_threads = args.test_threads.or(Some(trials.len()));
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -434,6 +442,69 @@ fn reset() -> TestResult {
         ("FIN-WAIT-2", "kernel", "rst-in"),
     )?;
     let _ = tracer.stop().map_err(fail)?;
+    Ok(())
+}
+
+/// The classic-tracepoint fallback has no timewait hooks: FIN-WAIT-2 -> TIME-WAIT is
+/// inferred from the close, and TIME-WAIT -> CLOSE from a reconcile once the timewait socket
+/// is gone 60 s later, both marked synthesized. (tests/timewait.rs covers the kernel's own
+/// view.) In a private namespace; slow by nature (~65 s).
+fn time_wait_expiry() -> TestResult {
+    let ns = NamedNetns::new("tw-classic").map_err(fail)?;
+    let tracer = Tracer::start_in(
+        &ns,
+        &[
+            "--json",
+            "--reconcile",
+            "1",
+            "--hook",
+            "tracepoint",
+            "--port",
+            "7071",
+        ],
+    )?;
+    let client_port = ns.within(|| -> std::io::Result<u16> {
+        let listener = TcpListener::bind("127.0.0.1:7071")?;
+        let client = TcpStream::connect("127.0.0.1:7071")?;
+        let (mut server, _) = listener.accept()?;
+        let port = client.local_addr()?.port();
+        client.shutdown(Shutdown::Write)?;
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest)?;
+        drop(server);
+        std::thread::sleep(Duration::from_millis(100));
+        drop(client);
+        Ok(port)
+    })??;
+    std::thread::sleep(Duration::from_secs(66));
+    let events = tracer.stop_json().map_err(fail)?;
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| port_of(s(e, "local")) == client_port)
+        .collect();
+    let tw = mine
+        .iter()
+        .find(|e| s(e, "new") == "TIME-WAIT")
+        .ok_or_else(|| fail(format!("no TIME-WAIT: {mine:#?}")))?;
+    let close = mine
+        .iter()
+        .find(|e| s(e, "old") == "TIME-WAIT" && s(e, "new") == "CLOSE")
+        .ok_or_else(|| fail(format!("no TIME-WAIT -> CLOSE: {mine:#?}")))?;
+    check(
+        "entry",
+        (s(tw, "old"), s(tw, "source")),
+        ("FIN-WAIT-2", "synthesized"),
+    )?;
+    check(
+        "expiry",
+        (s(close, "source"), s(close, "cause")),
+        ("synthesized", "timeout"),
+    )?;
+    let secs =
+        (close["ts_ns"].as_u64().unwrap_or(0) - tw["ts_ns"].as_u64().unwrap_or(0)) as f64 / 1e9;
+    if !(58.0..=64.0).contains(&secs) {
+        return Err(fail(format!("TIME-WAIT lasted {secs:.1} s")));
+    }
     Ok(())
 }
 
