@@ -245,15 +245,17 @@ fn emit(key: &TwKey, cookie: u64, tw: u64, event_kind: u8, substate: u8, extra: 
     let _ = submit(entry, Ok(()));
 }
 
-/// A timewait timer cancelled earlier on this CPU: the same timer's re-arm or expiry now
+/// A timewait timer cancelled earlier on this CPU: the same socket's re-arm or expiry now
 /// means it lives on; another timewait timer's event means it died without a reuse or an RST
-/// being seen (a kill).
+/// being seen (a kill). The same timer address alone is not the same socket: a dead
+/// timewait socket's memory is often the very next one's (the slab hands it straight back),
+/// so the cookie must match too.
 #[inline(always)]
-fn settle_cancel(scratch: &mut TwScratch, timer: u64) {
+fn settle_cancel(scratch: &mut TwScratch, timer: u64, cookie: u64) {
     if scratch.cancel_timer == 0 {
         return;
     }
-    if scratch.cancel_timer != timer {
+    if scratch.cancel_timer != timer || scratch.cancel_cookie != cookie {
         bump_edge(scratch.cancel_substate as u8, st::CLOSE);
         bump(counter::TW_KILLED);
     }
@@ -279,15 +281,15 @@ unsafe fn try_timer_start(timer: *const u8) -> Result<(), i32> {
     let Some(scratch) = scratch() else {
         return Ok(());
     };
-    settle_cancel(scratch, timer as u64);
+    // SAFETY: probe reads only.
+    let (substate, cookie): (u8, u64) =
+        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
+    settle_cancel(scratch, timer as u64, cookie);
     let sock = sock_offsets();
     // SAFETY: probe reads only.
     let Some(key) = (unsafe { key_of(tw, &sock, &off)? }) else {
         return Ok(());
     };
-    // SAFETY: probe reads only.
-    let (substate, cookie): (u8, u64) =
-        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
     scratch.armed_cookie = cookie;
     scratch.armed_substate = u64::from(substate);
     let wire = key.on_the_wire();
@@ -325,16 +327,16 @@ unsafe fn try_timer_cancel(timer: *const u8) -> Result<(), i32> {
     let Some(scratch) = scratch() else {
         return Ok(());
     };
+    // SAFETY: probe reads only.
+    let (substate, cookie): (u8, u64) =
+        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
     // Another one still pending died (several kills in one go, e.g. `ss -K`).
-    settle_cancel(scratch, timer as u64);
+    settle_cancel(scratch, timer as u64, cookie);
     let sock = sock_offsets();
     // SAFETY: probe reads only.
     let Some(key) = (unsafe { key_of(tw, &sock, &off)? }) else {
         return Ok(());
     };
-    // SAFETY: probe reads only.
-    let (substate, cookie): (u8, u64) =
-        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
     let wire = key.on_the_wire();
     // The reuse happens inside the same connect() call as its CLOSE -> SYN-SENT; a slot
     // left from long ago (its socket since freed) must not match.
@@ -382,15 +384,15 @@ unsafe fn try_timer_expire(timer: *const u8) -> Result<(), i32> {
     let Some(scratch) = scratch() else {
         return Ok(());
     };
-    settle_cancel(scratch, timer as u64);
+    // SAFETY: probe reads only.
+    let (substate, cookie): (u8, u64) =
+        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
+    settle_cancel(scratch, timer as u64, cookie);
     let sock = sock_offsets();
     // SAFETY: probe reads only.
     let Some(key) = (unsafe { key_of(tw, &sock, &off)? }) else {
         return Ok(());
     };
-    // SAFETY: probe reads only.
-    let (substate, cookie): (u8, u64) =
-        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
     let _ = TW_ORPHANS.remove(&key.on_the_wire());
     bump_edge(substate, st::CLOSE);
     emit(&key, cookie, tw as u64, kind::TW_EXPIRED, substate, 0);

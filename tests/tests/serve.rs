@@ -12,8 +12,9 @@ use std::{
 };
 
 use libtest_mimic::{Arguments, Failed};
+use serde_json::Value;
 use sockstat_tests::{
-    NamedNetns, TestResult, fail, free_port, root_or_say_skipped, root_trial, sockstat_bin,
+    NamedNetns, TestResult, Tracer, fail, free_port, root_or_say_skipped, root_trial, sockstat_bin,
 };
 
 fn main() {
@@ -36,6 +37,11 @@ fn main() {
             polling_and_sigterm,
         ),
         root_trial("serve_bad_listen_address_is_one_line", root, bad_listen),
+        root_trial(
+            "serve_and_trace_account_for_every_transition_under_churn",
+            root,
+            churn_accounting,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -398,5 +404,153 @@ fn bad_listen() -> TestResult {
     if out.status.code() != Some(2) || !err.contains("cannot listen") {
         return Err(fail(format!("taken port: {:?} {err:?}", out.status.code())));
     }
+    Ok(())
+}
+
+/// Loopback churn from several threads at once (softirqs then fire inside the hooks now and
+/// then, and the kernel skips those runs) with serve and a counting trace running. Each
+/// connection is reset by the client (SO_LINGER 0), so it makes exactly 6 transitions, and
+/// the listener 2: the kernel-counted transitions plus the runs the kernel skipped must add
+/// up to that, in serve and in trace alike.
+fn churn_accounting() -> TestResult {
+    use std::os::fd::AsRawFd;
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 2500;
+    let ns = NamedNetns::new("churn").map_err(fail)?;
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let server = Server::start(Some(&ns), port, &[])?;
+    let tracer = Tracer::start_in(
+        &ns,
+        &[
+            "--count-only",
+            "--json",
+            "--ring-kb",
+            "65536",
+            "--port",
+            "7700",
+        ],
+    )
+    .map_err(fail)?;
+    let s1 = server.scrape()?;
+    // Every connection must reach the accept queue: a full one would drop the final ACK
+    // and change how many transitions the kernel makes.
+    ns.exec("sysctl", &["-qw", "net.core.somaxconn=65535"])
+        .map_err(fail)?;
+    ns.within(|| -> std::io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:7700")?;
+        // SAFETY: listen() again on our own listening socket only raises its backlog.
+        if unsafe { libc::listen(listener.as_raw_fd(), 65535) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        listener.set_nonblocking(true)?;
+        std::thread::scope(|scope| -> std::io::Result<()> {
+            let acceptor = scope.spawn(|| -> std::io::Result<()> {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let mut accepted = 0;
+                while accepted < THREADS * PER_THREAD {
+                    match listener.accept() {
+                        Ok((mut s, _)) => {
+                            accepted += 1;
+                            s.set_nonblocking(false)?;
+                            let mut b = [0u8; 1];
+                            let _ = s.read(&mut b);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            if Instant::now() > deadline {
+                                return Err(std::io::Error::other(format!(
+                                    "only {accepted} connections reached the accept queue"
+                                )));
+                            }
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            });
+            let clients: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(|| -> std::io::Result<()> {
+                        for _ in 0..PER_THREAD {
+                            let c = TcpStream::connect("127.0.0.1:7700")?;
+                            let linger = libc::linger {
+                                l_onoff: 1,
+                                l_linger: 0,
+                            };
+                            // SAFETY: setsockopt on our own socket with a valid linger.
+                            unsafe {
+                                libc::setsockopt(
+                                    c.as_raw_fd(),
+                                    libc::SOL_SOCKET,
+                                    libc::SO_LINGER,
+                                    (&linger as *const libc::linger).cast(),
+                                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                                )
+                            };
+                            drop(c);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for c in clients {
+                c.join()
+                    .map_err(|_| std::io::Error::other("client panicked"))??;
+            }
+            acceptor
+                .join()
+                .map_err(|_| std::io::Error::other("acceptor panicked"))?
+        })
+    })
+    .map_err(fail)?
+    .map_err(|e| fail(e.to_string()))?;
+    let generated = (6 * THREADS * PER_THREAD + 2) as f64;
+    std::thread::sleep(Duration::from_millis(1500));
+    let s2 = server.scrape()?;
+    let (stdout, stderr, code) = tracer.stop().map_err(fail)?;
+    if code != 0 {
+        return Err(fail(format!("trace exited {code}: {stderr:?}")));
+    }
+    // trace: {"edges": [{"old", "new", "count"}], "lost", "missed_runs"}; the state hook's
+    // own skipped runs are in the summary, by program.
+    let counted: Value = serde_json::from_str(stdout.trim()).map_err(|e| fail(e.to_string()))?;
+    let edges: f64 = counted["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["count"].as_f64())
+        .sum();
+    let summary = stderr.last().cloned().unwrap_or_default();
+    let skipped = summary
+        .split([' ', ':', ')'])
+        .find_map(|w| w.strip_prefix("inet_sock_set_state_btf="))
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    // A skipped run may have been any socket's, so the skips bound what is missing.
+    if edges > generated || edges + skipped < generated {
+        return Err(fail(format!(
+            "trace: {edges} counted, {skipped} skipped, {generated} made\n{summary}"
+        )));
+    }
+    // serve: the same, as metric deltas.
+    let moved = |series: &dyn Fn(&str) -> bool| -> f64 {
+        s2.iter()
+            .filter(|(k, _)| series(k))
+            .map(|(k, v)| v - get(&s1, k))
+            .sum()
+    };
+    let transitions = moved(&|k| k.starts_with("sockstat_transitions_total{"));
+    let missed = moved(&|k| {
+        k.starts_with("sockstat_kernel_missed_runs_total{")
+            && k.contains("program=\"inet_sock_set_state_btf\"")
+    });
+    if transitions > generated || transitions + missed < generated {
+        return Err(fail(format!(
+            "serve: {transitions} transitions, {missed} skipped, {generated} made"
+        )));
+    }
+    eprintln!(
+        "churn accounting: {generated} transitions, {skipped} skipped by the kernel in trace, {missed} in serve"
+    );
     Ok(())
 }

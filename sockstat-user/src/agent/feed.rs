@@ -204,8 +204,9 @@ impl Feed {
         };
         match step {
             ReconcileStep::Due => {
-                let lost = f.probe.counters().map(|c| c.lost).unwrap_or(0);
-                f.reconciler.start(lost);
+                // Lost or skipped events (or unreadable counters) make it a full one.
+                let dropped = f.probe.counters().ok().map(|c| c.dropped());
+                f.reconciler.start(dropped);
             }
             ReconcileStep::Done(dump) => {
                 Reconciler::apply(dump, &mut f.tracker, &mut f.outputs);

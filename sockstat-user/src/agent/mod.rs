@@ -250,10 +250,14 @@ impl Reconciler {
         ReconcileStep::Due
     }
 
-    /// Starts the dump; `lost` is the kernel's lost-event counter (a rise forces a full one).
-    pub fn start(&mut self, lost: u64) {
+    /// Starts the dump; `dropped` counts events the stream lacks (lost or skipped runs; a
+    /// rise forces a full one, and so does `None`: counters that could not be read).
+    pub fn start(&mut self, dropped: Option<u64>) {
         self.count += 1;
-        let full = self.count.is_multiple_of(FULL_RECONCILE_EVERY) || lost > self.lost_at_last_full;
+        let lost = dropped.unwrap_or(self.lost_at_last_full);
+        let full = self.count.is_multiple_of(FULL_RECONCILE_EVERY)
+            || dropped.is_none()
+            || lost > self.lost_at_last_full;
         if full {
             self.lost_at_last_full = lost;
         }

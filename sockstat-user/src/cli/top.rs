@@ -116,6 +116,7 @@ fn context<'a>(
         paused,
         sort,
         lost_events: feed.counters().map_or(0, |c| c.lost),
+        missed_runs: feed.counters().map_or(0, |c| c.missed_runs),
         repairs: stats.repairs,
         synthesized: stats.synthesized,
         alerts,

@@ -239,7 +239,8 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                     }
                     match step {
                         ReconcileStep::Due => {
-                            reconciler.start(probe.counters().map(|c| c.lost).unwrap_or(0));
+                            // Lost or skipped events make the next reconcile a full one.
+                            reconciler.start(probe.counters().ok().map(|c| c.dropped()));
                         }
                         ReconcileStep::Done(dump) => {
                             if args.all_netns {
@@ -270,7 +271,9 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     }
     .await;
 
-    let counters = probe.counters().unwrap_or_default();
+    // A failed read is said as such: never "0 lost".
+    let counters = probe.counters().map_err(|e| e.to_string());
+    let missed = probe.missed_runs().unwrap_or_default();
     let edges = probe.edge_counts().unwrap_or_default();
     drop(probe);
     match result {
@@ -281,9 +284,12 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     }
     if args.count_only {
         let mut stdout = io::stdout().lock();
-        write_edges(&mut stdout, &edges, args.json, &counters)?;
+        write_edges(&mut stdout, &edges, args.json, counters.as_ref().ok())?;
     }
-    eprintln!("{}", summary(&pipe.seen, &counters, &pipe.tracker, &edges));
+    eprintln!(
+        "{}",
+        summary(&pipe.seen, &counters, &missed, &pipe.tracker, &edges)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -358,14 +364,19 @@ fn write_edges(
     out: &mut impl Write,
     edges: &[EdgeCount],
     json: bool,
-    counters: &KernelCounters,
+    counters: Option<&KernelCounters>,
 ) -> io::Result<()> {
     if json {
         let list: Vec<serde_json::Value> = edges
             .iter()
             .map(|((o, n), c)| serde_json::json!({"old": state_name(*o), "new": state_name(*n), "count": c}))
             .collect();
-        let v = serde_json::json!({"edges": list, "lost": counters.lost});
+        // null, never 0, when the counters could not be read.
+        let v = serde_json::json!({
+            "edges": list,
+            "lost": counters.map(|c| c.lost),
+            "missed_runs": counters.map(|c| c.missed_runs),
+        });
         serde_json::to_writer(&mut *out, &v).map_err(io::Error::from)?;
         writeln!(out)
     } else {
@@ -381,7 +392,13 @@ fn write_edges(
     }
 }
 
-fn summary(seen: &Seen, kernel: &KernelCounters, tracker: &Tracker, edges: &[EdgeCount]) -> String {
+fn summary(
+    seen: &Seen,
+    kernel: &Result<KernelCounters, String>,
+    missed: &[(String, u64)],
+    tracker: &Tracker,
+    edges: &[EdgeCount],
+) -> String {
     let stats = tracker.stats();
     let transitions: u64 = edges.iter().map(|(_, c)| c).sum();
     let per_edge: Vec<String> = edges
@@ -393,24 +410,37 @@ fn summary(seen: &Seen, kernel: &KernelCounters, tracker: &Tracker, edges: &[Edg
         0 => String::new(),
         n => format!(", {n} passive opens whose child vanished before it had an identity"),
     };
-    let timewait = if kernel.tw_created + kernel.tw_overflows > 0 {
-        format!(
-            "; timewait sockets: {} created, {} overflowed, {} reused, {} reset, {} killed",
-            kernel.tw_created,
-            kernel.tw_overflows,
-            kernel.tw_reused,
-            kernel.tw_reset,
-            kernel.tw_killed
-        )
-    } else {
-        String::new()
+    let kernel = match kernel {
+        Err(e) => format!("lost and skipped runs unknown ({e})"),
+        Ok(k) => {
+            let by_hook: Vec<String> = missed
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(prog, n)| format!("{prog}={n}"))
+                .collect();
+            let skipped = if by_hook.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", by_hook.join(" "))
+            };
+            let timewait = if k.tw_created + k.tw_overflows > 0 {
+                format!(
+                    "; timewait sockets: {} created, {} overflowed, {} reused by connect(), {} reset, {} ended otherwise (killed, or a listener took a SYN on their 4-tuple)",
+                    k.tw_created, k.tw_overflows, k.tw_reused, k.tw_reset, k.tw_killed
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "{} lost (ring buffer full), {} runs skipped by the kernel (a hook re-entered on its CPU{skipped}), {} unreadable in kernel{timewait}",
+                k.lost, k.missed_runs, k.read_errors
+            )
+        }
     };
     format!(
-        "sockstat: {} events seen, {} printed, {} lost (ring buffer full), {} unreadable in kernel, {} undecodable; {} transitions counted in the kernel; {} synthesized, {} repaired by reconcile, {} evicted{unresolved}{timewait}; edges: {}",
+        "sockstat: {} events seen, {} printed, {kernel}, {} undecodable; {} transitions counted in the kernel (exact but for the skipped runs); {} synthesized, {} repaired by reconcile, {} evicted{unresolved}; edges: {}",
         seen.decoded,
         seen.printed,
-        kernel.lost,
-        kernel.read_errors,
         seen.undecodable,
         transitions,
         stats.synthesized,

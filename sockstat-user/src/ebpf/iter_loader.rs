@@ -102,25 +102,9 @@ pub fn open_iterator(
     Ok(File::from(iter))
 }
 
-/// bpf(2). The commands used here return either a new fd or 0.
+/// bpf(2) for the loader's calls, naming the call in the error.
 fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr, call: &'static str) -> Result<libc::c_long, IterError> {
-    // SAFETY: `attr` is a valid, zero-initialised bpf_attr of the size passed; the kernel
-    // reads only the members of the union arm `cmd` selects.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr as *mut bpf_attr,
-            std::mem::size_of::<bpf_attr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(IterError::Syscall {
-            call,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(ret)
+    super::sys::bpf(cmd, attr).map_err(|source| IterError::Syscall { call, source })
 }
 
 /// bpf(2) for the commands that create an object and return its fd.
@@ -128,11 +112,6 @@ fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr, call: &'static str) -> Result<Owned
     let fd = bpf(cmd, attr, call)?;
     // SAFETY: a non-negative return of these commands is a new fd that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn zeroed_attr() -> bpf_attr {
-    // SAFETY: bpf_attr is plain data; all-zero is its documented "unset" value.
-    unsafe { std::mem::zeroed() }
 }
 
 fn object_name(name: &str) -> [libc::c_char; 16] {
@@ -147,7 +126,7 @@ fn object_name(name: &str) -> [libc::c_char; 16] {
 /// A one-element array holding a data section, frozen so the verifier may treat its
 /// contents (our BTF-resolved offsets) as constants.
 fn create_frozen_array(name: &str, map: &aya_obj::Map) -> Result<OwnedFd, IterError> {
-    let mut attr = zeroed_attr();
+    let mut attr = super::sys::zeroed_attr();
     // SAFETY (union access): writing the BPF_MAP_CREATE arm of a zeroed attr.
     unsafe {
         let create = &mut attr.__bindgen_anon_1;
@@ -161,7 +140,7 @@ fn create_frozen_array(name: &str, map: &aya_obj::Map) -> Result<OwnedFd, IterEr
     let fd = bpf_fd(bpf_cmd::BPF_MAP_CREATE, &mut attr, "bpf_map_create")?;
     let key = 0u32;
     let value = map.data();
-    let mut attr = zeroed_attr();
+    let mut attr = super::sys::zeroed_attr();
     // SAFETY (union access): the BPF_MAP_UPDATE_ELEM arm; key and value outlive the call.
     unsafe {
         let update = &mut attr.__bindgen_anon_2;
@@ -174,7 +153,7 @@ fn create_frozen_array(name: &str, map: &aya_obj::Map) -> Result<OwnedFd, IterEr
         &mut attr,
         "bpf_map_update_elem",
     )?;
-    let mut attr = zeroed_attr();
+    let mut attr = super::sys::zeroed_attr();
     // BPF_MAP_FREEZE reads map_fd only.
     attr.__bindgen_anon_2.map_fd = fd.as_raw_fd() as u32;
     bpf(bpf_cmd::BPF_MAP_FREEZE, &mut attr, "bpf_map_freeze")?;
@@ -189,7 +168,7 @@ fn load_iter_program(
     // Our programs are dual MIT/GPL; the kernel only checks for a GPL-compatible string.
     let license = CString::from(c"Dual MIT/GPL");
     let load = |log: Option<&mut Vec<u8>>| {
-        let mut attr = zeroed_attr();
+        let mut attr = super::sys::zeroed_attr();
         // SAFETY (union access): the BPF_PROG_LOAD arm; insns, license and log outlive it.
         unsafe {
             let p = &mut attr.__bindgen_anon_3;
@@ -229,7 +208,7 @@ fn load_iter_program(
 }
 
 fn create_iter_link(prog: &OwnedFd) -> Result<OwnedFd, IterError> {
-    let mut attr = zeroed_attr();
+    let mut attr = super::sys::zeroed_attr();
     // SAFETY (union access): the BPF_LINK_CREATE arm; task_file takes no iterator info.
     unsafe {
         let link = &mut attr.link_create;
@@ -240,7 +219,7 @@ fn create_iter_link(prog: &OwnedFd) -> Result<OwnedFd, IterError> {
 }
 
 fn create_iter(link: &OwnedFd) -> Result<OwnedFd, IterError> {
-    let mut attr = zeroed_attr();
+    let mut attr = super::sys::zeroed_attr();
     // The BPF_ITER_CREATE arm.
     attr.iter_create.link_fd = link.as_raw_fd() as u32;
     bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr, "bpf_iter_create")

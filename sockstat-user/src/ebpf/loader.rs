@@ -1,6 +1,6 @@
 //! Loading and attaching the kernel programs: choose the hook the kernel supports, resolve
 //! offsets, size the ring buffer, attach. Knows nothing about output formats.
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -63,6 +63,8 @@ pub enum LoadError {
     },
     #[error("--ring-kb {0}: must be between 4 and 1048576")]
     RingSize(u32),
+    #[error("reading a kernel program's statistics: {0}")]
+    ProgInfo(std::io::Error),
     #[error(
         "the kernel refused the BTF hook: {0}; kernels before 5.12 lack socket cookies and storage in tracing programs: try --hook tracepoint"
     )]
@@ -459,7 +461,21 @@ impl Probe {
             tw_reused: sum(counter::TW_REUSED)?,
             tw_reset: sum(counter::TW_RESET)?,
             tw_killed: sum(counter::TW_KILLED)?,
+            missed_runs: self.missed_runs()?.iter().map(|(_, n)| n).sum(),
         })
+    }
+
+    /// Each loaded program's skipped runs (`bpf_prog_info.recursion_misses`, 5.12+).
+    pub fn missed_runs(&self) -> Result<Vec<(String, u64)>, LoadError> {
+        let mut out = Vec::new();
+        for (name, program) in self.ebpf.programs() {
+            let Ok(fd) = program.fd() else {
+                continue;
+            };
+            let info = super::sys::prog_info(fd.as_fd()).map_err(LoadError::ProgInfo)?;
+            out.push((name.to_string(), info.recursion_misses));
+        }
+        Ok(out)
     }
 }
 
@@ -497,12 +513,23 @@ pub struct KernelCounters {
     /// TCPTimeWaitOverflow), with the timewait hooks on.
     pub tw_created: u64,
     pub tw_overflows: u64,
-    /// Timewait sockets ended early: reused by a connect(), killed by an RST, killed
-    /// otherwise (`ss -K`, namespace exit; counted at the next timewait timer event on that
-    /// CPU).
+    /// Timewait sockets ended early: reused by a connect(), killed by an RST, ended
+    /// otherwise (`ss -K`, namespace exit, or a SYN a listener accepted on their 4-tuple;
+    /// counted at the next timewait timer event on that CPU).
     pub tw_reused: u64,
     pub tw_reset: u64,
     pub tw_killed: u64,
+    /// Runs the kernel skipped because the program was already running on that CPU (a
+    /// softirq fired its tracepoint inside it): `recursion_misses` of every program. Those
+    /// events are neither written nor counted.
+    pub missed_runs: u64,
+}
+
+impl KernelCounters {
+    /// Events the stream lacks: lost to a full ring, or never run (`missed_runs`).
+    pub fn dropped(&self) -> u64 {
+        self.lost + self.missed_runs
+    }
 }
 
 /// Hands the heap pages freed by loading (aya parses all of vmlinux BTF, ~30 MB in many

@@ -8,6 +8,7 @@ pub mod offsets;
 pub mod owners;
 pub mod privilege;
 pub mod ring;
+pub mod sys;
 pub mod tracefs;
 
 pub use events::{

@@ -55,6 +55,11 @@ struct EndCause {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Program {
+    program: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Tracepoint {
     tracepoint: &'static str,
 }
@@ -72,6 +77,7 @@ pub struct Metrics {
     time_wait_overflows: Counter,
     time_wait_early_ends: Family<EndCause, Counter>,
     lost: Counter,
+    missed_runs: Family<Program, Counter>,
     repairs: Counter,
     ebpf_up: Gauge,
     hook_attached: Family<Tracepoint, Gauge>,
@@ -80,6 +86,7 @@ pub struct Metrics {
     /// counters advance by the difference.
     seen: HashMap<&'static str, u64>,
     seen_edges: HashMap<(u8, u8), u64>,
+    seen_missed: HashMap<String, u64>,
 }
 
 impl Metrics {
@@ -99,12 +106,14 @@ impl Metrics {
             time_wait_overflows: Counter::default(),
             time_wait_early_ends: Family::default(),
             lost: Counter::default(),
+            missed_runs: Family::default(),
             repairs: Counter::default(),
             ebpf_up: Gauge::default(),
             hook_attached: Family::default(),
             listen_port_sockets: Family::default(),
             seen: HashMap::new(),
             seen_edges: HashMap::new(),
+            seen_missed: HashMap::new(),
         };
         // A gauge fixed at 1 rather than an OpenMetrics info metric: the classic text
         // parsers (promtool, older scrapers) know no "info" type.
@@ -173,13 +182,18 @@ impl Metrics {
         );
         registry.register(
             "time_wait_early_ends",
-            "Timewait sockets ended before their time, by cause: reused (tcp_tw_reuse), rst-in, killed (ss -K, namespace exit)",
+            "TIME-WAIT sockets ended before their time, by cause: reused (a connect() under tcp_tw_reuse, or a SYN a listener accepted), rst-in, killed (ss -K, namespace exit)",
             m.time_wait_early_ends.clone(),
         );
         registry.register(
             "lost_events",
             "Kernel events dropped because the ring buffer was full (repaired by reconcile)",
             m.lost.clone(),
+        );
+        registry.register(
+            "kernel_missed_runs",
+            "Kernel program runs skipped because the hook re-entered on its CPU, by program: those events are neither sent nor counted (repaired by reconcile)",
+            m.missed_runs.clone(),
         );
         registry.register(
             "reconcile_repairs",
@@ -218,6 +232,19 @@ impl Metrics {
         if t.old == known(TcpState::TimeWait) && t.cause == Some(Cause::Timeout) {
             self.time_wait_expiries.inc();
         }
+        if t.old == known(TcpState::TimeWait) && t.new == known(TcpState::Close) {
+            let cause = match t.cause {
+                Some(Cause::Reused) => Some("reused"),
+                Some(Cause::RstIn) => Some("rst-in"),
+                Some(Cause::Killed) => Some("killed"),
+                _ => None,
+            };
+            if let Some(cause) = cause {
+                self.time_wait_early_ends
+                    .get_or_create(&EndCause { cause })
+                    .inc();
+            }
+        }
     }
 
     /// Refreshes everything that is read rather than observed: socket gauges, the kernel's
@@ -225,6 +252,12 @@ impl Metrics {
     pub fn refresh(&mut self, feed: &Feed) {
         self.ebpf_up.set(i64::from(feed.is_ebpf()));
         if let Some(probe) = feed.probe() {
+            for (program, total) in probe.missed_runs().unwrap_or_default() {
+                let before = self.seen_missed.insert(program.clone(), total).unwrap_or(0);
+                self.missed_runs
+                    .get_or_create(&Program { program })
+                    .inc_by(total.saturating_sub(before));
+            }
             for &tracepoint in probe.attached() {
                 self.hook_attached
                     .get_or_create(&Tracepoint { tracepoint })
@@ -303,14 +336,6 @@ impl Metrics {
                 "tw_overflows",
                 c.tw_overflows,
             );
-            for (cause, key, n) in [
-                ("reused", "tw_reused", c.tw_reused),
-                ("rst-in", "tw_reset", c.tw_reset),
-                ("killed", "tw_killed", c.tw_killed),
-            ] {
-                let family = &self.time_wait_early_ends;
-                advance(seen, &family.get_or_create(&EndCause { cause }), key, n);
-            }
         }
         advance(seen, &self.repairs, "repairs", feed.tracker_stats().repairs);
         for ((o, n), total) in feed.edge_counts() {

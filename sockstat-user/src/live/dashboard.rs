@@ -150,6 +150,8 @@ pub struct Snapshot {
     pub top_processes: Vec<TopRow>,
     pub events: Vec<EventRow>,
     pub lost_events: u64,
+    /// Kernel runs skipped because a hook re-entered on its CPU: not in any count.
+    pub missed_runs: u64,
     pub reconcile_repairs: u64,
     pub synthesized: u64,
     pub alerts: Vec<crate::alert::AlertStatus>,
@@ -157,7 +159,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The names `--alert` accepts: each state's count (ss spelling, lower case), `total`,
-    /// rates as `NAME/s`, and `lost`.
+    /// rates as `NAME/s`, `lost` and `missed`.
     pub fn metric_names() -> Vec<&'static str> {
         let mut names: Vec<&'static str> = SHOWN_STATES.iter().map(|s| metric_name(*s)).collect();
         names.extend([
@@ -168,6 +170,7 @@ impl Snapshot {
             "connect-errors/s",
             "resets/s",
             "lost",
+            "missed",
         ]);
         names
     }
@@ -183,6 +186,7 @@ impl Snapshot {
             "connect-errors/s" => r.connect_errors?,
             "resets/s" => r.resets_in? + r.resets_out?,
             "lost" => self.lost_events as f64,
+            "missed" => self.missed_runs as f64,
             state => {
                 let s = SHOWN_STATES.iter().find(|s| metric_name(**s) == state)?;
                 self.states
@@ -450,6 +454,7 @@ impl Dashboard {
                 .map(|t| self.event_row(t))
                 .collect(),
             lost_events: ctx.lost_events,
+            missed_runs: ctx.missed_runs,
             reconcile_repairs: ctx.repairs,
             synthesized: ctx.synthesized,
             alerts: Vec::new(),
@@ -470,6 +475,7 @@ pub struct SnapshotContext<'a> {
     pub paused: bool,
     pub sort: SortBy,
     pub lost_events: u64,
+    pub missed_runs: u64,
     pub repairs: u64,
     pub synthesized: u64,
     pub alerts: &'a [crate::alert::Alert],
@@ -556,6 +562,7 @@ mod tests {
             paused: false,
             sort: SortBy::Connections,
             lost_events: 0,
+            missed_runs: 0,
             repairs: 0,
             synthesized: 0,
             alerts,

@@ -132,9 +132,10 @@ impl Default for Tracker {
 /// That transition follows in the same softirq; the bound only matters if it never comes.
 const UNRESOLVED_OPEN_NS: u64 = 1_000_000_000;
 
-/// How long a cancelled timewait timer waits for its re-arm, expiry or RST (each follows at
-/// once on the same CPU) before the socket counts as killed.
-const CANCEL_HOLD_NS: u64 = 250_000_000;
+/// How long a cancelled timewait timer waits to learn why: its re-arm, expiry or RST follow
+/// at once on the same CPU; a new connection's SYN that took over its 4-tuple shows as that
+/// connection's passive open one round trip later. With none of them, it was killed.
+const CANCEL_HOLD_NS: u64 = 1_000_000_000;
 
 /// TCP_TIMEWAIT_LEN (60 s), less a little for timer slack.
 const TIME_WAIT_NS: u64 = 59_000_000_000;
@@ -311,8 +312,9 @@ impl Tracker {
     }
 
     /// What the kernel's timewait hooks saw. A cancel alone is held: a re-arm or the expiry
-    /// of the same socket follows at once, or the RST that killed it; with none of them
-    /// within `CANCEL_HOLD_NS` it was killed otherwise (`ss -K`, its namespace went away).
+    /// of the same socket follows at once, or the RST that killed it, or the passive open of
+    /// the connection whose SYN took its place; with none of them within `CANCEL_HOLD_NS` it
+    /// was killed (`ss -K`, its namespace went away).
     fn timewait_event(&mut self, ev: &KernelEvent, e: TimewaitEvent, out: &mut Vec<Output>) {
         match e {
             TimewaitEvent::Armed { substate } => {
@@ -342,6 +344,20 @@ impl Tracker {
                 self.cancelled.remove(&ev.cookie);
                 self.timewait_gone(ev.cookie, ev.ts_ns, Cause::RstIn, out);
             }
+        }
+    }
+
+    /// A passive open on the 4-tuple of a timewait socket whose timer was just cancelled: the
+    /// listener accepted a SYN in its place (RFC 6191).
+    fn taken_over(&mut self, ev: &KernelEvent, out: &mut Vec<Output>) {
+        let replaced = self.cancelled.keys().copied().find(|cookie| {
+            self.entries.get(cookie).is_some_and(|e| {
+                e.netns == ev.netns && e.local == ev.local && e.remote == ev.remote
+            })
+        });
+        if let Some(cookie) = replaced {
+            self.cancelled.remove(&cookie);
+            self.timewait_gone(cookie, ev.ts_ns, Cause::Reused, out);
         }
     }
 
@@ -518,6 +534,9 @@ impl Tracker {
         out: &mut Vec<Output>,
     ) {
         let passive_open = old == known(TcpState::Listen) && new == known(TcpState::SynRecv);
+        if passive_open && !self.cancelled.is_empty() {
+            self.taken_over(ev, out);
+        }
         let existing = self.entries.get(&ev.cookie);
         // The previous state's duration is only known when this socket's last transition
         // was seen and matches.

@@ -205,7 +205,7 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
             Style::new().fg(Color::Yellow),
         ),
     };
-    let lost_style = if snap.lost_events > 0 {
+    let lost_style = if snap.lost_events + snap.missed_runs > 0 {
         Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
     } else {
         Style::new()
@@ -221,7 +221,14 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
         Span::raw(" │ "),
         source,
         Span::raw(" │ "),
-        Span::styled(format!("lost {}", snap.lost_events), lost_style),
+        Span::styled(
+            if snap.missed_runs > 0 {
+                format!("lost {} skipped {}", snap.lost_events, snap.missed_runs)
+            } else {
+                format!("lost {}", snap.lost_events)
+            },
+            lost_style,
+        ),
         Span::raw(format!(
             " │ repairs {} │ synth {} │ filter: {filter}",
             count(snap.reconcile_repairs),

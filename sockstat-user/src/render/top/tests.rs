@@ -118,6 +118,7 @@ fn fixture() -> Snapshot {
             },
         ],
         lost_events: 0,
+        missed_runs: 0,
         reconcile_repairs: 2,
         synthesized: 14_700,
         alerts: vec![AlertStatus {
