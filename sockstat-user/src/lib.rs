@@ -11,6 +11,7 @@ pub mod exporter;
 pub mod filter;
 pub mod lab;
 pub mod live;
+pub mod logger;
 pub mod procs;
 pub mod render;
 pub mod report;

@@ -139,9 +139,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             let mut cmd = release_cargo(&root, "test")?;
-            cmd.args(["--workspace", "--exclude", "sockstat-ebpf"])
-                .args(&args)
-                .env("SOCKSTAT_BIN", sockstat_bin(&root)?);
+            cmd.args([
+                "--workspace",
+                "--exclude",
+                "sockstat-ebpf",
+                "--no-fail-fast",
+            ])
+            .args(&args)
+            .env("SOCKSTAT_BIN", sockstat_bin(&root)?);
             let (status, totals) = run_tests(cmd)?;
             // One closing line for the whole run: cargo's own last line belongs to whichever
             // test binary ran last, often one with no tests.

@@ -15,6 +15,9 @@ use crate::ebpf::HookChoice;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Say what sockstat decided and why on stderr (-vv: more detail).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(flatten)]
     pub list: ListArgs,
 }

@@ -284,7 +284,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
             info: args.info,
             memory: args.memory,
         },
-        bytecode: filter.expr.as_ref().and_then(filter::bytecode::compile),
+        bytecode: filter.expr.as_ref().and_then(kernel_bytecode),
     };
 
     let style = ListStyle {
@@ -549,6 +549,20 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
     }
 }
 
+/// The filter for the kernel, or `None` to match in user space only (said with `-v`).
+fn kernel_bytecode(expr: &filter::ast::Expr) -> Option<Vec<u8>> {
+    match filter::bytecode::compile(expr) {
+        Ok(code) => {
+            log::debug!("filter: {} bytes of bytecode run in the kernel", code.len());
+            Some(code)
+        }
+        Err(why) => {
+            log::info!("filter: {why}; filtering in user space only");
+            None
+        }
+    }
+}
+
 /// Dumps, retrying without bytecode if the kernel refuses it (e.g. fwmark needs
 /// CAP_NET_ADMIN); the user-space matcher then does all the filtering, as ss does. The
 /// kernel refuses a bad program before sending any socket, so nothing is printed twice.
@@ -562,6 +576,9 @@ fn dump(
             if q.bytecode.is_some()
                 && matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) =>
         {
+            log::info!(
+                "filter: the kernel refused its bytecode ({err}); filtering in user space only"
+            );
             let mut plain = q.clone();
             plain.bytecode = None;
             diag::collect_into(&plain, proc_net, sink)

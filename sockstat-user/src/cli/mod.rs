@@ -21,6 +21,7 @@ pub use args::{Cli, Command};
 pub struct UsageError(pub String);
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::logger::init(cli.verbose);
     match cli.command {
         Some(Command::Trace(args)) => trace::run(&args),
         Some(Command::Top(args)) => top::run(&args),

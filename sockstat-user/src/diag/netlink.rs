@@ -143,6 +143,9 @@ impl DiagSocket {
         sock.bind_auto().map_err(DiagError::Open)?;
         // A larger receive buffer lets the kernel queue ahead of us; never fatal.
         let _ = sock.set_rx_buf_sz(4 * 1024 * 1024i32);
+        // Errors without the echoed request: a refused 64 KiB filter would not fit in a
+        // datagram buffer. Old kernels without it echo, which the dump loop also handles.
+        let _ = sock.set_cap_ack(true);
         Ok(DiagSocket {
             sock,
             buf: Vec::new(),

@@ -25,12 +25,35 @@ pub const BC_CGROUP_COND: u8 = 13;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-/// Compiles `expr`; `None` when some condition cannot run in the kernel (unix or packet
-/// addresses), in which case everything is matched in user space.
-pub fn compile(expr: &Expr) -> Option<Vec<u8>> {
+/// The most bytecode one request can carry: netlink attribute lengths are u16 and include
+/// the 4-byte attribute header.
+pub const MAX_LEN: usize = u16::MAX as usize - 4;
+
+/// Why a filter runs in user space only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotCompiled {
+    #[error("the filter has conditions the kernel cannot evaluate (unix or packet addresses)")]
+    Unsupported,
+    #[error(
+        "the filter compiles to {0} bytes or more of bytecode; the kernel takes at most {MAX_LEN}"
+    )]
+    TooLong(usize),
+}
+
+/// Compiles `expr` for the kernel. When it cannot run there whole, everything is matched in
+/// user space (the matcher re-checks every row either way): never a truncated program.
+pub fn compile(expr: &Expr) -> Result<Vec<u8>, NotCompiled> {
     let mut out = Vec::new();
     emit(expr, &mut out)?;
-    Some(out)
+    if out.len() > MAX_LEN {
+        return Err(NotCompiled::TooLong(out.len()));
+    }
+    Ok(out)
+}
+
+/// A jump of `n` bytes; one that does not fit in u16 means the program is too long.
+fn jump(n: usize) -> Result<u16, NotCompiled> {
+    u16::try_from(n).map_err(|_| NotCompiled::TooLong(n))
 }
 
 fn op(out: &mut Vec<u8>, code: u8, yes: u8, no: u16) {
@@ -39,7 +62,7 @@ fn op(out: &mut Vec<u8>, code: u8, yes: u8, no: u16) {
     out.extend_from_slice(&no.to_ne_bytes());
 }
 
-fn emit(expr: &Expr, out: &mut Vec<u8>) -> Option<()> {
+fn emit(expr: &Expr, out: &mut Vec<u8>) -> Result<(), NotCompiled> {
     match expr {
         Expr::Cond(c) => emit_cond(c, out),
         Expr::And(a, b) => {
@@ -50,7 +73,7 @@ fn emit(expr: &Expr, out: &mut Vec<u8>) -> Option<()> {
             patch_fail(&mut ca, cb.len())?;
             out.extend_from_slice(&ca);
             out.extend_from_slice(&cb);
-            Some(())
+            Ok(())
         }
         Expr::Or(a, b) => {
             let mut ca = Vec::new();
@@ -59,40 +82,41 @@ fn emit(expr: &Expr, out: &mut Vec<u8>) -> Option<()> {
             emit(b, &mut cb)?;
             out.extend_from_slice(&ca);
             // A succeeded: jump over B to the end.
-            op(out, BC_JMP, 4, u16::try_from(cb.len() + 4).ok()?);
+            op(out, BC_JMP, 4, jump(cb.len() + 4)?);
             out.extend_from_slice(&cb);
-            Some(())
+            Ok(())
         }
         Expr::Not(a) => {
             emit(a, out)?;
             // A succeeded: jump to end + 4 (reject). A failed: its old "end + 4" is now the end.
             op(out, BC_JMP, 4, 8);
-            Some(())
+            Ok(())
         }
     }
 }
 
 /// Makes every "fail" exit of `code` (a jump to its end + 4) skip `extra` more bytes, so it
 /// also skips the code that follows (the right side of an AND).
-fn patch_fail(code: &mut [u8], extra: usize) -> Option<()> {
+fn patch_fail(code: &mut [u8], extra: usize) -> Result<(), NotCompiled> {
     let len = code.len();
     let mut pc = 0;
     while pc < len {
         let yes = code[pc + 1] as usize;
         let no = u16::from_ne_bytes([code[pc + 2], code[pc + 3]]) as usize;
         if code[pc] != BC_NOP && no == len - pc + 4 {
-            let patched = u16::try_from(no + extra).ok()?;
+            let patched = jump(no + extra)?;
             code[pc + 2..pc + 4].copy_from_slice(&patched.to_ne_bytes());
         }
+        // Every op emitted here advances; a zero would loop (never produced, but never trusted).
         if yes == 0 {
-            return None;
+            return Err(NotCompiled::Unsupported);
         }
         pc += yes;
     }
-    Some(())
+    Ok(())
 }
 
-fn emit_cond(cond: &Cond, out: &mut Vec<u8>) -> Option<()> {
+fn emit_cond(cond: &Cond, out: &mut Vec<u8>) -> Result<(), NotCompiled> {
     match cond {
         Cond::Autobound => op(out, BC_AUTO, 4, 8),
         Cond::PortGe { side, port } | Cond::PortLe { side, port } => {
@@ -122,7 +146,7 @@ fn emit_cond(cond: &Cond, out: &mut Vec<u8>) -> Option<()> {
         }
         Cond::Host { side, host } => {
             let HostCond::Inet { prefixes, port } = host else {
-                return None;
+                return Err(NotCompiled::Unsupported);
             };
             let code = match side {
                 Side::Local => BC_S_COND,
@@ -147,12 +171,12 @@ fn emit_cond(cond: &Cond, out: &mut Vec<u8>) -> Option<()> {
                 out.extend_from_slice(c);
                 if i + 1 < conds.len() {
                     let here = out.len() - start;
-                    op(out, BC_JMP, 4, u16::try_from(total - here).ok()?);
+                    op(out, BC_JMP, 4, jump(total - here)?);
                 }
             }
         }
     }
-    Some(())
+    Ok(())
 }
 
 /// `{code, len, len+4}` + `inet_diag_hostcond {family, prefix_len, pad[2], port: i32}` + addr.
@@ -228,6 +252,31 @@ mod tests {
     #[test]
     fn unix_addresses_stay_in_user_space() {
         let f = Filter::parse_str("src unix:/tmp/*", &ParseContext::default()).unwrap();
-        assert_eq!(compile(f.expr.as_ref().unwrap()), None);
+        assert_eq!(
+            compile(f.expr.as_ref().unwrap()),
+            Err(NotCompiled::Unsupported)
+        );
+    }
+
+    /// Sizes around the attribute limit: below it the program is whole, at or over it the
+    /// filter stays in user space (never a truncated program).
+    #[test]
+    fn programs_over_the_attribute_limit_are_not_sent() {
+        // Each `sport = :N` compiles to 16 bytes, each `or` adds a 4-byte jump.
+        let program = |n: usize| {
+            let text: Vec<String> = (0..n).map(|i| format!("sport = :{}", 1000 + i)).collect();
+            let f = Filter::parse_str(&text.join(" or "), &ParseContext::default()).unwrap();
+            compile(f.expr.as_ref().unwrap())
+        };
+        let fits = MAX_LEN / 20;
+        let code = program(fits).unwrap();
+        assert!(code.len() <= MAX_LEN);
+        assert_eq!(code.len(), fits * 20 - 4);
+        for n in [fits + 1, fits + 2, 4000, 10_000] {
+            assert!(
+                matches!(program(n), Err(NotCompiled::TooLong(_))),
+                "{n} conditions"
+            );
+        }
     }
 }

@@ -27,7 +27,9 @@ pub struct LabTracer {
     pub transitions: Vec<Transition>,
     /// Retransmissions (data, SYN or FIN) per socket cookie.
     pub retransmits: HashMap<u64, u32>,
+    /// Events the ring buffer could not take, and runs the kernel skipped, since the start.
     pub lost: u64,
+    pub missed_runs: u64,
 }
 
 impl LabTracer {
@@ -58,6 +60,7 @@ impl LabTracer {
             transitions: Vec::new(),
             retransmits: HashMap::new(),
             lost: 0,
+            missed_runs: 0,
         })
     }
 
@@ -84,7 +87,14 @@ impl LabTracer {
                 self.transitions.push(t);
             }
         }
-        self.lost = self.probe.counters().map(|c| c.lost).unwrap_or(0);
+        // An unreadable counter counts as a gap: the evidence cannot be vouched for.
+        match self.probe.counters() {
+            Ok(c) => {
+                self.lost = c.lost;
+                self.missed_runs = c.missed_runs;
+            }
+            Err(_) => self.lost += 1,
+        }
         self.transitions.len() - before
     }
 
@@ -147,6 +157,12 @@ impl LabTracer {
 
     pub fn transitions_of(&self, cookie: u64) -> impl Iterator<Item = &Transition> {
         self.transitions.iter().filter(move |t| t.cookie == cookie)
+    }
+
+    /// Events lost plus runs skipped so far: if it moved during an exercise, what the
+    /// exercise observed may be incomplete.
+    pub fn gaps(&self) -> u64 {
+        self.lost + self.missed_runs
     }
 
     /// Forgets what was seen (between attempts of an exercise).
