@@ -4,14 +4,15 @@
 use anyhow::Context as _;
 use sockstat_common::ProbeConfig;
 
-use super::{DumpScope, OwnEndpoint, ReconcileStep, Reconciler, dump_tcp};
+use super::{Dump, DumpScope, OwnEndpoint, ReconcileStep, Reconciler, dump_tcp};
+use crate::procs::netns::Skipped;
 use crate::{
     ebpf::{
         DecodeError, EdgeCount, HookChoice, KernelCounters, KernelEvent, Probe, ProbeOptions,
         privilege, ring::EventStream,
     },
     live::{
-        Baseline, Output, Tracker, TrackerStats, Transition, clock,
+        Output, Tracker, TrackerStats, Transition, clock,
         dashboard::{DataSource, SockView},
     },
     tcp::ReportedState,
@@ -43,12 +44,14 @@ pub struct EbpfFeed {
     reconciler: Reconciler,
     batch: Vec<Result<KernelEvent, DecodeError>>,
     outputs: Vec<Output>,
+    /// Namespaces the last dump could not enter.
+    skipped: Vec<Skipped>,
 }
 
 pub struct PollingFeed {
     pub reason: String,
-    latest: Vec<Baseline>,
-    pending: Option<tokio::task::JoinHandle<Vec<Baseline>>>,
+    latest: Dump,
+    pending: Option<tokio::task::JoinHandle<Dump>>,
     scope: DumpScope,
 }
 
@@ -64,10 +67,12 @@ fn scope(o: &FeedOptions) -> DumpScope {
 }
 
 /// A polling dump with owners, off the event loop.
-fn spawn_poll(scope: DumpScope) -> tokio::task::JoinHandle<Vec<Baseline>> {
+fn spawn_poll(scope: DumpScope) -> tokio::task::JoinHandle<Dump> {
     tokio::task::spawn_blocking(move || {
         let owners = crate::ebpf::owners::socket_owners_any();
-        dump_tcp(scope, crate::filter::states::ALL, Some(&owners)).sockets
+        let dump = dump_tcp(scope, crate::filter::states::ALL, Some(&owners));
+        crate::procs::netns::warn_skipped(&dump.skipped);
+        dump
     })
 }
 
@@ -78,7 +83,7 @@ impl Feed {
         let polling = |reason: String| {
             Feed::Polling(PollingFeed {
                 reason,
-                latest: Vec::new(),
+                latest: Dump::default(),
                 pending: None,
                 scope: scope(o),
             })
@@ -122,10 +127,9 @@ impl Feed {
         let mut tracker = Tracker::default();
         tracker.observe_timewait(probe.timewait_observed());
         let owners = crate::ebpf::owners::socket_owners_any();
-        tracker.load_baseline(
-            dump_tcp(scope(o), crate::filter::states::ALL, Some(&owners)).sockets,
-            clock::monotonic_ns(),
-        );
+        let baseline = dump_tcp(scope(o), crate::filter::states::ALL, Some(&owners));
+        crate::procs::netns::warn_skipped(&baseline.skipped);
+        tracker.load_baseline(baseline.sockets, clock::monotonic_ns());
         Ok(Feed::Ebpf(Box::new(EbpfFeed {
             probe,
             events,
@@ -133,7 +137,17 @@ impl Feed {
             reconciler: Reconciler::new(scope(o), RECONCILE),
             batch: Vec::with_capacity(256),
             outputs: Vec::with_capacity(256),
+            skipped: baseline.skipped,
         })))
+    }
+
+    /// Namespaces (with `--all-netns`) the last dump could not enter: their sockets are
+    /// missing, which every view says.
+    pub fn skipped_netns(&self) -> &[Skipped] {
+        match self {
+            Feed::Ebpf(f) => &f.skipped,
+            Feed::Polling(p) => &p.latest.skipped,
+        }
     }
 
     /// The kernel programs, when they are loaded.
@@ -209,6 +223,8 @@ impl Feed {
                 f.reconciler.start(dropped);
             }
             ReconcileStep::Done(dump) => {
+                f.skipped = dump.skipped().to_vec();
+                crate::procs::netns::warn_skipped(&f.skipped);
                 Reconciler::apply(dump, &mut f.tracker, &mut f.outputs);
                 deliver(&mut f.outputs, on);
             }
@@ -256,7 +272,7 @@ impl Feed {
                 }
             }
             Feed::Polling(p) => {
-                for b in &p.latest {
+                for b in &p.latest.sockets {
                     f(SockView {
                         state: ReportedState::from_kernel(b.state),
                         local: b.local,

@@ -78,6 +78,8 @@ pub struct Dump {
     pub covered: Vec<u32>,
     /// With `all_netns`: each namespace's label by inode, from the same enumeration.
     pub names: std::collections::HashMap<u32, String>,
+    /// Namespaces that could not be entered: their sockets are missing from this dump.
+    pub skipped: Vec<crate::procs::netns::Skipped>,
 }
 
 /// Turns dumped sockets straight into compact baseline entries: no intermediate records, so
@@ -168,25 +170,33 @@ pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> 
             dump.covered.push(netns);
         }
     };
-    let others: Vec<crate::procs::netns::Namespace> = if scope.all_netns {
+    let mut others = if scope.all_netns || scope.netns.is_some_and(|n| n != own) {
         crate::procs::netns::all()
-    } else if let Some(n) = scope.netns.filter(|&n| n != own) {
-        crate::procs::netns::all()
-            .into_iter()
-            .filter(|ns| ns.inode == n)
-            .collect()
     } else {
-        Vec::new()
+        crate::procs::netns::Scan::default()
     };
+    if !scope.all_netns {
+        others.namespaces.retain(|ns| Some(ns.inode) == scope.netns);
+        others.skipped.clear();
+    }
     if scope.all_netns || scope.netns.is_none_or(|n| n == own) {
         dump_one(own, Path::new("/proc/net"), &mut dump);
     }
-    for ns in others.iter().filter(|ns| ns.inode != own) {
-        let _ = ns.run(|| dump_one(ns.inode, Path::new("/proc/thread-self/net"), &mut dump));
-    }
+    others.namespaces.retain(|ns| ns.inode != own);
+    let dumps = std::sync::Mutex::new(std::mem::take(&mut dump));
+    let (_, skipped) = others.run_each(|ns| {
+        let mut d = dumps.lock().unwrap_or_else(|e| e.into_inner());
+        dump_one(ns.inode, Path::new("/proc/thread-self/net"), &mut d);
+    });
+    let mut dump = dumps.into_inner().unwrap_or_else(|e| e.into_inner());
     if scope.all_netns {
-        dump.names = others.iter().map(|ns| (ns.inode, ns.label())).collect();
+        dump.names = others
+            .namespaces
+            .iter()
+            .map(|ns| (ns.inode, ns.label()))
+            .collect();
     }
+    dump.skipped = skipped;
     dump
 }
 
@@ -218,6 +228,11 @@ impl FinishedDump {
     /// Namespace labels by inode (filled for `all_netns` scopes).
     pub fn names(&self) -> &std::collections::HashMap<u32, String> {
         &self.dump.names
+    }
+
+    /// Namespaces this dump could not enter.
+    pub fn skipped(&self) -> &[crate::procs::netns::Skipped] {
+        &self.dump.skipped
     }
 }
 

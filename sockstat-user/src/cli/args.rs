@@ -6,7 +6,7 @@ use crate::ebpf::HookChoice;
 #[derive(Debug, Parser)]
 #[command(
     name = "sockstat",
-    version,
+    disable_version_flag = true,
     about = "The live state of every socket: ss/netstat compatible listings, and every TCP state transition traced in the kernel",
     override_usage = "sockstat [OPTIONS] [FILTER]...\n       sockstat <COMMAND> [ARGS]",
     disable_help_subcommand = true,
@@ -15,6 +15,9 @@ use crate::ebpf::HookChoice;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Print version.
+    #[arg(short = 'V', long = "version", global = false)]
+    pub version: bool,
     /// Say what sockstat decided and why on stderr (-vv: more detail).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -23,7 +26,7 @@ pub struct Cli {
 }
 
 /// ss's options, with ss's meanings.
-#[derive(Debug, Args, Default, Clone)]
+#[derive(Debug, Args, Default, Clone, PartialEq)]
 pub struct ListArgs {
     /// TCP sockets.
     #[arg(short = 't', long)]
@@ -113,6 +116,60 @@ pub struct ListArgs {
     pub filter: Vec<String>,
 }
 
+// Range checks live here, in clap's value parsers, so every command rejects the same bad
+// value with the same short message (exit 2) before anything is loaded.
+
+/// Ring-buffer sizes the kernel and our memory budget accept.
+pub const RING_KIB: std::ops::RangeInclusive<u32> = 4..=1_048_576;
+
+fn ring_kib(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|k| RING_KIB.contains(k))
+        .ok_or_else(|| {
+            format!(
+                "must be a size in KiB from {} to {}",
+                RING_KIB.start(),
+                RING_KIB.end()
+            )
+        })
+}
+
+/// Seconds as a decimal number within `range`; the message never echoes a long number.
+fn seconds_in(text: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && range.contains(s))
+        .ok_or_else(|| {
+            format!(
+                "must be seconds from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
+}
+
+/// top and serve: a sample or refresh period.
+fn sample_seconds(text: &str) -> Result<f64, String> {
+    seconds_in(text, 0.1..=3600.0)
+}
+
+/// stats and ifaces: whole seconds between reports, up to a day.
+fn whole_seconds(text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .ok_or_else(|| "must be whole seconds from 1 to 86400".to_string())
+}
+
+/// trace: 0 (never) or up to an hour.
+fn reconcile_seconds(text: &str) -> Result<u64, String> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|s| *s <= 3600)
+        .ok_or_else(|| "must be whole seconds from 0 (never) to 3600".to_string())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream every TCP state transition as it happens (needs root, or CAP_BPF and CAP_PERFMON).
@@ -151,8 +208,8 @@ pub struct TraceArgs {
     /// Only IPv6 sockets.
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
-    /// Ring-buffer size in KiB (rounded up to a power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 4096)]
+    /// Ring-buffer size in KiB, 4 to 1048576 (rounded up to a power of two).
+    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_kib)]
     pub ring_kb: u32,
     /// Stop after N transitions have been printed.
     #[arg(long, value_name = "N")]
@@ -166,10 +223,11 @@ pub struct TraceArgs {
     /// Only transitions whose owner's command name contains this.
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
-    /// Only sockets in this network namespace (inode, as in /proc/PID/ns/net; in the kernel).
-    /// Without it (or --all-netns), sockstat's own namespace, as ss.
-    #[arg(long, value_name = "INODE")]
-    pub netns: Option<u32>,
+    /// Only sockets in this network namespace: an `ip netns` name, or an inode as in
+    /// /proc/PID/ns/net (evaluated in the kernel). Without it (or --all-netns), sockstat's
+    /// own namespace, as ss.
+    #[arg(long, value_name = "NAME|INODE")]
+    pub netns: Option<String>,
     /// Every network namespace on the host (baseline and reconciles included).
     #[arg(long, conflicts_with = "netns")]
     pub all_netns: bool,
@@ -184,7 +242,7 @@ pub struct TraceArgs {
     #[arg(long)]
     pub count_only: bool,
     /// Seconds between reconciles with sock_diag (TIME-WAIT expiry, repairs); 0: never.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = reconcile_seconds)]
     pub reconcile: u64,
     /// Filter expression, in ss's filter language (e.g. 'dport = :443').
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
@@ -200,7 +258,7 @@ pub struct TopArgs {
     #[arg(long, requires = "once")]
     pub json: bool,
     /// Seconds per sample (rates, sparklines); the screen redraws 4 times a second.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = sample_seconds)]
     pub interval: f64,
     /// Alert when METRIC OP NUMBER holds, e.g. 'time-wait > 5000' or 'syn-sent/s > 100'
     /// (repeatable). Metrics: state names (estab, syn-sent, time-wait, ...), total,
@@ -222,8 +280,8 @@ pub struct TopArgs {
     /// Kernel hook for sock:inet_sock_set_state.
     #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
     pub hook: HookChoice,
-    /// Ring-buffer size in KiB (rounded up to a power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 4096)]
+    /// Ring-buffer size in KiB, 4 to 1048576 (rounded up to a power of two).
+    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_kib)]
     pub ring_kb: u32,
     /// Filter expression, in ss's filter language (editable on screen with `f`).
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
@@ -232,8 +290,9 @@ pub struct TopArgs {
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
+    /// Without one: the list of exercises.
     #[command(subcommand)]
-    pub command: LabCommand,
+    pub command: Option<LabCommand>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,7 +319,7 @@ pub struct RepeatArgs {
     #[arg(long)]
     pub json: bool,
     /// Print per-second changes every N seconds instead of the totals.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = whole_seconds)]
     pub interval: Option<u64>,
     /// With --interval: stop after N reports.
     #[arg(long, value_name = "N", requires = "interval")]
@@ -331,7 +390,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
     pub listen: String,
     /// Seconds between refreshes of the socket gauges (scrapes read what is there).
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = sample_seconds)]
     pub interval: f64,
     /// Poll sock_diag instead of loading the kernel programs.
     #[arg(long)]
@@ -342,7 +401,7 @@ pub struct ServeArgs {
     /// Kernel hook for sock:inet_sock_set_state.
     #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
     pub hook: HookChoice,
-    /// Ring-buffer size in KiB (rounded up to a power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 4096)]
+    /// Ring-buffer size in KiB, 4 to 1048576 (rounded up to a power of two).
+    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_kib)]
     pub ring_kb: u32,
 }

@@ -15,7 +15,7 @@ use crate::{
 };
 
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
-    match &args.command {
+    match args.command.as_ref().unwrap_or(&LabCommand::List) {
         LabCommand::List => {
             let mut out = io::stdout().lock();
             for e in exercises::EXERCISES {

@@ -608,18 +608,19 @@ fn list_all_netns(
         .processes
         .then(|| std::thread::spawn(crate::ebpf::owners::socket_owners_any));
     let mut rows: Vec<(String, SocketRecord)> = Vec::new();
-    for ns in crate::procs::netns::all() {
-        let label = ns.label().replace(' ', "_");
+    let scan = crate::procs::netns::all();
+    let (dumps, skipped) = scan.run_each(|_| {
         let mut sink = diag::VecSink::default();
-        ns.run(|| {
-            dump(
-                query,
-                std::path::Path::new("/proc/thread-self/net"),
-                &mut sink,
-            )
-        })
-        .map_err(|e| UsageError(e.to_string()))?
-        .with_context(|| format!("listing namespace {}", ns.name))?;
+        dump(
+            query,
+            std::path::Path::new("/proc/thread-self/net"),
+            &mut sink,
+        )
+        .map(|()| sink)
+    });
+    for (ns, sink) in dumps {
+        let label = ns.label().replace(' ', "_");
+        let sink = sink.with_context(|| format!("listing namespace {}", ns.name))?;
         rows.extend(
             sink.items
                 .into_iter()
@@ -633,6 +634,7 @@ fn list_all_netns(
                 .map(|r| (label.clone(), r)),
         );
     }
+    crate::procs::netns::warn_skipped(&skipped);
     let owners = owners.map(|h| h.join().unwrap_or_default());
     if args.json {
         let all: Vec<_> = rows

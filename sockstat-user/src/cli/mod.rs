@@ -22,6 +22,14 @@ pub struct UsageError(pub String);
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     crate::logger::init(cli.verbose);
+    if cli.version {
+        // Our own flag, not clap's: clap prints the version and ignores whatever follows.
+        if cli.command.is_some() || cli.list != args::ListArgs::default() {
+            return Err(UsageError("-V/--version takes no other arguments".into()).into());
+        }
+        println!("sockstat {}", env!("CARGO_PKG_VERSION"));
+        return Ok(ExitCode::SUCCESS);
+    }
     match cli.command {
         Some(Command::Trace(args)) => trace::run(&args),
         Some(Command::Top(args)) => top::run(&args),

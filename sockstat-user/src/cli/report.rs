@@ -49,11 +49,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut namespaces = Vec::new();
     let mut tw_max = None;
     if args.all_netns {
-        for ns in procs::netns::all() {
+        let scan = procs::netns::all();
+        let (collected, skipped) =
+            scan.run_each(|_| collect_here(std::path::Path::new("/proc/thread-self/net")));
+        procs::netns::warn_skipped(&skipped);
+        for (ns, collected) in collected {
             let label = ns.label();
-            let (records, max) = ns
-                .run(|| collect_here(std::path::Path::new("/proc/thread-self/net")))
-                .map_err(|e| UsageError(e.to_string()))??;
+            let (records, max) = collected?;
             tw_max = tw_max.or(max);
             labeled.extend(records.into_iter().map(|record| Labeled {
                 netns: label.clone(),

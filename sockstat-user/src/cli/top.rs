@@ -33,13 +33,6 @@ const REDRAW: Duration = Duration::from_millis(250);
 const DRAIN: Duration = Duration::from_millis(50);
 
 pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
-    if !(0.1..=3600.0).contains(&args.interval) || !args.interval.is_finite() {
-        return Err(UsageError(format!(
-            "--interval {}: must be between 0.1 and 3600 seconds",
-            args.interval
-        ))
-        .into());
-    }
     let filter_text = args.filter.join(" ");
     let filter = parse_filter(&filter_text, args).map_err(UsageError)?;
     let alerts = crate::alert::parse_all(&args.alert, &Snapshot::metric_names())
@@ -117,6 +110,7 @@ fn context<'a>(
         sort,
         lost_events: feed.counters().map_or(0, |c| c.lost),
         missed_runs: feed.counters().map_or(0, |c| c.missed_runs),
+        skipped_netns: feed.skipped_netns().iter().map(ToString::to_string).collect(),
         repairs: stats.repairs,
         synthesized: stats.synthesized,
         alerts,

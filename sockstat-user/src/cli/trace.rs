@@ -42,6 +42,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .map_err(|e| UsageError(e.to_string()))?;
+    let netns = check_selectors(args)?;
     if !privilege::can_trace() {
         return Err(UsageError(
             "sockstat trace needs root, or CAP_BPF and CAP_PERFMON: run it with sudo".to_string(),
@@ -52,15 +53,72 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(trace(args, &filter))
+    runtime.block_on(trace(args, &filter, netns))
 }
 
-fn scope_of(args: &TraceArgs) -> DumpScope {
+/// `--pid`, `--cgroup` and `--netns` must name something that exists: a selector that can
+/// match nothing would trace nothing without a word. Returns the namespace's inode.
+fn check_selectors(args: &TraceArgs) -> Result<Option<u32>, UsageError> {
+    if let Some(pid) = args.pid
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return Err(UsageError(format!("--pid {pid}: no such process")));
+    }
+    if let Some(prefix) = &args.cgroup
+        && !cgroup_prefix_exists(prefix)
+    {
+        return Err(UsageError(format!(
+            "--cgroup {prefix}: no cgroup v2 path starts with it (see /proc/PID/cgroup for a process's)"
+        )));
+    }
+    let Some(netns) = &args.netns else {
+        return Ok(None);
+    };
+    let known = || crate::procs::netns::all().namespaces.into_iter().map(|n| n.inode);
+    match netns.parse::<u32>() {
+        Ok(inode) if inode == crate::agent::own_netns() || known().any(|i| i == inode) => {
+            Ok(Some(inode))
+        }
+        Ok(inode) => Err(UsageError(format!(
+            "--netns {inode}: no network namespace has this inode (see 'lsns -t net' or 'ip netns list')"
+        ))),
+        Err(_) => {
+            use std::os::unix::fs::MetadataExt;
+            let file = crate::procs::netns::open_named(netns)
+                .map_err(|e| UsageError(format!("--netns {netns}: {e}")))?;
+            let inode = file
+                .metadata()
+                .map_err(|e| UsageError(format!("--netns {netns}: {e}")))?
+                .ino();
+            Ok(Some(inode as u32))
+        }
+    }
+}
+
+/// Whether some cgroup v2 path starts with `prefix` (the filter matches by prefix).
+fn cgroup_prefix_exists(prefix: &str) -> bool {
+    let Some(root) = crate::procs::cgroup2_mount() else {
+        return false;
+    };
+    let rel = prefix.trim_start_matches('/');
+    if root.join(rel).is_dir() {
+        return true;
+    }
+    let (parent, stem) = rel.rsplit_once('/').unwrap_or(("", rel));
+    std::fs::read_dir(root.join(parent)).is_ok_and(|dir| {
+        dir.flatten().any(|e| {
+            e.file_type().is_ok_and(|t| t.is_dir())
+                && e.file_name().to_string_lossy().starts_with(stem)
+        })
+    })
+}
+
+fn scope_of(args: &TraceArgs, netns: Option<u32>) -> DumpScope {
     DumpScope {
         port: args.port,
         v4: !args.ipv6,
         v6: !args.ipv4,
-        netns: args.netns,
+        netns,
         all_netns: args.all_netns,
         own: None,
     }
@@ -135,7 +193,7 @@ fn cgroup_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
+async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow::Result<ExitCode> {
     let family = if args.ipv4 {
         AF_INET
     } else if args.ipv6 {
@@ -151,7 +209,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
             port: args.port.unwrap_or(0),
             family,
             // Like ss: our own namespace unless asked for another one or all of them.
-            netns: match args.netns {
+            netns: match netns {
                 Some(n) => n,
                 None if args.all_netns => 0,
                 None => crate::agent::own_netns(),
@@ -174,7 +232,8 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     let mut netns_names = HashMap::new();
     if !args.count_only {
         let owners = crate::ebpf::owners::socket_owners_any();
-        let dump = dump_tcp(scope_of(args), states::ALL, Some(&owners));
+        let dump = dump_tcp(scope_of(args, netns), states::ALL, Some(&owners));
+        crate::procs::netns::warn_skipped(&dump.skipped);
         netns_names = dump.names;
         tracker.load_baseline(dump.sockets, clock::monotonic_ns());
     }
@@ -219,7 +278,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
     let mut batch = Vec::with_capacity(256);
     let mut poll = tokio::time::interval(POLL);
     let mut reconciler =
-        Reconciler::new(scope_of(args), Duration::from_secs(args.reconcile.max(1)));
+        Reconciler::new(scope_of(args, netns), Duration::from_secs(args.reconcile.max(1)));
 
     let result: io::Result<()> = async {
         if !args.no_header && !args.count_only {
@@ -245,6 +304,7 @@ async fn trace(args: &TraceArgs, filter: &Filter) -> anyhow::Result<ExitCode> {
                         ReconcileStep::Done(dump) => {
                             if args.all_netns {
                                 pipe.printer.set_netns_names(dump.names().clone());
+                                crate::procs::netns::warn_skipped(dump.skipped());
                             }
                             Reconciler::apply(dump, &mut pipe.tracker, &mut pipe.outputs);
                             if pipe.print(&mut out)? {

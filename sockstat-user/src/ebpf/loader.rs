@@ -61,7 +61,7 @@ pub enum LoadError {
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("--ring-kb {0}: must be between 4 and 1048576")]
+    #[error("a ring buffer of {0} KiB: must be from 4 to 1048576 KiB")]
     RingSize(u32),
     #[error("reading a kernel program's statistics: {0}")]
     ProgInfo(std::io::Error),

@@ -78,6 +78,7 @@ pub struct Metrics {
     time_wait_early_ends: Family<EndCause, Counter>,
     lost: Counter,
     missed_runs: Family<Program, Counter>,
+    netns_skipped: Gauge,
     repairs: Counter,
     ebpf_up: Gauge,
     hook_attached: Family<Tracepoint, Gauge>,
@@ -107,6 +108,7 @@ impl Metrics {
             time_wait_early_ends: Family::default(),
             lost: Counter::default(),
             missed_runs: Family::default(),
+            netns_skipped: Gauge::default(),
             repairs: Counter::default(),
             ebpf_up: Gauge::default(),
             hook_attached: Family::default(),
@@ -196,6 +198,11 @@ impl Metrics {
             m.missed_runs.clone(),
         );
         registry.register(
+            "netns_skipped",
+            "Network namespaces (--all-netns) the last dump could not enter: their sockets are in no series (the log says which and why)",
+            m.netns_skipped.clone(),
+        );
+        registry.register(
             "reconcile_repairs",
             "Live-table entries corrected by a sock_diag reconcile",
             m.repairs.clone(),
@@ -251,6 +258,8 @@ impl Metrics {
     /// and the live table's running totals.
     pub fn refresh(&mut self, feed: &Feed) {
         self.ebpf_up.set(i64::from(feed.is_ebpf()));
+        self.netns_skipped
+            .set(i64::try_from(feed.skipped_netns().len()).unwrap_or(i64::MAX));
         if let Some(probe) = feed.probe() {
             for (program, total) in probe.missed_runs().unwrap_or_default() {
                 let before = self.seen_missed.insert(program.clone(), total).unwrap_or(0);

@@ -1,13 +1,22 @@
 //! The filter language's syntax tree, shared by the bytecode compiler and the matcher.
 use std::net::IpAddr;
 
+/// And/or chains are flat lists, so a filter of thousands of conditions is a wide tree, not a
+/// deep one: only parentheses and `not` nest, and the parser bounds that
+/// ([`MAX_NESTING`]). Every walk over the tree recurses at most that deep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Two or more, all of which must hold.
+    And(Vec<Expr>),
+    /// Two or more, one of which must hold.
+    Or(Vec<Expr>),
     Not(Box<Expr>),
     Cond(Cond),
 }
+
+/// How deep parentheses and `not` may nest: far beyond any real filter, and shallow enough
+/// for every recursive walk to fit a 256 KiB stack.
+pub const MAX_NESTING: usize = 100;
 
 /// Which end of the socket a condition looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,11 +68,25 @@ pub struct Prefix {
 }
 
 impl Expr {
+    /// `a and b`; a left side that is already an `and` chain grows (both operators are
+    /// associative, so the chain means what the nested form would).
     pub fn and(a: Expr, b: Expr) -> Expr {
-        Expr::And(Box::new(a), Box::new(b))
+        match a {
+            Expr::And(mut xs) => {
+                xs.push(b);
+                Expr::And(xs)
+            }
+            a => Expr::And(vec![a, b]),
+        }
     }
     pub fn or(a: Expr, b: Expr) -> Expr {
-        Expr::Or(Box::new(a), Box::new(b))
+        match a {
+            Expr::Or(mut xs) => {
+                xs.push(b);
+                Expr::Or(xs)
+            }
+            a => Expr::Or(vec![a, b]),
+        }
     }
     #[allow(clippy::should_implement_trait)]
     pub fn not(a: Expr) -> Expr {
@@ -73,7 +96,7 @@ impl Expr {
     /// Visits every condition.
     pub fn any_cond(&self, f: &mut impl FnMut(&Cond) -> bool) -> bool {
         match self {
-            Expr::And(a, b) | Expr::Or(a, b) => a.any_cond(f) || b.any_cond(f),
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().any(|x| x.any_cond(f)),
             Expr::Not(a) => a.any_cond(f),
             Expr::Cond(c) => f(c),
         }

@@ -65,25 +65,33 @@ fn op(out: &mut Vec<u8>, code: u8, yes: u8, no: u16) {
 fn emit(expr: &Expr, out: &mut Vec<u8>) -> Result<(), NotCompiled> {
     match expr {
         Expr::Cond(c) => emit_cond(c, out),
-        Expr::And(a, b) => {
-            let mut ca = Vec::new();
-            emit(a, &mut ca)?;
-            let mut cb = Vec::new();
-            emit(b, &mut cb)?;
-            patch_fail(&mut ca, cb.len())?;
-            out.extend_from_slice(&ca);
-            out.extend_from_slice(&cb);
+        Expr::And(xs) => {
+            let parts = xs
+                .iter()
+                .map(|x| {
+                    let mut code = Vec::new();
+                    emit(x, &mut code).map(|()| code)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // Each part's "fail" exits skip every part after it as well.
+            let mut after: usize = parts.iter().map(Vec::len).sum();
+            for mut code in parts {
+                after -= code.len();
+                patch_fail(&mut code, after)?;
+                out.extend_from_slice(&code);
+            }
             Ok(())
         }
-        Expr::Or(a, b) => {
-            let mut ca = Vec::new();
-            emit(a, &mut ca)?;
-            let mut cb = Vec::new();
-            emit(b, &mut cb)?;
-            out.extend_from_slice(&ca);
-            // A succeeded: jump over B to the end.
-            op(out, BC_JMP, 4, jump(cb.len() + 4)?);
-            out.extend_from_slice(&cb);
+        Expr::Or(xs) => {
+            for (i, x) in xs.iter().enumerate() {
+                let mut code = Vec::new();
+                emit(x, &mut code)?;
+                if i > 0 {
+                    // Everything before succeeded: jump over this part to the end.
+                    op(out, BC_JMP, 4, jump(code.len() + 4)?);
+                }
+                out.extend_from_slice(&code);
+            }
             Ok(())
         }
         Expr::Not(a) => {

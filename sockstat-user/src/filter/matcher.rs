@@ -11,8 +11,8 @@ use crate::{
 
 pub fn matches(expr: &Expr, s: &SocketRecord) -> bool {
     match expr {
-        Expr::And(a, b) => matches(a, s) && matches(b, s),
-        Expr::Or(a, b) => matches(a, s) || matches(b, s),
+        Expr::And(xs) => xs.iter().all(|x| matches(x, s)),
+        Expr::Or(xs) => xs.iter().any(|x| matches(x, s)),
         Expr::Not(a) => !matches(a, s),
         Expr::Cond(c) => cond(c, s),
     }

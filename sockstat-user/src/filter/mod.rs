@@ -7,6 +7,9 @@ pub mod matcher;
 pub mod parser;
 pub mod states;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use ast::Expr;
 pub use parser::{FamilyRestriction, ParseContext};
 

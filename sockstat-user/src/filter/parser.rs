@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
 use super::{
     FilterError,
-    ast::{Cond, Expr, HostCond, Prefix, Side},
+    ast::{Cond, Expr, HostCond, MAX_NESTING, Prefix, Side},
     lexer::{Cmp, Kw, Spanned, Tok},
     states,
 };
@@ -52,6 +52,7 @@ pub fn parse(tokens: Vec<Spanned>, ctx: &ParseContext, end: usize) -> Result<Par
         ctx: *ctx,
         end,
         family: None,
+        depth: 0,
     };
     let states = p.state_prefix()?;
     let expr = if p.peek().is_some() {
@@ -77,9 +78,23 @@ struct Parser {
     /// Position just past the end, for "missing ..." errors.
     end: usize,
     family: Option<FamilyRestriction>,
+    /// Open parentheses and `not`s around the current position.
+    depth: usize,
 }
 
 impl Parser {
+    /// Goes one level deeper (a parenthesis or `not` at `t`), within [`MAX_NESTING`].
+    fn enter(&mut self, t: &Spanned) -> Result<(), FilterError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error_at(
+                t,
+                format!("parentheses and 'not' nest more than {MAX_NESTING} deep; simplify the filter"),
+            ));
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> Option<&Spanned> {
         self.toks.get(self.at)
     }
@@ -167,13 +182,20 @@ impl Parser {
                 if matches!(self.peek().map(|t| &t.tok), Some(Tok::RParen)) {
                     return Err(self.error_at(&t, "empty parentheses"));
                 }
+                self.enter(&t)?;
                 let e = self.exprlist()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(c) if c.tok == Tok::RParen => Ok(e),
                     _ => Err(self.error_at(&t, "this parenthesis is never closed")),
                 }
             }
-            Tok::Not => Ok(Expr::not(self.expr()?)),
+            Tok::Not => {
+                self.enter(&t)?;
+                let e = self.expr()?;
+                self.depth -= 1;
+                Ok(Expr::not(e))
+            }
             Tok::Kw(kw) => self.cond(*kw, &t),
             _ => Err(self.error_at(
                 &t,

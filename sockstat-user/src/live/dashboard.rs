@@ -152,6 +152,9 @@ pub struct Snapshot {
     pub lost_events: u64,
     /// Kernel runs skipped because a hook re-entered on its CPU: not in any count.
     pub missed_runs: u64,
+    /// Namespaces (`--all-netns`) that could not be entered, with why: their sockets are
+    /// not in any count.
+    pub skipped_netns: Vec<String>,
     pub reconcile_repairs: u64,
     pub synthesized: u64,
     pub alerts: Vec<crate::alert::AlertStatus>,
@@ -455,6 +458,7 @@ impl Dashboard {
                 .collect(),
             lost_events: ctx.lost_events,
             missed_runs: ctx.missed_runs,
+            skipped_netns: ctx.skipped_netns.clone(),
             reconcile_repairs: ctx.repairs,
             synthesized: ctx.synthesized,
             alerts: Vec::new(),
@@ -476,6 +480,7 @@ pub struct SnapshotContext<'a> {
     pub sort: SortBy,
     pub lost_events: u64,
     pub missed_runs: u64,
+    pub skipped_netns: Vec<String>,
     pub repairs: u64,
     pub synthesized: u64,
     pub alerts: &'a [crate::alert::Alert],
@@ -563,6 +568,7 @@ mod tests {
             sort: SortBy::Connections,
             lost_events: 0,
             missed_runs: 0,
+            skipped_netns: Vec::new(),
             repairs: 0,
             synthesized: 0,
             alerts,

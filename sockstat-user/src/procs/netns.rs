@@ -84,9 +84,76 @@ impl Namespace {
     }
 }
 
+/// A namespace `--all-netns` could not look into, and why. Every command reports these
+/// (stderr, top's header, serve's metrics) rather than hide their sockets without a word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub name: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.reason)
+    }
+}
+
+/// Says on stderr which namespaces were left out (each once per process).
+pub fn warn_skipped(skipped: &[Skipped]) {
+    use std::sync::Mutex;
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    for s in skipped {
+        if !said.contains(&s.name) {
+            log::warn!("skipped network namespace {s}; its sockets are not shown");
+            said.push(s.name.clone());
+        }
+    }
+}
+
+/// The host's namespaces: those that can be entered, and those that cannot.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub namespaces: Vec<Namespace>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Scan {
+    /// Runs `f` inside each namespace. Returns the results, and every namespace left out:
+    /// those skipped while scanning and those that could not be entered.
+    #[allow(clippy::type_complexity)]
+    pub fn run_each<T: Send>(
+        &self,
+        f: impl Fn(&Namespace) -> T + Sync,
+    ) -> (Vec<(&Namespace, T)>, Vec<Skipped>) {
+        let mut out = Vec::new();
+        let mut skipped = self.skipped.clone();
+        for ns in &self.namespaces {
+            match ns.run(|| f(ns)) {
+                Ok(v) => out.push((ns, v)),
+                Err(e) => skipped.push(Skipped {
+                    name: ns.name.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        (out, skipped)
+    }
+}
+
+/// Whether `file` is a network namespace (a stale /run/netns entry can be a plain file).
+fn is_netns(file: &File) -> bool {
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument; on a non-nsfs fd it fails with ENOTTY.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    kind == libc::CLONE_NEWNET
+}
+
 /// Every network namespace on the host: from /run/netns (named) and /proc/*/ns/net (in use
-/// by a process), each once (deduplicated by inode), this process's own first.
-pub fn all() -> Vec<Namespace> {
+/// by a process), each once (deduplicated by inode), this process's own first. A named one
+/// that cannot be opened, or is no namespace, is skipped with the reason; a process that
+/// exits meanwhile is no loss (its namespace was only in use by it).
+pub fn all() -> Scan {
     use std::{collections::BTreeMap, os::unix::fs::MetadataExt};
     let inode_of = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| m.ino() as u32);
     let own = inode_of(std::path::Path::new("/proc/self/ns/net"));
@@ -117,25 +184,41 @@ pub fn all() -> Vec<Namespace> {
             slot.1 = Some(pid);
         }
     }
-    let mut out: Vec<Namespace> = found
-        .into_iter()
-        .filter_map(|(inode, (named, pid, path))| {
-            let file = File::open(&path).ok()?;
-            let name = named.unwrap_or_else(|| match pid {
-                Some(1) => "init".to_string(),
-                Some(p) => format!("pid {p}"),
-                None => format!("netns {inode}"),
-            });
-            let container = pid.and_then(super::container::of_pid);
-            Some(Namespace {
-                inode,
-                name,
-                pid,
-                container,
-                file,
-            })
-        })
-        .collect();
-    out.sort_by_key(|n| (Some(n.inode) != own, n.inode));
-    out
+    let mut scan = Scan::default();
+    for (inode, (named, pid, path)) in found {
+        let name = named.clone().unwrap_or_else(|| match pid {
+            Some(1) => "init".to_string(),
+            Some(p) => format!("pid {p}"),
+            None => format!("netns {inode}"),
+        });
+        let file = match File::open(&path) {
+            Ok(f) if is_netns(&f) => f,
+            Ok(_) => {
+                scan.skipped.push(Skipped {
+                    name,
+                    reason: format!("{} is not a network namespace (stale?)", path.display()),
+                });
+                continue;
+            }
+            Err(e) if named.is_none() && e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                scan.skipped.push(Skipped {
+                    name,
+                    reason: format!("cannot open {}: {e}", path.display()),
+                });
+                continue;
+            }
+        };
+        let container = pid.and_then(super::container::of_pid);
+        scan.namespaces.push(Namespace {
+            inode,
+            name,
+            pid,
+            container,
+            file,
+        });
+    }
+    scan.namespaces
+        .sort_by_key(|n| (Some(n.inode) != own, n.inode));
+    scan
 }

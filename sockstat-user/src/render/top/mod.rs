@@ -235,6 +235,15 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
             count(snap.synthesized)
         )),
     ];
+    if !snap.skipped_netns.is_empty() {
+        first.insert(
+            4,
+            Span::styled(
+                format!(" │ netns skipped {}", snap.skipped_netns.len()),
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            ),
+        );
+    }
     if snap.paused {
         first.push(Span::styled(
             " PAUSED",

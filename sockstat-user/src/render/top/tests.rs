@@ -119,6 +119,7 @@ fn fixture() -> Snapshot {
         ],
         lost_events: 0,
         missed_runs: 0,
+        skipped_netns: Vec::new(),
         reconcile_repairs: 2,
         synthesized: 14_700,
         alerts: vec![AlertStatus {
