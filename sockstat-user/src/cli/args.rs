@@ -140,13 +140,7 @@ fn seconds_in(text: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64, S
     text.parse::<f64>()
         .ok()
         .filter(|s| s.is_finite() && range.contains(s))
-        .ok_or_else(|| {
-            format!(
-                "must be seconds from {} to {}",
-                range.start(),
-                range.end()
-            )
-        })
+        .ok_or_else(|| format!("must be seconds from {} to {}", range.start(), range.end()))
 }
 
 /// top and serve: a sample or refresh period.

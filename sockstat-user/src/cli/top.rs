@@ -110,7 +110,11 @@ fn context<'a>(
         sort,
         lost_events: feed.counters().map_or(0, |c| c.lost),
         missed_runs: feed.counters().map_or(0, |c| c.missed_runs),
-        skipped_netns: feed.skipped_netns().iter().map(ToString::to_string).collect(),
+        skipped_netns: feed
+            .skipped_netns()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         repairs: stats.repairs,
         synthesized: stats.synthesized,
         alerts,

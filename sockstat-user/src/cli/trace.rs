@@ -74,7 +74,12 @@ fn check_selectors(args: &TraceArgs) -> Result<Option<u32>, UsageError> {
     let Some(netns) = &args.netns else {
         return Ok(None);
     };
-    let known = || crate::procs::netns::all().namespaces.into_iter().map(|n| n.inode);
+    let known = || {
+        crate::procs::netns::all()
+            .namespaces
+            .into_iter()
+            .map(|n| n.inode)
+    };
     match netns.parse::<u32>() {
         Ok(inode) if inode == crate::agent::own_netns() || known().any(|i| i == inode) => {
             Ok(Some(inode))
@@ -277,8 +282,10 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
     };
     let mut batch = Vec::with_capacity(256);
     let mut poll = tokio::time::interval(POLL);
-    let mut reconciler =
-        Reconciler::new(scope_of(args, netns), Duration::from_secs(args.reconcile.max(1)));
+    let mut reconciler = Reconciler::new(
+        scope_of(args, netns),
+        Duration::from_secs(args.reconcile.max(1)),
+    );
 
     let result: io::Result<()> = async {
         if !args.no_header && !args.count_only {

@@ -2,19 +2,27 @@
 //! connection. Written here rather than taken from hyper: an exporter needs two paths and
 //! hard limits (header size, read time, concurrent connections), and hyper's server would
 //! need hyper-util plus the same guards around it for a tenth of its features.
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
+    sync::oneshot,
 };
 
 /// The request head must fit in this; a bigger one gets 431 and the connection closes.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// A client that has not sent its request head by then is dropped.
+/// A client that has not sent its whole request head this long after accept is dropped.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are closed at once so scrapes are never starved.
+/// Connections served at once. At the cap, a new client takes the slot of the oldest one
+/// still waiting for its request head: idle or slow clients cannot starve a scrape.
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// What the server needs from the exporter for each scrape.
@@ -24,27 +32,78 @@ pub trait Source: Send + Sync + 'static {
     fn healthy(&self) -> bool;
 }
 
+/// One open connection: a way to evict it, and whether it is still reading its head.
+struct Slot {
+    evict: oneshot::Sender<()>,
+    reading: Arc<AtomicBool>,
+}
+
+/// Open connections by accept order (the smallest id is the oldest).
+#[derive(Default)]
+struct Slots(Mutex<BTreeMap<u64, Slot>>);
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Slot>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes room for one more: at the cap, evicts the oldest connection still reading its
+    /// head. False when every slot is busy answering (the newcomer is then closed).
+    fn make_room(&self) -> bool {
+        let mut open = self.lock();
+        if open.len() < MAX_CONNECTIONS {
+            return true;
+        }
+        let oldest_idle = open
+            .iter()
+            .find(|(_, slot)| slot.reading.load(Ordering::Relaxed))
+            .map(|(&id, _)| id);
+        match oldest_idle.and_then(|id| open.remove(&id)) {
+            Some(slot) => {
+                let _ = slot.evict.send(());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 pub async fn serve(listener: TcpListener, source: Arc<dyn Source>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
+    let slots = Arc::new(Slots::default());
+    for id in 0u64.. {
         let Ok((stream, _)) = listener.accept().await else {
             // EMFILE and the like: back off a little rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        if !slots.make_room() {
             drop(stream);
             continue;
-        };
-        let source = source.clone();
+        }
+        // Registered before the task exists, so its own removal can never come first.
+        let (evict, evicted) = oneshot::channel();
+        let reading = Arc::new(AtomicBool::new(true));
+        slots.lock().insert(
+            id,
+            Slot {
+                evict,
+                reading: reading.clone(),
+            },
+        );
+        let (source, slots) = (source.clone(), slots.clone());
         tokio::spawn(async move {
-            let _ = handle(stream, source.as_ref()).await;
-            drop(permit);
+            tokio::select! {
+                _ = handle(stream, source.as_ref(), &reading) => {}
+                // Evicted (or the server is going away): dropping the stream closes it.
+                _ = evicted => {}
+            }
+            slots.lock().remove(&id);
         });
     }
 }
 
-/// Reads up to the end of the request head ("\r\n\r\n"); `None` when it is too large.
+/// Reads up to the end of the request head (a blank line); `None` when the head is larger
+/// than [`MAX_HEAD`], which is checked as the bytes arrive, not after.
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
@@ -53,8 +112,14 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
+        // Search from a little before the new bytes: a terminator may straddle reads.
+        let from = head.len().saturating_sub(3);
         head.extend_from_slice(&buf[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+        if let Some(end) = head_end(&head[from..]).map(|e| from + e) {
+            if end > MAX_HEAD {
+                return Ok(None);
+            }
+            head.truncate(end);
             return Ok(Some(head));
         }
         if head.len() > MAX_HEAD {
@@ -63,18 +128,36 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The length of the head up to and including its blank line ("\r\n\r\n" or "\n\n").
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).find_map(|i| {
+        if bytes[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if bytes[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// Writes the response; for HEAD (`with_body` false) the same headers, Content-Length
+/// included, without the body.
 async fn respond(
     stream: &mut TcpStream,
     status: &str,
     content_type: &str,
     body: &[u8],
+    with_body: bool,
 ) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
+    if with_body {
+        stream.write_all(body).await?;
+    }
     stream.shutdown().await
 }
 
@@ -96,7 +179,7 @@ pub fn route(head: &str, source: &dyn Source) -> (&'static str, &'static str, Ve
         return (
             "405 Method Not Allowed",
             "text/plain",
-            b"only GET\n".to_vec(),
+            b"only GET and HEAD\n".to_vec(),
         );
     }
     match path {
@@ -124,29 +207,38 @@ pub fn route(head: &str, source: &dyn Source) -> (&'static str, &'static str, Ve
     }
 }
 
-async fn handle(mut stream: TcpStream, source: &dyn Source) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    source: &dyn Source,
+    reading: &AtomicBool,
+) -> std::io::Result<()> {
     let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Err(_) => return Ok(()),
         Ok(Err(_)) => return Ok(()),
         Ok(Ok(None)) => {
+            reading.store(false, Ordering::Relaxed);
             return respond(
                 &mut stream,
                 "431 Request Header Fields Too Large",
                 "text/plain",
                 b"request head too large\n",
+                true,
             )
             .await;
         }
         Ok(Ok(Some(head))) => head,
     };
+    reading.store(false, Ordering::Relaxed);
     let text = String::from_utf8_lossy(&head);
     let (status, content_type, body) = route(&text, source);
-    let body = if text.starts_with("HEAD ") {
-        Vec::new()
-    } else {
-        body
-    };
-    respond(&mut stream, status, content_type, &body).await
+    respond(
+        &mut stream,
+        status,
+        content_type,
+        &body,
+        !text.starts_with("HEAD "),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -165,6 +257,13 @@ mod tests {
         fn healthy(&self) -> bool {
             true
         }
+    }
+
+    #[test]
+    fn head_ends_at_the_first_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
     }
 
     #[test]

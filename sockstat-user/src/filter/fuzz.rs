@@ -13,18 +13,72 @@ use crate::diag::{SocketRecord, record::Netid};
 /// Token soup. `src`/`dst` are always followed by an address (a host name would be looked
 /// up in DNS, which a test must not wait for).
 const WORDS: &[&str] = &[
-    "(", ")", "not", "!", "and", "or", "&&", "||", "sport", "dport", "=", "==", "!=", ">", "<=",
-    "ge", ":22", ":443", ":http", "src", "dst", "10.0.0.0/8", "[::1]", "127.0.0.1:80", "*:22",
-    "state", "established", "exclude", "listening", "autobound", "dev", "lo", "fwmark",
-    "0x1/0xff", "/", "unix:/run/*", "]]", "::::", "", "(((", "sport=:1",
+    "(",
+    ")",
+    "not",
+    "!",
+    "and",
+    "or",
+    "&&",
+    "||",
+    "sport",
+    "dport",
+    "=",
+    "==",
+    "!=",
+    ">",
+    "<=",
+    "ge",
+    ":22",
+    ":443",
+    ":http",
+    "src",
+    "dst",
+    "10.0.0.0/8",
+    "[::1]",
+    "127.0.0.1:80",
+    "*:22",
+    "state",
+    "established",
+    "exclude",
+    "listening",
+    "autobound",
+    "dev",
+    "lo",
+    "fwmark",
+    "0x1/0xff",
+    "/",
+    "unix:/run/*",
+    "]]",
+    "::::",
+    "",
+    "(((",
+    "sport=:1",
 ];
 const ADDRESSES: &[&str] = &[
-    "10.0.0.0/8", "[::1]", "127.0.0.1:80", "*:22", "::1/128", "10/8", "[::ffff:1.2.3.4]:5",
-    "unix:/run/*", "1.2.3.4/33", "[::1", "*",
+    "10.0.0.0/8",
+    "[::1]",
+    "127.0.0.1:80",
+    "*:22",
+    "::1/128",
+    "10/8",
+    "[::ffff:1.2.3.4]:5",
+    "unix:/run/*",
+    "1.2.3.4/33",
+    "[::1",
+    "*",
 ];
 const CONDS: &[&str] = &[
-    "sport = :22", "dport != :443", "sport > :1000", "dport le :80", "src 10.0.0.0/8",
-    "dst [::1]:5", "src *:40000", "autobound", "dst 192.168.1.9:443", "sport = :http",
+    "sport = :22",
+    "dport != :443",
+    "sport > :1000",
+    "dport le :80",
+    "src 10.0.0.0/8",
+    "dst [::1]:5",
+    "src *:40000",
+    "autobound",
+    "dst 192.168.1.9:443",
+    "sport = :http",
 ];
 
 /// xorshift64*: deterministic, so a failure reproduces.
@@ -51,7 +105,10 @@ fn depth(e: &Expr) -> usize {
 }
 
 fn records() -> Vec<SocketRecord> {
-    let pairs = [("10.1.2.3:40000", "192.168.1.9:443"), ("[::1]:22", "[::1]:5")];
+    let pairs = [
+        ("10.1.2.3:40000", "192.168.1.9:443"),
+        ("[::1]:22", "[::1]:5"),
+    ];
     pairs
         .iter()
         .map(|(l, r)| {

@@ -89,7 +89,9 @@ impl Parser {
         if self.depth > MAX_NESTING {
             return Err(self.error_at(
                 t,
-                format!("parentheses and 'not' nest more than {MAX_NESTING} deep; simplify the filter"),
+                format!(
+                    "parentheses and 'not' nest more than {MAX_NESTING} deep; simplify the filter"
+                ),
             ));
         }
         Ok(())
