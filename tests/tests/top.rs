@@ -21,6 +21,8 @@ fn main() {
     let trials = vec![
         root_trial("top_tmux_screen_follows_connections", root, tmux_screen),
         root_trial("top_tmux_sigterm_restores_terminal", root, tmux_sigterm),
+        root_trial("top_tmux_sigint_restores_terminal", root, tmux_sigint),
+        root_trial("top_tmux_sighup_restores_terminal", root, tmux_sighup),
         root_trial("top_once_json_counts_and_rates", root, once_json),
         root_trial("top_once_alert_sets_exit_code", root, once_alert),
         root_trial("top_polling_fallback_has_counts_no_edges", root, polling),
@@ -304,17 +306,39 @@ fn sgr_is_green(params: &str) -> bool {
     false
 }
 
-fn tmux_sigterm() -> TestResult {
-    let tmux = Tmux::start("sockstat-top-term", &pane_command("--interval 0.5"))?;
+/// A signal from outside (not a key) ends top with the terminal restored. Each signal's
+/// test runs with its own interval, so `pkill` finds only its own top.
+fn tmux_signal(signal: &str, interval: &str) -> TestResult {
+    let args = format!("--interval {interval}");
+    let tmux = Tmux::start(
+        &format!("sockstat-top-{}", signal.to_lowercase()),
+        &pane_command(&args),
+    )?;
     tmux.wait_for("the dashboard", 15, |s| s.contains("TCP state machine"))?;
     let status = Command::new("pkill")
-        .args(["-TERM", "-f", "^[^ ]*sockstat top --interval 0.5$"])
+        .args([
+            format!("-{signal}"),
+            "-f".to_string(),
+            format!("^[^ ]*sockstat top {args}$"),
+        ])
         .status()
         .map_err(|e| fail(e.to_string()))?;
     if !status.success() {
         return Err(fail("no sockstat top process to signal"));
     }
     check_restored(&tmux)
+}
+
+fn tmux_sigterm() -> TestResult {
+    tmux_signal("TERM", "0.5")
+}
+
+fn tmux_sigint() -> TestResult {
+    tmux_signal("INT", "0.6")
+}
+
+fn tmux_sighup() -> TestResult {
+    tmux_signal("HUP", "0.7")
 }
 
 fn run_once(args: &[&str]) -> Result<(Option<i32>, String, String), Failed> {

@@ -136,7 +136,12 @@ async fn top(
         return once(args, &mut feed, &mut dash, &filter, &filter_text, &alerts).await;
     }
 
+    // Any of these from outside ends top like `q` does, so the terminal is restored (in raw
+    // mode a typed Ctrl-C is a key, not a signal).
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut sigquit = signal(SignalKind::quit()).context("installing SIGQUIT handler")?;
     let mut keys = key_reader();
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     let result: anyhow::Result<()> = async {
@@ -196,6 +201,9 @@ async fn top(
                     terminal.draw(|f| screen::draw(f, &snap, &ui))?;
                 }
                 _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+                _ = sighup.recv() => break,
+                _ = sigquit.recv() => break,
             }
         }
         Ok(())
