@@ -22,6 +22,13 @@ pub struct UsageError(pub String);
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     crate::logger::init(cli.verbose);
+    // The agents hold dozens of descriptors; running short is said up front, exit 2.
+    if matches!(
+        cli.command,
+        Some(Command::Trace(_) | Command::Top(_) | Command::Serve(_) | Command::Lab(_))
+    ) {
+        crate::ebpf::privilege::ensure_fds().map_err(|e| UsageError(e.to_string()))?;
+    }
     if cli.version {
         // Our own flag, not clap's: clap prints the version and ignores whatever follows.
         if cli.command.is_some() || cli.list != args::ListArgs::default() {

@@ -63,6 +63,8 @@ pub enum LoadError {
     },
     #[error("a ring buffer of {0} KiB: must be from 4 to 1048576 KiB")]
     RingSize(u32),
+    #[error(transparent)]
+    TooFewFiles(#[from] super::privilege::TooFewFiles),
     #[error("reading a kernel program's statistics: {0}")]
     ProgInfo(std::io::Error),
     #[error(
@@ -227,6 +229,7 @@ impl Probe {
         if !(4..=1_048_576).contains(&opts.ring_kb) {
             return Err(LoadError::RingSize(opts.ring_kb));
         }
+        super::privilege::ensure_fds()?;
         check_kernel()?;
         // The kernel wants a power-of-two multiple of the page size.
         let ring_bytes = (opts.ring_kb * 1024).next_power_of_two();
@@ -246,6 +249,8 @@ impl Probe {
         let tw_offsets;
         // Why the timewait hooks cannot be used, if they cannot.
         let mut timewait_unusable = None;
+        // Held until the classic tracepoints are attached, then unmounted if we mounted it.
+        let mut tracefs_mount = None;
         match hook {
             HookChoice::TpBtf => {
                 let kernel_btf = KernelBtf::load()?;
@@ -266,7 +271,7 @@ impl Probe {
                 loader.btf(aya_btf.as_ref());
             }
             _ => {
-                tracefs::ensure_mounted()?;
+                tracefs_mount = Some(tracefs::ensure_mounted()?);
                 tp_offsets = tracefs::state_change_offsets().map_err(|e| match e {
                     TracefsError::NoTracepoint(_) if !KernelBtf::available() => {
                         LoadError::NoHook(e)
@@ -365,6 +370,7 @@ impl Probe {
         })?;
         // aya's parsed BTF has been dropped by now.
         release_freed_heap();
+        drop(tracefs_mount);
         Ok(Self {
             ebpf,
             counters,

@@ -36,3 +36,59 @@ mod tests {
         assert!(!caps_allow_tracing(0));
     }
 }
+
+/// File descriptors the agents hold at once: programs, maps, links, BTF, the ring's epoll,
+/// the event loop and netlink sockets (about 40 measured), with room to spare.
+pub const FDS_NEEDED: u64 = 64;
+
+/// Not enough file descriptors to load the kernel programs, even at the hard limit.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not enough file descriptors: about {needed} must be free, but {open} of the {hard} allowed (ulimit -Hn) are in use: raise the limit (ulimit -n)"
+)]
+pub struct TooFewFiles {
+    pub needed: u64,
+    pub open: u64,
+    pub hard: u64,
+}
+
+/// Makes sure [`FDS_NEEDED`] descriptors are free, raising the soft limit towards the hard
+/// one if that is what it takes, so running out never shows up later as a confusing
+/// "kernel refused" or an event loop that cannot start.
+pub fn ensure_fds() -> Result<(), TooFewFiles> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    // The directory handle read_dir holds is counted too: one spare.
+    let open = fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let want = open + FDS_NEEDED;
+    if lim.rlim_cur >= want {
+        return Ok(());
+    }
+    if lim.rlim_max < want {
+        return Err(TooFewFiles {
+            needed: FDS_NEEDED,
+            open,
+            hard: lim.rlim_max,
+        });
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want.max(1024).min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit with a soft limit at or below the hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(TooFewFiles {
+            needed: FDS_NEEDED,
+            open,
+            hard: lim.rlim_cur,
+        });
+    }
+    log::debug!("raised the soft file-descriptor limit to {}", raised.rlim_cur);
+    Ok(())
+}

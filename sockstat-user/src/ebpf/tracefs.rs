@@ -19,11 +19,33 @@ pub enum TracefsError {
     MissingField { path: String, field: &'static str },
 }
 
+/// tracefs for as long as this lives: unmounted again on drop if sockstat mounted it, so a
+/// run leaves the machine's mounts as it found them. Attached tracepoints do not need it.
+#[must_use]
+pub struct Mounted {
+    ours: bool,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.ours {
+            // SAFETY: a valid NUL-terminated path; MNT_DETACH lets open files finish.
+            let rc = unsafe { libc::umount2(c"/sys/kernel/tracing".as_ptr(), libc::MNT_DETACH) };
+            if rc != 0 {
+                log::warn!(
+                    "could not unmount the tracefs sockstat mounted on {TRACEFS}: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 /// Mounts tracefs on its usual place if nothing is mounted there (a fresh machine has an
 /// empty `/sys/kernel/tracing`).
-pub fn ensure_mounted() -> Result<(), TracefsError> {
+pub fn ensure_mounted() -> Result<Mounted, TracefsError> {
     if Path::new(TRACEFS).join("events").exists() {
-        return Ok(());
+        return Ok(Mounted { ours: false });
     }
     let target = c"/sys/kernel/tracing";
     let fstype = c"tracefs";
@@ -40,7 +62,8 @@ pub fn ensure_mounted() -> Result<(), TracefsError> {
     if rc != 0 {
         return Err(TracefsError::Mount(io::Error::last_os_error()));
     }
-    Ok(())
+    log::debug!("mounted tracefs on {TRACEFS}; unmounted once the tracepoints are attached");
+    Ok(Mounted { ours: true })
 }
 
 /// Reads the tracepoint's record layout.
