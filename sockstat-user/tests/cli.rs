@@ -117,3 +117,136 @@ fn a_closed_pipe_is_not_an_error() {
     );
     drop(listeners);
 }
+
+/// `sockstat ARGS` with one resource limit lowered for the child only.
+fn sockstat_limited(args: &[&str], resource: libc::__rlimit_resource_t, value: u64) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockstat"));
+    cmd.args(args);
+    // SAFETY: setrlimit is async-signal-safe; it only affects the child about to exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run sockstat")
+}
+
+/// Every bad value on every subcommand that takes it: one line that says what to do, exit
+/// 2, nothing on stdout. Values are checked before privileges, so this runs as anyone.
+#[test]
+fn validation_table() {
+    let table: &[(&[&str], &str)] = &[
+        (&["trace", "--ring-kb", "0"], "--ring-kb"),
+        (&["top", "--ring-kb", "0"], "--ring-kb"),
+        (&["serve", "--ring-kb", "0"], "--ring-kb"),
+        (&["trace", "--ring-kb", "99999999999"], "--ring-kb"),
+        (&["top", "--interval", "1e-300"], "from 0.1 to 3600"),
+        (&["serve", "--interval", "1e-300"], "from 0.1 to 3600"),
+        (&["top", "--interval", "NaN"], "from 0.1 to 3600"),
+        (&["serve", "--interval", "inf"], "from 0.1 to 3600"),
+        (&["stats", "--interval", "1e-300"], "from 1 to 86400"),
+        (
+            &["stats", "--interval", "18446744073709551615"],
+            "from 1 to 86400",
+        ),
+        (&["ifaces", "--interval", "0"], "from 1 to 86400"),
+        (&["trace", "--reconcile", "99999"], "--reconcile"),
+        (
+            &["trace", "--pid", "4194304"],
+            "--pid 4194304: no such process",
+        ),
+        (
+            &["trace", "--cgroup", "/no/such/cgroup"],
+            "--cgroup /no/such/cgroup",
+        ),
+        (&["trace", "--netns", "4000000000"], "--netns 4000000000"),
+        (
+            &["trace", "--netns", "no-such-netns"],
+            "no network namespace named",
+        ),
+        (
+            &["-N", "no-such-netns", "-tan"],
+            "no network namespace named",
+        ),
+        (
+            &["stats", "-N", "no-such-netns"],
+            "no network namespace named",
+        ),
+        (
+            &["report", "-N", "no-such-netns"],
+            "no network namespace named",
+        ),
+        (&["serve", "--listen", "nowhere"], "--listen nowhere"),
+        (&["-V", "extra"], "-V/--version takes no other arguments"),
+        (
+            &["--version", "-t"],
+            "-V/--version takes no other arguments",
+        ),
+        (&["lab", "run", "no-such-exercise"], "no exercise"),
+    ];
+    for (args, needle) in table {
+        let out = sockstat(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.len() < 300, "{args:?}: a long line: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {needle:?} not in {stderr}"
+        );
+    }
+    // `lab` alone lists the exercises, like `lab list`.
+    let out = sockstat(&["lab"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, sockstat(&["lab", "list"]).stdout);
+}
+
+/// Too few file descriptors for an agent: said up front, whatever else would fail first.
+#[test]
+fn too_few_file_descriptors_is_one_line() {
+    for cmd in ["trace", "top", "serve"] {
+        let out = sockstat_limited(&[cmd], libc::RLIMIT_NOFILE, 16);
+        assert_one_line_error(&out, "not enough file descriptors");
+    }
+}
+
+/// Filters nested far beyond the limit, on a 256 KiB stack (ulimit -s 256): one line and
+/// exit 2 for every command that takes a filter; within the limit, and long chains, they
+/// work. Each filter is one argument: exec allows a quarter of the stack limit for them.
+#[test]
+fn deep_filters_on_a_small_stack() {
+    const STACK: u64 = 256 * 1024;
+    let cond = "sport = :1";
+    for deep in [
+        format!("{}{cond}{}", "(".repeat(12_000), ")".repeat(12_000)),
+        format!("{}{cond}", "not ".repeat(10_000)),
+        format!("{}{cond}", "! ".repeat(600)),
+        format!("{}{cond}{}", "not (".repeat(3_000), ")".repeat(3_000)),
+    ] {
+        for cmd in [&["-tan"][..], &["trace"], &["top", "--once"]] {
+            let mut args: Vec<&str> = cmd.to_vec();
+            args.push(&deep);
+            let out = sockstat_limited(&args, libc::RLIMIT_STACK, STACK);
+            assert_one_line_error(&out, "nest more than");
+        }
+    }
+    let within = format!("{}{cond}{}", "(".repeat(100), ")".repeat(100));
+    let chain: Vec<String> = (0..3_000).map(|i| format!("dport = :{}", 1 + i)).collect();
+    for filter in [within, chain.join(" or "), chain.join(" and ")] {
+        let out = sockstat_limited(&["-tan", &filter], libc::RLIMIT_STACK, STACK);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Trace(_) | Command::Top(_) | Command::Serve(_) | Command::Lab(_))
     ) {
         crate::ebpf::privilege::ensure_fds().map_err(|e| UsageError(e.to_string()))?;
+        check_memory()?;
     }
     if cli.version {
         // Our own flag, not clap's: clap prints the version and ignores whatever follows.
@@ -48,6 +49,30 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Serve(args)) => serve::run(&args),
         None => list::run(&cli.list),
     }
+}
+
+/// What the agents (trace, top, serve, lab) need at their peak: loading the kernel
+/// programs parses the kernel's BTF (about 40 MiB measured in a memory cgroup, BPF maps
+/// included), plus room for the live table. README: "Memory".
+pub const AGENT_MEMORY: u64 = 48 << 20;
+
+/// An agent in a memory cgroup too small for it would be OOM-killed without a word (exit
+/// 137): say so instead, exit 2.
+fn check_memory() -> Result<(), UsageError> {
+    let Some(room) = crate::procs::memory::headroom() else {
+        return Ok(());
+    };
+    if room.free() >= AGENT_MEMORY {
+        return Ok(());
+    }
+    let mib = |b: u64| b >> 20;
+    Err(UsageError(format!(
+        "this command needs about {} MiB of memory, but the memory cgroup {} allows {} MiB with {} MiB in use: raise its limit (listings need about 8 MiB)",
+        mib(AGENT_MEMORY),
+        room.cgroup,
+        mib(room.limit),
+        mib(room.used)
+    )))
 }
 
 /// `-N NAME`: the network namespace a command works in (`None`: this process's own).

@@ -89,6 +89,9 @@ pub fn ensure_fds() -> Result<(), TooFewFiles> {
             hard: lim.rlim_cur,
         });
     }
-    log::debug!("raised the soft file-descriptor limit to {}", raised.rlim_cur);
+    log::debug!(
+        "raised the soft file-descriptor limit to {}",
+        raised.rlim_cur
+    );
     Ok(())
 }

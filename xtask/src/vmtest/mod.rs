@@ -223,7 +223,7 @@ fn root_suites(root: &Path) -> Result<Vec<Suite>> {
     // The order they are listed in the README: the trace first, the slow lab last.
     let rank = |n: &str| {
         [
-            "root", "parity", "top", "netstat", "serve", "timewait", "lab",
+            "root", "parity", "top", "netstat", "serve", "limits", "timewait", "lab",
         ]
         .iter()
         .position(|s| *s == n)

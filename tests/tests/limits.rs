@@ -1,0 +1,154 @@
+//! Agents under resource limits (root): a memory cgroup too small for them is said in one
+//! line (exit 2) instead of an OOM kill (exit 137); one big enough runs them.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use libtest_mimic::{Arguments, Failed};
+use sockstat_tests::{TestResult, fail, root_or_say_skipped, root_trial, sockstat_bin};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = root_or_say_skipped("limits");
+    let trials = vec![root_trial(
+        "agents_in_a_small_memory_cgroup_say_so",
+        root,
+        small_memory_cgroup,
+    )];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// A memory cgroup of our own with a limit: v1's memory hierarchy where it is mounted (the
+/// host), else cgroup v2 (mounted for the test if nothing is, as in the vmtest guests).
+struct MemCgroup {
+    dir: PathBuf,
+    limit_file: &'static str,
+    mounted: Option<PathBuf>,
+}
+
+impl MemCgroup {
+    fn new(name: &str) -> Result<MemCgroup, Failed> {
+        let mounts =
+            std::fs::read_to_string("/proc/self/mounts").map_err(|e| fail(e.to_string()))?;
+        let find = |pred: &dyn Fn(&[&str]) -> bool| {
+            mounts.lines().find_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.len() >= 4 && pred(&w)).then(|| PathBuf::from(w[1]))
+            })
+        };
+        if let Some(v1) = find(&|w| w[2] == "cgroup" && w[3].split(',').any(|o| o == "memory")) {
+            return Self::make(v1.join(name), "memory.limit_in_bytes", None);
+        }
+        let (root, mounted) = match find(&|w| w[2] == "cgroup2") {
+            Some(r) => (r, None),
+            None => {
+                let at = PathBuf::from("/tmp/sockstat-test-cgroup2");
+                std::fs::create_dir_all(&at).map_err(|e| fail(e.to_string()))?;
+                let ok = Command::new("mount")
+                    .args(["-t", "cgroup2", "none"])
+                    .arg(&at)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return Err(fail(
+                        "no memory cgroup controller, and cgroup2 cannot be mounted",
+                    ));
+                }
+                (at.clone(), Some(at))
+            }
+        };
+        let controllers =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if !controllers.split_whitespace().any(|c| c == "memory") {
+            return Err(fail(format!(
+                "cgroup2 at {} has no memory controller",
+                root.display()
+            )));
+        }
+        // Children get the memory controller only when their parent hands it down.
+        let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
+        Self::make(root.join(name), "memory.max", mounted)
+    }
+
+    fn make(
+        dir: PathBuf,
+        limit_file: &'static str,
+        mounted: Option<PathBuf>,
+    ) -> Result<MemCgroup, Failed> {
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        Ok(MemCgroup {
+            dir,
+            limit_file,
+            mounted,
+        })
+    }
+
+    fn limit(&self, bytes: u64) -> TestResult {
+        std::fs::write(self.dir.join(self.limit_file), bytes.to_string())
+            .map_err(|e| fail(format!("setting the memory limit: {e}")))
+    }
+
+    /// `sockstat ARGS` inside the cgroup, stopped after `secs` (SIGINT).
+    fn run(&self, args: &str, secs: u32) -> Result<(Option<i32>, String, String), Failed> {
+        let procs = self.dir.join("cgroup.procs");
+        let script = format!(
+            "echo $$ > {} && exec timeout -s INT {secs} {} {args}",
+            procs.display(),
+            sockstat_bin().display()
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // The processes have exited; an empty cgroup can go.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(at) = &self.mounted {
+            let _ = Command::new("umount").arg(at).status();
+            let _ = std::fs::remove_dir(Path::new(at));
+        }
+    }
+}
+
+fn small_memory_cgroup() -> TestResult {
+    let cg = MemCgroup::new("sockstat-test-memory")?;
+    cg.limit(32 << 20)?;
+    for args in ["trace", "top --once", "serve --listen 127.0.0.1:0"] {
+        let (code, stdout, stderr) = cg.run(args, 20)?;
+        if code != Some(2)
+            || !stdout.is_empty()
+            || stderr.lines().count() != 1
+            || !stderr.contains("memory cgroup")
+        {
+            return Err(fail(format!(
+                "{args} in a 32 MiB cgroup: exit {code:?}, stdout {stdout:?}, stderr {stderr:?}"
+            )));
+        }
+    }
+    // Room enough: the agent runs until stopped and says what it traced.
+    cg.limit(128 << 20)?;
+    let (code, _, stderr) = cg.run("trace --count-only", 3)?;
+    if code != Some(124) && code != Some(0) || !stderr.contains("sockstat: tracing ") {
+        return Err(fail(format!(
+            "trace in a 128 MiB cgroup: exit {code:?}, stderr {stderr:?}"
+        )));
+    }
+    Ok(())
+}
