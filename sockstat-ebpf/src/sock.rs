@@ -6,7 +6,7 @@ use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        generated::{bpf_get_socket_cookie, bpf_sk_storage_get},
+        generated::bpf_sk_storage_get,
     },
 };
 use sockstat_common::{OwnerInfo, SockOffsets, StateEvent, flags, hook, owner_source};
@@ -22,14 +22,38 @@ pub unsafe fn read<T>(base: *const u8, offset: u32) -> Result<T, i32> {
     unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(offset as usize).cast::<T>()) }
 }
 
+/// A field of `struct sock` (or `sock_common`) through a BTF-typed pointer: the tp_btf
+/// argument, or a pointer loaded from one. A plain load the verifier checks against BTF
+/// (faults read as 0), where `read` costs a helper call: the state hook's run time is the
+/// window in which a softirq re-entering it is skipped, so its hot reads use this. `offset`
+/// must be one of the frozen read-only offsets, which the verifier treats as constants, and
+/// must lie inside `struct sock` (tcp_sock and inet_sock fields still go through `read`).
+#[inline(always)]
+pub unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
+    // SAFETY: see above; the verifier rejects the program rather than let an unchecked
+    // load through.
+    unsafe { core::ptr::read_volatile(base.add(offset as usize).cast::<T>()) }
+}
+
+/// `field` when `TYPED` (a BTF-typed `sk`), else `read` (a pointer the verifier only
+/// knows as a number, as in the timewait hooks).
+#[inline(always)]
+pub unsafe fn get<T: Copy, const TYPED: bool>(base: *const u8, offset: u32) -> Result<T, i32> {
+    if TYPED {
+        Ok(unsafe { field(base, offset) })
+    } else {
+        unsafe { read(base, offset) }
+    }
+}
+
 /// Network-namespace inode of `sk`: `sk->__sk_common.skc_net.net->ns.inum`.
 #[inline(always)]
-pub unsafe fn netns_inum(sk: *const u8, off: &SockOffsets) -> Result<u32, i32> {
-    let net: *const c_void = unsafe { read(sk, off.skc_net)? };
+pub unsafe fn netns_inum<const TYPED: bool>(sk: *const u8, off: &SockOffsets) -> Result<u32, i32> {
+    let net: *const u8 = unsafe { get::<_, TYPED>(sk, off.skc_net)? };
     if net.is_null() {
         return Ok(0);
     }
-    unsafe { read(net.cast::<u8>(), off.net_ns_inum) }
+    unsafe { get::<_, TYPED>(net, off.net_ns_inum) }
 }
 
 /// Family and ports of `sk`, and whether the in-kernel filters (family, port, netns) keep it.
@@ -41,14 +65,14 @@ pub unsafe fn wanted(
     off: &SockOffsets,
     passive_open: bool,
 ) -> Result<Option<(u16, u16, u16)>, i32> {
-    let family: u16 = unsafe { read(sk, off.skc_family)? };
+    let family: u16 = unsafe { field(sk, off.skc_family) };
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
     let sport = u16::from_be(unsafe { read(sk, off.inet_sport)? });
-    let dport = u16::from_be(unsafe { read(sk, off.skc_dport)? });
+    let dport = u16::from_be(unsafe { field(sk, off.skc_dport) });
     let unaddressed = passive_open && dport == 0;
-    let keep = unsafe { passes_filters(sk, off, family, sport, dport, unaddressed)? };
+    let keep = unsafe { passes_filters::<true>(sk, off, family, sport, dport, unaddressed)? };
     Ok(keep.then_some((family, sport, dport)))
 }
 
@@ -56,7 +80,7 @@ pub unsafe fn wanted(
 /// timewait socket: `sk` points at its `struct sock_common`. `skip_port`: the ports are not
 /// the socket's own yet (see `wanted`).
 #[inline(always)]
-pub unsafe fn passes_filters(
+pub unsafe fn passes_filters<const TYPED: bool>(
     sk: *const u8,
     off: &SockOffsets,
     family: u16,
@@ -71,13 +95,13 @@ pub unsafe fn passes_filters(
     if cfg.port != 0 && cfg.port != sport && cfg.port != dport && !skip_port {
         return Ok(false);
     }
-    if cfg.netns != 0 && unsafe { netns_inum(sk, off)? } != cfg.netns {
+    if cfg.netns != 0 && unsafe { netns_inum::<TYPED>(sk, off)? } != cfg.netns {
         return Ok(false);
     }
     if cfg.own_port != 0
         && (sport == cfg.own_port || dport == cfg.own_port)
-        && unsafe { netns_inum(sk, off)? } == cfg.own_netns
-        && (sport == cfg.own_port || unsafe { loopback_peer(sk, off, family)? })
+        && unsafe { netns_inum::<TYPED>(sk, off)? } == cfg.own_netns
+        && (sport == cfg.own_port || unsafe { loopback_peer::<TYPED>(sk, off, family)? })
     {
         return Ok(false);
     }
@@ -88,11 +112,17 @@ pub unsafe fn passes_filters(
 /// sockstat's own port is sockstat's doing only when it is local. `OwnEndpoint::covers` in
 /// user space applies the same rule to dumps.
 #[inline(always)]
-unsafe fn loopback_peer(sk: *const u8, off: &SockOffsets, family: u16) -> Result<bool, i32> {
+unsafe fn loopback_peer<const TYPED: bool>(
+    sk: *const u8,
+    off: &SockOffsets,
+    family: u16,
+) -> Result<bool, i32> {
     if family == AF_INET6 {
-        Ok(loopback_v6(unsafe { read(sk, off.skc_v6_daddr)? }))
+        Ok(loopback_v6(unsafe {
+            get::<_, TYPED>(sk, off.skc_v6_daddr)?
+        }))
     } else {
-        Ok(loopback_v4(unsafe { read(sk, off.skc_daddr)? }))
+        Ok(loopback_v4(unsafe { get::<_, TYPED>(sk, off.skc_daddr)? }))
     }
 }
 
@@ -128,6 +158,7 @@ pub unsafe fn fill_socket(
     sk_arg: *mut c_void,
     off: &SockOffsets,
     (family, sport, dport): (u16, u16, u16),
+    cookie: u64,
 ) -> Result<(), i32> {
     let sk = sk_arg as *const u8;
     fill_task(ev);
@@ -135,9 +166,9 @@ pub unsafe fn fill_socket(
     ev.family = family;
     ev.sport = sport;
     ev.dport = dport;
-    ev.protocol = unsafe { read(sk, off.sk_protocol)? };
-    ev.netns = unsafe { netns_inum(sk, off)? };
-    ev.cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
+    ev.protocol = unsafe { field(sk, off.sk_protocol) };
+    ev.netns = unsafe { netns_inum::<true>(sk, off)? };
+    ev.cookie = cookie;
     ev.sk_addr = sk_arg as u64;
     ev.flags = flags::COOKIE_IS_SOCKET_COOKIE;
     ev.tw_substate = 0;
@@ -151,11 +182,11 @@ pub unsafe fn fill_socket(
     ev.old_state = 0;
     ev.new_state = 0;
     if family == AF_INET6 {
-        ev.saddr = unsafe { read(sk, off.skc_v6_rcv_saddr)? };
-        ev.daddr = unsafe { read(sk, off.skc_v6_daddr)? };
+        ev.saddr = unsafe { field(sk, off.skc_v6_rcv_saddr) };
+        ev.daddr = unsafe { field(sk, off.skc_v6_daddr) };
     } else {
-        let s: [u8; 4] = unsafe { read(sk, off.skc_rcv_saddr)? };
-        let d: [u8; 4] = unsafe { read(sk, off.skc_daddr)? };
+        let s: [u8; 4] = unsafe { field(sk, off.skc_rcv_saddr) };
+        let d: [u8; 4] = unsafe { field(sk, off.skc_daddr) };
         ev.saddr = [0; 16];
         ev.daddr = [0; 16];
         ev.saddr[..4].copy_from_slice(&s);
@@ -174,7 +205,7 @@ pub unsafe fn fill_owner(
     off: &SockOffsets,
 ) -> Result<(), i32> {
     let sk = sk_arg as *const u8;
-    let owned: i32 = unsafe { read(sk, off.sk_lock_owned)? };
+    let owned: i32 = unsafe { field(sk, off.sk_lock_owned) };
     let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
     if owned != 0 {
         ev.flags |= flags::TASK_OWNS_SOCKET;

@@ -19,12 +19,12 @@ use aya_ebpf::{
 };
 use sockstat_common::{StateEvent, counter, flags, hook, kind, owner_source, tcp_state as st};
 
-use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
+use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock};
 
 use crate::{
     maps::{EVENTS, bump, bump_edge, config, sock_offsets, tp_offsets},
     sock::{
-        AF_INET, AF_INET6, IPPROTO_TCP, fill_owner, fill_socket, fill_task, loopback_v4,
+        AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, loopback_v4,
         loopback_v6, read, wanted,
     },
     timewait,
@@ -67,22 +67,32 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     // Fill in place: the event is too large to build on the 512-byte BPF stack.
     let filled = unsafe {
         let ev = &mut *ev;
-        fill_socket(ev, sk_arg, &off, addr).and_then(|()| {
+        fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
             ev.kind = kind::STATE_CHANGE;
             ev.old_state = old_state as u8;
             ev.new_state = new_state as u8;
             // Set before tcp_done(), so a CLOSE carries why (ECONNREFUSED, ETIMEDOUT, ...).
-            ev.sk_err = read(sk, off.sk_err)?;
+            ev.sk_err = field(sk, off.sk_err);
             // enum sock_flags: SOCK_DEAD = 0, SOCK_DONE = 1 (set by tcp_fin()).
-            let sk_flags: u64 = read(sk, off.sk_flags)?;
+            let sk_flags: u64 = field(sk, off.sk_flags);
             if sk_flags & (1 << 1) != 0 {
                 ev.flags |= flags::PEER_FIN;
             }
             if ev.protocol == IPPROTO_TCP {
-                ev.bytes_acked = read(sk, off.tcp_bytes_acked)?;
-                ev.bytes_received = read(sk, off.tcp_bytes_received)?;
-                ev.total_retrans = read(sk, off.tcp_total_retrans)?;
-                ev.srtt_us = read(sk, off.tcp_srtt_us)?;
+                // One helper call types the pointer as `struct tcp_sock`, so its fields are
+                // plain loads too (four helper calls otherwise).
+                let tp = bpf_skc_to_tcp_sock(sk_arg) as *const u8;
+                if tp.is_null() {
+                    ev.bytes_acked = read(sk, off.tcp_bytes_acked)?;
+                    ev.bytes_received = read(sk, off.tcp_bytes_received)?;
+                    ev.total_retrans = read(sk, off.tcp_total_retrans)?;
+                    ev.srtt_us = read(sk, off.tcp_srtt_us)?;
+                } else {
+                    ev.bytes_acked = field(tp, off.tcp_bytes_acked);
+                    ev.bytes_received = field(tp, off.tcp_bytes_received);
+                    ev.total_retrans = field(tp, off.tcp_total_retrans);
+                    ev.srtt_us = field(tp, off.tcp_srtt_us);
+                }
             }
             ev.flags |= close.flags;
             ev.tw_substate = close.substate;

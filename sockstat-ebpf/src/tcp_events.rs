@@ -79,12 +79,13 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
     let Some(addr) = (unsafe { wanted(sk, &off, false)? }) else {
         return Ok(());
     };
+    let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
     match event_kind {
         kind::RESET_RECEIVED => bump(counter::RESETS_RECEIVED),
         kind::RESET_SENT => {
             bump(counter::RESETS_SENT);
             // A close right after (or right before) is a reset, not a timewait overflow.
-            timewait::note_reset(unsafe { bpf_get_socket_cookie(sk_arg) });
+            timewait::note_reset(cookie);
         }
         kind::RETRANSMIT | kind::SYNACK_RETRANSMIT => bump(counter::RETRANSMITS),
         _ => {}
@@ -95,7 +96,7 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
     let ev = entry.as_mut_ptr();
     let filled = unsafe {
         let ev = &mut *ev;
-        fill_socket(ev, sk_arg, &off, addr).and_then(|()| {
+        fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
             ev.kind = event_kind;
             if event_kind == kind::ERROR_REPORT {
                 ev.sk_err = read(sk, off.sk_err)?;

@@ -171,11 +171,11 @@ unsafe fn key_of(tw: *const u8, sock: &SockOffsets, off: &TwOffsets) -> Result<O
         }
         let lport: u16 = read(tw, off.skc_num)?;
         let rport = u16::from_be(read(tw, sock.skc_dport)?);
-        if !passes_filters(tw, sock, family, lport, rport, false)? {
+        if !passes_filters::<false>(tw, sock, family, lport, rport, false)? {
             return Ok(None);
         }
         let mut key = TwKey::zeroed();
-        key.netns = netns_inum(tw, sock)?;
+        key.netns = netns_inum::<false>(tw, sock)?;
         key.family = family;
         key.lport = lport;
         key.rport = rport;
@@ -197,7 +197,7 @@ unsafe fn socket_key(sk: *const u8, sock: &SockOffsets) -> Result<TwKey, i32> {
     unsafe {
         let mut key = TwKey::zeroed();
         key.family = read(sk, sock.skc_family)?;
-        key.netns = netns_inum(sk, sock)?;
+        key.netns = netns_inum::<false>(sk, sock)?;
         key.lport = u16::from_be(read(sk, sock.inet_sport)?);
         key.rport = u16::from_be(read(sk, sock.skc_dport)?);
         if key.family == AF_INET6 {

@@ -19,11 +19,31 @@ pub enum TracefsError {
     MissingField { path: String, field: &'static str },
 }
 
+/// Serializes sockstat processes' use of tracefs, so one never unmounts what another is
+/// reading. Held only while loading and attaching (well under a second).
+const LOCK: &str = "/run/sockstat-tracefs.lock";
+
 /// tracefs for as long as this lives: unmounted again on drop if sockstat mounted it, so a
 /// run leaves the machine's mounts as it found them. Attached tracepoints do not need it.
 #[must_use]
 pub struct Mounted {
     ours: bool,
+    /// Released (closed) after the unmount.
+    _lock: Option<fs::File>,
+}
+
+/// Takes the tracefs lock (blocking); `None` where it cannot be created, which only loses
+/// the protection against a concurrent sockstat.
+fn lock() -> Option<fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)
+        .ok()?;
+    // SAFETY: flock on a descriptor we own.
+    (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(file)
 }
 
 impl Drop for Mounted {
@@ -44,8 +64,12 @@ impl Drop for Mounted {
 /// Mounts tracefs on its usual place if nothing is mounted there (a fresh machine has an
 /// empty `/sys/kernel/tracing`).
 pub fn ensure_mounted() -> Result<Mounted, TracefsError> {
+    let lock = lock();
     if Path::new(TRACEFS).join("events").exists() {
-        return Ok(Mounted { ours: false });
+        return Ok(Mounted {
+            ours: false,
+            _lock: lock,
+        });
     }
     let target = c"/sys/kernel/tracing";
     let fstype = c"tracefs";
@@ -63,7 +87,10 @@ pub fn ensure_mounted() -> Result<Mounted, TracefsError> {
         return Err(TracefsError::Mount(io::Error::last_os_error()));
     }
     log::debug!("mounted tracefs on {TRACEFS}; unmounted once the tracepoints are attached");
-    Ok(Mounted { ours: true })
+    Ok(Mounted {
+        ours: true,
+        _lock: lock,
+    })
 }
 
 /// Reads the tracepoint's record layout.

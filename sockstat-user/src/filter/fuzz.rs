@@ -232,3 +232,21 @@ fn nesting_is_bounded_and_chains_are_flat() {
         }
     });
 }
+
+/// The cargo-fuzz seeds (fuzz/seeds/filter_parser), on the same small stack: CI runs what
+/// the fuzzer starts from, deep nesting included.
+#[test]
+fn fuzz_seeds_never_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/filter_parser");
+    let seeds: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(seeds.len() >= 8, "seeds in {}", dir.display());
+    on_small_stack(move || {
+        let recs = records();
+        for seed in &seeds {
+            exercise(seed, &recs);
+        }
+    });
+}
