@@ -6,6 +6,74 @@ use sockstat::{
     ebpf::LoadError,
 };
 
+/// The system allocator, except that running out of memory is one line and exit 2 instead
+/// of the standard handler's abort (with a backtrace when RUST_BACKTRACE is set). Written
+/// here because the standard hook (`set_alloc_error_hook`) is not stable.
+struct OneLineOnOom;
+
+// SAFETY: every method forwards to `System` with the same arguments; only a failed
+// allocation takes another path, and that path never returns.
+unsafe impl std::alloc::GlobalAlloc for OneLineOnOom {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        checked(unsafe { std::alloc::System.alloc(layout) }, layout.size())
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        checked(
+            unsafe { std::alloc::System.alloc_zeroed(layout) },
+            layout.size(),
+        )
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        checked(
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) },
+            new_size,
+        )
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: OneLineOnOom = OneLineOnOom;
+
+/// `ptr`, or (when the allocation failed) one line on stderr and exit 2, without allocating.
+fn checked(ptr: *mut u8, size: usize) -> *mut u8 {
+    if !ptr.is_null() {
+        return ptr;
+    }
+    let mut line = [0u8; 192];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let n = bytes.len().min(line.len() - len);
+        line[len..len + n].copy_from_slice(&bytes[..n]);
+        len += n;
+    };
+    put(b"sockstat: out of memory allocating ");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = size;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    put(&digits[at..]);
+    put(b" bytes: a memory limit (ulimit -v, or the memory cgroup) is too low (README: Memory)\n");
+    // SAFETY: writing a buffer we own to fd 2, then ending the process without unwinding.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), len);
+        libc::_exit(2)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -16,7 +84,16 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sockstat: {}", one_line(&e));
-            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<LoadError>().is_some() {
+            // Bad input, and an environment sockstat cannot work in (privileges, limits).
+            if e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<LoadError>().is_some()
+                || e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<sockstat::diag::DiagError>(),
+                        Some(sockstat::diag::DiagError::Thread(_))
+                    )
+                })
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -12,6 +12,21 @@ fn sockstat(args: &[&str]) -> Output {
         .expect("run sockstat")
 }
 
+/// Lets this test process hold thousands of sockets (the soft limit is often 1024).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on our own process with a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -91,6 +106,7 @@ fn bad_selections_are_one_line() {
 fn a_closed_pipe_is_not_an_error() {
     use std::io::Read as _;
     // Enough sockets that the output exceeds a pipe buffer.
+    raise_fd_limit();
     let listeners: Vec<_> = (0..1500)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -249,4 +265,26 @@ fn deep_filters_on_a_small_stack() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A memory limit too low: the agents say so before loading; a listing that runs out says
+/// so in one line, never with the allocator's abort and backtrace.
+#[test]
+fn too_little_memory_is_one_line() {
+    for cmd in [&["trace"][..], &["top", "--once"], &["serve"]] {
+        let out = sockstat_limited(cmd, libc::RLIMIT_AS, 40 << 20);
+        assert_one_line_error(&out, "ulimit -v allows 40 MiB");
+    }
+    raise_fd_limit();
+    let listeners: Vec<_> = (0..500)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let out = sockstat_limited(&["-tunap"], libc::RLIMIT_AS, 12 << 20);
+    // It copes (threads it cannot have, it does without), or stops in one line naming the
+    // limit (out of memory in the allocator, or no room for the reader thread).
+    if out.status.code() != Some(0) || out.stdout.is_empty() {
+        assert_one_line_error(&out, "ulimit -v");
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("backtrace"));
+    drop(listeners);
 }

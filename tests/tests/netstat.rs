@@ -31,6 +31,11 @@ fn main() {
             root,
             trace_all_netns,
         ),
+        root_trial(
+            "all_netns_skips_an_unenterable_namespace_everywhere_and_says_so",
+            root,
+            unenterable_namespace,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -632,5 +637,98 @@ fn trace_all_netns() -> TestResult {
     }
     everywhere.stop().map_err(fail)?;
     here_only.stop().map_err(fail)?;
+    Ok(())
+}
+
+/// A stale file in /run/netns (what a crashed `ip netns add` leaves) cannot be entered.
+/// Every command with --all-netns treats it alike: it goes on with the others, names the
+/// skipped one on stderr, and top's JSON and serve's metrics count it.
+fn unenterable_namespace() -> TestResult {
+    struct Stale(std::path::PathBuf);
+    impl Drop for Stale {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let name = format!("sst-stale-{}", std::process::id());
+    let _ = std::fs::create_dir_all("/run/netns");
+    let stale = Stale(std::path::PathBuf::from("/run/netns").join(&name));
+    std::fs::write(&stale.0, b"").map_err(|e| fail(e.to_string()))?;
+    let warned = |stderr: &str| {
+        stderr
+            .lines()
+            .any(|l| l.contains("skipped network namespace") && l.contains(&name))
+    };
+    for args in [
+        &["-tan", "--all-netns"][..],
+        &["report", "--all-netns", "--json"],
+    ] {
+        let out = Command::new(sockstat_bin())
+            .args(args)
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(0) || !warned(&stderr) || out.stdout.is_empty() {
+            return Err(fail(format!(
+                "{args:?}: exit {:?}, stderr {stderr:?}",
+                out.status.code()
+            )));
+        }
+    }
+    let out = Command::new(sockstat_bin())
+        .args([
+            "top",
+            "--once",
+            "--json",
+            "--all-netns",
+            "--interval",
+            "0.2",
+        ])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let snap = json(&String::from_utf8_lossy(&out.stdout))?;
+    let listed = snap["skipped_netns"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains(&name)))
+    });
+    if out.status.code() != Some(0) || !listed {
+        return Err(fail(format!(
+            "top --once --json: skipped_netns {}",
+            snap["skipped_netns"]
+        )));
+    }
+    let tracer = Tracer::start(&["--all-netns"]).map_err(fail)?;
+    let (_, stderr, _) = tracer.stop().map_err(fail)?;
+    if !stderr.iter().any(|l| warned(l)) {
+        return Err(fail(format!("trace --all-netns said nothing: {stderr:?}")));
+    }
+    // serve: the gauge, scraped.
+    let port = sockstat_tests::free_port(std::net::Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let mut serve = Command::new(sockstat_bin())
+        .args(["serve", "--all-netns", "--interval", "0.2", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    let seen = loop {
+        last = run("curl", &["-s", "--max-time", "5", &url]).unwrap_or(last);
+        let gauge = last
+            .lines()
+            .find_map(|l| l.strip_prefix("sockstat_netns_skipped "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if gauge.is_some_and(|g| g >= 1.0) || std::time::Instant::now() > deadline {
+            break gauge;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    if !seen.is_some_and(|g| g >= 1.0) {
+        return Err(fail(format!("sockstat_netns_skipped: {seen:?}")));
+    }
     Ok(())
 }

@@ -539,14 +539,18 @@ fn large_dump_matches_ss_with_owners() {
 #[test]
 fn filters_near_and_over_the_bytecode_limit_match_ss() {
     let p4 = fixture().p4;
-    // Ports and v4/v6 hosts compile to 16, 16 and 28 bytes per condition plus a 4-byte jump.
-    let shapes: [(&str, fn(usize) -> String); 3] = [
-        ("ports", |i| format!("dport = :{}", 1 + i % 1000)),
-        ("v4 hosts", |i| format!("dst 10.{}.{}.1", i / 250, i % 250)),
-        ("v6 hosts", |i| format!("dst [2001:db8::{:x}]", i + 1)),
+    // Ports and v4/v6 hosts compile to 16, 16 and 28 bytes per condition plus a 4-byte
+    // jump: just under the limit, just over it, and twice over.
+    let shapes: [(&str, usize, fn(usize) -> String); 3] = [
+        ("ports", 20, |i| format!("dport = :{}", 1 + i % 1000)),
+        ("v4 hosts", 20, |i| {
+            format!("dst 10.{}.{}.1", i / 250, i % 250)
+        }),
+        ("v6 hosts", 32, |i| format!("dst [2001:db8::{:x}]", i + 1)),
     ];
-    for (shape, cond) in shapes {
-        for n in [1000, 2700, 3276, 3277, 3300, 6000] {
+    for (shape, cost, cond) in shapes {
+        let limit = 65_531 / cost;
+        for n in [limit - 2, limit + 2, 2 * limit] {
             let mut words: Vec<String> = vec!["-tan".into()];
             for i in 0..n {
                 words.extend(cond(i).split(' ').map(String::from));

@@ -340,14 +340,14 @@ enum OwnerSource {
     None,
     /// The kernel's owner iterator being loaded (BTF lookups and the verifier, a few ms) on
     /// a helper thread while the dumps start.
-    Loading(std::thread::JoinHandle<Result<OwnerScan, OwnersError>>),
+    Loading(crate::procs::Background<Result<OwnerScan, OwnersError>>),
     /// The loaded iterator, read a slice at a time while the parser waits for the next
     /// netlink batch. Text output only needs owners when rows are written, so the scan and
     /// the dump overlap on two threads rather than three (the scheduler kept a third on
     /// the reader's CPU).
     Stepping(OwnerScan),
     /// The /proc scan (no BPF), on threads of its own.
-    Pending(std::thread::JoinHandle<Owners>),
+    Pending(crate::procs::Background<Owners>),
     Ready(Owners),
 }
 
@@ -356,9 +356,11 @@ impl OwnerSource {
         if !processes {
             OwnerSource::None
         } else if crate::ebpf::privilege::can_trace() {
-            OwnerSource::Loading(std::thread::spawn(OwnerScan::start))
+            OwnerSource::Loading(crate::procs::Background::start(OwnerScan::start))
         } else {
-            OwnerSource::Pending(std::thread::spawn(|| crate::procs::socket_owners(None)))
+            OwnerSource::Pending(crate::procs::Background::start(|| {
+                crate::procs::socket_owners(None)
+            }))
         }
     }
 
@@ -373,7 +375,7 @@ impl OwnerSource {
                 return false;
             };
             *self = match h.join() {
-                Ok(Ok(scan)) => OwnerSource::Stepping(scan),
+                Some(Ok(scan)) => OwnerSource::Stepping(scan),
                 // The iterator could not be loaded: /proc is slower but just as exact.
                 _ => OwnerSource::Ready(crate::procs::socket_owners(None)),
             };
@@ -606,7 +608,7 @@ fn list_all_netns(
 ) -> anyhow::Result<ExitCode> {
     let owners = args
         .processes
-        .then(|| std::thread::spawn(crate::ebpf::owners::socket_owners_any));
+        .then(|| crate::procs::Background::start(crate::ebpf::owners::socket_owners_any));
     let mut rows: Vec<(String, SocketRecord)> = Vec::new();
     let scan = crate::procs::netns::all();
     let (dumps, skipped) = scan.run_each(|_| {

@@ -56,9 +56,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// included), plus room for the live table. README: "Memory".
 pub const AGENT_MEMORY: u64 = 48 << 20;
 
+/// The address space (`ulimit -v`) the agents need: about 53 MiB measured (VmPeak).
+pub const AGENT_ADDRESS_SPACE: u64 = 80 << 20;
+
 /// An agent in a memory cgroup too small for it would be OOM-killed without a word (exit
 /// 137): say so instead, exit 2.
 fn check_memory() -> Result<(), UsageError> {
+    // ulimit -v: the agents map about 55 MiB (threads' stacks, the ring, BTF).
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } == 0
+        && lim.rlim_cur != libc::RLIM_INFINITY
+        && lim.rlim_cur < AGENT_ADDRESS_SPACE
+    {
+        return Err(UsageError(format!(
+            "this command needs about {} MiB of address space, but ulimit -v allows {} MiB: raise it",
+            AGENT_ADDRESS_SPACE >> 20,
+            lim.rlim_cur >> 20
+        )));
+    }
     let Some(room) = crate::procs::memory::headroom() else {
         return Ok(());
     };

@@ -44,7 +44,7 @@ fn collect_here(proc_net: &std::path::Path) -> anyhow::Result<(Vec<SocketRecord>
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let alerts = crate::alert::parse_all(&args.alert, &analysis::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
-    let owners = std::thread::spawn(crate::ebpf::owners::socket_owners_any);
+    let owners = crate::procs::Background::start(crate::ebpf::owners::socket_owners_any);
     let mut labeled = Vec::new();
     let mut namespaces = Vec::new();
     let mut tw_max = None;

@@ -35,6 +35,10 @@ pub enum DiagError {
     Malformed(String),
     #[error("writing output: {0}")]
     Output(#[source] io::Error),
+    #[error(
+        "cannot start the netlink reader thread: {0} (a memory or thread limit is too low: ulimit -v, ulimit -u)"
+    )]
+    Thread(io::Error),
 }
 
 impl DiagError {
@@ -230,7 +234,7 @@ impl DiagSocket {
                     read_batches(sock, seq, &full_tx, &free_rx);
                 });
             if let Err(e) = reader {
-                return (Err(DiagError::Io(e)), buf);
+                return (Err(DiagError::Thread(e)), buf);
             }
             match walk.batch(&buf[..filled], sink, parse) {
                 Err(e) => return (Err(e), buf),

@@ -208,11 +208,32 @@ fn attach_btf(
     Ok(())
 }
 
+/// Why attaching failed, in words: running out of descriptors is not the kernel refusing
+/// the program, and the innermost error (the errno) says which it was.
+fn attach_failure(e: &LoadError) -> String {
+    let mut innermost: &dyn std::error::Error = e;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    let errno = innermost
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error);
+    match errno {
+        Some(libc::EMFILE | libc::ENFILE) => {
+            format!("out of file descriptors (raise ulimit -n): {e}")
+        }
+        _ if innermost.to_string() != e.to_string() => {
+            format!("the kernel refused it: {e} ({innermost})")
+        }
+        _ => format!("the kernel refused it: {e}"),
+    }
+}
+
 /// Attaches the four timewait hooks, then switches them on (`TW_ACTIVE`): until all four
 /// run, a close could not be told apart from a timewait overflow. Returns why not.
 fn attach_timewait(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
     for tp in TIMEWAIT_HOOKS {
-        attach_btf(ebpf, btf, tp, tp).map_err(|e| format!("the kernel refused {tp}: {e}"))?;
+        attach_btf(ebpf, btf, tp, tp).map_err(|e| format!("{tp}: {}", attach_failure(&e)))?;
     }
     let map = ebpf
         .map_mut("TW_ACTIVE")
@@ -312,7 +333,7 @@ impl Probe {
                         Ok(()) => attached.push(tp),
                         Err(e) => missing.push(MissingHook {
                             tracepoint: tp,
-                            why: format!("the kernel refused it: {e}"),
+                            why: attach_failure(&e),
                             consequence,
                         }),
                     }

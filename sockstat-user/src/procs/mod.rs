@@ -24,3 +24,44 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
         (fstype == "cgroup2").then(|| PathBuf::from(dir))
     })
 }
+
+/// Work on a thread of its own, or done at once when no thread can be had (a memory or
+/// thread limit): never the panic `std::thread::spawn` gives then.
+pub enum Background<T> {
+    Thread(std::thread::JoinHandle<Option<T>>),
+    Done(Option<T>),
+}
+
+impl<T: Send + 'static> Background<T> {
+    pub fn start<F: FnOnce() -> T + Send + 'static>(f: F) -> Self {
+        // The closure moves into the thread only if the thread starts; otherwise it is
+        // taken back from the slot and run here.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(f)));
+        let theirs = std::sync::Arc::clone(&slot);
+        match std::thread::Builder::new().spawn(move || {
+            let f = theirs.lock().ok()?.take()?;
+            Some(f())
+        }) {
+            Ok(handle) => Background::Thread(handle),
+            Err(_) => {
+                let f = slot.lock().ok().and_then(|mut f| f.take());
+                Background::Done(f.map(|f| f()))
+            }
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Background::Thread(h) => h.is_finished(),
+            Background::Done(_) => true,
+        }
+    }
+
+    /// The result; `None` if the work panicked.
+    pub fn join(self) -> Option<T> {
+        match self {
+            Background::Thread(h) => h.join().ok().flatten(),
+            Background::Done(v) => v,
+        }
+    }
+}

@@ -12,6 +12,10 @@ pub enum NetnsError {
     Enter { name: String, err: io::Error },
     #[error("the namespace worker thread failed")]
     Thread,
+    #[error(
+        "cannot start a thread to enter a namespace: {0} (a memory or thread limit is too low)"
+    )]
+    Spawn(String),
 }
 
 /// `/run/netns/NAME`, as `ip netns add` creates it.
@@ -39,8 +43,8 @@ pub fn run_in<T: Send>(
     f: impl FnOnce() -> T + Send,
 ) -> Result<T, NetnsError> {
     thread::scope(|scope| {
-        scope
-            .spawn(|| {
+        thread::Builder::new()
+            .spawn_scoped(scope, || {
                 // SAFETY: setns on a valid fd; affects only this thread.
                 if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     return Err(NetnsError::Enter {
@@ -50,6 +54,7 @@ pub fn run_in<T: Send>(
                 }
                 Ok(f())
             })
+            .map_err(|e| NetnsError::Spawn(e.to_string()))?
             .join()
             .map_err(|_| NetnsError::Thread)?
     })

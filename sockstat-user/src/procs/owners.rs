@@ -135,13 +135,20 @@ pub fn socket_owners(wanted: Option<&HashSet<u32>>) -> Owners {
     thread::scope(|scope| {
         let handles: Vec<_> = pids
             .chunks(chunk)
-            .map(|pids| scope.spawn(move || scan(pids, wanted)))
+            .map(|pids| {
+                let spawned =
+                    thread::Builder::new().spawn_scoped(scope, move || scan(pids, wanted));
+                (pids, spawned)
+            })
             .collect();
-        for h in handles {
-            if let Ok((found, names)) = h.join() {
-                entries.extend(found);
-                comms.extend(names);
-            }
+        for (pids, h) in handles {
+            // No thread to be had (a limit), or it died: that share is scanned here.
+            let (found, names) = match h.map(|h| h.join()) {
+                Ok(Ok(done)) => done,
+                _ => scan(pids, wanted),
+            };
+            entries.extend(found);
+            comms.extend(names);
         }
     });
     Owners::new(entries, comms)
