@@ -541,7 +541,8 @@ fn filters_near_and_over_the_bytecode_limit_match_ss() {
     let p4 = fixture().p4;
     // Ports and v4/v6 hosts compile to 16, 16 and 28 bytes per condition plus a 4-byte
     // jump: just under the limit, just over it, and twice over.
-    let shapes: [(&str, usize, fn(usize) -> String); 3] = [
+    type Shape = (&'static str, usize, fn(usize) -> String);
+    let shapes: [Shape; 3] = [
         ("ports", 20, |i| format!("dport = :{}", 1 + i % 1000)),
         ("v4 hosts", 20, |i| {
             format!("dst 10.{}.{}.1", i / 250, i % 250)
