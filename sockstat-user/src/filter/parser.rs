@@ -577,3 +577,173 @@ pub fn packet_protocol(name: &str) -> Option<u16> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::filter::{Filter, FilterError, states};
+
+    fn parse(text: &str) -> Result<Filter, FilterError> {
+        Filter::parse_str(text, &ParseContext::default())
+    }
+
+    fn expr(text: &str) -> Expr {
+        parse(text).unwrap().expr.unwrap()
+    }
+
+    fn port(side: Side, port: Option<u16>) -> Expr {
+        Expr::Cond(Cond::Host {
+            side,
+            host: HostCond::Inet {
+                prefixes: Vec::new(),
+                port,
+            },
+        })
+    }
+
+    fn prefix(side: Side, addr: &str, len: u8, port: Option<u16>) -> Expr {
+        Expr::Cond(Cond::Host {
+            side,
+            host: HostCond::Inet {
+                prefixes: vec![Prefix {
+                    addr: addr.parse::<IpAddr>().unwrap(),
+                    len,
+                }],
+                port,
+            },
+        })
+    }
+
+    #[test]
+    fn ports_and_comparisons() {
+        use Side::*;
+        assert_eq!(expr("sport = :22"), port(Local, Some(22)));
+        assert_eq!(expr("dport == 22"), port(Peer, Some(22)));
+        assert_eq!(expr("dport eq 0x16"), port(Peer, Some(22)));
+        assert_eq!(expr("dport != :80"), Expr::not(port(Peer, Some(80))));
+        assert_eq!(expr("sport = *"), port(Local, None));
+        assert_eq!(
+            expr("sport >= :1024"),
+            Expr::Cond(Cond::PortGe {
+                side: Local,
+                port: 1024
+            })
+        );
+        // ss has no strict comparisons in bytecode: > is not <=, < is not >=.
+        assert_eq!(
+            expr("dport gt :1000"),
+            Expr::not(Expr::Cond(Cond::PortLe {
+                side: Peer,
+                port: 1000
+            }))
+        );
+        assert_eq!(
+            expr("dport < :1000"),
+            Expr::not(Expr::Cond(Cond::PortGe {
+                side: Peer,
+                port: 1000
+            }))
+        );
+    }
+
+    #[test]
+    fn addresses_prefixes_and_ports() {
+        use Side::*;
+        assert_eq!(expr("src 10.0.0.0/8"), prefix(Local, "10.0.0.0", 8, None));
+        assert_eq!(expr("src 10/8"), prefix(Local, "10.0.0.0", 8, None));
+        assert_eq!(
+            expr("src 10.0.0.0/255.255.0.0"),
+            prefix(Local, "10.0.0.0", 16, None)
+        );
+        assert_eq!(expr("dst 1.2.3.4:80"), prefix(Peer, "1.2.3.4", 32, Some(80)));
+        assert_eq!(expr("dst [::1]:22"), prefix(Peer, "::1", 128, Some(22)));
+        assert_eq!(expr("dst ::1/128"), prefix(Peer, "::1", 128, None));
+        assert_eq!(expr("src *:22"), port(Local, Some(22)));
+        assert_eq!(expr("src != 1.2.3.4"), Expr::not(prefix(Local, "1.2.3.4", 32, None)));
+        assert_eq!(expr("autobound"), Expr::Cond(Cond::Autobound));
+        assert_eq!(
+            expr("fwmark 0x10/0xff"),
+            Expr::Cond(Cond::Mark {
+                value: 0x10,
+                mask: 0xff
+            })
+        );
+    }
+
+    #[test]
+    fn and_or_have_one_precedence_and_chains_are_flat() {
+        let (a, b, c) = (
+            port(Side::Local, Some(1)),
+            port(Side::Local, Some(2)),
+            port(Side::Local, Some(3)),
+        );
+        // Left to right, as ss: (a or b) and c.
+        assert_eq!(
+            expr("sport = :1 or sport = :2 and sport = :3"),
+            Expr::And(vec![Expr::Or(vec![a.clone(), b.clone()]), c.clone()])
+        );
+        assert_eq!(
+            expr("sport = :1 || sport = :2 || sport = :3"),
+            Expr::Or(vec![a.clone(), b.clone(), c.clone()])
+        );
+        // Juxtaposition is and.
+        assert_eq!(
+            expr("sport = :1 sport = :2 && sport = :3"),
+            Expr::And(vec![a.clone(), b.clone(), c.clone()])
+        );
+        // Parentheses group without adding a node; not nests.
+        assert_eq!(
+            expr("sport = :1 or ( sport = :2 and sport = :3 )"),
+            Expr::Or(vec![a.clone(), Expr::And(vec![b.clone(), c.clone()])])
+        );
+        assert_eq!(expr("( ( sport = :1 ) )"), a.clone());
+        assert_eq!(expr("not ! sport = :1"), Expr::not(Expr::not(a)));
+    }
+
+    #[test]
+    fn state_words_come_first() {
+        let f = parse("state established state time-wait sport = :22").unwrap();
+        assert_eq!(
+            f.states,
+            Some(states::mask("established").unwrap() | states::mask("time-wait").unwrap())
+        );
+        assert!(f.expr.is_some());
+        let f = parse("exclude listening").unwrap();
+        assert_eq!(
+            f.states,
+            Some(states::ALL & !states::mask("listening").unwrap())
+        );
+        assert!(f.expr.is_none());
+        assert_eq!(parse("").unwrap().states, None);
+    }
+
+    #[test]
+    fn errors_name_the_token_and_position() {
+        let err = |text: &str| parse(text).unwrap_err();
+        let e = err("sport = :99999");
+        assert_eq!((e.position, e.message.as_str()), (9, "port out of range"));
+        let e = err("src 1.2.3.4/33");
+        assert_eq!((e.token.as_str(), e.position), ("1.2.3.4/33", 5));
+        assert!(e.message.contains("prefix length"));
+        assert!(err("sport = :1 )").message.contains("unexpected token"));
+        assert!(err(") sport = :1").message.contains("expected a condition"));
+        assert!(err("( )").message.contains("empty parentheses"));
+        assert!(err("( sport = :1").message.contains("never closed"));
+        assert!(err("sport").message.contains("expected a port"));
+        assert!(err("state bogus").message.contains("unknown state name"));
+        assert!(err("sport = :1 state established").message.contains("must come before"));
+        assert!(err("src >= 1.2.3.4").message.contains("= or != only"));
+        let v4 = ParseContext {
+            only_v4: true,
+            ..ParseContext::default()
+        };
+        assert!(
+            Filter::parse_str("src ::1", &v4)
+                .unwrap_err()
+                .message
+                .contains("does not match -4/-6")
+        );
+    }
+}
