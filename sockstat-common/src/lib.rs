@@ -487,14 +487,22 @@ pub mod tcp_state {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are repr(C), consist only of integers and byte arrays, and have
-    // explicit padding, so every bit pattern is valid.
+    // All of these are repr(C), consist only of integers and byte arrays, and have explicit
+    // padding, so every bit pattern is valid.
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::StateEvent {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::SockOffsets {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::TracepointOffsets {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::ProbeConfig {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::OwnerRecord {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::OwnerOffsets {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::OwnerInfo {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::TwOffsets {}
 }

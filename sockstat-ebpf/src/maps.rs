@@ -58,26 +58,31 @@ static TW_OFFSETS: TwOffsets = TwOffsets::zeroed();
 
 #[inline(always)]
 pub fn tw_offsets() -> TwOffsets {
+    // SAFETY: our own load-time global, written by the loader before anything is attached.
     unsafe { core::ptr::read_volatile(&TW_OFFSETS) }
 }
 
 #[inline(always)]
 pub fn owner_offsets() -> OwnerOffsets {
+    // SAFETY: our own load-time global, written by the loader before anything is attached.
     unsafe { core::ptr::read_volatile(&OWNER_OFFSETS) }
 }
 
 #[inline(always)]
 pub fn sock_offsets() -> SockOffsets {
+    // SAFETY: our own load-time global, written by the loader before anything is attached.
     unsafe { core::ptr::read_volatile(&SOCK_OFFSETS) }
 }
 
 #[inline(always)]
 pub fn tp_offsets() -> TracepointOffsets {
+    // SAFETY: our own load-time global, written by the loader before anything is attached.
     unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
 }
 
 #[inline(always)]
 pub fn config() -> ProbeConfig {
+    // SAFETY: our own load-time global, written by the loader before anything is attached.
     unsafe { core::ptr::read_volatile(&CONFIG) }
 }
 
@@ -85,6 +90,7 @@ pub fn config() -> ProbeConfig {
 pub fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // Per-CPU slot: no other writer can race with this one.
+        // SAFETY: a per-CPU slot of our own map, valid for this run.
         unsafe { *slot += 1 };
     }
 }
@@ -92,9 +98,11 @@ pub fn bump(index: u32) {
 #[inline(always)]
 pub fn bump_edge(old: u8, new: u8) {
     let (old, new) = (u32::from(old), u32::from(new));
-    if old < EDGE_STATES && new < EDGE_STATES {
-        if let Some(slot) = EDGES.get_ptr_mut(old * EDGE_STATES + new) {
-            unsafe { *slot += 1 };
-        }
+    if old < EDGE_STATES
+        && new < EDGE_STATES
+        && let Some(slot) = EDGES.get_ptr_mut(old * EDGE_STATES + new)
+    {
+        // SAFETY: a per-CPU slot of our own map, valid for this program run.
+        unsafe { *slot += 1 };
     }
 }

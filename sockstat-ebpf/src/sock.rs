@@ -19,6 +19,7 @@ pub const IPPROTO_TCP: u16 = 6;
 
 #[inline(always)]
 pub unsafe fn read<T>(base: *const u8, offset: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel takes any address; a bad one is an error, not a fault.
     unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(offset as usize).cast::<T>()) }
 }
 
@@ -40,8 +41,10 @@ pub unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
 #[inline(always)]
 pub unsafe fn get<T: Copy, const TYPED: bool>(base: *const u8, offset: u32) -> Result<T, i32> {
     if TYPED {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         Ok(unsafe { field(base, offset) })
     } else {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         unsafe { read(base, offset) }
     }
 }
@@ -49,10 +52,12 @@ pub unsafe fn get<T: Copy, const TYPED: bool>(base: *const u8, offset: u32) -> R
 /// Network-namespace inode of `sk`: `sk->__sk_common.skc_net.net->ns.inum`.
 #[inline(always)]
 pub unsafe fn netns_inum<const TYPED: bool>(sk: *const u8, off: &SockOffsets) -> Result<u32, i32> {
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let net: *const u8 = unsafe { get::<_, TYPED>(sk, off.skc_net)? };
     if net.is_null() {
         return Ok(0);
     }
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     unsafe { get::<_, TYPED>(net, off.net_ns_inum) }
 }
 
@@ -65,13 +70,17 @@ pub unsafe fn wanted(
     off: &SockOffsets,
     passive_open: bool,
 ) -> Result<Option<(u16, u16, u16)>, i32> {
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let family: u16 = unsafe { field(sk, off.skc_family) };
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let sport = u16::from_be(unsafe { read(sk, off.inet_sport)? });
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let dport = u16::from_be(unsafe { field(sk, off.skc_dport) });
     let unaddressed = passive_open && dport == 0;
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let keep = unsafe { passes_filters::<true>(sk, off, family, sport, dport, unaddressed)? };
     Ok(keep.then_some((family, sport, dport)))
 }
@@ -95,12 +104,15 @@ pub unsafe fn passes_filters<const TYPED: bool>(
     if cfg.port != 0 && cfg.port != sport && cfg.port != dport && !skip_port {
         return Ok(false);
     }
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     if cfg.netns != 0 && unsafe { netns_inum::<TYPED>(sk, off)? } != cfg.netns {
         return Ok(false);
     }
     if cfg.own_port != 0
         && (sport == cfg.own_port || dport == cfg.own_port)
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         && unsafe { netns_inum::<TYPED>(sk, off)? } == cfg.own_netns
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         && (sport == cfg.own_port || unsafe { loopback_peer::<TYPED>(sk, off, family)? })
     {
         return Ok(false);
@@ -118,10 +130,12 @@ unsafe fn loopback_peer<const TYPED: bool>(
     family: u16,
 ) -> Result<bool, i32> {
     if family == AF_INET6 {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         Ok(loopback_v6(unsafe {
             get::<_, TYPED>(sk, off.skc_v6_daddr)?
         }))
     } else {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         Ok(loopback_v4(unsafe { get::<_, TYPED>(sk, off.skc_daddr)? }))
     }
 }
@@ -142,6 +156,7 @@ pub fn loopback_v6(addr: [u8; 16]) -> bool {
 /// Timestamp and current task, shared by every hook.
 #[inline(always)]
 pub fn fill_task(ev: &mut StateEvent) {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     ev.tgid = (pid_tgid >> 32) as u32;
@@ -166,7 +181,9 @@ pub unsafe fn fill_socket(
     ev.family = family;
     ev.sport = sport;
     ev.dport = dport;
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     ev.protocol = unsafe { field(sk, off.sk_protocol) };
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     ev.netns = unsafe { netns_inum::<true>(sk, off)? };
     ev.cookie = cookie;
     ev.sk_addr = sk_arg as u64;
@@ -182,10 +199,14 @@ pub unsafe fn fill_socket(
     ev.old_state = 0;
     ev.new_state = 0;
     if family == AF_INET6 {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         ev.saddr = unsafe { field(sk, off.skc_v6_rcv_saddr) };
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         ev.daddr = unsafe { field(sk, off.skc_v6_daddr) };
     } else {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         let s: [u8; 4] = unsafe { field(sk, off.skc_rcv_saddr) };
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         let d: [u8; 4] = unsafe { field(sk, off.skc_daddr) };
         ev.saddr = [0; 16];
         ev.daddr = [0; 16];
@@ -205,6 +226,7 @@ pub unsafe fn fill_owner(
     off: &SockOffsets,
 ) -> Result<(), i32> {
     let sk = sk_arg as *const u8;
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let owned: i32 = unsafe { field(sk, off.sk_lock_owned) };
     let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
     if owned != 0 {
@@ -212,6 +234,7 @@ pub unsafe fn fill_owner(
         ev.owner_tgid = ev.tgid;
         ev.owner_comm = ev.comm;
         ev.owner_source = owner_source::TASK;
+        // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
         let slot = unsafe {
             bpf_sk_storage_get(
                 map,
@@ -221,12 +244,14 @@ pub unsafe fn fill_owner(
             )
         } as *mut OwnerInfo;
         if !slot.is_null() {
+            // SAFETY: `slot` is non-null: this socket's OwnerInfo, ours for this run.
             unsafe {
                 (*slot).tgid = ev.tgid;
                 (*slot).comm = ev.comm;
             }
         }
     } else {
+        // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
         let slot = unsafe { bpf_sk_storage_get(map, sk_arg, core::ptr::null_mut(), 0) }
             as *const OwnerInfo;
         if slot.is_null() {
@@ -234,6 +259,7 @@ pub unsafe fn fill_owner(
             ev.owner_comm = [0; 16];
             ev.owner_source = owner_source::UNKNOWN;
         } else {
+            // SAFETY: `slot` is non-null: this socket's OwnerInfo, ours for this run.
             unsafe {
                 ev.owner_tgid = (*slot).tgid;
                 ev.owner_comm = (*slot).comm;

@@ -40,6 +40,7 @@ pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> i32 {
 
 fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     // Argument 0 as the raw context slot: the verifier's BTF-typed `struct sock *`.
+    // SAFETY: argument 0 of the raw tracepoint context is the `struct sock *`.
     let sk_arg = unsafe { *(ctx.as_ptr() as *const *mut c_void) };
     let old_state: i32 = ctx.arg(1);
     let new_state: i32 = ctx.arg(2);
@@ -49,13 +50,16 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     }
     let sk = sk_arg as *const u8;
     let passive_open = old_state == i32::from(st::LISTEN) && new_state == i32::from(st::SYN_RECV);
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let Some(addr) = (unsafe { wanted(sk, &off, passive_open)? }) else {
         return Ok(());
     };
     // Early, even when no event is written: a timewait socket made from this one copies the
     // cookie, and the timewait hooks recognise it by that.
+    // SAFETY: the hook's BTF-typed socket, as the helper requires.
     let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
     let (old, new) = (old_state as u8, new_state as u8);
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let close = unsafe { timewait::classify(sk, &off, cookie, old, new)? };
     if let Some(to) = close.edge_to {
         bump_edge(old, to);
@@ -65,6 +69,7 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     };
     let ev = entry.as_mut_ptr();
     // Fill in place: the event is too large to build on the 512-byte BPF stack.
+    // SAFETY: `ev` is a reserved StateEvent ring slot; the socket is read via `field`/`read`.
     let filled = unsafe {
         let ev = &mut *ev;
         fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
@@ -154,14 +159,19 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) -> Result<(), i32> {
     if off.valid == 0 {
         return Err(-1);
     }
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
     let family: u16 = unsafe { ctx.read_at(off.family as usize)? };
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
     let sport: u16 = unsafe { ctx.read_at(off.sport as usize)? };
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
     let dport: u16 = unsafe { ctx.read_at(off.dport as usize)? };
     if family != AF_INET && family != AF_INET6 {
         return Ok(());
     }
     let cfg = config();
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
     let old: i32 = unsafe { ctx.read_at(off.oldstate as usize)? };
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
     let new: i32 = unsafe { ctx.read_at(off.newstate as usize)? };
     // A child still showing the listener's ports (see `wanted`) passes to user space.
     let unaddressed = old == i32::from(st::LISTEN) && new == i32::from(st::SYN_RECV) && dport == 0;
@@ -174,6 +184,7 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) -> Result<(), i32> {
     // decide (the tp_btf hook also checks the namespace).
     if cfg.own_port != 0
         && (sport == cfg.own_port
+            // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
             || (dport == cfg.own_port && unsafe { tp_loopback_peer(ctx, &off, family)? }))
     {
         return Ok(());
@@ -183,6 +194,7 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
     let filled = unsafe { fill_tp(&mut *ev, ctx, &off, family, sport, dport, old, new) };
     submit(entry, filled)
 }
@@ -215,6 +227,7 @@ unsafe fn fill_tp(
         ev.owner_comm = ev.comm;
         ev.owner_source = owner_source::TASK;
     }
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
     unsafe {
         ev.protocol = ctx.read_at(off.protocol as usize)?;
         let skaddr: u64 = ctx.read_at(off.skaddr as usize)?;
@@ -241,8 +254,10 @@ unsafe fn tp_loopback_peer(
     family: u16,
 ) -> Result<bool, i32> {
     if family == AF_INET6 {
+        // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
         Ok(loopback_v6(unsafe { ctx.read_at(off.daddr_v6 as usize)? }))
     } else {
+        // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
         Ok(loopback_v4(unsafe { ctx.read_at(off.daddr as usize)? }))
     }
 }

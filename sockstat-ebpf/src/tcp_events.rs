@@ -58,6 +58,7 @@ fn emit(ctx: &BtfTracePointContext, event_kind: u8) -> i32 {
 
 #[inline(always)]
 fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
+    // SAFETY: argument 0 of the raw tracepoint context is the `struct sock *`.
     let sk_arg = unsafe { *(ctx.as_ptr() as *const *mut c_void) };
     let off = sock_offsets();
     if off.valid == 0 {
@@ -71,14 +72,17 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
     // `struct sock` beyond its common part to read (and are no socket's cause).
     let tw = tw_offsets();
     if tw.valid != 0 {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         let state: u8 = unsafe { read(sk, tw.skc_state)? };
         if state == st::TIME_WAIT || state == st::NEW_SYN_RECV {
             return Ok(());
         }
     }
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let Some(addr) = (unsafe { wanted(sk, &off, false)? }) else {
         return Ok(());
     };
+    // SAFETY: the hook's BTF-typed socket, as the helper requires.
     let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
     match event_kind {
         kind::RESET_RECEIVED => bump(counter::RESETS_RECEIVED),
@@ -94,6 +98,7 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is a reserved StateEvent ring slot; the socket is read via `field`/`read`.
     let filled = unsafe {
         let ev = &mut *ev;
         fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {

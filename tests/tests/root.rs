@@ -597,6 +597,7 @@ fn tiny_ring() -> TestResult {
     for _ in 0..N {
         let _ = TcpStream::connect((ip, port));
     }
+    // SAFETY: kill(2) on the tracer we started.
     unsafe { libc::kill(tracer.pid() as i32, libc::SIGCONT) };
     let (_, stderr, code) = tracer.stop()?;
     check_eq("exit", code, 0)?;

@@ -193,7 +193,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let clippy = release_cargo(&root, "clippy")?
                 .args(["--workspace", "--all-targets", "--", "-D", "warnings"])
                 .status()?;
-            if !fmt.success() || !clippy.success() {
+            let kernel = bpf_clippy(&root)?;
+            if !fmt.success() || !clippy.success() || !kernel.success() {
                 bail!("lint failed");
             }
         }
@@ -287,6 +288,21 @@ pub fn sockstat_bin(root: &Path) -> Result<PathBuf> {
         .join("target")
         .join(host_triple()?)
         .join("release/sockstat"))
+}
+
+/// The kernel crate compiles its modules only for the bpf target, so it is linted there too
+/// (as aya's own xtask does): nightly clippy with build-std, in a target dir of its own.
+fn bpf_clippy(root: &Path) -> Result<std::process::ExitStatus> {
+    setup::nightly_component("clippy")?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root)
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .args(["+nightly", "clippy", "-p", "sockstat-ebpf"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--target-dir", "target/bpf-lint", "--", "-D", "warnings"]);
+    Ok(cmd.status()?)
 }
 
 fn cargo(root: &Path) -> Command {

@@ -45,16 +45,22 @@ pub fn toolchain() -> Result<()> {
 }
 
 fn rust_src() -> Result<()> {
+    nightly_component("rust-src")
+}
+
+/// Adds a component (rust-src for the kernel build, clippy for its lint) to the nightly
+/// toolchain when it is missing.
+pub fn nightly_component(name: &str) -> Result<()> {
     let installed = output(
         "rustup",
         &["component", "list", "--toolchain", NIGHTLY, "--installed"],
     )
     .context("the nightly toolchain is needed for the kernel programs (rustup toolchain list)")?;
-    if installed.lines().any(|l| l.starts_with("rust-src")) {
+    if installed.lines().any(|l| l.starts_with(name)) {
         return Ok(());
     }
-    eprintln!("xtask: adding rust-src to the nightly toolchain");
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+    eprintln!("xtask: adding {name} to the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", name, "--toolchain", NIGHTLY]))
 }
 
 /// There is no system LLVM matching rustc's, so bpf-linker is built against the libLLVM that

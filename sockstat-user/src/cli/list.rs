@@ -592,6 +592,7 @@ fn dump(
 fn terminal_width() -> Option<usize> {
     // SAFETY: TIOCGWINSZ fills a winsize; fd 1 is a terminal here.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `ws` outlives the call.
     let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
     (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }

@@ -127,7 +127,7 @@ fn object_name(name: &str) -> [libc::c_char; 16] {
 /// contents (our BTF-resolved offsets) as constants.
 fn create_frozen_array(name: &str, map: &aya_obj::Map) -> Result<OwnedFd, IterError> {
     let mut attr = super::sys::zeroed_attr();
-    // SAFETY (union access): writing the BPF_MAP_CREATE arm of a zeroed attr.
+    // SAFETY: union access: writing the BPF_MAP_CREATE arm of a zeroed attr.
     unsafe {
         let create = &mut attr.__bindgen_anon_1;
         create.map_type = map.map_type();
@@ -141,7 +141,7 @@ fn create_frozen_array(name: &str, map: &aya_obj::Map) -> Result<OwnedFd, IterEr
     let key = 0u32;
     let value = map.data();
     let mut attr = super::sys::zeroed_attr();
-    // SAFETY (union access): the BPF_MAP_UPDATE_ELEM arm; key and value outlive the call.
+    // SAFETY: union access: the BPF_MAP_UPDATE_ELEM arm; key and value outlive the call.
     unsafe {
         let update = &mut attr.__bindgen_anon_2;
         update.map_fd = fd.as_raw_fd() as u32;
@@ -169,7 +169,7 @@ fn load_iter_program(
     let license = CString::from(c"Dual MIT/GPL");
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = super::sys::zeroed_attr();
-        // SAFETY (union access): the BPF_PROG_LOAD arm; insns, license and log outlive it.
+        // SAFETY: union access: the BPF_PROG_LOAD arm; insns, license and log outlive it.
         unsafe {
             let p = &mut attr.__bindgen_anon_3;
             p.prog_type = BPF_PROG_TYPE_TRACING as u32;
@@ -209,7 +209,7 @@ fn load_iter_program(
 
 fn create_iter_link(prog: &OwnedFd) -> Result<OwnedFd, IterError> {
     let mut attr = super::sys::zeroed_attr();
-    // SAFETY (union access): the BPF_LINK_CREATE arm; task_file takes no iterator info.
+    // SAFETY: union access: the BPF_LINK_CREATE arm; task_file takes no iterator info.
     unsafe {
         let link = &mut attr.link_create;
         link.__bindgen_anon_1.prog_fd = prog.as_raw_fd() as u32;

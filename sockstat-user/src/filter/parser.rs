@@ -657,11 +657,17 @@ mod tests {
             expr("src 10.0.0.0/255.255.0.0"),
             prefix(Local, "10.0.0.0", 16, None)
         );
-        assert_eq!(expr("dst 1.2.3.4:80"), prefix(Peer, "1.2.3.4", 32, Some(80)));
+        assert_eq!(
+            expr("dst 1.2.3.4:80"),
+            prefix(Peer, "1.2.3.4", 32, Some(80))
+        );
         assert_eq!(expr("dst [::1]:22"), prefix(Peer, "::1", 128, Some(22)));
         assert_eq!(expr("dst ::1/128"), prefix(Peer, "::1", 128, None));
         assert_eq!(expr("src *:22"), port(Local, Some(22)));
-        assert_eq!(expr("src != 1.2.3.4"), Expr::not(prefix(Local, "1.2.3.4", 32, None)));
+        assert_eq!(
+            expr("src != 1.2.3.4"),
+            Expr::not(prefix(Local, "1.2.3.4", 32, None))
+        );
         assert_eq!(expr("autobound"), Expr::Cond(Cond::Autobound));
         assert_eq!(
             expr("fwmark 0x10/0xff"),
@@ -733,7 +739,11 @@ mod tests {
         assert!(err("( sport = :1").message.contains("never closed"));
         assert!(err("sport").message.contains("expected a port"));
         assert!(err("state bogus").message.contains("unknown state name"));
-        assert!(err("sport = :1 state established").message.contains("must come before"));
+        assert!(
+            err("sport = :1 state established")
+                .message
+                .contains("must come before")
+        );
         assert!(err("src >= 1.2.3.4").message.contains("= or != only"));
         let v4 = ParseContext {
             only_v4: true,
