@@ -330,9 +330,11 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
             }
             out.flush()?;
         }
-        // Whatever arrived between the signal and now is still printed.
+        // Whatever arrived between the signal and now is still printed, held closes too.
         events.drain_now(&mut batch);
         pipe.emit(&mut batch, &mut out)?;
+        pipe.tracker.flush(&mut pipe.outputs);
+        pipe.print(&mut out)?;
         out.flush()?;
         Ok(())
     }

@@ -95,6 +95,10 @@ pub struct Tracker {
     /// Closes whose cause may still arrive: `tcp_disconnect()` (SO_LINGER 0, unread data)
     /// sets CLOSE *before* it sends the RST, so the reset event follows the transition.
     held: HashMap<u64, Vec<Output>>,
+    /// Cookies held before the last settle: released at the next one. A close and the RST
+    /// it sends are two ring records, and a drain can fall between them, so a hold lasts
+    /// one more batch (one poll, at most 50 ms) before the close goes out without it.
+    held_before: Vec<u64>,
     /// Passive opens reported before the child socket had its own identity, by the child's
     /// kernel address (see `apply`).
     unresolved_opens: HashMap<u64, KernelEvent>,
@@ -151,6 +155,7 @@ impl Tracker {
         Tracker {
             entries: HashMap::new(),
             held: HashMap::new(),
+            held_before: Vec::new(),
             unresolved_opens: HashMap::new(),
             listeners: HashMap::new(),
             cancelled: HashMap::new(),
@@ -395,7 +400,15 @@ impl Tracker {
         out.push(Output::Transition(t));
     }
 
-    /// Releases closes still waiting for a possible reset (call after each batch of events).
+    /// Releases everything still held (when the stream ends).
+    pub fn flush(&mut self, out: &mut Vec<Output>) {
+        self.held_before.clear();
+        for (_, mut held) in self.held.drain() {
+            out.append(&mut held);
+        }
+    }
+
+    /// Releases closes that waited a batch for a possible reset (call after each batch).
     pub fn settle(&mut self, out: &mut Vec<Output>) {
         self.settle_at(super::clock::monotonic_ns(), out);
     }
@@ -403,9 +416,12 @@ impl Tracker {
     /// `settle` at a given monotonic time. A passive open still waiting for its child's
     /// identity is kept across batches, but not for longer than `UNRESOLVED_OPEN_NS`.
     pub fn settle_at(&mut self, now_ns: u64, out: &mut Vec<Output>) {
-        for (_, mut held) in self.held.drain() {
-            out.append(&mut held);
+        for cookie in std::mem::take(&mut self.held_before) {
+            if let Some(mut held) = self.held.remove(&cookie) {
+                out.append(&mut held);
+            }
         }
+        self.held_before.extend(self.held.keys().copied());
         let before = self.unresolved_opens.len();
         self.unresolved_opens
             .retain(|_, open| now_ns.saturating_sub(open.ts_ns) < UNRESOLVED_OPEN_NS);
@@ -946,6 +962,51 @@ mod tests {
             ("ESTAB->CLOSE".into(), Source::Kernel, Some("rst-in".into()))
         );
         assert!(t.get(3).is_none());
+    }
+
+    /// SO_LINGER 0: CLOSE comes before the RST it sends, and a drain may fall between the
+    /// two. The close waits one more batch for it, then goes out either way.
+    #[test]
+    fn a_close_waits_one_batch_for_its_reset() {
+        let established = |t: &mut Tracker, cookie: u64, out: &mut Vec<Output>| {
+            t.apply(&ev(cookie, 1, st::CLOSE, st::SYN_SENT, true), out);
+            t.apply(&ev(cookie, 2, st::SYN_SENT, st::ESTABLISHED, false), out);
+        };
+        let reset = |cookie: u64| {
+            let mut raw = raw_v4();
+            raw.cookie = cookie;
+            raw.kind = kind::RESET_SENT;
+            from_raw(&raw).unwrap()
+        };
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        established(&mut t, 5, &mut out);
+        t.apply(&ev(5, 3, st::ESTABLISHED, st::CLOSE, true), &mut out);
+        t.settle(&mut out);
+        assert_eq!(transitions(&out).len(), 2, "held through the first settle");
+        t.apply(&reset(5), &mut out);
+        t.settle(&mut out);
+        assert_eq!(
+            transitions(&out)[2],
+            (
+                "ESTAB->CLOSE".into(),
+                Source::Kernel,
+                Some("rst-out".into())
+            )
+        );
+        // No reset: out at the second settle, without a cause.
+        out.clear();
+        established(&mut t, 6, &mut out);
+        t.apply(&ev(6, 3, st::ESTABLISHED, st::CLOSE, true), &mut out);
+        t.settle(&mut out);
+        t.settle(&mut out);
+        assert_eq!(transitions(&out).len(), 3);
+        // The end of the stream releases whatever is still held.
+        out.clear();
+        established(&mut t, 7, &mut out);
+        t.apply(&ev(7, 3, st::ESTABLISHED, st::CLOSE, true), &mut out);
+        t.flush(&mut out);
+        assert_eq!(transitions(&out).len(), 3);
     }
 
     /// A passive-open event as 6.1 and 6.12 report it: the child (at kernel address
