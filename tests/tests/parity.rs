@@ -31,7 +31,8 @@ struct Fixture {
     _keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-/// The large-dump test holds this for writing while its thousands of sockets exist; every
+/// The large-dump test holds this for writing while its thousands of sockets exist, and the
+/// owners test while it compares -p (no other test may fork meanwhile); every other
 /// comparison with ss holds it for reading. Its ephemeral ports can equal the fixture's
 /// (rows are picked by port), and a count that gains a digit narrows an `ss -s` column.
 static SOCKET_BURST: std::sync::RwLock<()> = std::sync::RwLock::new(());
@@ -431,7 +432,9 @@ fn users(tool: &str, args: &[&str]) -> BTreeSet<String> {
 #[test]
 fn owners_match_ss_p() {
     let f = fixture();
-    let _quiet = comparing();
+    // Alone: another test's child, between fork and exec, holds copies of our sockets and
+    // would be listed by whichever tool scans at that instant.
+    let _alone = SOCKET_BURST.write().unwrap_or_else(|e| e.into_inner());
     let filter = format!("sport = :{}", f.p4);
     let args = ["-tanp", filter.as_str()];
     let ss = users("ss", &args);
