@@ -338,7 +338,9 @@ fn reuse() -> TestResult {
         .as_u64()
         .unwrap_or(0)
         .abs_diff(syn["ts_ns"].as_u64().unwrap_or(0));
-    if gap > 10_000_000 {
+    // Within the same connect(): microseconds natively, 15 ms seen in an emulated guest;
+    // an expiry would be a minute away.
+    if gap > 100_000_000 {
         return Err(fail(format!(
             "ended {} ms from the new SYN",
             gap / 1_000_000
