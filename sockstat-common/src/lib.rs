@@ -428,20 +428,19 @@ pub struct ProbeConfig {
 const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 32);
 
 impl ProbeConfig {
-    pub const fn zeroed() -> Self {
-        Self {
-            port: 0,
-            family: 0,
-            netns: 0,
-            wakeup_bytes: 0,
-            own_port: 0,
-            emit_events: 1,
-            _pad0: 0,
-            own_netns: 0,
-            _pad1: [0; 4],
-            tw_timer_fn: 0,
-        }
-    }
+    /// No filter, events written: what the programs do until user space says otherwise.
+    pub const UNFILTERED: Self = Self {
+        port: 0,
+        family: 0,
+        netns: 0,
+        wakeup_bytes: 0,
+        own_port: 0,
+        emit_events: 1,
+        _pad0: 0,
+        own_netns: 0,
+        _pad1: [0; 4],
+        tw_timer_fn: 0,
+    };
 }
 
 /// Indexes into the per-CPU `COUNTERS` array.
@@ -483,6 +482,61 @@ pub mod tcp_state {
     pub const CLOSING: u8 = 11;
     pub const NEW_SYN_RECV: u8 = 12;
     pub const BOUND_INACTIVE: u8 = 13;
+
+    /// ss's spelling of each state, indexed by kernel number (`sstate_name` in misc/ss.c,
+    /// except that 7 is CLOSE here: the listing alone calls it UNCONN). Index 0 is not a
+    /// state.
+    pub const NAMES: [&str; 14] = [
+        "UNKNOWN",
+        "ESTAB",
+        "SYN-SENT",
+        "SYN-RECV",
+        "FIN-WAIT-1",
+        "FIN-WAIT-2",
+        "TIME-WAIT",
+        "CLOSE",
+        "CLOSE-WAIT",
+        "LAST-ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW-SYN-RECV",
+        "BOUND-INACTIVE",
+    ];
+
+    /// The same names in lower case, as filters (`state time-wait`) and alert metrics
+    /// spell them.
+    pub const LOWER_NAMES: [&str; 14] = [
+        "unknown",
+        "estab",
+        "syn-sent",
+        "syn-recv",
+        "fin-wait-1",
+        "fin-wait-2",
+        "time-wait",
+        "close",
+        "close-wait",
+        "last-ack",
+        "listen",
+        "closing",
+        "new-syn-recv",
+        "bound-inactive",
+    ];
+
+    /// ss's name for kernel state `n`, if it is one.
+    pub const fn name(n: u8) -> Option<&'static str> {
+        if n >= 1 && (n as usize) < NAMES.len() {
+            Some(NAMES[n as usize])
+        } else {
+            None
+        }
+    }
+}
+
+/// Address families (`include/linux/socket.h`), as `sk_family` and sock_diag carry them.
+pub mod family {
+    pub const UNSPEC: u16 = 0;
+    pub const INET: u16 = 2;
+    pub const INET6: u16 = 10;
 }
 
 #[cfg(feature = "user")]

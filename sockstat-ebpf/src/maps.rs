@@ -50,7 +50,7 @@ static SOCK_OFFSETS: SockOffsets = SockOffsets::zeroed();
 #[unsafe(no_mangle)]
 static TP_OFFSETS: TracepointOffsets = TracepointOffsets::zeroed();
 #[unsafe(no_mangle)]
-static CONFIG: ProbeConfig = ProbeConfig::zeroed();
+static CONFIG: ProbeConfig = ProbeConfig::UNFILTERED;
 #[unsafe(no_mangle)]
 static OWNER_OFFSETS: OwnerOffsets = OwnerOffsets::zeroed();
 #[unsafe(no_mangle)]

@@ -13,8 +13,7 @@ use sockstat_common::{OwnerInfo, SockOffsets, StateEvent, flags, hook, owner_sou
 
 use crate::maps::{OWNERS, config};
 
-pub const AF_INET: u16 = 2;
-pub const AF_INET6: u16 = 10;
+pub use sockstat_common::family::{INET as AF_INET, INET6 as AF_INET6};
 pub const IPPROTO_TCP: u16 = 6;
 
 #[inline(always)]

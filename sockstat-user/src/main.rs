@@ -83,7 +83,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sockstat: {}", one_line(&e));
+            // The loader names no flags; the flag that helps is named here.
+            let hint = match e.downcast_ref::<LoadError>() {
+                Some(LoadError::NoBtf | LoadError::BtfHookRefused(_)) => ": try --hook tracepoint",
+                _ => "",
+            };
+            eprintln!("sockstat: {}{hint}", one_line(&e));
             // Bad input, and an environment sockstat cannot work in (privileges, limits).
             if e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<LoadError>().is_some()

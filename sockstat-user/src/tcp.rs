@@ -80,21 +80,12 @@ impl TcpState {
 
     /// ss's spelling (`ss -t` State column).
     pub fn ss_name(self) -> &'static str {
-        match self {
-            TcpState::Established => "ESTAB",
-            TcpState::SynSent => "SYN-SENT",
-            TcpState::SynRecv => "SYN-RECV",
-            TcpState::FinWait1 => "FIN-WAIT-1",
-            TcpState::FinWait2 => "FIN-WAIT-2",
-            TcpState::TimeWait => "TIME-WAIT",
-            TcpState::Close => "CLOSE",
-            TcpState::CloseWait => "CLOSE-WAIT",
-            TcpState::LastAck => "LAST-ACK",
-            TcpState::Listen => "LISTEN",
-            TcpState::Closing => "CLOSING",
-            TcpState::NewSynRecv => "NEW-SYN-RECV",
-            TcpState::BoundInactive => "BOUND-INACTIVE",
-        }
+        k::NAMES[usize::from(self.kernel_number())]
+    }
+
+    /// The lower-case spelling filters and alert metrics use.
+    pub fn lower_name(self) -> &'static str {
+        k::LOWER_NAMES[usize::from(self.kernel_number())]
     }
 }
 

@@ -47,7 +47,6 @@ fn unknown_flag_is_one_line_and_exit_2() {
     assert_one_line_error(&sockstat(&["--bogus"]), "--bogus");
     assert_one_line_error(&sockstat(&["trace", "--bogus"]), "--bogus");
     assert_one_line_error(&sockstat(&["trace", "--port", "http"]), "http");
-    assert_one_line_error(&sockstat(&["trace", "-4", "-6"]), "cannot be used");
 }
 
 #[test]
@@ -182,22 +181,19 @@ fn validation_table() {
             &["trace", "--cgroup", "/no/such/cgroup"],
             "--cgroup /no/such/cgroup",
         ),
-        (&["trace", "--netns", "4000000000"], "--netns 4000000000"),
+        (
+            &["trace", "--netns", "4000000000"],
+            "4000000000: no network namespace",
+        ),
         (
             &["trace", "--netns", "no-such-netns"],
-            "no network namespace named",
+            "no network namespace \"",
         ),
-        (
-            &["-N", "no-such-netns", "-tan"],
-            "no network namespace named",
-        ),
-        (
-            &["stats", "-N", "no-such-netns"],
-            "no network namespace named",
-        ),
+        (&["-N", "no-such-netns", "-tan"], "no network namespace \""),
+        (&["stats", "-N", "no-such-netns"], "no network namespace \""),
         (
             &["report", "-N", "no-such-netns"],
-            "no network namespace named",
+            "no network namespace \"",
         ),
         (&["serve", "--listen", "nowhere"], "--listen nowhere"),
         (&["-V", "extra"], "-V/--version takes no other arguments"),

@@ -1,18 +1,15 @@
 //! Where live numbers come from: the kernel programs with the live table (every transition),
 //! or, when they cannot be loaded, sock_diag polled once per interval (states and counts,
 //! no transitions). Shared by `top` and `serve`.
-use anyhow::Context as _;
-use sockstat_common::ProbeConfig;
-
-use super::{Dump, DumpScope, OwnEndpoint, ReconcileStep, Reconciler, dump_tcp};
+use super::{
+    Dump, DumpScope, ReconcileStep, dump_tcp,
+    pipeline::{Pipeline, PipelineOptions},
+};
 use crate::procs::netns::Skipped;
 use crate::{
-    ebpf::{
-        DecodeError, EdgeCount, HookChoice, KernelCounters, KernelEvent, Probe, ProbeOptions,
-        privilege, ring::EventStream,
-    },
+    ebpf::{EdgeCount, KernelCounters, Probe, privilege},
     live::{
-        Output, Tracker, TrackerStats, Transition, clock,
+        Output, TrackerStats, Transition,
         dashboard::{DataSource, SockView},
     },
     tcp::ReportedState,
@@ -21,15 +18,11 @@ use crate::{
 const RECONCILE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct FeedOptions {
-    pub hook: HookChoice,
-    pub ring_kb: u32,
-    pub v4: bool,
-    pub v6: bool,
-    pub all_netns: bool,
+    pub hook: crate::ebpf::HookChoice,
+    pub ring_kib: u32,
+    pub scope: DumpScope,
     /// Poll even when the programs could load.
     pub poll: bool,
-    /// sockstat's own endpoint, left out of everything it reports.
-    pub own: Option<OwnEndpoint>,
 }
 
 pub enum Feed {
@@ -38,14 +31,8 @@ pub enum Feed {
 }
 
 pub struct EbpfFeed {
-    pub probe: Probe,
-    events: EventStream,
-    pub tracker: Tracker,
-    reconciler: Reconciler,
-    batch: Vec<Result<KernelEvent, DecodeError>>,
+    pipeline: Pipeline,
     outputs: Vec<Output>,
-    /// Namespaces the last dump could not enter.
-    skipped: Vec<Skipped>,
 }
 
 pub struct PollingFeed {
@@ -53,17 +40,6 @@ pub struct PollingFeed {
     latest: Dump,
     pending: Option<tokio::task::JoinHandle<Dump>>,
     scope: DumpScope,
-}
-
-fn scope(o: &FeedOptions) -> DumpScope {
-    DumpScope {
-        port: None,
-        v4: o.v4,
-        v6: o.v6,
-        netns: None,
-        all_netns: o.all_netns,
-        own: o.own,
-    }
 }
 
 /// A polling dump with owners, off the event loop.
@@ -81,11 +57,12 @@ impl Feed {
     /// that is not possible. Must run inside a tokio runtime.
     pub fn start(o: &FeedOptions) -> anyhow::Result<Feed> {
         let polling = |reason: String| {
+            log::info!("polling sock_diag: {reason}");
             Feed::Polling(PollingFeed {
                 reason,
                 latest: Dump::default(),
                 pending: None,
-                scope: scope(o),
+                scope: o.scope,
             })
         };
         if o.poll {
@@ -96,48 +73,23 @@ impl Feed {
                 "no BPF privilege, run as root for per-edge data".to_string(),
             ));
         }
-        let family = match (o.v4, o.v6) {
-            (true, false) => 2,
-            (false, true) => 10,
-            _ => 0,
-        };
-        let ring_bytes = o.ring_kb.saturating_mul(1024).next_power_of_two();
-        let opts = ProbeOptions {
+        let pipeline = match Pipeline::attach(&PipelineOptions {
             hook: o.hook,
-            ring_kb: o.ring_kb,
-            config: ProbeConfig {
-                port: 0,
-                family,
-                netns: if o.all_netns { 0 } else { super::own_netns() },
-                wakeup_bytes: ring_bytes / 4,
-                own_port: o.own.map_or(0, |e| e.port),
-                own_netns: o.own.map_or(0, |e| e.netns),
-                ..ProbeConfig::zeroed()
-            },
-        };
-        let mut probe = match Probe::attach(&opts) {
+            ring_kib: o.ring_kib,
+            scope: o.scope,
+            events: true,
+            baseline: true,
+            reconcile: Some(RECONCILE),
+        }) {
             Ok(p) => p,
-            Err(e) => return Ok(polling(format!("kernel programs not loaded ({e})"))),
+            Err(e) => return Ok(polling(format!("kernel programs not loaded ({e:#})"))),
         };
-        for m in probe.missing() {
+        for m in pipeline.probe().missing() {
             eprintln!("sockstat: {m}");
         }
-        let events = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
-        // Attached first, then the baseline: nothing falls between the two.
-        let mut tracker = Tracker::default();
-        tracker.observe_timewait(probe.timewait_observed());
-        let owners = crate::ebpf::owners::socket_owners_any();
-        let baseline = dump_tcp(scope(o), crate::filter::states::ALL, Some(&owners));
-        crate::procs::netns::warn_skipped(&baseline.skipped);
-        tracker.load_baseline(baseline.sockets, clock::monotonic_ns());
         Ok(Feed::Ebpf(Box::new(EbpfFeed {
-            probe,
-            events,
-            tracker,
-            reconciler: Reconciler::new(scope(o), RECONCILE),
-            batch: Vec::with_capacity(256),
+            pipeline,
             outputs: Vec::with_capacity(256),
-            skipped: baseline.skipped,
         })))
     }
 
@@ -145,7 +97,7 @@ impl Feed {
     /// missing, which every view says.
     pub fn skipped_netns(&self) -> &[Skipped] {
         match self {
-            Feed::Ebpf(f) => &f.skipped,
+            Feed::Ebpf(f) => f.pipeline.skipped_netns(),
             Feed::Polling(p) => &p.latest.skipped,
         }
     }
@@ -153,7 +105,7 @@ impl Feed {
     /// The kernel programs, when they are loaded.
     pub fn probe(&self) -> Option<&Probe> {
         match self {
-            Feed::Ebpf(f) => Some(&f.probe),
+            Feed::Ebpf(f) => Some(f.pipeline.probe()),
             Feed::Polling(_) => None,
         }
     }
@@ -165,12 +117,10 @@ impl Feed {
     pub fn source(&self) -> DataSource {
         match self {
             Feed::Ebpf(f) => DataSource::Ebpf {
-                hook: match f.probe.hook() {
-                    HookChoice::TpBtf => "tp_btf".to_string(),
-                    _ => "tracepoint".to_string(),
-                },
+                hook: f.pipeline.probe().hook().name().to_string(),
                 missing_hooks: f
-                    .probe
+                    .pipeline
+                    .probe()
                     .missing()
                     .iter()
                     .map(|m| m.tracepoint.to_string())
@@ -184,50 +134,25 @@ impl Feed {
 
     /// Applies queued kernel events; `on` sees every transition the live table produced.
     pub fn drain(&mut self, on: &mut impl FnMut(&Transition)) {
-        let Feed::Ebpf(f) = self else {
-            return;
-        };
-        let EbpfFeed {
-            events,
-            tracker,
-            batch,
-            outputs,
-            ..
-        } = &mut **f;
-        events.drain_now(batch);
-        for event in batch.drain(..).flatten() {
-            tracker.apply(&event, outputs);
+        if let Feed::Ebpf(f) = self {
+            f.pipeline.drain(&mut f.outputs);
+            deliver(&mut f.outputs, on);
         }
-        tracker.settle(outputs);
-        deliver(outputs, on);
     }
 
     /// The next reconcile step (never, when polling). Cancel-safe.
     pub async fn reconcile_step(&mut self) -> ReconcileStep {
         match self {
-            Feed::Ebpf(f) => f.reconciler.next().await,
+            Feed::Ebpf(f) => f.pipeline.reconcile_step().await,
             Feed::Polling(_) => std::future::pending().await,
         }
     }
 
     /// Carries out a reconcile step; repairs and expiries go to `on`.
     pub fn reconcile(&mut self, step: ReconcileStep, on: &mut impl FnMut(&Transition)) {
-        self.drain(on);
-        let Feed::Ebpf(f) = self else {
-            return;
-        };
-        match step {
-            ReconcileStep::Due => {
-                // Lost or skipped events (or unreadable counters) make it a full one.
-                let dropped = f.probe.counters().ok().map(|c| c.dropped());
-                f.reconciler.start(dropped);
-            }
-            ReconcileStep::Done(dump) => {
-                f.skipped = dump.skipped().to_vec();
-                crate::procs::netns::warn_skipped(&f.skipped);
-                Reconciler::apply(dump, &mut f.tracker, &mut f.outputs);
-                deliver(&mut f.outputs, on);
-            }
+        if let Feed::Ebpf(f) = self {
+            f.pipeline.reconcile(step, &mut f.outputs);
+            deliver(&mut f.outputs, on);
         }
     }
 
@@ -258,7 +183,7 @@ impl Feed {
     pub fn for_each_socket<'a>(&'a self, mut f: impl FnMut(SockView<'a>)) {
         match self {
             Feed::Ebpf(feed) => {
-                for (_, e) in feed.tracker.entries() {
+                for (_, e) in feed.pipeline.tracker().entries() {
                     f(SockView {
                         state: e.state,
                         local: e.local,
@@ -287,21 +212,29 @@ impl Feed {
 
     pub fn counters(&self) -> Option<KernelCounters> {
         match self {
-            Feed::Ebpf(f) => f.probe.counters().ok(),
+            Feed::Ebpf(f) => f
+                .pipeline
+                .probe()
+                .counters()
+                .inspect_err(|e| log::warn!("reading the kernel counters: {e}"))
+                .ok(),
             Feed::Polling(_) => None,
         }
     }
 
     pub fn edge_counts(&self) -> Vec<EdgeCount> {
         match self {
-            Feed::Ebpf(f) => f.probe.edge_counts().unwrap_or_default(),
+            Feed::Ebpf(f) => f.pipeline.probe().edge_counts().unwrap_or_else(|e| {
+                log::warn!("reading the per-edge counters: {e}");
+                Vec::new()
+            }),
             Feed::Polling(_) => Vec::new(),
         }
     }
 
     pub fn tracker_stats(&self) -> TrackerStats {
         match self {
-            Feed::Ebpf(f) => f.tracker.stats(),
+            Feed::Ebpf(f) => f.pipeline.tracker().stats(),
             Feed::Polling(_) => TrackerStats::default(),
         }
     }

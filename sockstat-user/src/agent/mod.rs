@@ -3,6 +3,7 @@
 //! expiry, repairs after lost events), and the feed (kernel events, or polling when the
 //! programs cannot load). The caller owns the event loop; this owns the timing.
 pub mod feed;
+pub mod pipeline;
 
 pub use feed::{Feed, FeedOptions};
 use std::{path::Path, time::Duration};

@@ -1,7 +1,7 @@
 //! Every clap definition in one place.
 use clap::{Args, Parser, Subcommand};
 
-use crate::ebpf::HookChoice;
+use crate::ebpf::{Family, HookChoice, RING_KIB};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,12 +43,8 @@ pub struct ListArgs {
     /// Packet sockets.
     #[arg(short = '0', long)]
     pub packet: bool,
-    /// IPv4 only.
-    #[arg(short = '4', long = "ipv4")]
-    pub ipv4: bool,
-    /// IPv6 only.
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
+    #[command(flatten)]
+    pub ip: FamilyArgs,
     /// Listening and non-listening sockets.
     #[arg(short = 'a', long)]
     pub all: bool,
@@ -85,13 +81,8 @@ pub struct ListArgs {
     /// One line per socket.
     #[arg(short = 'O', long)]
     pub oneline: bool,
-    /// Work in the named network namespace (ip netns).
-    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
-    pub netns: Option<String>,
-    /// Every network namespace on the host, each row labelled with its namespace (and
-    /// container) in a leading Netns column.
-    #[arg(long, conflicts_with = "netns")]
-    pub all_netns: bool,
+    #[command(flatten)]
+    pub ns: NetnsArgs,
     /// Socket tables: all, inet, tcp, udp, raw, unix, unix_stream, unix_dgram,
     /// unix_seqpacket, packet, packet_raw, packet_dgram (comma separated, ! to remove).
     #[arg(
@@ -116,11 +107,69 @@ pub struct ListArgs {
     pub filter: Vec<String>,
 }
 
+/// `-4`/`-6`, as ss has them: each adds a family; neither or both is both.
+#[derive(Debug, Args, Default, Clone, Copy, PartialEq)]
+pub struct FamilyArgs {
+    /// IPv4 sockets (with -6: both).
+    #[arg(short = '4', long = "ipv4")]
+    pub ipv4: bool,
+    /// IPv6 sockets (with -4: both).
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+}
+
+impl FamilyArgs {
+    /// The one family asked for; `None`: both.
+    pub fn only(self) -> Option<Family> {
+        match (self.ipv4, self.ipv6) {
+            (true, false) => Some(Family::Inet),
+            (false, true) => Some(Family::Inet6),
+            _ => None,
+        }
+    }
+
+    pub fn v4(self) -> bool {
+        self.only() != Some(Family::Inet6)
+    }
+
+    pub fn v6(self) -> bool {
+        self.only() != Some(Family::Inet)
+    }
+}
+
+/// `-N`: one network namespace, named the same way in every command.
+#[derive(Debug, Args, Default, Clone, PartialEq)]
+pub struct NetArg {
+    /// Work in this network namespace: an `ip netns` name, a path (/run/netns/X,
+    /// /proc/PID/ns/net), a pid, or an nsfs inode as `lsns -t net` shows it.
+    #[arg(short = 'N', long = "net", visible_alias = "netns", value_name = "NS")]
+    pub net: Option<String>,
+}
+
+/// `-N`, or every namespace.
+#[derive(Debug, Args, Default, Clone, PartialEq)]
+pub struct NetnsArgs {
+    #[command(flatten)]
+    pub one: NetArg,
+    /// Every network namespace on the host, each socket labelled with its namespace (and
+    /// container).
+    #[arg(long, conflicts_with = "net")]
+    pub all_netns: bool,
+}
+
+/// The kernel programs' options: trace, top and serve.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ProbeArgs {
+    /// Kernel hook for sock:inet_sock_set_state.
+    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
+    pub hook: HookChoice,
+    /// Ring-buffer size in KiB, 4 to 1048576 (rounded up to a power of two).
+    #[arg(long = "ring-kb", value_name = "KIB", default_value_t = 4096, value_parser = ring_kib)]
+    pub ring_kib: u32,
+}
+
 // Range checks live here, in clap's value parsers, so every command rejects the same bad
 // value with the same short message (exit 2) before anything is loaded.
-
-/// Ring-buffer sizes the kernel and our memory budget accept.
-pub const RING_KIB: std::ops::RangeInclusive<u32> = 4..=1_048_576;
 
 fn ring_kib(text: &str) -> Result<u32, String> {
     text.parse::<u32>()
@@ -196,35 +245,21 @@ pub struct TraceArgs {
     /// Only transitions owned by process N.
     #[arg(long, value_name = "N")]
     pub pid: Option<u32>,
-    /// Only IPv4 sockets.
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Only IPv6 sockets.
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
-    /// Ring-buffer size in KiB, 4 to 1048576 (rounded up to a power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_kib)]
-    pub ring_kb: u32,
+    #[command(flatten)]
+    pub ip: FamilyArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
     /// Stop after N transitions have been printed.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Do not print the column header.
     #[arg(short = 'H', long = "no-header")]
     pub no_header: bool,
-    /// Kernel hook for sock:inet_sock_set_state.
-    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
-    pub hook: HookChoice,
     /// Only transitions whose owner's command name contains this.
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
-    /// Only sockets in this network namespace: an `ip netns` name, or an inode as in
-    /// /proc/PID/ns/net (evaluated in the kernel). Without it (or --all-netns), sockstat's
-    /// own namespace, as ss.
-    #[arg(long, value_name = "NAME|INODE")]
-    pub netns: Option<String>,
-    /// Every network namespace on the host (baseline and reconciles included).
-    #[arg(long, conflicts_with = "netns")]
-    pub all_netns: bool,
+    #[command(flatten)]
+    pub ns: NetnsArgs,
     /// Only transitions whose owner lives in this cgroup (v2 path, or a prefix of it).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
@@ -262,21 +297,12 @@ pub struct TopArgs {
     /// Poll sock_diag instead of loading the kernel programs (no per-edge data).
     #[arg(long)]
     pub poll: bool,
-    /// Every network namespace on the host instead of sockstat's own.
-    #[arg(long)]
-    pub all_netns: bool,
-    /// Only IPv4 sockets.
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Only IPv6 sockets.
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
-    /// Kernel hook for sock:inet_sock_set_state.
-    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
-    pub hook: HookChoice,
-    /// Ring-buffer size in KiB, 4 to 1048576 (rounded up to a power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_kib)]
-    pub ring_kb: u32,
+    #[command(flatten)]
+    pub ns: NetnsArgs,
+    #[command(flatten)]
+    pub ip: FamilyArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
     /// Filter expression, in ss's filter language (editable on screen with `f`).
     #[arg(value_name = "FILTER", trailing_var_arg = true)]
     pub filter: Vec<String>,
@@ -318,9 +344,8 @@ pub struct RepeatArgs {
     /// With --interval: stop after N reports.
     #[arg(long, value_name = "N", requires = "interval")]
     pub count: Option<u64>,
-    /// Work in the named network namespace (ip netns).
-    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub ns: NetArg,
 }
 
 #[derive(Debug, Args)]
@@ -340,18 +365,13 @@ pub struct RoutesArgs {
     /// Numeric: 0.0.0.0/0 and ::/0 instead of "default".
     #[arg(short = 'n', long)]
     pub numeric: bool,
-    /// IPv4 only.
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// IPv6 only.
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
+    #[command(flatten)]
+    pub ip: FamilyArgs,
     /// JSON: an array of routes.
     #[arg(long)]
     pub json: bool,
-    /// Work in the named network namespace (ip netns).
-    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub ns: NetArg,
 }
 
 #[derive(Debug, Args)]
@@ -366,12 +386,8 @@ pub struct ReportArgs {
     /// external, unusual-listeners, close-wait-age (s), time-wait-pct, syn-recv-pct.
     #[arg(long, value_name = "EXPR")]
     pub alert: Vec<String>,
-    /// Every network namespace on the host.
-    #[arg(long, conflicts_with = "netns")]
-    pub all_netns: bool,
-    /// Work in the named network namespace (ip netns).
-    #[arg(short = 'N', long = "net", value_name = "NSNAME")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub ns: NetnsArgs,
 }
 
 /// The exporter's default port: outside the 9100-9999 range the Prometheus exporters
@@ -389,13 +405,8 @@ pub struct ServeArgs {
     /// Poll sock_diag instead of loading the kernel programs.
     #[arg(long)]
     pub poll: bool,
-    /// Every network namespace on the host instead of sockstat's own.
-    #[arg(long)]
-    pub all_netns: bool,
-    /// Kernel hook for sock:inet_sock_set_state.
-    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
-    pub hook: HookChoice,
-    /// Ring-buffer size in KiB, 4 to 1048576 (rounded up to a power of two).
-    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_kib)]
-    pub ring_kb: u32,
+    #[command(flatten)]
+    pub ns: NetnsArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 }

@@ -10,7 +10,7 @@ use super::{NetnsChoice, args::IfacesArgs};
 use crate::rtnl::{self, Link};
 
 pub fn run(args: &IfacesArgs) -> anyhow::Result<ExitCode> {
-    let netns = NetnsChoice::open(args.repeat.netns.as_deref())?;
+    let netns = NetnsChoice::open(&args.repeat.ns)?;
     let read = || -> anyhow::Result<Vec<Link>> {
         netns
             .run(rtnl::links)?

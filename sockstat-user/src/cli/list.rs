@@ -126,7 +126,7 @@ fn select(args: &ListArgs, filter: &Filter) -> Result<Selection, UsageError> {
     };
     // Families: -4 -6 -x -0 -f; the last of -4/-6 wins as in ss.
     let (mut fam_inet, mut fam_inet6, mut fam_unix, mut fam_packet) =
-        (args.ipv4, args.ipv6, args.unix, args.packet);
+        (args.ip.ipv4, args.ip.ipv6, args.unix, args.packet);
     for f in args.family.iter().flat_map(|f| f.split(',')) {
         match f {
             "inet" => fam_inet = true,
@@ -227,13 +227,13 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let ctx = ParseContext {
         tcp: args.tcp || (!args.udp && !args.raw),
         udp: args.udp || (!args.tcp && !args.raw),
-        only_v4: args.ipv4 && !args.ipv6,
-        only_v6: args.ipv6 && !args.ipv4,
+        only_v4: args.ip.only() == Some(crate::ebpf::Family::Inet),
+        only_v6: args.ip.only() == Some(crate::ebpf::Family::Inet6),
     };
     let filter = Filter::parse(&args.filter, &ctx).map_err(|e| UsageError(e.to_string()))?;
     let sel = select(args, &filter)?;
 
-    let netns = super::NetnsChoice::open(args.netns.as_deref())?;
+    let netns = super::NetnsChoice::open(&args.ns.one)?;
 
     let stdout = io::stdout();
     let tty_width = if stdout.is_terminal() {
@@ -300,7 +300,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         info: args.info,
         oneline: args.oneline,
     };
-    if args.all_netns {
+    if args.ns.all_netns {
         return list_all_netns(args, &query, &filter, sel.states, &style, tty_width, out);
     }
     let owners = OwnerSource::new(args.processes);

@@ -94,17 +94,27 @@ fn check_memory() -> Result<(), UsageError> {
     )))
 }
 
-/// `-N NAME`: the network namespace a command works in (`None`: this process's own).
-pub struct NetnsChoice(Option<(String, std::fs::File)>);
+/// `-N NS`: the network namespace a command works in (`None`: this process's own).
+pub struct NetnsChoice(Option<crate::procs::netns::Opened>);
 
 impl NetnsChoice {
-    pub fn open(name: Option<&str>) -> Result<Self, UsageError> {
-        match name {
+    pub fn open(spec: &args::NetArg) -> Result<Self, UsageError> {
+        match &spec.net {
             None => Ok(NetnsChoice(None)),
-            Some(n) => crate::procs::netns::open_named(n)
-                .map(|f| NetnsChoice(Some((n.to_string(), f))))
-                .map_err(|e| UsageError(e.to_string())),
+            Some(n) => crate::procs::netns::open(n)
+                .map(|o| NetnsChoice(Some(o)))
+                .map_err(|e| UsageError(format!("-N {n}: {e}"))),
         }
+    }
+
+    /// The namespace's inode, when it is another one than this process's.
+    pub fn inode(&self) -> Option<u32> {
+        self.0.as_ref().map(|o| o.inode)
+    }
+
+    /// The name given with -N.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_ref().map(|o| o.name.as_str())
     }
 
     pub fn is_other(&self) -> bool {
@@ -115,7 +125,7 @@ impl NetnsChoice {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
         match &self.0 {
             None => Ok(f()),
-            Some((name, file)) => crate::procs::netns::run_in(name, file, f)
+            Some(o) => crate::procs::netns::run_in(&o.name, &o.file, f)
                 .map_err(|e| UsageError(e.to_string()).into()),
         }
     }

@@ -48,7 +48,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut labeled = Vec::new();
     let mut namespaces = Vec::new();
     let mut tw_max = None;
-    if args.all_netns {
+    if args.ns.all_netns {
         let scan = procs::netns::all();
         let (collected, skipped) =
             scan.run_each(|_| collect_here(std::path::Path::new("/proc/thread-self/net")));
@@ -64,8 +64,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             namespaces.push(label);
         }
     } else {
-        let netns = NetnsChoice::open(args.netns.as_deref())?;
-        let label = args.netns.clone().unwrap_or_else(|| "this".to_string());
+        let netns = NetnsChoice::open(&args.ns.one)?;
+        let label = netns.name().unwrap_or("this").to_string();
         let (records, max) = netns.run(|| collect_here(&netns.proc_net()))??;
         tw_max = max;
         labeled.extend(records.into_iter().map(|record| Labeled {

@@ -10,11 +10,12 @@ use super::{NetnsChoice, args::RoutesArgs};
 use crate::rtnl::{self, Route};
 
 pub fn run(args: &RoutesArgs) -> anyhow::Result<ExitCode> {
-    let netns = NetnsChoice::open(args.netns.as_deref())?;
+    let netns = NetnsChoice::open(&args.ns)?;
     let mut routes = netns
         .run(rtnl::routes)?
         .context("reading routes (rtnetlink)")?;
-    routes.retain(|r| !(args.ipv4 && r.family == "inet6" || args.ipv6 && r.family == "inet"));
+    routes
+        .retain(|r| (r.family == "inet" && args.ip.v4()) || (r.family == "inet6" && args.ip.v6()));
     if args.numeric {
         for r in &mut routes {
             if r.destination == "default" {

@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{UsageError, args::ServeArgs};
 use crate::{
-    agent::{Feed, FeedOptions, OwnEndpoint, own_netns},
+    agent::{DumpScope, Feed, FeedOptions, OwnEndpoint, own_netns},
     exporter::{http, metrics::Metrics},
     live::{clock, dashboard::DataSource},
 };
@@ -53,31 +53,36 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         ))
     })?;
+    let netns = super::NetnsChoice::open(&args.ns.one)?.inode();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(serve(args, addr))
+    runtime.block_on(serve(args, addr, netns))
 }
 
-async fn serve(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| UsageError(format!("cannot listen on {addr}: {e}")))?;
     // With port 0 the kernel picks one: announce and exclude the one it picked.
     let addr = listener.local_addr().unwrap_or(addr);
     let mut feed = Feed::start(&FeedOptions {
-        hook: args.hook,
-        ring_kb: args.ring_kb,
-        v4: true,
-        v6: true,
-        all_netns: args.all_netns,
+        hook: args.probe.hook,
+        ring_kib: args.probe.ring_kib,
+        scope: DumpScope {
+            port: None,
+            v4: true,
+            v6: true,
+            netns,
+            all_netns: args.ns.all_netns,
+            // The exporter's own connections (scrapes) are not the host's traffic.
+            own: Some(OwnEndpoint {
+                netns: own_netns(),
+                port: addr.port(),
+            }),
+        },
         poll: args.poll,
-        // The exporter's own connections (scrapes) are not the host's traffic.
-        own: Some(OwnEndpoint {
-            netns: own_netns(),
-            port: addr.port(),
-        }),
     })?;
     let source = match feed.source() {
         DataSource::Ebpf { hook, .. } => format!("ebpf {hook}"),

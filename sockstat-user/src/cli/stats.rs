@@ -11,7 +11,7 @@ use super::{NetnsChoice, args::StatsArgs};
 use crate::stats::snmp::{self, Counters};
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<ExitCode> {
-    let netns = NetnsChoice::open(args.repeat.netns.as_deref())?;
+    let netns = NetnsChoice::open(&args.repeat.ns)?;
     let read = || -> anyhow::Result<Counters> {
         netns
             .run(|| snmp::read(&netns.proc_net()))?

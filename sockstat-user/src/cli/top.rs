@@ -19,7 +19,7 @@ use tokio::{
 
 use super::{UsageError, args::TopArgs};
 use crate::{
-    agent::{Feed, FeedOptions},
+    agent::{DumpScope, Feed, FeedOptions},
     alert::Alert,
     filter::{Filter, ParseContext},
     live::{
@@ -37,6 +37,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
     let filter = parse_filter(&filter_text, args).map_err(UsageError)?;
     let alerts = crate::alert::parse_all(&args.alert, &Snapshot::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
+    let netns = super::NetnsChoice::open(&args.ns.one)?.inode();
     let interactive = io::stdout().is_terminal() && io::stdin().is_terminal();
     if !args.once && !interactive {
         return Err(UsageError(
@@ -48,7 +49,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(top(args, filter, filter_text, alerts))
+    runtime.block_on(top(args, netns, filter, filter_text, alerts))
 }
 
 fn parse_filter(text: &str, args: &TopArgs) -> Result<Filter, String> {
@@ -57,22 +58,26 @@ fn parse_filter(text: &str, args: &TopArgs) -> Result<Filter, String> {
         &ParseContext {
             tcp: true,
             udp: false,
-            only_v4: args.ipv4,
-            only_v6: args.ipv6,
+            only_v4: args.ip.only() == Some(crate::ebpf::Family::Inet),
+            only_v6: args.ip.only() == Some(crate::ebpf::Family::Inet6),
         },
     )
     .map_err(|e| e.to_string())
 }
 
-fn feed_options(args: &TopArgs) -> FeedOptions {
+fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
     FeedOptions {
-        hook: args.hook,
-        ring_kb: args.ring_kb,
-        v4: !args.ipv6,
-        v6: !args.ipv4,
-        all_netns: args.all_netns,
+        hook: args.probe.hook,
+        ring_kib: args.probe.ring_kib,
+        scope: DumpScope {
+            port: None,
+            v4: args.ip.v4(),
+            v6: args.ip.v6(),
+            netns,
+            all_netns: args.ns.all_netns,
+            own: None,
+        },
         poll: args.poll,
-        own: None,
     }
 }
 
@@ -123,11 +128,12 @@ fn context<'a>(
 
 async fn top(
     args: &TopArgs,
+    netns: Option<u32>,
     mut filter: Filter,
     mut filter_text: String,
     alerts: Vec<Alert>,
 ) -> anyhow::Result<ExitCode> {
-    let mut feed = Feed::start(&feed_options(args))?;
+    let mut feed = Feed::start(&feed_options(args, netns))?;
     let per_edge = feed.is_ebpf();
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
     // The first sample should not be empty.

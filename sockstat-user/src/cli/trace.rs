@@ -1,6 +1,5 @@
-//! `sockstat trace`: attach, take a sock_diag baseline, then stream transitions until
-//! Ctrl-C/SIGTERM/--count, reconciling with sock_diag every few seconds; report what was
-//! seen, synthesized, repaired and lost.
+//! `sockstat trace`: the pipeline's transitions (or lifetimes) as they happen, selected and
+//! printed until Ctrl-C/SIGTERM/--count, then what was seen, synthesized, repaired and lost.
 use std::{
     collections::HashMap,
     io::{self, BufWriter, Write},
@@ -9,24 +8,21 @@ use std::{
 };
 
 use anyhow::Context as _;
-use sockstat_common::ProbeConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{UsageError, args::TraceArgs};
+use super::{NetnsChoice, UsageError, args::TraceArgs};
 use crate::{
-    agent::{DumpScope, ReconcileStep, Reconciler, dump_tcp},
-    ebpf::{
-        DecodeError, EdgeCount, HookChoice, KernelCounters, KernelEvent, Probe, ProbeOptions,
-        privilege, ring::EventStream,
+    agent::{
+        DumpScope,
+        pipeline::{Pipeline, PipelineOptions, Wake},
     },
-    filter::{Filter, ParseContext, states},
-    live::{Output, Owner, Tracker, clock},
-    render::trace::{TraceFormat, TracePrinter},
+    ebpf::privilege,
+    filter::{Filter, ParseContext},
+    live::{Output, Owner, clock},
+    render::trace::{TraceEnd, TraceFormat, TracePrinter},
     tcp::ReportedState,
 };
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 /// User space drains the ring at least this often, so quiet periods have low latency while
 /// busy ones wake it only per batch (see `wakeup_bytes`).
 const POLL: Duration = Duration::from_millis(50);
@@ -37,8 +33,8 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
         &ParseContext {
             tcp: true,
             udp: false,
-            only_v4: args.ipv4,
-            only_v6: args.ipv6,
+            only_v4: args.ip.only() == Some(crate::ebpf::Family::Inet),
+            only_v6: args.ip.only() == Some(crate::ebpf::Family::Inet6),
         },
     )
     .map_err(|e| UsageError(e.to_string()))?;
@@ -71,33 +67,8 @@ fn check_selectors(args: &TraceArgs) -> Result<Option<u32>, UsageError> {
             "--cgroup {prefix}: no cgroup v2 path starts with it (see /proc/PID/cgroup for a process's)"
         )));
     }
-    let Some(netns) = &args.netns else {
-        return Ok(None);
-    };
-    let known = || {
-        crate::procs::netns::all()
-            .namespaces
-            .into_iter()
-            .map(|n| n.inode)
-    };
-    match netns.parse::<u32>() {
-        Ok(inode) if inode == crate::agent::own_netns() || known().any(|i| i == inode) => {
-            Ok(Some(inode))
-        }
-        Ok(inode) => Err(UsageError(format!(
-            "--netns {inode}: no network namespace has this inode (see 'lsns -t net' or 'ip netns list')"
-        ))),
-        Err(_) => {
-            use std::os::unix::fs::MetadataExt;
-            let file = crate::procs::netns::open_named(netns)
-                .map_err(|e| UsageError(format!("--netns {netns}: {e}")))?;
-            let inode = file
-                .metadata()
-                .map_err(|e| UsageError(format!("--netns {netns}: {e}")))?
-                .ino();
-            Ok(Some(inode as u32))
-        }
-    }
+    // The namespace is opened only to learn its inode: the kernel filters by it.
+    Ok(NetnsChoice::open(&args.ns.one)?.inode())
 }
 
 /// Whether some cgroup v2 path starts with `prefix` (the filter matches by prefix).
@@ -121,20 +92,12 @@ fn cgroup_prefix_exists(prefix: &str) -> bool {
 fn scope_of(args: &TraceArgs, netns: Option<u32>) -> DumpScope {
     DumpScope {
         port: args.port,
-        v4: !args.ipv6,
-        v6: !args.ipv4,
+        v4: args.ip.v4(),
+        v6: args.ip.v6(),
         netns,
-        all_netns: args.all_netns,
+        all_netns: args.ns.all_netns,
         own: None,
     }
-}
-
-/// Counts kept by the user-space side of the pipeline.
-#[derive(Default)]
-struct Seen {
-    printed: u64,
-    decoded: u64,
-    undecodable: u64,
 }
 
 /// What decides whether an output is printed (beyond the kernel's port/family/netns).
@@ -199,63 +162,25 @@ fn cgroup_of(pid: u32) -> String {
 }
 
 async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow::Result<ExitCode> {
-    let family = if args.ipv4 {
-        AF_INET
-    } else if args.ipv6 {
-        AF_INET6
-    } else {
-        0
-    };
-    let ring_bytes = (args.ring_kb.saturating_mul(1024)).next_power_of_two();
-    let opts = ProbeOptions {
-        hook: args.hook,
-        ring_kb: args.ring_kb,
-        config: ProbeConfig {
-            port: args.port.unwrap_or(0),
-            family,
-            // Like ss: our own namespace unless asked for another one or all of them.
-            netns: match netns {
-                Some(n) => n,
-                None if args.all_netns => 0,
-                None => crate::agent::own_netns(),
-            },
-            // Wake the reader when a quarter of the ring is used; the poll timer covers
-            // quiet periods.
-            wakeup_bytes: ring_bytes / 4,
-            emit_events: u8::from(!args.count_only),
-            ..ProbeConfig::zeroed()
-        },
-    };
-    let mut probe = Probe::attach(&opts)?;
-    let mut events = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-
-    // Attached first, then the baseline: nothing falls between the two.
-    let mut tracker = Tracker::default();
-    tracker.observe_timewait(probe.timewait_observed());
-    let mut netns_names = HashMap::new();
-    if !args.count_only {
-        let owners = crate::ebpf::owners::socket_owners_any();
-        let dump = dump_tcp(scope_of(args, netns), states::ALL, Some(&owners));
-        crate::procs::netns::warn_skipped(&dump.skipped);
-        netns_names = dump.names;
-        tracker.load_baseline(dump.sockets, clock::monotonic_ns());
-    }
-    let hook = match probe.hook() {
-        HookChoice::TpBtf => "tp_btf",
-        _ => "tracepoint",
-    };
+    let mut pipeline = Pipeline::attach(&PipelineOptions {
+        hook: args.probe.hook,
+        ring_kib: args.probe.ring_kib,
+        scope: scope_of(args, netns),
+        events: !args.count_only,
+        baseline: true,
+        reconcile: (args.reconcile > 0).then(|| Duration::from_secs(args.reconcile)),
+    })?;
+    let probe = pipeline.probe();
     eprintln!(
-        "sockstat: tracing {} ({hook}, ring {} KiB, {} sockets in the baseline); Ctrl-C to stop",
+        "sockstat: tracing {} ({}, ring {} KiB, {} sockets in the baseline); Ctrl-C to stop",
         probe.attached().join(", "),
+        probe.hook().name(),
         probe.ring_bytes() / 1024,
-        tracker.len()
+        pipeline.tracker().len()
     );
     for m in probe.missing() {
         eprintln!("sockstat: {m}");
     }
-
     let mut printer = TracePrinter::new(
         if args.json {
             TraceFormat::Json
@@ -264,13 +189,10 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         },
         clock::WallClock::now(),
     );
-    if args.all_netns {
-        printer.set_netns_names(netns_names);
+    if args.ns.all_netns {
+        printer.set_netns_names(pipeline.netns_names().clone());
     }
-    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    let mut pipe = Pipeline {
-        tracker,
-        outputs: Vec::with_capacity(256),
+    let mut view = View {
         selector: Selector {
             args,
             filter,
@@ -278,73 +200,33 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         },
         printer,
         args,
-        seen: Seen::default(),
+        printed: 0,
+        outputs: Vec::with_capacity(256),
     };
-    let mut batch = Vec::with_capacity(256);
-    let mut poll = tokio::time::interval(POLL);
-    let mut reconciler = Reconciler::new(
-        scope_of(args, netns),
-        Duration::from_secs(args.reconcile.max(1)),
-    );
-
-    let result: io::Result<()> = async {
-        if !args.no_header && !args.count_only {
-            pipe.printer.write_header(&mut out, args.lifetimes)?;
-            out.flush()?;
-        }
-        loop {
-            tokio::select! {
-                ready = events.next_batch(&mut batch) => ready?,
-                _ = poll.tick() => events.drain_now(&mut batch),
-                step = reconciler.next(), if args.reconcile > 0 && !args.count_only => {
-                    // Queued events are applied first, so the dump is compared with fresh
-                    // state; the dump itself runs on a blocking thread.
-                    events.drain_now(&mut batch);
-                    if pipe.emit(&mut batch, &mut out)? {
-                        return Ok(());
-                    }
-                    match step {
-                        ReconcileStep::Due => {
-                            // Lost or skipped events make the next reconcile a full one.
-                            reconciler.start(probe.counters().ok().map(|c| c.dropped()));
-                        }
-                        ReconcileStep::Done(dump) => {
-                            if args.all_netns {
-                                pipe.printer.set_netns_names(dump.names().clone());
-                                crate::procs::netns::warn_skipped(dump.skipped());
-                            }
-                            Reconciler::apply(dump, &mut pipe.tracker, &mut pipe.outputs);
-                            if pipe.print(&mut out)? {
-                                return Ok(());
-                            }
-                            out.flush()?;
-                        }
-                    }
-                    continue;
-                }
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
-            }
-            if pipe.emit(&mut batch, &mut out)? {
-                return Ok(());
-            }
-            out.flush()?;
-        }
-        // Whatever arrived between the signal and now is still printed, held closes too.
-        events.drain_now(&mut batch);
-        pipe.emit(&mut batch, &mut out)?;
-        pipe.tracker.flush(&mut pipe.outputs);
-        pipe.print(&mut out)?;
-        out.flush()?;
-        Ok(())
-    }
-    .await;
+    let mut signals = [
+        signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+    ];
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let result = stream(&mut pipeline, &mut view, &mut signals, &mut out).await;
 
     // A failed read is said as such: never "0 lost".
-    let counters = probe.counters().map_err(|e| e.to_string());
-    let missed = probe.missed_runs().unwrap_or_default();
-    let edges = probe.edge_counts().unwrap_or_default();
-    drop(probe);
+    let probe = pipeline.probe();
+    let end = TraceEnd {
+        counters: probe.counters().map_err(|e| e.to_string()),
+        missed: probe.missed_runs().unwrap_or_else(|e| {
+            log::warn!("reading the programs' skipped runs: {e}");
+            Vec::new()
+        }),
+        edges: probe.edge_counts().unwrap_or_else(|e| {
+            log::warn!("reading the per-edge counters: {e}");
+            Vec::new()
+        }),
+        ring: pipeline.ring_counts(),
+        printed: view.printed,
+        tracker: pipeline.tracker().stats(),
+    };
+    drop(pipeline);
     match result {
         Ok(()) => {}
         // `sockstat trace | head`: the reader left; that is a normal way to stop.
@@ -352,50 +234,65 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         Err(e) => return Err(anyhow::Error::new(e).context("writing output")),
     }
     if args.count_only {
-        let mut stdout = io::stdout().lock();
-        write_edges(&mut stdout, &edges, args.json, counters.as_ref().ok())?;
+        end.write_edges(&mut io::stdout().lock(), args.json)?;
     }
-    eprintln!(
-        "{}",
-        summary(&pipe.seen, &counters, &missed, &pipe.tracker, &edges)
-    );
+    eprintln!("{}", end.summary());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Events in, printed lines out: the live table, what is selected, how it is printed.
-struct Pipeline<'a> {
-    tracker: Tracker,
-    outputs: Vec<Output>,
+/// Runs the pipeline into the view until a signal or `--count`.
+async fn stream(
+    pipeline: &mut Pipeline,
+    view: &mut View<'_>,
+    [sigterm, sigint]: &mut [tokio::signal::unix::Signal; 2],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let args = view.args;
+    let mut poll = tokio::time::interval(POLL);
+    if !args.no_header && !args.count_only {
+        view.printer.write_header(out, args.lifetimes)?;
+        out.flush()?;
+    }
+    loop {
+        tokio::select! {
+            wake = pipeline.wake() => {
+                if let Wake::Reconcile(step) = wake? {
+                    pipeline.reconcile(step, &mut view.outputs);
+                    if args.ns.all_netns {
+                        view.printer.set_netns_names(pipeline.netns_names().clone());
+                    }
+                }
+            }
+            _ = poll.tick() => {}
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+        pipeline.drain(&mut view.outputs);
+        if view.print(out)? {
+            return out.flush();
+        }
+        out.flush()?;
+    }
+    // Whatever arrived between the signal and now is still printed, held closes too.
+    pipeline.finish(&mut view.outputs);
+    view.print(out)?;
+    out.flush()
+}
+
+/// What the pipeline produced, selected and printed.
+struct View<'a> {
     selector: Selector<'a>,
     printer: TracePrinter,
     args: &'a TraceArgs,
-    seen: Seen,
+    printed: u64,
+    outputs: Vec<Output>,
 }
 
-impl Pipeline<'_> {
-    /// Applies a drained batch to the tracker and prints the results; true once `--count`
-    /// is reached. Output is flushed by the caller after every batch.
-    fn emit(
-        &mut self,
-        batch: &mut Vec<Result<KernelEvent, DecodeError>>,
-        out: &mut impl Write,
-    ) -> io::Result<bool> {
-        for record in batch.drain(..) {
-            let Ok(event) = record else {
-                self.seen.undecodable += 1;
-                continue;
-            };
-            self.seen.decoded += 1;
-            self.tracker.apply(&event, &mut self.outputs);
-        }
-        self.tracker.settle(&mut self.outputs);
-        self.print(out)
-    }
-
-    /// Prints what the tracker produced; true once `--count` is reached.
+impl View<'_> {
+    /// Prints what the pipeline produced; true once `--count` is reached.
     fn print(&mut self, out: &mut impl Write) -> io::Result<bool> {
         let args = self.args;
-        let mut done = args.count.is_some_and(|n| self.seen.printed >= n);
+        let mut done = args.count.is_some_and(|n| self.printed >= n);
         for o in self.outputs.drain(..) {
             if done {
                 continue;
@@ -418,103 +315,9 @@ impl Pipeline<'_> {
                 }
                 _ => continue,
             }
-            self.seen.printed += 1;
-            done = args.count.is_some_and(|n| self.seen.printed >= n);
+            self.printed += 1;
+            done = args.count.is_some_and(|n| self.printed >= n);
         }
         Ok(done)
     }
-}
-
-fn state_name(n: u8) -> String {
-    ReportedState::from_kernel(n).to_string()
-}
-
-fn write_edges(
-    out: &mut impl Write,
-    edges: &[EdgeCount],
-    json: bool,
-    counters: Option<&KernelCounters>,
-) -> io::Result<()> {
-    if json {
-        let list: Vec<serde_json::Value> = edges
-            .iter()
-            .map(|((o, n), c)| serde_json::json!({"old": state_name(*o), "new": state_name(*n), "count": c}))
-            .collect();
-        // null, never 0, when the counters could not be read.
-        let v = serde_json::json!({
-            "edges": list,
-            "lost": counters.map(|c| c.lost),
-            "missed_runs": counters.map(|c| c.missed_runs),
-        });
-        serde_json::to_writer(&mut *out, &v).map_err(io::Error::from)?;
-        writeln!(out)
-    } else {
-        writeln!(out, "{:<28} COUNT", "TRANSITION")?;
-        for ((o, n), c) in edges {
-            writeln!(
-                out,
-                "{:<28} {c}",
-                format!("{} -> {}", state_name(*o), state_name(*n))
-            )?;
-        }
-        Ok(())
-    }
-}
-
-fn summary(
-    seen: &Seen,
-    kernel: &Result<KernelCounters, String>,
-    missed: &[(String, u64)],
-    tracker: &Tracker,
-    edges: &[EdgeCount],
-) -> String {
-    let stats = tracker.stats();
-    let transitions: u64 = edges.iter().map(|(_, c)| c).sum();
-    let per_edge: Vec<String> = edges
-        .iter()
-        .map(|((o, n), c)| format!("{}->{}={c}", state_name(*o), state_name(*n)))
-        .collect();
-    // Rare enough to be named only when it happened.
-    let unresolved = match stats.unresolved_opens {
-        0 => String::new(),
-        n => format!(", {n} passive opens whose child vanished before it had an identity"),
-    };
-    let kernel = match kernel {
-        Err(e) => format!("lost and skipped runs unknown ({e})"),
-        Ok(k) => {
-            let by_hook: Vec<String> = missed
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(prog, n)| format!("{prog}={n}"))
-                .collect();
-            let skipped = if by_hook.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", by_hook.join(" "))
-            };
-            let timewait = if k.tw_created + k.tw_overflows > 0 {
-                format!(
-                    "; timewait sockets: {} created, {} overflowed, {} reused by connect(), {} reset, {} ended otherwise (killed, or a listener took a SYN on their 4-tuple)",
-                    k.tw_created, k.tw_overflows, k.tw_reused, k.tw_reset, k.tw_killed
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "{} lost (ring buffer full), {} runs skipped by the kernel (a hook re-entered on its CPU{skipped}), {} unreadable in kernel{timewait}",
-                k.lost, k.missed_runs, k.read_errors
-            )
-        }
-    };
-    format!(
-        "sockstat: {} events seen, {} printed, {kernel}, {} undecodable; {} transitions counted in the kernel (exact but for the skipped runs); {} synthesized, {} repaired by reconcile, {} evicted{unresolved}; edges: {}",
-        seen.decoded,
-        seen.printed,
-        seen.undecodable,
-        transitions,
-        stats.synthesized,
-        stats.repairs,
-        stats.evicted,
-        per_edge.join(" ")
-    )
 }

@@ -7,8 +7,9 @@ use super::{
     tcp_info::TcpInfo,
 };
 
-pub const AF_INET: u8 = 2;
-pub const AF_INET6: u8 = 10;
+// sock_diag carries the family in one byte.
+pub const AF_INET: u8 = sockstat_common::family::INET as u8;
+pub const AF_INET6: u8 = sockstat_common::family::INET6 as u8;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 

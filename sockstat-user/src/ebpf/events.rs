@@ -6,8 +6,7 @@ use sockstat_common::{StateEvent, flags, hook, kind, owner_source};
 
 use crate::tcp::ReportedState;
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+use sockstat_common::family::{INET as AF_INET, INET6 as AF_INET6};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {

@@ -10,6 +10,7 @@ use aya::{
 use sockstat_common::{ProbeConfig, counter};
 
 use super::{
+    events::Family,
     kallsyms,
     offsets::{KernelBtf, OffsetError, VMLINUX_BTF},
     tracefs::{self, TracefsError},
@@ -33,13 +34,26 @@ pub enum HookChoice {
     Tracepoint,
 }
 
+impl HookChoice {
+    /// The attach type's name, as bpftool spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookChoice::Auto => "auto",
+            HookChoice::TpBtf => "tp_btf",
+            HookChoice::Tracepoint => "tracepoint",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
         "this kernel has no BTF ({VMLINUX_BTF} is missing) and no sock:inet_sock_set_state tracepoint: {0}"
     )]
     NoHook(TracefsError),
-    #[error("--hook tp-btf needs kernel BTF, but {VMLINUX_BTF} is missing")]
+    #[error(
+        "the BTF hook needs kernel BTF, but {VMLINUX_BTF} is missing; the classic tracepoint hook does without"
+    )]
     NoBtf,
     #[error(transparent)]
     Offsets(#[from] OffsetError),
@@ -68,7 +82,7 @@ pub enum LoadError {
     #[error("reading a kernel program's statistics: {0}")]
     ProgInfo(std::io::Error),
     #[error(
-        "the kernel refused the BTF hook: {0}; kernels before 5.12 lack socket cookies and storage in tracing programs: try --hook tracepoint"
+        "the kernel refused the BTF hook: {0}; kernels before 5.12 lack socket cookies and storage in tracing programs; the classic tracepoint hook may still load"
     )]
     BtfHookRefused(String),
     #[error(
@@ -117,13 +131,52 @@ fn check_kernel() -> Result<(), LoadError> {
     Ok(())
 }
 
-/// What to load.
+/// Ring-buffer sizes (KiB) the kernel and the memory budget accept.
+pub const RING_KIB: std::ops::RangeInclusive<u32> = 4..=1_048_576;
+
+/// The ring buffer's size in bytes: the kernel wants a power-of-two multiple of the page
+/// size.
+fn ring_bytes(ring_kib: u32) -> u32 {
+    ring_kib.saturating_mul(1024).next_power_of_two()
+}
+
+/// What to load, and what the kernel side keeps and reports.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeOptions {
     pub hook: HookChoice,
     /// Ring-buffer size in KiB; rounded up to a power of two.
-    pub ring_kb: u32,
-    pub config: ProbeConfig,
+    pub ring_kib: u32,
+    /// Only sockets with this local or remote port.
+    pub port: Option<u16>,
+    /// Only this address family.
+    pub family: Option<Family>,
+    /// Only this network namespace (inode); `None`: every one.
+    pub netns: Option<u32>,
+    /// sockstat's own endpoint (namespace inode, port), left out of everything.
+    pub own: Option<(u32, u16)>,
+    /// False: count transitions in the kernel only, write no events.
+    pub emit_events: bool,
+}
+
+impl ProbeOptions {
+    /// The one place the kernel's settings are made. `tw_timer_fn` is the loader's to fill.
+    fn config(&self) -> ProbeConfig {
+        ProbeConfig {
+            port: self.port.unwrap_or(0),
+            family: match self.family {
+                None => sockstat_common::family::UNSPEC,
+                Some(Family::Inet) => sockstat_common::family::INET,
+                Some(Family::Inet6) => sockstat_common::family::INET6,
+            },
+            netns: self.netns.unwrap_or(0),
+            // Wake the reader when a quarter of the ring is used; below that, readers poll.
+            wakeup_bytes: ring_bytes(self.ring_kib) / 4,
+            own_port: self.own.map_or(0, |(_, port)| port),
+            own_netns: self.own.map_or(0, |(netns, _)| netns),
+            emit_events: u8::from(self.emit_events),
+            ..ProbeConfig::UNFILTERED
+        }
+    }
 }
 
 /// Loaded, attached programs. Dropping it detaches everything.
@@ -247,13 +300,12 @@ fn attach_timewait(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
 
 impl Probe {
     pub fn attach(opts: &ProbeOptions) -> Result<Self, LoadError> {
-        if !(4..=1_048_576).contains(&opts.ring_kb) {
-            return Err(LoadError::RingSize(opts.ring_kb));
+        if !RING_KIB.contains(&opts.ring_kib) {
+            return Err(LoadError::RingSize(opts.ring_kib));
         }
         super::privilege::ensure_fds()?;
         check_kernel()?;
-        // The kernel wants a power-of-two multiple of the page size.
-        let ring_bytes = (opts.ring_kb * 1024).next_power_of_two();
+        let ring_bytes = ring_bytes(opts.ring_kib);
         let hook = match opts.hook {
             HookChoice::Auto if KernelBtf::available() => HookChoice::TpBtf,
             HookChoice::Auto => HookChoice::Tracepoint,
@@ -263,7 +315,7 @@ impl Probe {
 
         let mut loader = EbpfLoader::new();
         loader.map_max_entries("EVENTS", ring_bytes);
-        let mut config = opts.config;
+        let mut config = opts.config();
         let mut aya_btf: Option<Btf> = None;
         let sock_offsets;
         let tp_offsets;

@@ -16,5 +16,5 @@ pub use events::{
     TimewaitClose, TimewaitEvent,
 };
 pub use loader::{
-    EdgeCount, HookChoice, KernelCounters, LoadError, MissingHook, Probe, ProbeOptions,
+    EdgeCount, HookChoice, KernelCounters, LoadError, MissingHook, Probe, ProbeOptions, RING_KIB,
 };

@@ -7,6 +7,13 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 use super::events::{DecodeError, KernelEvent, decode};
 
+/// Records user space took from the ring.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RingCounts {
+    pub decoded: u64,
+    pub undecodable: u64,
+}
+
 pub struct EventStream {
     fd: AsyncFd<RingBuf<MapData>>,
 }

@@ -27,27 +27,28 @@ pub const CONNECTED_DEFAULT: u32 = ALL & !(LISTEN | CLOSE | TIME_WAIT | SYN_RECV
 const _: () = assert!(bit(TcpState::Established) == ESTABLISHED);
 const _: () = assert!(bit(TcpState::Closing) == CLOSING);
 
-/// The mask for a name after `state`/`exclude` (case-insensitive).
+/// The mask for a name after `state`/`exclude` (case-insensitive): a state's own name
+/// (the shared table) or one of ss's aliases and groups.
 pub fn mask(name: &str) -> Option<u32> {
     let name = name.to_ascii_lowercase();
+    let own = TcpState::ALL
+        .into_iter()
+        .filter(|s| bit(*s) & ALL != 0)
+        .find(|s| s.lower_name() == name);
+    if let Some(s) = own {
+        return Some(bit(s));
+    }
     Some(match name.as_str() {
-        "close" | "closed" | "unconnected" => CLOSE,
-        "syn-rcv" | "syn-recv" => SYN_RECV,
-        "established" | "estab" => ESTABLISHED,
+        "closed" | "unconnected" => CLOSE,
+        "syn-rcv" => SYN_RECV,
+        "established" => ESTABLISHED,
         "all" => ALL,
         "connected" => ALL & !(CLOSE | LISTEN),
         "synchronized" => ALL & !(CLOSE | LISTEN | SYN_SENT),
         "bucket" => SYN_RECV | TIME_WAIT,
         "big" => ALL & !(SYN_RECV | TIME_WAIT),
         "unknown" => 1,
-        "syn-sent" => SYN_SENT,
-        "fin-wait-1" => FIN_WAIT1,
-        "fin-wait-2" => FIN_WAIT2,
-        "time-wait" => TIME_WAIT,
-        "close-wait" => CLOSE_WAIT,
-        "last-ack" => LAST_ACK,
-        "listening" | "listen" => LISTEN,
-        "closing" => CLOSING,
+        "listening" => LISTEN,
         _ => return None,
     })
 }

@@ -30,6 +30,8 @@ pub enum LabError {
     Setup(String),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("{0:#}")]
+    Attach(anyhow::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -1,26 +1,28 @@
-//! The lab's view of sockstat's own pipeline: the kernel programs, the ring buffer and the
-//! live table, polled synchronously (exercises are step-by-step scripts, not event loops),
-//! keeping only the lab's namespaces.
+//! The lab's view of sockstat's own pipeline (the same one trace, top and serve run),
+//! drained synchronously (exercises are step-by-step scripts, not event loops), keeping
+//! only the lab's namespaces.
 use std::{
     collections::{HashMap, HashSet},
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapData, RingBuf};
-use sockstat_common::ProbeConfig;
-
 use super::{LabError, path::Edge};
 use crate::{
-    ebpf::{EventKind, HookChoice, Probe, ProbeOptions, events::decode},
-    live::{Output, Tracker, Transition},
+    agent::{
+        DumpScope,
+        pipeline::{Pipeline, PipelineOptions},
+    },
+    ebpf::{EventKind, HookChoice},
+    live::{Output, Transition},
     tcp::ReportedState,
 };
 
 pub struct LabTracer {
-    probe: Probe,
-    ring: RingBuf<MapData>,
-    tracker: Tracker,
+    // Dropped before the runtime its ring is registered with.
+    pipeline: Pipeline,
+    /// Registers the ring; the lab drains it without waiting, so nothing runs on it.
+    _runtime: tokio::runtime::Runtime,
     outputs: Vec<Output>,
     netns: HashSet<u32>,
     /// Every transition seen in the lab's namespaces, in order.
@@ -34,27 +36,31 @@ pub struct LabTracer {
 
 impl LabTracer {
     pub fn start() -> Result<Self, LabError> {
-        let opts = ProbeOptions {
-            hook: HookChoice::Auto,
-            ring_kb: 1024,
-            config: ProbeConfig {
-                port: 0,
-                family: 0,
-                netns: 0,
-                // Wake-ups do not matter: the ring is polled.
-                wakeup_bytes: 0,
-                emit_events: 1,
-                ..ProbeConfig::zeroed()
-            },
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| LabError::Setup(format!("starting the event loop: {e}")))?;
+        let pipeline = {
+            let _entered = runtime.enter();
+            Pipeline::attach(&PipelineOptions {
+                hook: HookChoice::Auto,
+                ring_kib: 1024,
+                // Every namespace: the lab's are created later and kept as they are watched.
+                scope: DumpScope {
+                    v4: true,
+                    v6: true,
+                    all_netns: true,
+                    ..DumpScope::default()
+                },
+                events: true,
+                baseline: false,
+                reconcile: None,
+            })
+            .map_err(LabError::Attach)?
         };
-        let mut probe = Probe::attach(&opts)?;
-        let ring = probe.take_events()?;
-        let mut tracker = Tracker::default();
-        tracker.observe_timewait(probe.timewait_observed());
         Ok(LabTracer {
-            probe,
-            ring,
-            tracker,
+            pipeline,
+            _runtime: runtime,
             outputs: Vec::new(),
             netns: HashSet::new(),
             transitions: Vec::new(),
@@ -71,24 +77,23 @@ impl LabTracer {
     /// Applies what the kernel reported so far; returns how many transitions were new.
     pub fn poll(&mut self) -> usize {
         let before = self.transitions.len();
-        while let Some(item) = self.ring.next() {
-            let Ok(event) = decode(&item) else { continue };
-            if !self.netns.contains(&event.netns) {
-                continue;
+        let (netns, retransmits) = (&self.netns, &mut self.retransmits);
+        self.pipeline.drain_where(&mut self.outputs, |event| {
+            if !netns.contains(&event.netns) {
+                return false;
             }
             if matches!(event.kind, EventKind::Retransmit) {
-                *self.retransmits.entry(event.cookie).or_default() += 1;
+                *retransmits.entry(event.cookie).or_default() += 1;
             }
-            self.tracker.apply(&event, &mut self.outputs);
-        }
-        self.tracker.settle(&mut self.outputs);
+            true
+        });
         for o in self.outputs.drain(..) {
             if let Output::Transition(t) = o {
                 self.transitions.push(t);
             }
         }
         // An unreadable counter counts as a gap: the evidence cannot be vouched for.
-        match self.probe.counters() {
+        match self.pipeline.probe().counters() {
             Ok(c) => {
                 self.lost = c.lost;
                 self.missed_runs = c.missed_runs;

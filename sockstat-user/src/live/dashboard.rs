@@ -202,18 +202,10 @@ impl Snapshot {
 }
 
 fn metric_name(s: TcpState) -> &'static str {
-    match s {
-        TcpState::Established => "estab",
-        TcpState::SynSent => "syn-sent",
-        TcpState::SynRecv => "syn-recv",
-        TcpState::FinWait1 => "fin-wait-1",
-        TcpState::FinWait2 => "fin-wait-2",
-        TcpState::TimeWait => "time-wait",
-        TcpState::CloseWait => "close-wait",
-        TcpState::LastAck => "last-ack",
-        TcpState::Listen => "listen",
-        TcpState::Closing => "closing",
-        _ => "other",
+    if SHOWN_STATES.contains(&s) {
+        s.lower_name()
+    } else {
+        "other"
     }
 }
 

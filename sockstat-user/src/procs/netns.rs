@@ -4,8 +4,12 @@ use std::{fs::File, io, os::fd::AsRawFd, path::PathBuf, thread};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("no network namespace named \"{0}\" (see `ip netns list`)")]
+    #[error(
+        "no network namespace \"{0}\": give an `ip netns list` name, a path such as /proc/PID/ns/net, a pid, or an inode from `lsns -t net`"
+    )]
     NotFound(String),
+    #[error("\"{0}\" is not a network namespace")]
+    NotNetns(String),
     #[error("cannot open network namespace \"{name}\": {err}")]
     Open { name: String, err: io::Error },
     #[error("cannot enter network namespace \"{name}\": {err}")]
@@ -23,16 +27,71 @@ pub fn named_path(name: &str) -> PathBuf {
     PathBuf::from("/run/netns").join(name)
 }
 
-pub fn open_named(name: &str) -> Result<File, NetnsError> {
-    if name.contains('/') || name.is_empty() || name == "." || name == ".." {
-        return Err(NetnsError::NotFound(name.to_string()));
-    }
-    File::open(named_path(name)).map_err(|err| match err.kind() {
-        io::ErrorKind::NotFound => NetnsError::NotFound(name.to_string()),
+/// The largest pid Linux can hand out (`PID_MAX_LIMIT`); nsfs inodes are far above it, so a
+/// number names a process when at most this, and an inode when above.
+const PID_MAX_LIMIT: u64 = 4_194_304;
+
+/// A namespace the user named, opened.
+#[derive(Debug)]
+pub struct Opened {
+    /// What the user typed, for messages.
+    pub name: String,
+    pub inode: u32,
+    pub file: File,
+}
+
+/// The one meaning of `-N NS` in every command: an `ip netns` name, a path to an nsfs file
+/// (`/run/netns/X`, `/proc/PID/ns/net`), a pid (that process's namespace), or an nsfs
+/// inode as `lsns -t net` shows it.
+pub fn open(spec: &str) -> Result<Opened, NetnsError> {
+    use std::os::unix::fs::MetadataExt;
+    let not_found = || NetnsError::NotFound(spec.to_string());
+    let path = if spec.contains('/') {
+        PathBuf::from(spec)
+    } else if spec.is_empty() || spec == "." || spec == ".." {
+        return Err(not_found());
+    } else if named_path(spec).exists() {
+        named_path(spec)
+    } else {
+        match spec.parse::<u64>() {
+            Ok(pid) if pid <= PID_MAX_LIMIT => PathBuf::from(format!("/proc/{pid}/ns/net")),
+            Ok(inode) => {
+                let found = all()
+                    .namespaces
+                    .into_iter()
+                    .find(|n| u64::from(n.inode) == inode);
+                return found
+                    .map(|n| Opened {
+                        name: spec.to_string(),
+                        inode: n.inode,
+                        file: n.file,
+                    })
+                    .ok_or_else(not_found);
+            }
+            Err(_) => return Err(not_found()),
+        }
+    };
+    let file = File::open(&path).map_err(|err| match err.kind() {
+        io::ErrorKind::NotFound => not_found(),
         _ => NetnsError::Open {
-            name: name.to_string(),
+            name: spec.to_string(),
             err,
         },
+    })?;
+    if !is_netns(&file) {
+        return Err(NetnsError::NotNetns(spec.to_string()));
+    }
+    let inode = file
+        .metadata()
+        .map_err(|err| NetnsError::Open {
+            name: spec.to_string(),
+            err,
+        })?
+        .ino() as u32;
+    Ok(Opened {
+        name: spec.to_string(),
+        inode,
+        file,
     })
 }
 

@@ -5,6 +5,8 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
+use sockstat_common::tcp_state;
+
 use super::{
     numfmt::{bandwidth, g, ms_timer, push_ipv4, push_uint, push_uint_padded},
     table::{Align, Column, Table},
@@ -36,23 +38,12 @@ pub struct ListStyle {
     pub oneline: bool,
 }
 
-/// ss's State column for a kernel state number (`sstate_name`).
+/// ss's State column for a kernel state number (`sstate_name`): the shared names, except
+/// that the listing calls CLOSE "UNCONN", as ss does.
 pub fn state_name(state: u8) -> &'static str {
     match state {
-        1 => "ESTAB",
-        2 => "SYN-SENT",
-        3 => "SYN-RECV",
-        4 => "FIN-WAIT-1",
-        5 => "FIN-WAIT-2",
-        6 => "TIME-WAIT",
-        7 => "UNCONN",
-        8 => "CLOSE-WAIT",
-        9 => "LAST-ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW-SYN-RECV",
-        13 => "BOUND-INACTIVE",
-        _ => "UNKNOWN",
+        tcp_state::CLOSE => "UNCONN",
+        n => tcp_state::name(n).unwrap_or("UNKNOWN"),
     }
 }
 

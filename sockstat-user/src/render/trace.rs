@@ -5,7 +5,11 @@ use std::io::{self, Write};
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::live::{Lifetime, Owner, Source, Transition, clock::WallClock};
+use crate::{
+    ebpf::{EdgeCount, KernelCounters, ring::RingCounts},
+    live::{Lifetime, Owner, Source, TrackerStats, Transition, clock::WallClock},
+    tcp::ReportedState,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceFormat {
@@ -223,6 +227,114 @@ impl TracePrinter {
                 out.write_all(b"\n")
             }
         }
+    }
+}
+
+/// What a trace ends with: the kernel's counts and what user space saw.
+pub struct TraceEnd {
+    /// The kernel's counters, or why they could not be read (never shown as 0).
+    pub counters: Result<KernelCounters, String>,
+    /// Runs the kernel skipped, per program.
+    pub missed: Vec<(String, u64)>,
+    pub edges: Vec<EdgeCount>,
+    pub ring: RingCounts,
+    pub printed: u64,
+    pub tracker: TrackerStats,
+}
+
+fn state_name(n: u8) -> String {
+    ReportedState::from_kernel(n).to_string()
+}
+
+impl TraceEnd {
+    /// `--count-only`: the kernel's per-edge counts.
+    pub fn write_edges(&self, out: &mut impl Write, json: bool) -> io::Result<()> {
+        let counters = self.counters.as_ref().ok();
+        if json {
+            let list: Vec<serde_json::Value> = self
+                .edges
+                .iter()
+                .map(|((o, n), c)| {
+                    serde_json::json!({"old": state_name(*o), "new": state_name(*n), "count": c})
+                })
+                .collect();
+            // null, never 0, when the counters could not be read.
+            let v = serde_json::json!({
+                "edges": list,
+                "lost": counters.map(|c| c.lost),
+                "missed_runs": counters.map(|c| c.missed_runs),
+            });
+            serde_json::to_writer(&mut *out, &v).map_err(io::Error::from)?;
+            writeln!(out)
+        } else {
+            writeln!(out, "{:<28} COUNT", "TRANSITION")?;
+            for ((o, n), c) in &self.edges {
+                writeln!(
+                    out,
+                    "{:<28} {c}",
+                    format!("{} -> {}", state_name(*o), state_name(*n))
+                )?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The closing line on stderr.
+    pub fn summary(&self) -> String {
+        let stats = &self.tracker;
+        let transitions: u64 = self.edges.iter().map(|(_, c)| c).sum();
+        let per_edge: Vec<String> = self
+            .edges
+            .iter()
+            .map(|((o, n), c)| format!("{}->{}={c}", state_name(*o), state_name(*n)))
+            .collect();
+        // Rare enough to be named only when it happened.
+        let unresolved = match stats.unresolved_opens {
+            0 => String::new(),
+            n => format!(", {n} passive opens whose child vanished before it had an identity"),
+        };
+        format!(
+            "sockstat: {} events seen, {} printed, {}, {} undecodable; {} transitions counted in the kernel (exact but for the skipped runs); {} synthesized, {} repaired by reconcile, {} evicted{unresolved}; edges: {}",
+            self.ring.decoded,
+            self.printed,
+            self.kernel_losses(),
+            self.ring.undecodable,
+            transitions,
+            stats.synthesized,
+            stats.repairs,
+            stats.evicted,
+            per_edge.join(" ")
+        )
+    }
+
+    fn kernel_losses(&self) -> String {
+        let k = match &self.counters {
+            Err(e) => return format!("lost and skipped runs unknown ({e})"),
+            Ok(k) => k,
+        };
+        let by_hook: Vec<String> = self
+            .missed
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(prog, n)| format!("{prog}={n}"))
+            .collect();
+        let skipped = if by_hook.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", by_hook.join(" "))
+        };
+        let timewait = if k.tw_created + k.tw_overflows > 0 {
+            format!(
+                "; timewait sockets: {} created, {} overflowed, {} reused by connect(), {} reset, {} ended otherwise (killed, or a listener took a SYN on their 4-tuple)",
+                k.tw_created, k.tw_overflows, k.tw_reused, k.tw_reset, k.tw_killed
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} lost (ring buffer full), {} runs skipped by the kernel (a hook re-entered on its CPU{skipped}), {} unreadable in kernel{timewait}",
+            k.lost, k.missed_runs, k.read_errors
+        )
     }
 }
 
