@@ -1,20 +1,21 @@
 //! Maps and load-time globals shared by every hook.
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     btf_maps::SkStorage,
     macros::{btf_map, map},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use sockstat_common::{
-    EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, TracepointOffsets, TwOffsets,
-    counter,
+    EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, StateEvent, TracepointOffsets,
+    TwOffsets, counter,
 };
 
 use crate::timewait::{TwKey, TwScratch, TwWatch};
 
 /// Events to user space. The size is only a default: user space sets it at load time
-/// (`--ring-kb`) through `EbpfLoader::set_max_entries`.
+/// through `EbpfLoader::map_max_entries`. Written only through `reserve` and `submit`.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 /// Per-CPU counters, indexed by `sockstat_common::counter`.
 #[map]
@@ -104,5 +105,44 @@ pub fn bump_edge(old: u8, new: u8) {
     {
         // SAFETY: a per-CPU slot of our own map, valid for this program run.
         unsafe { *slot += 1 };
+    }
+}
+
+/// A ring-buffer slot, or None (counted as lost) when the ring is full or events are off.
+#[inline(always)]
+pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
+    if config().emit_events == 0 {
+        return None;
+    }
+    let entry = EVENTS.reserve::<StateEvent>(0);
+    if entry.is_none() {
+        bump(counter::LOST);
+    }
+    entry
+}
+
+/// Commits the event. Wake-ups are adaptive: only once `wakeup_bytes` are waiting; user
+/// space also polls on a short timer, so a quiet ring is still read promptly.
+#[inline(always)]
+pub fn submit(
+    entry: aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>,
+    filled: Result<(), i32>,
+) -> Result<(), i32> {
+    match filled {
+        Ok(()) => {
+            let waiting = EVENTS.query(BPF_RB_AVAIL_DATA.into());
+            let wake = if waiting >= u64::from(config().wakeup_bytes) {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+            entry.submit(wake.into());
+            bump(counter::EMITTED);
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(BPF_RB_NO_WAKEUP.into());
+            Err(e)
+        }
     }
 }

@@ -13,7 +13,6 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -22,7 +21,7 @@ use sockstat_common::{StateEvent, counter, flags, hook, kind, owner_source, tcp_
 use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock};
 
 use crate::{
-    maps::{EVENTS, bump, bump_edge, config, sock_offsets, tp_offsets},
+    maps::{bump, bump_edge, config, reserve, sock_offsets, submit, tp_offsets},
     sock::{
         AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, loopback_v4,
         loopback_v6, read, wanted,
@@ -105,45 +104,6 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
         })
     };
     submit(entry, filled)
-}
-
-/// A ring-buffer slot, or None (counted as lost) when the ring is full or events are off.
-#[inline(always)]
-pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
-    if config().emit_events == 0 {
-        return None;
-    }
-    let entry = EVENTS.reserve::<StateEvent>(0);
-    if entry.is_none() {
-        bump(counter::LOST);
-    }
-    entry
-}
-
-/// Commits the event. Wake-ups are adaptive: only once `wakeup_bytes` are waiting; user
-/// space also polls on a short timer, so a quiet ring is still read promptly.
-#[inline(always)]
-pub fn submit(
-    entry: aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>,
-    filled: Result<(), i32>,
-) -> Result<(), i32> {
-    match filled {
-        Ok(()) => {
-            let waiting = EVENTS.query(BPF_RB_AVAIL_DATA.into());
-            let wake = if waiting >= u64::from(config().wakeup_bytes) {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-            entry.submit(wake.into());
-            bump(counter::EMITTED);
-            Ok(())
-        }
-        Err(e) => {
-            entry.discard(BPF_RB_NO_WAKEUP.into());
-            Err(e)
-        }
-    }
 }
 
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]

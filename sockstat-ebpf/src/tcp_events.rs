@@ -17,9 +17,8 @@ use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointConte
 use sockstat_common::{counter, kind, tcp_state as st};
 
 use crate::{
-    maps::{bump, sock_offsets, tw_offsets},
+    maps::{bump, reserve, sock_offsets, submit, tw_offsets},
     sock::{fill_owner, fill_socket, read, wanted},
-    state_change::{reserve, submit},
     timewait,
 };
 

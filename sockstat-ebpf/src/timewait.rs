@@ -28,9 +28,11 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfT
 use sockstat_common::{SockOffsets, TwOffsets, counter, flags, hook, kind, tcp_state as st};
 
 use crate::{
-    maps::{TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, sock_offsets, tw_offsets},
+    maps::{
+        TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, reserve, sock_offsets, submit,
+        tw_offsets,
+    },
     sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_task, netns_inum, passes_filters, read},
-    state_change::{reserve, submit},
 };
 
 /// A timewait socket's identity as packets show it: namespace, family, local and remote port
