@@ -1,13 +1,16 @@
 //! `sockstat ifaces`: interfaces like `netstat -i`, from rtnetlink's IFLA_STATS64.
 use std::{
-    io::{self, Write},
+    io::{self},
     process::ExitCode,
 };
 
 use anyhow::Context as _;
 
 use super::{NetnsChoice, args::IfacesArgs};
-use crate::rtnl::{self, Link};
+use crate::{
+    render::ifaces::write_table,
+    rtnl::{self, Link},
+};
 
 pub fn run(args: &IfacesArgs) -> anyhow::Result<ExitCode> {
     let netns = NetnsChoice::open(&args.repeat.ns)?;
@@ -52,43 +55,4 @@ fn per_second(l: &Link, before: &[Link], secs: u64) -> Link {
         tx_bytes: d(l.tx_bytes, prev.map(|p| p.tx_bytes)),
         ..l.clone()
     }
-}
-
-fn write_table(out: &mut dyn Write, links: &[Link], per_second: Option<u64>) -> io::Result<()> {
-    match per_second {
-        None => writeln!(out, "Kernel Interface table")?,
-        Some(s) => writeln!(out, "Per second over the last {s} s")?,
-    }
-    writeln!(
-        out,
-        "{:<15} {:>5} {:>8} {:>6} {:>6} {:<6} {:>8} {:>6} {:>6} {:>6} Flg",
-        "Iface",
-        "MTU",
-        "RX-OK",
-        "RX-ERR",
-        "RX-DRP",
-        "RX-OVR",
-        "TX-OK",
-        "TX-ERR",
-        "TX-DRP",
-        "TX-OVR"
-    )?;
-    for l in links {
-        writeln!(
-            out,
-            "{:<15} {:>5} {:>8} {:>6} {:>6} {:<6} {:>8} {:>6} {:>6} {:>6} {}",
-            l.name,
-            l.mtu,
-            l.rx_packets,
-            l.rx_errors,
-            l.rx_dropped,
-            l.rx_overruns,
-            l.tx_packets,
-            l.tx_errors,
-            l.tx_dropped,
-            l.tx_overruns,
-            l.flags
-        )?;
-    }
-    Ok(())
 }

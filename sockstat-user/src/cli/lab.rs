@@ -17,10 +17,7 @@ use crate::{
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
     match args.command.as_ref().unwrap_or(&LabCommand::List) {
         LabCommand::List => {
-            let mut out = io::stdout().lock();
-            for e in exercises::EXERCISES {
-                writeln!(out, "{:<20} {}", e.name, e.teaches)?;
-            }
+            view::write_list(&mut io::stdout().lock(), exercises::EXERCISES)?;
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Run { name, json, slow } => {
@@ -121,18 +118,18 @@ fn run_exercises(chosen: &[&Exercise], json: bool, slow: bool) -> anyhow::Result
                     )?;
                     writeln!(out)?;
                 } else {
-                    writeln!(out, "FAIL {}: {e}\n", ex.name)?;
+                    view::write_failure(&mut out, ex.name, &e.to_string())?;
                 }
             }
         }
         out.flush()?;
     }
     if chosen.len() > 1 && !json {
-        println!(
-            "{} of {} exercises passed",
+        view::write_tally(
+            &mut io::stdout().lock(),
             chosen.len() - failed,
-            chosen.len()
-        );
+            chosen.len(),
+        )?;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS

@@ -7,7 +7,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{NetnsChoice, args::RoutesArgs};
-use crate::rtnl::{self, Route};
+use crate::{render::routes::write_table, rtnl};
 
 pub fn run(args: &RoutesArgs) -> anyhow::Result<ExitCode> {
     let netns = NetnsChoice::open(&args.ns)?;
@@ -36,33 +36,4 @@ pub fn run(args: &RoutesArgs) -> anyhow::Result<ExitCode> {
     }
     write_table(&mut out, &routes)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_table(out: &mut impl Write, routes: &[Route]) -> io::Result<()> {
-    writeln!(out, "Kernel IP routing table")?;
-    let width = routes
-        .iter()
-        .map(|r| r.destination.len())
-        .chain(
-            routes
-                .iter()
-                .filter_map(|r| r.gateway.map(|g| g.to_string().len())),
-        )
-        .max()
-        .unwrap_or(0)
-        .max(15);
-    writeln!(
-        out,
-        "{:<width$} {:<width$} {:<10} {:>6} {:<7} {:<7} Type",
-        "Destination", "Gateway", "Iface", "Metric", "Proto", "Scope"
-    )?;
-    for r in routes {
-        let gw = r.gateway.map_or("*".to_string(), |g| g.to_string());
-        writeln!(
-            out,
-            "{:<width$} {:<width$} {:<10} {:>6} {:<7} {:<7} {}",
-            r.destination, gw, r.device, r.metric, r.protocol, r.scope, r.kind
-        )?;
-    }
-    Ok(())
 }

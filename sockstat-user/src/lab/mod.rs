@@ -159,8 +159,9 @@ impl Lab {
             return;
         }
         self.show_new();
-        let _ = writeln!(self.narration, "\n▶ {what}");
-        let _ = self.narration.flush();
+        if let Err(e) = crate::render::lab::write_step(&mut self.narration, what) {
+            log::debug!("lab narration: {e}");
+        }
         let until = Instant::now() + Duration::from_millis(1500);
         while Instant::now() < until {
             self.tracer.poll();
@@ -170,29 +171,12 @@ impl Lab {
     }
 
     fn show_new(&mut self) {
-        let new: Vec<String> = self.tracer.transitions
-            [self.shown.min(self.tracer.transitions.len())..]
-            .iter()
-            .map(|t| {
-                format!(
-                    "    {:>7.3}s  {:<24} {} ⇄ {}{}",
-                    self.started.elapsed().as_secs_f64(),
-                    format!("{} → {}", t.old, t.new),
-                    t.local,
-                    t.remote,
-                    if t.source == crate::live::Source::Synthesized {
-                        " (synthesized)"
-                    } else {
-                        ""
-                    }
-                )
-            })
-            .collect();
-        self.shown = self.tracer.transitions.len();
-        for line in new {
-            let _ = writeln!(self.narration, "{line}");
+        let new = &self.tracer.transitions[self.shown.min(self.tracer.transitions.len())..];
+        let at = self.started.elapsed().as_secs_f64();
+        if let Err(e) = crate::render::lab::write_traced(&mut self.narration, at, new) {
+            log::debug!("lab narration: {e}");
         }
-        let _ = self.narration.flush();
+        self.shown = self.tracer.transitions.len();
     }
 
     /// Resets what was seen, e.g. before a repeated attempt.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     lab::{Exercise, Outcome, path::Edge},
-    live::dashboard::EdgeRow,
+    live::{Source, Transition, dashboard::EdgeRow},
     render::top::diagram,
 };
 
@@ -145,4 +145,47 @@ pub fn json(ex: &Exercise, outcome: &Outcome) -> Value {
         "facts": outcome.facts,
         "notes": outcome.notes,
     })
+}
+
+/// `lab list`: one line per exercise.
+pub fn write_list(out: &mut impl Write, exercises: &[Exercise]) -> io::Result<()> {
+    for e in exercises {
+        writeln!(out, "{:<20} {}", e.name, e.teaches)?;
+    }
+    Ok(())
+}
+
+/// An exercise that could not run.
+pub fn write_failure(out: &mut impl Write, name: &str, why: &str) -> io::Result<()> {
+    writeln!(out, "FAIL {name}: {why}\n")
+}
+
+/// The tally after several exercises.
+pub fn write_tally(out: &mut impl Write, passed: usize, total: usize) -> io::Result<()> {
+    writeln!(out, "{passed} of {total} exercises passed")
+}
+
+/// `--slow`: a step announced.
+pub fn write_step(out: &mut dyn Write, what: &str) -> io::Result<()> {
+    writeln!(out, "\n▶ {what}")?;
+    out.flush()
+}
+
+/// `--slow`: transitions as they are traced, `at` seconds into the run.
+pub fn write_traced(out: &mut dyn Write, at: f64, traced: &[Transition]) -> io::Result<()> {
+    for t in traced {
+        writeln!(
+            out,
+            "    {at:>7.3}s  {:<24} {} ⇄ {}{}",
+            format!("{} → {}", t.old, t.new),
+            t.local,
+            t.remote,
+            if t.source == Source::Synthesized {
+                " (synthesized)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    out.flush()
 }

@@ -1,0 +1,97 @@
+//! `sockstat report` as text: sections, bars and findings.
+use std::io::{self, Write};
+
+use crate::report::analysis::Report;
+
+pub fn write_text(out: &mut impl Write, r: &Report) -> io::Result<()> {
+    writeln!(out, "Namespaces: {}", r.namespaces.join(", "))?;
+    writeln!(out, "\nTCP states ({} TCP and UDP sockets):", r.total)?;
+    let max = r.states.iter().map(|c| c.count).max().unwrap_or(1).max(1);
+    for c in &r.states {
+        let bar = "#".repeat(((c.count * 40).div_ceil(max)) as usize);
+        writeln!(out, "  {:<11} {:>7} {bar}", c.key, c.count)?;
+    }
+    writeln!(out, "\nTop remote addresses:")?;
+    for c in &r.top_remote {
+        writeln!(out, "  {:<40} {:>7}", c.key, c.count)?;
+    }
+    writeln!(out, "\nTop local ports:")?;
+    for c in &r.top_local_ports {
+        writeln!(out, "  {:<40} {:>7}", c.key, c.count)?;
+    }
+    writeln!(
+        out,
+        "\nExternal connections (peers outside loopback, private, link-local and CGNAT): {}",
+        r.external.len()
+    )?;
+    for c in r.external.iter().take(20) {
+        writeln!(
+            out,
+            "  [{}] {:<11} {} -> {} {}",
+            c.netns,
+            c.state,
+            c.local,
+            c.peer,
+            c.process.as_deref().unwrap_or("")
+        )?;
+    }
+    if r.external.len() > 20 {
+        writeln!(
+            out,
+            "  ... {} more (--json lists all)",
+            r.external.len() - 20
+        )?;
+    }
+    writeln!(
+        out,
+        "\nListening sockets ({} on ports outside the allowlist):",
+        r.unusual_listeners
+    )?;
+    for l in &r.listeners {
+        let mark = if l.allowed { " " } else { "!" };
+        writeln!(
+            out,
+            "  {mark} [{}] {:<4} {:<30} {}",
+            l.netns,
+            l.netid,
+            l.local,
+            l.process.as_deref().unwrap_or("-")
+        )?;
+    }
+    let l = &r.leaks;
+    writeln!(out, "\nLeak indicators:")?;
+    writeln!(
+        out,
+        "  CLOSE-WAIT: {}{}",
+        l.close_wait,
+        l.close_wait_oldest_s
+            .map_or(String::new(), |s| format!(" (oldest {s:.0} s)"))
+    )?;
+    writeln!(
+        out,
+        "  TIME-WAIT:  {}{}",
+        l.time_wait,
+        match (l.tcp_max_tw_buckets, l.time_wait_pct) {
+            (Some(m), Some(p)) => format!(" of tcp_max_tw_buckets {m} ({p:.1} %)"),
+            _ => String::new(),
+        }
+    )?;
+    for b in &l.syn_recv_backlogs {
+        writeln!(
+            out,
+            "  SYN-RECV:   {} on [{}] {} (backlog {}, {:.0} %)",
+            b.syn_recv, b.netns, b.listener, b.backlog, b.pct
+        )?;
+    }
+    for f in &l.findings {
+        writeln!(out, "  ! {}", f.message)?;
+    }
+    if !r.alerts.is_empty() {
+        writeln!(out, "\nAlerts:")?;
+        for a in &r.alerts {
+            let state = if a.firing { "FIRING" } else { "ok" };
+            writeln!(out, "  {state:<6} {} (value {})", a.alert, a.value)?;
+        }
+    }
+    Ok(())
+}
