@@ -1,21 +1,25 @@
 //! sockstat: the live state of every socket.
 //!
 //! Data flows one way: kernel hooks (`ebpf`) -> live state (`live`) -> views (`render`),
-//! wired together by `cli`.
-pub mod agent;
-pub mod alert;
+//! wired together by `cli`. Modules are private so the compiler reports dead code; `diag`
+//! and `filter` are public for the fuzz targets, `cli` for the binary.
+mod agent;
+mod alert;
 pub mod cli;
 pub mod diag;
-pub mod ebpf;
-pub mod exporter;
+mod ebpf;
+mod exporter;
 pub mod filter;
-pub mod lab;
-pub mod live;
-pub mod logger;
-pub mod procs;
-pub mod render;
-pub mod report;
-pub mod rtnl;
-pub mod services;
-pub mod stats;
-pub mod tcp;
+mod lab;
+mod live;
+mod logger;
+mod names;
+mod procs;
+mod render;
+mod report;
+mod rtnl;
+mod services;
+mod stats;
+mod tcp;
+
+pub use ebpf::LoadError;

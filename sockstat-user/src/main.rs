@@ -2,8 +2,8 @@ use std::{io, process::ExitCode};
 
 use clap::Parser as _;
 use sockstat::{
+    LoadError,
     cli::{self, Cli, UsageError},
-    ebpf::LoadError,
 };
 
 /// The system allocator, except that running out of memory is one line and exit 2 instead

@@ -160,6 +160,7 @@ impl KernelEvent {
     }
 
     /// (old, new) for state changes.
+    #[cfg(test)]
     pub fn transition(&self) -> Option<(ReportedState, ReportedState)> {
         match self.kind {
             EventKind::StateChange { old, new, .. } => Some((old, new)),

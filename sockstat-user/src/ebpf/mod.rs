@@ -12,9 +12,7 @@ pub mod sys;
 pub mod tracefs;
 
 pub use events::{
-    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Task, TcpCounters,
-    TimewaitClose, TimewaitEvent,
+    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, TcpCounters, TimewaitClose,
+    TimewaitEvent,
 };
-pub use loader::{
-    EdgeCount, HookChoice, KernelCounters, LoadError, MissingHook, Probe, ProbeOptions, RING_KIB,
-};
+pub use loader::{EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions, RING_KIB};

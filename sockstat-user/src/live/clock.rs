@@ -19,6 +19,7 @@ impl WallClock {
     }
 
     /// A clock with a fixed offset (tests, golden output).
+    #[cfg(test)]
     pub fn with_offset_ns(offset_ns: i128) -> Self {
         Self { offset_ns }
     }

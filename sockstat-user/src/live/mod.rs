@@ -8,7 +8,7 @@ pub mod dashboard;
 mod table;
 
 pub use cause::Cause;
-pub use table::{Baseline, Entry, Tracker, TrackerStats};
+pub use table::{Baseline, Tracker, TrackerStats};
 
 use std::net::SocketAddr;
 

@@ -176,10 +176,12 @@ impl Tracker {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    #[cfg(test)]
     pub fn get(&self, cookie: u64) -> Option<&Entry> {
         self.entries.get(&cookie)
     }
@@ -191,15 +193,6 @@ impl Tracker {
 
     pub fn stats(&self) -> TrackerStats {
         self.stats
-    }
-
-    /// Counts by state, for dashboards and exporters.
-    pub fn state_counts(&self) -> HashMap<ReportedState, u64> {
-        let mut m = HashMap::new();
-        for e in self.entries.values() {
-            *m.entry(e.state).or_default() += 1;
-        }
-        m
     }
 
     /// Adds sockets found by the start-up dump. Sockets already seen through events (the

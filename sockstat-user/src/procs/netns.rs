@@ -126,8 +126,6 @@ pub struct Namespace {
     pub inode: u32,
     /// `ip netns` name, else "init" for the init process's namespace, else "pid N".
     pub name: String,
-    /// A process in it (the lowest pid), if any.
-    pub pid: Option<u32>,
     /// The container that process runs in, when its cgroup path shows one.
     pub container: Option<super::container::Container>,
     pub file: File,
@@ -277,7 +275,6 @@ pub fn all() -> Scan {
         scan.namespaces.push(Namespace {
             inode,
             name,
-            pid,
             container,
             file,
         });

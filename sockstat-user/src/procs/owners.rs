@@ -110,14 +110,6 @@ impl Owners {
     pub fn comm(&self, pid: u32) -> &str {
         self.comms.get(&pid).map_or("", String::as_str)
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Scans /proc for the owners of `wanted` inodes (all sockets when `None`).

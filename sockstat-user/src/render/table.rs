@@ -170,6 +170,7 @@ impl Table {
         widths
     }
 
+    #[cfg(test)]
     pub fn write(&self, out: &mut impl Write, screen_width: Option<usize>) -> io::Result<()> {
         self.write_with(out, screen_width, &mut |_, _| {})
     }
