@@ -114,7 +114,7 @@ pub struct Tracker {
 }
 
 /// A reported transition as the connection sees it (see `Tracker::edge`).
-struct Edge {
+struct ShownEdge {
     /// The state it entered (TIME-WAIT where the kernel reports CLOSE for a socket replaced
     /// by a timewait socket).
     shown: ReportedState,
@@ -483,8 +483,8 @@ impl Tracker {
         old: ReportedState,
         new: ReportedState,
         pending: Option<Cause>,
-    ) -> Edge {
-        let plain = |cause| Edge {
+    ) -> ShownEdge {
+        let plain = |cause| ShownEdge {
             shown: new,
             cause,
             source: Source::Kernel,
@@ -496,7 +496,7 @@ impl Tracker {
             return plain(fin.then_some(Cause::Fin));
         }
         let observed = self.timewait_observed && ev.hook == Hook::TpBtf;
-        let timewait = |state| Edge {
+        let timewait = |state| ShownEdge {
             shown: known(state),
             cause: Some(Cause::Fin),
             source: if observed {
@@ -542,8 +542,8 @@ impl Tracker {
         tcp: TcpCounters,
         out: &mut Vec<Output>,
     ) {
-        let passive_open = old == known(TcpState::Listen) && new == known(TcpState::SynRecv);
-        if passive_open && !self.cancelled.is_empty() {
+        let meaning = EdgeMeaning::of(old, new);
+        if meaning.passive_open && !self.cancelled.is_empty() {
             self.taken_over(ev, out);
         }
         let existing = self.entries.get(&ev.cookie);
@@ -553,26 +553,27 @@ impl Tracker {
             .filter(|e| e.state == old)
             .and_then(|e| e.since_ns)
             .map(|since| ev.ts_ns.saturating_sub(since));
-        let owner = self.resolve_owner(ev, existing, passive_open);
+        let owner = self.resolve_owner(ev, existing, meaning.passive_open);
         let pending = existing.and_then(|e| e.pending);
 
         // Listening sockets: remember their owner for the passive opens to come.
-        if new == known(TcpState::Listen) && owner.pid.is_some() {
-            self.listeners.insert((ev.netns, ev.local.port()), owner);
-        } else if old == known(TcpState::Listen) && new == known(TcpState::Close) {
-            self.listeners.remove(&(ev.netns, ev.local.port()));
+        match meaning.listening {
+            Some(true) if owner.pid.is_some() => {
+                self.listeners.insert((ev.netns, ev.local.port()), owner);
+            }
+            Some(false) => {
+                self.listeners.remove(&(ev.netns, ev.local.port()));
+            }
+            _ => {}
         }
 
         let edge = self.edge(ev, old, new, pending);
-        let closing = new == known(TcpState::Close);
-        let (cause, shown_new) = (edge.cause, edge.shown);
-        let to_time_wait = shown_new == known(TcpState::TimeWait);
         if edge.source == Source::Synthesized {
             self.stats.synthesized += 1;
         }
         // A close with no cause yet may be followed by the RST it sent: hold it briefly.
-        let hold = closing
-            && cause.is_none()
+        let hold = meaning.closing
+            && edge.cause.is_none()
             && !matches!(
                 old,
                 ReportedState::Known(TcpState::Listen | TcpState::SynSent | TcpState::Close)
@@ -587,100 +588,30 @@ impl Tracker {
                 local: ev.local,
                 remote: ev.remote,
                 old,
-                new: shown_new,
+                new: edge.shown,
                 prev_state_ns,
                 owner,
                 source: edge.source,
-                cause,
+                cause: edge.cause,
             }));
         }
 
         if !self.entries.contains_key(&ev.cookie) {
             self.make_room();
         }
-        let entry = self.entries.entry(ev.cookie).or_insert_with(|| Entry {
-            state: old,
-            since_ns: None,
-            first_ns: None,
-            handshake_ns: None,
-            owner: Owner::unknown(),
-            netns: ev.netns,
-            family: ev.family,
-            local: ev.local,
-            remote: ev.remote,
-            retransmits: 0,
-            pending: None,
-            touched_ns: ev.ts_ns,
-            passive: passive_open,
-            active: None,
-            peer_fin: false,
-            timewait: false,
-        });
-        if old == known(TcpState::Close) && new == known(TcpState::SynSent) {
-            entry.active = Some(true);
-        } else if passive_open {
-            entry.active = Some(false);
+        let entry = self
+            .entries
+            .entry(ev.cookie)
+            .or_insert_with(|| Entry::first_seen(ev, old, meaning.passive_open));
+        entry.update(ev, old, &meaning, &edge, owner, prev_state_ns);
+        let to_time_wait = edge.shown == known(TcpState::TimeWait);
+        let connection_ended = (meaning.closing || to_time_wait)
+            && old != known(TcpState::Listen)
+            && old != known(TcpState::Close);
+        if connection_ended {
+            emitted.push(Output::Lifetime(entry.lifetime(ev, old, edge.cause, tcp)));
         }
-        if new == known(TcpState::CloseWait)
-            || (new == known(TcpState::Closing))
-            || to_time_wait && old == known(TcpState::FinWait2)
-        {
-            entry.peer_fin = true;
-        }
-        if entry.first_ns.is_none()
-            && (old == known(TcpState::Close) && new == known(TcpState::SynSent) || passive_open)
-        {
-            entry.first_ns = Some(ev.ts_ns);
-        }
-        if old == known(TcpState::SynSent) && new == known(TcpState::Established) {
-            entry.handshake_ns = prev_state_ns;
-        }
-        if owner.pid.is_some() {
-            entry.owner = owner;
-        }
-        // Ports are assigned after connect() reports SYN-SENT: keep the latest addresses.
-        entry.local = ev.local;
-        entry.remote = ev.remote;
-        entry.touched_ns = ev.ts_ns;
-        entry.timewait |= closing && edge.lives_on;
-        if !edge.silent {
-            entry.state = shown_new;
-            entry.since_ns = Some(ev.ts_ns);
-        }
-
-        let connection_ended = (closing || to_time_wait) && old != known(TcpState::Listen);
-        if connection_ended && old != known(TcpState::Close) {
-            // tcp_sock counts sequence space: our SYN (active opens) and our FIN once acked
-            // are in bytes_acked, the peer's FIN in bytes_received. Report data bytes.
-            let syn = u64::from(entry.active == Some(true));
-            let our_fin_acked = cause == Some(Cause::Fin)
-                && matches!(
-                    old,
-                    ReportedState::Known(
-                        TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck
-                    )
-                );
-            let bytes_acked = tcp
-                .bytes_acked
-                .saturating_sub(syn + u64::from(our_fin_acked));
-            let bytes_received = tcp.bytes_received.saturating_sub(u64::from(entry.peer_fin));
-            emitted.push(Output::Lifetime(Lifetime {
-                ts_ns: ev.ts_ns,
-                cookie: ev.cookie,
-                netns: ev.netns,
-                family: ev.family,
-                local: entry.local,
-                remote: entry.remote,
-                duration_ns: entry.first_ns.map(|f| ev.ts_ns.saturating_sub(f)),
-                bytes_acked,
-                bytes_received,
-                handshake_ns: entry.handshake_ns,
-                retransmits: tcp.total_retrans.max(entry.retransmits),
-                cause,
-                owner: entry.owner,
-            }));
-        }
-        if closing && !edge.lives_on {
+        if meaning.closing && !edge.lives_on {
             self.entries.remove(&ev.cookie);
         }
         if hold {
@@ -804,6 +735,144 @@ fn close_cause(
             Some(Cause::Fin)
         }
         _ => None,
+    }
+}
+
+/// What a reported edge means for the socket's entry, from (old, new) alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct EdgeMeaning {
+    /// CLOSE -> SYN-SENT: connect().
+    active_open: bool,
+    /// LISTEN -> SYN-RECV: a listener's child.
+    passive_open: bool,
+    /// SYN-SENT -> ESTAB: the time spent in SYN-SENT is the handshake's RTT.
+    handshake_done: bool,
+    /// Into CLOSE-WAIT or CLOSING: the peer's FIN arrived.
+    peer_fin: bool,
+    /// A listener started (true) or stopped (false) listening.
+    listening: Option<bool>,
+    /// Into CLOSE: the socket is gone, unless a timewait socket lives on.
+    closing: bool,
+}
+
+impl EdgeMeaning {
+    fn of(old: ReportedState, new: ReportedState) -> Self {
+        use TcpState as S;
+        let (ReportedState::Known(old), ReportedState::Known(new)) = (old, new) else {
+            return EdgeMeaning::default();
+        };
+        let mut m = EdgeMeaning {
+            closing: new == S::Close,
+            ..EdgeMeaning::default()
+        };
+        match (old, new) {
+            (S::Close, S::SynSent) => m.active_open = true,
+            (S::Listen, S::SynRecv) => m.passive_open = true,
+            (S::SynSent, S::Established) => m.handshake_done = true,
+            (S::Listen, S::Close) => m.listening = Some(false),
+            (_, S::Listen) => m.listening = Some(true),
+            (_, S::CloseWait | S::Closing) => m.peer_fin = true,
+            _ => {}
+        }
+        m
+    }
+}
+
+impl Entry {
+    /// A socket first seen through this event, still in `old`.
+    fn first_seen(ev: &KernelEvent, old: ReportedState, passive: bool) -> Self {
+        Entry {
+            state: old,
+            since_ns: None,
+            first_ns: None,
+            handshake_ns: None,
+            owner: Owner::unknown(),
+            netns: ev.netns,
+            family: ev.family,
+            local: ev.local,
+            remote: ev.remote,
+            retransmits: 0,
+            pending: None,
+            touched_ns: ev.ts_ns,
+            passive,
+            active: None,
+            peer_fin: false,
+            timewait: false,
+        }
+    }
+
+    /// Applies an edge the table has decided how to show.
+    fn update(
+        &mut self,
+        ev: &KernelEvent,
+        old: ReportedState,
+        meaning: &EdgeMeaning,
+        edge: &ShownEdge,
+        owner: Owner,
+        prev_state_ns: Option<u64>,
+    ) {
+        if meaning.active_open {
+            self.active = Some(true);
+        } else if meaning.passive_open {
+            self.active = Some(false);
+        }
+        let to_time_wait = edge.shown == known(TcpState::TimeWait);
+        if meaning.peer_fin || (to_time_wait && old == known(TcpState::FinWait2)) {
+            self.peer_fin = true;
+        }
+        if self.first_ns.is_none() && (meaning.active_open || meaning.passive_open) {
+            self.first_ns = Some(ev.ts_ns);
+        }
+        if meaning.handshake_done {
+            self.handshake_ns = prev_state_ns;
+        }
+        if owner.pid.is_some() {
+            self.owner = owner;
+        }
+        // Ports are assigned after connect() reports SYN-SENT: keep the latest addresses.
+        self.local = ev.local;
+        self.remote = ev.remote;
+        self.touched_ns = ev.ts_ns;
+        self.timewait |= meaning.closing && edge.lives_on;
+        if !edge.silent {
+            self.state = edge.shown;
+            self.since_ns = Some(ev.ts_ns);
+        }
+    }
+
+    /// The finished connection, as tcplife reports it.
+    fn lifetime(
+        &self,
+        ev: &KernelEvent,
+        old: ReportedState,
+        cause: Option<Cause>,
+        tcp: TcpCounters,
+    ) -> Lifetime {
+        // tcp_sock counts sequence space: our SYN (active opens) and our FIN once acked are
+        // in bytes_acked, the peer's FIN in bytes_received. Report data bytes.
+        let syn = u64::from(self.active == Some(true));
+        let our_fin_acked = cause == Some(Cause::Fin)
+            && matches!(
+                old,
+                ReportedState::Known(TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck)
+            );
+        Lifetime {
+            ts_ns: ev.ts_ns,
+            cookie: ev.cookie,
+            netns: ev.netns,
+            family: ev.family,
+            local: self.local,
+            remote: self.remote,
+            duration_ns: self.first_ns.map(|f| ev.ts_ns.saturating_sub(f)),
+            bytes_acked: tcp
+                .bytes_acked
+                .saturating_sub(syn + u64::from(our_fin_acked)),
+            bytes_received: tcp.bytes_received.saturating_sub(u64::from(self.peer_fin)),
+            handshake_ns: self.handshake_ns,
+            retransmits: tcp.total_retrans.max(self.retransmits),
+            cause,
+            owner: self.owner,
+        }
     }
 }
 

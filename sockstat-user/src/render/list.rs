@@ -447,188 +447,182 @@ fn skmem(cell: &mut String, m: &[u32]) {
 }
 
 /// ss's `tcp_stats_print`, in its order and with its conditions.
+/// How one tcp_info item prints in `ss -i`.
+enum InfoItem {
+    /// ` name:value`, unless the value is 0.
+    Count(&'static str, fn(&TcpInfo) -> u64),
+    /// ` name:ms`, microseconds shown as milliseconds, unless the value is one of `hidden`.
+    Millis(&'static str, fn(&TcpInfo) -> u32, &'static [u32]),
+    /// Anything with its own shape.
+    Custom(fn(&mut String, &TcpInfo, &SocketRecord, &ListStyle)),
+}
+
+use InfoItem::{Count, Custom, Millis};
+
+/// `ss -i`'s items, in ss's order (misc/ss.c `tcp_show_info`).
+const TCP_INFO_ITEMS: &[InfoItem] = &[
+    Custom(info_options),
+    Custom(|cell, _, r, _| {
+        if let Some(cong) = &r.congestion {
+            write!(cell, " {cong}").ok();
+        }
+    }),
+    Custom(|cell, i, _, _| {
+        if i.options & tcp_info::TCPI_OPT_WSCALE != 0 {
+            write!(cell, " wscale:{},{}", i.snd_wscale, i.rcv_wscale).ok();
+        }
+    }),
+    // 3 s is the kernel's initial RTO: ss leaves it out.
+    Millis("rto", |i| i.rto, &[0, 3_000_000]),
+    Count("backoff", |i| u64::from(i.backoff)),
+    Custom(|cell, i, _, _| {
+        if i.rtt != 0 {
+            write!(cell, " rtt:{}/{}", info_ms(i.rtt), info_ms(i.rttvar)).ok();
+        }
+    }),
+    Millis("ato", |i| i.ato, &[0]),
+    Count("mss", |i| u64::from(i.snd_mss)),
+    Count("pmtu", |i| u64::from(i.pmtu)),
+    Count("rcvmss", |i| u64::from(i.rcv_mss)),
+    Count("advmss", |i| u64::from(i.advmss)),
+    Count("cwnd", |i| u64::from(i.snd_cwnd)),
+    Custom(|cell, i, _, _| {
+        // At or above 0xffff the threshold is "infinite": ss leaves it out.
+        if i.snd_ssthresh != 0 && i.snd_ssthresh < 0xffff {
+            write!(cell, " ssthresh:{}", i.snd_ssthresh).ok();
+        }
+    }),
+    Count("bytes_sent", |i| i.bytes_sent),
+    Count("bytes_retrans", |i| i.bytes_retrans),
+    Count("bytes_acked", |i| i.bytes_acked),
+    Count("bytes_received", |i| i.bytes_received),
+    Count("segs_out", |i| u64::from(i.segs_out)),
+    Count("segs_in", |i| u64::from(i.segs_in)),
+    Count("data_segs_out", |i| u64::from(i.data_segs_out)),
+    Count("data_segs_in", |i| u64::from(i.data_segs_in)),
+    Custom(|cell, i, _, style| {
+        if i.rtt > 0 && i.snd_mss > 0 && i.snd_cwnd > 0 {
+            let send = f64::from(i.snd_cwnd) * f64::from(i.snd_mss) * 8.0 * 1e6 / f64::from(i.rtt);
+            write!(cell, " send {}bps", bandwidth(send, style.numeric)).ok();
+        }
+    }),
+    Count("lastsnd", |i| u64::from(i.last_data_sent)),
+    Count("lastrcv", |i| u64::from(i.last_data_recv)),
+    Count("lastack", |i| u64::from(i.last_ack_recv)),
+    Custom(info_pacing),
+    Custom(|cell, i, _, style| {
+        if i.delivery_rate != 0 {
+            let rate = bandwidth(i.delivery_rate as f64 * 8.0, style.numeric);
+            write!(cell, " delivery_rate {rate}bps").ok();
+        }
+    }),
+    Count("delivered", |i| u64::from(i.delivered)),
+    Count("delivered_ce", |i| u64::from(i.delivered_ce)),
+    Custom(|cell, i, _, _| {
+        if i.delivery_rate_app_limited {
+            cell.push_str(" app_limited");
+        }
+    }),
+    Custom(info_busy),
+    Count("unacked", |i| u64::from(i.unacked)),
+    Custom(|cell, i, _, _| {
+        if i.retrans != 0 || i.total_retrans != 0 {
+            write!(cell, " retrans:{}/{}", i.retrans, i.total_retrans).ok();
+        }
+    }),
+    Count("lost", |i| u64::from(i.lost)),
+    Custom(|cell, i, r, _| {
+        // A listener's sacked field is its backlog (ss leaves it out).
+        if i.sacked != 0 && r.state != tcp_state::LISTEN {
+            write!(cell, " sacked:{}", i.sacked).ok();
+        }
+    }),
+    Count("dsack_dups", |i| u64::from(i.dsack_dups)),
+    Count("fackets", |i| u64::from(i.fackets)),
+    Custom(|cell, i, _, _| {
+        // 3 is the default reordering: ss leaves it out.
+        if i.reordering != 3 {
+            write!(cell, " reordering:{}", i.reordering).ok();
+        }
+    }),
+    Count("reord_seen", |i| u64::from(i.reord_seen)),
+    Millis("rcv_rtt", |i| i.rcv_rtt, &[0]),
+    Count("rcv_space", |i| u64::from(i.rcv_space)),
+    Count("rcv_ssthresh", |i| u64::from(i.rcv_ssthresh)),
+    Count("notsent", |i| u64::from(i.notsent_bytes)),
+    Millis("minrtt", |i| i.min_rtt, &[0, u32::MAX]),
+    Count("rcv_ooopack", |i| u64::from(i.rcv_ooopack)),
+    Count("snd_wnd", |i| u64::from(i.snd_wnd)),
+    Count("rcv_wnd", |i| u64::from(i.rcv_wnd)),
+];
+
+/// Microseconds as ss prints milliseconds.
+fn info_ms(us: u32) -> String {
+    g(f64::from(us) / 1000.0, 6)
+}
+
+fn info_options(cell: &mut String, i: &TcpInfo, _: &SocketRecord, style: &ListStyle) {
+    if !(style.timers || style.extended) {
+        return;
+    }
+    for (bit, name) in [
+        (tcp_info::TCPI_OPT_TIMESTAMPS, "ts"),
+        (tcp_info::TCPI_OPT_SACK, "sack"),
+        (tcp_info::TCPI_OPT_ECN, "ecn"),
+        (tcp_info::TCPI_OPT_ECN_SEEN, "ecnseen"),
+        (tcp_info::TCPI_OPT_SYN_DATA, "fastopen"),
+    ] {
+        if i.options & bit != 0 {
+            write!(cell, " {name}").ok();
+        }
+    }
+}
+
+fn info_pacing(cell: &mut String, i: &TcpInfo, _: &SocketRecord, style: &ListStyle) {
+    // u64::MAX: no pacing limit set.
+    if i.pacing_rate == 0 || i.pacing_rate == u64::MAX {
+        return;
+    }
+    let rate = |bytes: u64| bandwidth(bytes as f64 * 8.0, style.numeric);
+    write!(cell, " pacing_rate {}bps", rate(i.pacing_rate)).ok();
+    if i.max_pacing_rate != 0 && i.max_pacing_rate != u64::MAX {
+        write!(cell, "/{}bps", rate(i.max_pacing_rate)).ok();
+    }
+}
+
+fn info_busy(cell: &mut String, i: &TcpInfo, _: &SocketRecord, _: &ListStyle) {
+    if i.busy_time == 0 {
+        return;
+    }
+    write!(cell, " busy:{}ms", i.busy_time / 1000).ok();
+    let pct = |x: u64| x as f64 * 100.0 / i.busy_time as f64;
+    for (v, name) in [
+        (i.rwnd_limited, "rwnd_limited"),
+        (i.sndbuf_limited, "sndbuf_limited"),
+    ] {
+        if v != 0 {
+            write!(cell, " {name}:{}ms({:.1}%)", v / 1000, pct(v)).ok();
+        }
+    }
+}
+
 fn tcp_info_text(cell: &mut String, i: &TcpInfo, r: &SocketRecord, style: &ListStyle) {
-    let ms = |us: u32| g(f64::from(us) / 1000.0, 6);
-    if style.timers || style.extended {
-        for (bit, name) in [
-            (tcp_info::TCPI_OPT_TIMESTAMPS, "ts"),
-            (tcp_info::TCPI_OPT_SACK, "sack"),
-            (tcp_info::TCPI_OPT_ECN, "ecn"),
-            (tcp_info::TCPI_OPT_ECN_SEEN, "ecnseen"),
-            (tcp_info::TCPI_OPT_SYN_DATA, "fastopen"),
-        ] {
-            if i.options & bit != 0 {
-                write!(cell, " {name}").ok();
+    for item in TCP_INFO_ITEMS {
+        match item {
+            Count(name, get) => {
+                let v = get(i);
+                if v != 0 {
+                    write!(cell, " {name}:{v}").ok();
+                }
             }
+            Millis(name, get, hidden) => {
+                let v = get(i);
+                if !hidden.contains(&v) {
+                    write!(cell, " {name}:{}", info_ms(v)).ok();
+                }
+            }
+            Custom(show) => show(cell, i, r, style),
         }
-    }
-    if let Some(cong) = &r.congestion {
-        write!(cell, " {cong}").ok();
-    }
-    if i.options & tcp_info::TCPI_OPT_WSCALE != 0 {
-        write!(cell, " wscale:{},{}", i.snd_wscale, i.rcv_wscale).ok();
-    }
-    if i.rto != 0 && i.rto != 3_000_000 {
-        write!(cell, " rto:{}", ms(i.rto)).ok();
-    }
-    if i.backoff != 0 {
-        write!(cell, " backoff:{}", i.backoff).ok();
-    }
-    if i.rtt != 0 {
-        write!(cell, " rtt:{}/{}", ms(i.rtt), ms(i.rttvar)).ok();
-    }
-    if i.ato != 0 {
-        write!(cell, " ato:{}", ms(i.ato)).ok();
-    }
-    for (v, name) in [
-        (i.snd_mss, "mss"),
-        (i.pmtu, "pmtu"),
-        (i.rcv_mss, "rcvmss"),
-        (i.advmss, "advmss"),
-        (i.snd_cwnd, "cwnd"),
-    ] {
-        if v != 0 {
-            write!(cell, " {name}:{v}").ok();
-        }
-    }
-    if i.snd_ssthresh != 0 && i.snd_ssthresh < 0xffff {
-        write!(cell, " ssthresh:{}", i.snd_ssthresh).ok();
-    }
-    for (v, name) in [
-        (i.bytes_sent, "bytes_sent"),
-        (i.bytes_retrans, "bytes_retrans"),
-        (i.bytes_acked, "bytes_acked"),
-        (i.bytes_received, "bytes_received"),
-    ] {
-        if v != 0 {
-            write!(cell, " {name}:{v}").ok();
-        }
-    }
-    for (v, name) in [
-        (i.segs_out, "segs_out"),
-        (i.segs_in, "segs_in"),
-        (i.data_segs_out, "data_segs_out"),
-        (i.data_segs_in, "data_segs_in"),
-    ] {
-        if v != 0 {
-            write!(cell, " {name}:{v}").ok();
-        }
-    }
-    if i.rtt > 0 && i.snd_mss > 0 && i.snd_cwnd > 0 {
-        let send = f64::from(i.snd_cwnd) * f64::from(i.snd_mss) * 8.0 * 1e6 / f64::from(i.rtt);
-        write!(cell, " send {}bps", bandwidth(send, style.numeric)).ok();
-    }
-    for (v, name) in [
-        (i.last_data_sent, "lastsnd"),
-        (i.last_data_recv, "lastrcv"),
-        (i.last_ack_recv, "lastack"),
-    ] {
-        if v != 0 {
-            write!(cell, " {name}:{v}").ok();
-        }
-    }
-    if i.pacing_rate != 0 && i.pacing_rate != u64::MAX {
-        write!(
-            cell,
-            " pacing_rate {}bps",
-            bandwidth(i.pacing_rate as f64 * 8.0, style.numeric)
-        )
-        .ok();
-        if i.max_pacing_rate != 0 && i.max_pacing_rate != u64::MAX {
-            write!(
-                cell,
-                "/{}bps",
-                bandwidth(i.max_pacing_rate as f64 * 8.0, style.numeric)
-            )
-            .ok();
-        }
-    }
-    if i.delivery_rate != 0 {
-        write!(
-            cell,
-            " delivery_rate {}bps",
-            bandwidth(i.delivery_rate as f64 * 8.0, style.numeric)
-        )
-        .ok();
-    }
-    if i.delivered != 0 {
-        write!(cell, " delivered:{}", i.delivered).ok();
-    }
-    if i.delivered_ce != 0 {
-        write!(cell, " delivered_ce:{}", i.delivered_ce).ok();
-    }
-    if i.delivery_rate_app_limited {
-        cell.push_str(" app_limited");
-    }
-    if i.busy_time != 0 {
-        write!(cell, " busy:{}ms", i.busy_time / 1000).ok();
-        let pct = |x: u64| x as f64 * 100.0 / i.busy_time as f64;
-        if i.rwnd_limited != 0 {
-            write!(
-                cell,
-                " rwnd_limited:{}ms({:.1}%)",
-                i.rwnd_limited / 1000,
-                pct(i.rwnd_limited)
-            )
-            .ok();
-        }
-        if i.sndbuf_limited != 0 {
-            write!(
-                cell,
-                " sndbuf_limited:{}ms({:.1}%)",
-                i.sndbuf_limited / 1000,
-                pct(i.sndbuf_limited)
-            )
-            .ok();
-        }
-    }
-    if i.unacked != 0 {
-        write!(cell, " unacked:{}", i.unacked).ok();
-    }
-    if i.retrans != 0 || i.total_retrans != 0 {
-        write!(cell, " retrans:{}/{}", i.retrans, i.total_retrans).ok();
-    }
-    if i.lost != 0 {
-        write!(cell, " lost:{}", i.lost).ok();
-    }
-    if i.sacked != 0 && r.state != 10 {
-        write!(cell, " sacked:{}", i.sacked).ok();
-    }
-    if i.dsack_dups != 0 {
-        write!(cell, " dsack_dups:{}", i.dsack_dups).ok();
-    }
-    if i.fackets != 0 {
-        write!(cell, " fackets:{}", i.fackets).ok();
-    }
-    if i.reordering != 3 {
-        write!(cell, " reordering:{}", i.reordering).ok();
-    }
-    if i.reord_seen != 0 {
-        write!(cell, " reord_seen:{}", i.reord_seen).ok();
-    }
-    if i.rcv_rtt != 0 {
-        write!(cell, " rcv_rtt:{}", ms(i.rcv_rtt)).ok();
-    }
-    if i.rcv_space != 0 {
-        write!(cell, " rcv_space:{}", i.rcv_space).ok();
-    }
-    if i.rcv_ssthresh != 0 {
-        write!(cell, " rcv_ssthresh:{}", i.rcv_ssthresh).ok();
-    }
-    if i.notsent_bytes != 0 {
-        write!(cell, " notsent:{}", i.notsent_bytes).ok();
-    }
-    if i.min_rtt != 0 && i.min_rtt != u32::MAX {
-        write!(cell, " minrtt:{}", ms(i.min_rtt)).ok();
-    }
-    if i.rcv_ooopack != 0 {
-        write!(cell, " rcv_ooopack:{}", i.rcv_ooopack).ok();
-    }
-    if i.snd_wnd != 0 {
-        write!(cell, " snd_wnd:{}", i.snd_wnd).ok();
-    }
-    if i.rcv_wnd != 0 {
-        write!(cell, " rcv_wnd:{}", i.rcv_wnd).ok();
     }
 }
 
@@ -829,5 +823,113 @@ UNCONN 0      0                  *:53               *:*    ino:0 sk:0 v6only:0
             json!({"netid": "tcp", "state": "LISTEN", "recv_q": 0, "send_q": 128,
                    "local": "127.0.0.1:8080", "peer": "0.0.0.0:0", "process": []})
         );
+    }
+
+    #[test]
+    fn tcp_info_text_golden() {
+        let (recs, _) = full_sample();
+        let base = &recs[0];
+        let mut lines = String::new();
+        // Every item on (distinct values), every item at its hidden value, and a listener.
+        let mut all = TcpInfo {
+            options: 0xff,
+            snd_wscale: 7,
+            rcv_wscale: 9,
+            rto: 204_000,
+            backoff: 2,
+            rtt: 1_234,
+            rttvar: 567,
+            ato: 40_000,
+            snd_mss: 1448,
+            pmtu: 1500,
+            rcv_mss: 536,
+            advmss: 1460,
+            snd_cwnd: 10,
+            snd_ssthresh: 7,
+            bytes_sent: 11,
+            bytes_retrans: 12,
+            bytes_acked: 13,
+            bytes_received: 14,
+            segs_out: 15,
+            segs_in: 16,
+            data_segs_out: 17,
+            data_segs_in: 18,
+            last_data_sent: 19,
+            last_data_recv: 20,
+            last_ack_recv: 21,
+            pacing_rate: 1_000_000,
+            max_pacing_rate: 2_000_000,
+            delivery_rate: 300_000,
+            delivered: 22,
+            delivered_ce: 23,
+            delivery_rate_app_limited: true,
+            busy_time: 10_000,
+            rwnd_limited: 2_000,
+            sndbuf_limited: 1_000,
+            unacked: 24,
+            retrans: 1,
+            total_retrans: 25,
+            lost: 26,
+            sacked: 27,
+            dsack_dups: 28,
+            fackets: 29,
+            reordering: 30,
+            reord_seen: 31,
+            rcv_rtt: 32_500,
+            rcv_space: 33,
+            rcv_ssthresh: 34,
+            notsent_bytes: 35,
+            min_rtt: 36,
+            rcv_ooopack: 37,
+            snd_wnd: 38,
+            rcv_wnd: 39,
+            ..TcpInfo::default()
+        };
+        let mut r = base.clone();
+        r.state = 1;
+        r.congestion = Some("cubic".into());
+        for (i, style) in [
+            (
+                all.clone(),
+                ListStyle {
+                    timers: true,
+                    ..style()
+                },
+            ),
+            (all.clone(), style()),
+        ] {
+            let mut cell = String::new();
+            tcp_info_text(&mut cell, &i, &r, &style);
+            lines.push_str(&cell);
+            lines.push('\n');
+        }
+        all = TcpInfo {
+            rto: 3_000_000,
+            snd_ssthresh: 0xffff,
+            reordering: 3,
+            min_rtt: u32::MAX,
+            pacing_rate: u64::MAX,
+            ..TcpInfo::default()
+        };
+        let mut cell = String::new();
+        tcp_info_text(&mut cell, &all, base, &style());
+        lines.push_str(&cell);
+        lines.push('\n');
+        let mut listener = base.clone();
+        listener.state = 10;
+        let mut cell = String::new();
+        tcp_info_text(
+            &mut cell,
+            &TcpInfo {
+                sacked: 128,
+                reordering: 3,
+                ..TcpInfo::default()
+            },
+            &listener,
+            &style(),
+        );
+        lines.push_str(&cell);
+        lines.push('\n');
+        crate::render::golden::check("golden/tcp_info.txt", &lines);
     }
 }
