@@ -303,7 +303,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.ns.all_netns {
         return list_all_netns(args, &query, &filter, sel.states, &style, tty_width, out);
     }
-    let owners = OwnerSource::new(args.processes);
+    let owners = OwnerLookup::new(args.processes);
     let mut sink = ListSink {
         out: &mut out,
         expr: filter.expr.as_ref(),
@@ -314,9 +314,9 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
         tty_width,
         names: Names::default(),
         output: if args.json {
-            Output::Json(list::JsonArray::new())
+            Sheet::Json(list::JsonArray::new())
         } else {
-            Output::Text({
+            Sheet::Text({
                 let mut t = list::new_table(&style);
                 t.reserve(BATCH_BYTES + 4096, BATCH_BYTES / 8);
                 t
@@ -330,13 +330,13 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-enum Output {
+enum Sheet {
     Text(crate::render::table::Table),
     Json(list::JsonArray),
 }
 
 /// Socket owners for -p: not wanted, still being scanned, or known.
-enum OwnerSource {
+enum OwnerLookup {
     None,
     /// The kernel's owner iterator being loaded (BTF lookups and the verifier, a few ms) on
     /// a helper thread while the dumps start.
@@ -351,14 +351,14 @@ enum OwnerSource {
     Ready(Owners),
 }
 
-impl OwnerSource {
+impl OwnerLookup {
     fn new(processes: bool) -> Self {
         if !processes {
-            OwnerSource::None
+            OwnerLookup::None
         } else if crate::ebpf::privilege::can_trace() {
-            OwnerSource::Loading(crate::procs::Background::start(OwnerScan::start))
+            OwnerLookup::Loading(crate::procs::Background::start(OwnerScan::start))
         } else {
-            OwnerSource::Pending(crate::procs::Background::start(|| {
+            OwnerLookup::Pending(crate::procs::Background::start(|| {
                 crate::procs::socket_owners(None)
             }))
         }
@@ -367,34 +367,34 @@ impl OwnerSource {
     /// Runs one slice of the kernel scan if it is loaded. Returns false when there is
     /// nothing to do now; `wait` blocks for the loader instead.
     fn step(&mut self, wait: bool) -> bool {
-        if let OwnerSource::Loading(h) = self {
+        if let OwnerLookup::Loading(h) = self {
             if !wait && !h.is_finished() {
                 return false;
             }
-            let OwnerSource::Loading(h) = std::mem::replace(self, OwnerSource::None) else {
+            let OwnerLookup::Loading(h) = std::mem::replace(self, OwnerLookup::None) else {
                 return false;
             };
             *self = match h.join() {
-                Some(Ok(scan)) => OwnerSource::Stepping(scan),
+                Some(Ok(scan)) => OwnerLookup::Stepping(scan),
                 // The iterator could not be loaded: /proc is slower but just as exact.
-                _ => OwnerSource::Ready(crate::procs::socket_owners(None)),
+                _ => OwnerLookup::Ready(crate::procs::socket_owners(None)),
             };
             return true;
         }
-        let OwnerSource::Stepping(scan) = self else {
+        let OwnerLookup::Stepping(scan) = self else {
             return false;
         };
         match scan.step() {
             Ok(true) => true,
             Ok(false) => {
-                let OwnerSource::Stepping(done) = std::mem::replace(self, OwnerSource::None) else {
+                let OwnerLookup::Stepping(done) = std::mem::replace(self, OwnerLookup::None) else {
                     return false;
                 };
-                *self = OwnerSource::Ready(done.finish());
+                *self = OwnerLookup::Ready(done.finish());
                 false
             }
             Err(_) => {
-                *self = OwnerSource::Ready(crate::procs::socket_owners(None));
+                *self = OwnerLookup::Ready(crate::procs::socket_owners(None));
                 false
             }
         }
@@ -402,22 +402,22 @@ impl OwnerSource {
 
     fn is_pending(&self) -> bool {
         match self {
-            OwnerSource::Loading(_) | OwnerSource::Stepping(_) => true,
-            OwnerSource::Pending(h) => !h.is_finished(),
-            OwnerSource::None | OwnerSource::Ready(_) => false,
+            OwnerLookup::Loading(_) | OwnerLookup::Stepping(_) => true,
+            OwnerLookup::Pending(h) => !h.is_finished(),
+            OwnerLookup::None | OwnerLookup::Ready(_) => false,
         }
     }
 
     /// Finishes the scan if it is still running.
     fn get(&mut self) -> Option<&Owners> {
         while self.step(true) {}
-        if let OwnerSource::Pending(_) = self
-            && let OwnerSource::Pending(h) = std::mem::replace(self, OwnerSource::None)
+        if let OwnerLookup::Pending(_) = self
+            && let OwnerLookup::Pending(h) = std::mem::replace(self, OwnerLookup::None)
         {
-            *self = OwnerSource::Ready(h.join().unwrap_or_default());
+            *self = OwnerLookup::Ready(h.join().unwrap_or_default());
         }
         match self {
-            OwnerSource::Ready(o) => Some(o),
+            OwnerLookup::Ready(o) => Some(o),
             _ => None,
         }
     }
@@ -429,14 +429,14 @@ struct ListSink<'a, W: Write> {
     out: &'a mut W,
     expr: Option<&'a filter::Expr>,
     states: u32,
-    owners: OwnerSource,
+    owners: OwnerLookup,
     /// With -p, the inode of each buffered row: its users are added when the batch is
     /// written, once the owner scan has finished.
     row_inodes: Vec<u32>,
     style: &'a ListStyle,
     tty_width: Option<usize>,
     names: Names,
-    output: Output,
+    output: Sheet,
     mark: Option<crate::render::table::Mark>,
 }
 
@@ -448,7 +448,7 @@ const PENDING_BATCH_BYTES: usize = 16 << 20;
 
 impl<W: Write> ListSink<'_, W> {
     fn flush(&mut self) -> io::Result<()> {
-        let Output::Text(t) = &mut self.output else {
+        let Sheet::Text(t) = &mut self.output else {
             return Ok(());
         };
         match self.owners.get() {
@@ -471,7 +471,7 @@ impl<W: Write> ListSink<'_, W> {
 
     fn finish(mut self) -> io::Result<()> {
         self.flush()?;
-        if let Output::Json(j) = self.output {
+        if let Sheet::Json(j) = self.output {
             j.finish(self.out)?;
         }
         Ok(())
@@ -481,8 +481,8 @@ impl<W: Write> ListSink<'_, W> {
 impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
     fn begin(&mut self) {
         self.mark = match &self.output {
-            Output::Text(t) => Some(t.mark()),
-            Output::Json(_) => None,
+            Sheet::Text(t) => Some(t.mark()),
+            Sheet::Json(_) => None,
         };
     }
 
@@ -498,7 +498,7 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
             return Ok(());
         }
         match &mut self.output {
-            Output::Text(t) => {
+            Sheet::Text(t) => {
                 // Users are added at write time (see `flush`).
                 list::push_row(t, &r, None, self.style, &mut self.names);
                 if self.style.processes {
@@ -515,7 +515,7 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
                     self.flush().map_err(DiagError::Output)?;
                 }
             }
-            Output::Json(j) => {
+            Sheet::Json(j) => {
                 // Objects are written as they come, so the first one waits for the owner
                 // scan; the reader keeps filling batches meanwhile.
                 j.push(self.out, &r, self.owners.get(), self.style)
@@ -532,13 +532,13 @@ impl<W: Write> diag::Sink<SocketRecord> for ListSink<'_, W> {
     fn has_idle_work(&self) -> bool {
         matches!(
             self.owners,
-            OwnerSource::Loading(_) | OwnerSource::Stepping(_)
+            OwnerLookup::Loading(_) | OwnerLookup::Stepping(_)
         )
     }
 
     fn restart(&mut self) -> bool {
         match (&mut self.output, self.mark) {
-            (Output::Text(t), Some(mark)) => {
+            (Sheet::Text(t), Some(mark)) => {
                 let rows_before = self.row_inodes.len();
                 let ok = t.truncate(mark);
                 if ok {

@@ -10,7 +10,7 @@ use super::{
     loader::PROGRAMS,
     offsets::{KernelBtf, OffsetError},
 };
-use crate::procs::{Owner, Owners};
+use crate::procs::{Holder, Owners};
 
 const PROG: &str = "socket_owners";
 const ITER: &str = "task_file";
@@ -51,7 +51,7 @@ pub struct OwnerScan {
     buf: Vec<u8>,
     filled: usize,
     comms: HashMap<u32, String>,
-    entries: Vec<Owner>,
+    entries: Vec<Holder>,
     last_tgid: Option<u32>,
 }
 
@@ -116,7 +116,7 @@ fn decode_one(
     chunk: &[u8],
     comms: &mut HashMap<u32, String>,
     last_tgid: &mut Option<u32>,
-) -> Owner {
+) -> Holder {
     // SAFETY: an exact-size chunk of a Pod type; read_unaligned makes no alignment claim.
     let rec: OwnerRecord = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
     if *last_tgid != Some(rec.tgid) {
@@ -127,7 +127,7 @@ fn decode_one(
         });
     }
     // sock_diag reports 32-bit inode numbers.
-    Owner {
+    Holder {
         inode: rec.inode as u32,
         pid: rec.tgid,
         fd: rec.fd,

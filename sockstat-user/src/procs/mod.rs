@@ -11,7 +11,7 @@ pub mod memory;
 pub mod netns;
 pub mod owners;
 
-pub use owners::{Owner, Owners, socket_owners};
+pub use owners::{Holder, Owners, socket_owners};
 
 use std::path::PathBuf;
 

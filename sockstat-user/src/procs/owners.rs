@@ -9,7 +9,7 @@ use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
 
 /// One file descriptor of one process holding a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Owner {
+pub struct Holder {
     pub inode: u32,
     pub pid: u32,
     pub fd: u32,
@@ -23,7 +23,7 @@ type Comms = HashMap<u32, String, foldhash::fast::FixedState>;
 /// Flat, so 100k sockets cost one allocation rather than one per socket.
 #[derive(Clone, Debug, Default)]
 pub struct Owners {
-    entries: Vec<Owner>,
+    entries: Vec<Holder>,
     index: InodeIndex,
     comms: Comms,
 }
@@ -45,7 +45,7 @@ enum InodeIndex {
 impl InodeIndex {
     const NONE: u32 = u32::MAX;
 
-    fn build(entries: &[Owner]) -> Self {
+    fn build(entries: &[Holder]) -> Self {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return InodeIndex::Empty;
         };
@@ -63,7 +63,7 @@ impl InodeIndex {
     }
 
     /// The first entry of `inode`, if it has any.
-    fn start(&self, entries: &[Owner], inode: u32) -> Option<usize> {
+    fn start(&self, entries: &[Holder], inode: u32) -> Option<usize> {
         match self {
             InodeIndex::Empty => None,
             InodeIndex::Dense { base, starts } => {
@@ -82,7 +82,7 @@ impl InodeIndex {
 }
 
 impl Owners {
-    pub fn new(mut entries: Vec<Owner>, comms: HashMap<u32, String>) -> Self {
+    pub fn new(mut entries: Vec<Holder>, comms: HashMap<u32, String>) -> Self {
         entries.sort_unstable();
         entries.dedup();
         let index = InodeIndex::build(&entries);
@@ -95,7 +95,7 @@ impl Owners {
     }
 
     /// The holders of socket `inode`, by pid then fd.
-    pub fn of(&self, inode: u32) -> &[Owner] {
+    pub fn of(&self, inode: u32) -> &[Holder] {
         let Some(start) = self.index.start(&self.entries, inode) else {
             return &[];
         };
@@ -146,8 +146,8 @@ pub fn socket_owners(wanted: Option<&HashSet<u32>>) -> Owners {
     Owners::new(entries, comms)
 }
 
-fn scan(pids: &[i32], wanted: Option<&HashSet<u32>>) -> (Vec<Owner>, HashMap<u32, String>) {
-    let mut found: Vec<Owner> = Vec::new();
+fn scan(pids: &[i32], wanted: Option<&HashSet<u32>>) -> (Vec<Holder>, HashMap<u32, String>) {
+    let mut found: Vec<Holder> = Vec::new();
     let mut comms: HashMap<u32, String> = HashMap::new();
     let mut link = Vec::with_capacity(64);
     let mut path = String::with_capacity(32);
@@ -186,7 +186,7 @@ fn scan(pids: &[i32], wanted: Option<&HashSet<u32>>) -> (Vec<Owner>, HashMap<u32
                 continue;
             }
             comms.entry(pid as u32).or_insert_with(|| read_comm(pid));
-            found.push(Owner {
+            found.push(Holder {
                 inode,
                 pid: pid as u32,
                 fd,
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn lookup_by_inode() {
-        let o = |inode, pid, fd| Owner { inode, pid, fd };
+        let o = |inode, pid, fd| Holder { inode, pid, fd };
         let owners = Owners::new(
             vec![o(7, 2, 4), o(5, 1, 3), o(7, 1, 9), o(7, 1, 9)],
             HashMap::from([(1, "a".to_string())]),
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn sparse_inodes_use_the_sorted_index() {
-        let o = |inode, pid, fd| Owner { inode, pid, fd };
+        let o = |inode, pid, fd| Holder { inode, pid, fd };
         let owners = Owners::new(
             vec![
                 o(u32::MAX - 1, 3, 3),

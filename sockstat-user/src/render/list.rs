@@ -700,7 +700,7 @@ udp   UNCONN 0      0                  *:53               *:*
     #[test]
     fn golden_processes_timers_and_details() {
         let owners = Owners::new(
-            vec![crate::procs::Owner {
+            vec![crate::procs::Holder {
                 inode: 1234,
                 pid: 42,
                 fd: 3,
@@ -777,7 +777,7 @@ UNCONN 0      0                  *:53               *:*    ino:0 sk:0 v6only:0
         packet.peer = Endpoint::None;
         recs.push(unix);
         recs.push(packet);
-        let o = |inode, pid, fd| crate::procs::Owner { inode, pid, fd };
+        let o = |inode, pid, fd| crate::procs::Holder { inode, pid, fd };
         let owners = Owners::new(
             vec![o(99, 7, 4), o(99, 6, 9), o(1234, 42, 3)],
             [(42, "nginx".to_string()), (7, "a\"b".to_string())].into(),

@@ -206,33 +206,97 @@ pub fn analyse(
     namespaces: Vec<String>,
     s: &Settings,
 ) -> Report {
-    let mut states: HashMap<String, u64> = HashMap::new();
-    let mut remote: HashMap<String, u64> = HashMap::new();
-    let mut ports: HashMap<String, u64> = HashMap::new();
-    let mut external = Vec::new();
-    let mut listeners = Vec::new();
-    let mut close_wait = 0u64;
-    let mut close_wait_oldest: Option<f64> = None;
-    let mut time_wait = 0u64;
-    // (netns, port) -> SYN-RECV count
-    let mut syn_recv: HashMap<(String, u16), u64> = HashMap::new();
-    let mut total = 0u64;
-    for Labeled { netns, record: r } in sockets {
+    let mut tally = Tally::default();
+    for l in sockets {
+        tally.add(l, owners, s);
+    }
+    let syn_recv_backlogs = backlogs(sockets, &tally.syn_recv);
+    let time_wait_pct = s
+        .tcp_max_tw_buckets
+        .filter(|&m| m > 0)
+        .map(|m| tally.time_wait as f64 * 100.0 / m as f64);
+    let mut findings: Vec<Finding> = Vec::new();
+    findings.extend(leaks::close_wait(
+        tally.close_wait,
+        tally
+            .close_wait_oldest
+            .map(std::time::Duration::from_secs_f64),
+    ));
+    findings.extend(leaks::time_wait(tally.time_wait, s.tcp_max_tw_buckets));
+    findings.extend(
+        syn_recv_backlogs
+            .iter()
+            .filter_map(|b| leaks::syn_backlog(&b.listener, b.syn_recv, b.backlog)),
+    );
+    let unusual_listeners = tally.listeners.iter().filter(|l| !l.allowed).count() as u64;
+    let mut state_counts: Vec<Count> = tally
+        .states
+        .into_iter()
+        .map(|(key, count)| Count { key, count })
+        .collect();
+    state_counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    let mut report = Report {
+        namespaces,
+        total: tally.total,
+        states: state_counts,
+        top_remote: top(tally.remote, 10),
+        top_local_ports: top(tally.ports, 10),
+        external: tally.external,
+        listeners: tally.listeners,
+        unusual_listeners,
+        leaks: Leaks {
+            close_wait: tally.close_wait,
+            close_wait_oldest_s: tally.close_wait_oldest,
+            time_wait: tally.time_wait,
+            tcp_max_tw_buckets: s.tcp_max_tw_buckets,
+            time_wait_pct,
+            syn_recv_backlogs,
+            findings,
+        },
+        alerts: Vec::new(),
+    };
+    report.alerts = s
+        .alerts
+        .iter()
+        .map(|a| a.check(|m| report.metric(m)))
+        .collect();
+    report
+}
+
+/// What one pass over the sockets counts.
+#[derive(Default)]
+struct Tally {
+    total: u64,
+    states: HashMap<String, u64>,
+    remote: HashMap<String, u64>,
+    ports: HashMap<String, u64>,
+    external: Vec<Connection>,
+    listeners: Vec<Listener>,
+    close_wait: u64,
+    close_wait_oldest: Option<f64>,
+    time_wait: u64,
+    /// SYN-RECV sockets per (netns, local port).
+    syn_recv: HashMap<(String, u16), u64>,
+}
+
+impl Tally {
+    fn add(&mut self, l: &Labeled, owners: &Owners, s: &Settings) {
+        let Labeled { netns, record: r } = l;
         let (Endpoint::Inet(local), Endpoint::Inet(peer)) = (&r.local, &r.peer) else {
-            continue;
+            return;
         };
-        total += 1;
+        self.total += 1;
         let tcp = r.netid == Netid::Tcp;
         let state = state_name(r);
         if tcp {
-            *states.entry(state.clone()).or_default() += 1;
+            *self.states.entry(state.clone()).or_default() += 1;
         }
         let listening = (tcp && r.state == TcpState::Listen.kernel_number())
             || (r.netid == Netid::Udp
                 && peer.port() == 0
                 && r.state != TcpState::Established.kernel_number());
         if listening {
-            listeners.push(Listener {
+            self.listeners.push(Listener {
                 netns: netns.clone(),
                 netid: r.netid.name(),
                 local: local.to_string(),
@@ -240,15 +304,15 @@ pub fn analyse(
                 process: process_of(owners, r.inode),
                 allowed: s.allow_ports.contains(&local.port()),
             });
-            continue;
+            return;
         }
         if !peer.ip().is_unspecified() {
-            *remote.entry(peer.ip().to_string()).or_default() += 1;
-            *ports.entry(local.port().to_string()).or_default() += 1;
+            *self.remote.entry(peer.ip().to_string()).or_default() += 1;
+            *self.ports.entry(local.port().to_string()).or_default() += 1;
             if !is_internal(peer.ip()) {
-                external.push(Connection {
+                self.external.push(Connection {
                     netns: netns.clone(),
-                    state: state.clone(),
+                    state,
                     local: local.to_string(),
                     peer: peer.to_string(),
                     process: process_of(owners, r.inode),
@@ -256,24 +320,32 @@ pub fn analyse(
             }
         }
         if !tcp {
-            continue;
+            return;
         }
         match TcpState::from_kernel(r.state) {
             Some(TcpState::CloseWait) => {
-                close_wait += 1;
+                self.close_wait += 1;
                 if let Some(info) = &r.tcp_info {
                     let age = f64::from(info.last_data_recv) / 1000.0;
-                    close_wait_oldest = Some(close_wait_oldest.map_or(age, |o: f64| o.max(age)));
+                    self.close_wait_oldest =
+                        Some(self.close_wait_oldest.map_or(age, |o: f64| o.max(age)));
                 }
             }
-            Some(TcpState::TimeWait) => time_wait += 1,
+            Some(TcpState::TimeWait) => self.time_wait += 1,
             Some(TcpState::SynRecv) => {
-                *syn_recv.entry((netns.clone(), local.port())).or_default() += 1
+                *self
+                    .syn_recv
+                    .entry((netns.clone(), local.port()))
+                    .or_default() += 1
             }
             _ => {}
         }
     }
-    let syn_recv_backlogs: Vec<Backlog> = sockets
+}
+
+/// Each TCP listener with SYN-RECV children, against its backlog.
+fn backlogs(sockets: &[Labeled], syn_recv: &HashMap<(String, u16), u64>) -> Vec<Backlog> {
+    sockets
         .iter()
         .filter(|l| {
             l.record.netid == Netid::Tcp && l.record.state == TcpState::Listen.kernel_number()
@@ -296,54 +368,7 @@ pub fn analyse(
                 },
             })
         })
-        .collect();
-    let time_wait_pct = s
-        .tcp_max_tw_buckets
-        .filter(|&m| m > 0)
-        .map(|m| time_wait as f64 * 100.0 / m as f64);
-    let mut findings: Vec<Finding> = Vec::new();
-    findings.extend(leaks::close_wait(
-        close_wait,
-        close_wait_oldest.map(std::time::Duration::from_secs_f64),
-    ));
-    findings.extend(leaks::time_wait(time_wait, s.tcp_max_tw_buckets));
-    findings.extend(
-        syn_recv_backlogs
-            .iter()
-            .filter_map(|b| leaks::syn_backlog(&b.listener, b.syn_recv, b.backlog)),
-    );
-    let unusual_listeners = listeners.iter().filter(|l| !l.allowed).count() as u64;
-    let mut state_counts: Vec<Count> = states
-        .into_iter()
-        .map(|(key, count)| Count { key, count })
-        .collect();
-    state_counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-    let mut report = Report {
-        namespaces,
-        total,
-        states: state_counts,
-        top_remote: top(remote, 10),
-        top_local_ports: top(ports, 10),
-        external,
-        listeners,
-        unusual_listeners,
-        leaks: Leaks {
-            close_wait,
-            close_wait_oldest_s: close_wait_oldest,
-            time_wait,
-            tcp_max_tw_buckets: s.tcp_max_tw_buckets,
-            time_wait_pct,
-            syn_recv_backlogs,
-            findings,
-        },
-        alerts: Vec::new(),
-    };
-    report.alerts = s
-        .alerts
-        .iter()
-        .map(|a| a.check(|m| report.metric(m)))
-        .collect();
-    report
+        .collect()
 }
 
 #[cfg(test)]
