@@ -654,3 +654,119 @@ fn list_all_netns(
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::args::Cli;
+
+    /// The selection `sockstat ARGS` resolves to.
+    fn plan(line: &str) -> Result<Selection, UsageError> {
+        let cli = Cli::try_parse_from(std::iter::once("sockstat").chain(line.split_whitespace()))
+            .map_err(|e| UsageError(e.to_string()))?;
+        let args = cli.list;
+        let ctx = ParseContext {
+            tcp: true,
+            udp: true,
+            only_v4: false,
+            only_v6: false,
+        };
+        let filter = Filter::parse(&args.filter, &ctx).map_err(|e| UsageError(e.to_string()))?;
+        select(&args, &filter)
+    }
+
+    const INET: Tables = Tables {
+        tcp: true,
+        udp: true,
+        raw: true,
+        ..NONE
+    };
+    const UNIX: Tables = Tables {
+        u_str: true,
+        u_dgr: true,
+        u_seq: true,
+        ..NONE
+    };
+    const NONE: Tables = Tables {
+        tcp: false,
+        udp: false,
+        raw: false,
+        u_str: false,
+        u_dgr: false,
+        u_seq: false,
+        p_raw: false,
+        p_dgr: false,
+    };
+
+    #[test]
+    fn no_options_is_every_table_with_ss_default_states() {
+        let s = plan("").unwrap();
+        assert_eq!(s.tables, Tables::ALL);
+        assert_eq!(s.states, states::CONNECTED_DEFAULT);
+        assert!(s.v4 && s.v6);
+    }
+
+    #[test]
+    fn protocol_options_choose_tables_and_their_default_states() {
+        let s = plan("-t").unwrap();
+        assert_eq!(s.tables, Tables { tcp: true, ..NONE });
+        assert_eq!(s.states, states::CONNECTED_DEFAULT);
+        let s = plan("-u").unwrap();
+        assert_eq!(s.tables, Tables { udp: true, ..NONE });
+        assert_eq!(s.states, states::ESTABLISHED);
+        let s = plan("-tu").unwrap();
+        assert_eq!(s.states, states::CONNECTED_DEFAULT | states::ESTABLISHED);
+        assert_eq!(plan("-x").unwrap().tables, UNIX);
+    }
+
+    #[test]
+    fn all_and_listening_replace_the_states() {
+        assert_eq!(plan("-ta").unwrap().states, states::ALL);
+        assert_eq!(plan("-tl").unwrap().states, states::LISTEN | states::CLOSE);
+        // A state filter wins over both.
+        let s = plan("-ta state time-wait").unwrap();
+        assert_eq!(s.states, states::TIME_WAIT);
+    }
+
+    #[test]
+    fn families_restrict_tables_and_addresses() {
+        let s = plan("-4").unwrap();
+        assert_eq!(s.tables, INET);
+        assert!(s.v4 && !s.v6);
+        let s = plan("-6t").unwrap();
+        assert_eq!(s.tables, Tables { tcp: true, ..NONE });
+        assert!(!s.v4 && s.v6);
+        // Both, as ss's -4 -6 add families.
+        let s = plan("-4 -6").unwrap();
+        assert!(s.v4 && s.v6);
+        assert_eq!(plan("-f unix").unwrap().tables, UNIX);
+        assert_eq!(
+            plan("-f link").unwrap().tables,
+            Tables {
+                p_raw: true,
+                p_dgr: true,
+                ..NONE
+            }
+        );
+    }
+
+    #[test]
+    fn query_names_add_and_remove_tables() {
+        assert_eq!(plan("-A inet").unwrap().tables, INET);
+        assert_eq!(plan("-A all,!unix,!packet").unwrap().tables, INET);
+        assert_eq!(
+            plan("-A tcp,udp,!udp").unwrap().tables,
+            Tables { tcp: true, ..NONE }
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_usage_errors() {
+        let e = plan("-f bogus").err().unwrap();
+        assert!(e.to_string().contains("-f bogus"), "{e}");
+        let e = plan("-A nope").err().unwrap();
+        assert!(e.to_string().contains("-A nope"), "{e}");
+    }
+}

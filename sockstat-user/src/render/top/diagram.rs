@@ -268,6 +268,12 @@ fn edge_label(edge: Option<&EdgeRow>, per_edge: bool) -> String {
 }
 
 /// The diagram as `HEIGHT` lines of `WIDTH` cells. `per_edge` is false when polling.
+/// Whether the diagram has an arrow for this edge.
+#[cfg(test)]
+pub fn draws(from: TcpState, to: TcpState) -> bool {
+    PLACED.iter().any(|p| p.from == from && p.to == to)
+}
+
 pub fn lines(edges: &[EdgeRow], per_edge: bool) -> Vec<Line<'static>> {
     let mut grid = Grid::new(usize::from(WIDTH), usize::from(HEIGHT));
     let find = |from: TcpState, to: TcpState| {
