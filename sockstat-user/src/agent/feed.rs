@@ -164,7 +164,10 @@ impl Feed {
         if p.pending.as_ref().is_some_and(|h| h.is_finished())
             && let Some(h) = p.pending.take()
         {
-            p.latest = h.await.unwrap_or_default();
+            p.latest = h.await.unwrap_or_else(|e| {
+                log::warn!("a polling dump failed ({e}); the next one replaces it");
+                Dump::default()
+            });
         }
         if p.pending.is_none() {
             p.pending = Some(spawn_poll(p.scope));
@@ -175,7 +178,10 @@ impl Feed {
     pub async fn refresh_now(&mut self) {
         if let Feed::Polling(p) = self {
             let h = p.pending.take().unwrap_or_else(|| spawn_poll(p.scope));
-            p.latest = h.await.unwrap_or_default();
+            p.latest = h.await.unwrap_or_else(|e| {
+                log::warn!("a polling dump failed ({e}); the next one replaces it");
+                Dump::default()
+            });
         }
     }
 

@@ -254,7 +254,10 @@ impl Reconciler {
         if let Some((mask, started_ns, handle)) = self.pending.as_mut() {
             let (mask, started_ns) = (*mask, *started_ns);
             // A dump thread that panicked is an empty dump; the next one repairs.
-            let dump = handle.await.unwrap_or_default();
+            let dump = handle.await.unwrap_or_else(|e| {
+                log::warn!("a reconcile dump failed ({e}); the next one repairs");
+                Dump::default()
+            });
             self.pending = None;
             return ReconcileStep::Done(FinishedDump {
                 mask,

@@ -32,7 +32,12 @@ struct Shared {
 
 impl http::Source for Shared {
     fn metrics(&self, openmetrics: bool) -> String {
-        let text = self.metrics.lock().map(|m| m.encode()).unwrap_or_default();
+        // A panic elsewhere while holding the lock leaves the metrics as they were: still
+        // worth serving.
+        let text = match self.metrics.lock() {
+            Ok(m) => m.encode(),
+            Err(poisoned) => poisoned.into_inner().encode(),
+        };
         if openmetrics {
             text
         } else {

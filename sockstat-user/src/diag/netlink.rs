@@ -146,10 +146,14 @@ impl DiagSocket {
         let mut sock = Socket::new(protocol).map_err(DiagError::Open)?;
         sock.bind_auto().map_err(DiagError::Open)?;
         // A larger receive buffer lets the kernel queue ahead of us; never fatal.
-        let _ = sock.set_rx_buf_sz(4 * 1024 * 1024i32);
+        if let Err(e) = sock.set_rx_buf_sz(4 * 1024 * 1024i32) {
+            log::debug!("sock_diag receive buffer left at its default: {e}");
+        }
         // Errors without the echoed request: a refused 64 KiB filter would not fit in a
         // datagram buffer. Old kernels without it echo, which the dump loop also handles.
-        let _ = sock.set_cap_ack(true);
+        if let Err(e) = sock.set_cap_ack(true) {
+            log::debug!("NETLINK_CAP_ACK refused, the kernel echoes requests in errors: {e}");
+        }
         Ok(DiagSocket {
             sock,
             buf: Vec::new(),

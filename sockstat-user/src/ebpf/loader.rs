@@ -312,6 +312,16 @@ impl Probe {
             HookChoice::TpBtf if !KernelBtf::available() => return Err(LoadError::NoBtf),
             other => other,
         };
+        log::info!(
+            "hook: {} ({}); ring {} KiB",
+            hook.name(),
+            match (opts.hook, hook) {
+                (HookChoice::Auto, HookChoice::TpBtf) => "chosen: the kernel has BTF",
+                (HookChoice::Auto, _) => "chosen: no kernel BTF, so the classic tracepoint",
+                _ => "asked for",
+            },
+            ring_bytes / 1024
+        );
 
         let mut loader = EbpfLoader::new();
         loader.map_max_entries("EVENTS", ring_bytes);
@@ -328,10 +338,12 @@ impl Probe {
             HookChoice::TpBtf => {
                 let kernel_btf = KernelBtf::load()?;
                 sock_offsets = kernel_btf.sock_offsets()?;
+                log::debug!("struct sock offsets from BTF: {sock_offsets:?}");
                 loader.override_global("SOCK_OFFSETS", &sock_offsets, true);
                 match kernel_btf.tw_offsets() {
                     Ok(off) => {
                         tw_offsets = off;
+                        log::debug!("timewait offsets from BTF: {tw_offsets:?}");
                         loader.override_global("TW_OFFSETS", &tw_offsets, true);
                         match kallsyms::address_of("tw_timer_handler") {
                             Ok(addr) => config.tw_timer_fn = addr,
@@ -340,7 +352,9 @@ impl Probe {
                     }
                     Err(e) => timewait_unusable = Some(e.to_string()),
                 }
-                aya_btf = Btf::from_sys_fs().ok();
+                aya_btf = Btf::from_sys_fs()
+                    .inspect_err(|e| log::debug!("aya's BTF parse failed ({e}); retried at attach"))
+                    .ok();
                 loader.btf(aya_btf.as_ref());
             }
             _ => {
@@ -351,6 +365,7 @@ impl Probe {
                     }
                     other => LoadError::Tracefs(other),
                 })?;
+                log::debug!("tracepoint record offsets from tracefs: {tp_offsets:?}");
                 loader.override_global("TP_OFFSETS", &tp_offsets, true);
                 loader.btf(None);
                 timewait_unusable = Some("the classic tracepoint hook has no BTF".to_string());
@@ -419,6 +434,10 @@ impl Probe {
         }
 
         let timewait = timewait_unusable.is_none();
+        match &timewait_unusable {
+            None => log::info!("TIME-WAIT observed in the kernel (timewait hooks attached)"),
+            Some(why) => log::info!("TIME-WAIT inferred, not observed: {why}"),
+        }
         match timewait_unusable {
             None => attached.extend(TIMEWAIT_HOOKS),
             Some(why) => missing.extend(TIMEWAIT_HOOKS.map(|tracepoint| MissingHook {

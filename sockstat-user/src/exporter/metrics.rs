@@ -261,7 +261,11 @@ impl Metrics {
         self.netns_skipped
             .set(i64::try_from(feed.skipped_netns().len()).unwrap_or(i64::MAX));
         if let Some(probe) = feed.probe() {
-            for (program, total) in probe.missed_runs().unwrap_or_default() {
+            let missed = probe.missed_runs().unwrap_or_else(|e| {
+                log::warn!("reading the programs' skipped runs: {e}");
+                Vec::new()
+            });
+            for (program, total) in missed {
                 let before = self.seen_missed.insert(program.clone(), total).unwrap_or(0);
                 self.missed_runs
                     .get_or_create(&Program { program })

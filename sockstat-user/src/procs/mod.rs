@@ -60,7 +60,11 @@ impl<T: Send + 'static> Background<T> {
     /// The result; `None` if the work panicked.
     pub fn join(self) -> Option<T> {
         match self {
-            Background::Thread(h) => h.join().ok().flatten(),
+            Background::Thread(h) => h
+                .join()
+                .inspect_err(|_| log::warn!("a background task panicked; going on without it"))
+                .ok()
+                .flatten(),
             Background::Done(v) => v,
         }
     }
