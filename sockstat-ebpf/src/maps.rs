@@ -1,5 +1,6 @@
 //! Maps and load-time globals shared by every hook.
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     btf_maps::SkStorage,
     macros::{btf_map, map},
@@ -145,4 +146,13 @@ pub fn submit(
             Err(e)
         }
     }
+}
+
+/// A run that could not read what it needed (a failed kernel read, an offset the BTF did not
+/// give): always counted, and said through aya-log. Only this rare path logs; user space
+/// sets `AYA_LOG_LEVEL` to 0 unless `-v`, and then it costs one load and a branch.
+#[inline(always)]
+pub fn read_failed<C: EbpfContext>(ctx: &C, hook: &'static str, err: i32) {
+    bump(counter::READ_ERRORS);
+    aya_log_ebpf::warn!(ctx, "{}: a kernel read failed (error {})", hook, err);
 }

@@ -16,12 +16,12 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use sockstat_common::{StateEvent, counter, flags, hook, kind, owner_source, tcp_state as st};
+use sockstat_common::{StateEvent, flags, hook, kind, owner_source, tcp_state as st};
 
 use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock};
 
 use crate::{
-    maps::{bump, bump_edge, config, reserve, sock_offsets, submit, tp_offsets},
+    maps::{bump_edge, config, read_failed, reserve, sock_offsets, submit, tp_offsets},
     sock::{
         AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, loopback_v4,
         loopback_v6, read, wanted,
@@ -31,8 +31,8 @@ use crate::{
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> i32 {
-    if try_inet_sock_set_state_btf(&ctx).is_err() {
-        bump(counter::READ_ERRORS);
+    if let Err(e) = try_inet_sock_set_state_btf(&ctx) {
+        read_failed(&ctx, "inet_sock_set_state", e);
     }
     0
 }
@@ -108,8 +108,8 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
 
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
 pub fn inet_sock_set_state_tp(ctx: TracePointContext) -> u32 {
-    if try_inet_sock_set_state_tp(&ctx).is_err() {
-        bump(counter::READ_ERRORS);
+    if let Err(e) = try_inet_sock_set_state_tp(&ctx) {
+        read_failed(&ctx, "inet_sock_set_state", e);
     }
     0
 }

@@ -17,7 +17,7 @@ use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointConte
 use sockstat_common::{counter, kind, tcp_state as st};
 
 use crate::{
-    maps::{bump, reserve, sock_offsets, submit, tw_offsets},
+    maps::{bump, read_failed, reserve, sock_offsets, submit, tw_offsets},
     sock::{fill_owner, fill_socket, read, wanted},
     timewait,
 };
@@ -49,8 +49,8 @@ pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn emit(ctx: &BtfTracePointContext, event_kind: u8) -> i32 {
-    if try_emit(ctx, event_kind).is_err() {
-        bump(counter::READ_ERRORS);
+    if let Err(e) = try_emit(ctx, event_kind) {
+        read_failed(ctx, "tcp event", e);
     }
     0
 }

@@ -29,8 +29,8 @@ use sockstat_common::{SockOffsets, TwOffsets, counter, flags, hook, kind, tcp_st
 
 use crate::{
     maps::{
-        TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, reserve, sock_offsets, submit,
-        tw_offsets,
+        TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, read_failed, reserve,
+        sock_offsets, submit, tw_offsets,
     },
     sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_task, netns_inum, passes_filters, read},
 };
@@ -268,8 +268,8 @@ fn settle_cancel(scratch: &mut TwScratch, timer: u64, cookie: u64) {
 pub fn timer_start(ctx: BtfTracePointContext) -> i32 {
     let timer: *const u8 = ctx.arg(0);
     // SAFETY: `timer` is only read through bpf_probe_read_kernel.
-    if unsafe { try_timer_start(timer) }.is_err() {
-        bump(counter::READ_ERRORS);
+    if let Err(e) = unsafe { try_timer_start(timer) } {
+        read_failed(&ctx, "timer_start", e);
     }
     0
 }
@@ -314,8 +314,8 @@ unsafe fn try_timer_start(timer: *const u8) -> Result<(), i32> {
 pub fn timer_cancel(ctx: BtfTracePointContext) -> i32 {
     let timer: *const u8 = ctx.arg(0);
     // SAFETY: `timer` is only read through bpf_probe_read_kernel.
-    if unsafe { try_timer_cancel(timer) }.is_err() {
-        bump(counter::READ_ERRORS);
+    if let Err(e) = unsafe { try_timer_cancel(timer) } {
+        read_failed(&ctx, "timer_cancel", e);
     }
     0
 }
@@ -371,8 +371,8 @@ unsafe fn try_timer_cancel(timer: *const u8) -> Result<(), i32> {
 pub fn timer_expire_entry(ctx: BtfTracePointContext) -> i32 {
     let timer: *const u8 = ctx.arg(0);
     // SAFETY: `timer` is only read through bpf_probe_read_kernel.
-    if unsafe { try_timer_expire(timer) }.is_err() {
-        bump(counter::READ_ERRORS);
+    if let Err(e) = unsafe { try_timer_expire(timer) } {
+        read_failed(&ctx, "timer_expire_entry", e);
     }
     0
 }
@@ -405,8 +405,8 @@ unsafe fn try_timer_expire(timer: *const u8) -> Result<(), i32> {
 pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     // SAFETY: `skb` is only read through bpf_probe_read_kernel.
-    if unsafe { try_kfree_skb(skb) }.is_err() {
-        bump(counter::READ_ERRORS);
+    if let Err(e) = unsafe { try_kfree_skb(skb) } {
+        read_failed(&ctx, "kfree_skb", e);
     }
     0
 }

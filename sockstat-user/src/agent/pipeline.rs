@@ -172,6 +172,7 @@ impl Pipeline {
         out: &mut Vec<Output>,
         mut keep: impl FnMut(&KernelEvent) -> bool,
     ) {
+        self.probe.flush_kernel_log();
         self.ring.drain_now(&mut self.batch);
         for record in self.batch.drain(..) {
             match record {

@@ -189,6 +189,20 @@ pub struct Probe {
     attached: Vec<&'static str>,
     missing: Vec<MissingHook>,
     timewait: bool,
+    /// The programs' aya-log records (rare-path diagnostics), read when `-v` asked for them.
+    kernel_log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// aya-log's level for the kernel programs: off unless `-v`, so their rare-path diagnostics
+/// cost a load and a branch when nobody reads them. (aya-log-common numbers levels from 1,
+/// Error, to 5, Trace.)
+fn kernel_log_level() -> u8 {
+    match log::max_level() {
+        log::LevelFilter::Off | log::LevelFilter::Error | log::LevelFilter::Warn => 0,
+        log::LevelFilter::Info => 2,
+        log::LevelFilter::Debug => 4,
+        log::LevelFilter::Trace => 5,
+    }
 }
 
 /// The cause events (sockstat-ebpf/src/tcp_events.rs): program and tracepoint (same name),
@@ -372,8 +386,17 @@ impl Probe {
             }
         }
         loader.override_global("CONFIG", &config, true);
+        let log_level = kernel_log_level();
+        loader.override_global("AYA_LOG_LEVEL", &log_level, false);
         let mut ebpf = loader.load(PROGRAMS)?;
         drop(loader);
+        let kernel_log = if log_level == 0 {
+            None
+        } else {
+            aya_log::EbpfLogger::init(&mut ebpf)
+                .inspect_err(|e| log::debug!("the kernel programs' log is not readable: {e}"))
+                .ok()
+        };
 
         let mut attached = Vec::new();
         let mut missing = Vec::new();
@@ -472,7 +495,15 @@ impl Probe {
             attached,
             missing,
             timewait,
+            kernel_log,
         })
+    }
+
+    /// Passes on what the kernel programs logged (with `-v`).
+    pub fn flush_kernel_log(&mut self) {
+        if let Some(l) = self.kernel_log.as_mut() {
+            l.flush();
+        }
     }
 
     /// Whether timewait sockets are observed in the kernel (all four timewait hooks are on).
