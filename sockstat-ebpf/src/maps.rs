@@ -109,9 +109,22 @@ pub fn bump_edge(old: u8, new: u8) {
     }
 }
 
+/// Reserves a ring slot, has `fill` write the event in place (it is too large to build on
+/// the 512-byte BPF stack), and submits it, or discards it when `fill` failed. A full ring
+/// is counted as lost; with events off nothing is written.
+#[inline(always)]
+pub fn emit_event(fill: impl FnOnce(&mut StateEvent) -> Result<(), i32>) -> Result<(), i32> {
+    let Some(mut entry) = reserve() else {
+        return Ok(());
+    };
+    // SAFETY: the reserved slot is ours until submit or discard, and sized for a StateEvent.
+    let filled = fill(unsafe { &mut *entry.as_mut_ptr() });
+    submit(entry, filled)
+}
+
 /// A ring-buffer slot, or None (counted as lost) when the ring is full or events are off.
 #[inline(always)]
-pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
+fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
     if config().emit_events == 0 {
         return None;
     }
@@ -125,7 +138,7 @@ pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
 /// Commits the event. Wake-ups are adaptive: only once `wakeup_bytes` are waiting; user
 /// space also polls on a short timer, so a quiet ring is still read promptly.
 #[inline(always)]
-pub fn submit(
+fn submit(
     entry: aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>,
     filled: Result<(), i32>,
 ) -> Result<(), i32> {

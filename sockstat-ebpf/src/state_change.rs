@@ -21,7 +21,7 @@ use sockstat_common::{StateEvent, flags, hook, kind, owner_source, tcp_state as 
 use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock};
 
 use crate::{
-    maps::{bump_edge, config, read_failed, reserve, sock_offsets, submit, tp_offsets},
+    maps::{bump_edge, config, emit_event, read_failed, sock_offsets, tp_offsets},
     sock::{
         AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, loopback_v4,
         loopback_v6, read, wanted,
@@ -63,47 +63,42 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if let Some(to) = close.edge_to {
         bump_edge(old, to);
     }
-    let Some(mut entry) = reserve() else {
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    // Fill in place: the event is too large to build on the 512-byte BPF stack.
-    // SAFETY: `ev` is a reserved StateEvent ring slot; the socket is read via `field`/`read`.
-    let filled = unsafe {
-        let ev = &mut *ev;
-        fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
-            ev.kind = kind::STATE_CHANGE;
-            ev.old_state = old_state as u8;
-            ev.new_state = new_state as u8;
-            // Set before tcp_done(), so a CLOSE carries why (ECONNREFUSED, ETIMEDOUT, ...).
-            ev.sk_err = field(sk, off.sk_err);
-            // enum sock_flags: SOCK_DEAD = 0, SOCK_DONE = 1 (set by tcp_fin()).
-            let sk_flags: u64 = field(sk, off.sk_flags);
-            if sk_flags & (1 << 1) != 0 {
-                ev.flags |= flags::PEER_FIN;
-            }
-            if ev.protocol == IPPROTO_TCP {
-                // One helper call types the pointer as `struct tcp_sock`, so its fields are
-                // plain loads too (four helper calls otherwise).
-                let tp = bpf_skc_to_tcp_sock(sk_arg) as *const u8;
-                if tp.is_null() {
-                    ev.bytes_acked = read(sk, off.tcp_bytes_acked)?;
-                    ev.bytes_received = read(sk, off.tcp_bytes_received)?;
-                    ev.total_retrans = read(sk, off.tcp_total_retrans)?;
-                    ev.srtt_us = read(sk, off.tcp_srtt_us)?;
-                } else {
-                    ev.bytes_acked = field(tp, off.tcp_bytes_acked);
-                    ev.bytes_received = field(tp, off.tcp_bytes_received);
-                    ev.total_retrans = field(tp, off.tcp_total_retrans);
-                    ev.srtt_us = field(tp, off.tcp_srtt_us);
+    emit_event(|ev| {
+        // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
+        unsafe {
+            fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
+                ev.kind = kind::STATE_CHANGE;
+                ev.old_state = old_state as u8;
+                ev.new_state = new_state as u8;
+                // Set before tcp_done(), so a CLOSE carries why (ECONNREFUSED, ETIMEDOUT, ...).
+                ev.sk_err = field(sk, off.sk_err);
+                // enum sock_flags: SOCK_DEAD = 0, SOCK_DONE = 1 (set by tcp_fin()).
+                let sk_flags: u64 = field(sk, off.sk_flags);
+                if sk_flags & (1 << 1) != 0 {
+                    ev.flags |= flags::PEER_FIN;
                 }
-            }
-            ev.flags |= close.flags;
-            ev.tw_substate = close.substate;
-            fill_owner(ev, sk_arg, &off)
-        })
-    };
-    submit(entry, filled)
+                if ev.protocol == IPPROTO_TCP {
+                    // One helper call types the pointer as `struct tcp_sock`, so its fields are
+                    // plain loads too (four helper calls otherwise).
+                    let tp = bpf_skc_to_tcp_sock(sk_arg) as *const u8;
+                    if tp.is_null() {
+                        ev.bytes_acked = read(sk, off.tcp_bytes_acked)?;
+                        ev.bytes_received = read(sk, off.tcp_bytes_received)?;
+                        ev.total_retrans = read(sk, off.tcp_total_retrans)?;
+                        ev.srtt_us = read(sk, off.tcp_srtt_us)?;
+                    } else {
+                        ev.bytes_acked = field(tp, off.tcp_bytes_acked);
+                        ev.bytes_received = field(tp, off.tcp_bytes_received);
+                        ev.total_retrans = field(tp, off.tcp_total_retrans);
+                        ev.srtt_us = field(tp, off.tcp_srtt_us);
+                    }
+                }
+                ev.flags |= close.flags;
+                ev.tw_substate = close.substate;
+                fill_owner(ev, sk_arg, &off)
+            })
+        }
+    })
 }
 
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
@@ -150,13 +145,8 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     bump_edge(old as u8, new as u8);
-    let Some(mut entry) = reserve() else {
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
-    let filled = unsafe { fill_tp(&mut *ev, ctx, &off, family, sport, dport, old, new) };
-    submit(entry, filled)
+    // SAFETY: format-file offsets; `read_at` is a probe read.
+    emit_event(|ev| unsafe { fill_tp(ev, ctx, &off, family, sport, dport, old, new) })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -17,7 +17,7 @@ use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointConte
 use sockstat_common::{counter, kind, tcp_state as st};
 
 use crate::{
-    maps::{bump, read_failed, reserve, sock_offsets, submit, tw_offsets},
+    maps::{bump, emit_event, read_failed, sock_offsets, tw_offsets},
     sock::{fill_owner, fill_socket, read, wanted},
     timewait,
 };
@@ -93,20 +93,16 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
         kind::RETRANSMIT | kind::SYNACK_RETRANSMIT => bump(counter::RETRANSMITS),
         _ => {}
     }
-    let Some(mut entry) = reserve() else {
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is a reserved StateEvent ring slot; the socket is read via `field`/`read`.
-    let filled = unsafe {
-        let ev = &mut *ev;
-        fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
-            ev.kind = event_kind;
-            if event_kind == kind::ERROR_REPORT {
-                ev.sk_err = read(sk, off.sk_err)?;
-            }
-            fill_owner(ev, sk_arg, &off)
-        })
-    };
-    submit(entry, filled)
+    emit_event(|ev| {
+        // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
+        unsafe {
+            fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
+                ev.kind = event_kind;
+                if event_kind == kind::ERROR_REPORT {
+                    ev.sk_err = read(sk, off.sk_err)?;
+                }
+                fill_owner(ev, sk_arg, &off)
+            })
+        }
+    })
 }

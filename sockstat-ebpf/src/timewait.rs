@@ -29,8 +29,8 @@ use sockstat_common::{SockOffsets, TwOffsets, counter, flags, hook, kind, tcp_st
 
 use crate::{
     maps::{
-        TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, read_failed, reserve,
-        sock_offsets, submit, tw_offsets,
+        TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, emit_event, read_failed,
+        sock_offsets, tw_offsets,
     },
     sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_task, netns_inum, passes_filters, read},
 };
@@ -216,35 +216,32 @@ unsafe fn socket_key(sk: *const u8, sock: &SockOffsets) -> Result<TwKey, i32> {
 /// Writes one timewait event to the ring.
 #[inline(always)]
 fn emit(key: &TwKey, cookie: u64, tw: u64, event_kind: u8, substate: u8, extra: u8) {
-    let Some(mut entry) = reserve() else {
-        return;
-    };
-    // SAFETY: the reserved slot is ours until submit or discard, and large enough.
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
-    *ev = sockstat_common::StateEvent::zeroed();
-    fill_task(ev);
-    ev.kind = event_kind;
-    ev.hook = hook::TP_BTF;
-    ev.protocol = IPPROTO_TCP;
-    ev.family = key.family;
-    ev.netns = key.netns;
-    ev.sport = key.lport;
-    ev.dport = key.rport;
-    let (l, r) = (key.laddr, key.raddr);
-    ev.saddr[..8].copy_from_slice(&l[0].to_ne_bytes());
-    ev.saddr[8..].copy_from_slice(&l[1].to_ne_bytes());
-    ev.daddr[..8].copy_from_slice(&r[0].to_ne_bytes());
-    ev.daddr[8..].copy_from_slice(&r[1].to_ne_bytes());
-    ev.cookie = cookie;
-    ev.sk_addr = tw;
-    ev.flags = extra
-        | if cookie != 0 {
-            flags::COOKIE_IS_SOCKET_COOKIE
-        } else {
-            0
-        };
-    ev.tw_substate = substate;
-    let _ = submit(entry, Ok(()));
+    let _ = emit_event(|ev| {
+        *ev = sockstat_common::StateEvent::zeroed();
+        fill_task(ev);
+        ev.kind = event_kind;
+        ev.hook = hook::TP_BTF;
+        ev.protocol = IPPROTO_TCP;
+        ev.family = key.family;
+        ev.netns = key.netns;
+        ev.sport = key.lport;
+        ev.dport = key.rport;
+        let (l, r) = (key.laddr, key.raddr);
+        ev.saddr[..8].copy_from_slice(&l[0].to_ne_bytes());
+        ev.saddr[8..].copy_from_slice(&l[1].to_ne_bytes());
+        ev.daddr[..8].copy_from_slice(&r[0].to_ne_bytes());
+        ev.daddr[8..].copy_from_slice(&r[1].to_ne_bytes());
+        ev.cookie = cookie;
+        ev.sk_addr = tw;
+        ev.flags = extra
+            | if cookie != 0 {
+                flags::COOKIE_IS_SOCKET_COOKIE
+            } else {
+                0
+            };
+        ev.tw_substate = substate;
+        Ok(())
+    });
 }
 
 /// A timewait timer cancelled earlier on this CPU: the same socket's re-arm or expiry now
@@ -264,14 +261,64 @@ fn settle_cancel(scratch: &mut TwScratch, timer: u64, cookie: u64) {
     scratch.cancel_timer = 0;
 }
 
-#[btf_tracepoint(function = "timer_start")]
-pub fn timer_start(ctx: BtfTracePointContext) -> i32 {
-    let timer: *const u8 = ctx.arg(0);
-    // SAFETY: `timer` is only read through bpf_probe_read_kernel.
-    if let Err(e) = unsafe { try_timer_start(timer) } {
-        read_failed(&ctx, "timer_start", e);
+/// Runs a hook on its first argument (the timer or the skb); a failed read is counted and
+/// told once here.
+#[inline(always)]
+fn on_first_arg(
+    ctx: &BtfTracePointContext,
+    hook: &'static str,
+    run: impl FnOnce(*const u8) -> Result<(), i32>,
+) -> i32 {
+    if let Err(e) = run(ctx.arg(0)) {
+        read_failed(ctx, hook, e);
     }
     0
+}
+
+/// What a timer event on a timewait socket carries, after a pending cancel is settled.
+struct TimewaitTimer {
+    tw: *const u8,
+    substate: u8,
+    cookie: u64,
+    key: TwKey,
+    scratch: &'static mut TwScratch,
+}
+
+/// The timewait socket behind a cancelled or expiring `timer`, or None when it is no
+/// timewait socket's or the filters leave it out. A kill pending from an earlier cancel
+/// is settled first either way.
+#[inline(always)]
+unsafe fn timewait_timer(timer: *const u8) -> Result<Option<TimewaitTimer>, i32> {
+    let off = tw_offsets();
+    // SAFETY: probe reads only.
+    let Some(tw) = (unsafe { timewait_of(timer, &off)? }) else {
+        return Ok(None);
+    };
+    let Some(scratch) = scratch() else {
+        return Ok(None);
+    };
+    // SAFETY: probe reads only.
+    let (substate, cookie): (u8, u64) =
+        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
+    // Another one still pending died (several kills in one go, e.g. `ss -K`).
+    settle_cancel(scratch, timer as u64, cookie);
+    // SAFETY: probe reads only.
+    let Some(key) = (unsafe { key_of(tw, &sock_offsets(), &off)? }) else {
+        return Ok(None);
+    };
+    Ok(Some(TimewaitTimer {
+        tw,
+        substate,
+        cookie,
+        key,
+        scratch,
+    }))
+}
+
+#[btf_tracepoint(function = "timer_start")]
+pub fn timer_start(ctx: BtfTracePointContext) -> i32 {
+    // SAFETY: `try_timer_start` reads its argument only through bpf_probe_read_kernel.
+    on_first_arg(&ctx, "timer_start", |p| unsafe { try_timer_start(p) })
 }
 
 unsafe fn try_timer_start(timer: *const u8) -> Result<(), i32> {
@@ -312,33 +359,23 @@ unsafe fn try_timer_start(timer: *const u8) -> Result<(), i32> {
 
 #[btf_tracepoint(function = "timer_cancel")]
 pub fn timer_cancel(ctx: BtfTracePointContext) -> i32 {
-    let timer: *const u8 = ctx.arg(0);
-    // SAFETY: `timer` is only read through bpf_probe_read_kernel.
-    if let Err(e) = unsafe { try_timer_cancel(timer) } {
-        read_failed(&ctx, "timer_cancel", e);
-    }
-    0
+    // SAFETY: `try_timer_cancel` reads its argument only through bpf_probe_read_kernel.
+    on_first_arg(&ctx, "timer_cancel", |p| unsafe { try_timer_cancel(p) })
 }
 
 unsafe fn try_timer_cancel(timer: *const u8) -> Result<(), i32> {
-    let off = tw_offsets();
     // SAFETY: probe reads only.
-    let Some(tw) = (unsafe { timewait_of(timer, &off)? }) else {
+    let Some(TimewaitTimer {
+        tw,
+        substate,
+        cookie,
+        key,
+        scratch,
+    }) = (unsafe { timewait_timer(timer)? })
+    else {
         return Ok(());
     };
-    let Some(scratch) = scratch() else {
-        return Ok(());
-    };
-    // SAFETY: probe reads only.
-    let (substate, cookie): (u8, u64) =
-        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
-    // Another one still pending died (several kills in one go, e.g. `ss -K`).
-    settle_cancel(scratch, timer as u64, cookie);
-    let sock = sock_offsets();
-    // SAFETY: probe reads only.
-    let Some(key) = (unsafe { key_of(tw, &sock, &off)? }) else {
-        return Ok(());
-    };
+    let (off, sock) = (tw_offsets(), sock_offsets());
     let wire = key.on_the_wire();
     // The reuse happens inside the same connect() call as its CLOSE -> SYN-SENT; a slot
     // left from long ago (its socket since freed) must not match.
@@ -369,30 +406,22 @@ unsafe fn try_timer_cancel(timer: *const u8) -> Result<(), i32> {
 
 #[btf_tracepoint(function = "timer_expire_entry")]
 pub fn timer_expire_entry(ctx: BtfTracePointContext) -> i32 {
-    let timer: *const u8 = ctx.arg(0);
-    // SAFETY: `timer` is only read through bpf_probe_read_kernel.
-    if let Err(e) = unsafe { try_timer_expire(timer) } {
-        read_failed(&ctx, "timer_expire_entry", e);
-    }
-    0
+    // SAFETY: `try_timer_expire` reads its argument only through bpf_probe_read_kernel.
+    on_first_arg(&ctx, "timer_expire_entry", |p| unsafe {
+        try_timer_expire(p)
+    })
 }
 
 unsafe fn try_timer_expire(timer: *const u8) -> Result<(), i32> {
-    let off = tw_offsets();
     // SAFETY: probe reads only.
-    let Some(tw) = (unsafe { timewait_of(timer, &off)? }) else {
-        return Ok(());
-    };
-    let Some(scratch) = scratch() else {
-        return Ok(());
-    };
-    // SAFETY: probe reads only.
-    let (substate, cookie): (u8, u64) =
-        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
-    settle_cancel(scratch, timer as u64, cookie);
-    let sock = sock_offsets();
-    // SAFETY: probe reads only.
-    let Some(key) = (unsafe { key_of(tw, &sock, &off)? }) else {
+    let Some(TimewaitTimer {
+        tw,
+        substate,
+        cookie,
+        key,
+        ..
+    }) = (unsafe { timewait_timer(timer)? })
+    else {
         return Ok(());
     };
     let _ = TW_ORPHANS.remove(&key.on_the_wire());
@@ -403,12 +432,8 @@ unsafe fn try_timer_expire(timer: *const u8) -> Result<(), i32> {
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
-    let skb: *const u8 = ctx.arg(0);
-    // SAFETY: `skb` is only read through bpf_probe_read_kernel.
-    if let Err(e) = unsafe { try_kfree_skb(skb) } {
-        read_failed(&ctx, "kfree_skb", e);
-    }
-    0
+    // SAFETY: `try_kfree_skb` reads its argument only through bpf_probe_read_kernel.
+    on_first_arg(&ctx, "kfree_skb", |p| unsafe { try_kfree_skb(p) })
 }
 
 unsafe fn try_kfree_skb(skb: *const u8) -> Result<(), i32> {

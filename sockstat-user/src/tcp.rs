@@ -40,6 +40,25 @@ impl TcpState {
         TcpState::BoundInactive,
     ];
 
+    /// The states a socket is seen in: CLOSE is only passed through, and NEW-SYN-RECV and
+    /// BOUND-INACTIVE are not states of full TCP sockets that ss lists.
+    pub const SHOWN: [TcpState; 10] = {
+        let mut shown = [TcpState::Established; 10];
+        let (mut i, mut n) = (0, 0);
+        while i < Self::ALL.len() {
+            let s = Self::ALL[i];
+            if !matches!(
+                s,
+                TcpState::Close | TcpState::NewSynRecv | TcpState::BoundInactive
+            ) {
+                shown[n] = s;
+                n += 1;
+            }
+            i += 1;
+        }
+        shown
+    };
+
     /// Decodes the kernel's number; `None` for numbers this build does not know.
     pub fn from_kernel(n: u8) -> Option<Self> {
         Some(match n {

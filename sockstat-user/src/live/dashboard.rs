@@ -12,19 +12,8 @@ use serde::Serialize;
 use super::{Cause, Transition};
 use crate::tcp::{ReportedState, TcpState};
 
-/// The states a socket can be seen in (CLOSE is only ever passed through).
-pub const SHOWN_STATES: [TcpState; 10] = [
-    TcpState::Established,
-    TcpState::SynSent,
-    TcpState::SynRecv,
-    TcpState::FinWait1,
-    TcpState::FinWait2,
-    TcpState::TimeWait,
-    TcpState::CloseWait,
-    TcpState::LastAck,
-    TcpState::Listen,
-    TcpState::Closing,
-];
+/// The states the dashboard counts.
+pub const SHOWN_STATES: [TcpState; 10] = TcpState::SHOWN;
 
 /// Seconds of history behind each sparkline.
 pub const HISTORY_SECS: f64 = 60.0;

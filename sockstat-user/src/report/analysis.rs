@@ -86,18 +86,7 @@ pub struct Report {
 
 /// The names `--alert` accepts for a report.
 pub fn metric_names() -> Vec<&'static str> {
-    let mut v = vec![
-        "estab",
-        "syn-sent",
-        "syn-recv",
-        "fin-wait-1",
-        "fin-wait-2",
-        "time-wait",
-        "close-wait",
-        "last-ack",
-        "listen",
-        "closing",
-    ];
+    let mut v: Vec<&'static str> = TcpState::SHOWN.iter().map(|s| s.lower_name()).collect();
     v.extend([
         "total",
         "external",
@@ -124,11 +113,10 @@ impl Report {
                 .map(|b| b.pct)
                 .fold(0.0, f64::max),
             state => {
-                let key = if state == "estab" {
-                    "ESTAB".to_string()
-                } else {
-                    state.to_ascii_uppercase()
-                };
+                let key = TcpState::SHOWN
+                    .iter()
+                    .find(|s| s.lower_name() == state)?
+                    .ss_name();
                 self.states
                     .iter()
                     .find(|c| c.key == key)
