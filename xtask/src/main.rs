@@ -202,11 +202,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Default)]
-struct Totals {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
+/// Tests counted from libtest's "test result:" lines (host runs and guest suites alike).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl Totals {
+    /// Adds the counts of `line` if it is a "test result:" line; false otherwise.
+    pub fn add_result_line(&mut self, line: &str) -> bool {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return false;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+        true
+    }
 }
 
 /// Runs `cargo test`, echoing its output, and adds up every "test result:" line.
@@ -221,21 +245,7 @@ fn run_tests(mut cmd: Command) -> Result<(std::process::ExitStatus, Totals)> {
         for line in BufReader::new(out).lines() {
             let line = line?;
             println!("{line}");
-            if let Some(rest) = line.strip_prefix("test result: ") {
-                for part in rest.split([';', '.']) {
-                    let mut words = part.split_whitespace();
-                    let (Some(n), Some(what)) = (words.next(), words.next()) else {
-                        continue;
-                    };
-                    let Ok(n) = n.parse::<u64>() else { continue };
-                    match what {
-                        "passed" => totals.passed += n,
-                        "failed" => totals.failed += n,
-                        "ignored" => totals.ignored += n,
-                        _ => {}
-                    }
-                }
-            }
+            totals.add_result_line(&line);
         }
     }
     Ok((child.wait()?, totals))

@@ -418,12 +418,11 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
     let pair = pair(lab)?;
     let server_at: &'static str = "10.200.0.2:8080";
     let listener = listen_on(&pair.b, server_at, 16)?;
-    let mut notes = vec![
+    let notes = vec![
         "Both FINs wait in their senders' kernels (the peer answers no ARP, so the neighbour stays unresolved and its packets are queued) while both sides shut down; then host a's queue is sent, then host b's: each FIN reaches a peer that is itself in FIN-WAIT-1.".to_string(),
     ];
-    let mut last = None;
-    for attempt in 1..=3 {
-        lab.restart();
+    let why = "the FINs did not cross (one arrived before the other was sent)";
+    until_crossed(lab, notes, why, |lab, _| {
         lab.step("host a connects to host b; host b accepts");
         let client = connect(&pair.a, server_at)?;
         let (server, _) = listener.accept().map_err(io("accept"))?;
@@ -455,7 +454,7 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             done(c.0) && done(s.0)
         });
         settle(lab);
-        let roles = vec![
+        Ok(vec![
             role(
                 lab,
                 "host a",
@@ -463,16 +462,28 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
                 steps(&[&CLIENT_OPEN, &SIMULTANEOUS_CLOSE]),
             ),
             role(lab, "host b", s, steps(&[&CHILD_OPEN, &SIMULTANEOUS_CLOSE])),
-        ];
+        ])
+    })
+}
+
+/// Exercises whose packets must cross run up to three times until every role took its
+/// path; each attempt that lost the race adds a note saying `why`.
+fn until_crossed(
+    lab: &mut Lab,
+    mut notes: Vec<String>,
+    why: &str,
+    mut attempt: impl FnMut(&mut Lab, u16) -> Result<Vec<RoleResult>, LabError>,
+) -> Result<Outcome, LabError> {
+    let mut last = None;
+    for n in 1..=3u16 {
+        lab.restart();
+        let roles = attempt(lab, n)?;
         let crossed = roles.iter().all(|r| r.difference.is_none());
         last = Some(roles);
-        drop((client, server));
         if crossed {
             break;
         }
-        notes.push(format!(
-            "attempt {attempt}: the FINs did not cross (one arrived before the other was sent); repeated"
-        ));
+        notes.push(format!("attempt {n}: {why}; repeated"));
     }
     Ok(Outcome {
         roles: last.unwrap_or_default(),
@@ -974,12 +985,11 @@ const SIMULTANEOUS_OPEN: [Step; 3] = [
 /// not cross.
 fn simultaneous_open(lab: &mut Lab) -> Result<Outcome, LabError> {
     let pair = pair(lab)?;
-    let mut notes = vec![
+    let notes = vec![
         "Both hosts connect() from fixed ports to each other while their SYNs wait in their senders' queues (the peer answers no ARP), then the queues are sent: each SYN reaches a peer that is itself in SYN-SENT. Neither side ever listens.".to_string(),
     ];
-    let mut last = None;
-    for attempt in 1..=3u16 {
-        lab.restart();
+    let why = "the SYNs did not cross (one side answered as a plain handshake)";
+    until_crossed(lab, notes, why, |lab, attempt| {
         let a_at = addr(&format!("{A_IP}:{}", 9000 + attempt));
         let b_at = addr(&format!("{B_IP}:{}", 9100 + attempt));
         pair.hold()?;
@@ -1003,20 +1013,9 @@ fn simultaneous_open(lab: &mut Lab) -> Result<Outcome, LabError> {
             role(lab, "host a", (a_at, b_at), SIMULTANEOUS_OPEN.to_vec()),
             role(lab, "host b", (b_at, a_at), SIMULTANEOUS_OPEN.to_vec()),
         ];
-        let ok = roles.iter().all(|r| r.difference.is_none());
-        last = Some(roles);
+        // Held until the roles are read: closing them first would add edges.
         drop((a, b));
-        if ok {
-            break;
-        }
-        notes.push(format!(
-            "attempt {attempt}: the SYNs did not cross (one side answered as a plain handshake); repeated"
-        ));
-    }
-    Ok(Outcome {
-        roles: last.unwrap_or_default(),
-        notes,
-        ..Outcome::default()
+        Ok(roles)
     })
 }
 

@@ -64,9 +64,7 @@ pub struct Suite {
 /// What one suite reported on one kernel.
 #[derive(Clone, Debug, Default)]
 struct Outcome {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
+    counts: crate::Totals,
     /// The test binary's exit status; None when it never finished.
     status: Option<i32>,
     failures: Vec<String>,
@@ -74,7 +72,7 @@ struct Outcome {
 
 impl Outcome {
     fn ok(&self) -> bool {
-        self.status == Some(0) && self.failed == 0
+        self.status == Some(0) && self.counts.failed == 0
     }
 
     /// Reads a suite's libtest output and exit status.
@@ -85,21 +83,10 @@ impl Outcome {
         };
         for line in log.lines() {
             let line = line.trim_end();
-            if let Some(rest) = line.strip_prefix("test result: ") {
-                for part in rest.split([';', '.']) {
-                    let mut words = part.split_whitespace();
-                    let (Some(n), Some(what)) = (words.next(), words.next()) else {
-                        continue;
-                    };
-                    let Ok(n) = n.parse::<u64>() else { continue };
-                    match what {
-                        "passed" => o.passed += n,
-                        "failed" => o.failed += n,
-                        "ignored" => o.ignored += n,
-                        _ => {}
-                    }
-                }
-            } else if let Some(name) = line
+            if o.counts.add_result_line(line) {
+                continue;
+            }
+            if let Some(name) = line
                 .strip_prefix("test ")
                 .and_then(|l| l.strip_suffix(" ... FAILED"))
             {
@@ -113,7 +100,8 @@ impl Outcome {
         match self.status {
             None => "did not finish".to_string(),
             Some(_) => {
-                let mut s = format!("{}/{}/{}", self.passed, self.failed, self.ignored);
+                let c = self.counts;
+                let mut s = format!("{}/{}/{}", c.passed, c.failed, c.ignored);
                 if !self.ok() {
                     s.push_str(" FAIL");
                 }
@@ -329,7 +317,10 @@ mod tests {
         let log = "running 3 tests\ntest a ... ok\ntest b_c ... FAILED\n\
                    test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
         let o = Outcome::parse(log, Some(101));
-        assert_eq!((o.passed, o.failed, o.ignored), (2, 1, 0));
+        assert_eq!(
+            (o.counts.passed, o.counts.failed, o.counts.ignored),
+            (2, 1, 0)
+        );
         assert_eq!(o.failures, ["b_c"]);
         assert!(!o.ok());
         assert_eq!(o.cell(), "2/1/0 FAIL");
