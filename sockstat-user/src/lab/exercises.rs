@@ -14,7 +14,7 @@ use super::{
     io,
     path::{Step, step},
 };
-use crate::tcp::TcpState::*;
+use crate::tcp::{ReportedState, TcpState::*};
 
 pub const EXERCISES: &[Exercise] = &[
     Exercise {
@@ -362,7 +362,7 @@ fn passive_close(lab: &mut Lab) -> Result<Outcome, LabError> {
     drop(server);
     let cw = lab.tracer.wait_for(SETTLE_MAX, |ts| {
         ts.iter()
-            .any(|t| t.local == c.0 && t.new == crate::tcp::ReportedState::Known(CloseWait))
+            .any(|t| t.local == c.0 && t.new == ReportedState::Known(CloseWait))
     });
     lab.step("client: sits in CLOSE-WAIT until it reads the EOF and closes");
     let mut buf = [0u8; 16];
@@ -444,14 +444,8 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             .map_err(io("shutdown"))?;
         lab.step("release host a's queue, then host b's: each FIN reaches a peer in FIN-WAIT-1");
         pair.release()?;
-        lab.tracer.wait_for(Duration::from_secs(5), |ts| {
-            let done = |local: SocketAddr| {
-                ts.iter().any(|t| {
-                    t.local == local
-                        && matches!(t.new, crate::tcp::ReportedState::Known(TimeWait | Close))
-                })
-            };
-            done(c.0) && done(s.0)
+        wait_until_both(lab, [c.0, s.0], Duration::from_secs(5), |state| {
+            matches!(state, ReportedState::Known(TimeWait | Close))
         });
         settle(lab);
         Ok(vec![
@@ -464,6 +458,21 @@ fn simultaneous_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             role(lab, "host b", s, steps(&[&CHILD_OPEN, &SIMULTANEOUS_CLOSE])),
         ])
     })
+}
+
+/// Waits (at most `max`) until each socket bound to one of `locals` has entered a state
+/// `reached` accepts.
+fn wait_until_both(
+    lab: &mut Lab,
+    locals: [SocketAddr; 2],
+    max: Duration,
+    reached: impl Fn(ReportedState) -> bool,
+) {
+    lab.tracer.wait_for(max, |ts| {
+        locals
+            .iter()
+            .all(|l| ts.iter().any(|t| t.local == *l && reached(t.new)))
+    });
 }
 
 /// Exercises whose packets must cross run up to three times until every role took its
@@ -678,9 +687,8 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
     pair.hold_b(false)?;
     let second_local = second.local_addr().map_err(io("local address"))?;
     lab.tracer.wait_for(Duration::from_secs(5), |ts| {
-        ts.iter().any(|t| {
-            t.local == second_local && t.new == crate::tcp::ReportedState::Known(Established)
-        })
+        ts.iter()
+            .any(|t| t.local == second_local && t.new == ReportedState::Known(Established))
     });
     let overflows_before = super::tcp_ext(&pair.b, "ListenOverflows")?;
     lab.step(
@@ -782,7 +790,7 @@ fn time_wait_churn(lab: &mut Lab) -> Result<Outcome, LabError> {
         .collect();
     let entered = clients
         .iter()
-        .filter(|t| t.new == crate::tcp::ReportedState::Known(TimeWait))
+        .filter(|t| t.new == ReportedState::Known(TimeWait))
         .count();
     let overflowed = clients
         .iter()
@@ -792,10 +800,10 @@ fn time_wait_churn(lab: &mut Lab) -> Result<Outcome, LabError> {
     let lingering = clients
         .iter()
         .filter(|t| {
-            t.new == crate::tcp::ReportedState::Known(FinWait2)
-                && !clients.iter().any(|u| {
-                    u.cookie == t.cookie && u.old == crate::tcp::ReportedState::Known(FinWait2)
-                })
+            t.new == ReportedState::Known(FinWait2)
+                && !clients
+                    .iter()
+                    .any(|u| u.cookie == t.cookie && u.old == ReportedState::Known(FinWait2))
         })
         .count();
     Ok(Outcome {
@@ -1000,13 +1008,8 @@ fn simultaneous_open(lab: &mut Lab) -> Result<Outcome, LabError> {
         let b = start_connect(&pair.b, Some(b_at), a_at)?;
         lab.step("release host a's queue, then host b's: each SYN reaches a peer in SYN-SENT");
         pair.release()?;
-        lab.tracer.wait_for(Duration::from_secs(6), |ts| {
-            let open = |local: SocketAddr| {
-                ts.iter().any(|t| {
-                    t.local == local && t.new == crate::tcp::ReportedState::Known(Established)
-                })
-            };
-            open(a_at) && open(b_at)
+        wait_until_both(lab, [a_at, b_at], Duration::from_secs(6), |state| {
+            state == ReportedState::Known(Established)
         });
         settle(lab);
         let roles = vec![
