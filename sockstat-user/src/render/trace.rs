@@ -121,17 +121,31 @@ impl TracePrinter {
         ts.to_rfc3339_opts(SecondsFormat::Nanos, true)
     }
 
-    fn who(owner: &Owner) -> (String, &str) {
-        (
-            owner.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
-            owner.comm.as_ref().map_or("-", |c| c.as_str()),
+    /// The columns every text line starts with: time (and the namespace, with
+    /// --all-netns), owner, addresses.
+    fn write_lead(
+        &self,
+        out: &mut impl Write,
+        ts_ns: u64,
+        netns: &str,
+        owner: &Owner,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) -> io::Result<()> {
+        let pid = owner.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+        let comm = owner.comm.as_ref().map_or("-", |c| c.as_str());
+        write!(
+            out,
+            "{}{netns} {pid:<7} {comm:<16} {:<24} {:<24}",
+            self.local_time(ts_ns),
+            local.to_string(),
+            remote.to_string(),
         )
     }
 
     pub fn write(&self, out: &mut impl Write, t: &Transition) -> io::Result<()> {
         match self.format {
             TraceFormat::Text => {
-                let (pid, comm) = Self::who(&t.owner);
                 let mut transition = format!("{} -> {}", t.old, t.new);
                 if t.source == Source::Synthesized {
                     transition.push_str(" (synthesized)");
@@ -143,18 +157,8 @@ impl TracePrinter {
                 let netns = self
                     .netns_name(t.netns)
                     .map_or_else(String::new, |n| format!(" {:<24}", n.replace(' ', "_")));
-                writeln!(
-                    out,
-                    "{}{netns} {:<7} {:<16} {:<24} {:<24} {:<27} {:<10} {}",
-                    self.local_time(t.ts_ns),
-                    pid,
-                    comm,
-                    t.local.to_string(),
-                    t.remote.to_string(),
-                    transition,
-                    prev,
-                    cause,
-                )
+                self.write_lead(out, t.ts_ns, &netns, &t.owner, t.local, t.remote)?;
+                writeln!(out, " {transition:<27} {prev:<10} {cause}")
             }
             TraceFormat::Json => {
                 let record = JsonTransition {
@@ -184,18 +188,13 @@ impl TracePrinter {
     pub fn write_lifetime(&self, out: &mut impl Write, l: &Lifetime) -> io::Result<()> {
         match self.format {
             TraceFormat::Text => {
-                let (pid, comm) = Self::who(&l.owner);
                 let opt = |v: Option<u64>, div: u64| {
                     v.map_or_else(|| "-".to_string(), |x| (x / div).to_string())
                 };
+                self.write_lead(out, l.ts_ns, "", &l.owner, l.local, l.remote)?;
                 writeln!(
                     out,
-                    "{} {:<7} {:<16} {:<24} {:<24} {:<12} {:<12} {:<11} {:<8} {:<8} {}",
-                    self.local_time(l.ts_ns),
-                    pid,
-                    comm,
-                    l.local.to_string(),
-                    l.remote.to_string(),
+                    " {:<12} {:<12} {:<11} {:<8} {:<8} {}",
                     opt(l.duration_ns, 1_000_000),
                     l.bytes_acked,
                     l.bytes_received,
