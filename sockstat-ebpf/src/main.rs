@@ -6,6 +6,7 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 #[cfg(target_arch = "bpf")]
+#[macro_use]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod owners;

@@ -109,22 +109,32 @@ pub fn bump_edge(old: u8, new: u8) {
     }
 }
 
-/// Reserves a ring slot, has `fill` write the event in place (it is too large to build on
-/// the 512-byte BPF stack), and submits it, or discards it when `fill` failed. A full ring
-/// is counted as lost; with events off nothing is written.
-#[inline(always)]
-pub fn emit_event(fill: impl FnOnce(&mut StateEvent) -> Result<(), i32>) -> Result<(), i32> {
-    let Some(mut entry) = reserve() else {
-        return Ok(());
+/// Reserves a ring slot, lets `$fill` (a `Result<(), i32>` expression using `$ev`, the
+/// slot as `&mut StateEvent`) write the event in place, as it is too large for the
+/// 512-byte BPF stack, and submits it, or discards it when the fill failed. A full ring is
+/// counted as lost; with events off nothing is written. A macro, not a function taking a
+/// closure: with the closure the offsets read from `.rodata` reached the loads as unknown
+/// values, and the verifier refused the variable offsets ("R2 is ptr_sock invalid variable
+/// offset", 6.18).
+macro_rules! emit_event {
+    ($ev:ident => $fill:expr) => {
+        match $crate::maps::reserve() {
+            None => Ok(()),
+            Some(mut entry) => {
+                // SAFETY: the reserved slot is ours until submit or discard, and sized for
+                // a StateEvent.
+                let $ev = unsafe { &mut *entry.as_mut_ptr() };
+                let filled: Result<(), i32> = $fill;
+                $crate::maps::submit(entry, filled)
+            }
+        }
     };
-    // SAFETY: the reserved slot is ours until submit or discard, and sized for a StateEvent.
-    let filled = fill(unsafe { &mut *entry.as_mut_ptr() });
-    submit(entry, filled)
 }
 
 /// A ring-buffer slot, or None (counted as lost) when the ring is full or events are off.
+/// Only for `emit_event!`.
 #[inline(always)]
-fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
+pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
     if config().emit_events == 0 {
         return None;
     }
@@ -137,8 +147,9 @@ fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>> {
 
 /// Commits the event. Wake-ups are adaptive: only once `wakeup_bytes` are waiting; user
 /// space also polls on a short timer, so a quiet ring is still read promptly.
+/// Only for `emit_event!`.
 #[inline(always)]
-fn submit(
+pub fn submit(
     entry: aya_ebpf::maps::ring_buf::RingBufEntry<StateEvent>,
     filled: Result<(), i32>,
 ) -> Result<(), i32> {

@@ -21,7 +21,7 @@ use sockstat_common::{StateEvent, flags, hook, kind, owner_source, tcp_state as 
 use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock};
 
 use crate::{
-    maps::{bump_edge, config, emit_event, read_failed, sock_offsets, tp_offsets},
+    maps::{bump_edge, config, read_failed, sock_offsets, tp_offsets},
     sock::{
         AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, loopback_v4,
         loopback_v6, read, wanted,
@@ -63,7 +63,7 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if let Some(to) = close.edge_to {
         bump_edge(old, to);
     }
-    emit_event(|ev| {
+    emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
         unsafe {
             fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
@@ -146,7 +146,7 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) -> Result<(), i32> {
     }
     bump_edge(old as u8, new as u8);
     // SAFETY: format-file offsets; `read_at` is a probe read.
-    emit_event(|ev| unsafe { fill_tp(ev, ctx, &off, family, sport, dport, old, new) })
+    emit_event!(ev => unsafe { fill_tp(ev, ctx, &off, family, sport, dport, old, new) })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -17,7 +17,7 @@ use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointConte
 use sockstat_common::{counter, kind, tcp_state as st};
 
 use crate::{
-    maps::{bump, emit_event, read_failed, sock_offsets, tw_offsets},
+    maps::{bump, read_failed, sock_offsets, tw_offsets},
     sock::{fill_owner, fill_socket, read, wanted},
     timewait,
 };
@@ -93,7 +93,7 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
         kind::RETRANSMIT | kind::SYNACK_RETRANSMIT => bump(counter::RETRANSMITS),
         _ => {}
     }
-    emit_event(|ev| {
+    emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
         unsafe {
             fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {

@@ -29,8 +29,8 @@ use sockstat_common::{SockOffsets, TwOffsets, counter, flags, hook, kind, tcp_st
 
 use crate::{
     maps::{
-        TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, emit_event, read_failed,
-        sock_offsets, tw_offsets,
+        TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, read_failed, sock_offsets,
+        tw_offsets,
     },
     sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_task, netns_inum, passes_filters, read},
 };
@@ -216,7 +216,7 @@ unsafe fn socket_key(sk: *const u8, sock: &SockOffsets) -> Result<TwKey, i32> {
 /// Writes one timewait event to the ring.
 #[inline(always)]
 fn emit(key: &TwKey, cookie: u64, tw: u64, event_kind: u8, substate: u8, extra: u8) {
-    let _ = emit_event(|ev| {
+    let _ = emit_event!(ev => {
         *ev = sockstat_common::StateEvent::zeroed();
         fill_task(ev);
         ev.kind = event_kind;

@@ -108,13 +108,23 @@ fn context<'a>(
     alerts: &'a [Alert],
 ) -> SnapshotContext<'a> {
     let stats = feed.tracker_stats();
+    let counters = feed.counters();
     SnapshotContext {
         source: feed.source(),
         filter: filter.to_string(),
         paused,
         sort,
-        lost_events: feed.counters().map_or(0, |c| c.lost),
-        missed_runs: feed.counters().map_or(0, |c| c.missed_runs),
+        // Polling streams nothing, so nothing is lost; a failed read is unknown, not 0.
+        lost_events: if feed.is_ebpf() {
+            counters.map(|c| c.lost)
+        } else {
+            Some(0)
+        },
+        missed_runs: if feed.is_ebpf() {
+            counters.map(|c| c.missed_runs)
+        } else {
+            Some(0)
+        },
         skipped_netns: feed
             .skipped_netns()
             .iter()

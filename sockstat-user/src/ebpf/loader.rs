@@ -95,8 +95,8 @@ pub enum LoadError {
     },
 }
 
-/// A program refusal on one line: the error, and the verifier's last word rather than its
-/// whole log.
+/// A program refusal on one line: the error, and the verifier's reason (its last line
+/// before the statistics it ends with) rather than its whole log, which `-vv` prints.
 fn refusal(e: &aya::programs::ProgramError) -> String {
     match e {
         aya::programs::ProgramError::LoadError {
@@ -104,8 +104,19 @@ fn refusal(e: &aya::programs::ProgramError) -> String {
             verifier_log,
         } => {
             let log = verifier_log.to_string();
-            match log.lines().rev().find(|l| !l.trim().is_empty()) {
-                Some(last) => format!("{io_error} (verifier: {})", last.trim()),
+            log::debug!("verifier log:\n{log}");
+            let statistics = |l: &str| {
+                l.starts_with("processed ")
+                    || l.starts_with("verification time")
+                    || l.starts_with("stack depth")
+            };
+            match log
+                .lines()
+                .map(str::trim)
+                .rev()
+                .find(|l| !l.is_empty() && !statistics(l))
+            {
+                Some(reason) => format!("{io_error} (verifier: {reason})"),
                 None => io_error.to_string(),
             }
         }

@@ -138,9 +138,12 @@ pub struct Snapshot {
     pub top_local_ports: Vec<TopRow>,
     pub top_processes: Vec<TopRow>,
     pub events: Vec<EventRow>,
-    pub lost_events: u64,
-    /// Kernel runs skipped because a hook re-entered on its CPU: not in any count.
-    pub missed_runs: u64,
+    /// Events the ring could not take; `None` when the kernel's counters could not be read
+    /// (never shown as 0).
+    pub lost_events: Option<u64>,
+    /// Kernel runs skipped because a hook re-entered on its CPU: not in any count. `None`
+    /// when unreadable.
+    pub missed_runs: Option<u64>,
     /// Namespaces (`--all-netns`) that could not be entered, with why: their sockets are
     /// not in any count.
     pub skipped_netns: Vec<String>,
@@ -177,8 +180,8 @@ impl Snapshot {
             "time-wait/s" => r.time_wait?,
             "connect-errors/s" => r.connect_errors?,
             "resets/s" => r.resets_in? + r.resets_out?,
-            "lost" => self.lost_events as f64,
-            "missed" => self.missed_runs as f64,
+            "lost" => self.lost_events? as f64,
+            "missed" => self.missed_runs? as f64,
             state => {
                 let s = SHOWN_STATES.iter().find(|s| metric_name(**s) == state)?;
                 self.states
@@ -459,8 +462,9 @@ pub struct SnapshotContext<'a> {
     pub filter: String,
     pub paused: bool,
     pub sort: SortBy,
-    pub lost_events: u64,
-    pub missed_runs: u64,
+    /// `None`: the kernel's counters could not be read.
+    pub lost_events: Option<u64>,
+    pub missed_runs: Option<u64>,
     pub skipped_netns: Vec<String>,
     pub repairs: u64,
     pub synthesized: u64,
@@ -547,8 +551,8 @@ mod tests {
             filter: String::new(),
             paused: false,
             sort: SortBy::Connections,
-            lost_events: 0,
-            missed_runs: 0,
+            lost_events: Some(0),
+            missed_runs: Some(0),
             skipped_netns: Vec::new(),
             repairs: 0,
             synthesized: 0,

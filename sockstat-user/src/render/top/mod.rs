@@ -205,11 +205,14 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
             Style::new().fg(Color::Yellow),
         ),
     };
-    let lost_style = if snap.lost_events + snap.missed_runs > 0 {
-        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
-    } else {
-        Style::new()
-    };
+    // Unreadable counters are shown as such, never as 0.
+    let known = |n: Option<u64>| n.map_or_else(|| "?".to_string(), |n| n.to_string());
+    let lost_style =
+        if snap.lost_events.is_none_or(|n| n > 0) || snap.missed_runs.is_none_or(|n| n > 0) {
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new()
+        };
     let filter = if snap.filter.is_empty() {
         "none".to_string()
     } else {
@@ -222,10 +225,14 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
         source,
         Span::raw(" │ "),
         Span::styled(
-            if snap.missed_runs > 0 {
-                format!("lost {} skipped {}", snap.lost_events, snap.missed_runs)
+            if snap.missed_runs == Some(0) {
+                format!("lost {}", known(snap.lost_events))
             } else {
-                format!("lost {}", snap.lost_events)
+                format!(
+                    "lost {} skipped {}",
+                    known(snap.lost_events),
+                    known(snap.missed_runs)
+                )
             },
             lost_style,
         ),
