@@ -163,7 +163,9 @@ fn orphan_close() -> TestResult {
         .unwrap_or(0)
         .saturating_sub(entered["ts_ns"].as_u64().unwrap_or(0));
     let secs = lasted as f64 / 1e9;
-    if !(59.0..=62.0).contains(&secs) {
+    // The timer wheel rounds a 60 s timer up to its level's granularity: 2.048 s at HZ=250
+    // (Debian's kernels; 62.04 s seen on 6.12), 4.096 s at HZ=1000.
+    if !(59.0..=64.5).contains(&secs) {
         return Err(fail(format!("TIME-WAIT lasted {secs:.2} s")));
     }
     if mine.iter().any(|e| s(e, "source") != "kernel") {

@@ -1,8 +1,5 @@
 //! `sockstat ifaces`: interfaces like `netstat -i`, from rtnetlink's IFLA_STATS64.
-use std::{
-    io::{self},
-    process::ExitCode,
-};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 
@@ -30,8 +27,7 @@ pub fn run(args: &IfacesArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if json {
-            serde_json::to_writer(&mut *out, links).map_err(io::Error::from)?;
-            writeln!(out)
+            crate::render::json_line(out, &links)
         } else {
             write_table(out, links, per)
         }

@@ -103,8 +103,7 @@ fn run_exercises(chosen: &[&Exercise], json: bool, slow: bool) -> anyhow::Result
                     failed += 1;
                 }
                 if json {
-                    serde_json::to_writer(&mut out, &view::json(ex, &outcome))?;
-                    writeln!(out)?;
+                    crate::render::json_line(&mut out, &view::json(ex, &outcome))?;
                 } else {
                     view::write_text(&mut out, ex, &outcome, color)?;
                 }
@@ -112,11 +111,7 @@ fn run_exercises(chosen: &[&Exercise], json: bool, slow: bool) -> anyhow::Result
             Err(e) => {
                 failed += 1;
                 if json {
-                    serde_json::to_writer(
-                        &mut out,
-                        &serde_json::json!({"name": ex.name, "passed": false, "failure": e.to_string()}),
-                    )?;
-                    writeln!(out)?;
+                    view::write_failure_json(&mut out, ex.name, &e.to_string())?;
                 } else {
                     view::write_failure(&mut out, ex.name, &e.to_string())?;
                 }

@@ -644,8 +644,7 @@ fn list_all_netns(
             .iter()
             .map(|(l, r)| list::record_json_in(r, l, owners.as_ref(), style))
             .collect();
-        serde_json::to_writer(&mut out, &all)?;
-        writeln!(out)?;
+        crate::render::json_line(&mut out, &all)?;
     } else {
         let mut names = Names::default();
         let mut t = list::table_with_netns(&rows, owners.as_ref(), style, &mut names);

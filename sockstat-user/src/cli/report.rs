@@ -88,8 +88,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     );
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &report)?;
-        writeln!(out)?;
+        crate::render::json_line(&mut out, &report)?;
     } else {
         write_text(&mut out, &report)?;
     }

@@ -1,6 +1,6 @@
 //! `sockstat routes`: the main routing table of both families, like `netstat -r`.
 use std::{
-    io::{self, Write},
+    io::{self},
     process::ExitCode,
 };
 
@@ -30,8 +30,7 @@ pub fn run(args: &RoutesArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &routes)?;
-        writeln!(out)?;
+        crate::render::json_line(&mut out, &routes)?;
         return Ok(ExitCode::SUCCESS);
     }
     write_table(&mut out, &routes)?;

@@ -1,8 +1,5 @@
 //! `sockstat stats`: protocol counters like `netstat -s`, or their per-second changes.
-use std::{
-    io::{self},
-    process::ExitCode,
-};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 
@@ -22,8 +19,7 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     let json = args.repeat.json;
     super::repeat(&args.repeat, read, |out, before, now| {
         if json {
-            serde_json::to_writer(&mut *out, &to_json(now, before)).map_err(io::Error::from)?;
-            writeln!(out)
+            crate::render::json_line(out, &to_json(now, before))
         } else {
             match before {
                 None => write_text(out, now),

@@ -7,11 +7,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use ratatui::{
-    Terminal,
-    backend::TestBackend,
-    crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
-};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -337,23 +333,10 @@ async fn once(
     ));
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &snap).context("writing JSON")?;
-        writeln!(out)?;
+        crate::render::json_line(&mut out, &snap)?;
     } else {
-        let (width, height) = ratatui::crossterm::terminal::size().unwrap_or((120, 40));
-        let (width, height) = (
-            width.max(screen::MIN_WIDTH),
-            height.clamp(screen::MIN_HEIGHT, 40),
-        );
-        let mut terminal = Terminal::new(TestBackend::new(width, height))?;
-        terminal.draw(|f| screen::draw(f, &snap, &UiState::default()))?;
-        let buf = terminal.backend().buffer();
-        for y in 0..height {
-            let line: String = (0..width)
-                .map(|x| buf.cell((x, y)).map_or(" ", |c| c.symbol()))
-                .collect();
-            writeln!(out, "{}", line.trim_end())?;
-        }
+        let size = ratatui::crossterm::terminal::size().unwrap_or((120, 40));
+        screen::write_once(&mut out, &snap, size)?;
     }
     out.flush()?;
     Ok(if snap.alerts.iter().any(|a| a.firing) {

@@ -155,6 +155,11 @@ pub fn write_list(out: &mut impl Write, exercises: &[Exercise]) -> io::Result<()
     Ok(())
 }
 
+/// An exercise that could not run, as its JSON line.
+pub fn write_failure_json(out: &mut impl Write, name: &str, why: &str) -> io::Result<()> {
+    super::json_line(out, &json!({"name": name, "passed": false, "failure": why}))
+}
+
 /// An exercise that could not run.
 pub fn write_failure(out: &mut impl Write, name: &str, why: &str) -> io::Result<()> {
     writeln!(out, "FAIL {name}: {why}\n")

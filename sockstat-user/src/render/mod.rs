@@ -13,3 +13,13 @@ pub mod summary;
 pub mod table;
 pub mod top;
 pub mod trace;
+
+/// One JSON value on one line: the `--json` output of every command that prints one
+/// object (or one per interval).
+pub fn json_line(
+    out: &mut (impl std::io::Write + ?Sized),
+    value: &impl serde::Serialize,
+) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
+}

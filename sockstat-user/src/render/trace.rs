@@ -179,8 +179,7 @@ impl TracePrinter {
                     source: t.source.name(),
                     cause: t.cause.map(|c| c.name()),
                 };
-                serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
-                out.write_all(b"\n")
+                super::json_line(out, &record)
             }
         }
     }
@@ -222,8 +221,7 @@ impl TracePrinter {
                     retransmits: l.retransmits,
                     cause: l.cause.map(|c| c.name()),
                 };
-                serde_json::to_writer(&mut *out, &record).map_err(io::Error::from)?;
-                out.write_all(b"\n")
+                super::json_line(out, &record)
             }
         }
     }
@@ -263,8 +261,7 @@ impl TraceEnd {
                 "lost": counters.map(|c| c.lost),
                 "missed_runs": counters.map(|c| c.missed_runs),
             });
-            serde_json::to_writer(&mut *out, &v).map_err(io::Error::from)?;
-            writeln!(out)
+            super::json_line(out, &v)
         } else {
             writeln!(out, "{:<28} COUNT", "TRANSITION")?;
             for ((o, n), c) in &self.edges {

@@ -137,6 +137,28 @@ pub fn sparkline(values: &[u64], width: usize) -> String {
 }
 
 /// Draws the whole screen.
+/// `top --once` as text: the screen drawn once, at the terminal's size (within the
+/// dashboard's minimum and 40 lines), without a terminal.
+pub fn write_once(
+    out: &mut impl std::io::Write,
+    snap: &Snapshot,
+    (width, height): (u16, u16),
+) -> std::io::Result<()> {
+    let (width, height) = (width.max(MIN_WIDTH), height.clamp(MIN_HEIGHT, 40));
+    // An in-memory backend cannot fail.
+    let Ok(mut terminal) =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height));
+    let Ok(_) = terminal.draw(|f| draw(f, snap, &UiState::default()));
+    let buf = terminal.backend().buffer();
+    for y in 0..height {
+        let line: String = (0..width)
+            .map(|x| buf.cell((x, y)).map_or(" ", |c| c.symbol()))
+            .collect();
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
 pub fn draw(frame: &mut Frame, snap: &Snapshot, ui: &UiState) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
