@@ -290,6 +290,40 @@ fn lost_from(stderr: &str) -> u64 {
         .sum()
 }
 
+/// tracefs mounted at /sys/kernel/tracing for as long as this lives (unmounted again if
+/// this mounted it).
+struct TracefsMount {
+    mounted_here: bool,
+}
+
+impl TracefsMount {
+    const PATH: &str = "/sys/kernel/tracing";
+
+    fn ensure() -> Result<Self> {
+        if Path::new(Self::PATH).join("events").is_dir() {
+            return Ok(TracefsMount {
+                mounted_here: false,
+            });
+        }
+        let status = Command::new("mount")
+            .args(["-t", "tracefs", "tracefs", Self::PATH])
+            .status()
+            .context("running mount")?;
+        if !status.success() {
+            bail!("mounting tracefs on {} failed ({status})", Self::PATH);
+        }
+        Ok(TracefsMount { mounted_here: true })
+    }
+}
+
+impl Drop for TracefsMount {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = Command::new("umount").arg(Self::PATH).status();
+        }
+    }
+}
+
 /// `cargo xtask bench trace`.
 /// `baseline`: another sockstat binary (say, built from an earlier commit) measured in the
 /// same run, for before/after numbers.
@@ -299,6 +333,9 @@ pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) 
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("tcpstates");
+    // libbpf-tools attaches classic tracepoints by their tracefs ids; sockstat leaves no
+    // tracefs mounted behind it, so the bench mounts one for the whole run.
+    let _tracefs = TracefsMount::ensure()?;
     let mut tracers = vec![
         None,
         Some(Tracer {
@@ -362,6 +399,15 @@ pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) 
                         .with_context(|| format!("starting {}", t.name))?;
                     // Loading and attaching takes well under this.
                     std::thread::sleep(std::time::Duration::from_secs(2));
+                    let mut c = c;
+                    if let Some(status) = c.try_wait()? {
+                        // A tracer that did not start would be measured as free.
+                        bail!(
+                            "{} exited before the churn ({status}): {}",
+                            t.name,
+                            std::fs::read_to_string(&err_file).unwrap_or_default().trim()
+                        );
+                    }
                     Some(c)
                 }
             };
