@@ -7,7 +7,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
-use sockstat_common::{ProbeConfig, counter};
+use sockstat_common::{ProbeConfig, SockOffsets, TracepointOffsets, TwOffsets, counter};
 
 use super::{
     events::Family,
@@ -323,6 +323,190 @@ fn attach_timewait(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
         .map_err(|e| format!("switching the timewait hooks on: {e}"))
 }
 
+/// The hook to use: the one asked for, or with `auto` the BTF hook where the kernel has
+/// BTF.
+fn choose_hook(asked: HookChoice) -> Result<HookChoice, LoadError> {
+    let hook = match asked {
+        HookChoice::Auto if KernelBtf::available() => HookChoice::TpBtf,
+        HookChoice::Auto => HookChoice::Tracepoint,
+        HookChoice::TpBtf if !KernelBtf::available() => return Err(LoadError::NoBtf),
+        other => other,
+    };
+    log::info!(
+        "hook: {} ({})",
+        hook.name(),
+        match (asked, hook) {
+            (HookChoice::Auto, HookChoice::TpBtf) => "chosen: the kernel has BTF",
+            (HookChoice::Auto, _) => "chosen: no kernel BTF, so the classic tracepoint",
+            _ => "asked for",
+        }
+    );
+    Ok(hook)
+}
+
+/// What the running kernel says about its layouts, resolved before loading.
+struct Resolved {
+    sock: Option<SockOffsets>,
+    timewait: Option<TwOffsets>,
+    tracepoint: Option<TracepointOffsets>,
+    /// aya's own parse of the kernel BTF, for loading and attaching the BTF hooks.
+    aya_btf: Option<Btf>,
+    /// Why the timewait hooks cannot be used, if they cannot.
+    timewait_unusable: Option<String>,
+    /// tracefs, mounted for the classic tracepoint until it is attached.
+    tracefs_mount: Option<tracefs::Mounted>,
+}
+
+impl Resolved {
+    /// Offsets from BTF (and the timewait timer's callback from kallsyms, into `config`)
+    /// for the BTF hook; the record layout from tracefs for the classic one.
+    fn for_hook(hook: HookChoice, config: &mut ProbeConfig) -> Result<Self, LoadError> {
+        if hook != HookChoice::TpBtf {
+            let tracefs_mount = tracefs::ensure_mounted()?;
+            let offsets = tracefs::state_change_offsets().map_err(|e| match e {
+                TracefsError::NoTracepoint(_) if !KernelBtf::available() => LoadError::NoHook(e),
+                other => LoadError::Tracefs(other),
+            })?;
+            log::debug!("tracepoint record offsets from tracefs: {offsets:?}");
+            return Ok(Resolved {
+                sock: None,
+                timewait: None,
+                tracepoint: Some(offsets),
+                aya_btf: None,
+                timewait_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
+                tracefs_mount: Some(tracefs_mount),
+            });
+        }
+        let kernel_btf = KernelBtf::load()?;
+        let sock = kernel_btf.sock_offsets()?;
+        log::debug!("struct sock offsets from BTF: {sock:?}");
+        let mut timewait_unusable = None;
+        let timewait = kernel_btf
+            .tw_offsets()
+            .inspect_err(|e| timewait_unusable = Some(e.to_string()))
+            .ok();
+        if let Some(off) = &timewait {
+            log::debug!("timewait offsets from BTF: {off:?}");
+            match kallsyms::address_of("tw_timer_handler") {
+                Ok(addr) => config.tw_timer_fn = addr,
+                Err(e) => timewait_unusable = Some(e.to_string()),
+            }
+        }
+        let aya_btf = Btf::from_sys_fs()
+            .inspect_err(|e| log::debug!("aya's BTF parse failed ({e}); retried at attach"))
+            .ok();
+        Ok(Resolved {
+            sock: Some(sock),
+            timewait,
+            tracepoint: None,
+            aya_btf,
+            timewait_unusable,
+            tracefs_mount: None,
+        })
+    }
+}
+
+/// What was attached, and what was not with why and at what cost.
+struct Hooks {
+    attached: Vec<&'static str>,
+    missing: Vec<MissingHook>,
+    /// All timewait hooks are attached: TIME-WAIT is observed, not inferred.
+    timewait: bool,
+}
+
+impl Hooks {
+    /// Records the timewait hooks as attached, or missing with why.
+    fn with_timewait(mut self, unusable: Option<String>) -> Self {
+        match &unusable {
+            None => log::info!("TIME-WAIT observed in the kernel (timewait hooks attached)"),
+            Some(why) => log::info!("TIME-WAIT inferred, not observed: {why}"),
+        }
+        self.timewait = unusable.is_none();
+        match unusable {
+            None => self.attached.extend(TIMEWAIT_HOOKS),
+            Some(why) => self
+                .missing
+                .extend(TIMEWAIT_HOOKS.map(|tracepoint| MissingHook {
+                    tracepoint,
+                    why: why.clone(),
+                    consequence: TIMEWAIT_CONSEQUENCE,
+                })),
+        }
+        self
+    }
+}
+
+/// The BTF hook, then the cause hooks and the timewait hooks, each optional: a kernel
+/// without one still traces transitions, and what was attached is reported.
+fn attach_btf_hooks(
+    ebpf: &mut Ebpf,
+    aya_btf: Option<Btf>,
+    mut timewait_unusable: Option<String>,
+) -> Result<Hooks, LoadError> {
+    let btf = match aya_btf {
+        Some(b) => b,
+        None => Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?,
+    };
+    attach_btf(ebpf, &btf, "inet_sock_set_state_btf", TP_NAME).map_err(|e| match e {
+        LoadError::Program { source, .. } => LoadError::BtfHookRefused(refusal(&source)),
+        other => other,
+    })?;
+    let mut hooks = Hooks {
+        attached: vec![TP_NAME],
+        missing: Vec::new(),
+        timewait: false,
+    };
+    for (tp, consequence) in TCP_EVENT_HOOKS {
+        match attach_btf(ebpf, &btf, tp, tp) {
+            Ok(()) => hooks.attached.push(tp),
+            Err(e) => hooks.missing.push(MissingHook {
+                tracepoint: tp,
+                why: attach_failure(&e),
+                consequence,
+            }),
+        }
+    }
+    if timewait_unusable.is_none() {
+        timewait_unusable = attach_timewait(ebpf, &btf).err();
+    }
+    Ok(hooks.with_timewait(timewait_unusable))
+}
+
+/// The classic tracepoint alone: the cause and timewait hooks read `struct sock` at BTF
+/// offsets, so they are BTF hooks only.
+fn attach_classic_hook(ebpf: &mut Ebpf) -> Result<Hooks, LoadError> {
+    const PROG: &str = "inet_sock_set_state_tp";
+    let err = |source| LoadError::Program {
+        program: PROG,
+        source,
+    };
+    let prog: &mut TracePoint = program(ebpf, PROG)?;
+    prog.load().map_err(err)?;
+    prog.attach(TP_CATEGORY, TP_NAME).map_err(err)?;
+    let no_btf = "the classic tracepoint hook has no BTF";
+    let hooks = Hooks {
+        attached: vec![TP_NAME],
+        missing: TCP_EVENT_HOOKS
+            .map(|(tracepoint, consequence)| MissingHook {
+                tracepoint,
+                why: no_btf.to_string(),
+                consequence,
+            })
+            .to_vec(),
+        timewait: false,
+    };
+    Ok(hooks.with_timewait(Some(no_btf.to_string())))
+}
+
+/// One of the per-CPU counter arrays.
+fn per_cpu_counters(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<MapData, u64>, LoadError> {
+    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+    PerCpuArray::try_from(map).map_err(|source| LoadError::Map { name, source })
+}
+
 impl Probe {
     pub fn attach(opts: &ProbeOptions) -> Result<Self, LoadError> {
         if !RING_KIB.contains(&opts.ring_kib) {
@@ -331,73 +515,26 @@ impl Probe {
         super::privilege::ensure_fds()?;
         check_kernel()?;
         let ring_bytes = ring_bytes(opts.ring_kib);
-        let hook = match opts.hook {
-            HookChoice::Auto if KernelBtf::available() => HookChoice::TpBtf,
-            HookChoice::Auto => HookChoice::Tracepoint,
-            HookChoice::TpBtf if !KernelBtf::available() => return Err(LoadError::NoBtf),
-            other => other,
-        };
-        log::info!(
-            "hook: {} ({}); ring {} KiB",
-            hook.name(),
-            match (opts.hook, hook) {
-                (HookChoice::Auto, HookChoice::TpBtf) => "chosen: the kernel has BTF",
-                (HookChoice::Auto, _) => "chosen: no kernel BTF, so the classic tracepoint",
-                _ => "asked for",
-            },
-            ring_bytes / 1024
-        );
+        let hook = choose_hook(opts.hook)?;
+        log::info!("ring {} KiB", ring_bytes / 1024);
+        let mut config = opts.config();
+        // Held until the classic tracepoint is attached, then unmounted if we mounted it.
+        let resolved = Resolved::for_hook(hook, &mut config)?;
+        let log_level = kernel_log_level();
 
         let mut loader = EbpfLoader::new();
         loader.map_max_entries("EVENTS", ring_bytes);
-        let mut config = opts.config();
-        let mut aya_btf: Option<Btf> = None;
-        let sock_offsets;
-        let tp_offsets;
-        let tw_offsets;
-        // Why the timewait hooks cannot be used, if they cannot.
-        let mut timewait_unusable = None;
-        // Held until the classic tracepoints are attached, then unmounted if we mounted it.
-        let mut tracefs_mount = None;
-        match hook {
-            HookChoice::TpBtf => {
-                let kernel_btf = KernelBtf::load()?;
-                sock_offsets = kernel_btf.sock_offsets()?;
-                log::debug!("struct sock offsets from BTF: {sock_offsets:?}");
-                loader.override_global("SOCK_OFFSETS", &sock_offsets, true);
-                match kernel_btf.tw_offsets() {
-                    Ok(off) => {
-                        tw_offsets = off;
-                        log::debug!("timewait offsets from BTF: {tw_offsets:?}");
-                        loader.override_global("TW_OFFSETS", &tw_offsets, true);
-                        match kallsyms::address_of("tw_timer_handler") {
-                            Ok(addr) => config.tw_timer_fn = addr,
-                            Err(e) => timewait_unusable = Some(e.to_string()),
-                        }
-                    }
-                    Err(e) => timewait_unusable = Some(e.to_string()),
-                }
-                aya_btf = Btf::from_sys_fs()
-                    .inspect_err(|e| log::debug!("aya's BTF parse failed ({e}); retried at attach"))
-                    .ok();
-                loader.btf(aya_btf.as_ref());
-            }
-            _ => {
-                tracefs_mount = Some(tracefs::ensure_mounted()?);
-                tp_offsets = tracefs::state_change_offsets().map_err(|e| match e {
-                    TracefsError::NoTracepoint(_) if !KernelBtf::available() => {
-                        LoadError::NoHook(e)
-                    }
-                    other => LoadError::Tracefs(other),
-                })?;
-                log::debug!("tracepoint record offsets from tracefs: {tp_offsets:?}");
-                loader.override_global("TP_OFFSETS", &tp_offsets, true);
-                loader.btf(None);
-                timewait_unusable = Some("the classic tracepoint hook has no BTF".to_string());
-            }
+        if let Some(off) = &resolved.sock {
+            loader.override_global("SOCK_OFFSETS", off, true);
         }
+        if let Some(off) = &resolved.timewait {
+            loader.override_global("TW_OFFSETS", off, true);
+        }
+        if let Some(off) = &resolved.tracepoint {
+            loader.override_global("TP_OFFSETS", off, true);
+        }
+        loader.btf(resolved.aya_btf.as_ref());
         loader.override_global("CONFIG", &config, true);
-        let log_level = kernel_log_level();
         loader.override_global("AYA_LOG_LEVEL", &log_level, false);
         let mut ebpf = loader.load(PROGRAMS)?;
         drop(loader);
@@ -409,91 +546,18 @@ impl Probe {
                 .ok()
         };
 
-        let mut attached = Vec::new();
-        let mut missing = Vec::new();
-        match hook {
-            HookChoice::TpBtf => {
-                let btf = match aya_btf {
-                    Some(b) => b,
-                    None => Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?,
-                };
-                let btf = &btf;
-                attach_btf(&mut ebpf, btf, "inet_sock_set_state_btf", TP_NAME).map_err(
-                    |e| match e {
-                        LoadError::Program { source, .. } => {
-                            LoadError::BtfHookRefused(refusal(&source))
-                        }
-                        other => other,
-                    },
-                )?;
-                attached.push(TP_NAME);
-                // The cause tracepoints enrich the stream; a kernel without one of them
-                // still traces transitions, and what was attached is reported.
-                for (tp, consequence) in TCP_EVENT_HOOKS {
-                    match attach_btf(&mut ebpf, btf, tp, tp) {
-                        Ok(()) => attached.push(tp),
-                        Err(e) => missing.push(MissingHook {
-                            tracepoint: tp,
-                            why: attach_failure(&e),
-                            consequence,
-                        }),
-                    }
-                }
-                if timewait_unusable.is_none() {
-                    timewait_unusable = attach_timewait(&mut ebpf, btf).err();
-                }
-            }
-            _ => {
-                const PROG: &str = "inet_sock_set_state_tp";
-                let prog: &mut TracePoint = program(&mut ebpf, PROG)?;
-                prog.load().map_err(|source| LoadError::Program {
-                    program: PROG,
-                    source,
-                })?;
-                prog.attach(TP_CATEGORY, TP_NAME)
-                    .map_err(|source| LoadError::Program {
-                        program: PROG,
-                        source,
-                    })?;
-                attached.push(TP_NAME);
-                // The cause hooks read `struct sock` at BTF offsets: BTF hooks only.
-                missing.extend(
-                    TCP_EVENT_HOOKS.map(|(tracepoint, consequence)| MissingHook {
-                        tracepoint,
-                        why: "the classic tracepoint hook has no BTF".to_string(),
-                        consequence,
-                    }),
-                );
-            }
-        }
-
-        let timewait = timewait_unusable.is_none();
-        match &timewait_unusable {
-            None => log::info!("TIME-WAIT observed in the kernel (timewait hooks attached)"),
-            Some(why) => log::info!("TIME-WAIT inferred, not observed: {why}"),
-        }
-        match timewait_unusable {
-            None => attached.extend(TIMEWAIT_HOOKS),
-            Some(why) => missing.extend(TIMEWAIT_HOOKS.map(|tracepoint| MissingHook {
-                tracepoint,
-                why: why.clone(),
-                consequence: TIMEWAIT_CONSEQUENCE,
-            })),
-        }
-        let edges = ebpf
-            .take_map("EDGES")
-            .ok_or(LoadError::MissingMap("EDGES"))?;
-        let edges = PerCpuArray::try_from(edges).map_err(|source| LoadError::Map {
-            name: "EDGES",
-            source,
-        })?;
-        let counters = ebpf
-            .take_map("COUNTERS")
-            .ok_or(LoadError::MissingMap("COUNTERS"))?;
-        let counters = PerCpuArray::try_from(counters).map_err(|source| LoadError::Map {
-            name: "COUNTERS",
-            source,
-        })?;
+        let Resolved {
+            aya_btf,
+            timewait_unusable,
+            tracefs_mount,
+            ..
+        } = resolved;
+        let hooks = match hook {
+            HookChoice::TpBtf => attach_btf_hooks(&mut ebpf, aya_btf, timewait_unusable)?,
+            _ => attach_classic_hook(&mut ebpf)?,
+        };
+        let edges = per_cpu_counters(&mut ebpf, "EDGES")?;
+        let counters = per_cpu_counters(&mut ebpf, "COUNTERS")?;
         // aya's parsed BTF has been dropped by now.
         release_freed_heap();
         drop(tracefs_mount);
@@ -503,9 +567,9 @@ impl Probe {
             edges,
             hook,
             ring_bytes,
-            attached,
-            missing,
-            timewait,
+            attached: hooks.attached,
+            missing: hooks.missing,
+            timewait: hooks.timewait,
             kernel_log,
         })
     }

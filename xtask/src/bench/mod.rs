@@ -405,7 +405,9 @@ pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) 
                         bail!(
                             "{} exited before the churn ({status}): {}",
                             t.name,
-                            std::fs::read_to_string(&err_file).unwrap_or_default().trim()
+                            std::fs::read_to_string(&err_file)
+                                .unwrap_or_default()
+                                .trim()
                         );
                     }
                     Some(c)
