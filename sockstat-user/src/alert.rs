@@ -72,6 +72,20 @@ pub struct AlertStatus {
     pub firing: bool,
 }
 
+/// A metric's canonical name: a state named as the filter language names it
+/// (`established`, `syn-rcv`, `listening`) becomes its metric (`estab`, `syn-recv`,
+/// `listen`), alone or before `/s`.
+fn canonical(metric: &str) -> String {
+    let (name, rate) = match metric.strip_suffix("/s") {
+        Some(name) => (name, "/s"),
+        None => (metric, ""),
+    };
+    match crate::tcp::TcpState::from_name(name) {
+        Some(state) => format!("{}{rate}", state.lower_name()),
+        None => metric.to_string(),
+    }
+}
+
 impl Alert {
     /// Parses `METRIC OP NUMBER`; `known` lists the metric names the caller can evaluate.
     pub fn parse(expr: &str, known: &[&str]) -> Result<Alert, AlertError> {
@@ -79,7 +93,7 @@ impl Alert {
             expr: expr.to_string(),
         };
         let at = expr.find(['<', '>', '=', '!']).ok_or_else(shape)?;
-        let metric = expr[..at].trim().to_ascii_lowercase();
+        let metric = canonical(&expr[..at].trim().to_ascii_lowercase());
         let rest = &expr[at..];
         let (op, len) = [
             (">=", Op::Ge),
@@ -197,5 +211,21 @@ mod tests {
         assert_eq!(status.alert, "close-wait >= 3");
         assert!(!a.check(|_| Some(2.0)).firing);
         assert!(!a.check(|_| None).firing);
+    }
+
+    #[test]
+    fn states_may_be_named_as_the_filter_language_names_them() {
+        let known = ["estab", "listen", "syn-recv", "syn-sent/s"];
+        for (expr, metric) in [
+            ("established > 0", "estab"),
+            ("ESTAB > 0", "estab"),
+            ("listening >= 1", "listen"),
+            ("syn-rcv > 5", "syn-recv"),
+            ("SYN-SENT/s > 100", "syn-sent/s"),
+        ] {
+            let a = Alert::parse(expr, &known).unwrap();
+            assert_eq!(a.metric, metric, "{expr}");
+        }
+        assert!(Alert::parse("closed > 0", &known).is_err());
     }
 }

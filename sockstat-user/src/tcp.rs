@@ -102,6 +102,23 @@ impl TcpState {
         k::NAMES[usize::from(self.kernel_number())]
     }
 
+    /// A state by any name ss accepts for it in `state NAME` (case-insensitive): its own
+    /// (`estab`, `time-wait`) or an alias (`established`, `syn-rcv`, `listening`,
+    /// `closed`, `unconnected`).
+    pub fn from_name(name: &str) -> Option<TcpState> {
+        let name = name.to_ascii_lowercase();
+        if let Some(s) = Self::ALL.into_iter().find(|s| s.lower_name() == name) {
+            return Some(s);
+        }
+        Some(match name.as_str() {
+            "established" => TcpState::Established,
+            "syn-rcv" => TcpState::SynRecv,
+            "listening" => TcpState::Listen,
+            "closed" | "unconnected" => TcpState::Close,
+            _ => return None,
+        })
+    }
+
     /// The lower-case spelling filters and alert metrics use.
     pub fn lower_name(self) -> &'static str {
         k::LOWER_NAMES[usize::from(self.kernel_number())]

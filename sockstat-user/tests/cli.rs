@@ -57,6 +57,22 @@ fn help_and_version_succeed() {
     let out = sockstat(&["trace", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--ring-kb"));
+    // `help [COMMAND]`, as git and cargo have it.
+    let out = sockstat(&["help", "trace"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--ring-kb"));
+    let out = sockstat(&["help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trace"));
+}
+
+#[test]
+fn verbose_goes_before_or_after_the_command_and_listing_options_do_not_mix_with_one() {
+    // -v before the command is the global flag, not a filter word.
+    let out = sockstat(&["-v", "lab", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("handshake"));
+    assert_one_line_error(&sockstat(&["-t", "lab", "list"]), "without a command");
 }
 
 #[test]
@@ -283,4 +299,64 @@ fn too_little_memory_is_one_line() {
     }
     assert!(!String::from_utf8_lossy(&out.stderr).contains("backtrace"));
     drop(listeners);
+}
+
+#[test]
+fn continuous_listing_prints_stamped_listings_every_interval() {
+    use std::io::BufRead as _;
+    // A filter the kernel applies keeps each listing short while other tests hold many
+    // sockets.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockstat"))
+        .args(["-tln", "-c", "--interval", "1", "sport", "=", ":1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sockstat -c");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send((std::time::Instant::now(), line)).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stamps = Vec::new();
+    let mut lines = Vec::new();
+    while stamps.len() < 3 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok((at, line)) = rx.recv_timeout(left) else {
+            break;
+        };
+        if line.starts_with("--- ") {
+            stamps.push(at);
+        }
+        lines.push(line);
+    }
+    child.kill().expect("stop sockstat -c");
+    let _ = child.wait();
+    let text = lines.join("\n");
+    assert!(
+        stamps.len() >= 3,
+        "{} stamped listings in 10 s:\n{text}",
+        stamps.len()
+    );
+    // Each stamp heads a listing, and they come an interval apart.
+    assert!(
+        lines.iter().filter(|l| l.starts_with("State")).count() >= 2,
+        "{text}"
+    );
+    let gap = stamps[2].duration_since(stamps[1]);
+    assert!(
+        gap >= std::time::Duration::from_millis(800),
+        "listings {gap:?} apart with --interval 1:\n{text}"
+    );
+    // Not a terminal: no escape codes.
+    assert!(!text.contains('\x1b'));
+    // --interval belongs to -c.
+    assert_one_line_error(&sockstat(&["-tan", "--interval", "1"]), "--continuous");
 }

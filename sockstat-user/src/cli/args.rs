@@ -7,10 +7,12 @@ use crate::ebpf::{Family, HookChoice, RING_KIB};
 #[command(
     name = "sockstat",
     disable_version_flag = true,
+    // ss takes a flag twice (`ss -tan state listening -n`): so does sockstat.
+    args_override_self = true,
     about = "The live state of every socket: ss/netstat compatible listings, and every TCP state transition traced in the kernel",
-    override_usage = "sockstat [OPTIONS] [FILTER]...\n       sockstat <COMMAND> [ARGS]",
-    disable_help_subcommand = true,
-    args_conflicts_with_subcommands = true
+    override_usage = "sockstat [OPTIONS] [FILTER]...\n       sockstat <COMMAND> [ARGS]\n       sockstat help [COMMAND]"
+    // Not `args_conflicts_with_subcommands`: it would also refuse the global `-v` before a
+    // command (`sockstat -v trace`); `cli::run` refuses listing options given with one.
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -98,12 +100,16 @@ pub struct ListArgs {
     /// JSON output: one array of objects (with -s: the summary object).
     #[arg(long)]
     pub json: bool,
-    /// Filter expression, in ss's filter language.
-    #[arg(
-        value_name = "FILTER",
-        trailing_var_arg = true,
-        allow_hyphen_values = false
-    )]
+    /// Print the listing again every interval, each under a line with the time, as
+    /// `netstat -c` and `watch ss` do (on a terminal, redrawn in place). Ctrl-C stops.
+    #[arg(short = 'c', long)]
+    pub continuous: bool,
+    /// With -c: seconds between listings (default 1).
+    #[arg(long, value_name = "SECS", requires = "continuous", value_parser = sample_seconds)]
+    pub interval: Option<f64>,
+    /// Filter expression, in ss's filter language. Options may come before or after it,
+    /// as with ss (`sockstat -tan dst 10.0.0.0/8 -p`).
+    #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
 }
 
@@ -234,6 +240,22 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
+impl Command {
+    /// The name it is called by.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Trace(_) => "trace",
+            Command::Top(_) => "top",
+            Command::Lab(_) => "lab",
+            Command::Stats(_) => "stats",
+            Command::Ifaces(_) => "ifaces",
+            Command::Routes(_) => "routes",
+            Command::Report(_) => "report",
+            Command::Serve(_) => "serve",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// NDJSON output: one JSON object per transition.
@@ -273,8 +295,8 @@ pub struct TraceArgs {
     /// Seconds between reconciles with sock_diag (TIME-WAIT expiry, repairs); 0: never.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = reconcile_seconds)]
     pub reconcile: u64,
-    /// Filter expression, in ss's filter language (e.g. 'dport = :443').
-    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    /// Filter expression, in ss's filter language (e.g. 'dport = :443'); options may follow it.
+    #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
 }
 
@@ -303,8 +325,9 @@ pub struct TopArgs {
     pub ip: FamilyArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
-    /// Filter expression, in ss's filter language (editable on screen with `f`).
-    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    /// Filter expression, in ss's filter language (editable on screen with `f`); options may
+    /// follow it.
+    #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
 }
 

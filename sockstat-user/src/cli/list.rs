@@ -224,6 +224,37 @@ fn select(args: &ListArgs, filter: &Filter) -> Result<Selection, UsageError> {
 }
 
 pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    if args.continuous {
+        return continuous(args);
+    }
+    run_once(args)
+}
+
+/// `-c`: the listing again every interval under a stamped line, until interrupted or the
+/// reader leaves. On a terminal the screen is cleared first, so it redraws in place.
+fn continuous(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let every = std::time::Duration::from_secs_f64(args.interval.unwrap_or(1.0));
+    let redraw = io::stdout().is_terminal();
+    loop {
+        let started = std::time::Instant::now();
+        {
+            let mut out = io::stdout().lock();
+            if redraw {
+                // Home, then clear the screen.
+                out.write_all(b"\x1b[H\x1b[2J")?;
+            }
+            crate::render::list::write_stamp(&mut out, chrono::Local::now(), every)?;
+            out.flush()?;
+        }
+        let code = run_once(args)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+}
+
+fn run_once(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let ctx = ParseContext {
         tcp: args.tcp || (!args.udp && !args.raw),
         udp: args.udp || (!args.tcp && !args.raw),

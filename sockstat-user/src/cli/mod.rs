@@ -22,6 +22,16 @@ pub struct UsageError(pub String);
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     crate::logger::init(cli.verbose);
+    if let Some(command) = &cli.command
+        && cli.list != args::ListArgs::default()
+    {
+        return Err(UsageError(format!(
+            "the listing's options and filter go without a command; put {}'s options after its name (sockstat help {})",
+            command.name(),
+            command.name()
+        ))
+        .into());
+    }
     // The agents hold dozens of descriptors; running short is said up front, exit 2.
     if matches!(
         cli.command,

@@ -27,28 +27,19 @@ pub const CONNECTED_DEFAULT: u32 = ALL & !(LISTEN | CLOSE | TIME_WAIT | SYN_RECV
 const _: () = assert!(bit(TcpState::Established) == ESTABLISHED);
 const _: () = assert!(bit(TcpState::Closing) == CLOSING);
 
-/// The mask for a name after `state`/`exclude` (case-insensitive): a state's own name
-/// (the shared table) or one of ss's aliases and groups.
+/// The mask for a name after `state`/`exclude` (case-insensitive): one state by any of its
+/// names (`TcpState::from_name`), or one of ss's groups.
 pub fn mask(name: &str) -> Option<u32> {
-    let name = name.to_ascii_lowercase();
-    let own = TcpState::ALL
-        .into_iter()
-        .filter(|s| bit(*s) & ALL != 0)
-        .find(|s| s.lower_name() == name);
-    if let Some(s) = own {
+    if let Some(s) = TcpState::from_name(name).filter(|s| bit(*s) & ALL != 0) {
         return Some(bit(s));
     }
-    Some(match name.as_str() {
-        "closed" | "unconnected" => CLOSE,
-        "syn-rcv" => SYN_RECV,
-        "established" => ESTABLISHED,
+    Some(match name.to_ascii_lowercase().as_str() {
         "all" => ALL,
         "connected" => ALL & !(CLOSE | LISTEN),
         "synchronized" => ALL & !(CLOSE | LISTEN | SYN_SENT),
         "bucket" => SYN_RECV | TIME_WAIT,
         "big" => ALL & !(SYN_RECV | TIME_WAIT),
         "unknown" => 1,
-        "listening" => LISTEN,
         _ => return None,
     })
 }

@@ -64,6 +64,20 @@ fn columns() -> Vec<Column> {
     ]
 }
 
+/// `-c`: the line above each listing, with the time it was taken.
+pub fn write_stamp(
+    out: &mut impl std::io::Write,
+    now: chrono::DateTime<chrono::Local>,
+    every: std::time::Duration,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "--- {} (every {} s; Ctrl-C stops) ---",
+        now.format("%Y-%m-%d %H:%M:%S"),
+        every.as_secs_f64()
+    )
+}
+
 /// An empty ss table with the columns `style` shows.
 pub fn new_table(style: &ListStyle) -> Table {
     let mut cols = columns();
@@ -233,6 +247,11 @@ fn endpoint(
 }
 
 fn port(cell: &mut String, netid: Netid, port: u16, style: &ListStyle, services: &Services) {
+    // No port (a raw socket's peer included) is "*", as in ss.
+    if port == 0 {
+        cell.push('*');
+        return;
+    }
     if netid == Netid::Raw {
         // The "port" of a raw socket is its IP protocol.
         if style.numeric {
@@ -240,10 +259,6 @@ fn port(cell: &mut String, netid: Netid, port: u16, style: &ListStyle, services:
         } else {
             cell.push_str(&ip_protocol_name(port));
         }
-        return;
-    }
-    if port == 0 {
-        cell.push('*');
         return;
     }
     if !style.numeric {
@@ -720,6 +735,24 @@ ESTAB  0      0              [::1]:40000        [::1]:8080 timer:(keepalive,119m
 UNCONN 0      0                  *:53               *:*    ino:0 sk:0 v6only:0
 ";
         assert_eq!(render(&sample(), &s, Some(&owners)), expected);
+    }
+
+    #[test]
+    fn raw_sockets_show_their_protocol_and_a_portless_peer_as_star() {
+        let icmp = SocketRecord::inet(
+            Netid::Raw,
+            7,
+            "0.0.0.0:1".parse().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+        );
+        let names = ListStyle {
+            numeric: false,
+            ..style()
+        };
+        let out = render(&[icmp], &names, None);
+        let row = out.lines().nth(1).unwrap();
+        assert!(row.contains("0.0.0.0:icmp"), "{row}");
+        assert!(row.trim_end().ends_with("0.0.0.0:*"), "{row}");
     }
 
     /// Records with every JSON section filled in, for the byte-exact golden below.

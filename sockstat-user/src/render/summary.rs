@@ -1,4 +1,5 @@
-//! `-s`: ss's summary block, byte for byte (tabs and trailing spaces included), or JSON.
+//! `-s`: ss's summary block (its tabs and column widths, without the trailing spaces at the
+//! ends of lines, as iproute2 7.x), or JSON.
 use std::io::{self, Write};
 
 use crate::stats::sockstat::SocketSummary;
@@ -27,7 +28,7 @@ pub fn write_text(out: &mut impl Write, s: &SocketSummary) -> io::Result<()> {
         ("FRAG", s.frag4, s.frag6),
     ];
     for (name, v4, v6) in rows {
-        writeln!(out, "{name}\t  {:<9} {:<9} {:<9}", v4 + v6, v4, v6)?;
+        writeln!(out, "{name}\t  {:<9} {:<9} {v6}", v4 + v6, v4)?;
     }
     writeln!(out)
 }
@@ -82,7 +83,7 @@ mod tests {
         };
         let mut out = Vec::new();
         write_text(&mut out, &s).unwrap();
-        let expected = "Total: 49\nTCP:   27 (estab 11, closed 8, orphaned 0, timewait 8)\n\nTransport Total     IP        IPv6\nRAW\t  3         2         1        \nUDP\t  5         3         2        \nTCP\t  19        14        5        \nINET\t  27        19        8        \nFRAG\t  0         0         0        \n\n";
+        let expected = "Total: 49\nTCP:   27 (estab 11, closed 8, orphaned 0, timewait 8)\n\nTransport Total     IP        IPv6\nRAW\t  3         2         1\nUDP\t  5         3         2\nTCP\t  19        14        5\nINET\t  27        19        8\nFRAG\t  0         0         0\n\n";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 }

@@ -213,17 +213,47 @@ impl Table {
                 line.resize(line.len() + width - printed, b' ');
             }
             if col == last_col {
-                // No trailing padding at the end of a line (iproute2 7.x behaviour).
-                while line.last() == Some(&b' ') {
-                    line.pop();
+                // No trailing padding at the end of a line (iproute2 7.x behaviour), nor
+                // before the line breaks inside the last cell (-m, -i, -e details).
+                if cell.contains(&b'\n') {
+                    line.push(b'\n');
+                    trim_before_newlines(&mut line);
+                } else {
+                    while line.last() == Some(&b' ') {
+                        line.pop();
+                    }
+                    line.push(b'\n');
                 }
-                line.push(b'\n');
                 out.write_all(&line)?;
                 line.clear();
             }
         }
         Ok(())
     }
+}
+
+/// Drops the spaces that end each line of `text`.
+fn trim_before_newlines(text: &mut Vec<u8>) {
+    let mut kept = 0;
+    let mut spaces = 0;
+    for i in 0..text.len() {
+        let b = text[i];
+        if b == b' ' {
+            spaces += 1;
+            continue;
+        }
+        if b != b'\n' {
+            // Spaces inside a line stay.
+            for _ in 0..spaces {
+                text[kept] = b' ';
+                kept += 1;
+            }
+        }
+        spaces = 0;
+        text[kept] = b;
+        kept += 1;
+    }
+    text.truncate(kept);
 }
 
 /// ss's terminal layout: columns are grouped into screen lines and each group's spare space
@@ -328,5 +358,12 @@ mod tests {
         spread(&mut w, 40);
         // 7 spare columns over 4: one each, the remaining 3 to the rightmost columns.
         assert_eq!(w, vec![6, 0, 17, 7, 10]);
+    }
+
+    #[test]
+    fn no_line_ends_in_spaces_even_inside_the_last_cell() {
+        let mut text = b"a  b   \n\t skmem:(r0)  \n".to_vec();
+        trim_before_newlines(&mut text);
+        assert_eq!(text, b"a  b\n\t skmem:(r0)\n");
     }
 }
