@@ -364,6 +364,9 @@ fn unix_path_globs() {
     let f = fixture();
     let glob = format!("unix:{}/*", f.dir.display());
     same(&["-xa", "src", &glob], 3);
+    // With only unix sockets listed, a path needs no `unix:` prefix (ss's preferred family).
+    let bare = format!("{}/*", f.dir.display());
+    same(&["-xa", "src", &bare], 3);
     same(&["-xa", "state", "listening"], 2);
 }
 

@@ -134,6 +134,16 @@ impl FamilyArgs {
         }
     }
 
+    /// How trace's and top's TCP-only filters are parsed under these options.
+    pub fn tcp_filter_context(self) -> crate::filter::ParseContext {
+        crate::filter::ParseContext {
+            tcp: true,
+            only_v4: self.only() == Some(Family::Inet),
+            only_v6: self.only() == Some(Family::Inet6),
+            ..crate::filter::ParseContext::default()
+        }
+    }
+
     pub fn v4(self) -> bool {
         self.only() != Some(Family::Inet6)
     }

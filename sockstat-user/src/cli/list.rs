@@ -223,6 +223,20 @@ fn select(args: &ListArgs, filter: &Filter) -> Result<Selection, UsageError> {
     })
 }
 
+/// Unix sockets alone are asked for (`-x`, `-f unix`), which makes unix the family of
+/// `src`/`dst` values, as ss's preferred family does.
+fn only_unix(args: &ListArgs) -> bool {
+    let families: Vec<&str> = args.family.iter().flat_map(|f| f.split(',')).collect();
+    let other = args.tcp
+        || args.udp
+        || args.raw
+        || args.packet
+        || args.ip.ipv4
+        || args.ip.ipv6
+        || families.iter().any(|f| !matches!(*f, "unix" | "local"));
+    (args.unix || !families.is_empty()) && !other
+}
+
 pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.continuous {
         return continuous(args);
@@ -260,6 +274,7 @@ fn run_once(args: &ListArgs) -> anyhow::Result<ExitCode> {
         udp: args.udp || (!args.tcp && !args.raw),
         only_v4: args.ip.only() == Some(crate::ebpf::Family::Inet),
         only_v6: args.ip.only() == Some(crate::ebpf::Family::Inet6),
+        only_unix: only_unix(args),
     };
     let filter = Filter::parse(&args.filter, &ctx).map_err(|e| UsageError(e.to_string()))?;
     let sel = select(args, &filter)?;
@@ -700,8 +715,8 @@ mod tests {
         let ctx = ParseContext {
             tcp: true,
             udp: true,
-            only_v4: false,
-            only_v6: false,
+            only_unix: only_unix(&args),
+            ..ParseContext::default()
         };
         let filter = Filter::parse(&args.filter, &ctx).map_err(|e| UsageError(e.to_string()))?;
         select(&args, &filter)
@@ -790,6 +805,14 @@ mod tests {
             plan("-A tcp,udp,!udp").unwrap().tables,
             Tables { tcp: true, ..NONE }
         );
+    }
+
+    #[test]
+    fn only_unix_listings_take_bare_paths() {
+        assert_eq!(plan("-xa src /run/*").unwrap().tables, UNIX);
+        assert_eq!(plan("-f unix src /run/*").unwrap().tables, UNIX);
+        // With other families listed too, a path needs its unix: prefix.
+        assert!(plan("-xt src /run/*").is_err());
     }
 
     #[test]

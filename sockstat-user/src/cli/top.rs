@@ -17,7 +17,7 @@ use super::{UsageError, args::TopArgs};
 use crate::{
     agent::{DumpScope, Feed, FeedOptions},
     alert::Alert,
-    filter::{Filter, ParseContext},
+    filter::Filter,
     live::{
         Transition, clock,
         dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
@@ -49,16 +49,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn parse_filter(text: &str, args: &TopArgs) -> Result<Filter, String> {
-    Filter::parse_str(
-        text,
-        &ParseContext {
-            tcp: true,
-            udp: false,
-            only_v4: args.ip.only() == Some(crate::ebpf::Family::Inet),
-            only_v6: args.ip.only() == Some(crate::ebpf::Family::Inet6),
-        },
-    )
-    .map_err(|e| e.to_string())
+    Filter::parse_str(text, &args.ip.tcp_filter_context()).map_err(|e| e.to_string())
 }
 
 fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {

@@ -17,7 +17,7 @@ use crate::{
         pipeline::{Pipeline, PipelineOptions, Wake},
     },
     ebpf::privilege,
-    filter::{Filter, ParseContext},
+    filter::Filter,
     live::{Output, Owner, clock},
     render::trace::{TraceEnd, TraceFormat, TracePrinter},
     tcp::ReportedState,
@@ -28,16 +28,8 @@ use crate::{
 const POLL: Duration = Duration::from_millis(50);
 
 pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
-    let filter = Filter::parse(
-        &args.filter,
-        &ParseContext {
-            tcp: true,
-            udp: false,
-            only_v4: args.ip.only() == Some(crate::ebpf::Family::Inet),
-            only_v6: args.ip.only() == Some(crate::ebpf::Family::Inet6),
-        },
-    )
-    .map_err(|e| UsageError(e.to_string()))?;
+    let filter = Filter::parse(&args.filter, &args.ip.tcp_filter_context())
+        .map_err(|e| UsageError(e.to_string()))?;
     let netns = check_selectors(args)?;
     if !privilege::can_trace() {
         return Err(UsageError(

@@ -27,6 +27,9 @@ pub struct ParseContext {
     /// `-4` / `-6`: addresses of the other family are rejected.
     pub only_v4: bool,
     pub only_v6: bool,
+    /// Only unix sockets are listed (`-x`, `-f unix`): `src`/`dst` values are socket paths
+    /// without the `unix:` prefix, as ss's preferred family makes them.
+    pub only_unix: bool,
 }
 
 /// Where a `unix:` / `link:` / `inet:` / `inet6:` prefix restricts the listing to.
@@ -360,7 +363,7 @@ impl Parser {
                 };
             }
         }
-        if self.family == Some(FamilyRestriction::Unix) {
+        if self.family == Some(FamilyRestriction::Unix) || self.ctx.only_unix {
             return Ok(HostCond::Unix(text.to_string()));
         }
         let v6 = if self.ctx.only_v4 {
@@ -755,5 +758,26 @@ mod tests {
                 .message
                 .contains("does not match -4/-6")
         );
+    }
+
+    #[test]
+    fn paths_are_unix_addresses_when_only_unix_sockets_are_listed() {
+        let unix = ParseContext {
+            only_unix: true,
+            ..ParseContext::default()
+        };
+        let f = Filter::parse_str("src /run/*", &unix).unwrap();
+        assert!(
+            matches!(
+                f.expr,
+                Some(Expr::Cond(Cond::Host {
+                    host: HostCond::Unix(ref g),
+                    ..
+                })) if g == "/run/*"
+            ),
+            "{:?}",
+            f.expr
+        );
+        assert!(Filter::parse_str("src /run/*", &ParseContext::default()).is_err());
     }
 }
