@@ -360,3 +360,30 @@ fn continuous_listing_prints_stamped_listings_every_interval() {
     // --interval belongs to -c.
     assert_one_line_error(&sockstat(&["-tan", "--interval", "1"]), "--continuous");
 }
+
+#[test]
+fn stats_lines_carry_the_kernel_names_and_hide_extended_zeros() {
+    let text = |args: &[&str]| {
+        let out = sockstat(args);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let all = text(&["stats", "--zeros"]);
+    assert!(all.contains("[TCPSynRetrans]"), "{all}");
+    let usual = text(&["stats"]);
+    let mut group = "";
+    for line in usual.lines() {
+        if let Some(g) = line.strip_suffix(':') {
+            group = g;
+            continue;
+        }
+        assert!(line.ends_with(']'), "no kernel name: {line}");
+        if group.ends_with("Ext") {
+            assert!(
+                !line.trim_start().starts_with("0 "),
+                "a zero in {group}: {line}"
+            );
+        }
+    }
+    assert!(usual.lines().count() < all.lines().count());
+}

@@ -385,6 +385,10 @@ pub struct RepeatArgs {
 pub struct StatsArgs {
     #[command(flatten)]
     pub repeat: RepeatArgs,
+    /// Also the zero counters of the extended groups (TcpExt, IpExt, ...), which netstat -s
+    /// leaves out.
+    #[arg(long)]
+    pub zeros: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<ExitCode> {
             crate::render::json_line(out, &to_json(now, before))
         } else {
             match before {
-                None => write_text(out, now),
+                None => write_text(out, now, args.zeros),
                 Some((before, secs)) => write_deltas(out, before, now, secs),
             }
         }

@@ -6,19 +6,23 @@ use serde_json::{Map, Value};
 
 use crate::stats::snmp::{self, Counters};
 
-/// Ext groups hold hundreds of mostly-zero counters; like netstat, zeros are left out there.
-fn shown(group: &str, value: i64) -> bool {
-    value != 0 || !group.ends_with("Ext")
+/// Ext groups hold hundreds of mostly-zero counters; like netstat, zeros are left out there
+/// unless `zeros` asks for them.
+fn shown(group: &str, value: i64, zeros: bool) -> bool {
+    zeros || value != 0 || !group.ends_with("Ext")
 }
 
-pub fn write_text(out: &mut dyn Write, c: &Counters) -> io::Result<()> {
+/// netstat -s's lines, each ending with the kernel's own name for the counter in brackets,
+/// so `grep TCPSynRetrans` finds it as in /proc/net/netstat.
+pub fn write_text(out: &mut dyn Write, c: &Counters, zeros: bool) -> io::Result<()> {
     for (group, counters) in &c.groups {
         writeln!(out, "{group}:")?;
-        for (name, value) in counters.iter().filter(|(_, v)| shown(group, *v)) {
+        for (name, value) in counters.iter().filter(|(_, v)| shown(group, *v, zeros)) {
+            let what = snmp::describe(group, name);
             if snmp::is_gauge(group, name) {
-                writeln!(out, "    {}: {value}", snmp::describe(group, name))?;
+                writeln!(out, "    {what}: {value} [{name}]")?;
             } else {
-                writeln!(out, "    {value} {}", snmp::describe(group, name))?;
+                writeln!(out, "    {value} {what} [{name}]")?;
             }
         }
     }
@@ -47,7 +51,11 @@ pub fn write_deltas(
         writeln!(out, "{group}:")?;
         for (name, d) in changed {
             let rate = d as f64 / secs as f64;
-            writeln!(out, "    {rate:.1}/s {}", snmp::describe(group, name))?;
+            writeln!(
+                out,
+                "    {rate:.1}/s {} [{name}]",
+                snmp::describe(group, name)
+            )?;
         }
     }
     Ok(())
