@@ -46,6 +46,20 @@ pub fn fail(msg: impl Into<String>) -> libtest_mimic::Failed {
     msg.into().into()
 }
 
+/// A child between fork and exec holds copies of all of the test process's sockets: one the
+/// test closes meanwhile is closed for good at that exec, by the child, and the trace rightly
+/// names the child. Spawns hold this shared (`spawning`); a test that checks who closed its
+/// sockets closes them holding it exclusively (`no_spawns`).
+static SPAWNS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn spawning() -> std::sync::RwLockReadGuard<'static, ()> {
+    SPAWNS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn no_spawns() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SPAWNS.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `program` run by `setpriv` as the unprivileged user nobody.
 pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new("setpriv");
@@ -169,12 +183,14 @@ impl Tracer {
     }
 
     fn spawn(mut cmd: Command) -> Result<Self, String> {
+        let forking = spawning();
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", sockstat_bin().display()))?;
+        drop(forking);
         let out = child.stdout.take().ok_or("no stdout")?;
         let (line_tx, lines) = mpsc::channel();
         let stdout = thread::spawn(move || {
@@ -425,6 +441,7 @@ impl NamedNetns {
 
 impl Drop for NamedNetns {
     fn drop(&mut self) {
+        let _forking = spawning();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
@@ -433,10 +450,12 @@ impl Drop for NamedNetns {
 
 /// Runs a command; its stdout, or one line saying what failed.
 pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let forking = spawning();
     let out = Command::new(cmd)
         .args(args)
         .output()
         .map_err(|e| format!("{cmd}: {e}"))?;
+    drop(forking);
     if !out.status.success() {
         return Err(format!(
             "{cmd} {}: {}",

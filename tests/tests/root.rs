@@ -92,13 +92,20 @@ fn lifecycle(ip: IpAddr, hook: &str) -> TestResult {
         tcp_state(client.as_raw_fd()) == Some(TCP_FIN_WAIT2)
     })?;
     // Server closes: LAST-ACK, then CLOSE when the client's ACK arrives; the client goes to
-    // TIME-WAIT, which the tracepoint reports as FIN-WAIT-2 -> CLOSE.
-    drop(server);
+    // TIME-WAIT, which the tracepoint reports as FIN-WAIT-2 -> CLOSE. Closed with no other
+    // test's child holding copies of the sockets, so the close is this process's.
+    {
+        let _alone = sockstat_tests::no_spawns();
+        drop(server);
+    }
     wait_until("client leaves FIN-WAIT-2", || {
         tcp_state(client.as_raw_fd()) != Some(TCP_FIN_WAIT2)
     })?;
-    drop(client);
-    drop(listener);
+    {
+        let _alone = sockstat_tests::no_spawns();
+        drop(client);
+        drop(listener);
+    }
 
     let events = tracer.stop_json()?;
     let me = std::process::id();
@@ -332,9 +339,11 @@ fn pid_filter() -> TestResult {
 
 /// A ring size the kernel cannot take is refused in one line, before anything is loaded.
 fn bad_ring_size() -> TestResult {
+    let forking = sockstat_tests::spawning();
     let out = std::process::Command::new(sockstat_tests::sockstat_bin())
         .args(["trace", "--ring-kb", "1"])
         .output()?;
+    drop(forking);
     let stderr = String::from_utf8_lossy(&out.stderr);
     check_eq("exit code", out.status.code(), Some(2))?;
     check_eq("stdout", out.stdout.len(), 0)?;
@@ -354,10 +363,12 @@ fn accepted_owner() -> TestResult {
     let script = format!(
         "import socket,sys,os\nl=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(('127.0.0.1',{port})); l.listen()\nprint(os.getpid(), flush=True)\ns,_=l.accept()\nwhile s.recv(4096): pass\ns.close(); l.close()\n"
     );
+    let forking = sockstat_tests::spawning();
     let mut server = std::process::Command::new("python3")
         .args(["-c", &script])
         .stdout(std::process::Stdio::piped())
         .spawn()?;
+    drop(forking);
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(server.stdout.take().ok_or("no stdout")?),
@@ -663,6 +674,7 @@ fn owners_without_bpf() -> TestResult {
     let copy = NobodyBinary::new("owners").map_err(fail)?;
     let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).map_err(fail)?;
     let listen = format!("127.0.0.1:{port}");
+    let forking = sockstat_tests::spawning();
     let mut serve = copy
         .command()
         .args(["serve", "--poll", "--listen", &listen])
@@ -670,8 +682,10 @@ fn owners_without_bpf() -> TestResult {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| fail(format!("setpriv: {e}")))?;
+    drop(forking);
     let filter = format!("sport = :{port}");
     let users_of = |mut cmd: std::process::Command| -> Result<Vec<String>, Failed> {
+        let _forking = sockstat_tests::spawning();
         let out = cmd
             .args(["-tlnp", &filter])
             .output()
