@@ -66,6 +66,11 @@ pub mod kind {
     pub const TW_FIN: u8 = 10;
     /// `skb:kfree_skb` of an RST that killed the timewait socket just cancelled on this CPU.
     pub const TW_RESET: u8 = 11;
+    /// `skb:kfree_skb` with the drop reason `NO_SOCKET` of a TCP segment other than an RST:
+    /// nothing listens on its port, and the kernel answered it with an RST (a closed port,
+    /// what a port scan hits). Addresses are the segment's, seen from this host (local =
+    /// its destination); cookie 0. Kernels fire `tcp_send_reset` for these only from 6.10.
+    pub const RESET_NO_SOCKET: u8 = 12;
 }
 
 /// Where [`StateEvent::owner_tgid`] came from.
@@ -419,7 +424,9 @@ pub struct ProbeConfig {
     pub emit_events: u8,
     pub _pad0: u8,
     pub own_netns: u32,
-    pub _pad1: [u8; 4],
+    /// `SKB_DROP_REASON_NO_SOCKET` in the running kernel's `enum skb_drop_reason` (from
+    /// BTF; its number differs between kernels). 0: unknown, closed-port resets unseen.
+    pub drop_no_socket: u32,
     /// Address of `tw_timer_handler` (from /proc/kallsyms): the timer callback that marks a
     /// timer as a timewait socket's. 0: the timewait hooks stay idle.
     pub tw_timer_fn: u64,
@@ -438,7 +445,7 @@ impl ProbeConfig {
         emit_events: 1,
         _pad0: 0,
         own_netns: 0,
-        _pad1: [0; 4],
+        drop_no_socket: 0,
         tw_timer_fn: 0,
     };
 }
@@ -463,8 +470,10 @@ pub mod counter {
     pub const TW_REUSED: u32 = 8;
     pub const TW_RESET: u32 = 9;
     pub const TW_KILLED: u32 = 10;
+    /// Resets sent answering no socket (a closed port); also counted in `RESETS_SENT`.
+    pub const RESETS_NO_SOCKET: u32 = 11;
     /// Number of counters.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
 }
 
 /// Kernel TCP state numbers (`include/net/tcp_states.h`); the tracepoint passes these.

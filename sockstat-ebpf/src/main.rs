@@ -9,6 +9,8 @@
 #[macro_use]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod drops;
+#[cfg(target_arch = "bpf")]
 mod owners;
 #[cfg(target_arch = "bpf")]
 mod sock;

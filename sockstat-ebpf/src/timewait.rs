@@ -2,13 +2,12 @@
 //! created and on some re-arms, cancelled when one dies early, expiring at the end) and the
 //! freed skb of a FIN or RST that reached one.
 //!
-//! Hooks, all BTF tracepoints. Argument 0 is the timer or the skb on every kernel from 6.1
-//! on; the other arguments changed (timer_start lost two in 6.8, kfree_skb gained rx_sk in
-//! 6.11), so only argument 0 is read:
+//! Hooks, all BTF tracepoints. Argument 0 is the timer on every kernel from 6.1 on; the
+//! other arguments changed (timer_start lost two in 6.8), so only argument 0 is read:
 //! - `timer_start(struct timer_list *timer, ...)`
 //! - `timer_cancel(struct timer_list *timer)`
 //! - `timer_expire_entry(struct timer_list *timer, unsigned long baseclk)`
-//! - `kfree_skb(struct sk_buff *skb, ...)`
+//! - and `kfree_skb`, whose entry point is in drops.rs (`freed_segment` here).
 //!
 //! A timer is a timewait socket's when its callback is `tw_timer_handler` (address from
 //! /proc/kallsyms, `ProbeConfig::tw_timer_fn`); the socket contains the timer at
@@ -128,8 +127,8 @@ pub struct TwScratch {
 /// is one function call; this leaves room for an emulated machine).
 const CONNECT_WINDOW_NS: u64 = 100_000_000;
 
-const TCP_FIN: u8 = 0x01;
-const TCP_RST: u8 = 0x04;
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_RST: u8 = 0x04;
 
 #[inline(always)]
 fn scratch() -> Option<&'static mut TwScratch> {
@@ -215,7 +214,7 @@ unsafe fn socket_key(sk: *const u8, sock: &SockOffsets) -> Result<TwKey, i32> {
 
 /// Writes one timewait event to the ring.
 #[inline(always)]
-fn emit(key: &TwKey, cookie: u64, tw: u64, event_kind: u8, substate: u8, extra: u8) {
+pub fn emit(key: &TwKey, cookie: u64, tw: u64, event_kind: u8, substate: u8, extra: u8) {
     let _ = emit_event!(ev => {
         *ev = sockstat_common::StateEvent::zeroed();
         fill_task(ev);
@@ -430,19 +429,21 @@ unsafe fn try_timer_expire(timer: *const u8) -> Result<(), i32> {
     Ok(())
 }
 
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
-    // SAFETY: `try_kfree_skb` reads its argument only through bpf_probe_read_kernel.
-    on_first_arg(&ctx, "kfree_skb", |p| unsafe { try_kfree_skb(p) })
-}
-
-unsafe fn try_kfree_skb(skb: *const u8) -> Result<(), i32> {
+/// A freed segment (drops.rs hands over every `kfree_skb` not answered by a closed port's
+/// RST): the FIN that moved an orphan into TIME-WAIT, or the RST that killed a timewait
+/// socket.
+///
+/// # Safety
+/// `skb` is the tracepoint's `struct sk_buff *`; it is read only through
+/// bpf_probe_read_kernel.
+#[inline(always)]
+pub unsafe fn freed_segment(skb: *const u8) -> Result<(), i32> {
     let off = tw_offsets();
     if !active() || off.valid == 0 {
         return Ok(());
     }
     // SAFETY: probe reads only.
-    let Some((key, tcp_flags)) = (unsafe { packet_key(skb, &off)? }) else {
+    let Some((key, tcp_flags)) = (unsafe { packet_key(skb, &off, TCP_FIN | TCP_RST)? }) else {
         return Ok(());
     };
     let Some(scratch) = scratch() else {
@@ -485,9 +486,16 @@ unsafe fn try_kfree_skb(skb: *const u8) -> Result<(), i32> {
 }
 
 /// The freed packet's key from our side (its destination is the local end) and its TCP
-/// flags, when it is a TCP FIN or RST that arrived on a device.
+/// flags, when it is a TCP segment with one of the flags `any_of` that arrived on a device.
+///
+/// # Safety
+/// `skb` is a `struct sk_buff *`; it is read only through bpf_probe_read_kernel.
 #[inline(always)]
-unsafe fn packet_key(skb: *const u8, off: &TwOffsets) -> Result<Option<(TwKey, u8)>, i32> {
+pub unsafe fn packet_key(
+    skb: *const u8,
+    off: &TwOffsets,
+    any_of: u8,
+) -> Result<Option<(TwKey, u8)>, i32> {
     // SAFETY: every read goes through bpf_probe_read_kernel.
     unsafe {
         let head: u64 = read(skb, off.skb_head)?;
@@ -499,7 +507,7 @@ unsafe fn packet_key(skb: *const u8, off: &TwOffsets) -> Result<Option<(TwKey, u
         let ip = (head + u64::from(network)) as *const u8;
         let tcp = (head + u64::from(transport)) as *const u8;
         let tcp_flags: u8 = read(tcp, 13)?;
-        if tcp_flags & (TCP_FIN | TCP_RST) == 0 {
+        if tcp_flags & any_of == 0 {
             return Ok(None);
         }
         let mut key = TwKey::zeroed();

@@ -373,18 +373,31 @@ pub fn wait_until(what: &str, cond: impl Fn() -> bool) -> Result<(), String> {
 /// (the state-change hook is attached first). Loading takes from a fraction of a second on
 /// the host to several seconds in an emulated guest, so tests wait for it instead of sleeping.
 pub fn wait_attached(pid: u32) -> Result<(), String> {
-    let attached = || {
+    wait_links(pid, 1)
+}
+
+/// Every kernel program sockstat attaches on the kernels of the test matrix: the state
+/// change, five cause hooks, kfree_skb and three timer hooks.
+pub const ALL_HOOKS: usize = 10;
+
+/// Waits until process `pid` holds at least `n` BPF links (attached programs).
+pub fn wait_links(pid: u32, n: usize) -> Result<(), String> {
+    let links = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
             .filter_map(|e| std::fs::read_link(e.path()).ok())
-            .any(|target| target.to_string_lossy() == "anon_inode:bpf_link")
+            .filter(|target| target.to_string_lossy() == "anon_inode:bpf_link")
+            .count()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !attached() {
+    while links() < n {
         if Instant::now() > deadline {
-            return Err(format!("process {pid} attached no BPF program within 60 s"));
+            return Err(format!(
+                "process {pid} attached {} of {n} BPF programs within 60 s",
+                links()
+            ));
         }
         thread::sleep(Duration::from_millis(10));
     }

@@ -14,7 +14,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NamedNetns, TestResult, Tracer, fail, free_port, root_or_say_skipped, root_trial, sockstat_bin,
+    ALL_HOOKS, NamedNetns, TestResult, Tracer, fail, free_port, root_or_say_skipped, root_trial,
+    sockstat_bin, spawning, wait_links,
 };
 
 fn main() {
@@ -41,6 +42,11 @@ fn main() {
             "serve_and_trace_account_for_every_transition_under_churn",
             root,
             churn_accounting,
+        ),
+        root_trial(
+            "port_scan_counts_on_both_sides_in_top_and_serve",
+            root,
+            port_scan,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();
@@ -78,7 +84,8 @@ impl Server {
             netns: netns.map(|n| n.name.clone()),
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut server = server;
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if server
                 .curl(&["-o", "/dev/null", "-w", "%{http_code}", "/healthz"])
@@ -86,9 +93,29 @@ impl Server {
             {
                 return Ok(server);
             }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(fail(format!(
+                    "sockstat serve exited ({status}) before answering: {}",
+                    server.stderr()
+                )));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(fail("sockstat serve did not come up"))
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        Err(fail(format!(
+            "sockstat serve did not answer /healthz within 30 s; it said: {}",
+            server.stderr()
+        )))
+    }
+
+    /// Everything the (exited) server wrote to stderr, for a failure message.
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text.trim().to_string()
     }
 
     /// curl ARGS http://127.0.0.1:PORT{path}, from the server's namespace.
@@ -623,5 +650,189 @@ fn churn_accounting() -> TestResult {
     eprintln!(
         "churn accounting: {generated} transitions, {skipped} skipped by the kernel in trace, {missed} in serve"
     );
+    Ok(())
+}
+
+/// A scan of `SCANNED` closed ports of one namespace from another, over a veth pair. On the
+/// target, every SYN is answered by an RST from no socket; on the scanner, each connect is
+/// refused by an RST. `top --once --json` and serve's metrics in each namespace count exactly
+/// that, and name the ports.
+fn port_scan() -> TestResult {
+    const SCANNED: u16 = 12;
+    const FIRST: u16 = 4100;
+    let scanner = NamedNetns::new("scanner").map_err(fail)?;
+    let target = NamedNetns::new("target").map_err(fail)?;
+    let veth = format!("ss{}", std::process::id() % 100_000);
+    scanner
+        .ip(&[
+            "link",
+            "add",
+            &veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "sst0",
+            "netns",
+            &target.name,
+        ])
+        .map_err(fail)?;
+    scanner
+        .ip(&["addr", "add", "10.213.0.1/24", "dev", &veth])
+        .map_err(fail)?;
+    target
+        .ip(&["addr", "add", "10.213.0.2/24", "dev", "sst0"])
+        .map_err(fail)?;
+    scanner.ip(&["link", "set", &veth, "up"]).map_err(fail)?;
+    target.ip(&["link", "set", "sst0", "up"]).map_err(fail)?;
+
+    let serve_port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let serve_scanner = Server::start(Some(&scanner), serve_port, &[])?;
+    let serve_target = Server::start(Some(&target), serve_port, &[])?;
+    let top = |ns: &NamedNetns| -> Result<Child, Failed> {
+        let _spawn = spawning();
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(sockstat_bin())
+            .args(["top", "--once", "--json", "--interval", "8"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(e.to_string()))
+    };
+    let top_scanner = top(&scanner)?;
+    let top_target = top(&target)?;
+    for child in [&top_scanner, &top_target] {
+        wait_links(child.id(), ALL_HOOKS).map_err(fail)?;
+    }
+    // The baseline dump follows the last attach.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = (serve_scanner.scrape()?, serve_target.scrape()?);
+    let refused = scanner
+        .within(|| {
+            (FIRST..FIRST + SCANNED)
+                .filter(|port| {
+                    matches!(
+                        TcpStream::connect_timeout(
+                            &(Ipv4Addr::new(10, 213, 0, 2), *port).into(),
+                            Duration::from_secs(2),
+                        ),
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    )
+                })
+                .count()
+        })
+        .map_err(fail)?;
+    if refused != usize::from(SCANNED) {
+        return Err(fail(format!("{refused} of {SCANNED} connects refused")));
+    }
+    let n = f64::from(SCANNED);
+
+    // top: exact counts over its one interval, and the scanned ports named.
+    let report = |child: Child| -> Result<Value, Failed> {
+        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            fail(format!(
+                "top --once --json: {e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        })
+    };
+    let (top_scanner, top_target) = (report(top_scanner)?, report(top_target)?);
+    let counted = |snap: &Value, rate: &str| {
+        snap["rates"][rate].as_f64().unwrap_or(-1.0) * snap["interval_s"].as_f64().unwrap_or(0.0)
+    };
+    let ports = |snap: &Value| -> Vec<String> {
+        snap["closed_ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["port"].as_str().map(String::from))
+            .collect()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    for (side, snap, want) in [
+        (
+            "target",
+            &top_target,
+            [
+                ("resets_out", n),
+                ("closed_port_resets", n),
+                ("resets_in", 0.0),
+            ],
+        ),
+        (
+            "scanner",
+            &top_scanner,
+            [
+                ("resets_in", n),
+                ("refused", n),
+                ("closed_port_resets", 0.0),
+            ],
+        ),
+    ] {
+        for (rate, value) in want {
+            if !close(counted(snap, rate), value) {
+                return Err(fail(format!(
+                    "top in the {side}: {rate} counted {}, expected {value}\n{snap}",
+                    counted(snap, rate)
+                )));
+            }
+        }
+    }
+    let (here, there) = (ports(&top_target), ports(&top_scanner));
+    // Ten rows at most, each port hit once: the lowest ports sort first.
+    for port in FIRST..FIRST + 10 {
+        if !here.contains(&format!("*:{port}")) || !there.contains(&format!("10.213.0.2:{port}")) {
+            return Err(fail(format!(
+                "port {port} not named: target {here:?}, scanner {there:?}"
+            )));
+        }
+    }
+
+    // serve: the kernel's counters and the per-port family, in each namespace.
+    let want_target = [
+        ("sockstat_closed_port_resets_total".to_string(), n),
+        ("sockstat_resets_total{direction=\"out\"}".to_string(), n),
+        (
+            format!("sockstat_closed_port_resets_by_port_total{{port=\"{FIRST}\"}}"),
+            1.0,
+        ),
+    ];
+    let want_scanner = [
+        ("sockstat_resets_total{direction=\"in\"}".to_string(), n),
+        (
+            "sockstat_connect_errors_total{errno=\"ECONNREFUSED\"}".to_string(),
+            n,
+        ),
+        ("sockstat_closed_port_resets_total".to_string(), 0.0),
+    ];
+    for (side, server, before, want) in [
+        ("target", &serve_target, &before.1, &want_target),
+        ("scanner", &serve_scanner, &before.0, &want_scanner),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = server.scrape()?;
+            let wrong: Vec<String> = want
+                .iter()
+                .filter(|(series, value)| get(&now, series) - get(before, series) != *value)
+                .map(|(series, value)| {
+                    format!(
+                        "{series} moved {} (expected {value})",
+                        get(&now, series) - get(before, series)
+                    )
+                })
+                .collect();
+            if wrong.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!("serve in the {side}: {}", wrong.join("; "))));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     Ok(())
 }

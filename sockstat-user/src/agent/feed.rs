@@ -9,7 +9,7 @@ use crate::procs::netns::Skipped;
 use crate::{
     ebpf::{EdgeCount, KernelCounters, Probe, privilege},
     live::{
-        Output, TrackerStats, Transition,
+        Output, TrackerStats,
         dashboard::{DataSource, SockView},
     },
     tcp::ReportedState,
@@ -132,8 +132,8 @@ impl Feed {
         }
     }
 
-    /// Applies queued kernel events; `on` sees every transition the live table produced.
-    pub fn drain(&mut self, on: &mut impl FnMut(&Transition)) {
+    /// Applies queued kernel events; `on` sees everything the live table produced.
+    pub fn drain(&mut self, on: &mut impl FnMut(&Output)) {
         if let Feed::Ebpf(f) = self {
             f.pipeline.drain(&mut f.outputs);
             deliver(&mut f.outputs, on);
@@ -149,7 +149,7 @@ impl Feed {
     }
 
     /// Carries out a reconcile step; repairs and expiries go to `on`.
-    pub fn reconcile(&mut self, step: ReconcileStep, on: &mut impl FnMut(&Transition)) {
+    pub fn reconcile(&mut self, step: ReconcileStep, on: &mut impl FnMut(&Output)) {
         if let Feed::Ebpf(f) = self {
             f.pipeline.reconcile(step, &mut f.outputs);
             deliver(&mut f.outputs, on);
@@ -246,10 +246,8 @@ impl Feed {
     }
 }
 
-fn deliver(outputs: &mut Vec<Output>, on: &mut impl FnMut(&Transition)) {
+fn deliver(outputs: &mut Vec<Output>, on: &mut impl FnMut(&Output)) {
     for o in outputs.drain(..) {
-        if let Output::Transition(t) = o {
-            on(&t);
-        }
+        on(&o);
     }
 }

@@ -112,8 +112,8 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
     let mut drain = tokio::time::interval(DRAIN);
     let mut refresh = tokio::time::interval(interval);
     let observe = |shared: &Shared, feed: &mut Feed| {
-        if let Ok(m) = shared.metrics.lock() {
-            feed.drain(&mut |t| m.observe(t));
+        if let Ok(mut m) = shared.metrics.lock() {
+            feed.drain(&mut |o| m.observe(o));
         }
     };
     loop {
@@ -128,8 +128,8 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
                 shared.heartbeat.store(clock::monotonic_ns(), Ordering::Relaxed);
             }
             step = feed.reconcile_step() => {
-                if let Ok(m) = shared.metrics.lock() {
-                    feed.reconcile(step, &mut |t| m.observe(t));
+                if let Ok(mut m) = shared.metrics.lock() {
+                    feed.reconcile(step, &mut |o| m.observe(o));
                 }
             }
             _ = sigterm.recv() => break,

@@ -19,7 +19,7 @@ use crate::{
     alert::Alert,
     filter::Filter,
     live::{
-        Transition, clock,
+        Output, clock,
         dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
     },
     render::top::{self as screen, UiState},
@@ -68,11 +68,25 @@ fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
     }
 }
 
-/// A transition reaches the dashboard when it passes the filter as trace judges it.
-fn observe(t: &Transition, filter: &Filter, dash: &mut Dashboard) {
-    let states = [t.old.kernel_number(), t.new.kernel_number()];
-    if filter.matches_tcp_states(&states, t.local, t.remote) {
-        dash.observe(t);
+/// A transition reaches the dashboard when it passes the filter as trace judges it; a reset
+/// when its socket's state (CLOSE for a closed port: no socket) and addresses pass.
+fn observe(o: &Output, filter: &Filter, dash: &mut Dashboard) {
+    match o {
+        Output::Transition(t) => {
+            let states = [t.old.kernel_number(), t.new.kernel_number()];
+            if filter.matches_tcp_states(&states, t.local, t.remote) {
+                dash.observe(t);
+            }
+        }
+        Output::Reset(r) => {
+            let state = r
+                .state
+                .map_or(sockstat_common::tcp_state::CLOSE, |s| s.kernel_number());
+            if filter.matches_tcp(state, r.local, r.remote) {
+                dash.observe_reset(r);
+            }
+        }
+        Output::Lifetime(_) => {}
     }
 }
 
@@ -184,7 +198,7 @@ async fn top(
                         terminal.draw(|f| screen::draw(f, &snap, &ui))?;
                         continue;
                     };
-                    match handle_key(key, &mut ui, args) {
+                    match handle_key(key, &mut ui, args, &filter_text) {
                         Action::Quit => break,
                         Action::Pause => paused = !paused,
                         Action::Sort => sort = sort.next(),
@@ -225,7 +239,9 @@ enum Action {
     NewFilter(String, Filter),
 }
 
-fn handle_key(key: KeyEvent, ui: &mut UiState, args: &TopArgs) -> Action {
+/// One key press. The filter editor (`f`) starts from the filter in force; Ctrl-U clears
+/// the line and Ctrl-W deletes the word before the cursor, as in a shell.
+fn handle_key(key: KeyEvent, ui: &mut UiState, args: &TopArgs, current_filter: &str) -> Action {
     if key.kind != KeyEventKind::Press {
         return Action::None;
     }
@@ -233,8 +249,14 @@ fn handle_key(key: KeyEvent, ui: &mut UiState, args: &TopArgs) -> Action {
     if ctrl_c {
         return Action::Quit;
     }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     if let Some(text) = ui.editing.as_mut() {
         match key.code {
+            KeyCode::Char('u') if ctrl => text.clear(),
+            KeyCode::Char('w') if ctrl => {
+                let kept = text.trim_end().rfind(' ').map_or(0, |i| i + 1);
+                text.truncate(kept);
+            }
             KeyCode::Esc => {
                 ui.editing = None;
                 ui.filter_error = None;
@@ -271,7 +293,7 @@ fn handle_key(key: KeyEvent, ui: &mut UiState, args: &TopArgs) -> Action {
             Action::None
         }
         KeyCode::Char('f') => {
-            ui.editing = Some(String::new());
+            ui.editing = Some(current_filter.to_string());
             Action::None
         }
         KeyCode::Tab => {

@@ -78,6 +78,9 @@ pub enum EventKind {
     },
     ResetReceived,
     ResetSent,
+    /// The kernel answered a segment to a closed port (no socket) with an RST; `local` is
+    /// the closed port, `remote` whoever sent the segment. No socket, so no cookie.
+    ResetNoSocket,
     Retransmit,
     SynackRetransmit,
     ErrorReport {
@@ -204,6 +207,7 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         },
         kind::RESET_RECEIVED => EventKind::ResetReceived,
         kind::RESET_SENT => EventKind::ResetSent,
+        kind::RESET_NO_SOCKET => EventKind::ResetNoSocket,
         kind::RETRANSMIT => EventKind::Retransmit,
         kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit,
         kind::ERROR_REPORT => EventKind::ErrorReport { errno: raw.sk_err },

@@ -241,13 +241,14 @@ const TCP_EVENT_HOOKS: [(&str, &str); 5] = [
     ),
 ];
 
-/// The timewait hooks (sockstat-ebpf/src/timewait.rs): used all together or not at all.
-const TIMEWAIT_HOOKS: [&str; 4] = [
-    "timer_start",
-    "timer_cancel",
-    "timer_expire_entry",
-    "kfree_skb",
-];
+/// The timewait hooks (sockstat-ebpf/src/timewait.rs): used all together, and with
+/// `DROP_HOOK`, or not at all.
+const TIMEWAIT_HOOKS: [&str; 3] = ["timer_start", "timer_cancel", "timer_expire_entry"];
+
+/// `skb:kfree_skb` (sockstat-ebpf/src/drops.rs): segments to closed ports, which the kernel
+/// answers with an RST, and the FINs and RSTs that reach timewait sockets.
+const DROP_HOOK: &str = "kfree_skb";
+const DROP_CONSEQUENCE: &str = "resets answering closed ports (connects to them, port scans) are not counted; TIME-WAIT is inferred";
 const TIMEWAIT_CONSEQUENCE: &str = "TIME-WAIT is inferred from the peer's FIN and expired by sock_diag reconciles (marked synthesized); orphans in FIN-WAIT-2 move on at the next reconcile; overflows, reuses and resets of timewait sockets are not told apart";
 
 /// A cause hook that is not attached, and what that costs. The state machine itself is
@@ -307,8 +308,9 @@ fn attach_failure(e: &LoadError) -> String {
     }
 }
 
-/// Attaches the four timewait hooks, then switches them on (`TW_ACTIVE`): until all four
-/// run, a close could not be told apart from a timewait overflow. Returns why not.
+/// Attaches the timewait timer hooks (`kfree_skb` is already attached), then switches them
+/// on (`TW_ACTIVE`): until all run, a close could not be told apart from a timewait
+/// overflow. Returns why not.
 fn attach_timewait(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
     for tp in TIMEWAIT_HOOKS {
         attach_btf(ebpf, btf, tp, tp).map_err(|e| format!("{tp}: {}", attach_failure(&e)))?;
@@ -353,6 +355,8 @@ struct Resolved {
     aya_btf: Option<Btf>,
     /// Why the timewait hooks cannot be used, if they cannot.
     timewait_unusable: Option<String>,
+    /// Why closed-port resets cannot be seen in `kfree_skb`, if they cannot.
+    drops_unusable: Option<String>,
     /// tracefs, mounted for the classic tracepoint until it is attached.
     tracefs_mount: Option<tracefs::Mounted>,
 }
@@ -374,6 +378,7 @@ impl Resolved {
                 tracepoint: Some(offsets),
                 aya_btf: None,
                 timewait_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
+                drops_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
                 tracefs_mount: Some(tracefs_mount),
             });
         }
@@ -385,6 +390,14 @@ impl Resolved {
             .tw_offsets()
             .inspect_err(|e| timewait_unusable = Some(e.to_string()))
             .ok();
+        let drops_unusable = match (&timewait_unusable, no_socket_reason(&kernel_btf)) {
+            (Some(offsets), _) => Some(offsets.clone()),
+            (None, Err(e)) => Some(e.to_string()),
+            (None, Ok(reason)) => {
+                config.drop_no_socket = reason;
+                None
+            }
+        };
         if let Some(off) = &timewait {
             log::debug!("timewait offsets from BTF: {off:?}");
             match kallsyms::address_of("tw_timer_handler") {
@@ -401,9 +414,17 @@ impl Resolved {
             tracepoint: None,
             aya_btf,
             timewait_unusable,
+            drops_unusable,
             tracefs_mount: None,
         })
     }
+}
+
+/// `SKB_DROP_REASON_NO_SOCKET`'s number in this kernel.
+fn no_socket_reason(btf: &KernelBtf) -> Result<u32, super::offsets::OffsetError> {
+    let reason = btf.enum_value("skb_drop_reason", "SKB_DROP_REASON_NO_SOCKET")?;
+    log::debug!("drop reason NO_SOCKET is {reason} in this kernel");
+    Ok(reason)
 }
 
 /// What was attached, and what was not with why and at what cost.
@@ -442,6 +463,7 @@ fn attach_btf_hooks(
     ebpf: &mut Ebpf,
     aya_btf: Option<Btf>,
     mut timewait_unusable: Option<String>,
+    mut drops_unusable: Option<String>,
 ) -> Result<Hooks, LoadError> {
     let btf = match aya_btf {
         Some(b) => b,
@@ -466,6 +488,22 @@ fn attach_btf_hooks(
             }),
         }
     }
+    // One program serves both: attached when either can use it.
+    if (drops_unusable.is_none() || timewait_unusable.is_none())
+        && let Err(e) = attach_btf(ebpf, &btf, DROP_HOOK, DROP_HOOK)
+    {
+        let why = attach_failure(&e);
+        timewait_unusable.get_or_insert_with(|| format!("{DROP_HOOK}: {why}"));
+        drops_unusable.get_or_insert(why);
+    }
+    match drops_unusable {
+        None => hooks.attached.push(DROP_HOOK),
+        Some(why) => hooks.missing.push(MissingHook {
+            tracepoint: DROP_HOOK,
+            why,
+            consequence: DROP_CONSEQUENCE,
+        }),
+    }
     if timewait_unusable.is_none() {
         timewait_unusable = attach_timewait(ebpf, &btf).err();
     }
@@ -484,15 +522,21 @@ fn attach_classic_hook(ebpf: &mut Ebpf) -> Result<Hooks, LoadError> {
     prog.load().map_err(err)?;
     prog.attach(TP_CATEGORY, TP_NAME).map_err(err)?;
     let no_btf = "the classic tracepoint hook has no BTF";
+    let mut missing: Vec<MissingHook> = TCP_EVENT_HOOKS
+        .map(|(tracepoint, consequence)| MissingHook {
+            tracepoint,
+            why: no_btf.to_string(),
+            consequence,
+        })
+        .to_vec();
+    missing.push(MissingHook {
+        tracepoint: DROP_HOOK,
+        why: no_btf.to_string(),
+        consequence: DROP_CONSEQUENCE,
+    });
     let hooks = Hooks {
         attached: vec![TP_NAME],
-        missing: TCP_EVENT_HOOKS
-            .map(|(tracepoint, consequence)| MissingHook {
-                tracepoint,
-                why: no_btf.to_string(),
-                consequence,
-            })
-            .to_vec(),
+        missing,
         timewait: false,
     };
     Ok(hooks.with_timewait(Some(no_btf.to_string())))
@@ -549,11 +593,14 @@ impl Probe {
         let Resolved {
             aya_btf,
             timewait_unusable,
+            drops_unusable,
             tracefs_mount,
             ..
         } = resolved;
         let hooks = match hook {
-            HookChoice::TpBtf => attach_btf_hooks(&mut ebpf, aya_btf, timewait_unusable)?,
+            HookChoice::TpBtf => {
+                attach_btf_hooks(&mut ebpf, aya_btf, timewait_unusable, drops_unusable)?
+            }
             _ => attach_classic_hook(&mut ebpf)?,
         };
         let edges = per_cpu_counters(&mut ebpf, "EDGES")?;
@@ -659,6 +706,7 @@ impl Probe {
             read_errors: sum(counter::READ_ERRORS)?,
             resets_received: sum(counter::RESETS_RECEIVED)?,
             resets_sent: sum(counter::RESETS_SENT)?,
+            resets_no_socket: sum(counter::RESETS_NO_SOCKET)?,
             retransmits: sum(counter::RETRANSMITS)?,
             tw_created: sum(counter::TW_CREATED)?,
             tw_overflows: sum(counter::TW_OVERFLOWS)?,
@@ -710,7 +758,10 @@ pub struct KernelCounters {
     /// Hook invocations whose socket could not be read.
     pub read_errors: u64,
     pub resets_received: u64,
+    /// Resets sent, `resets_no_socket` included.
     pub resets_sent: u64,
+    /// Resets answering segments to closed ports (no socket).
+    pub resets_no_socket: u64,
     /// Segments retransmitted, SYN-ACKs included.
     pub retransmits: u64,
     /// Timewait sockets created, and closes that could not make one (TcpExt

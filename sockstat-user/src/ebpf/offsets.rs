@@ -171,6 +171,24 @@ impl KernelBtf {
         })
     }
 
+    /// The value of `member` in `enum name` (e.g. a drop reason: their numbers move between
+    /// kernels as reasons are added).
+    pub fn enum_value(&self, name: &str, member: &str) -> Result<u32, OffsetError> {
+        let missing = || OffsetError::NoField {
+            strukt: format!("enum {name}"),
+            field: member.to_string(),
+        };
+        let types = self.btf.resolve_types_by_name(name).unwrap_or_default();
+        let Some(Type::Enum(e)) = types.into_iter().find(|t| matches!(t, Type::Enum(_))) else {
+            return Err(OffsetError::NoStruct(format!("enum {name}")));
+        };
+        e.members
+            .iter()
+            .find(|m| self.btf.resolve_name(*m).is_ok_and(|n| n == member))
+            .map(|m| m.val())
+            .ok_or_else(missing)
+    }
+
     /// The type id of kernel function `name` (BTF_KIND_FUNC).
     pub fn func_id(&self, name: &str) -> Result<u32, OffsetError> {
         let ids = self.btf.resolve_ids_by_name(name).unwrap_or_default();
@@ -240,5 +258,26 @@ mod tests {
         assert!(tw.skc_state > sock.skc_family);
         assert!(tw.tw_timer > tw.tw_substate || tw.tw_substate > tw.skc_cookie);
         assert!(tw.skb_network_header != tw.skb_transport_header);
+    }
+
+    #[test]
+    fn resolves_drop_reasons_by_name() {
+        if !KernelBtf::available() {
+            eprintln!("SKIPPED: no {VMLINUX_BTF} on this kernel");
+            return;
+        }
+        let btf = KernelBtf::load().unwrap();
+        let no_socket = btf
+            .enum_value("skb_drop_reason", "SKB_DROP_REASON_NO_SOCKET")
+            .unwrap();
+        let not_specified = btf
+            .enum_value("skb_drop_reason", "SKB_DROP_REASON_NOT_SPECIFIED")
+            .unwrap();
+        // NO_SOCKET directly follows NOT_SPECIFIED in every kernel that has both.
+        assert_eq!(no_socket, not_specified + 1);
+        assert!(matches!(
+            btf.enum_value("skb_drop_reason", "SKB_DROP_REASON_NO_SUCH_THING"),
+            Err(OffsetError::NoField { .. })
+        ));
     }
 }

@@ -1,5 +1,6 @@
 //! The metric families and how they are fed. Label sets are bounded: states x namespaces,
-//! edges (16 x 16 at most), errno names, and at most `MAX_PORTS` listening ports.
+//! edges (16 x 16 at most), errno names, at most `MAX_PORTS` listening ports and at most
+//! `MAX_PORTS` closed ports.
 use std::collections::HashMap;
 
 use prometheus_client::{
@@ -15,7 +16,7 @@ use prometheus_client::{
 
 use crate::{
     agent::Feed,
-    live::{Cause, Transition},
+    live::{Cause, Output, Reset, Transition},
     tcp::{ReportedState, TcpState},
 };
 
@@ -83,6 +84,10 @@ pub struct Metrics {
     ebpf_up: Gauge,
     hook_attached: Family<Tracepoint, Gauge>,
     listen_port_sockets: Family<Port, Gauge>,
+    closed_port_resets: Counter,
+    closed_port_resets_by_port: Family<Port, Counter>,
+    /// The closed ports given a label of their own so far (the first `MAX_PORTS` seen).
+    closed_ports_named: std::collections::HashSet<u16>,
     /// Last absolute values of the kernel's (and the live table's) running totals, so the
     /// counters advance by the difference.
     seen: HashMap<&'static str, u64>,
@@ -113,6 +118,9 @@ impl Metrics {
             ebpf_up: Gauge::default(),
             hook_attached: Family::default(),
             listen_port_sockets: Family::default(),
+            closed_port_resets: Counter::default(),
+            closed_port_resets_by_port: Family::default(),
+            closed_ports_named: std::collections::HashSet::new(),
             seen: HashMap::new(),
             seen_edges: HashMap::new(),
             seen_missed: HashMap::new(),
@@ -212,11 +220,44 @@ impl Metrics {
             "Non-listening sockets on each listening port (at most 64 ports, the rest as other)",
             m.listen_port_sockets.clone(),
         );
+        registry.register(
+            "closed_port_resets",
+            "Resets sent answering segments to ports nothing listens on (connects to a dead service, port scans), counted in the kernel; also in resets{direction=\"out\"}",
+            m.closed_port_resets.clone(),
+        );
+        registry.register(
+            "closed_port_resets_by_port",
+            "closed_port_resets by the closed port: the first 64 ports seen have their own label, the rest are other",
+            m.closed_port_resets_by_port.clone(),
+        );
         Metrics { registry, ..m }
     }
 
-    /// One transition from the live table.
-    pub fn observe(&self, t: &Transition) {
+    /// What the live table produced: transitions, and resets of closed ports.
+    pub fn observe(&mut self, o: &Output) {
+        match o {
+            Output::Transition(t) => self.transition(t),
+            Output::Reset(r) if r.closed_port => self.closed_port(r),
+            Output::Reset(_) | Output::Lifetime(_) => {}
+        }
+    }
+
+    fn closed_port(&mut self, r: &Reset) {
+        let port = r.local.port();
+        let label = if self.closed_ports_named.contains(&port)
+            || self.closed_ports_named.len() < MAX_PORTS
+        {
+            self.closed_ports_named.insert(port);
+            port.to_string()
+        } else {
+            "other".to_string()
+        };
+        self.closed_port_resets_by_port
+            .get_or_create(&Port { port: label })
+            .inc();
+    }
+
+    fn transition(&self, t: &Transition) {
         let known = |s: TcpState| ReportedState::Known(s);
         if t.old == known(TcpState::SynSent)
             && t.new == known(TcpState::Established)
@@ -342,6 +383,12 @@ impl Metrics {
                 &self.resets.get_or_create(&out),
                 "resets_out",
                 c.resets_sent,
+            );
+            advance(
+                seen,
+                &self.closed_port_resets,
+                "closed_port_resets",
+                c.resets_no_socket,
             );
             advance(
                 seen,

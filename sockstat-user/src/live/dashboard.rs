@@ -9,7 +9,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::{Cause, Transition};
+use super::{Cause, Reset, ResetDirection, Transition};
 use crate::tcp::{ReportedState, TcpState};
 
 /// The states the dashboard counts.
@@ -97,8 +97,41 @@ pub struct Rates {
     pub syn_sent: Option<f64>,
     pub time_wait: Option<f64>,
     pub connect_errors: Option<f64>,
+    /// Connects refused: SYN-SENT -> CLOSE by an RST (a closed port over there).
+    pub refused: Option<f64>,
+    /// Every RST received or sent, as the kernel's reset hooks see them (closed ports
+    /// included in `resets_out`).
     pub resets_in: Option<f64>,
     pub resets_out: Option<f64>,
+    /// RSTs this host sent answering segments to its closed ports.
+    pub closed_port_resets: Option<f64>,
+}
+
+/// A closed port that answered with an RST: one of ours (`*:PORT`, someone connected to or
+/// scanned it) or a remote one a connect from here was refused by (`ADDR:PORT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClosedPort {
+    Here(u16),
+    There(SocketAddr),
+}
+
+impl std::fmt::Display for ClosedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClosedPort::Here(port) => write!(f, "*:{port}"),
+            ClosedPort::There(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClosedPortRow {
+    /// `*:PORT` for a port of this host, `ADDR:PORT` for a remote one.
+    pub port: String,
+    /// RSTs (or refused connects) since `top` started.
+    pub count: u64,
+    /// Over the last interval, per second.
+    pub rate: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -137,6 +170,8 @@ pub struct Snapshot {
     pub top_remote: Vec<TopRow>,
     pub top_local_ports: Vec<TopRow>,
     pub top_processes: Vec<TopRow>,
+    /// Closed ports that answered with an RST, most hit first: the shape of a port scan.
+    pub closed_ports: Vec<ClosedPortRow>,
     pub events: Vec<EventRow>,
     /// Events the ring could not take; `None` when the kernel's counters could not be read
     /// (never shown as 0).
@@ -163,7 +198,9 @@ impl Snapshot {
             "syn-sent/s",
             "time-wait/s",
             "connect-errors/s",
+            "refused/s",
             "resets/s",
+            "closed-port-resets/s",
             "lost",
             "missed",
         ]);
@@ -179,7 +216,9 @@ impl Snapshot {
             "syn-sent/s" => r.syn_sent?,
             "time-wait/s" => r.time_wait?,
             "connect-errors/s" => r.connect_errors?,
+            "refused/s" => r.refused?,
             "resets/s" => r.resets_in? + r.resets_out?,
+            "closed-port-resets/s" => r.closed_port_resets?,
             "lost" => self.lost_events? as f64,
             "missed" => self.missed_runs? as f64,
             state => {
@@ -207,8 +246,11 @@ struct IntervalCounts {
     edges: HashMap<(u8, u8), u64>,
     transitions: u64,
     connect_errors: u64,
+    refused: u64,
     resets_in: u64,
     resets_out: u64,
+    closed_port_resets: u64,
+    closed_ports: HashMap<ClosedPort, u64>,
     remote: HashMap<IpAddr, u64>,
     port: HashMap<u16, u64>,
     process: HashMap<String, u64>,
@@ -220,6 +262,7 @@ pub struct Dashboard {
     started_ns: u64,
     history: VecDeque<[u64; SHOWN_STATES.len()]>,
     edges_total: HashMap<(u8, u8), u64>,
+    closed_ports_total: HashMap<ClosedPort, u64>,
     current: IntervalCounts,
     last: IntervalCounts,
     churn_window: VecDeque<IntervalCounts>,
@@ -244,6 +287,7 @@ impl Dashboard {
             started_ns,
             history: VecDeque::new(),
             edges_total: HashMap::new(),
+            closed_ports_total: HashMap::new(),
             current: IntervalCounts::default(),
             last: IntervalCounts::default(),
             churn_window: VecDeque::new(),
@@ -267,11 +311,15 @@ impl Dashboard {
             && t.new == ReportedState::Known(TcpState::Close)
         {
             c.connect_errors += 1;
-        }
-        match t.cause {
-            Some(Cause::RstIn) => c.resets_in += 1,
-            Some(Cause::RstOut) => c.resets_out += 1,
-            _ => {}
+            if matches!(
+                t.cause,
+                Some(Cause::RstIn | Cause::Errno(libc::ECONNREFUSED))
+            ) {
+                c.refused += 1;
+                let port = ClosedPort::There(t.remote);
+                *c.closed_ports.entry(port).or_default() += 1;
+                *self.closed_ports_total.entry(port).or_default() += 1;
+            }
         }
         if !t.remote.ip().is_unspecified() {
             *c.remote.entry(t.remote.ip()).or_default() += 1;
@@ -285,6 +333,22 @@ impl Dashboard {
             self.recent.pop_front();
         }
         self.recent.push_back(t.clone());
+    }
+
+    /// One RST that passed the filter (resets are counted from the reset hooks, not from
+    /// close causes: a refused connect's RST closes no connection that ever was).
+    pub fn observe_reset(&mut self, r: &Reset) {
+        let c = &mut self.current;
+        match r.direction {
+            ResetDirection::In => c.resets_in += 1,
+            ResetDirection::Out => c.resets_out += 1,
+        }
+        if r.closed_port {
+            c.closed_port_resets += 1;
+            let port = ClosedPort::Here(r.local.port());
+            *c.closed_ports.entry(port).or_default() += 1;
+            *self.closed_ports_total.entry(port).or_default() += 1;
+        }
     }
 
     fn event_row(&self, t: &Transition) -> EventRow {
@@ -372,9 +436,26 @@ impl Dashboard {
             syn_sent: per_s(edge_into(TcpState::SynSent)),
             time_wait: per_s(edge_into(TcpState::TimeWait)),
             connect_errors: per_s(self.last.connect_errors),
+            refused: per_s(self.last.refused),
             resets_in: per_s(self.last.resets_in),
             resets_out: per_s(self.last.resets_out),
+            closed_port_resets: per_s(self.last.closed_port_resets),
         };
+        let mut closed_ports: Vec<(ClosedPort, u64)> = self
+            .closed_ports_total
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        closed_ports.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let closed_ports = closed_ports
+            .into_iter()
+            .take(TOP_ROWS)
+            .map(|(k, count)| ClosedPortRow {
+                port: k.to_string(),
+                count,
+                rate: self.last.closed_ports.get(&k).copied().unwrap_or(0) as f64 / self.interval_s,
+            })
+            .collect();
         let mut edges: Vec<EdgeRow> = self
             .edges_total
             .iter()
@@ -433,6 +514,7 @@ impl Dashboard {
             top_remote,
             top_local_ports,
             top_processes,
+            closed_ports,
             events: self
                 .recent
                 .iter()
@@ -581,6 +663,31 @@ mod tests {
             "10.0.0.3:80",
             None,
         ));
+        // The refused connect's RST arrives (in); a scanner hits closed port 23 here twice.
+        let reset = |direction, closed_port: bool, local: &str, remote: &str| Reset {
+            ts_ns: 2_000_000_000,
+            netns: 1,
+            family: Family::Inet,
+            local: addr(local),
+            remote: addr(remote),
+            direction,
+            state: (!closed_port).then_some(ReportedState::Known(TcpState::SynSent)),
+            closed_port,
+        };
+        d.observe_reset(&reset(
+            ResetDirection::In,
+            false,
+            "10.0.0.1:40000",
+            "10.0.0.2:80",
+        ));
+        for port in [40001, 40002] {
+            d.observe_reset(&reset(
+                ResetDirection::Out,
+                true,
+                "10.0.0.1:23",
+                &format!("10.0.0.66:{port}"),
+            ));
+        }
         let remote = addr("10.0.0.9:443");
         d.sample([SockView {
             state: ReportedState::Known(TcpState::Established),
@@ -593,7 +700,19 @@ mod tests {
         assert_eq!(s.rates.transitions, Some(6.0));
         assert_eq!(s.rates.syn_sent, Some(4.0));
         assert_eq!(s.rates.connect_errors, Some(2.0));
+        assert_eq!(s.rates.refused, Some(2.0));
         assert_eq!(s.rates.resets_in, Some(2.0));
+        assert_eq!(s.rates.resets_out, Some(4.0));
+        assert_eq!(s.rates.closed_port_resets, Some(4.0));
+        let closed: Vec<(&str, u64, f64)> = s
+            .closed_ports
+            .iter()
+            .map(|r| (r.port.as_str(), r.count, r.rate))
+            .collect();
+        assert_eq!(closed, [("*:23", 2, 4.0), ("10.0.0.2:80", 1, 2.0)]);
+        assert_eq!(s.metric("refused/s"), Some(2.0));
+        assert_eq!(s.metric("closed-port-resets/s"), Some(4.0));
+        assert_eq!(s.metric("resets/s"), Some(6.0));
         let estab = s.states.iter().find(|r| r.state == "ESTAB").unwrap();
         assert_eq!((estab.count, estab.history.clone()), (1, vec![1]));
         let connect = s.edges.iter().find(|e| e.key == (7, 2)).unwrap();

@@ -155,9 +155,33 @@ pub struct Lifetime {
     pub owner: Owner,
 }
 
+/// An RST this host sent or received, as the kernel reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reset {
+    pub ts_ns: u64,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub direction: ResetDirection,
+    /// The socket's state when the RST went or came, if the live table knows the socket.
+    /// `None` for a closed port: there is no socket.
+    pub state: Option<ReportedState>,
+    /// It answered a segment to a port nothing listens on (`local`): a refused connect on
+    /// the other side, the mark of a port scan.
+    pub closed_port: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetDirection {
+    In,
+    Out,
+}
+
 /// Everything the tracker can produce.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Transition(Transition),
     Lifetime(Lifetime),
+    Reset(Reset),
 }

@@ -1,7 +1,9 @@
 //! The live table and the rules that turn kernel events into printed transitions.
 use std::{collections::HashMap, net::SocketAddr};
 
-use super::{Cause, Lifetime, Output, Owner, OwnerSource, Source, Transition};
+use super::{
+    Cause, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection, Source, Transition,
+};
 use crate::{
     ebpf::{
         EventKind, Family, Hook, KernelEvent, KernelOwner, TcpCounters, TimewaitClose,
@@ -284,13 +286,19 @@ impl Tracker {
                 }
                 self.state_change(ev, *old, *new, *tcp, out)
             }
-            EventKind::ResetReceived => self.note(ev, Some(Cause::RstIn)),
+            EventKind::ResetReceived => {
+                out.push(self.reset(ev, ResetDirection::In));
+                self.note(ev, Some(Cause::RstIn));
+            }
             EventKind::ResetSent => {
+                // Before the held close it explains, which the reset precedes in time.
+                out.push(self.reset(ev, ResetDirection::Out));
                 if let Some(mut held) = self.held.remove(&ev.cookie) {
                     for o in &mut held {
                         match o {
                             Output::Transition(t) => t.cause = Some(Cause::RstOut),
                             Output::Lifetime(l) => l.cause = Some(Cause::RstOut),
+                            Output::Reset(_) => {}
                         }
                     }
                     out.append(&mut held);
@@ -298,6 +306,7 @@ impl Tracker {
                     self.note(ev, Some(Cause::RstOut));
                 }
             }
+            EventKind::ResetNoSocket => out.push(self.reset(ev, ResetDirection::Out)),
             EventKind::Retransmit => {
                 if let Some(e) = self.entries.get_mut(&ev.cookie) {
                     e.retransmits += 1;
@@ -432,6 +441,25 @@ impl Tracker {
                 self.timewait_gone(cookie, at, Cause::Killed, out);
             }
         }
+    }
+
+    /// An RST event as output, with the socket's state when the table knows the socket.
+    fn reset(&self, ev: &KernelEvent, direction: ResetDirection) -> Output {
+        let closed_port = matches!(ev.kind, EventKind::ResetNoSocket);
+        Output::Reset(Reset {
+            ts_ns: ev.ts_ns,
+            netns: ev.netns,
+            family: ev.family,
+            local: ev.local,
+            remote: ev.remote,
+            direction,
+            state: if closed_port {
+                None
+            } else {
+                self.entries.get(&ev.cookie).map(|e| e.state)
+            },
+            closed_port,
+        })
     }
 
     fn note(&mut self, ev: &KernelEvent, cause: Option<Cause>) {
@@ -906,7 +934,7 @@ mod tests {
                     t.source,
                     t.cause.map(|c| c.name()),
                 )),
-                Output::Lifetime(_) => None,
+                Output::Lifetime(_) | Output::Reset(_) => None,
             })
             .collect()
     }
@@ -1120,7 +1148,7 @@ mod tests {
                     tr.remote.to_string(),
                     tr.prev_state_ns,
                 )),
-                Output::Lifetime(_) => None,
+                Output::Lifetime(_) | Output::Reset(_) => None,
             })
             .collect();
         let (l, r) = ("127.0.0.1:8080".to_string(), "127.0.0.1:40000".to_string());

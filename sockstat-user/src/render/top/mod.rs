@@ -14,7 +14,7 @@ use crate::live::dashboard::{DataSource, Snapshot, TopRow};
 
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
-const HEADER: u16 = 3;
+const HEADER: u16 = 4;
 const BODY: u16 = diagram::HEIGHT + 2;
 const STATES_MIN_WIDTH: u16 = MIN_WIDTH - (diagram::WIDTH + 2);
 
@@ -26,16 +26,18 @@ pub enum Panel {
     Remote,
     Ports,
     Processes,
+    ClosedPorts,
     Events,
 }
 
 impl Panel {
-    const ORDER: [Panel; 6] = [
+    const ORDER: [Panel; 7] = [
         Panel::States,
         Panel::Machine,
         Panel::Remote,
         Panel::Ports,
         Panel::Processes,
+        Panel::ClosedPorts,
         Panel::Events,
     ];
 
@@ -52,9 +54,10 @@ impl Panel {
         match self {
             Panel::States => "States",
             Panel::Machine => "TCP state machine",
-            Panel::Remote => "Top remote addresses",
-            Panel::Ports => "Top local ports",
-            Panel::Processes => "Top processes",
+            Panel::Remote => "Remote addresses",
+            Panel::Ports => "Local ports",
+            Panel::Processes => "Processes",
+            Panel::ClosedPorts => "Closed ports hit",
             Panel::Events => "Latest events",
         }
     }
@@ -203,13 +206,9 @@ fn panel(ui: &UiState, which: Panel, title: String) -> Block<'static> {
     Block::bordered().title(title).border_style(style)
 }
 
-fn rate_span(label: &str, value: Option<f64>, prominent: bool) -> Vec<Span<'static>> {
+fn rate_span(label: &str, value: Option<f64>, style: Option<Style>) -> Vec<Span<'static>> {
     let value = value.map_or("n/a".to_string(), |v| format!("{}/s", rate(v)));
-    let style = if prominent {
-        Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
-    } else {
-        Style::new()
-    };
+    let style = style.unwrap_or_default();
     vec![
         Span::raw(format!("{label} ")),
         Span::styled(value, style),
@@ -229,18 +228,15 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
     };
     // Unreadable counters are shown as such, never as 0.
     let known = |n: Option<u64>| n.map_or_else(|| "?".to_string(), |n| n.to_string());
+    let alarm = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
     let lost_style =
         if snap.lost_events.is_none_or(|n| n > 0) || snap.missed_runs.is_none_or(|n| n > 0) {
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+            alarm
         } else {
             Style::new()
         };
-    let filter = if snap.filter.is_empty() {
-        "none".to_string()
-    } else {
-        snap.filter.clone()
-    };
-    // Most important first: at 80 columns the end of a line may be cut.
+    // One line per subject, each fitting 80 columns: health, connection rates, resets and
+    // the filter, then keys (or alerts, or the filter being edited).
     let mut first = vec![
         Span::styled("sockstat top", Style::new().add_modifier(Modifier::BOLD)),
         Span::raw(" │ "),
@@ -259,19 +255,16 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
             lost_style,
         ),
         Span::raw(format!(
-            " │ repairs {} │ synth {} │ filter: {filter}",
+            " │ repairs {} │ synth {}",
             count(snap.reconcile_repairs),
             count(snap.synthesized)
         )),
     ];
     if !snap.skipped_netns.is_empty() {
-        first.insert(
-            4,
-            Span::styled(
-                format!(" │ netns skipped {}", snap.skipped_netns.len()),
-                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-            ),
-        );
+        first.push(Span::styled(
+            format!(" │ netns skipped {}", snap.skipped_netns.len()),
+            alarm,
+        ));
     }
     if snap.paused {
         first.push(Span::styled(
@@ -281,16 +274,32 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
     }
     let r = &snap.rates;
     let mut second = Vec::new();
-    second.extend(rate_span("SYN-SENT", r.syn_sent, true));
-    second.extend(rate_span("TIME-WAIT", r.time_wait, true));
-    second.extend(rate_span("transitions", r.transitions, false));
-    second.extend(rate_span("conn err", r.connect_errors, false));
-    let resets = match (r.resets_in, r.resets_out) {
-        (Some(i), Some(o)) => format!("{}/{}/s", rate(i), rate(o)),
-        _ => "n/a".to_string(),
+    second.extend(rate_span("SYN-SENT", r.syn_sent, Some(yellow())));
+    second.extend(rate_span("TIME-WAIT", r.time_wait, Some(yellow())));
+    second.extend(rate_span("transitions", r.transitions, None));
+    second.extend(rate_span("conn err", r.connect_errors, None));
+    // A scan lights up: refused connects here, resets from closed ports there.
+    let lit = |v: Option<f64>| v.is_some_and(|v| v > 0.0).then_some(alarm);
+    second.extend(rate_span("refused", r.refused, lit(r.refused)));
+    let mut third = Vec::new();
+    third.extend(rate_span("rst in", r.resets_in, None));
+    third.extend(rate_span("out", r.resets_out, None));
+    third.extend(rate_span(
+        "closed-port",
+        r.closed_port_resets,
+        lit(r.closed_port_resets),
+    ));
+    let filter = if snap.filter.is_empty() {
+        "none"
+    } else {
+        snap.filter.as_str()
     };
-    second.push(Span::raw(format!("rst {resets} (in/out)")));
-    let third = if let Some(text) = &ui.editing {
+    let used: usize = third.iter().map(|s| s.content.chars().count()).sum();
+    third.push(Span::raw(format!(
+        "│ filter: {}",
+        fit(filter, usize::from(area.width).saturating_sub(used + 10))
+    )));
+    let fourth = if let Some(text) = &ui.editing {
         let mut spans = vec![
             Span::styled("filter> ", Style::new().fg(Color::Cyan)),
             Span::raw(format!("{text}█")),
@@ -328,9 +337,28 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
         }
     };
     frame.render_widget(
-        Paragraph::new(vec![Line::from(first), Line::from(second), third]),
+        Paragraph::new(vec![
+            Line::from(first),
+            Line::from(second),
+            Line::from(third),
+            fourth,
+        ]),
         area,
     );
+}
+
+fn yellow() -> Style {
+    Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+}
+
+/// `text` in at most `width` characters, cut with an ellipsis.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn draw_states(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
@@ -406,23 +434,54 @@ fn draw_bottom(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
     if area.height >= 16 {
         let [tops, events] =
             Layout::vertical([Constraint::Length(area.height / 2), Constraint::Min(0)]).areas(area);
-        let [a, b, c] = Layout::horizontal([
-            Constraint::Ratio(1, 3),
-            Constraint::Ratio(1, 3),
-            Constraint::Ratio(1, 3),
+        // Addresses need the most room, ports the least.
+        let [a, b, c, d] = Layout::horizontal([
+            Constraint::Fill(4),
+            Constraint::Fill(3),
+            Constraint::Fill(3),
+            Constraint::Fill(4),
         ])
         .areas(tops);
         draw_top(frame, a, snap, ui, Panel::Remote, false);
         draw_top(frame, b, snap, ui, Panel::Ports, false);
         draw_top(frame, c, snap, ui, Panel::Processes, false);
+        draw_closed_ports(frame, d, snap, ui, false);
         draw_events(frame, events, snap, ui);
     } else {
         match ui.bottom {
             Panel::Events => draw_events(frame, area, snap, ui),
+            Panel::ClosedPorts => draw_closed_ports(frame, area, snap, ui, true),
             Panel::Ports | Panel::Processes => draw_top(frame, area, snap, ui, ui.bottom, true),
             _ => draw_top(frame, area, snap, ui, Panel::Remote, true),
         }
     }
+}
+
+/// Closed ports that answered with an RST (`*:PORT` here, `ADDR:PORT` refusing a connect
+/// from here), most hit first: a port scan shows as a column of ports.
+fn draw_closed_ports(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState, compact: bool) {
+    let mut title = Panel::ClosedPorts.title().to_string();
+    if compact {
+        title.push_str(" (Tab: more)");
+    }
+    let block = panel(ui, Panel::ClosedPorts, title);
+    let header = Row::new(["", "rst", "rst/s"]).style(Style::new().add_modifier(Modifier::BOLD));
+    let body: Vec<Row> = snap
+        .closed_ports
+        .iter()
+        .map(|r| Row::new([r.port.clone(), count(r.count), rate(r.rate)]))
+        .collect();
+    let table = Table::new(
+        body,
+        [
+            Constraint::Min(5),
+            Constraint::Length(5),
+            Constraint::Length(5),
+        ],
+    )
+    .header(header)
+    .block(block);
+    frame.render_widget(table, area);
 }
 
 /// One of the top tables; `compact` when it is the only bottom panel shown, so its title
@@ -440,13 +499,14 @@ fn draw_top(
         Panel::Processes => &snap.top_processes,
         _ => &snap.top_remote,
     };
-    let mut title = format!("{} by {}", which.title(), snap.sort.name());
+    // Side by side the key line says the sort; alone, the title says it and that Tab shows
+    // the others.
+    let mut title = which.title().to_string();
     if compact {
-        title.push_str(" (Tab: more)");
+        title.push_str(&format!(" by {} (Tab: more)", snap.sort.name()));
     }
     let block = panel(ui, which, title);
-    let header =
-        Row::new(["", "conns", "churn/s"]).style(Style::new().add_modifier(Modifier::BOLD));
+    let header = Row::new(["", "conns", "chrn/s"]).style(Style::new().add_modifier(Modifier::BOLD));
     let body: Vec<Row> = rows
         .iter()
         .map(|r| Row::new([r.key.clone(), r.connections.to_string(), rate(r.churn)]))
@@ -454,9 +514,9 @@ fn draw_top(
     let table = Table::new(
         body,
         [
-            Constraint::Min(10),
-            Constraint::Length(7),
-            Constraint::Length(7),
+            Constraint::Min(5),
+            Constraint::Length(5),
+            Constraint::Length(6),
         ],
     )
     .header(header)
@@ -520,7 +580,9 @@ const HELP: &[&str] = &[
     "Edges in the state machine show count since start and rate over the last",
     "interval; green ones fired during the last interval. Edges the RFC figure",
     "does not draw (aborts, failed connects) are listed on its last line.",
-    "TIME-WAIT entries are synthesized: the kernel reports FIN-WAIT-2 -> CLOSE.",
+    "Closed ports hit: *:PORT is a port here that answered a segment with an",
+    "RST (nothing listens: a scan or a dead service); ADDR:PORT refused a",
+    "connect from here. Entries marked synthesized were inferred, not observed.",
 ];
 
 fn draw_help(frame: &mut Frame, area: Rect) {

@@ -7,7 +7,7 @@ use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
 use super::*;
 use crate::{
     alert::AlertStatus,
-    live::dashboard::{EdgeRow, EventRow, Rates, SortBy, StateRow},
+    live::dashboard::{ClosedPortRow, EdgeRow, EventRow, Rates, SortBy, StateRow},
 };
 
 fn edge(from: &str, to: &str, key: (u8, u8), count: u64, last: u64) -> EdgeRow {
@@ -26,6 +26,14 @@ fn top(key: &str, connections: u64, churn: f64) -> TopRow {
         key: key.into(),
         connections,
         churn,
+    }
+}
+
+fn closed(port: &str, count: u64, rate: f64) -> ClosedPortRow {
+    ClosedPortRow {
+        port: port.into(),
+        count,
+        rate,
     }
 }
 
@@ -69,8 +77,10 @@ fn fixture() -> Snapshot {
             syn_sent: Some(312.0),
             time_wait: Some(298.0),
             connect_errors: Some(4.0),
-            resets_in: Some(2.0),
-            resets_out: Some(0.0),
+            refused: Some(4.0),
+            resets_in: Some(6.0),
+            resets_out: Some(3.0),
+            closed_port_resets: Some(3.0),
         },
         edges: vec![
             edge("ESTAB", "FIN-WAIT-1", (1, 4), 20_511, 298),
@@ -95,6 +105,11 @@ fn fixture() -> Snapshot {
         ],
         top_local_ports: vec![top("443", 4012, 300.0), top("22", 3, 0.0)],
         top_processes: vec![top("nginx[812]", 3950, 290.0), top("sshd[77]", 3, 0.0)],
+        closed_ports: vec![
+            closed("*:23", 40, 1.0),
+            closed("10.1.0.7:443", 4, 4.0),
+            closed("*:8080", 2, 2.0),
+        ],
         events: vec![
             EventRow {
                 t: 12.345,
