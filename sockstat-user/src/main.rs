@@ -1,9 +1,8 @@
 use std::{io, process::ExitCode};
 
-use clap::Parser as _;
 use sockstat::{
     LoadError,
-    cli::{self, Cli, UsageError},
+    cli::{self, UsageError},
 };
 
 /// The system allocator, except that running out of memory is one line and exit 2 instead
@@ -75,7 +74,7 @@ fn checked(ptr: *mut u8, size: usize) -> *mut u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };

@@ -66,6 +66,110 @@ fn help_and_version_succeed() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("trace"));
 }
 
+/// `--help` teaches the filter language with examples, as ss(8) does; trace's explains its
+/// columns and the self-loops the kernel reports; both fit the terminal; `sockstat lab`
+/// alone lists the exercises; alerts take the filter language's state names.
+#[test]
+fn help_teaches_the_filter_language_and_trace_columns() {
+    let help = |args: &[&str], columns: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockstat"))
+            .args(args)
+            .env("COLUMNS", columns)
+            .output()
+            .expect("run sockstat");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for columns in ["60", "80", "100"] {
+        let width: usize = columns.parse().unwrap();
+        let top = help(&["--help"], columns);
+        for want in [
+            "FILTER:",
+            "state STATE ...",
+            "sport|dport OP :PORT",
+            "EXAMPLES:",
+            "sockstat -tan dst 10.0.0.0/8 -p",
+            "JSON KEYS:",
+        ] {
+            assert!(
+                top.contains(want),
+                "{columns} columns: no {want:?} in\n{top}"
+            );
+        }
+        let trace = help(&["help", "trace"], columns);
+        for want in [
+            "COLUMNS:",
+            "PREV_US",
+            "CAUSE",
+            "(synthesized)",
+            "FIN-WAIT-1 -> FIN-WAIT-1",
+            "prev_state_ns",
+        ] {
+            assert!(
+                trace.contains(want),
+                "{columns} columns: no {want:?} in\n{trace}"
+            );
+        }
+        for text in [&top, &trace] {
+            for line in text.lines() {
+                assert!(
+                    line.chars().count() <= width,
+                    "{columns} columns: a longer line: {line:?}"
+                );
+            }
+        }
+    }
+    let lab = help(&["lab"], "80");
+    assert!(
+        lab.contains("handshake") && lab.contains("refused"),
+        "{lab}"
+    );
+    // The filter language's names for states are alert metrics too.
+    let out = sockstat(&["report", "--alert", "established > 100000"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = sockstat(&["report", "--json", "--alert", "listening >= 0"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// report's allowlist takes the format its help shows (commas, spaces, service names), and
+/// an ss filter narrows what it analyses.
+#[test]
+fn report_takes_its_allowlist_as_shown_and_an_ss_filter() {
+    let listeners = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = sockstat(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["listeners"].as_array().cloned().unwrap_or_default()
+    };
+    let help = String::from_utf8_lossy(&sockstat(&["report", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("[default: 22,80,443,53,25,110,143,993,995]"),
+        "{help}"
+    );
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    for allow in [
+        format!("22,{port}"),
+        format!("ssh {port}"),
+        format!("{port}, https"),
+    ] {
+        let ours = listeners(&["report", "--json", "--allow-ports", &allow])
+            .into_iter()
+            .find(|x| x["port"].as_u64().map(|p| p.to_string()) == Some(port.clone()))
+            .unwrap_or_else(|| panic!("{allow}: our listener is missing"));
+        assert_eq!(ours["allowed"], true, "{allow}");
+        assert_eq!(ours["exposure"], "loopback", "{allow}");
+    }
+    // A filter on another port leaves our listener out.
+    let other = listeners(&["report", "--json", "sport", "=", ":1"]);
+    assert!(
+        !other
+            .iter()
+            .any(|x| x["port"].as_u64().map(|p| p.to_string()) == Some(port.clone())),
+        "{other:?}"
+    );
+}
+
 #[test]
 fn verbose_goes_before_or_after_the_command_and_listing_options_do_not_mix_with_one() {
     // -v before the command is the global flag, not a filter word.
@@ -218,6 +322,11 @@ fn validation_table() {
             "-V/--version takes no other arguments",
         ),
         (&["lab", "run", "no-such-exercise"], "no exercise"),
+        (
+            &["report", "--allow-ports", "22,nonsense"],
+            "\"nonsense\" is neither a port number nor a service name",
+        ),
+        (&["report", "state", "bogus"], "bad filter"),
     ];
     for (args, needle) in table {
         let out = sockstat(args);

@@ -3,6 +3,7 @@
 //! Every task performs the setup it needs first, so a fresh machine needs nothing but
 //! `cargo xtask run -- trace` or `cargo xtask test`.
 mod bench;
+mod dist;
 mod setup;
 mod vmtest;
 
@@ -43,6 +44,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// A Debian package (target/dist/sockstat_VERSION_ARCH.deb): the static binary, man
+    /// pages, bash/zsh/fish completions and a systemd unit for `sockstat serve`.
+    Dist,
     /// fmt --check and clippy -D warnings over the whole workspace.
     Lint,
     /// The root suites on other kernels (Debian's 6.1 and 6.12, booted under QEMU) and on
@@ -51,6 +55,10 @@ enum Task {
         /// Kernels to run on (comma-separated or repeated).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
         kernel: Vec<vmtest::KernelChoice>,
+        /// Only these suites (comma-separated: root, parity, top, netstat, serve, limits,
+        /// timewait, lab), e.g. to check one change across the matrix; default every one.
+        #[arg(long, value_delimiter = ',')]
+        suite: Vec<String>,
     },
     /// Benchmarks against ss, netstat and tcpstates: `list` (100k sockets).
     Bench {
@@ -115,6 +123,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             setup::toolchain()?;
             build(&root)?;
         }
+        Task::Dist => {
+            setup::toolchain()?;
+            build(&root)?;
+            let deb = dist::build(&root, &sockstat_bin(&root)?)?;
+            println!("{}", deb.display());
+        }
         Task::Run { args } => {
             setup::toolchain()?;
             build(&root)?;
@@ -138,6 +152,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "xtask: NOT ROOT: the root integration tests will be reported as ignored. Run `sudo cargo xtask test` to execute them."
                 );
             }
+            // The package test installs what `cargo xtask dist` builds.
+            let deb = dist::build(&root, &sockstat_bin(&root)?)?;
             let mut cmd = release_cargo(&root, "test")?;
             cmd.args([
                 "--workspace",
@@ -146,7 +162,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "--no-fail-fast",
             ])
             .args(&args)
-            .env("SOCKSTAT_BIN", sockstat_bin(&root)?);
+            .env("SOCKSTAT_BIN", sockstat_bin(&root)?)
+            .env("SOCKSTAT_DEB", deb);
             let (status, totals) = run_tests(cmd)?;
             // One closing line for the whole run: cargo's own last line belongs to whichever
             // test binary ran last, often one with no tests.
@@ -158,13 +175,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("tests failed");
             }
         }
-        Task::Vmtest { kernel } => {
+        Task::Vmtest { kernel, suite } => {
             setup::toolchain()?;
             setup::packages()?;
             if !setup::is_root() {
                 bail!("vmtest runs the root suites: run it as root (sudo cargo xtask vmtest)");
             }
-            if !vmtest::run(&root, &kernel)? {
+            if !vmtest::run(&root, &kernel, &suite)? {
                 bail!("vmtest: a suite failed on at least one kernel");
             }
         }

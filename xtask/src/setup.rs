@@ -26,6 +26,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     // setpriv (unprivileged runs in tests) and lsns.
     ("util-linux", "setpriv"),
+    // `man -w` in the package test.
+    ("man-db", "man"),
 ];
 
 pub fn is_root() -> bool {

@@ -10,7 +10,10 @@ use crate::ebpf::{Family, HookChoice, RING_KIB};
     // ss takes a flag twice (`ss -tan state listening -n`): so does sockstat.
     args_override_self = true,
     about = "The live state of every socket: ss/netstat compatible listings, and every TCP state transition traced in the kernel",
-    override_usage = "sockstat [OPTIONS] [FILTER]...\n       sockstat <COMMAND> [ARGS]\n       sockstat help [COMMAND]"
+    override_usage = "sockstat [OPTIONS] [FILTER]...\n       sockstat <COMMAND> [ARGS]\n       sockstat help [COMMAND]",
+    // The long help (the filter language, examples, JSON keys) is set at parse time, wrapped
+    // to the terminal: `cli::command`.
+    after_help = "The filter language, examples and JSON keys: sockstat --help"
     // Not `args_conflicts_with_subcommands`: it would also refuse the global `-v` before a
     // command (`sockstat -v trace`); `cli::run` refuses listing options given with one.
 )]
@@ -232,6 +235,9 @@ fn reconcile_seconds(text: &str) -> Result<u64, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream every TCP state transition as it happens (needs root, or CAP_BPF and CAP_PERFMON).
+    #[command(
+        after_help = "The columns, JSON keys and what the kernel reports: sockstat trace --help"
+    )]
     Trace(TraceArgs),
     /// A live dashboard: state counts, churn, the TCP state machine with live edges.
     Top(TopArgs),
@@ -248,6 +254,26 @@ pub enum Command {
     Report(ReportArgs),
     /// A Prometheus/OpenMetrics exporter: /metrics and /healthz.
     Serve(ServeArgs),
+    /// Man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: GenerateWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateWhat {
+    /// One man page per command (sockstat.1, sockstat-trace.1, ...) into DIR.
+    Man { dir: std::path::PathBuf },
+    /// A completion script on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Command {
@@ -262,6 +288,7 @@ impl Command {
             Command::Routes(_) => "routes",
             Command::Report(_) => "report",
             Command::Serve(_) => "serve",
+            Command::Generate(_) => "generate",
         }
     }
 }
@@ -416,15 +443,43 @@ pub struct ReportArgs {
     /// JSON: one object.
     #[arg(long)]
     pub json: bool,
-    /// Listening ports that are expected (comma separated); others are flagged.
-    #[arg(long, value_name = "PORTS", value_delimiter = ',', default_values_t = [22u16, 80, 443, 53, 25, 110, 143, 993, 995])]
-    pub allow_ports: Vec<u16>,
+    /// Listening ports that are expected, as numbers or service names separated by commas
+    /// or spaces (e.g. 22,80,https); others are flagged.
+    #[arg(
+        long,
+        value_name = "PORTS",
+        default_value = "22,80,443,53,25,110,143,993,995",
+        value_parser = port_list
+    )]
+    pub allow_ports: PortList,
     /// Exit 1 when METRIC OP NUMBER holds (repeatable). Metrics: state names, total,
     /// external, unusual-listeners, close-wait-age (s), time-wait-pct, syn-recv-pct.
     #[arg(long, value_name = "EXPR")]
     pub alert: Vec<String>,
     #[command(flatten)]
     pub ns: NetnsArgs,
+    /// Only the sockets this ss filter selects (e.g. 'state established dport = :443');
+    /// options may follow it.
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+/// Ports given as numbers or /etc/services names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortList(pub Vec<u16>);
+
+fn port_list(text: &str) -> Result<PortList, String> {
+    let services = crate::services::Services::system();
+    text.split([',', ' '])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            w.parse::<u16>()
+                .ok()
+                .or_else(|| services.port(w, crate::services::Proto::Tcp))
+                .ok_or_else(|| format!("{w:?} is neither a port number nor a service name"))
+        })
+        .collect::<Result<Vec<u16>, String>>()
+        .map(PortList)
 }
 
 /// The exporter's default port: outside the 9100-9999 range the Prometheus exporters

@@ -668,7 +668,7 @@ fn list_all_netns(
         .map(|()| sink)
     });
     for (ns, sink) in dumps {
-        let label = ns.label().replace(' ', "_");
+        let label = ns.label();
         let sink = sink.with_context(|| format!("listing namespace {}", ns.name))?;
         rows.extend(
             sink.items

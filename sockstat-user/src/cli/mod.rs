@@ -1,6 +1,8 @@
 //! Command-line wiring: one file per subcommand, each with a single `run` function that
 //! connects collectors to a view.
 pub mod args;
+mod generate;
+mod help;
 pub mod ifaces;
 pub mod lab;
 pub mod list;
@@ -14,6 +16,25 @@ pub mod trace;
 use std::process::ExitCode;
 
 pub use args::{Cli, Command};
+
+/// The command line's definition, with the teaching long help (`--help`) wrapped to the
+/// terminal as clap wraps the rest.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    let width = help::width();
+    Cli::command()
+        .after_long_help(help::text(help::LIST, width))
+        .mut_subcommand("trace", |c| {
+            c.after_long_help(help::text(help::TRACE, width))
+        })
+}
+
+/// Parses the process's arguments.
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches as _;
+    let matches = command().try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
 
 /// Bad input or an unusable environment: reported in one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Routes(args)) => routes::run(&args),
         Some(Command::Report(args)) => report::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
+        Some(Command::Generate(args)) => generate::run(&args),
         None => list::run(&cli.list),
     }
 }
@@ -125,6 +147,21 @@ impl NetnsChoice {
     /// The name given with -N.
     pub fn name(&self) -> Option<&str> {
         self.0.as_ref().map(|o| o.name.as_str())
+    }
+
+    /// The namespace's one name, as `--all-netns` calls it in every command (`host` for
+    /// the host's): the chosen one, or this process's own.
+    pub fn label(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let inode = self.inode().or_else(|| {
+            std::fs::metadata("/proc/self/ns/net")
+                .ok()
+                .map(|m| m.ino() as u32)
+        });
+        inode.map_or_else(
+            || crate::procs::netns::HOST.to_string(),
+            crate::procs::netns::name_for,
+        )
     }
 
     pub fn is_other(&self) -> bool {

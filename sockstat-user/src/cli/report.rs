@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use super::{NetnsChoice, UsageError, args::ReportArgs};
 use crate::{
     diag::{self, Extensions, Query, SocketRecord},
-    filter::states,
+    filter::{Filter, ParseContext, states},
     procs,
     render::report::write_text,
     report::analysis::{self, Labeled, Settings},
@@ -45,6 +45,8 @@ fn collect_here(proc_net: &std::path::Path) -> anyhow::Result<(Vec<SocketRecord>
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let alerts = crate::alert::parse_all(&args.alert, &analysis::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
+    let filter = Filter::parse(&args.filter, &ParseContext::default())
+        .map_err(|e| UsageError(e.to_string()))?;
     let owners = crate::procs::Background::start(crate::ebpf::owners::socket_owners_any);
     let mut labeled = Vec::new();
     let mut namespaces = Vec::new();
@@ -66,7 +68,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let netns = NetnsChoice::open(&args.ns.one)?;
-        let label = netns.name().unwrap_or("this").to_string();
+        let label = netns.label();
         let (records, max) = netns.run(|| collect_here(&netns.proc_net()))??;
         tw_max = max;
         labeled.extend(records.into_iter().map(|record| Labeled {
@@ -75,13 +77,15 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }));
         namespaces.push(label);
     }
+    labeled.retain(|l| filter.matches_record(&l.record));
     let owners = owners.join().unwrap_or_default();
     let report = analysis::analyse(
         &labeled,
         &owners,
         namespaces,
         &Settings {
-            allow_ports: &args.allow_ports,
+            allow_ports: &args.allow_ports.0,
+            ephemeral: crate::services::ephemeral_range(),
             tcp_max_tw_buckets: tw_max,
             alerts: &alerts,
         },

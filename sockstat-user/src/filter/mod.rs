@@ -51,6 +51,14 @@ impl Filter {
         })
     }
 
+    /// Whether a dumped socket passes: its state (inet sockets only, as ss applies states)
+    /// and the expression, both checked in user space.
+    pub fn matches_record(&self, r: &crate::diag::SocketRecord) -> bool {
+        let states = self.states.unwrap_or(states::ALL);
+        (!r.netid.is_inet() || states::contains(states, r.state))
+            && self.expr.as_ref().is_none_or(|e| matcher::matches(e, r))
+    }
+
     /// Whether a TCP socket in kernel state `state` between `local` and `remote` passes,
     /// for views fed from the live table (trace, top) rather than from a dump.
     pub fn matches_tcp(

@@ -8,6 +8,9 @@ pub struct Container {
     pub runtime: &'static str,
     /// The id, shortened to 12 characters as `docker ps` shows it.
     pub id: String,
+    /// The whole id as the cgroup path has it (for matching a prefix someone typed).
+    #[serde(skip)]
+    pub full_id: String,
 }
 
 impl fmt::Display for Container {
@@ -21,6 +24,24 @@ pub fn of_pid(pid: u32) -> Option<Container> {
     text.lines()
         .filter_map(|l| l.splitn(3, ':').nth(2))
         .find_map(from_cgroup_path)
+}
+
+/// The lowest pid running in the container whose id starts with `prefix` (at least 6 hex
+/// digits, as `docker ps` ids are typed), found through the cgroup paths: works for every
+/// runtime, with or without an engine API to ask.
+pub fn pid_with_id(prefix: &str) -> Option<u32> {
+    if prefix.len() < 6 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let prefix = prefix.to_ascii_lowercase();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter()
+        .find(|&pid| of_pid(pid).is_some_and(|c| c.full_id.starts_with(&prefix)))
 }
 
 fn is_id(s: &str) -> bool {
@@ -50,6 +71,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
                 return Some(Container {
                     runtime,
                     id: short(id),
+                    full_id: id.to_string(),
                 });
             }
         }
@@ -61,6 +83,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
         return Some(Container {
             runtime: "docker",
             id: short(id),
+            full_id: id.to_string(),
         });
     }
     if segments.iter().any(|s| s.starts_with("kubepods")) {
@@ -68,6 +91,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
             return Some(Container {
                 runtime: "kubernetes",
                 id: short(id),
+                full_id: id.to_string(),
             });
         }
         let pod = segments.iter().rev().find_map(|s| {
@@ -82,6 +106,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
         return Some(Container {
             runtime: "kubernetes",
             id: format!("pod-{}", short(&pod)),
+            full_id: format!("pod-{pod}"),
         });
     }
     None

@@ -7,6 +7,7 @@
 //! which alone would cost more than the whole budget. Only inodes the caller asks about are
 //! kept, and a process's name is read only when one of its fds matched.
 pub mod container;
+pub mod docker;
 pub mod memory;
 pub mod netns;
 pub mod owners;

@@ -5,9 +5,11 @@ use std::{fs::File, io, os::fd::AsRawFd, path::PathBuf, thread};
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     #[error(
-        "no network namespace \"{0}\": give an `ip netns list` name, a path such as /proc/PID/ns/net, a pid, or an inode from `lsns -t net`"
+        "no network namespace \"{0}\": give an `ip netns list` name, a path such as /proc/PID/ns/net, a pid, an inode from `lsns -t net`, or a running container's name or id"
     )]
     NotFound(String),
+    #[error("{0}")]
+    Container(#[from] super::docker::EngineError),
     #[error("\"{0}\" is not a network namespace")]
     NotNetns(String),
     #[error("cannot open network namespace \"{name}\": {err}")]
@@ -41,8 +43,9 @@ pub struct Opened {
 }
 
 /// The one meaning of `-N NS` in every command: an `ip netns` name, a path to an nsfs file
-/// (`/run/netns/X`, `/proc/PID/ns/net`), a pid (that process's namespace), or an nsfs
-/// inode as `lsns -t net` shows it.
+/// (`/run/netns/X`, `/proc/PID/ns/net`), a pid (that process's namespace), an nsfs inode as
+/// `lsns -t net` shows it, or a running container's name or id (asked of the Docker or
+/// Podman engine, or an id found in the processes' cgroup paths).
 pub fn open(spec: &str) -> Result<Opened, NetnsError> {
     use std::os::unix::fs::MetadataExt;
     let not_found = || NetnsError::NotFound(spec.to_string());
@@ -68,7 +71,13 @@ pub fn open(spec: &str) -> Result<Opened, NetnsError> {
                     })
                     .ok_or_else(not_found);
             }
-            Err(_) => return Err(not_found()),
+            Err(_) => {
+                let pid = match super::docker::pid_of(spec)? {
+                    Some(pid) => pid,
+                    None => super::container::pid_with_id(spec).ok_or_else(not_found)?,
+                };
+                PathBuf::from(format!("/proc/{pid}/ns/net"))
+            }
         }
     };
     let file = File::open(&path).map_err(|err| match err.kind() {
@@ -124,7 +133,7 @@ pub fn run_in<T: Send>(
 pub struct Namespace {
     /// The nsfs inode (what `/proc/PID/ns/net` links to and the kernel programs report).
     pub inode: u32,
-    /// `ip netns` name, else "init" for the init process's namespace, else "pid N".
+    /// Its one name in every command: see [`name_of`].
     pub name: String,
     /// The container that process runs in, when its cgroup path shows one.
     pub container: Option<super::container::Container>,
@@ -137,10 +146,11 @@ impl Namespace {
         run_in(&self.name, &self.file, f)
     }
 
-    /// `name`, plus the container when known: "pid 812 docker:3f2a9c1b7d4e".
+    /// `name`, plus the container when known: "pid:812/docker:3f2a9c1b7d4e" (no spaces,
+    /// so it is one column in a listing and the same string in every command).
     pub fn label(&self) -> String {
         match &self.container {
-            Some(c) => format!("{} {}", self.name, c),
+            Some(c) => format!("{}/{}", self.name, c),
             None => self.name.clone(),
         }
     }
@@ -203,6 +213,65 @@ impl Scan {
     }
 }
 
+/// The name for the host's namespace (init_net) in every command.
+pub const HOST: &str = "host";
+
+/// A namespace's one name, the same in every command and without spaces: its `ip netns`
+/// name, else `host` for the host's (init_net), else `pid:N` for the lowest pid in it,
+/// else `netns:INODE`.
+fn name_of(inode: u32, named: Option<&str>, lowest_pid: Option<u32>, host: Option<u32>) -> String {
+    match (named, lowest_pid) {
+        (Some(name), _) => name.to_string(),
+        _ if Some(inode) == host => HOST.to_string(),
+        (None, Some(pid)) => format!("pid:{pid}"),
+        (None, None) => format!("netns:{inode}"),
+    }
+}
+
+/// The host's network namespace: pid 1's; where that link is hidden (a sandbox), that of
+/// kthreadd (pid 2), which as a kernel thread always lives in init_net.
+fn host_inode() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |pid: u32| {
+        std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .map(|m| m.ino() as u32)
+    };
+    inode(1).or_else(|| {
+        let comm = std::fs::read_to_string("/proc/2/comm").ok()?;
+        (comm.trim() == "kthreadd").then(|| inode(2)).flatten()
+    })
+}
+
+/// The name of the namespace with `inode`, as `--all-netns` would call it (without
+/// scanning every process unless it has to).
+pub fn name_for(inode: u32) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for e in dir.flatten() {
+            if std::fs::metadata(e.path()).is_ok_and(|m| m.ino() as u32 == inode) {
+                return e.file_name().to_string_lossy().into_owned();
+            }
+        }
+    }
+    let host = host_inode();
+    if Some(inode) == host {
+        return HOST.to_string();
+    }
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    let lowest = pids.into_iter().find(|pid| {
+        std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() as u32 == inode)
+    });
+    name_of(inode, None, lowest, host)
+}
+
 /// Whether `file` is a network namespace (a stale /run/netns entry can be a plain file).
 fn is_netns(file: &File) -> bool {
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
@@ -247,12 +316,9 @@ pub fn all() -> Scan {
         }
     }
     let mut scan = Scan::default();
+    let host = host_inode();
     for (inode, (named, pid, path)) in found {
-        let name = named.clone().unwrap_or_else(|| match pid {
-            Some(1) => "init".to_string(),
-            Some(p) => format!("pid {p}"),
-            None => format!("netns {inode}"),
-        });
+        let name = name_of(inode, named.as_deref(), pid, host);
         let file = match File::open(&path) {
             Ok(f) if is_netns(&f) => f,
             Ok(_) => {

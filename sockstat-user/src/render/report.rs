@@ -44,17 +44,18 @@ pub fn write_text(out: &mut impl Write, r: &Report) -> io::Result<()> {
     }
     writeln!(
         out,
-        "\nListening sockets ({} on ports outside the allowlist):",
-        r.unusual_listeners
+        "\nListening sockets, most exposed first ({} on ports outside the allowlist, {} of them reachable from other hosts):",
+        r.unusual_listeners, r.exposed_unusual_listeners
     )?;
     for l in &r.listeners {
         let mark = if l.allowed { " " } else { "!" };
         writeln!(
             out,
-            "  {mark} [{}] {:<4} {:<30} {}",
+            "  {mark} [{}] {:<4} {:<30} {:<14} {}",
             l.netns,
             l.netid,
             l.local,
+            l.exposure.name(),
             l.process.as_deref().unwrap_or("-")
         )?;
     }

@@ -44,6 +44,54 @@ pub struct Listener {
     pub port: u16,
     pub process: Option<String>,
     pub allowed: bool,
+    /// Who can reach it, by its address; listeners are listed most exposed first.
+    pub exposure: Exposure,
+}
+
+/// Who can reach a listener, by the address it is bound to, most exposed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exposure {
+    /// A public address: the internet, unless a firewall says otherwise.
+    Public,
+    /// 0.0.0.0 or ::: every interface, so every network the host is on.
+    AllInterfaces,
+    /// A private, link-local or CGNAT address: the local networks.
+    Private,
+    /// Loopback (Docker's embedded DNS at 127.0.0.11 included): this host (or container).
+    Loopback,
+}
+
+impl Exposure {
+    pub fn of(ip: IpAddr) -> Exposure {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_unspecified() {
+            Exposure::AllInterfaces
+        } else if ip.is_loopback() {
+            Exposure::Loopback
+        } else if is_internal(ip) {
+            Exposure::Private
+        } else {
+            Exposure::Public
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Exposure::Public => "public",
+            Exposure::AllInterfaces => "all-interfaces",
+            Exposure::Private => "private",
+            Exposure::Loopback => "loopback",
+        }
+    }
+
+    /// Reachable from another host.
+    pub fn is_exposed(self) -> bool {
+        self != Exposure::Loopback
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -80,6 +128,8 @@ pub struct Report {
     pub external: Vec<Connection>,
     pub listeners: Vec<Listener>,
     pub unusual_listeners: u64,
+    /// Unusual listeners another host can reach (not on loopback).
+    pub exposed_unusual_listeners: u64,
     pub leaks: Leaks,
     pub alerts: Vec<AlertStatus>,
 }
@@ -91,6 +141,7 @@ pub fn metric_names() -> Vec<&'static str> {
         "total",
         "external",
         "unusual-listeners",
+        "exposed-unusual-listeners",
         "close-wait-age",
         "time-wait-pct",
         "syn-recv-pct",
@@ -104,6 +155,7 @@ impl Report {
             "total" => self.total as f64,
             "external" => self.external.len() as f64,
             "unusual-listeners" => self.unusual_listeners as f64,
+            "exposed-unusual-listeners" => self.exposed_unusual_listeners as f64,
             "close-wait-age" => self.leaks.close_wait_oldest_s.unwrap_or(0.0),
             "time-wait-pct" => self.leaks.time_wait_pct.unwrap_or(0.0),
             "syn-recv-pct" => self
@@ -184,6 +236,8 @@ fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
 
 pub struct Settings<'a> {
     pub allow_ports: &'a [u16],
+    /// `ip_local_port_range`: local ports in it are counted as one group, not one by one.
+    pub ephemeral: (u16, u16),
     pub tcp_max_tw_buckets: Option<u64>,
     pub alerts: &'a [Alert],
 }
@@ -217,6 +271,15 @@ pub fn analyse(
             .filter_map(|b| leaks::syn_backlog(&b.listener, b.syn_recv, b.backlog)),
     );
     let unusual_listeners = tally.listeners.iter().filter(|l| !l.allowed).count() as u64;
+    let exposed_unusual_listeners = tally
+        .listeners
+        .iter()
+        .filter(|l| !l.allowed && l.exposure.is_exposed())
+        .count() as u64;
+    tally.listeners.sort_by(|a, b| {
+        (a.exposure, a.allowed, a.port, &a.netns, &a.local)
+            .cmp(&(b.exposure, b.allowed, b.port, &b.netns, &b.local))
+    });
     let mut state_counts: Vec<Count> = tally
         .states
         .into_iter()
@@ -232,6 +295,7 @@ pub fn analyse(
         external: tally.external,
         listeners: tally.listeners,
         unusual_listeners,
+        exposed_unusual_listeners,
         leaks: Leaks {
             close_wait: tally.close_wait,
             close_wait_oldest_s: tally.close_wait_oldest,
@@ -291,12 +355,20 @@ impl Tally {
                 port: local.port(),
                 process: process_of(owners, r.inode),
                 allowed: s.allow_ports.contains(&local.port()),
+                exposure: Exposure::of(local.ip()),
             });
             return;
         }
         if !peer.ip().is_unspecified() {
             *self.remote.entry(peer.ip().to_string()).or_default() += 1;
-            *self.ports.entry(local.port().to_string()).or_default() += 1;
+            // Outgoing connections each take an ephemeral port: one group says how many.
+            let (low, high) = s.ephemeral;
+            let port = if (low..=high).contains(&local.port()) {
+                format!("{low}-{high} (ephemeral)")
+            } else {
+                local.port().to_string()
+            };
+            *self.ports.entry(port).or_default() += 1;
             if !is_internal(peer.ip()) {
                 self.external.push(Connection {
                     netns: netns.clone(),
@@ -414,6 +486,34 @@ mod tests {
             sock(Netid::Tcp, TcpState::Listen, "0.0.0.0:4444", "0.0.0.0:0", 2),
             sock(
                 Netid::Tcp,
+                TcpState::Listen,
+                "127.0.0.11:40123",
+                "0.0.0.0:0",
+                0,
+            ),
+            sock(
+                Netid::Tcp,
+                TcpState::Listen,
+                "198.51.100.1:8443",
+                "0.0.0.0:0",
+                0,
+            ),
+            sock(
+                Netid::Tcp,
+                TcpState::Listen,
+                "10.0.0.1:9100",
+                "0.0.0.0:0",
+                0,
+            ),
+            sock(
+                Netid::Tcp,
+                TcpState::Established,
+                "10.0.0.1:41000",
+                "10.0.0.9:5432",
+                0,
+            ),
+            sock(
+                Netid::Tcp,
                 TcpState::Established,
                 "10.0.0.1:22",
                 "198.51.100.7:50000",
@@ -444,13 +544,40 @@ mod tests {
             vec!["init".into()],
             &Settings {
                 allow_ports: &[22, 80],
+                ephemeral: (32768, 60999),
                 tcp_max_tw_buckets: Some(100),
                 alerts: &alerts,
             },
         );
-        assert_eq!(r.total, 5);
-        assert_eq!(r.unusual_listeners, 1);
-        assert_eq!(r.listeners.iter().find(|l| !l.allowed).unwrap().port, 4444);
+        assert_eq!(r.total, 9);
+        assert_eq!(r.unusual_listeners, 4);
+        assert_eq!(r.exposed_unusual_listeners, 3);
+        // Most exposed first; Docker's resolver on loopback last.
+        let ranked: Vec<(&str, Exposure, bool)> = r
+            .listeners
+            .iter()
+            .map(|l| (l.local.as_str(), l.exposure, l.allowed))
+            .collect();
+        assert_eq!(
+            ranked,
+            [
+                ("198.51.100.1:8443", Exposure::Public, false),
+                ("0.0.0.0:4444", Exposure::AllInterfaces, false),
+                ("0.0.0.0:22", Exposure::AllInterfaces, true),
+                ("10.0.0.1:9100", Exposure::Private, false),
+                ("127.0.0.11:40123", Exposure::Loopback, false),
+            ]
+        );
+        // Ephemeral local ports are one group; service ports stay themselves.
+        let ports: Vec<(&str, u64)> = r
+            .top_local_ports
+            .iter()
+            .map(|c| (c.key.as_str(), c.count))
+            .collect();
+        assert_eq!(
+            ports,
+            [("32768-60999 (ephemeral)", 2), ("22", 1), ("8080", 1)]
+        );
         assert_eq!(r.external.len(), 1);
         assert_eq!(r.external[0].peer, "198.51.100.7:50000");
         assert_eq!(r.leaks.close_wait, 1);
@@ -459,6 +586,7 @@ mod tests {
         assert!(r.alerts[0].firing);
         assert!(!r.alerts[1].firing);
         assert_eq!(r.metric("close-wait"), Some(1.0));
-        assert_eq!(r.metric("estab"), Some(1.0));
+        assert_eq!(r.metric("estab"), Some(2.0));
+        assert_eq!(r.metric("exposed-unusual-listeners"), Some(3.0));
     }
 }

@@ -1,0 +1,163 @@
+//! The one question sockstat asks a container engine today: which process runs container
+//! NAME (or ID), so `-N NAME` can enter its network namespace. Docker and Podman answer it
+//! on their Engine API (`GET /containers/NAME/json`, `.State.Pid`) over a unix socket.
+//!
+//! Written by hand: one GET over a unix socket with a JSON reply. The Docker clients on
+//! crates.io (bollard and others) bring an async HTTP stack and hundreds of API types for it.
+use std::{
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+    path::PathBuf,
+    time::Duration,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("{socket}: {reason}")]
+    Api { socket: String, reason: String },
+}
+
+/// The engine sockets to ask, in order: `$DOCKER_HOST` (unix:// only), Docker's, rootful
+/// Podman's.
+fn sockets() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(host) = std::env::var("DOCKER_HOST")
+        && let Some(path) = host.strip_prefix("unix://")
+    {
+        found.push(PathBuf::from(path));
+    }
+    found.push(PathBuf::from("/var/run/docker.sock"));
+    found.push(PathBuf::from("/run/podman/podman.sock"));
+    found
+}
+
+/// Names and ids as the engines allow them; anything else cannot be one (and must not
+/// reach the request line).
+fn plausible(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// The pid of container `name` (a name, an id or an id prefix), from the first engine that
+/// knows it; `Ok(None)` when no engine is reachable or none knows it.
+pub fn pid_of(name: &str) -> Result<Option<u32>, EngineError> {
+    if !plausible(name) {
+        return Ok(None);
+    }
+    for socket in sockets() {
+        if !socket.exists() {
+            continue;
+        }
+        match inspect(&socket, name) {
+            Ok(Some(pid)) => return Ok(Some(pid)),
+            Ok(None) => continue,
+            Err(e) => {
+                log::debug!("container engine at {}: {e}", socket.display());
+                continue;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `GET /containers/NAME/json` on one engine: the pid, `None` for a 404.
+fn inspect(socket: &std::path::Path, name: &str) -> Result<Option<u32>, EngineError> {
+    let api = |reason: String| EngineError::Api {
+        socket: socket.display().to_string(),
+        reason,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(|e| api(e.to_string()))?;
+    let timeout = Some(Duration::from_secs(5));
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+        .map_err(|e| api(e.to_string()))?;
+    // HTTP/1.0: the engine closes the connection after the reply, so it reads to the end.
+    write!(
+        stream,
+        "GET /containers/{name}/json HTTP/1.0\r\nHost: localhost\r\n\r\n"
+    )
+    .map_err(|e| api(e.to_string()))?;
+    let mut reply = Vec::new();
+    stream
+        .take(4 << 20)
+        .read_to_end(&mut reply)
+        .map_err(|e| api(e.to_string()))?;
+    let reply = String::from_utf8_lossy(&reply);
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| api("a reply without a header end".into()))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| api(format!("a bad status line: {head:.40}")))?;
+    match status {
+        200 => {}
+        404 => return Ok(None),
+        other => return Err(api(format!("HTTP {other}"))),
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| api(format!("bad JSON: {e}")))?;
+    match json["State"]["Pid"].as_u64() {
+        Some(pid) if pid > 0 => u32::try_from(pid)
+            .map(Some)
+            .map_err(|_| api(format!("pid {pid}"))),
+        _ => Err(EngineError::NotRunning(name.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_engine_names_reach_the_request_line() {
+        for ok in ["web", "sst-web_1.a", "3f2a9c1b7d4e"] {
+            assert!(plausible(ok), "{ok}");
+        }
+        for bad in ["", "a b", "x/../y", "a\r\nHost: evil", "é"] {
+            assert!(!plausible(bad), "{bad:?}");
+        }
+    }
+
+    /// A fake engine on a unix socket: the request line it gets, and the pid from its reply.
+    #[test]
+    fn reads_the_pid_from_an_inspect_reply() {
+        let dir = std::env::temp_dir().join(format!("sockstat-docker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("engine.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for reply in [
+                "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"State\":{\"Pid\":4242}}",
+                "HTTP/1.0 404 Not Found\r\n\r\n{\"message\":\"No such container\"}",
+                "HTTP/1.0 200 OK\r\n\r\n{\"State\":{\"Pid\":0}}",
+            ] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 512];
+                let n = s.read(&mut buf).unwrap();
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                lines.push(text.lines().next().unwrap_or("").to_string());
+                s.write_all(reply.as_bytes()).unwrap();
+            }
+            lines
+        });
+        assert_eq!(inspect(&path, "web"), Ok(Some(4242)));
+        assert_eq!(inspect(&path, "gone"), Ok(None));
+        assert_eq!(
+            inspect(&path, "stopped"),
+            Err(EngineError::NotRunning("stopped".into()))
+        );
+        let lines = server.join().unwrap();
+        assert_eq!(lines[0], "GET /containers/web/json HTTP/1.0");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
