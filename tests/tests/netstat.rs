@@ -36,6 +36,16 @@ fn main() {
             root,
             unenterable_namespace,
         ),
+        root_trial(
+            "every_command_takes_each_namespace_form",
+            root,
+            namespace_forms,
+        ),
+        root_trial(
+            "a_docker_container_name_selects_its_namespace",
+            root,
+            docker_container,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -729,6 +739,343 @@ fn unenterable_namespace() -> TestResult {
     let _ = serve.wait();
     if !seen.is_some_and(|g| g >= 1.0) {
         return Err(fail(format!("sockstat_netns_skipped: {seen:?}")));
+    }
+    Ok(())
+}
+
+/// `-N` means one thing in every command, in each of its forms: an `ip netns` name, a path
+/// under /run/netns, /proc/PID/ns/net, a pid and an nsfs inode all select the same
+/// namespace, and each command sees what is in it (and only that). The namespace has one
+/// name wherever it is shown.
+fn namespace_forms() -> TestResult {
+    use std::os::unix::fs::MetadataExt;
+    let ns = Netns::new("forms")?;
+    let listener = ns
+        .within(|| TcpListener::bind("127.0.0.1:7301"))?
+        .map_err(|e| fail(e.to_string()))?;
+    // A process living in the namespace, for the pid forms.
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "sleep", "300"])
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    let pid = holder.id();
+    let inode = std::fs::metadata(format!("/run/netns/{}", ns.name))
+        .map_err(|e| fail(e.to_string()))?
+        .ino();
+    sockstat_tests::wait_until("the holder to enter the namespace", || {
+        std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == inode)
+    })
+    .map_err(fail)?;
+    let result = check_forms(&ns, pid, inode);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    drop(listener);
+    result
+}
+
+fn check_forms(ns: &Netns, pid: u32, inode: u64) -> TestResult {
+    let bin = sockstat_bin().display().to_string();
+    let forms = [
+        ns.name.clone(),
+        format!("/run/netns/{}", ns.name),
+        format!("/proc/{pid}/ns/net"),
+        pid.to_string(),
+        inode.to_string(),
+    ];
+    for form in &forms {
+        let f = form.as_str();
+        let with = |args: &[&str]| -> Result<String, Failed> {
+            let mut all = args.to_vec();
+            all.extend(["-N", f]);
+            sockstat_tests::run(&bin, &all).map_err(|e| fail(format!("-N {f}: {e}")))
+        };
+        let listing = with(&["-tln"])?;
+        if !listing.contains("127.0.0.1:7301") {
+            return Err(fail(format!("-N {f} -tln:\n{listing}")));
+        }
+        let report = json(&with(&["report", "--json"])?)?;
+        let names = report["namespaces"].as_array().cloned().unwrap_or_default();
+        let planted = report["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| l["local"] == "127.0.0.1:7301");
+        if names != [Value::from(ns.name.as_str())] || !planted {
+            return Err(fail(format!(
+                "-N {f} report: {names:?}, listener {planted}"
+            )));
+        }
+        json(&with(&["stats", "--json"])?)?;
+        let ifaces = json(&with(&["ifaces", "--json"])?)?;
+        let names: Vec<&str> = ifaces
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str())
+            .collect();
+        // Its own loopback, and none of the host's devices.
+        if !names.contains(&"lo") || names.contains(&"eth0") {
+            return Err(fail(format!("-N {f} ifaces: {ifaces}")));
+        }
+        // A new namespace has no routes in its main table.
+        let routes = json(&with(&["routes", "--json"])?)?;
+        if routes.as_array().is_none_or(|r| !r.is_empty()) {
+            return Err(fail(format!("-N {f} routes: {routes}")));
+        }
+        let top = json(&with(&[
+            "top",
+            "--once",
+            "--json",
+            "--interval",
+            "0.3",
+            "sport = :7301",
+        ])?)?;
+        let listening = top["states"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["state"] == "LISTEN"))
+            .and_then(|r| r["count"].as_u64());
+        if listening != Some(1) {
+            return Err(fail(format!("-N {f} top: LISTEN {listening:?}")));
+        }
+        // trace sees a connection made in there, and nothing made here.
+        let tracer = Tracer::start(&["--json", "-N", f]).map_err(fail)?;
+        ns.within(|| -> std::io::Result<()> {
+            let l = TcpListener::bind("127.0.0.1:7302")?;
+            let c = TcpStream::connect("127.0.0.1:7302")?;
+            let (s, _) = l.accept()?;
+            drop((c, s));
+            Ok(())
+        })?
+        .map_err(|e| fail(e.to_string()))?;
+        let seen = tracer.wait_line(|l| l.contains(":7302"), Duration::from_secs(10));
+        tracer.stop().map_err(fail)?;
+        let (_, line) = seen.ok_or_else(|| fail(format!("-N {f} trace saw nothing")))?;
+        let v = json(&line)?;
+        if v["netns"].as_u64() != Some(inode) {
+            return Err(fail(format!("-N {f} trace: {line}")));
+        }
+        // serve exports the namespace's sockets under its inode.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| fail(e.to_string()))?
+            .port();
+        let mut serve = Command::new(&bin)
+            .args(["serve", "-N", f, "--interval", "0.2", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| fail(e.to_string()))?;
+        let series = format!("sockstat_sockets{{state=\"LISTEN\",netns=\"{inode}\"}} 1");
+        let mut scraped = String::new();
+        for _ in 0..150 {
+            std::thread::sleep(Duration::from_millis(200));
+            scraped = run("curl", &["-s", &format!("http://127.0.0.1:{port}/metrics")])
+                .unwrap_or_default();
+            if scraped.contains(&series) {
+                break;
+            }
+        }
+        let _ = serve.kill();
+        let _ = serve.wait();
+        if !scraped.contains(&series) {
+            return Err(fail(format!(
+                "-N {f} serve: {series} missing from\n{scraped}"
+            )));
+        }
+    }
+    // The host's namespace is `host` wherever a name is shown.
+    let report = json(&run(&bin, &["report", "--json"])?)?;
+    if report["namespaces"] != Value::from(vec!["host"]) {
+        return Err(fail(format!("own namespace: {}", report["namespaces"])));
+    }
+    let everywhere = json(&run(&bin, &["--all-netns", "-tan", "--json"])?)?;
+    let labels: BTreeSet<&str> = everywhere
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["netns"].as_str())
+        .collect();
+    if !labels.contains(ns.name.as_str()) || labels.iter().any(|l| l.contains(' ')) {
+        return Err(fail(format!("--all-netns labels: {labels:?}")));
+    }
+    Ok(())
+}
+
+/// A Docker daemon of the test's own (its socket, data and state in a temp dir; no
+/// networking of its own), stopped with its containers on drop.
+struct Dockerd {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Dockerd {
+    fn start() -> Result<Dockerd, Failed> {
+        let dir = std::env::temp_dir().join(format!("sst-docker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+        let child = Command::new("dockerd")
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                // Works on any kernel and file system (no overlay module needed).
+                "--storage-driver=vfs",
+            ])
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("dockerd.log")).map_err(|e| fail(e.to_string()))?,
+            )
+            .spawn()
+            .map_err(|e| fail(format!("dockerd (package docker.io): {e}")))?;
+        let d = Dockerd { dir, child };
+        for _ in 0..600 {
+            if d.docker(&["version", "--format", "{{.Server.Version}}"])
+                .is_ok()
+            {
+                return Ok(d);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default();
+        Err(fail(format!("dockerd did not come up within 60 s:\n{log}")))
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("docker.sock").display())
+    }
+
+    fn docker(&self, args: &[&str]) -> Result<String, Failed> {
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", self.host())
+            .args(args)
+            .output()
+            .map_err(|e| fail(format!("docker: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "docker {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// A one-file image: the static busybox (package busybox-static).
+    fn busybox_image(&self, tag: &str) -> TestResult {
+        let rootfs = self.dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).map_err(|e| fail(e.to_string()))?;
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .map_err(|e| fail(format!("/bin/busybox (package busybox-static): {e}")))?;
+        let tar = self.dir.join("rootfs.tar");
+        run(
+            "tar",
+            &[
+                "-C",
+                &rootfs.display().to_string(),
+                "-cf",
+                &tar.display().to_string(),
+                ".",
+            ],
+        )?;
+        self.docker(&["import", &tar.display().to_string(), tag])?;
+        Ok(())
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Ok(ids) = self.docker(&["ps", "-aq"]) {
+            for id in ids.split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
+        // SAFETY: kill(2) on our own child; SIGTERM lets dockerd stop containerd too.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `-N NAME` with a Docker container's name (asked of the engine, as $DOCKER_HOST says)
+/// and `-N ID` with a prefix of its id (found in the cgroup paths, no engine needed) select
+/// its network namespace; `--all-netns` labels its sockets with the container.
+fn docker_container() -> TestResult {
+    let dockerd = Dockerd::start()?;
+    let image = format!("sst-busybox:{}", std::process::id());
+    dockerd.busybox_image(&image)?;
+    let name = format!("sst-web-{}", std::process::id());
+    let id = dockerd.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        &image,
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "127.0.0.1:7381",
+    ])?;
+    let bin = sockstat_bin().display().to_string();
+    let in_container = |spec: &str, docker_host: Option<&str>| -> Result<String, Failed> {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-tln", "-N", spec]).env_remove("DOCKER_HOST");
+        if let Some(h) = docker_host {
+            cmd.env("DOCKER_HOST", h);
+        }
+        let out = cmd.output().map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "-N {spec}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // httpd may take a moment to listen.
+    let mut by_name = String::new();
+    for _ in 0..100 {
+        by_name = in_container(&name, Some(&dockerd.host()))?;
+        if by_name.contains("127.0.0.1:7381") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !by_name.contains("127.0.0.1:7381") {
+        return Err(fail(format!("-N {name}:\n{by_name}")));
+    }
+    let short = id
+        .get(..12)
+        .ok_or_else(|| fail(format!("container id {id}")))?;
+    let by_id = in_container(short, None)?;
+    if !by_id.contains("127.0.0.1:7381") {
+        return Err(fail(format!("-N {short} (no engine asked):\n{by_id}")));
+    }
+    let here = run(&bin, &["-tln"])?;
+    if here.contains(":7381") {
+        return Err(fail(format!(
+            "the container's listener leaked out:\n{here}"
+        )));
+    }
+    let everywhere = json(&run(&bin, &["--all-netns", "-tln", "--json"])?)?;
+    let label = everywhere
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["local"] == "127.0.0.1:7381")
+        .and_then(|s| s["netns"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    if !label.ends_with(&format!("/docker:{short}")) {
+        return Err(fail(format!("--all-netns label {label:?}")));
     }
     Ok(())
 }

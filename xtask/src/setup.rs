@@ -28,6 +28,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "setpriv"),
     // `man -w` in the package test.
     ("man-db", "man"),
+    // `-N CONTAINER`: a Docker daemon of the test's own, and a one-file busybox image.
+    ("docker.io", "dockerd"),
+    ("busybox-static", "busybox"),
 ];
 
 pub fn is_root() -> bool {
