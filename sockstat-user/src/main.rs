@@ -131,6 +131,24 @@ fn clap_exit(e: clap::Error) -> ExitCode {
                 first.push(' ');
                 first.push_str(&listed.join(", "));
             }
+            // clap's own suggestion ("tip: a similar argument exists: '--continuous'").
+            if let Some(tip) = rendered
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("tip:"))
+            {
+                first.push_str("; ");
+                first.push_str(tip);
+            }
+            // Habits from `watch ss` and `netstat -c`: point to the continuous listing.
+            if let Some(clap::error::ContextValue::String(arg)) =
+                e.get(clap::error::ContextKind::InvalidArg)
+                && ["watch", "repeat", "loop", "follow", "continu"]
+                    .iter()
+                    .any(|w| arg.contains(w))
+            {
+                first.push_str("; to list again every few seconds, use -c [--interval S]");
+            }
             eprintln!("sockstat: {first} (see 'sockstat --help')");
             ExitCode::from(2)
         }

@@ -47,6 +47,13 @@ fn unknown_flag_is_one_line_and_exit_2() {
     assert_one_line_error(&sockstat(&["--bogus"]), "--bogus");
     assert_one_line_error(&sockstat(&["trace", "--bogus"]), "--bogus");
     assert_one_line_error(&sockstat(&["trace", "--port", "http"]), "http");
+    // `watch ss` and `netstat -c` habits are pointed to the continuous listing, and
+    // misspellings to clap's suggestion.
+    assert_one_line_error(&sockstat(&["-tn", "--watch"]), "use -c [--interval S]");
+    assert_one_line_error(
+        &sockstat(&["-tn", "--continous"]),
+        "tip: a similar argument exists: '--continuous'",
+    );
 }
 
 #[test]

@@ -250,7 +250,15 @@ fn tmux_screen() -> TestResult {
     tmux.wait_for("help", 5, |s| s.contains("help (any key closes)"))?;
     tmux.send("x")?;
     tmux.wait_for("help closed", 5, |s| !s.contains("help (any key closes)"))?;
+    // The editor starts from the filter in force; Ctrl-U clears the line.
     tmux.send("f")?;
+    tmux.wait_for("the editor holding the current filter", 5, |s| {
+        s.contains(&format!("filter> ( sport = :{port} or dport = :{port} )"))
+    })?;
+    tmux.send("C-u")?;
+    tmux.wait_for("the editor cleared", 5, |s| {
+        s.lines().any(|l| l.trim_end() == "filter> █")
+    })?;
     tmux.send("dport = ")?;
     tmux.send("Enter")?;
     tmux.wait_for("the filter error inline", 5, |s| s.contains("bad filter"))?;

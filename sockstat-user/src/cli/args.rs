@@ -314,6 +314,10 @@ pub struct TraceArgs {
     /// Do not print the column header.
     #[arg(short = 'H', long = "no-header")]
     pub no_header: bool,
+    /// One line per event even on a terminal too narrow for it (narrower terminals get two
+    /// lines per event; pipes always get one).
+    #[arg(long)]
+    pub wide: bool,
     /// Only transitions whose owner's command name contains this.
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,

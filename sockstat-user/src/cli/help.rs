@@ -200,7 +200,8 @@ pub const TRACE: &[Section] = &[
     },
 ];
 
-/// The width clap wraps help to: the terminal's, else $COLUMNS, at most 100.
+/// The width clap wraps help to: the terminal's (stdout, stderr or stdin, as clap asks),
+/// else $COLUMNS, at most 100.
 pub fn width() -> usize {
     let term = terminal_size::terminal_size()
         .map(|(w, _)| usize::from(w.0))
@@ -232,29 +233,12 @@ pub fn text(sections: &[Section], width: usize) -> String {
     out
 }
 
-/// Appends `text` wrapped at `width`: the first line indented by `first`, the rest by
-/// `rest`. A word longer than a line stays whole.
+/// Appends `text` wrapped at `width` (see `render::wrap`).
 fn wrap(out: &mut String, text: &str, first: usize, rest: usize, width: usize) {
-    let mut col = 0;
-    let mut indent = first;
-    for word in text.split_whitespace() {
-        let len = word.chars().count();
-        if col > 0 && col + 1 + len > width {
-            out.push('\n');
-            col = 0;
-            indent = rest;
-        }
-        if col == 0 {
-            out.extend(std::iter::repeat_n(' ', indent));
-            col = indent;
-        } else {
-            out.push(' ');
-            col += 1;
-        }
-        out.push_str(word);
-        col += len;
+    for line in crate::render::wrap(text, first, rest, width) {
+        out.push_str(&line);
+        out.push('\n');
     }
-    out.push('\n');
 }
 
 /// The sections as man page sections (`.SH`, `.TP` for terms, `.PP` for paragraphs).

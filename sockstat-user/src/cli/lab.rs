@@ -93,6 +93,8 @@ fn run_exercises(chosen: &[&Exercise], json: bool, slow: bool) -> anyhow::Result
     };
     let mut lab = Lab::new(tracer, slow, narration);
     let color = !json && io::stdout().is_terminal();
+    // Laid out for the terminal; for a pipe or a file, a common 100.
+    let width = crate::render::terminal_width().unwrap_or(100);
     let mut failed = 0;
     for ex in chosen {
         let outcome = run_vouched(&mut lab, ex);
@@ -105,7 +107,7 @@ fn run_exercises(chosen: &[&Exercise], json: bool, slow: bool) -> anyhow::Result
                 if json {
                     crate::render::json_line(&mut out, &view::json(ex, &outcome))?;
                 } else {
-                    view::write_text(&mut out, ex, &outcome, color)?;
+                    view::write_text(&mut out, ex, &outcome, color, width)?;
                 }
             }
             Err(e) => {

@@ -184,6 +184,11 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
     if args.ns.all_netns {
         printer.set_netns_names(pipeline.netns_names().clone());
     }
+    printer.set_width(if args.wide {
+        None
+    } else {
+        crate::render::terminal_width()
+    });
     let mut view = View {
         selector: Selector {
             args,

@@ -59,8 +59,9 @@ fn edge_text(e: &Edge) -> String {
     format!("{} -> {}", e.from.ss_name(), e.to.ss_name())
 }
 
-/// The right-hand column: each role's expected edges, marked against what was observed.
-fn role_lines(outcome: &Outcome, color: bool) -> Vec<String> {
+/// Each role's expected edges, marked against what was observed, wrapped to `width`: the
+/// mark and the edge first, the explanation hanging under it.
+fn role_lines(outcome: &Outcome, color: bool, width: usize) -> Vec<String> {
     let (ok, bad) = if color {
         ("\x1b[32m✓\x1b[0m", "\x1b[1;31m✗\x1b[0m")
     } else {
@@ -68,71 +69,107 @@ fn role_lines(outcome: &Outcome, color: bool) -> Vec<String> {
     };
     let mut lines = Vec::new();
     for r in &outcome.roles {
+        // Roles are short names ("client", "server").
         lines.push(r.role.clone());
         let n = r.expected.len().max(r.observed.len());
         for i in 0..n {
-            let want = r.expected.get(i);
-            let got = r.observed.get(i);
-            match (want, got) {
-                (Some(w), Some(g)) if w.edge == *g => {
-                    lines.push(format!("  {ok} {:<24} {}", edge_text(g), w.why));
-                }
-                (Some(w), Some(g)) => lines.push(format!(
-                    "  {bad} {:<24} expected {} ({})",
+            let (m, edge, text) = match (r.expected.get(i), r.observed.get(i)) {
+                (Some(w), Some(g)) if w.edge == *g => (ok, edge_text(g), w.why.to_string()),
+                (Some(w), Some(g)) => (
+                    bad,
                     edge_text(g),
-                    edge_text(&w.edge),
-                    w.why
-                )),
-                (Some(w), None) => lines.push(format!(
-                    "  {bad} {:<24} expected {} ({}), not observed",
-                    "(nothing)",
-                    edge_text(&w.edge),
-                    w.why
-                )),
-                (None, Some(g)) => {
-                    lines.push(format!("  {bad} {:<24} not expected", edge_text(g)));
-                }
-                (None, None) => {}
-            }
+                    format!("expected {} ({})", edge_text(&w.edge), w.why),
+                ),
+                (Some(w), None) => (
+                    bad,
+                    "(nothing)".to_string(),
+                    format!("expected {} ({}), not observed", edge_text(&w.edge), w.why),
+                ),
+                (None, Some(g)) => (bad, edge_text(g), "not expected".to_string()),
+                (None, None) => continue,
+            };
+            marked(&mut lines, m, &edge, &text, width);
         }
     }
     lines
 }
 
+/// "  ✓ EDGE  text", the text wrapped to `width` and hanging under itself.
+fn marked(lines: &mut Vec<String>, mark: &str, edge: &str, text: &str, width: usize) {
+    const EDGE: usize = 24;
+    const HANG: usize = 4 + EDGE + 1;
+    // The text starts at HANG on every line; the first line's lead is the mark and edge.
+    let wrapped = crate::render::wrap(text, HANG, HANG, width.max(HANG + 20));
+    for (i, l) in wrapped.into_iter().enumerate() {
+        lines.push(if i == 0 {
+            format!("  {mark} {edge:<EDGE$} {}", l.trim_start())
+        } else {
+            l
+        });
+    }
+}
+
+/// One exercise's result laid out for `width` columns: the state machine with the observed
+/// edges lit and, beside it when there is room (below it otherwise), each role's path.
 pub fn write_text(
     out: &mut impl Write,
     ex: &Exercise,
     outcome: &Outcome,
     color: bool,
+    width: usize,
 ) -> io::Result<()> {
-    writeln!(out, "== {}: {}", ex.name, ex.teaches)?;
+    for l in crate::render::wrap(&format!("== {}: {}", ex.name, ex.teaches), 0, 3, width) {
+        writeln!(out, "{l}")?;
+    }
     let left: Vec<String> = diagram::lines(&observed_edges(outcome), true)
         .iter()
         .map(|l| plain(l, color))
         .collect();
-    let right = role_lines(outcome, color);
-    let width = usize::from(diagram::WIDTH);
-    // Diagram lines are exactly WIDTH cells wide (colour codes aside).
-    for i in 0..left.len().max(right.len()) {
-        let l = left.get(i).cloned().unwrap_or_else(|| " ".repeat(width));
-        let r = right.get(i).map_or("", String::as_str);
-        writeln!(out, "{}", format!("{l} │ {r}").trim_end())?;
+    let diagram_width = usize::from(diagram::WIDTH);
+    // Side by side needs the diagram, a separator and a readable column.
+    let beside = width >= diagram_width + 3 + 40;
+    if beside {
+        let right = role_lines(outcome, color, width - diagram_width - 3);
+        // Diagram lines are exactly WIDTH cells wide (colour codes aside).
+        for i in 0..left.len().max(right.len()) {
+            let l = left
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| " ".repeat(diagram_width));
+            let r = right.get(i).map_or("", String::as_str);
+            writeln!(out, "{}", format!("{l} │ {r}").trim_end())?;
+        }
+    } else {
+        for l in &left {
+            writeln!(out, "{}", l.trim_end())?;
+        }
+        for r in role_lines(outcome, color, width) {
+            writeln!(out, "{r}")?;
+        }
     }
     for f in &outcome.facts {
         let mark = if f.ok { "✓" } else { "✗" };
-        writeln!(
-            out,
-            "  {mark} {}: {} (expected {})",
+        let text = format!(
+            "{mark} {}: {} (expected {})",
             f.what, f.observed, f.expected
-        )?;
+        );
+        for l in crate::render::wrap(&text, 2, 4, width) {
+            writeln!(out, "{l}")?;
+        }
     }
     for n in &outcome.notes {
-        writeln!(out, "  note: {n}")?;
+        for l in crate::render::wrap(&format!("note: {n}"), 2, 8, width) {
+            writeln!(out, "{l}")?;
+        }
     }
-    match outcome.first_failure() {
-        None => writeln!(out, "PASS {}\n", ex.name),
-        Some(why) => writeln!(out, "FAIL {}: {why}\n", ex.name),
+    let verdict = match outcome.first_failure() {
+        None => format!("PASS {}", ex.name),
+        Some(why) => format!("FAIL {}: {why}", ex.name),
+    };
+    for l in crate::render::wrap(&verdict, 0, 5, width) {
+        writeln!(out, "{l}")?;
     }
+    writeln!(out)
 }
 
 pub fn json(ex: &Exercise, outcome: &Outcome) -> Value {
@@ -193,4 +230,71 @@ pub fn write_traced(out: &mut dyn Write, at: f64, traced: &[Transition]) -> io::
         )?;
     }
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        lab::{Fact, RoleResult, exercises::EXERCISES, path::step},
+        tcp::TcpState::*,
+    };
+
+    /// The handshake exercise with the server's path gone wrong, a fact and a note.
+    fn fixture() -> (&'static Exercise, Outcome) {
+        let client = vec![
+            step(Close, SynSent, "connect() sends SYN"),
+            step(
+                SynSent,
+                Established,
+                "SYN+ACK arrives; the client ACKs it: open",
+            ),
+        ];
+        let server = vec![
+            step(
+                Listen,
+                SynRecv,
+                "a SYN arrived and was answered with SYN+ACK; the final ACK creates this socket from the listener",
+            ),
+            step(
+                SynRecv,
+                Established,
+                "the client's ACK completes the handshake",
+            ),
+        ];
+        let client_seen = client.iter().map(|s| s.edge).collect();
+        let server_seen = vec![server[0].edge, Edge::new(SynRecv, Close)];
+        let outcome = Outcome {
+            roles: vec![
+                RoleResult::new("client", client, client_seen),
+                RoleResult::new("server", server, server_seen),
+            ],
+            facts: vec![Fact::new(
+                "the listener's accept queue after accept()",
+                "0",
+                "0",
+                true,
+            )],
+            notes: vec![
+                "the kernel reports the child's LISTEN -> SYN-RECV before the child has an identity; it is shown with the child's".into(),
+            ],
+        };
+        (&EXERCISES[0], outcome)
+    }
+
+    /// Golden screens at 80 columns (the diagram, then the paths below it) and at 120 (side
+    /// by side); no line is wider than the terminal.
+    #[test]
+    fn lays_out_for_the_terminal_width() {
+        let (ex, outcome) = fixture();
+        for width in [80, 120] {
+            let mut out = Vec::new();
+            write_text(&mut out, ex, &outcome, false, width).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            for line in text.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line:?}");
+            }
+            super::super::golden::check(&format!("golden/lab_{width}.txt"), &text);
+        }
+    }
 }

@@ -71,6 +71,48 @@ pub fn bandwidth(bps: f64, numeric: bool) -> String {
 }
 
 /// ss's `print_ms_timer` (with the iproute2 7.x fix: `1.500sec`, not `1.500ms`).
+/// A duration for people, in at most 7 characters: 12µs, 3.4ms, 340ms, 1.2s, 45s, 2m05s,
+/// 3h07m, 12d03h.
+pub fn duration(ns: u64) -> String {
+    let us = ns / 1_000;
+    match us {
+        0..=999 => format!("{us}µs"),
+        1_000..=9_999 => format!("{:.1}ms", us as f64 / 1e3),
+        10_000..=999_999 => format!("{}ms", us / 1_000),
+        1_000_000..=9_999_999 => format!("{:.1}s", us as f64 / 1e6),
+        10_000_000..=59_999_999 => format!("{}s", us / 1_000_000),
+        _ => {
+            let s = us / 1_000_000;
+            if s < 3_600 {
+                format!("{}m{:02}s", s / 60, s % 60)
+            } else if s < 86_400 {
+                format!("{}h{:02}m", s / 3_600, s % 3_600 / 60)
+            } else {
+                format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600)
+            }
+        }
+    }
+}
+
+/// A byte count for people, in at most 5 characters: 812, 12.3k, 456k, 4.5M, 1.2G (powers
+/// of 1024: these are sizes).
+pub fn bytes(n: u64) -> String {
+    let scaled = |v: f64, unit: char| {
+        if v < 100.0 {
+            format!("{v:.1}{unit}")
+        } else {
+            format!("{v:.0}{unit}")
+        }
+    };
+    let f = n as f64;
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=1_023_999 => scaled(f / 1024.0, 'k'),
+        1_024_000..=1_048_575_999 => scaled(f / 1_048_576.0, 'M'),
+        _ => scaled(f / 1_073_741_824.0, 'G'),
+    }
+}
+
 pub fn ms_timer(ms: u32) -> String {
     let mut secs = ms / 1000;
     let minutes = secs / 60;
@@ -102,6 +144,32 @@ pub fn ms_timer(ms: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_sizes_for_people() {
+        let cases = [
+            (12_000, "12µs"),
+            (3_400_000, "3.4ms"),
+            (340_000_000, "340ms"),
+            (1_230_000_000, "1.2s"),
+            (45_000_000_000, "45s"),
+            (125_000_000_000, "2m05s"),
+            (11_220_000_000_000, "3h07m"),
+            (1_047_600_000_000_000, "12d03h"),
+        ];
+        for (ns, want) in cases {
+            assert_eq!(duration(ns), want, "{ns}");
+        }
+        for (n, want) in [
+            (812, "812"),
+            (12_600, "12.3k"),
+            (466_944, "456k"),
+            (4_718_592, "4.5M"),
+            (1_288_490_189, "1.2G"),
+        ] {
+            assert_eq!(bytes(n), want, "{n}");
+        }
+    }
 
     #[test]
     fn percent_g() {

@@ -19,6 +19,16 @@ pub enum TraceFormat {
 
 const HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   TRANSITION                  PREV_US    CAUSE";
 const LIFETIME_HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   DURATION_MS  BYTES_ACKED  BYTES_RECV  RTT_US   RETRANS  CAUSE";
+/// The narrow layout (a terminal narrower than a wide line): two lines per event, each
+/// within 80 columns for IPv4 (an IPv6 pair takes a third line).
+const NARROW_HEADER: &str =
+    "TIME         OWNER                TRANSITION                IN_PREV CAUSE";
+const NARROW_LIFETIME_HEADER: &str =
+    "TIME         OWNER                DURATION   SENT     RECEIVED  RTT   RETR CAUSE";
+/// Where the second line (addresses) starts.
+const NARROW_INDENT: usize = 13;
+/// The width the wide layout needs (a NETNS column adds 25).
+const WIDE: usize = HEADER.len() + 16;
 
 pub struct TracePrinter {
     format: TraceFormat,
@@ -26,6 +36,9 @@ pub struct TracePrinter {
     /// With --all-netns: namespace labels (ip netns name or "pid N", plus the container) by
     /// inode, printed in a NETNS column and as `netns_name`.
     netns_names: Option<std::collections::HashMap<u32, String>>,
+    /// The terminal is narrower than a wide line: two lines per event, within this width.
+    narrow: Option<usize>,
+    netns_width: usize,
 }
 
 /// The NDJSON record of a transition. Keys are a stable interface: later versions add keys,
@@ -78,13 +91,34 @@ impl TracePrinter {
             format,
             clock,
             netns_names: None,
+            narrow: None,
+            netns_width: 0,
         }
     }
 
     /// Labels transitions with their namespace (`--all-netns`); called again as namespaces
     /// come and go.
     pub fn set_netns_names(&mut self, names: std::collections::HashMap<u32, String>) {
+        // The NETNS column is as wide as the longest name (a container's runs to ~30).
+        self.netns_width = names
+            .values()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("NETNS".len());
         self.netns_names = Some(names);
+    }
+
+    /// Lays text out for a terminal `width` columns wide (`None`: not a terminal, one wide
+    /// line per event as scripts expect). Call after `set_netns_names`.
+    pub fn set_width(&mut self, width: Option<usize>) {
+        let wide = WIDE
+            + if self.netns_names.is_some() {
+                self.netns_width + 1
+            } else {
+                0
+            };
+        self.narrow = width.filter(|w| *w < wide);
     }
 
     fn netns_name(&self, netns: u32) -> Option<String> {
@@ -93,17 +127,38 @@ impl TracePrinter {
             names
                 .get(&netns)
                 .cloned()
-                .unwrap_or_else(|| format!("netns {netns}")),
+                .unwrap_or_else(|| format!("netns:{netns}")),
         )
     }
 
     /// The column header (text only).
     pub fn write_header(&self, out: &mut impl Write, lifetimes: bool) -> io::Result<()> {
         match self.format {
+            TraceFormat::Text if self.narrow.is_some() => {
+                let first = if lifetimes {
+                    NARROW_LIFETIME_HEADER
+                } else {
+                    NARROW_HEADER
+                };
+                let netns = if self.netns_names.is_some() {
+                    "  NETNS"
+                } else {
+                    ""
+                };
+                writeln!(out, "{first}")?;
+                writeln!(out, "{:NARROW_INDENT$}LOCAL -> REMOTE{netns}", "")
+            }
             TraceFormat::Text => {
                 let header = if lifetimes { LIFETIME_HEADER } else { HEADER };
                 match self.netns_names {
-                    Some(_) => writeln!(out, "{:<12} {:<24} {}", "TIME", "NETNS", &header[13..]),
+                    Some(_) => writeln!(
+                        out,
+                        "{:<12} {:<w$} {}",
+                        "TIME",
+                        "NETNS",
+                        &header[13..],
+                        w = self.netns_width
+                    ),
                     None => writeln!(out, "{header}"),
                 }
             }
@@ -143,8 +198,57 @@ impl TracePrinter {
         )
     }
 
+    /// The narrow layout's second line (and third, when the addresses do not fit one):
+    /// the addresses, the namespace, and a mark for a synthesized transition.
+    fn write_addresses(
+        &self,
+        out: &mut impl Write,
+        width: usize,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        tail: &str,
+    ) -> io::Result<()> {
+        let (local, remote) = (local.to_string(), remote.to_string());
+        let pad = " ".repeat(NARROW_INDENT);
+        let one = format!("{pad}{local} -> {remote}{tail}");
+        if one.chars().count() <= width {
+            return writeln!(out, "{one}");
+        }
+        writeln!(out, "{pad}{local}")?;
+        writeln!(out, "{pad}-> {remote}{tail}")
+    }
+
+    fn owner_key(owner: &Owner) -> String {
+        match (&owner.comm, owner.pid) {
+            (Some(c), Some(p)) => format!("{}[{p}]", c.as_str()),
+            (None, Some(p)) => format!("[{p}]"),
+            _ => "-".to_string(),
+        }
+    }
+
     pub fn write(&self, out: &mut impl Write, t: &Transition) -> io::Result<()> {
         match self.format {
+            TraceFormat::Text if let Some(width) = self.narrow => {
+                let prev = t
+                    .prev_state_ns
+                    .map_or_else(|| "-".to_string(), super::numfmt::duration);
+                let cause = t.cause.map_or_else(|| "-".to_string(), |c| c.name());
+                writeln!(
+                    out,
+                    "{} {:<20} {:<25} {prev:>7} {cause}",
+                    self.local_time(t.ts_ns),
+                    Self::owner_key(&t.owner),
+                    format!("{} -> {}", t.old, t.new),
+                )?;
+                let mut tail = String::new();
+                if let Some(n) = self.netns_name(t.netns) {
+                    tail.push_str(&format!("  [{n}]"));
+                }
+                if t.source == Source::Synthesized {
+                    tail.push_str(" (synthesized)");
+                }
+                self.write_addresses(out, width, t.local, t.remote, &tail)
+            }
             TraceFormat::Text => {
                 let mut transition = format!("{} -> {}", t.old, t.new);
                 if t.source == Source::Synthesized {
@@ -156,7 +260,7 @@ impl TracePrinter {
                 let cause = t.cause.map_or_else(|| "-".to_string(), |c| c.name());
                 let netns = self
                     .netns_name(t.netns)
-                    .map_or_else(String::new, |n| format!(" {:<24}", n.replace(' ', "_")));
+                    .map_or_else(String::new, |n| format!(" {n:<w$}", w = self.netns_width));
                 self.write_lead(out, t.ts_ns, &netns, &t.owner, t.local, t.remote)?;
                 writeln!(out, " {transition:<27} {prev:<10} {cause}")
             }
@@ -186,6 +290,25 @@ impl TracePrinter {
 
     pub fn write_lifetime(&self, out: &mut impl Write, l: &Lifetime) -> io::Result<()> {
         match self.format {
+            TraceFormat::Text if let Some(width) = self.narrow => {
+                let dur = l
+                    .duration_ns
+                    .map_or_else(|| "-".to_string(), super::numfmt::duration);
+                let rtt = l
+                    .handshake_ns
+                    .map_or_else(|| "-".to_string(), super::numfmt::duration);
+                writeln!(
+                    out,
+                    "{} {:<20} {dur:<10} {:<8} {:<9} {rtt:<5} {:<4} {}",
+                    self.local_time(l.ts_ns),
+                    Self::owner_key(&l.owner),
+                    super::numfmt::bytes(l.bytes_acked),
+                    super::numfmt::bytes(l.bytes_received),
+                    l.retransmits,
+                    l.cause.map_or_else(|| "-".to_string(), |c| c.name()),
+                )?;
+                self.write_addresses(out, width, l.local, l.remote, "")
+            }
             TraceFormat::Text => {
                 let opt = |v: Option<u64>, div: u64| {
                     v.map_or_else(|| "-".to_string(), |x| (x / div).to_string())
@@ -372,9 +495,24 @@ mod tests {
     }
 
     fn render(format: TraceFormat, lifetimes: bool) -> String {
+        render_at(format, lifetimes, None, false)
+    }
+
+    /// As printed on a terminal `width` columns wide (`None`: a pipe), with the NETNS column
+    /// of --all-netns when `all_netns`.
+    fn render_at(
+        format: TraceFormat,
+        lifetimes: bool,
+        width: Option<usize>,
+        all_netns: bool,
+    ) -> String {
         // 2023-11-14T22:13:20Z at monotonic 0; UTC so the golden text does not depend on TZ.
-        let printer =
+        let mut printer =
             TracePrinter::new(format, WallClock::with_offset_ns(1_700_000_000_000_000_000));
+        if all_netns {
+            printer.set_netns_names([(4026531840, "host".to_string())].into());
+        }
+        printer.set_width(width);
         let mut out = Vec::new();
         printer.write_header(&mut out, lifetimes).unwrap();
         for o in sample() {
@@ -417,5 +555,28 @@ TIME         PID     COMM             LOCAL                    REMOTE           
         let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","duration_ns":null,"bytes_acked":4,"bytes_received":8,"handshake_rtt_ns":null,"retransmits":0,"cause":"fin"}
 "#;
         assert_eq!(render(TraceFormat::Json, true), expected);
+    }
+
+    /// An 80x24 terminal: two lines per event, none wider than 80 (an IPv6 pair with a
+    /// namespace takes a third); pipes keep one wide line per event.
+    #[test]
+    fn golden_text_at_80_columns() {
+        // SAFETY: as in golden_text.
+        unsafe { std::env::set_var("TZ", "UTC") };
+        let mut screens = String::new();
+        for (lifetimes, all_netns) in [(false, false), (false, true), (true, false)] {
+            let text = render_at(TraceFormat::Text, lifetimes, Some(80), all_netns);
+            for line in text.lines() {
+                assert!(line.chars().count() <= 80, "{line:?}");
+            }
+            screens.push_str(&text);
+            screens.push_str("--\n");
+        }
+        crate::render::golden::check("golden/trace_80.txt", &screens);
+        // Wide enough: the wide layout, as in a pipe.
+        assert_eq!(
+            render_at(TraceFormat::Text, false, Some(200), false),
+            render(TraceFormat::Text, false)
+        );
     }
 }
