@@ -78,11 +78,11 @@ fn inspect(socket: &std::path::Path, name: &str) -> Result<Option<u32>, EngineEr
         .and_then(|()| stream.set_write_timeout(timeout))
         .map_err(|e| api(e.to_string()))?;
     // HTTP/1.0: the engine closes the connection after the reply, so it reads to the end.
-    write!(
-        stream,
-        "GET /containers/{name}/json HTTP/1.0\r\nHost: localhost\r\n\r\n"
-    )
-    .map_err(|e| api(e.to_string()))?;
+    // One write: a request in pieces could meet a server that answered the first.
+    let request = format!("GET /containers/{name}/json HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| api(e.to_string()))?;
     let mut reply = Vec::new();
     stream
         .take(4 << 20)
@@ -142,9 +142,15 @@ mod tests {
                 "HTTP/1.0 200 OK\r\n\r\n{\"State\":{\"Pid\":0}}",
             ] {
                 let (mut s, _) = listener.accept().unwrap();
+                // The whole request head, however it arrives.
+                let mut head = Vec::new();
                 let mut buf = [0u8; 512];
-                let n = s.read(&mut buf).unwrap();
-                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "the request ended early");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
                 lines.push(text.lines().next().unwrap_or("").to_string());
                 s.write_all(reply.as_bytes()).unwrap();
             }
