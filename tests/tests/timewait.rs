@@ -33,6 +33,11 @@ fn main() {
             root,
             time_wait_expiry,
         ),
+        root_trial(
+            "live_table_holds_twenty_thousand_time_wait_sockets_in_64_bytes_each",
+            root,
+            table_memory,
+        ),
     ];
     // Each test has its own namespace, and the slow ones mostly wait for TIME-WAIT's 60 s:
     // all at once.
@@ -181,6 +186,42 @@ fn orphan_close() -> TestResult {
 /// to CLOSE with cause tw-overflow at once, and none lingers in FIN-WAIT-2. The kernel
 /// counters agree with TcpExt.
 fn overflow() -> TestResult {
+    // An attempt during which the kernel skipped runs of sockstat's programs (a hook
+    // re-entered on its CPU), or the ring lost events, says nothing about the
+    // classification: those are counted and reported, and the attempt is made again.
+    for attempt in 1..=3 {
+        let (result, summary) = overflow_once();
+        match result {
+            Err(_) if attempt < 3 && events_missing(&summary) => {
+                eprintln!("overflow attempt {attempt}: events were missing ({summary}); again");
+            }
+            Err(e) => return Err(fail(format!("{e:?}\ntrace's summary: {summary}"))),
+            Ok(()) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Whether trace's summary reports lost events or runs the kernel skipped.
+fn events_missing(summary: &str) -> bool {
+    let count_before = |what: &str| {
+        summary
+            .split(what)
+            .next()
+            .and_then(|head| head.split_whitespace().last()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    count_before(" lost (ring buffer full)") > 0 || count_before(" runs skipped by the kernel") > 0
+}
+
+/// One attempt, and trace's closing summary.
+fn overflow_once() -> (TestResult, String) {
+    let mut summary = String::new();
+    let result = overflow_attempt(&mut summary);
+    (result, summary)
+}
+
+fn overflow_attempt(summary_out: &mut String) -> TestResult {
     const CLIENTS: usize = 12;
     const CAP: usize = 4;
     let ns = NamedNetns::new("tw-overflow").map_err(fail)?;
@@ -219,6 +260,7 @@ fn overflow() -> TestResult {
     let in_time_wait = time_wait_ports(&ns)?;
     let overflowed = tcp_ext(&ns, "TcpExtTCPTimeWaitOverflow")? - overflow_before;
     let (stdout, stderr, code) = tracer.stop().map_err(fail)?;
+    *summary_out = stderr.last().cloned().unwrap_or_default();
     check("exit", code, 0)?;
     let events: Vec<Value> = stdout
         .lines()
@@ -520,4 +562,101 @@ fn check(what: &str, got: impl std::fmt::Debug, want: impl std::fmt::Debug) -> T
     } else {
         Err(fail(format!("{what}: got {got}, want {want}")))
     }
+}
+
+/// The live table's memory: 20k TIME-WAIT sockets in a private namespace cost at most 64
+/// bytes each by the table's own accounting (trace's closing line), and the tracer's RSS
+/// grows by no more than that plus a fixed margin (buffers that grow with the event rate,
+/// the allocator's slack). No reconciles: a dump's transient buffers are not the table.
+fn table_memory() -> TestResult {
+    const SOCKETS: usize = 20_000;
+    const PER_SOCKET: usize = 64;
+    const MARGIN_KIB: usize = 2048;
+    let ns = NamedNetns::new("tw-memory").map_err(fail)?;
+    ns.exec(
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv4.tcp_max_tw_buckets=65536",
+            "net.ipv4.ip_local_port_range=10000 60999",
+            // Not the loopback reuse of newer kernels' default (2): every socket stays.
+            "net.ipv4.tcp_tw_reuse=0",
+        ],
+    )
+    .map_err(fail)?;
+    // Lifetimes: the table is the same, the output a fifth of the transitions.
+    let tracer =
+        Tracer::start_in(&ns, &["--json", "--lifetimes", "--reconcile", "0"]).map_err(fail)?;
+    let rss_kib = |pid: u32| -> Result<usize, Failed> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|e| fail(e.to_string()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| fail("no VmRSS"))
+    };
+    // Connections in chunks at a steady pace, clients closing first: the clients' sockets
+    // stay in TIME-WAIT (60 s), the servers' close.
+    let churn = |count: usize| -> Result<(), Failed> {
+        ns.within(|| -> std::io::Result<()> {
+            let listener = TcpListener::bind("127.0.0.1:7071")?;
+            for chunk in 0..count.div_ceil(500) {
+                for _ in 0..500.min(count - chunk * 500) {
+                    let c = TcpStream::connect("127.0.0.1:7071")?;
+                    let (s, _) = listener.accept()?;
+                    drop(c);
+                    drop(s);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))
+    };
+    // A warm-up, so buffers that grow with the event rate have grown before the baseline.
+    churn(2_000)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let before = rss_kib(tracer.pid())?;
+    churn(SOCKETS)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kib(tracer.pid())?;
+    let (_, stderr, code) = tracer.stop().map_err(fail)?;
+    let summary = stderr.last().cloned().unwrap_or_default();
+    if code != 0 || !summary.contains(" 0 lost") {
+        return Err(fail(format!("trace exited {code}: {summary}")));
+    }
+    // "live table: N sockets in B bytes (X each)"
+    let table = summary
+        .split("live table: ")
+        .nth(1)
+        .ok_or_else(|| fail(format!("no live table in: {summary}")))?;
+    let mut words = table.split_whitespace();
+    let sockets: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let bytes: usize = words
+        .nth(2)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(usize::MAX);
+    if sockets < SOCKETS {
+        return Err(fail(format!("{sockets} sockets in the table: {summary}")));
+    }
+    if bytes / sockets > PER_SOCKET {
+        return Err(fail(format!(
+            "{} bytes a socket in the live table (at most {PER_SOCKET}): {table}",
+            bytes / sockets
+        )));
+    }
+    let grown = after.saturating_sub(before);
+    let allowed = SOCKETS * PER_SOCKET / 1024 + MARGIN_KIB;
+    eprintln!(
+        "live table: {sockets} sockets, {} bytes each; trace's RSS grew {grown} KiB for {SOCKETS} more (at most {allowed})",
+        bytes / sockets
+    );
+    if grown > allowed {
+        return Err(fail(format!(
+            "trace's RSS grew {grown} KiB ({before} -> {after}) for {SOCKETS} TIME-WAIT sockets: more than {allowed} KiB"
+        )));
+    }
+    Ok(())
 }

@@ -96,7 +96,8 @@ enum BenchKind {
     List,
     /// Loopback churn under each tracer: sockstat trace vs tcpstates.
     Trace,
-    /// sockstat trace's memory under continuous churn (--rounds sets the minutes).
+    /// trace and serve at the TIME-WAIT cap (131072) in a namespace of their own, RSS and
+    /// loss over --rounds minutes (the target soak is 10).
     Soak,
 }
 

@@ -189,16 +189,16 @@ impl Feed {
     pub fn for_each_socket<'a>(&'a self, mut f: impl FnMut(SockView<'a>)) {
         match self {
             Feed::Ebpf(feed) => {
-                for (_, e) in feed.pipeline.tracker().entries() {
+                for s in feed.pipeline.tracker().sockets() {
                     f(SockView {
-                        state: e.state,
-                        local: e.local,
-                        remote: e.remote,
-                        netns: e.netns,
-                        owner: e
+                        state: s.state,
+                        local: s.local,
+                        remote: s.remote,
+                        netns: s.netns,
+                        owner: s
                             .owner
                             .pid
-                            .map(|pid| (pid, e.owner.comm.as_ref().map_or("?", |c| c.as_str()))),
+                            .map(|pid| (pid, s.owner.comm.as_ref().map_or("?", |c| c.as_str()))),
                     });
                 }
             }
@@ -235,6 +235,14 @@ impl Feed {
                 Vec::new()
             }),
             Feed::Polling(_) => Vec::new(),
+        }
+    }
+
+    /// The live table's size by its own accounting (`None` when polling: no table).
+    pub fn table_memory(&self) -> Option<crate::live::TableMemory> {
+        match self {
+            Feed::Ebpf(f) => Some(f.pipeline.tracker().memory()),
+            Feed::Polling(_) => None,
         }
     }
 

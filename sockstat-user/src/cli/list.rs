@@ -282,11 +282,7 @@ fn run_once(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let netns = super::NetnsChoice::open(&args.ns.one)?;
 
     let stdout = io::stdout();
-    let tty_width = if stdout.is_terminal() {
-        terminal_width()
-    } else {
-        None
-    };
+    let tty_width = crate::render::terminal_width();
     // Not locked: a -N listing writes from the namespace worker thread.
     let mut out = BufWriter::with_capacity(64 * 1024, stdout);
 
@@ -633,14 +629,6 @@ fn dump(
         }
         other => other,
     }
-}
-
-fn terminal_width() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ fills a winsize; fd 1 is a terminal here.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; `ws` outlives the call.
-    let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
 /// `--all-netns`: every namespace's sockets, labelled, in one table (or one JSON array).

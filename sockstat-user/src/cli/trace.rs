@@ -220,6 +220,7 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
             Vec::new()
         }),
         ring: pipeline.ring_counts(),
+        table: pipeline.tracker().memory(),
         printed: view.printed,
         tracker: pipeline.tracker().stats(),
     };

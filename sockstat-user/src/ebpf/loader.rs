@@ -351,8 +351,6 @@ struct Resolved {
     sock: Option<SockOffsets>,
     timewait: Option<TwOffsets>,
     tracepoint: Option<TracepointOffsets>,
-    /// aya's own parse of the kernel BTF, for loading and attaching the BTF hooks.
-    aya_btf: Option<Btf>,
     /// Why the timewait hooks cannot be used, if they cannot.
     timewait_unusable: Option<String>,
     /// Why closed-port resets cannot be seen in `kfree_skb`, if they cannot.
@@ -376,7 +374,6 @@ impl Resolved {
                 sock: None,
                 timewait: None,
                 tracepoint: Some(offsets),
-                aya_btf: None,
                 timewait_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
                 drops_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
                 tracefs_mount: Some(tracefs_mount),
@@ -405,14 +402,10 @@ impl Resolved {
                 Err(e) => timewait_unusable = Some(e.to_string()),
             }
         }
-        let aya_btf = Btf::from_sys_fs()
-            .inspect_err(|e| log::debug!("aya's BTF parse failed ({e}); retried at attach"))
-            .ok();
         Ok(Resolved {
             sock: Some(sock),
             timewait,
             tracepoint: None,
-            aya_btf,
             timewait_unusable,
             drops_unusable,
             tracefs_mount: None,
@@ -461,14 +454,12 @@ impl Hooks {
 /// without one still traces transitions, and what was attached is reported.
 fn attach_btf_hooks(
     ebpf: &mut Ebpf,
-    aya_btf: Option<Btf>,
     mut timewait_unusable: Option<String>,
     mut drops_unusable: Option<String>,
 ) -> Result<Hooks, LoadError> {
-    let btf = match aya_btf {
-        Some(b) => b,
-        None => Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?,
-    };
+    // aya's parse of the kernel BTF (~20 MB while it lives): only for attaching, made after
+    // the loader's own copy is gone so the two never coexist.
+    let btf = Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?;
     attach_btf(ebpf, &btf, "inet_sock_set_state_btf", TP_NAME).map_err(|e| match e {
         LoadError::Program { source, .. } => LoadError::BtfHookRefused(refusal(&source)),
         other => other,
@@ -577,7 +568,10 @@ impl Probe {
         if let Some(off) = &resolved.tracepoint {
             loader.override_global("TP_OFFSETS", off, true);
         }
-        loader.btf(resolved.aya_btf.as_ref());
+        // EbpfLoader::new() parsed the kernel BTF for CO-RE relocations, which these
+        // programs do not have (offsets come through .rodata): drop it now, so the peak
+        // holds one parse, not two.
+        loader.btf(None);
         loader.override_global("CONFIG", &config, true);
         loader.override_global("AYA_LOG_LEVEL", &log_level, false);
         let mut ebpf = loader.load(PROGRAMS)?;
@@ -591,16 +585,13 @@ impl Probe {
         };
 
         let Resolved {
-            aya_btf,
             timewait_unusable,
             drops_unusable,
             tracefs_mount,
             ..
         } = resolved;
         let hooks = match hook {
-            HookChoice::TpBtf => {
-                attach_btf_hooks(&mut ebpf, aya_btf, timewait_unusable, drops_unusable)?
-            }
+            HookChoice::TpBtf => attach_btf_hooks(&mut ebpf, timewait_unusable, drops_unusable)?,
             _ => attach_classic_hook(&mut ebpf)?,
         };
         let edges = per_cpu_counters(&mut ebpf, "EDGES")?;

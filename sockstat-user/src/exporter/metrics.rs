@@ -86,6 +86,8 @@ pub struct Metrics {
     listen_port_sockets: Family<Port, Gauge>,
     closed_port_resets: Counter,
     closed_port_resets_by_port: Family<Port, Counter>,
+    table_sockets: Gauge,
+    table_bytes: Gauge,
     /// The closed ports given a label of their own so far (the first `MAX_PORTS` seen).
     closed_ports_named: std::collections::HashSet<u16>,
     /// Last absolute values of the kernel's (and the live table's) running totals, so the
@@ -120,6 +122,8 @@ impl Metrics {
             listen_port_sockets: Family::default(),
             closed_port_resets: Counter::default(),
             closed_port_resets_by_port: Family::default(),
+            table_sockets: Gauge::default(),
+            table_bytes: Gauge::default(),
             closed_ports_named: std::collections::HashSet::new(),
             seen: HashMap::new(),
             seen_edges: HashMap::new(),
@@ -229,6 +233,16 @@ impl Metrics {
             "closed_port_resets_by_port",
             "closed_port_resets by the closed port: the first 64 ports seen have their own label, the rest are other",
             m.closed_port_resets_by_port.clone(),
+        );
+        registry.register(
+            "live_table_sockets",
+            "Sockets in the agent's live table",
+            m.table_sockets.clone(),
+        );
+        registry.register(
+            "live_table_bytes",
+            "Memory the live table holds, by its own accounting (hash buckets, slots, interned owners and addresses)",
+            m.table_bytes.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -398,6 +412,10 @@ impl Metrics {
             );
         }
         advance(seen, &self.repairs, "repairs", feed.tracker_stats().repairs);
+        if let Some(t) = feed.table_memory() {
+            self.table_sockets.set(t.sockets as i64);
+            self.table_bytes.set(t.bytes as i64);
+        }
         for ((o, n), total) in feed.edge_counts() {
             let before = self.seen_edges.insert((o, n), total).unwrap_or(0);
             self.transitions

@@ -6,16 +6,17 @@ mod cause;
 pub mod clock;
 pub mod dashboard;
 mod table;
+mod tw_table;
 
 pub use cause::Cause;
-pub use table::{Baseline, Tracker, TrackerStats};
+pub use table::{Baseline, TableMemory, Tracker, TrackerStats};
 
 use std::net::SocketAddr;
 
 use crate::{ebpf::Family, tcp::ReportedState};
 
 /// Where an owner came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OwnerSource {
     /// The task that held the socket lock when the transition ran.
     Task,
@@ -75,7 +76,7 @@ impl std::fmt::Debug for Comm {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Owner {
     pub pid: Option<u32>,
     pub comm: Option<Comm>,

@@ -3,6 +3,7 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use super::{
     Cause, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection, Source, Transition,
+    tw_table::{self, TwTable},
 };
 use crate::{
     ebpf::{
@@ -67,6 +68,28 @@ impl Entry {
     }
 }
 
+/// One socket as views see it (from either table).
+pub struct SocketView<'a> {
+    pub state: ReportedState,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub netns: u32,
+    pub owner: &'a Owner,
+}
+
+/// What the live table holds and what that costs, by its own accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableMemory {
+    pub sockets: usize,
+    pub bytes: usize,
+}
+
+impl TableMemory {
+    pub fn per_socket(&self) -> Option<usize> {
+        (self.sockets > 0).then(|| self.bytes / self.sockets)
+    }
+}
+
 /// A socket found by a sock_diag dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Baseline {
@@ -94,6 +117,9 @@ pub struct TrackerStats {
 
 pub struct Tracker {
     entries: HashMap<u64, Entry>,
+    /// Sockets the kernel swapped for timewait sockets: most of a busy host's, so kept in a
+    /// compact table of their own (`tw_table`).
+    timewait: TwTable,
     /// Closes whose cause may still arrive: `tcp_disconnect()` (SO_LINGER 0, unread data)
     /// sets CLOSE *before* it sends the RST, so the reset event follows the transition.
     held: HashMap<u64, Vec<Output>>,
@@ -156,6 +182,7 @@ impl Tracker {
     pub fn with_capacity(capacity: usize) -> Self {
         Tracker {
             entries: HashMap::new(),
+            timewait: TwTable::default(),
             held: HashMap::new(),
             held_before: Vec::new(),
             unresolved_opens: HashMap::new(),
@@ -175,22 +202,80 @@ impl Tracker {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.timewait.len()
     }
 
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
+    }
+
+    /// The socket of `cookie`, from whichever table holds it.
+    fn entry(&self, cookie: u64) -> Option<Entry> {
+        self.entries
+            .get(&cookie)
+            .cloned()
+            .or_else(|| self.timewait.get(cookie))
     }
 
     #[cfg(test)]
-    pub fn get(&self, cookie: u64) -> Option<&Entry> {
-        self.entries.get(&cookie)
+    pub fn get(&self, cookie: u64) -> Option<Entry> {
+        self.entry(cookie)
     }
 
-    /// Every socket in the table, keyed by cookie.
-    pub fn entries(&self) -> impl Iterator<Item = (&u64, &Entry)> {
-        self.entries.iter()
+    /// Every socket in the table.
+    pub fn sockets(&self) -> impl Iterator<Item = SocketView<'_>> {
+        self.entries
+            .values()
+            .map(|e| SocketView {
+                state: e.state,
+                local: e.local,
+                remote: e.remote,
+                netns: e.netns,
+                owner: &e.owner,
+            })
+            .chain(self.timewait.iter().map(|(_, v)| v))
+    }
+
+    /// The table's size by its own accounting: the general map's buckets (with their
+    /// control bytes) and the timewait table's slots, index and interners.
+    pub fn memory(&self) -> TableMemory {
+        let buckets = if self.entries.capacity() == 0 {
+            0
+        } else {
+            (self.entries.capacity() * 8 / 7).next_power_of_two()
+        };
+        TableMemory {
+            sockets: self.len(),
+            bytes: buckets * (std::mem::size_of::<(u64, Entry)>() + 1) + self.timewait.bytes(),
+        }
+    }
+
+    /// Puts `e` where it belongs: the timewait table for a timewait socket, else (or when
+    /// that table cannot take it) the general one.
+    fn store(&mut self, cookie: u64, e: Entry) {
+        if tw_table::is_timewait(&e) && self.timewait.insert(cookie, &e).is_ok() {
+            self.entries.remove(&cookie);
+            return;
+        }
+        self.timewait.remove(cookie);
+        self.entries.insert(cookie, e);
+    }
+
+    fn remove(&mut self, cookie: u64) -> Option<Entry> {
+        self.entries
+            .remove(&cookie)
+            .or_else(|| self.timewait.remove(cookie))
+    }
+
+    /// Changes the entry of `cookie` in whichever table holds it.
+    fn update(&mut self, cookie: u64, f: impl FnOnce(&mut Entry)) {
+        match self.entries.get_mut(&cookie) {
+            Some(e) => f(e),
+            None => {
+                self.timewait.update(cookie, f);
+            }
+        }
     }
 
     pub fn stats(&self) -> TrackerStats {
@@ -201,7 +286,7 @@ impl Tracker {
     /// programs were attached first) keep what the events said.
     pub fn load_baseline(&mut self, sockets: impl IntoIterator<Item = Baseline>, now_ns: u64) {
         for b in sockets {
-            if self.entries.contains_key(&b.cookie) {
+            if self.entries.contains_key(&b.cookie) || self.timewait.contains(b.cookie) {
                 continue;
             }
             self.insert_baseline(b, now_ns);
@@ -217,7 +302,7 @@ impl Tracker {
             self.listeners.insert((b.netns, b.local.port()), owner);
         }
         self.make_room();
-        self.entries.insert(
+        self.store(
             b.cookie,
             Entry {
                 state,
@@ -235,22 +320,37 @@ impl Tracker {
                 passive: false,
                 active: None,
                 peer_fin: false,
-                timewait: false,
+                // sock_diag lists a timewait socket as TIME-WAIT.
+                timewait: state == known(TcpState::TimeWait),
             },
         );
     }
 
     fn make_room(&mut self) {
-        if self.entries.len() < self.capacity {
+        if self.len() < self.capacity {
             return;
         }
-        // Forget the least recently touched quarter.
-        let mut times: Vec<u64> = self.entries.values().map(|e| e.touched_ns).collect();
+        // Forget the least recently touched quarter, of both tables.
+        let mut times: Vec<u64> = self
+            .entries
+            .values()
+            .map(|e| e.touched_ns)
+            .chain(self.timewait.touched_times().map(|(_, t)| t))
+            .collect();
         let k = times.len() / 4;
         let (_, &mut cutoff, _) = times.select_nth_unstable(k);
-        let before = self.entries.len();
+        let before = self.len();
         self.entries.retain(|_, e| e.touched_ns > cutoff);
-        self.stats.evicted += (before - self.entries.len()) as u64;
+        let stale: Vec<u64> = self
+            .timewait
+            .touched_times()
+            .filter(|&(_, t)| t <= cutoff)
+            .map(|(c, _)| c)
+            .collect();
+        for cookie in stale {
+            self.timewait.remove(cookie);
+        }
+        self.stats.evicted += (before - self.len()) as u64;
     }
 
     /// Applies one kernel event; appends what should be printed to `out`.
@@ -343,9 +443,7 @@ impl Tracker {
             TimewaitEvent::Cancelled { reused: false, .. } => {
                 self.cancelled.insert(ev.cookie, ev.ts_ns);
                 // Not for a reconcile to judge while its fate is being decided.
-                if let Some(e) = self.entries.get_mut(&ev.cookie) {
-                    e.touched_ns = ev.ts_ns;
-                }
+                self.update(ev.cookie, |e| e.touched_ns = ev.ts_ns);
             }
             TimewaitEvent::Reset { .. } => {
                 self.cancelled.remove(&ev.cookie);
@@ -357,8 +455,8 @@ impl Tracker {
     /// A passive open on the 4-tuple of a timewait socket whose timer was just cancelled: the
     /// listener accepted a SYN in its place (RFC 6191).
     fn taken_over(&mut self, ev: &KernelEvent, out: &mut Vec<Output>) {
-        let replaced = self.cancelled.keys().copied().find(|cookie| {
-            self.entries.get(cookie).is_some_and(|e| {
+        let replaced = self.cancelled.keys().copied().find(|&cookie| {
+            self.entry(cookie).is_some_and(|e| {
                 e.netns == ev.netns && e.local == ev.local && e.remote == ev.remote
             })
         });
@@ -372,7 +470,7 @@ impl Tracker {
     /// (A timer armed in TIME-WAIT for a socket not yet swapped is its creation: the
     /// socket's CLOSE follows and shows the transition.)
     fn peer_fin_reached_orphan(&mut self, ev: &KernelEvent, out: &mut Vec<Output>) {
-        let Some(e) = self.entries.get_mut(&ev.cookie) else {
+        let Some(e) = self.entry(ev.cookie) else {
             return;
         };
         if e.state != known(TcpState::FinWait2) || !e.timewait {
@@ -385,16 +483,18 @@ impl Tracker {
             Some(Cause::Fin),
         );
         t.source = Source::Kernel;
-        e.state = known(TcpState::TimeWait);
-        e.since_ns = Some(ev.ts_ns);
-        e.touched_ns = ev.ts_ns;
-        e.peer_fin = true;
+        self.update(ev.cookie, |e| {
+            e.state = known(TcpState::TimeWait);
+            e.since_ns = Some(ev.ts_ns);
+            e.touched_ns = ev.ts_ns;
+            e.peer_fin = true;
+        });
         out.push(Output::Transition(t));
     }
 
     /// The timewait socket of `cookie` is gone: its state -> CLOSE, observed.
     fn timewait_gone(&mut self, cookie: u64, ts_ns: u64, cause: Cause, out: &mut Vec<Output>) {
-        let Some(e) = self.entries.remove(&cookie) else {
+        let Some(e) = self.remove(cookie) else {
             return;
         };
         let mut t = e.synthesized(cookie, known(TcpState::Close), ts_ns, Some(cause));
@@ -456,7 +556,10 @@ impl Tracker {
             state: if closed_port {
                 None
             } else {
-                self.entries.get(&ev.cookie).map(|e| e.state)
+                self.entries
+                    .get(&ev.cookie)
+                    .map(|e| e.state)
+                    .or_else(|| self.timewait.get(ev.cookie).map(|e| e.state))
             },
             closed_port,
         })
@@ -626,6 +729,9 @@ impl Tracker {
 
         if !self.entries.contains_key(&ev.cookie) {
             self.make_room();
+            // A full socket's events never concern a timewait socket of the same cookie;
+            // one left there (a missed expiry) is replaced.
+            self.timewait.remove(ev.cookie);
         }
         let entry = self
             .entries
@@ -639,8 +745,12 @@ impl Tracker {
         if connection_ended {
             emitted.push(Output::Lifetime(entry.lifetime(ev, old, edge.cause, tcp)));
         }
+        let swapped = tw_table::is_timewait(entry);
         if meaning.closing && !edge.lives_on {
             self.entries.remove(&ev.cookie);
+        } else if swapped && let Some(e) = self.entries.remove(&ev.cookie) {
+            // Now a timewait socket: into the compact table.
+            self.store(ev.cookie, e);
         }
         if hold {
             self.held.entry(ev.cookie).or_default().append(&mut emitted);
@@ -666,19 +776,26 @@ impl Tracker {
         let mut in_dump = dump;
         in_dump.sort_unstable_by_key(|b| b.cookie);
         let dumped = |cookie: u64| in_dump.binary_search_by_key(&cookie, |b| b.cookie).is_ok();
+        let stale = |cookie: u64, state: ReportedState, netns: u32, touched_ns: u64| {
+            touched_ns < dump_started_ns
+                && covered.is_none_or(|c| c.contains(&netns))
+                && state_bit(state) & states != 0
+                && !dumped(cookie)
+        };
         let gone: Vec<u64> = self
             .entries
             .iter()
-            .filter(|(cookie, e)| {
-                e.touched_ns < dump_started_ns
-                    && covered.is_none_or(|c| c.contains(&e.netns))
-                    && state_bit(e.state) & states != 0
-                    && !dumped(**cookie)
-            })
+            .filter(|(cookie, e)| stale(**cookie, e.state, e.netns, e.touched_ns))
             .map(|(c, _)| *c)
+            .chain(
+                self.timewait
+                    .summaries()
+                    .filter(|&(cookie, state, netns, touched)| stale(cookie, state, netns, touched))
+                    .map(|(c, ..)| c),
+            )
             .collect();
         for cookie in gone {
-            let Some(e) = self.entries.remove(&cookie) else {
+            let Some(e) = self.remove(cookie) else {
                 continue;
             };
             let time_wait = e.state == known(TcpState::TimeWait);
@@ -700,24 +817,29 @@ impl Tracker {
         }
         for b in in_dump {
             let cookie = b.cookie;
-            match self.entries.get_mut(&cookie) {
+            match self.entry(cookie) {
                 None => {
                     self.stats.repairs += 1;
                     self.insert_baseline(b, now_ns);
                 }
-                Some(e) if e.touched_ns < dump_started_ns => {
+                Some(mut e) if e.touched_ns < dump_started_ns => {
                     let state = ReportedState::from_kernel(b.state);
-                    if e.state != state {
-                        self.stats.repairs += 1;
-                        self.stats.synthesized += 1;
-                        // When it really changed is unknown: no previous-state time.
-                        let mut t = e.synthesized(cookie, state, now_ns, None);
-                        t.prev_state_ns = None;
-                        out.push(Output::Transition(t));
-                        e.state = state;
-                        e.since_ns = None;
+                    if e.state == state {
+                        self.update(cookie, |e| e.touched_ns = now_ns);
+                        continue;
                     }
+                    self.stats.repairs += 1;
+                    self.stats.synthesized += 1;
+                    // When it really changed is unknown: no previous-state time.
+                    let mut t = e.synthesized(cookie, state, now_ns, None);
+                    t.prev_state_ns = None;
+                    out.push(Output::Transition(t));
+                    e.state = state;
+                    e.since_ns = None;
                     e.touched_ns = now_ns;
+                    // sock_diag lists a timewait socket as TIME-WAIT.
+                    e.timewait |= state == known(TcpState::TimeWait);
+                    self.store(cookie, e);
                 }
                 Some(_) => {}
             }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     ebpf::{EdgeCount, KernelCounters, ring::RingCounts},
-    live::{Lifetime, Owner, Source, TrackerStats, Transition, clock::WallClock},
+    live::{Lifetime, Owner, Source, TableMemory, TrackerStats, Transition, clock::WallClock},
     tcp::ReportedState,
 };
 
@@ -360,6 +360,8 @@ pub struct TraceEnd {
     pub ring: RingCounts,
     pub printed: u64,
     pub tracker: TrackerStats,
+    /// The live table at the end, by its own accounting.
+    pub table: TableMemory,
 }
 
 fn state_name(n: u8) -> String {
@@ -412,8 +414,16 @@ impl TraceEnd {
             0 => String::new(),
             n => format!(", {n} passive opens whose child vanished before it had an identity"),
         };
+        let table = format!(
+            "; live table: {} sockets in {} bytes{}",
+            self.table.sockets,
+            self.table.bytes,
+            self.table
+                .per_socket()
+                .map_or_else(String::new, |b| format!(" ({b} each)"))
+        );
         format!(
-            "sockstat: {} events seen, {} printed, {}, {} undecodable; {} transitions counted in the kernel (exact but for the skipped runs); {} synthesized, {} repaired by reconcile, {} evicted{unresolved}; edges: {}",
+            "sockstat: {} events seen, {} printed, {}, {} undecodable; {} transitions counted in the kernel (exact but for the skipped runs); {} synthesized, {} repaired by reconcile, {} evicted{unresolved}{table}; edges: {}",
             self.ring.decoded,
             self.printed,
             self.kernel_losses(),
