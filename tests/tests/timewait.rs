@@ -622,6 +622,9 @@ fn table_memory() -> TestResult {
     churn(SOCKETS)?;
     std::thread::sleep(Duration::from_secs(1));
     let after = rss_kib(tracer.pid())?;
+    // On a slow (emulated) machine the first ones may have run out their 60 s already: the
+    // table must hold every one the kernel still has.
+    let kernel = time_wait_ports(&ns)?.len();
     let (_, stderr, code) = tracer.stop().map_err(fail)?;
     let summary = stderr.last().cloned().unwrap_or_default();
     if code != 0 || !summary.contains(" 0 lost") {
@@ -638,8 +641,10 @@ fn table_memory() -> TestResult {
         .nth(2)
         .and_then(|w| w.parse().ok())
         .unwrap_or(usize::MAX);
-    if sockets < SOCKETS {
-        return Err(fail(format!("{sockets} sockets in the table: {summary}")));
+    if sockets < kernel || kernel < SOCKETS / 2 {
+        return Err(fail(format!(
+            "{sockets} sockets in the table, {kernel} TIME-WAIT in the kernel: {summary}"
+        )));
     }
     if bytes / sockets > PER_SOCKET {
         return Err(fail(format!(
