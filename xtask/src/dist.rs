@@ -55,8 +55,10 @@ pub fn build(root: &Path, bin: &Path) -> Result<PathBuf> {
     fs::copy(bin, usr_bin.join("sockstat")).context("copying the binary")?;
     run(Command::new("strip").arg(usr_bin.join("sockstat")))?;
 
+    // Built beside `sockstat` by the same workspace build.
+    let generate = bin.with_file_name("sockstat-generate");
     let man = dir("usr/share/man/man1")?;
-    run(Command::new(bin).args(["generate", "man"]).arg(&man))?;
+    run(Command::new(&generate).arg("man").arg(&man))?;
     for page in fs::read_dir(&man)? {
         // -n: no name or time stamp inside, so the package is reproducible.
         run(Command::new("gzip").args(["-9n"]).arg(page?.path()))?;
@@ -70,7 +72,7 @@ pub fn build(root: &Path, bin: &Path) -> Result<PathBuf> {
             "sockstat.fish",
         ),
     ] {
-        let script = run(Command::new(bin).args(["generate", "completions", shell]))?;
+        let script = run(Command::new(&generate).args(["completions", shell]))?;
         fs::write(dir(rel)?.join(file), script)?;
     }
     fs::write(

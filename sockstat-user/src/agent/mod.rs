@@ -215,10 +215,17 @@ pub struct FinishedDump {
     dump: Dump,
 }
 
+/// Dumps at least this large are handed back to the kernel once compared.
+const LARGE_DUMP: usize = 10_000;
+
 /// Every `every`, a dump of TIME-WAIT sockets (their expiry has no event); every sixth, or
-/// after events were lost, a dump of all states. The dump runs on a blocking thread.
+/// after events were lost, a dump of all states. With the kernel's timewait hooks on,
+/// TIME-WAIT's end is an event: its sockets (up to 131072 a namespace, often most of the
+/// table, and a dump of them ~15 MB while it lives) are dumped only after a loss. The dump
+/// runs on a blocking thread.
 pub struct Reconciler {
     scope: DumpScope,
+    timewait_observed: bool,
     timer: tokio::time::Interval,
     count: u64,
     lost_at_last_full: u64,
@@ -238,10 +245,11 @@ impl FinishedDump {
 }
 
 impl Reconciler {
-    pub fn new(scope: DumpScope, every: Duration) -> Self {
+    pub fn new(scope: DumpScope, every: Duration, timewait_observed: bool) -> Self {
         let every = every.max(Duration::from_millis(100));
         Reconciler {
             scope,
+            timewait_observed,
             timer: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
             count: 0,
             lost_at_last_full: 0,
@@ -274,13 +282,18 @@ impl Reconciler {
     pub fn start(&mut self, dropped: Option<u64>) {
         self.count += 1;
         let lost = dropped.unwrap_or(self.lost_at_last_full);
-        let full = self.count.is_multiple_of(FULL_RECONCILE_EVERY)
-            || dropped.is_none()
-            || lost > self.lost_at_last_full;
+        let after_loss = dropped.is_none() || lost > self.lost_at_last_full;
+        let full = self.count.is_multiple_of(FULL_RECONCILE_EVERY) || after_loss;
         if full {
             self.lost_at_last_full = lost;
         }
-        let mask = if full { states::ALL } else { states::TIME_WAIT };
+        let mask = match (full, self.timewait_observed && !after_loss) {
+            (true, false) => states::ALL,
+            (true, true) => states::ALL & !states::TIME_WAIT,
+            (false, false) => states::TIME_WAIT,
+            // TIME-WAIT's ends are events, and nothing was lost: nothing to check.
+            (false, true) => return,
+        };
         let scope = self.scope;
         let started = clock::monotonic_ns();
         self.pending = Some((
@@ -292,6 +305,7 @@ impl Reconciler {
 
     /// Compares the finished dump with the live table.
     pub fn apply(dump: FinishedDump, tracker: &mut Tracker, out: &mut Vec<crate::live::Output>) {
+        let large = dump.dump.sockets.len() >= LARGE_DUMP;
         tracker.reconcile(
             dump.dump.sockets,
             Some(&dump.dump.covered),
@@ -300,5 +314,10 @@ impl Reconciler {
             clock::monotonic_ns(),
             out,
         );
+        // A dump of 100k+ sockets is ~100 bytes each while it lives: give it back, or the
+        // agent stays that much larger until the next one reuses it.
+        if large {
+            crate::ebpf::loader::release_freed_heap();
+        }
     }
 }

@@ -111,7 +111,7 @@ impl Pipeline {
         let reconciler = o
             .reconcile
             .filter(|_| o.events)
-            .map(|every| Reconciler::new(o.scope, every));
+            .map(|every| Reconciler::new(o.scope, every, probe.timewait_observed()));
         Ok(Pipeline {
             probe,
             ring,

@@ -254,26 +254,6 @@ pub enum Command {
     Report(ReportArgs),
     /// A Prometheus/OpenMetrics exporter: /metrics and /healthz.
     Serve(ServeArgs),
-    /// Man pages and shell completions (for packaging).
-    #[command(hide = true)]
-    Generate(GenerateArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    #[command(subcommand)]
-    pub what: GenerateWhat,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum GenerateWhat {
-    /// One man page per command (sockstat.1, sockstat-trace.1, ...) into DIR.
-    Man { dir: std::path::PathBuf },
-    /// A completion script on stdout.
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
 }
 
 impl Command {
@@ -288,7 +268,6 @@ impl Command {
             Command::Routes(_) => "routes",
             Command::Report(_) => "report",
             Command::Serve(_) => "serve",
-            Command::Generate(_) => "generate",
         }
     }
 }

@@ -1,7 +1,8 @@
-//! `sockstat generate`: man pages (one per command) and shell completions, from the same
-//! clap definitions the binary parses with, so they never drift from it. Packaging runs it
-//! (`cargo xtask dist`).
-use std::{io::Write, path::Path, process::ExitCode};
+//! Man pages (one per command) and shell completions, from the same clap definitions the
+//! binary parses with, so they never drift from it. They are written by a binary of their
+//! own, `sockstat-generate` (run by `cargo xtask dist`), so `sockstat` itself carries none of
+//! this code: the listing's RSS is mostly the binary's own touched pages.
+use std::path::Path;
 
 use anyhow::Context as _;
 use clap::CommandFactory as _;
@@ -10,28 +11,20 @@ use clap_mangen::{
     roff::{Roff, bold, roman},
 };
 
-use super::{
-    args::{Cli, GenerateArgs, GenerateWhat},
-    help,
-};
+use super::{args::Cli, help};
 
-pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
-    match &args.what {
-        GenerateWhat::Man { dir } => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let mut cmd = Cli::command().disable_help_subcommand(true);
-            // Gives subcommands their display names (sockstat-trace).
-            cmd.build();
-            write_pages(&cmd, dir)
-                .with_context(|| format!("writing man pages into {}", dir.display()))?;
-        }
-        GenerateWhat::Completions { shell } => {
-            let mut out = std::io::stdout().lock();
-            clap_complete::generate(*shell, &mut Cli::command(), "sockstat", &mut out);
-            out.flush()?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+/// One page per command (sockstat.1, sockstat-trace.1, ...) into `dir`.
+pub fn man_pages(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    // Gives subcommands their display names (sockstat-trace).
+    cmd.build();
+    write_pages(&cmd, dir).with_context(|| format!("writing man pages into {}", dir.display()))
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "sockstat", out);
 }
 
 /// The teaching sections of a command's page (the same as its `--help` shows).

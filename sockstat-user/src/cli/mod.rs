@@ -1,7 +1,7 @@
 //! Command-line wiring: one file per subcommand, each with a single `run` function that
 //! connects collectors to a view.
 pub mod args;
-mod generate;
+pub mod generate;
 mod help;
 pub mod ifaces;
 pub mod lab;
@@ -78,7 +78,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Routes(args)) => routes::run(&args),
         Some(Command::Report(args)) => report::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
-        Some(Command::Generate(args)) => generate::run(&args),
         None => list::run(&cli.list),
     }
 }

@@ -778,10 +778,11 @@ impl KernelCounters {
     }
 }
 
-/// Hands the heap pages freed by loading (aya parses all of vmlinux BTF, ~30 MB in many
-/// small allocations) back to the kernel. glibc returns only the top of the heap by itself,
-/// so without this a long-running `serve` or `top` kept them resident for its whole life.
-fn release_freed_heap() {
+/// Hands freed heap pages back to the kernel: those of loading (aya parses all of vmlinux
+/// BTF, ~20 MB in many small allocations) and of a large reconcile dump. glibc returns only
+/// the top of the heap by itself, so without this a long-running `serve` or `top` kept them
+/// resident for its whole life.
+pub(crate) fn release_freed_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions; it only releases free memory.
     unsafe {

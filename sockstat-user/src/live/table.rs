@@ -790,6 +790,9 @@ impl Tracker {
             .chain(
                 self.timewait
                     .summaries()
+                    // sock_diag lists timewait sockets (in either substate) only when
+                    // TIME-WAIT is asked for: without it, they are not judged.
+                    .filter(|_| states & state_bit(known(TcpState::TimeWait)) != 0)
                     .filter(|&(cookie, state, netns, touched)| stale(cookie, state, netns, touched))
                     .map(|(c, ..)| c),
             )
