@@ -84,7 +84,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 const LISTEN: Step = step(Close, Listen, "listen(): the socket waits for SYNs");
-const CLIENT_OPEN: [Step; 2] = [
+pub(crate) const CLIENT_OPEN: [Step; 2] = [
     step(Close, SynSent, "connect() sends SYN"),
     step(
         SynSent,
@@ -92,7 +92,7 @@ const CLIENT_OPEN: [Step; 2] = [
         "SYN+ACK arrives; the client ACKs it: open",
     ),
 ];
-const CHILD_OPEN: [Step; 2] = [
+pub(crate) const CHILD_OPEN: [Step; 2] = [
     step(
         Listen,
         SynRecv,

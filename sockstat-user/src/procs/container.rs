@@ -34,13 +34,8 @@ pub fn pid_with_id(prefix: &str) -> Option<u32> {
         return None;
     }
     let prefix = prefix.to_ascii_lowercase();
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
-    pids.into_iter()
+    super::pids()
+        .into_iter()
         .find(|&pid| of_pid(pid).is_some_and(|c| c.full_id.starts_with(&prefix)))
 }
 

@@ -16,6 +16,19 @@ pub use owners::{Holder, Owners, socket_owners};
 
 use std::path::PathBuf;
 
+/// Every process's pid, lowest first (empty when /proc cannot be read).
+pub fn pids() -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
+
 /// The cgroup v2 mount point, from /proc/self/mounts.
 pub fn cgroup2_mount() -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;

@@ -258,15 +258,7 @@ pub fn name_for(inode: u32) -> String {
     if Some(inode) == host {
         return HOST.to_string();
     }
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    pids.sort_unstable();
-    let lowest = pids.into_iter().find(|pid| {
+    let lowest = super::pids().into_iter().find(|pid| {
         std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() as u32 == inode)
     });
     name_of(inode, None, lowest, host)
@@ -299,15 +291,7 @@ pub fn all() -> Scan {
             }
         }
     }
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    pids.sort_unstable();
-    for pid in pids {
+    for pid in super::pids() {
         let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let Some(ino) = inode_of(&path) else { continue };
         let slot = found.entry(ino).or_insert((None, None, path.clone()));

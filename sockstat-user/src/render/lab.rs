@@ -236,32 +236,17 @@ pub fn write_traced(out: &mut dyn Write, at: f64, traced: &[Transition]) -> io::
 mod tests {
     use super::*;
     use crate::{
-        lab::{Fact, RoleResult, exercises::EXERCISES, path::step},
+        lab::{
+            Fact, RoleResult,
+            exercises::{CHILD_OPEN, CLIENT_OPEN, EXERCISES},
+        },
         tcp::TcpState::*,
     };
 
     /// The handshake exercise with the server's path gone wrong, a fact and a note.
     fn fixture() -> (&'static Exercise, Outcome) {
-        let client = vec![
-            step(Close, SynSent, "connect() sends SYN"),
-            step(
-                SynSent,
-                Established,
-                "SYN+ACK arrives; the client ACKs it: open",
-            ),
-        ];
-        let server = vec![
-            step(
-                Listen,
-                SynRecv,
-                "a SYN arrived and was answered with SYN+ACK; the final ACK creates this socket from the listener",
-            ),
-            step(
-                SynRecv,
-                Established,
-                "the client's ACK completes the handshake",
-            ),
-        ];
+        let client = CLIENT_OPEN.to_vec();
+        let server = CHILD_OPEN.to_vec();
         let client_seen = client.iter().map(|s| s.edge).collect();
         let server_seen = vec![server[0].edge, Edge::new(SynRecv, Close)];
         let outcome = Outcome {
