@@ -151,16 +151,11 @@ impl NetnsChoice {
     /// The namespace's one name, as `--all-netns` calls it in every command (`host` for
     /// the host's): the chosen one, or this process's own.
     pub fn label(&self) -> String {
-        use std::os::unix::fs::MetadataExt;
-        let inode = self.inode().or_else(|| {
-            std::fs::metadata("/proc/self/ns/net")
-                .ok()
-                .map(|m| m.ino() as u32)
-        });
-        inode.map_or_else(
-            || crate::procs::netns::HOST.to_string(),
-            crate::procs::netns::name_for,
-        )
+        match self.inode().unwrap_or_else(crate::agent::own_netns) {
+            // Our own namespace's link could not be read.
+            0 => crate::procs::netns::HOST.to_string(),
+            inode => crate::procs::netns::name_for(inode),
+        }
     }
 
     pub fn is_other(&self) -> bool {

@@ -240,14 +240,12 @@ impl Tracker {
     /// The table's size by its own accounting: the general map's buckets (with their
     /// control bytes) and the timewait table's slots, index and interners.
     pub fn memory(&self) -> TableMemory {
-        let buckets = if self.entries.capacity() == 0 {
-            0
-        } else {
-            (self.entries.capacity() * 8 / 7).next_power_of_two()
-        };
         TableMemory {
             sockets: self.len(),
-            bytes: buckets * (std::mem::size_of::<(u64, Entry)>() + 1) + self.timewait.bytes(),
+            bytes: tw_table::hash_bytes(
+                self.entries.capacity(),
+                std::mem::size_of::<(u64, Entry)>(),
+            ) + self.timewait.bytes(),
         }
     }
 

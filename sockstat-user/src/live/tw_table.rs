@@ -115,20 +115,20 @@ impl<T: Hash + Eq + Copy> Interner<T> {
     }
 
     fn bytes(&self) -> usize {
-        hash_bytes::<T, u32>(self.index.capacity())
+        hash_bytes(self.index.capacity(), std::mem::size_of::<(T, u32)>())
             + self.values.capacity() * std::mem::size_of::<(T, u32)>()
             + self.free.capacity() * 4
     }
 }
 
-/// Bytes a std HashMap of `capacity` holds: its buckets (a power of two, 8/7 of the
-/// capacity) with one control byte each.
-fn hash_bytes<K, V>(capacity: usize) -> usize {
+/// Bytes a hashbrown table (std's HashMap or a HashTable) of `capacity` holds, given what
+/// one bucket stores: its buckets (a power of two, 8/7 of the capacity) with one control
+/// byte each.
+pub fn hash_bytes(capacity: usize, bucket: usize) -> usize {
     if capacity == 0 {
         return 0;
     }
-    let buckets = (capacity * 8 / 7).next_power_of_two();
-    buckets * (std::mem::size_of::<(K, V)>() + 1)
+    (capacity * 8 / 7).next_power_of_two() * (bucket + 1)
 }
 
 pub struct TwTable {
@@ -389,13 +389,7 @@ impl TwTable {
 
     /// What the table holds in memory: the map, the slots, the free lists and interners.
     pub fn bytes(&self) -> usize {
-        // HashTable's buckets: the slot number and a control byte each.
-        let buckets = if self.by_cookie.capacity() == 0 {
-            0
-        } else {
-            (self.by_cookie.capacity() * 8 / 7).next_power_of_two()
-        };
-        buckets * 5
+        hash_bytes(self.by_cookie.capacity(), std::mem::size_of::<u32>())
             + self.chunks.len() * CHUNK * std::mem::size_of::<Slot>()
             + self.chunks.capacity() * std::mem::size_of::<Box<[Slot]>>()
             + self.free.capacity() * 4
