@@ -67,8 +67,8 @@ enum Task {
         /// Rounds per command (alternating).
         #[arg(long, default_value_t = 7)]
         rounds: usize,
-        /// `trace`: also measure this sockstat binary (e.g. built from an earlier commit),
-        /// in the same run.
+        /// `trace`, `load`: also measure this sockstat binary (e.g. built from an earlier
+        /// commit), in the same run.
         #[arg(long, value_name = "PATH")]
         baseline: Option<PathBuf>,
     },
@@ -96,6 +96,8 @@ enum BenchKind {
     List,
     /// Loopback churn under each tracer: sockstat trace vs tcpstates.
     Trace,
+    /// Peak RSS while loading and idle RSS of trace, serve and top, next to tcpstates.
+    Load,
     /// trace and serve at the TIME-WAIT cap (131072) in a namespace of their own, RSS and
     /// loss over --rounds minutes (the target soak is 10).
     Soak,
@@ -199,6 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = match which {
                 BenchKind::List => bench::list(&root, rounds)?,
                 BenchKind::Trace => bench::trace(&root, 40_000, rounds, baseline.as_deref())?,
+                BenchKind::Load => bench::load(&root, rounds, baseline.as_deref())?,
                 BenchKind::Soak => bench::soak(&root, rounds as u64 * 60)?,
             };
             let path = root.join("target/bench-report.md");

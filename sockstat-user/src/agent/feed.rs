@@ -27,7 +27,7 @@ pub struct FeedOptions {
 
 pub enum Feed {
     Ebpf(Box<EbpfFeed>),
-    Polling(PollingFeed),
+    Polling(Box<PollingFeed>),
 }
 
 pub struct EbpfFeed {
@@ -58,12 +58,12 @@ impl Feed {
     pub fn start(o: &FeedOptions) -> anyhow::Result<Feed> {
         let polling = |reason: String| {
             log::info!("polling sock_diag: {reason}");
-            Feed::Polling(PollingFeed {
+            Feed::Polling(Box::new(PollingFeed {
                 reason,
                 latest: Dump::default(),
                 pending: None,
                 scope: o.scope,
-            })
+            }))
         };
         if o.poll {
             return Ok(polling("--poll".to_string()));
@@ -203,13 +203,13 @@ impl Feed {
                 }
             }
             Feed::Polling(p) => {
-                for b in &p.latest.sockets {
+                for b in p.latest.sockets.iter() {
                     f(SockView {
                         state: ReportedState::from_kernel(b.state),
                         local: b.local,
                         remote: b.remote,
                         netns: b.netns,
-                        owner: b.owner.as_ref().map(|(pid, comm)| (*pid, comm.as_str())),
+                        owner: b.owner,
                     });
                 }
             }

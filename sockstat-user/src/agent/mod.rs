@@ -12,7 +12,7 @@ use crate::{
     diag::{self, Endpoint, Extensions, Query, SocketRecord},
     ebpf::Family,
     filter::states,
-    live::{Baseline, Tracker, clock},
+    live::{Baseline, Dumped, Tracker, clock},
     procs::Owners,
 };
 
@@ -75,7 +75,7 @@ fn is_loopback(ip: std::net::IpAddr) -> bool {
 /// A dump and the namespaces it covered: a reconcile judges only entries of those.
 #[derive(Default)]
 pub struct Dump {
-    pub sockets: Vec<Baseline>,
+    pub sockets: Dumped,
     pub covered: Vec<u32>,
     /// With `all_netns`: each namespace's label by inode, from the same enumeration.
     pub names: std::collections::HashMap<u32, String>,
@@ -89,13 +89,13 @@ struct BaselineSink<'a> {
     scope: DumpScope,
     netns: u32,
     owners: Option<&'a Owners>,
-    out: Vec<Baseline>,
-    mark: usize,
+    out: Dumped,
+    mark: crate::live::Mark,
 }
 
 impl diag::Sink<SocketRecord> for BaselineSink<'_> {
     fn begin(&mut self) {
-        self.mark = self.out.len();
+        self.mark = self.out.mark();
     }
 
     fn item(&mut self, r: SocketRecord) -> Result<(), diag::DiagError> {
@@ -116,11 +116,9 @@ impl diag::Sink<SocketRecord> for BaselineSink<'_> {
         {
             return Ok(());
         }
-        let owner = self.owners.and_then(|o| {
-            o.of(r.inode)
-                .first()
-                .map(|h| (h.pid, o.comm(h.pid).to_string()))
-        });
+        let owner = self
+            .owners
+            .and_then(|o| o.of(r.inode).first().map(|h| (h.pid, o.comm(h.pid))));
         self.out.push(Baseline {
             cookie: r.cookie,
             state: r.state,
@@ -163,7 +161,7 @@ pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> 
             netns,
             owners,
             out: std::mem::take(&mut dump.sockets),
-            mark: 0,
+            mark: Default::default(),
         };
         let ok = diag::collect_into(&query, proc_net, &mut sink).is_ok();
         dump.sockets = sink.out;
@@ -206,7 +204,7 @@ pub enum ReconcileStep {
     /// Time for a dump: drain and apply queued events, then call [`Reconciler::start`].
     Due,
     /// A dump finished: drain and apply queued events, then [`Reconciler::apply`] it.
-    Done(FinishedDump),
+    Done(Box<FinishedDump>),
 }
 
 pub struct FinishedDump {
@@ -267,11 +265,11 @@ impl Reconciler {
                 Dump::default()
             });
             self.pending = None;
-            return ReconcileStep::Done(FinishedDump {
+            return ReconcileStep::Done(Box::new(FinishedDump {
                 mask,
                 started_ns,
                 dump,
-            });
+            }));
         }
         self.timer.tick().await;
         ReconcileStep::Due

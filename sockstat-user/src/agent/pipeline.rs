@@ -106,7 +106,7 @@ impl Pipeline {
             crate::procs::netns::warn_skipped(&dump.skipped);
             names = dump.names;
             skipped = dump.skipped;
-            tracker.load_baseline(dump.sockets, clock::monotonic_ns());
+            tracker.load_baseline(dump.sockets.iter(), clock::monotonic_ns());
         }
         let reconciler = o
             .reconcile
@@ -221,7 +221,7 @@ impl Pipeline {
                 if !dump.names().is_empty() {
                     self.names = dump.names().clone();
                 }
-                Reconciler::apply(dump, &mut self.tracker, out);
+                Reconciler::apply(*dump, &mut self.tracker, out);
             }
         }
     }

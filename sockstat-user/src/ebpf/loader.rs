@@ -1,17 +1,17 @@
 //! Loading and attaching the kernel programs: choose the hook the kernel supports, resolve
 //! offsets, size the ring buffer, attach. Knows nothing about output formats.
-use std::os::fd::{AsFd, AsRawFd};
-
-use aya::{
-    Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+use std::{
+    collections::HashMap,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
 };
+
+use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
 use sockstat_common::{ProbeConfig, SockOffsets, TracepointOffsets, TwOffsets, counter};
 
 use super::{
     events::Family,
     kallsyms,
+    object::{self, KernelObject, Maps, ObjectError, ProgramKind, pod_bytes},
     offsets::{KernelBtf, OffsetError, VMLINUX_BTF},
     tracefs::{self, TracefsError},
 };
@@ -20,7 +20,6 @@ use super::{
 pub(crate) static PROGRAMS: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sockstat"));
 
-const TP_CATEGORY: &str = "sock";
 const TP_NAME: &str = "inet_sock_set_state";
 
 /// Which attachment to use for `sock:inet_sock_set_state`.
@@ -60,15 +59,15 @@ pub enum LoadError {
     #[error(transparent)]
     Tracefs(#[from] TracefsError),
     #[error("loading the kernel programs failed: {0}")]
-    Load(#[from] aya::EbpfError),
+    Object(#[from] ObjectError),
     #[error("kernel refused program {program}: {}", refusal(source))]
     Program {
         program: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: ObjectError,
     },
-    #[error("map {0} missing from the kernel object")]
-    MissingMap(&'static str),
+    #[error("this kernel has no tracepoint {0}")]
+    NoTracepoint(&'static str),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -97,14 +96,10 @@ pub enum LoadError {
 
 /// A program refusal on one line: the error, and the verifier's reason (its last line
 /// before the statistics it ends with) rather than its whole log, which `-vv` prints.
-fn refusal(e: &aya::programs::ProgramError) -> String {
+fn refusal(e: &ObjectError) -> String {
     match e {
-        aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            let log = verifier_log.to_string();
-            log::debug!("verifier log:\n{log}");
+        ObjectError::Verifier { source, log, .. } => {
+            log::debug!("verifier log (its end):\n{log}");
             let statistics = |l: &str| {
                 l.starts_with("processed ")
                     || l.starts_with("verification time")
@@ -116,8 +111,8 @@ fn refusal(e: &aya::programs::ProgramError) -> String {
                 .rev()
                 .find(|l| !l.is_empty() && !statistics(l))
             {
-                Some(reason) => format!("{io_error} (verifier: {reason})"),
-                None => io_error.to_string(),
+                Some(reason) => format!("{source} (verifier: {reason})"),
+                None => source.to_string(),
             }
         }
         other => other.to_string(),
@@ -192,7 +187,11 @@ impl ProbeOptions {
 
 /// Loaded, attached programs. Dropping it detaches everything.
 pub struct Probe {
-    ebpf: Ebpf,
+    /// The attachments (raw tracepoint or perf event fds): closing one detaches it.
+    _links: Vec<OwnedFd>,
+    /// Every loaded program, by name, for its statistics.
+    programs: Vec<(&'static str, OwnedFd)>,
+    events: Option<MapData>,
     counters: PerCpuArray<MapData, u64>,
     edges: PerCpuArray<MapData, u64>,
     hook: HookChoice,
@@ -271,20 +270,51 @@ impl std::fmt::Display for MissingHook {
     }
 }
 
-fn attach_btf(
-    ebpf: &mut Ebpf,
-    btf: &Btf,
-    prog_name: &'static str,
-    tracepoint: &str,
-) -> Result<(), LoadError> {
-    let err = |source| LoadError::Program {
-        program: prog_name,
-        source,
-    };
-    let prog: &mut BtfTracePoint = program(ebpf, prog_name)?;
-    prog.load(tracepoint, btf).map_err(err)?;
-    prog.attach().map_err(err)?;
-    Ok(())
+/// Loads and attaches the programs, keeping what must stay open.
+struct Attacher {
+    object: KernelObject,
+    /// `btf_trace_<tracepoint>` typedef ids, for the BTF hooks.
+    btf_ids: HashMap<&'static str, u32>,
+    programs: Vec<(&'static str, OwnedFd)>,
+    links: Vec<OwnedFd>,
+}
+
+impl Attacher {
+    /// Loads `program` as a BTF tracepoint program for `tracepoint` and attaches it.
+    fn attach_btf(
+        &mut self,
+        program: &'static str,
+        tracepoint: &'static str,
+    ) -> Result<(), LoadError> {
+        let err = |source| LoadError::Program { program, source };
+        let btf_id = *self
+            .btf_ids
+            .get(tracepoint)
+            .ok_or(LoadError::NoTracepoint(tracepoint))?;
+        let fd = self
+            .object
+            .load_program(program, ProgramKind::BtfTracepoint { btf_id })
+            .map_err(err)?;
+        let link = object::attach_raw_tracepoint(&fd).map_err(err)?;
+        self.programs.push((program, fd));
+        self.links.push(link);
+        Ok(())
+    }
+
+    /// Loads `program` as a classic tracepoint program and attaches it to the state-change
+    /// tracepoint.
+    fn attach_classic(&mut self, program: &'static str) -> Result<(), LoadError> {
+        let err = |source| LoadError::Program { program, source };
+        let id = tracefs::state_change_id()?;
+        let fd = self
+            .object
+            .load_program(program, ProgramKind::Tracepoint)
+            .map_err(err)?;
+        let link = object::attach_perf_tracepoint(&fd, id).map_err(err)?;
+        self.programs.push((program, fd));
+        self.links.push(link);
+        Ok(())
+    }
 }
 
 /// Why attaching failed, in words: running out of descriptors is not the kernel refusing
@@ -311,15 +341,18 @@ fn attach_failure(e: &LoadError) -> String {
 /// Attaches the timewait timer hooks (`kfree_skb` is already attached), then switches them
 /// on (`TW_ACTIVE`): until all run, a close could not be told apart from a timewait
 /// overflow. Returns why not.
-fn attach_timewait(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+fn attach_timewait(attacher: &mut Attacher) -> Result<(), String> {
     for tp in TIMEWAIT_HOOKS {
-        attach_btf(ebpf, btf, tp, tp).map_err(|e| format!("{tp}: {}", attach_failure(&e)))?;
+        attacher
+            .attach_btf(tp, tp)
+            .map_err(|e| format!("{tp}: {}", attach_failure(&e)))?;
     }
-    let map = ebpf
-        .map_mut("TW_ACTIVE")
-        .ok_or("map TW_ACTIVE missing from the kernel object")?;
-    let mut active: Array<&mut MapData, u32> =
-        Array::try_from(map).map_err(|e| format!("map TW_ACTIVE: {e}"))?;
+    let map = attacher
+        .object
+        .take_map("TW_ACTIVE")
+        .map_err(|e| e.to_string())?;
+    let mut active: Array<MapData, u32> =
+        Array::try_from(Map::Array(map)).map_err(|e| format!("map TW_ACTIVE: {e}"))?;
     active
         .set(0, 1, 0)
         .map_err(|e| format!("switching the timewait hooks on: {e}"))
@@ -357,6 +390,8 @@ struct Resolved {
     drops_unusable: Option<String>,
     /// tracefs, mounted for the classic tracepoint until it is attached.
     tracefs_mount: Option<tracefs::Mounted>,
+    /// The BTF hooks' `btf_trace_<tracepoint>` typedef ids; empty for the classic hook.
+    btf_ids: HashMap<&'static str, u32>,
 }
 
 impl Resolved {
@@ -377,6 +412,7 @@ impl Resolved {
                 timewait_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
                 drops_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
                 tracefs_mount: Some(tracefs_mount),
+                btf_ids: HashMap::new(),
             });
         }
         let kernel_btf = KernelBtf::load()?;
@@ -409,8 +445,31 @@ impl Resolved {
             timewait_unusable,
             drops_unusable,
             tracefs_mount: None,
+            btf_ids: btf_ids(&kernel_btf),
         })
     }
+}
+
+/// Every BTF hook's tracepoint.
+fn btf_tracepoints() -> impl Iterator<Item = &'static str> {
+    std::iter::once(TP_NAME)
+        .chain(TCP_EVENT_HOOKS.map(|(tracepoint, _)| tracepoint))
+        .chain([DROP_HOOK])
+        .chain(TIMEWAIT_HOOKS)
+}
+
+/// The BTF id of each BTF hook's `btf_trace_<tracepoint>` typedef, which loading its
+/// program names; a tracepoint this kernel lacks is left out (reported missing at attach).
+fn btf_ids(kernel: &KernelBtf) -> HashMap<&'static str, u32> {
+    btf_tracepoints()
+        .filter_map(|tracepoint| {
+            let id = kernel.typedef_id(&format!("btf_trace_{tracepoint}"));
+            if let Err(e) = &id {
+                log::debug!("{e}");
+            }
+            Some((tracepoint, id.ok()?))
+        })
+        .collect()
 }
 
 /// `SKB_DROP_REASON_NO_SOCKET`'s number in this kernel.
@@ -453,24 +512,23 @@ impl Hooks {
 /// The BTF hook, then the cause hooks and the timewait hooks, each optional: a kernel
 /// without one still traces transitions, and what was attached is reported.
 fn attach_btf_hooks(
-    ebpf: &mut Ebpf,
+    attacher: &mut Attacher,
     mut timewait_unusable: Option<String>,
     mut drops_unusable: Option<String>,
 ) -> Result<Hooks, LoadError> {
-    // aya's parse of the kernel BTF (~20 MB while it lives): only for attaching, made after
-    // the loader's own copy is gone so the two never coexist.
-    let btf = Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?;
-    attach_btf(ebpf, &btf, "inet_sock_set_state_btf", TP_NAME).map_err(|e| match e {
-        LoadError::Program { source, .. } => LoadError::BtfHookRefused(refusal(&source)),
-        other => other,
-    })?;
+    attacher
+        .attach_btf("inet_sock_set_state_btf", TP_NAME)
+        .map_err(|e| match e {
+            LoadError::Program { source, .. } => LoadError::BtfHookRefused(refusal(&source)),
+            other => other,
+        })?;
     let mut hooks = Hooks {
         attached: vec![TP_NAME],
         missing: Vec::new(),
         timewait: false,
     };
     for (tp, consequence) in TCP_EVENT_HOOKS {
-        match attach_btf(ebpf, &btf, tp, tp) {
+        match attacher.attach_btf(tp, tp) {
             Ok(()) => hooks.attached.push(tp),
             Err(e) => hooks.missing.push(MissingHook {
                 tracepoint: tp,
@@ -481,7 +539,7 @@ fn attach_btf_hooks(
     }
     // One program serves both: attached when either can use it.
     if (drops_unusable.is_none() || timewait_unusable.is_none())
-        && let Err(e) = attach_btf(ebpf, &btf, DROP_HOOK, DROP_HOOK)
+        && let Err(e) = attacher.attach_btf(DROP_HOOK, DROP_HOOK)
     {
         let why = attach_failure(&e);
         timewait_unusable.get_or_insert_with(|| format!("{DROP_HOOK}: {why}"));
@@ -496,22 +554,15 @@ fn attach_btf_hooks(
         }),
     }
     if timewait_unusable.is_none() {
-        timewait_unusable = attach_timewait(ebpf, &btf).err();
+        timewait_unusable = attach_timewait(attacher).err();
     }
     Ok(hooks.with_timewait(timewait_unusable))
 }
 
 /// The classic tracepoint alone: the cause and timewait hooks read `struct sock` at BTF
 /// offsets, so they are BTF hooks only.
-fn attach_classic_hook(ebpf: &mut Ebpf) -> Result<Hooks, LoadError> {
-    const PROG: &str = "inet_sock_set_state_tp";
-    let err = |source| LoadError::Program {
-        program: PROG,
-        source,
-    };
-    let prog: &mut TracePoint = program(ebpf, PROG)?;
-    prog.load().map_err(err)?;
-    prog.attach(TP_CATEGORY, TP_NAME).map_err(err)?;
+fn attach_classic_hook(attacher: &mut Attacher) -> Result<Hooks, LoadError> {
+    attacher.attach_classic("inet_sock_set_state_tp")?;
     let no_btf = "the classic tracepoint hook has no BTF";
     let mut missing: Vec<MissingHook> = TCP_EVENT_HOOKS
         .map(|(tracepoint, consequence)| MissingHook {
@@ -535,11 +586,31 @@ fn attach_classic_hook(ebpf: &mut Ebpf) -> Result<Hooks, LoadError> {
 
 /// One of the per-CPU counter arrays.
 fn per_cpu_counters(
-    ebpf: &mut Ebpf,
+    object: &mut KernelObject,
     name: &'static str,
 ) -> Result<PerCpuArray<MapData, u64>, LoadError> {
-    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
-    PerCpuArray::try_from(map).map_err(|source| LoadError::Map { name, source })
+    let map = object.take_map(name)?;
+    PerCpuArray::try_from(Map::PerCpuArray(map)).map_err(|source| LoadError::Map { name, source })
+}
+
+/// The programs' aya-log reader, found through any program that writes to it.
+fn kernel_logger(
+    programs: &[(&'static str, OwnedFd)],
+) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+    let mut last_error = None;
+    for (_, fd) in programs {
+        let Ok(info) = super::sys::prog_info(fd.as_fd()) else {
+            continue;
+        };
+        match aya_log::EbpfLogger::init_from_id(info.id) {
+            Ok(logger) => return Some(logger),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    if let Some(e) = last_error {
+        log::debug!("the kernel programs' log is not readable: {e}");
+    }
+    None
 }
 
 impl Probe {
@@ -557,50 +628,59 @@ impl Probe {
         let resolved = Resolved::for_hook(hook, &mut config)?;
         let log_level = kernel_log_level();
 
-        let mut loader = EbpfLoader::new();
-        loader.map_max_entries("EVENTS", ring_bytes);
+        let mut globals = vec![
+            ("CONFIG", pod_bytes(&config)),
+            ("AYA_LOG_LEVEL", pod_bytes(&log_level)),
+        ];
         if let Some(off) = &resolved.sock {
-            loader.override_global("SOCK_OFFSETS", off, true);
+            globals.push(("SOCK_OFFSETS", pod_bytes(off)));
         }
         if let Some(off) = &resolved.timewait {
-            loader.override_global("TW_OFFSETS", off, true);
+            globals.push(("TW_OFFSETS", pod_bytes(off)));
         }
         if let Some(off) = &resolved.tracepoint {
-            loader.override_global("TP_OFFSETS", off, true);
+            globals.push(("TP_OFFSETS", pod_bytes(off)));
         }
-        // EbpfLoader::new() parsed the kernel BTF for CO-RE relocations, which these
-        // programs do not have (offsets come through .rodata): drop it now, so the peak
-        // holds one parse, not two.
-        loader.btf(None);
-        loader.override_global("CONFIG", &config, true);
-        loader.override_global("AYA_LOG_LEVEL", &log_level, false);
-        let mut ebpf = loader.load(PROGRAMS)?;
-        drop(loader);
-        let kernel_log = if log_level == 0 {
-            None
-        } else {
-            aya_log::EbpfLogger::init(&mut ebpf)
-                .inspect_err(|e| log::debug!("the kernel programs' log is not readable: {e}"))
-                .ok()
-        };
+        let mut object =
+            KernelObject::load(PROGRAMS, &globals, &[("EVENTS", ring_bytes)], Maps::All)?;
+        let events = object.take_map("EVENTS")?;
+        let edges = per_cpu_counters(&mut object, "EDGES")?;
+        let counters = per_cpu_counters(&mut object, "COUNTERS")?;
 
         let Resolved {
             timewait_unusable,
             drops_unusable,
             tracefs_mount,
+            btf_ids,
             ..
         } = resolved;
-        let hooks = match hook {
-            HookChoice::TpBtf => attach_btf_hooks(&mut ebpf, timewait_unusable, drops_unusable)?,
-            _ => attach_classic_hook(&mut ebpf)?,
+        let mut attacher = Attacher {
+            object,
+            btf_ids,
+            programs: Vec::new(),
+            links: Vec::new(),
         };
-        let edges = per_cpu_counters(&mut ebpf, "EDGES")?;
-        let counters = per_cpu_counters(&mut ebpf, "COUNTERS")?;
-        // aya's parsed BTF has been dropped by now.
-        release_freed_heap();
+        let hooks = match hook {
+            HookChoice::TpBtf => {
+                attach_btf_hooks(&mut attacher, timewait_unusable, drops_unusable)?
+            }
+            _ => attach_classic_hook(&mut attacher)?,
+        };
+        let Attacher {
+            object,
+            programs,
+            links,
+            ..
+        } = attacher;
+        // The programs hold their own references to the maps from here on.
+        drop(object);
         drop(tracefs_mount);
+        let kernel_log = (log_level != 0).then(|| kernel_logger(&programs)).flatten();
+        release_freed_heap();
         Ok(Self {
-            ebpf,
+            _links: links,
+            programs,
+            events: Some(events),
             counters,
             edges,
             hook,
@@ -668,10 +748,10 @@ impl Probe {
     /// Takes the event ring buffer (once).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
         let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or(LoadError::MissingMap("EVENTS"))?;
-        let ring = RingBuf::try_from(map).map_err(|source| LoadError::Map {
+            .events
+            .take()
+            .ok_or_else(|| ObjectError::MissingMap("EVENTS".to_string()))?;
+        let ring = RingBuf::try_from(Map::RingBuf(map)).map_err(|source| LoadError::Map {
             name: "EVENTS",
             source,
         })?;
@@ -711,29 +791,12 @@ impl Probe {
     /// Each loaded program's skipped runs (`bpf_prog_info.recursion_misses`, 5.12+).
     pub fn missed_runs(&self) -> Result<Vec<(String, u64)>, LoadError> {
         let mut out = Vec::new();
-        for (name, program) in self.ebpf.programs() {
-            let Ok(fd) = program.fd() else {
-                continue;
-            };
+        for (name, fd) in &self.programs {
             let info = super::sys::prog_info(fd.as_fd()).map_err(LoadError::ProgInfo)?;
             out.push((name.to_string(), info.recursion_misses));
         }
         Ok(out)
     }
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let prog = ebpf.program_mut(name).ok_or(LoadError::Program {
-        program: name,
-        source: aya::programs::ProgramError::NotLoaded,
-    })?;
-    prog.try_into().map_err(|source| LoadError::Program {
-        program: name,
-        source,
-    })
 }
 
 /// ((old, new) kernel states, transitions counted).
@@ -778,8 +841,8 @@ impl KernelCounters {
     }
 }
 
-/// Hands freed heap pages back to the kernel: those of loading (aya parses all of vmlinux
-/// BTF, ~20 MB in many small allocations) and of a large reconcile dump. glibc returns only
+/// Hands freed heap pages back to the kernel: those of loading (the parsed object) and of a
+/// large reconcile dump. glibc returns only
 /// the top of the heap by itself, so without this a long-running `serve` or `top` kept them
 /// resident for its whole life.
 pub(crate) fn release_freed_heap() {

@@ -1,9 +1,9 @@
 //! Everything that talks to the kernel's BPF side: loading and attaching programs, offsets
 //! from BTF or tracefs, ring-buffer draining and event decoding, in-kernel counters.
 pub mod events;
-pub mod iter_loader;
 pub mod kallsyms;
 pub mod loader;
+pub mod object;
 pub mod offsets;
 pub mod owners;
 pub mod privilege;

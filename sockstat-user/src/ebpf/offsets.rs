@@ -197,6 +197,14 @@ impl KernelBtf {
             .ok_or_else(|| OffsetError::NoStruct(format!("function {name}")))
     }
 
+    /// The type id of typedef `name` (BTF_KIND_TYPEDEF).
+    pub fn typedef_id(&self, name: &str) -> Result<u32, OffsetError> {
+        let ids = self.btf.resolve_ids_by_name(name).unwrap_or_default();
+        ids.into_iter()
+            .find(|&id| matches!(self.btf.resolve_type_by_id(id), Ok(Type::Typedef(_))))
+            .ok_or_else(|| OffsetError::NoStruct(format!("typedef {name}")))
+    }
+
     /// Offsets for the `iter/task_file` owner program.
     pub fn owner_offsets(&self) -> Result<OwnerOffsets, OffsetError> {
         let inode = self.struct_named("inode")?;

@@ -6,8 +6,8 @@ use std::{collections::HashMap, io::Read};
 use sockstat_common::OwnerRecord;
 
 use super::{
-    iter_loader::{self, IterError},
     loader::PROGRAMS,
+    object::{self, KernelObject, Maps, ObjectError, ProgramKind},
     offsets::{KernelBtf, OffsetError},
 };
 use crate::procs::{Holder, Owners};
@@ -20,7 +20,7 @@ pub enum OwnersError {
     #[error(transparent)]
     Offsets(#[from] OffsetError),
     #[error(transparent)]
-    Iter(#[from] IterError),
+    Iter(#[from] ObjectError),
     #[error("reading the owner iterator: {0}")]
     Read(#[from] std::io::Error),
 }
@@ -65,15 +65,14 @@ impl OwnerScan {
         let offsets = kernel.owner_offsets()?;
         let target_id = kernel.func_id(&format!("bpf_iter_{ITER}"))?;
         drop(kernel);
-        // SAFETY: OwnerOffsets is #[repr(C)] plain data with explicit padding (sockstat-common).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&offsets as *const sockstat_common::OwnerOffsets).cast::<u8>(),
-                std::mem::size_of_val(&offsets),
-            )
+        let globals = [("OWNER_OFFSETS", object::pod_bytes(&offsets))];
+        let file = {
+            let object = KernelObject::load(PROGRAMS, &globals, &[], Maps::DataOnly)?;
+            let program = object.load_program(PROG, ProgramKind::Iterator { btf_id: target_id })?;
+            // The program holds its own references to the maps from here on.
+            drop(object);
+            object::open_iterator(&program)?
         };
-        let file =
-            iter_loader::open_iterator(PROGRAMS, PROG, target_id, &[("OWNER_OFFSETS", bytes)])?;
         Ok(OwnerScan {
             file,
             buf: vec![0u8; STEP_BYTES],

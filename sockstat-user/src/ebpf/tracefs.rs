@@ -6,6 +6,7 @@ use sockstat_common::TracepointOffsets;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 const FORMAT: &str = "events/sock/inet_sock_set_state/format";
+const ID: &str = "events/sock/inet_sock_set_state/id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracefsError {
@@ -91,6 +92,16 @@ pub fn ensure_mounted() -> Result<Mounted, TracefsError> {
         ours: true,
         _lock: lock,
     })
+}
+
+/// The tracepoint's perf id, which attaching a program to it names.
+pub fn state_change_id() -> Result<u64, TracefsError> {
+    let path = Path::new(TRACEFS).join(ID);
+    let text = fs::read_to_string(&path)
+        .map_err(|e| TracefsError::NoTracepoint(format!("{}: {e}", path.display())))?;
+    text.trim()
+        .parse()
+        .map_err(|e| TracefsError::NoTracepoint(format!("{}: {e}", path.display())))
 }
 
 /// Reads the tracepoint's record layout.

@@ -340,13 +340,24 @@ impl Metrics {
         }
         let mut by_state: HashMap<(ReportedState, u32), i64> = HashMap::new();
         let mut listening: Vec<(u32, u16)> = Vec::new();
-        let mut per_port: HashMap<(u32, u16), i64> = HashMap::new();
         feed.for_each_socket(|s| {
             *by_state.entry((s.state, s.netns)).or_default() += 1;
             if s.state == ReportedState::Known(TcpState::Listen) {
                 listening.push((s.netns, s.local.port()));
-            } else {
-                *per_port.entry((s.netns, s.local.port())).or_default() += 1;
+            }
+        });
+        listening.sort_unstable();
+        listening.dedup();
+        // A second pass counts only the listening ports: counting every local port (each
+        // client socket has its own) held a map as large as the table, 131k entries at the
+        // TIME-WAIT cap, at every refresh.
+        let mut per_port: HashMap<(u32, u16), i64> = HashMap::with_capacity(listening.len());
+        feed.for_each_socket(|s| {
+            let key = (s.netns, s.local.port());
+            if s.state != ReportedState::Known(TcpState::Listen)
+                && listening.binary_search(&key).is_ok()
+            {
+                *per_port.entry(key).or_default() += 1;
             }
         });
         self.sockets.clear();
@@ -358,8 +369,6 @@ impl Metrics {
                 })
                 .set(n);
         }
-        listening.sort_unstable();
-        listening.dedup();
         self.listen_port_sockets.clear();
         let mut ports: Vec<(u16, i64)> = Vec::new();
         for key in &listening {

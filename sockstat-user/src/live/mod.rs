@@ -2,14 +2,16 @@
 //! from a sock_diag baseline and the kernel's events; the transitions to print, including
 //! the ones the kernel never reports (TIME-WAIT), marked as synthesized; lifetimes of closed
 //! connections. No I/O here: callers feed baselines and events in and print what comes out.
+mod baseline;
 mod cause;
 pub mod clock;
 pub mod dashboard;
 mod table;
 mod tw_table;
 
+pub use baseline::{Baseline, Dumped, Mark};
 pub use cause::Cause;
-pub use table::{Baseline, TableMemory, Tracker, TrackerStats};
+pub use table::{TableMemory, Tracker, TrackerStats};
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,8 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use super::{
-    Cause, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection, Source, Transition,
+    Baseline, Cause, Dumped, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection, Source,
+    Transition,
     tw_table::{self, TwTable},
 };
 use crate::{
@@ -88,18 +89,6 @@ impl TableMemory {
     pub fn per_socket(&self) -> Option<usize> {
         (self.sockets > 0).then(|| self.bytes / self.sockets)
     }
-}
-
-/// A socket found by a sock_diag dump.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Baseline {
-    pub cookie: u64,
-    pub state: u8,
-    pub netns: u32,
-    pub family: Family,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub owner: Option<(u32, String)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -282,7 +271,11 @@ impl Tracker {
 
     /// Adds sockets found by the start-up dump. Sockets already seen through events (the
     /// programs were attached first) keep what the events said.
-    pub fn load_baseline(&mut self, sockets: impl IntoIterator<Item = Baseline>, now_ns: u64) {
+    pub fn load_baseline<'a>(
+        &mut self,
+        sockets: impl IntoIterator<Item = Baseline<'a>>,
+        now_ns: u64,
+    ) {
         for b in sockets {
             if self.entries.contains_key(&b.cookie) || self.timewait.contains(b.cookie) {
                 continue;
@@ -291,9 +284,9 @@ impl Tracker {
         }
     }
 
-    fn insert_baseline(&mut self, b: Baseline, now_ns: u64) {
-        let owner = b.owner.as_ref().map_or_else(Owner::unknown, |(pid, comm)| {
-            Owner::known(*pid, comm, OwnerSource::Baseline)
+    fn insert_baseline(&mut self, b: Baseline<'_>, now_ns: u64) {
+        let owner = b.owner.map_or_else(Owner::unknown, |(pid, comm)| {
+            Owner::known(pid, comm, OwnerSource::Baseline)
         });
         let state = ReportedState::from_kernel(b.state);
         if state == known(TcpState::Listen) && owner.pid.is_some() {
@@ -763,17 +756,16 @@ impl Tracker {
     /// are added (a repair). Entries touched after the dump started are left alone.
     pub fn reconcile(
         &mut self,
-        dump: Vec<Baseline>,
+        dump: Dumped,
         covered: Option<&[u32]>,
         states: u32,
         dump_started_ns: u64,
         now_ns: u64,
         out: &mut Vec<Output>,
     ) {
-        // Sorted by cookie and searched: a dump can hold 100k+ TIME-WAIT sockets.
-        let mut in_dump = dump;
-        in_dump.sort_unstable_by_key(|b| b.cookie);
-        let dumped = |cookie: u64| in_dump.binary_search_by_key(&cookie, |b| b.cookie).is_ok();
+        // Sorted and searched: a dump can hold 100k+ TIME-WAIT sockets.
+        let in_dump = dump.sorted_cookies();
+        let dumped = |cookie: u64| in_dump.binary_search(&cookie).is_ok();
         let stale = |cookie: u64, state: ReportedState, netns: u32, touched_ns: u64| {
             touched_ns < dump_started_ns
                 && covered.is_none_or(|c| c.contains(&netns))
@@ -816,7 +808,8 @@ impl Tracker {
                 (time_wait && aged).then_some(Cause::Timeout),
             )));
         }
-        for b in in_dump {
+        drop(in_dump);
+        for b in dump.iter() {
             let cookie = b.cookie;
             match self.entry(cookie) {
                 None => {
@@ -1101,7 +1094,7 @@ mod tests {
         // Expiry: the TIME-WAIT dump no longer has it.
         out.clear();
         t.reconcile(
-            Vec::new(),
+            Dumped::default(),
             None,
             1 << st::TIME_WAIT,
             1000,
@@ -1129,7 +1122,7 @@ mod tests {
         out.clear();
         // Reused (or never created) 2 s later: closed, but not by its timer.
         t.reconcile(
-            Vec::new(),
+            Dumped::default(),
             None,
             1 << st::TIME_WAIT,
             1000,
@@ -1245,7 +1238,7 @@ mod tests {
                 family: Family::Inet,
                 local: listener,
                 remote: "0.0.0.0:0".parse().unwrap(),
-                owner: Some((77, "nginx".into())),
+                owner: Some((77, "nginx")),
             }],
             0,
         );
@@ -1504,7 +1497,7 @@ mod tests {
                 family: Family::Inet,
                 local: "127.0.0.1:40000".parse().unwrap(),
                 remote: "0.0.0.0:0".parse().unwrap(),
-                owner: Some((77, "nginx".into())),
+                owner: Some((77, "nginx")),
             }],
             0,
         );
@@ -1533,7 +1526,9 @@ mod tests {
         t.load_baseline([b(1, st::ESTABLISHED), b(2, st::ESTABLISHED)], 0);
         // 1 closed while events were lost; 2 moved to CLOSE-WAIT; 3 appeared.
         t.reconcile(
-            vec![b(2, st::CLOSE_WAIT), b(3, st::ESTABLISHED)],
+            [b(2, st::CLOSE_WAIT), b(3, st::ESTABLISHED)]
+                .into_iter()
+                .collect(),
             None,
             u32::MAX,
             10,
@@ -1579,7 +1574,7 @@ mod tests {
             remote: e.remote,
             owner: None,
         };
-        t.reconcile(vec![b], None, u32::MAX, 10, 11, &mut out);
+        t.reconcile([b].into_iter().collect(), None, u32::MAX, 10, 11, &mut out);
         let got: Vec<(String, Source, Option<String>)> = transitions(&out);
         assert_eq!(got[0].0, "FIN-WAIT-2->TIME-WAIT");
         assert_eq!(got[0].1, Source::Synthesized);
@@ -1600,7 +1595,7 @@ mod tests {
         };
         t.load_baseline([b(1, 100), b(2, 200)], 0);
         // A dump of namespace 100 only, where socket 1 is gone: 2 is not its business.
-        t.reconcile(Vec::new(), Some(&[100]), u32::MAX, 10, 20, &mut out);
+        t.reconcile(Dumped::default(), Some(&[100]), u32::MAX, 10, 20, &mut out);
         assert!(t.get(1).is_none());
         assert!(t.get(2).is_some());
     }

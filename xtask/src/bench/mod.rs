@@ -2,6 +2,9 @@
 //! 100k sockets, run alternately in one session; medians and peak RSS.
 pub mod churn;
 pub mod farm;
+mod load;
+
+pub use load::load;
 
 use std::{
     fmt::Write as _,
