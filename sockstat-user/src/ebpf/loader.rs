@@ -2,10 +2,10 @@
 //! offsets, size the ring buffer, attach. Knows nothing about output formats.
 use std::{
     collections::HashMap,
-    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::fd::{AsFd, OwnedFd},
 };
 
-use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, Map, MapData, PerCpuArray};
 use sockstat_common::{ProbeConfig, SockOffsets, TracepointOffsets, TwOffsets, counter};
 
 use super::{
@@ -13,6 +13,7 @@ use super::{
     kallsyms,
     object::{self, KernelObject, Maps, ObjectError, ProgramKind, pod_bytes},
     offsets::{KernelBtf, OffsetError, VMLINUX_BTF},
+    ring::RingReader,
     tracefs::{self, TracefsError},
 };
 
@@ -78,6 +79,8 @@ pub enum LoadError {
     RingSize(u32),
     #[error(transparent)]
     TooFewFiles(#[from] super::privilege::TooFewFiles),
+    #[error("mapping the event ring buffer: {0}")]
+    Ring(std::io::Error),
     #[error("reading a kernel program's statistics: {0}")]
     ProgInfo(std::io::Error),
     #[error(
@@ -746,17 +749,12 @@ impl Probe {
     }
 
     /// Takes the event ring buffer (once).
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+    pub fn take_events(&mut self) -> Result<RingReader, LoadError> {
         let map = self
             .events
             .take()
             .ok_or_else(|| ObjectError::MissingMap("EVENTS".to_string()))?;
-        let ring = RingBuf::try_from(Map::RingBuf(map)).map_err(|source| LoadError::Map {
-            name: "EVENTS",
-            source,
-        })?;
-        debug_assert!(ring.as_raw_fd() >= 0);
-        Ok(ring)
+        RingReader::new(map, self.ring_bytes).map_err(LoadError::Ring)
     }
 
     /// Reads the in-kernel counters, summed over CPUs.

@@ -1,5 +1,5 @@
 //! sockstat's loader for its kernel object: aya-obj parses the ELF and performs the
-//! relocations, aya creates the maps and wraps them (`MapData`, `RingBuf`, `PerCpuArray`) and
+//! relocations, aya creates the maps and wraps them (`MapData`, `PerCpuArray`, `Array`) and
 //! probes the kernel's features, and this file makes the remaining bpf(2) calls: loading the
 //! object's BTF and the programs, and attaching them.
 //!
