@@ -82,13 +82,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What the agents (trace, top, serve, lab) need at their peak: loading the kernel
-/// programs parses the kernel's BTF (about 40 MiB measured in a memory cgroup, BPF maps
-/// included), plus room for the live table. README: "Memory".
-pub const AGENT_MEMORY: u64 = 48 << 20;
+/// What the agents (trace, top, serve, lab) need at their peak: about 10 MiB measured in a
+/// memory cgroup as they load (BPF maps, the 4 MiB ring buffer included), the binary's page
+/// cache where nothing else has charged it, and room for the live table (~50 bytes a
+/// TIME-WAIT socket, ~200 another). README: "Memory".
+pub const AGENT_MEMORY: u64 = 24 << 20;
 
-/// The address space (`ulimit -v`) the agents need: about 53 MiB measured (VmPeak).
-pub const AGENT_ADDRESS_SPACE: u64 = 80 << 20;
+/// The address space (`ulimit -v`) the agents need: about 17 MiB measured (VmPeak), with
+/// room for the threads that enter other namespaces.
+pub const AGENT_ADDRESS_SPACE: u64 = 48 << 20;
 
 /// An agent in a memory cgroup too small for it would be OOM-killed without a word (exit
 /// 137): say so instead, exit 2.
