@@ -1,5 +1,6 @@
 //! Agents under resource limits (root): a memory cgroup too small for them is said in one
-//! line (exit 2) instead of an OOM kill (exit 137); one big enough runs them.
+//! line (exit 2) instead of an OOM kill (exit 137); one big enough runs them, within the
+//! figure they ask for.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -25,6 +26,8 @@ fn main() {
 struct MemCgroup {
     dir: PathBuf,
     limit_file: &'static str,
+    /// The highest usage since creation: v1's max_usage_in_bytes, v2's memory.peak (5.19+).
+    peak_file: &'static str,
     mounted: Option<PathBuf>,
 }
 
@@ -39,7 +42,12 @@ impl MemCgroup {
             })
         };
         if let Some(v1) = find(&|w| w[2] == "cgroup" && w[3].split(',').any(|o| o == "memory")) {
-            return Self::make(v1.join(name), "memory.limit_in_bytes", None);
+            return Self::make(
+                v1.join(name),
+                "memory.limit_in_bytes",
+                "memory.max_usage_in_bytes",
+                None,
+            );
         }
         let (root, mounted) = match find(&|w| w[2] == "cgroup2") {
             Some(r) => (r, None),
@@ -69,12 +77,13 @@ impl MemCgroup {
         }
         // Children get the memory controller only when their parent hands it down.
         let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
-        Self::make(root.join(name), "memory.max", mounted)
+        Self::make(root.join(name), "memory.max", "memory.peak", mounted)
     }
 
     fn make(
         dir: PathBuf,
         limit_file: &'static str,
+        peak_file: &'static str,
         mounted: Option<PathBuf>,
     ) -> Result<MemCgroup, Failed> {
         let _ = std::fs::remove_dir(&dir);
@@ -82,8 +91,20 @@ impl MemCgroup {
         Ok(MemCgroup {
             dir,
             limit_file,
+            peak_file,
             mounted,
         })
+    }
+
+    /// Peak usage in bytes: everything charged to the cgroup (pages, page cache, kernel
+    /// memory such as BPF maps).
+    fn peak(&self) -> Result<u64, Failed> {
+        let path = self.dir.join(self.peak_file);
+        std::fs::read_to_string(&path)
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?
+            .trim()
+            .parse()
+            .map_err(|e| fail(format!("{}: {e}", path.display())))
     }
 
     fn limit(&self, bytes: u64) -> TestResult {
@@ -130,6 +151,7 @@ impl Drop for MemCgroup {
 fn small_memory_cgroup() -> TestResult {
     let cg = MemCgroup::new("sockstat-test-memory")?;
     cg.limit(16 << 20)?;
+    let mut asked_mib = None;
     for args in ["trace", "top --once", "serve --listen 127.0.0.1:0"] {
         let (code, stdout, stderr) = cg.run(args, 20)?;
         if code != Some(2)
@@ -141,10 +163,17 @@ fn small_memory_cgroup() -> TestResult {
                 "{args} in a 16 MiB cgroup: exit {code:?}, stdout {stdout:?}, stderr {stderr:?}"
             )));
         }
+        // "this command needs about N MiB of memory, ..."
+        asked_mib = stderr
+            .split("needs about ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next()?.parse::<u64>().ok());
     }
-    // Room enough, 32 MiB (the check asks for 24 free): the agent loads and attaches (slowly
-    // under emulation) without being OOM-killed, then is stopped.
-    cg.limit(32 << 20)?;
+    let asked_mib = asked_mib.ok_or_else(|| fail("the refusal names no figure"))?;
+    // Room enough: the agent loads and attaches (slowly under emulation), then is stopped.
+    // Its peak usage, everything the cgroup was charged (page cache of the binary and BPF
+    // maps included), must fit in what the check asks for: the figure is what it needs.
+    cg.limit(128 << 20)?;
     let log = std::env::temp_dir().join(format!("sockstat-limits-{}.err", std::process::id()));
     let script = format!(
         "echo $$ > {} && exec {} trace --count-only 2> {}",
@@ -167,13 +196,24 @@ fn small_memory_cgroup() -> TestResult {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    // Settled: the first dump and the reconcile schedule's start are behind it.
+    std::thread::sleep(Duration::from_secs(2));
+    let peak = cg.peak();
+    let stat = std::fs::read_to_string(cg.dir.join("memory.stat")).unwrap_or_default();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let _ = child.wait();
     let _ = std::fs::remove_file(&log);
     if !attached.contains("sockstat: tracing ") {
         return Err(fail(format!(
-            "trace in a 32 MiB cgroup did not attach: {attached:?}"
+            "trace in a 128 MiB cgroup did not attach: {attached:?}"
+        )));
+    }
+    let peak_mib = peak? as f64 / f64::from(1 << 20);
+    eprintln!("trace's peak in its memory cgroup: {peak_mib:.1} MiB (it asks for {asked_mib})");
+    if peak_mib > asked_mib as f64 {
+        return Err(fail(format!(
+            "trace peaked at {peak_mib:.1} MiB in its memory cgroup, over the {asked_mib} MiB it asks for; memory.stat:\n{stat}"
         )));
     }
     Ok(())
