@@ -228,20 +228,7 @@ impl KernelObject {
             }
             bpf_fd(bpf_cmd::BPF_PROG_LOAD, &mut attr, "bpf_prog_load")
         };
-        match load(None) {
-            Ok(fd) => Ok(fd),
-            Err(ObjectError::Syscall { source, .. }) => {
-                // Load again with the verifier's log, only to explain the refusal.
-                let mut log = vec![0u8; 1024 * 1024];
-                let _ = load(Some(&mut log));
-                Err(ObjectError::Verifier {
-                    program: name.to_string(),
-                    source,
-                    log: log_tail(&log, 40),
-                })
-            }
-            Err(other) => Err(other),
-        }
+        explained(load, name, 1024 * 1024, 40)
     }
 
     /// Takes map `name` out of the object (each can be taken once).
@@ -301,14 +288,26 @@ fn load_btf(raw: &[u8]) -> Result<OwnedFd, ObjectError> {
         }
         bpf_fd(bpf_cmd::BPF_BTF_LOAD, &mut attr, "bpf_btf_load")
     };
+    explained(load, "the object's BTF", 64 * 1024, 10)
+}
+
+/// Runs `load` without a log; when the kernel refuses, runs it again with a log of
+/// `log_bytes` and returns the refusal with the log's last `lines` lines. A log only on the
+/// failure path: the verifier is slower with one.
+fn explained(
+    load: impl Fn(Option<&mut Vec<u8>>) -> Result<OwnedFd, ObjectError>,
+    what: &str,
+    log_bytes: usize,
+    lines: usize,
+) -> Result<OwnedFd, ObjectError> {
     load(None).map_err(|e| match e {
         ObjectError::Syscall { source, .. } => {
-            let mut log = vec![0u8; 64 * 1024];
+            let mut log = vec![0u8; log_bytes];
             let _ = load(Some(&mut log));
             ObjectError::Verifier {
-                program: "the object's BTF".to_string(),
+                program: what.to_string(),
                 source,
-                log: log_tail(&log, 10),
+                log: log_tail(&log, lines),
             }
         }
         other => other,

@@ -53,8 +53,8 @@ impl KernelBtf {
 
     /// Maps the BTF file rather than parsing it up front: parsing all of vmlinux takes
     /// ~150 ms here and ~30 MB, mapping 2 ms and nothing, and we look up a dozen fields.
-    /// Kernels before 6.16 cannot map the sysfs file: there the file is copied into a
-    /// memfd (its ~5 MB, while this lives) and that is mapped.
+    /// Older kernels (6.1 and 6.12 among them) cannot map the sysfs file: there it is
+    /// copied into a memfd (its ~5 MB, while this lives) and that is mapped.
     pub fn load() -> Result<Self, OffsetError> {
         let load_err = |source| OffsetError::Load {
             path: VMLINUX_BTF.to_string(),

@@ -274,10 +274,17 @@ mod tests {
         pos + (HEADER_BYTES + data.len()).next_multiple_of(8)
     }
 
+    /// A one-page ring over the two mappings, and what a first drain took from it.
+    fn drained(consumer: Mapping, producer: Mapping) -> (Ring, Vec<Vec<u8>>) {
+        let mut ring = Ring::new(consumer, producer, PAGE, PAGE);
+        let mut got = Vec::new();
+        ring.drain(|r| got.push(r.to_vec()));
+        (ring, got)
+    }
+
     #[test]
     fn records_come_out_in_order_with_the_wrapped_one_whole_and_discards_skipped() {
-        let consumer = anonymous(PAGE);
-        let producer = anonymous(2 * PAGE);
+        let (consumer, producer) = (anonymous(PAGE), anonymous(2 * PAGE));
         // Start near the end so the third record wraps around the one-page data area.
         let start = 3 * PAGE - 200;
         consumer
@@ -296,9 +303,7 @@ mod tests {
         producer
             .atomic::<AtomicUsize>(0)
             .store(pos, Ordering::Release);
-        let mut ring = Ring::new(consumer, producer, PAGE, PAGE);
-        let mut got = Vec::new();
-        ring.drain(|r| got.push(r.to_vec()));
+        let (ring, got) = drained(consumer, producer);
         let want: Vec<Vec<u8>> = records
             .iter()
             .filter(|(_, flags)| flags & DISCARD_BIT == 0)
@@ -315,17 +320,14 @@ mod tests {
 
     #[test]
     fn a_record_still_being_written_stops_the_drain_until_committed() {
-        let consumer = anonymous(PAGE);
-        let producer = anonymous(2 * PAGE);
+        let (consumer, producer) = (anonymous(PAGE), anonymous(2 * PAGE));
         let mut pos = produce(&producer, 0, &[7; 24], 0);
         let busy_at = pos;
         pos = produce(&producer, pos, &[8; 24], BUSY_BIT);
         producer
             .atomic::<AtomicUsize>(0)
             .store(pos, Ordering::Release);
-        let mut ring = Ring::new(consumer, producer, PAGE, PAGE);
-        let mut got = Vec::new();
-        ring.drain(|r| got.push(r.to_vec()));
+        let (mut ring, mut got) = drained(consumer, producer);
         assert_eq!(got, vec![vec![7; 24]]);
         // The writer commits: the header loses its busy bit.
         produce(&ring.producer, busy_at, &[8; 24], 0);

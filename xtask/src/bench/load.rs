@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{TracefsMount, median, vm_hwm_kib};
+use super::{TracefsMount, median, status_kib};
 
 /// How long an agent runs before it is measured: loading takes well under a second.
 const SETTLE: Duration = Duration::from_secs(4);
@@ -21,18 +21,6 @@ struct Agent {
     argv: Vec<String>,
     /// Runs until stopped (measured at `SETTLE`); else runs to its end under GNU time.
     long_running: bool,
-}
-
-/// VmRSS of a live process, in KiB.
-fn vm_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// (peak KiB, idle KiB; None for a one-shot command).
@@ -51,8 +39,8 @@ fn measure(agent: &Agent) -> Result<(u64, Option<u64>)> {
     if let Some(status) = child.try_wait()? {
         bail!("{} exited before it was measured ({status})", agent.name);
     }
-    let peak = vm_hwm_kib(child.id());
-    let idle = vm_rss_kib(child.id());
+    let peak = status_kib(child.id(), "VmHWM");
+    let idle = status_kib(child.id(), "VmRSS");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     child.wait()?;

@@ -263,12 +263,13 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
+/// A KiB figure of /proc/PID/status (`VmHWM`, `VmRSS`); 0 if the process is gone.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
@@ -422,7 +423,7 @@ pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) 
                 // Let the tracer catch up with the queue before stopping it.
                 std::thread::sleep(std::time::Duration::from_millis(500));
                 cpu[i] += cpu_seconds(c.id()) - cpu_before;
-                rss[i] = rss[i].max(vm_hwm_kib(c.id()));
+                rss[i] = rss[i].max(status_kib(c.id(), "VmHWM"));
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
                 let _ = c.wait();
@@ -532,16 +533,6 @@ pub fn soak(root: &Path, secs: u64) -> Result<String> {
             Ok(())
         })
     };
-    let status_kib = |pid: u32, key: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
-    };
     let time_wait = || -> String {
         std::fs::read_to_string(format!("/proc/{}/net/sockstat", trace.id()))
             .ok()
@@ -590,15 +581,15 @@ pub fn soak(root: &Path, secs: u64) -> Result<String> {
             "| {} | {} | {} | {} | {} |",
             start.elapsed().as_secs(),
             time_wait(),
-            status_kib(trace.id(), "VmRSS:"),
-            status_kib(serve.id(), "VmRSS:"),
+            status_kib(trace.id(), "VmRSS"),
+            status_kib(serve.id(), "VmRSS"),
             table()
         )?;
         std::thread::sleep(std::time::Duration::from_secs(10));
     }
     let peaks = (
-        status_kib(trace.id(), "VmHWM:"),
-        status_kib(serve.id(), "VmHWM:"),
+        status_kib(trace.id(), "VmHWM"),
+        status_kib(serve.id(), "VmHWM"),
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let churned = churner.join();
