@@ -2,7 +2,7 @@
 //! finished connection with `--lifetimes`).
 use std::io::{self, Write};
 
-use chrono::{DateTime, Local, SecondsFormat, Utc};
+use chrono::{DateTime, Local, Utc};
 use serde::Serialize;
 
 use crate::{
@@ -39,6 +39,18 @@ pub struct TracePrinter {
     /// The terminal is narrower than a wide line: two lines per event, within this width.
     narrow: Option<usize>,
     netns_width: usize,
+    /// The last second's formatted prefixes: chrono's formatting per event was a fifth of a
+    /// busy trace's CPU, and events come thousands to a second.
+    seconds: std::cell::RefCell<SecondPrefixes>,
+}
+
+/// "HH:MM:SS" (local) and "YYYY-MM-DDTHH:MM:SS" (UTC) of one Unix second. Exact to reuse
+/// within that second: time zone offsets change only on whole seconds.
+#[derive(Default)]
+struct SecondPrefixes {
+    second: Option<u64>,
+    local: String,
+    utc: String,
 }
 
 /// The NDJSON record of a transition. Keys are a stable interface: later versions add keys,
@@ -93,6 +105,7 @@ impl TracePrinter {
             netns_names: None,
             narrow: None,
             netns_width: 0,
+            seconds: Default::default(),
         }
     }
 
@@ -166,14 +179,35 @@ impl TracePrinter {
         }
     }
 
-    fn local_time(&self, ts_ns: u64) -> String {
-        let time: DateTime<Local> = self.clock.to_system_time(ts_ns).into();
-        time.format("%H:%M:%S%.3f").to_string()
+    /// `ts_ns`'s whole second (the prefixes updated to it) and its nanoseconds.
+    fn split_second(&self, ts_ns: u64) -> (std::cell::Ref<'_, SecondPrefixes>, u32) {
+        let time = self.clock.to_system_time(ts_ns);
+        let since = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = since.as_secs();
+        if self.seconds.borrow().second != Some(second) {
+            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(second);
+            let local: DateTime<Local> = whole.into();
+            let utc: DateTime<Utc> = whole.into();
+            let mut cached = self.seconds.borrow_mut();
+            cached.second = Some(second);
+            cached.local = local.format("%H:%M:%S").to_string();
+            cached.utc = utc.format("%Y-%m-%dT%H:%M:%S").to_string();
+        }
+        (self.seconds.borrow(), since.subsec_nanos())
     }
 
+    /// "HH:MM:SS.mmm", local time.
+    fn local_time(&self, ts_ns: u64) -> String {
+        let (prefixes, nanos) = self.split_second(ts_ns);
+        format!("{}.{:03}", prefixes.local, nanos / 1_000_000)
+    }
+
+    /// RFC 3339 in UTC with nanoseconds ("2026-11-30T21:00:00.123456789Z").
     fn rfc3339(&self, ts_ns: u64) -> String {
-        let ts: DateTime<Utc> = self.clock.to_system_time(ts_ns).into();
-        ts.to_rfc3339_opts(SecondsFormat::Nanos, true)
+        let (prefixes, nanos) = self.split_second(ts_ns);
+        format!("{}.{nanos:09}Z", prefixes.utc)
     }
 
     /// The columns every text line starts with: time (and the namespace, with
@@ -191,10 +225,8 @@ impl TracePrinter {
         let comm = owner.comm.as_ref().map_or("-", |c| c.as_str());
         write!(
             out,
-            "{}{netns} {pid:<7} {comm:<16} {:<24} {:<24}",
+            "{}{netns} {pid:<7} {comm:<16} {local:<24} {remote:<24}",
             self.local_time(ts_ns),
-            local.to_string(),
-            remote.to_string(),
         )
     }
 
@@ -588,5 +620,34 @@ TIME         PID     COMM             LOCAL                    REMOTE           
             render_at(TraceFormat::Text, false, Some(200), false),
             render(TraceFormat::Text, false)
         );
+    }
+
+    #[test]
+    fn cached_seconds_format_like_chrono() {
+        use chrono::SecondsFormat;
+        let clock = WallClock::with_offset_ns(1_700_000_000_000_000_000);
+        let printer = TracePrinter::new(TraceFormat::Text, clock);
+        // Within one second, across its end, and far apart, in both directions.
+        for ts in [
+            5,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            86_399_999_999_999,
+            7_123_456_789,
+            2_000_000_500,
+        ] {
+            let time = clock.to_system_time(ts);
+            let local: DateTime<Local> = time.into();
+            let utc: DateTime<Utc> = time.into();
+            assert_eq!(
+                printer.local_time(ts),
+                local.format("%H:%M:%S%.3f").to_string()
+            );
+            assert_eq!(
+                printer.rfc3339(ts),
+                utc.to_rfc3339_opts(SecondsFormat::Nanos, true)
+            );
+        }
     }
 }
