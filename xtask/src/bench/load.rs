@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{TracefsMount, median, status_kib};
+use super::{TracefsMount, median, status_kib, tcpstates_bin};
 
 /// How long an agent runs before it is measured: loading takes well under a second.
 const SETTLE: Duration = Duration::from_secs(4);
@@ -58,10 +58,7 @@ fn host_sockets() -> String {
 
 pub fn load(root: &Path, rounds: usize, baseline: Option<&Path>) -> Result<String> {
     let sockstat = crate::sockstat_bin(root)?.display().to_string();
-    let tcpstates = ["/usr/sbin/tcpstates", "/usr/bin/tcpstates"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("tcpstates");
+    let tcpstates = tcpstates_bin();
     // tcpstates attaches classic tracepoints by their tracefs ids.
     let _tracefs = TracefsMount::ensure()?;
     let agents_of = |label: &str, bin: &str| {

@@ -359,15 +359,20 @@ impl Drop for TracefsMount {
     }
 }
 
+/// libbpf-tools' tcpstates, where Debian's package puts it (else found on PATH).
+fn tcpstates_bin() -> &'static str {
+    ["/usr/sbin/tcpstates", "/usr/bin/tcpstates"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("tcpstates")
+}
+
 /// `cargo xtask bench trace`.
 /// `baseline`: another sockstat binary (say, built from an earlier commit) measured in the
 /// same run, for before/after numbers.
 pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) -> Result<String> {
     let sockstat = crate::sockstat_bin(root)?.display().to_string();
-    let tcpstates = ["/usr/sbin/tcpstates", "/usr/bin/tcpstates"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("tcpstates");
+    let tcpstates = tcpstates_bin();
     // libbpf-tools attaches classic tracepoints by their tracefs ids; sockstat leaves no
     // tracefs mounted behind it, so the bench mounts one for the whole run.
     let _tracefs = TracefsMount::ensure()?;
