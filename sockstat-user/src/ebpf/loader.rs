@@ -289,31 +289,34 @@ impl Attacher {
         program: &'static str,
         tracepoint: &'static str,
     ) -> Result<(), LoadError> {
-        let err = |source| LoadError::Program { program, source };
         let btf_id = *self
             .btf_ids
             .get(tracepoint)
             .ok_or(LoadError::NoTracepoint(tracepoint))?;
-        let fd = self
-            .object
-            .load_program(program, ProgramKind::BtfTracepoint { btf_id })
-            .map_err(err)?;
-        let link = object::attach_raw_tracepoint(&fd).map_err(err)?;
-        self.programs.push((program, fd));
-        self.links.push(link);
-        Ok(())
+        self.load_and_attach(program, ProgramKind::BtfTracepoint { btf_id }, |fd| {
+            object::attach_raw_tracepoint(fd)
+        })
     }
 
     /// Loads `program` as a classic tracepoint program and attaches it to the state-change
     /// tracepoint.
     fn attach_classic(&mut self, program: &'static str) -> Result<(), LoadError> {
-        let err = |source| LoadError::Program { program, source };
         let id = tracefs::state_change_id()?;
-        let fd = self
-            .object
-            .load_program(program, ProgramKind::Tracepoint)
-            .map_err(err)?;
-        let link = object::attach_perf_tracepoint(&fd, id).map_err(err)?;
+        self.load_and_attach(program, ProgramKind::Tracepoint, |fd| {
+            object::attach_perf_tracepoint(fd, id)
+        })
+    }
+
+    /// Loads `program` as `kind`, attaches it with `attach`, and keeps both fds.
+    fn load_and_attach(
+        &mut self,
+        program: &'static str,
+        kind: ProgramKind,
+        attach: impl FnOnce(&OwnedFd) -> Result<OwnedFd, ObjectError>,
+    ) -> Result<(), LoadError> {
+        let err = |source| LoadError::Program { program, source };
+        let fd = self.object.load_program(program, kind).map_err(err)?;
+        let link = attach(&fd).map_err(err)?;
         self.programs.push((program, fd));
         self.links.push(link);
         Ok(())

@@ -191,7 +191,11 @@ impl Dumped {
             family,
             local: SocketAddr::new(local, r.local_port),
             remote: SocketAddr::new(remote, r.remote_port),
-            owner: self.comms.get(&r.pid).map(|comm| (r.pid, comm.as_ref())),
+            // Most rows (every timewait socket) have no owner: no lookup for them.
+            owner: (r.pid != 0)
+                .then(|| self.comms.get(&r.pid))
+                .flatten()
+                .map(|comm| (r.pid, comm.as_ref())),
         }
     }
 }

@@ -537,14 +537,12 @@ pub fn soak(root: &Path, secs: u64) -> Result<String> {
     const SOAK_RATE: u64 = 3_000;
     const NS: &str = "sst-soak";
     let sockstat = crate::sockstat_bin(root)?;
-    let _ = Command::new("ip").args(["netns", "del", NS]).status();
+    let ns = Netns::new(NS)?;
     let ok = |c: &mut Command| -> Result<()> {
         let st = c.status()?;
         anyhow::ensure!(st.success(), "{c:?} failed");
         Ok(())
     };
-    ok(Command::new("ip").args(["netns", "add", NS]))?;
-    ok(Command::new("ip").args(["-n", NS, "link", "set", "lo", "up"]))?;
     ok(Command::new("ip").args([
         "netns",
         "exec",
@@ -658,7 +656,7 @@ pub fn soak(root: &Path, secs: u64) -> Result<String> {
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let _ = child.wait();
     }
-    let _ = Command::new("ip").args(["netns", "del", NS]).status();
+    drop(ns);
     if let Ok(Err(e)) = churned {
         anyhow::bail!("the churn stopped: {e:#}");
     }
