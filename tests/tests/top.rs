@@ -4,6 +4,7 @@
 //!
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
+    io::Read,
     net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
     process::Command,
     time::{Duration, Instant},
@@ -228,9 +229,17 @@ fn tmux_screen() -> TestResult {
     }
 
     // Clients close first: five TIME-WAIT, the active-close path counted on its edges.
-    for (c, s) in pairs.drain(..) {
+    // The server closes only once it has read the client's FIN: a fixed pause raced under
+    // emulation (6.1 under TCG) into simultaneous closes, CLOSING, and six TIME-WAIT sockets.
+    for (c, mut s) in pairs.drain(..) {
         drop(c);
-        std::thread::sleep(Duration::from_millis(5));
+        let mut byte = [0u8; 1];
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| fail(format!("read timeout: {e}")))?;
+        match s.read(&mut byte) {
+            Ok(0) => {}
+            other => return Err(fail(format!("server wanted EOF, got {other:?}"))),
+        }
         drop(s);
     }
     let screen = tmux.wait_for("5 TIME-WAIT and 0 ESTAB", 10, |s| {
