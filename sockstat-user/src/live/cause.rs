@@ -24,22 +24,42 @@ pub enum Cause {
 
 impl Cause {
     pub fn name(self) -> String {
-        match self {
-            Cause::Fin => "fin".into(),
-            Cause::RstIn => "rst-in".into(),
-            Cause::RstOut => "rst-out".into(),
-            Cause::Timeout => "timeout".into(),
-            Cause::Errno(e) => errno_name(e).map_or_else(|| format!("errno-{e}"), str::to_string),
-            Cause::TwOverflow => "tw-overflow".into(),
-            Cause::Reused => "reused".into(),
-            Cause::Killed => "killed".into(),
+        match (self, self.static_name()) {
+            (_, Some(name)) => name.to_string(),
+            // Only an errno without a name has no fixed one.
+            (cause, None) => format!("errno-{}", cause.errno().unwrap_or_default()),
         }
+    }
+
+    fn errno(self) -> Option<i32> {
+        match self {
+            Cause::Errno(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The name when it is a fixed one (every cause but an errno without a name), so hot
+    /// printers need not allocate.
+    pub fn static_name(self) -> Option<&'static str> {
+        Some(match self {
+            Cause::Fin => "fin",
+            Cause::RstIn => "rst-in",
+            Cause::RstOut => "rst-out",
+            Cause::Timeout => "timeout",
+            Cause::Errno(e) => return errno_name(e),
+            Cause::TwOverflow => "tw-overflow",
+            Cause::Reused => "reused",
+            Cause::Killed => "killed",
+        })
     }
 }
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
+        match self.static_name() {
+            Some(name) => f.write_str(name),
+            None => f.write_str(&self.name()),
+        }
     }
 }
 

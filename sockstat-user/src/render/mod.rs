@@ -3,6 +3,7 @@
 mod golden;
 pub mod ifaces;
 pub mod lab;
+mod line;
 pub mod list;
 pub mod list_json;
 pub mod numfmt;

@@ -3,6 +3,8 @@
 use std::io::{self, Write};
 
 use chrono::{DateTime, Local, Utc};
+
+use super::line::Line;
 use serde::Serialize;
 
 use crate::{
@@ -42,6 +44,8 @@ pub struct TracePrinter {
     /// The last second's formatted prefixes: chrono's formatting per event was a fifth of a
     /// busy trace's CPU, and events come thousands to a second.
     seconds: std::cell::RefCell<SecondPrefixes>,
+    /// The text line being built, reused from event to event.
+    line: std::cell::RefCell<Line>,
 }
 
 /// "HH:MM:SS" (local) and "YYYY-MM-DDTHH:MM:SS" (UTC) of one Unix second. Exact to reuse
@@ -54,10 +58,11 @@ struct SecondPrefixes {
 }
 
 /// The NDJSON record of a transition. Keys are a stable interface: later versions add keys,
-/// never rename.
+/// never rename. Text fields are written by their Display straight into the stream (no
+/// String per field and event).
 #[derive(Serialize)]
 struct JsonTransition<'a> {
-    ts: String,
+    ts: Shown<Rfc3339<'a>>,
     ts_ns: u64,
     cookie: u64,
     netns: u32,
@@ -67,13 +72,34 @@ struct JsonTransition<'a> {
     comm: Option<&'a str>,
     owner_source: &'static str,
     family: &'static str,
-    local: String,
-    remote: String,
-    old: String,
-    new: String,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    old: Shown<ReportedState>,
+    new: Shown<ReportedState>,
     prev_state_ns: Option<u64>,
     source: &'static str,
-    cause: Option<String>,
+    cause: Option<Shown<crate::live::Cause>>,
+}
+
+/// Serialized as its Display, as a JSON string.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// RFC 3339 in UTC with nanoseconds, from the second's cached prefix.
+struct Rfc3339<'a> {
+    second: std::cell::Ref<'a, SecondPrefixes>,
+    nanos: u32,
+}
+
+impl std::fmt::Display for Rfc3339<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:09}Z", self.second.utc, self.nanos)
+    }
 }
 
 /// The NDJSON record of a finished connection (`--lifetimes`).
@@ -106,6 +132,7 @@ impl TracePrinter {
             narrow: None,
             netns_width: 0,
             seconds: Default::default(),
+            line: Default::default(),
         }
     }
 
@@ -211,23 +238,36 @@ impl TracePrinter {
     }
 
     /// The columns every text line starts with: time (and the namespace, with
-    /// --all-netns), owner, addresses.
+    /// --all-netns), owner, addresses; built as bytes into `line` (see `Line`).
     fn write_lead(
         &self,
-        out: &mut impl Write,
+        line: &mut Line,
         ts_ns: u64,
-        netns: &str,
+        netns: Option<&str>,
         owner: &Owner,
         local: std::net::SocketAddr,
         remote: std::net::SocketAddr,
-    ) -> io::Result<()> {
-        let pid = owner.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
-        let comm = owner.comm.as_ref().map_or("-", |c| c.as_str());
-        write!(
-            out,
-            "{}{netns} {pid:<7} {comm:<16} {local:<24} {remote:<24}",
-            self.local_time(ts_ns),
-        )
+    ) {
+        let (prefixes, nanos) = self.split_second(ts_ns);
+        line.text(&prefixes.local);
+        line.byte(b'.');
+        line.zero_padded(nanos / 1_000_000, 3);
+        drop(prefixes);
+        if let Some(netns) = netns {
+            line.byte(b' ');
+            line.padded(netns, self.netns_width);
+        }
+        line.byte(b' ');
+        match owner.pid {
+            Some(pid) => line.padded_number(pid, 7),
+            None => line.padded("-", 7),
+        }
+        line.byte(b' ');
+        line.padded(owner.comm.as_ref().map_or("-", |c| c.as_str()), 16);
+        line.byte(b' ');
+        line.padded_addr(local, 24);
+        line.byte(b' ');
+        line.padded_addr(remote, 24);
     }
 
     /// The narrow layout's second line (and third, when the addresses do not fit one):
@@ -282,23 +322,41 @@ impl TracePrinter {
                 self.write_addresses(out, width, t.local, t.remote, &tail)
             }
             TraceFormat::Text => {
-                let mut transition = format!("{} -> {}", t.old, t.new);
+                let netns = self.netns_name(t.netns);
+                let mut line = self.line.borrow_mut();
+                line.clear();
+                self.write_lead(
+                    &mut line,
+                    t.ts_ns,
+                    netns.as_deref(),
+                    &t.owner,
+                    t.local,
+                    t.remote,
+                );
+                line.byte(b' ');
+                let start = line.len();
+                line.state(t.old);
+                line.text(" -> ");
+                line.state(t.new);
                 if t.source == Source::Synthesized {
-                    transition.push_str(" (synthesized)");
+                    line.text(" (synthesized)");
                 }
-                let prev = t
-                    .prev_state_ns
-                    .map_or_else(String::new, |ns| (ns / 1_000).to_string());
-                let cause = t.cause.map_or_else(|| "-".to_string(), |c| c.name());
-                let netns = self
-                    .netns_name(t.netns)
-                    .map_or_else(String::new, |n| format!(" {n:<w$}", w = self.netns_width));
-                self.write_lead(out, t.ts_ns, &netns, &t.owner, t.local, t.remote)?;
-                writeln!(out, " {transition:<27} {prev:<10} {cause}")
+                line.pad_from(start, 27);
+                line.byte(b' ');
+                let start = line.len();
+                if let Some(ns) = t.prev_state_ns {
+                    line.number(ns / 1_000);
+                }
+                line.pad_from(start, 10);
+                line.byte(b' ');
+                line.cause(t.cause);
+                line.byte(b'\n');
+                out.write_all(line.bytes())
             }
             TraceFormat::Json => {
+                let (second, nanos) = self.split_second(t.ts_ns);
                 let record = JsonTransition {
-                    ts: self.rfc3339(t.ts_ns),
+                    ts: Shown(Rfc3339 { second, nanos }),
                     ts_ns: t.ts_ns,
                     cookie: t.cookie,
                     netns: t.netns,
@@ -307,13 +365,13 @@ impl TracePrinter {
                     comm: t.owner.comm.as_ref().map(|c| c.as_str()),
                     owner_source: t.owner.source.name(),
                     family: t.family.name(),
-                    local: t.local.to_string(),
-                    remote: t.remote.to_string(),
-                    old: t.old.to_string(),
-                    new: t.new.to_string(),
+                    local: t.local,
+                    remote: t.remote,
+                    old: Shown(t.old),
+                    new: Shown(t.new),
                     prev_state_ns: t.prev_state_ns,
                     source: t.source.name(),
-                    cause: t.cause.map(|c| c.name()),
+                    cause: t.cause.map(Shown),
                 };
                 super::json_line(out, &record)
             }
@@ -345,7 +403,10 @@ impl TracePrinter {
                 let opt = |v: Option<u64>, div: u64| {
                     v.map_or_else(|| "-".to_string(), |x| (x / div).to_string())
                 };
-                self.write_lead(out, l.ts_ns, "", &l.owner, l.local, l.remote)?;
+                let mut line = self.line.borrow_mut();
+                line.clear();
+                self.write_lead(&mut line, l.ts_ns, None, &l.owner, l.local, l.remote);
+                out.write_all(line.bytes())?;
                 writeln!(
                     out,
                     " {:<12} {:<12} {:<11} {:<8} {:<8} {}",
@@ -588,6 +649,13 @@ TIME         PID     COMM             LOCAL                    REMOTE           
 22:13:21.000 100     curl             [::1]:40000              [::1]:8080               FIN-WAIT-2 -> TIME-WAIT (synthesized)            fin
 ";
         assert_eq!(render(TraceFormat::Text, false), expected);
+        // --all-netns adds a NETNS column after the time.
+        let netns = render_at(TraceFormat::Text, false, None, true);
+        let second = netns.lines().nth(2).unwrap();
+        assert_eq!(
+            second,
+            "22:13:21.000 host  100     curl             127.0.0.1:40000          127.0.0.2:8080           SYN-SENT -> ESTAB           153        -"
+        );
     }
 
     /// The counters include sequence space: the FIN this side sent (acked) and the FIN it
