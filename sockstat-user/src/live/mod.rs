@@ -15,6 +15,10 @@ pub use table::{TableMemory, Tracker, TrackerStats};
 
 use std::net::SocketAddr;
 
+/// The maps keyed by what the kernel hands out (cookies, socket addresses, pids): SipHash
+/// was a twentieth of a busy trace's CPU; foldhash is faster and still seeded per process.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 use crate::{ebpf::Family, tcp::ReportedState};
 
 /// Where an owner came from.
@@ -95,9 +99,13 @@ impl Owner {
     }
 
     pub fn known(pid: u32, comm: &str, source: OwnerSource) -> Self {
+        Self::with_comm(pid, Comm::new(comm), source)
+    }
+
+    pub fn with_comm(pid: u32, comm: Comm, source: OwnerSource) -> Self {
         Owner {
             pid: Some(pid),
-            comm: Some(Comm::new(comm)),
+            comm: Some(comm),
             source,
         }
     }

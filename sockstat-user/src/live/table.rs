@@ -1,9 +1,9 @@
 //! The live table and the rules that turn kernel events into printed transitions.
-use std::{collections::HashMap, net::SocketAddr};
+use std::net::SocketAddr;
 
 use super::{
-    Baseline, Cause, Dumped, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection, Source,
-    Transition,
+    Baseline, Cause, Dumped, FastMap, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection,
+    Source, Transition,
     tw_table::{self, TwTable},
 };
 use crate::{
@@ -105,25 +105,25 @@ pub struct TrackerStats {
 }
 
 pub struct Tracker {
-    entries: HashMap<u64, Entry>,
+    entries: FastMap<u64, Entry>,
     /// Sockets the kernel swapped for timewait sockets: most of a busy host's, so kept in a
     /// compact table of their own (`tw_table`).
     timewait: TwTable,
     /// Closes whose cause may still arrive: `tcp_disconnect()` (SO_LINGER 0, unread data)
     /// sets CLOSE *before* it sends the RST, so the reset event follows the transition.
-    held: HashMap<u64, Vec<Output>>,
+    held: FastMap<u64, Vec<Output>>,
     /// Cookies held before the last settle: released at the next one. A close and the RST
     /// it sends are two ring records, and a drain can fall between them, so a hold lasts
     /// one more batch (one poll, at most 50 ms) before the close goes out without it.
     held_before: Vec<u64>,
     /// Passive opens reported before the child socket had its own identity, by the child's
     /// kernel address (see `apply`).
-    unresolved_opens: HashMap<u64, KernelEvent>,
+    unresolved_opens: FastMap<u64, KernelEvent>,
     /// Owners of listening sockets by (netns, port): passive opens inherit them.
-    listeners: HashMap<(u32, u16), Owner>,
+    listeners: FastMap<(u32, u16), Owner>,
     /// Timewait sockets whose timer was cancelled, by cookie, with when: not yet known to be
     /// re-armed, expiring, or dead (see `timewait_event`).
-    cancelled: HashMap<u64, u64>,
+    cancelled: FastMap<u64, u64>,
     /// The kernel's timewait hooks are on: TIME-WAIT is observed, never inferred.
     timewait_observed: bool,
     capacity: usize,
@@ -170,13 +170,13 @@ impl Tracker {
     /// are forgotten (counted in `evicted`), never silently kept growing.
     pub fn with_capacity(capacity: usize) -> Self {
         Tracker {
-            entries: HashMap::new(),
+            entries: FastMap::default(),
             timewait: TwTable::default(),
-            held: HashMap::new(),
+            held: FastMap::default(),
             held_before: Vec::new(),
-            unresolved_opens: HashMap::new(),
-            listeners: HashMap::new(),
-            cancelled: HashMap::new(),
+            unresolved_opens: FastMap::default(),
+            listeners: FastMap::default(),
+            cancelled: FastMap::default(),
             timewait_observed: false,
             capacity: capacity.max(16),
             stats: TrackerStats::default(),
@@ -570,10 +570,10 @@ impl Tracker {
     fn resolve_owner(&self, ev: &KernelEvent, entry: Option<&Entry>, passive_open: bool) -> Owner {
         match ev.owner_source {
             KernelOwner::Task => {
-                return Owner::known(ev.owner_pid, &ev.owner_comm, OwnerSource::Task);
+                return Owner::with_comm(ev.owner_pid, ev.owner_comm, OwnerSource::Task);
             }
             KernelOwner::Cached => {
-                return Owner::known(ev.owner_pid, &ev.owner_comm, OwnerSource::Cached);
+                return Owner::with_comm(ev.owner_pid, ev.owner_comm, OwnerSource::Cached);
             }
             KernelOwner::Unknown => {}
         }
@@ -1140,12 +1140,6 @@ mod tests {
         let mut t = Tracker::default();
         let mut out = Vec::new();
         t.apply(&ev(2, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
-        let mut refused = ev(2, 2, st::SYN_SENT, st::CLOSE, true);
-        refused.kind = EventKind::StateChange {
-            old: known(TcpState::SynSent),
-            new: known(TcpState::Close),
-            tcp: TcpCounters::default(),
-        };
         let mut raw = raw_v4();
         raw.cookie = 2;
         raw.old_state = st::SYN_SENT;

@@ -8,13 +8,12 @@
 //! cookie to slot would take 17), with owners, IPv6 addresses and namespaces interned: about
 //! 50 bytes a socket in all, against ~200 in the general table.
 use std::{
-    collections::HashMap,
     hash::Hash,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use super::{
-    Owner,
+    FastMap, Owner,
     table::{Entry, SocketView},
 };
 use crate::{
@@ -57,7 +56,7 @@ const CHUNK: usize = 4096;
 /// Values stored once and referred to by index, with a reference count so an index is
 /// reused once nothing refers to it.
 struct Interner<T> {
-    index: HashMap<T, u32>,
+    index: FastMap<T, u32>,
     values: Vec<(T, u32)>,
     free: Vec<u32>,
 }
@@ -65,7 +64,7 @@ struct Interner<T> {
 impl<T: Hash + Eq + Copy> Interner<T> {
     fn new() -> Self {
         Interner {
-            index: HashMap::new(),
+            index: FastMap::default(),
             values: Vec::new(),
             free: Vec::new(),
         }
