@@ -31,7 +31,9 @@ use crate::{
         TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, read_failed, sock_offsets,
         tw_offsets,
     },
-    sock::{AF_INET, AF_INET6, IPPROTO_TCP, fill_task, netns_inum, passes_filters, read},
+    sock::{
+        AF_INET, AF_INET6, IPPROTO_TCP, field, fill_task, netns_inum, passes_filters, read,
+    },
 };
 
 /// A timewait socket's identity as packets show it: namespace, family, local and remote port
@@ -145,15 +147,19 @@ fn active() -> bool {
     config().tw_timer_fn != 0 && TW_ACTIVE.get(0).is_some_and(|&on| on == 1)
 }
 
-/// The timewait socket containing `timer`, if it is one's.
+/// The timewait socket containing `timer` (a hook's BTF-typed argument 0), if it is one's.
 #[inline(always)]
 unsafe fn timewait_of(timer: *const u8, off: &TwOffsets) -> Result<Option<*const u8>, i32> {
     let function = config().tw_timer_fn;
     if !active() || off.valid == 0 {
         return Ok(None);
     }
-    // SAFETY: read through bpf_probe_read_kernel, which tolerates any address.
-    let callback: u64 = unsafe { read(timer, off.timer_function)? };
+    // Every kernel timer comes through here, so the callback is a plain load the verifier
+    // checks against `struct timer_list` (the hooks' BTF-typed argument 0), not a helper
+    // call.
+    // SAFETY: `timer` is the BTF-typed argument and `timer_function` a frozen offset inside
+    // it (see `sock::field`).
+    let callback: u64 = unsafe { field(timer, off.timer_function) };
     if callback != function {
         return Ok(None);
     }
