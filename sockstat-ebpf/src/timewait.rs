@@ -31,9 +31,7 @@ use crate::{
         TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, read_failed, sock_offsets,
         tw_offsets,
     },
-    sock::{
-        AF_INET, AF_INET6, IPPROTO_TCP, field, fill_task, netns_inum, passes_filters, read,
-    },
+    sock::{AF_INET, AF_INET6, IPPROTO_TCP, field, fill_task, netns_inum, passes_filters, read},
 };
 
 /// A timewait socket's identity as packets show it: namespace, family, local and remote port

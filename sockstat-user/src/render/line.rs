@@ -26,6 +26,13 @@ impl Line {
         self.0.extend_from_slice(s.as_bytes());
     }
 
+    /// `value` as one line of JSON, newline included.
+    pub fn json(&mut self, value: &impl serde::Serialize) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.0, value)?;
+        self.0.push(b'\n');
+        Ok(())
+    }
+
     pub fn byte(&mut self, b: u8) {
         self.0.push(b);
     }

@@ -373,7 +373,12 @@ impl TracePrinter {
                     source: t.source.name(),
                     cause: t.cause.map(Shown),
                 };
-                super::json_line(out, &record)
+                // Serialized into the line buffer and written at once: serde_json writes a
+                // record in ~40 small pieces, each a call into the BufWriter.
+                let mut line = self.line.borrow_mut();
+                line.clear();
+                line.json(&record)?;
+                out.write_all(line.bytes())
             }
         }
     }
