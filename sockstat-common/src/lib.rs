@@ -128,19 +128,24 @@ pub struct StateEvent {
     /// A timewait socket's substate (TCP state numbers FIN_WAIT2 or TIME_WAIT) for the TW_*
     /// kinds and TW_CREATED; 0 otherwise.
     pub tw_substate: u8,
-    pub _pad0: u8,
+    /// RETRANSMIT and SYNACK_RETRANSMIT: which retransmission ([`retransmit`]).
+    pub detail: u8,
     pub sport: u16,
     pub dport: u16,
-    pub _pad1: [u8; 4],
+    /// RETRANSMIT: the segment's first sequence number.
+    pub seq: u32,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     /// `comm` of the current task, NUL padded.
     pub comm: [u8; 16],
     /// `comm` of the owner.
     pub owner_comm: [u8; 16],
+    /// RETRANSMIT: the segment's length in sequence space (a SYN or FIN counts one).
+    pub seg_len: u32,
+    pub _pad0: [u8; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<StateEvent>() == 152);
+const _: () = assert!(core::mem::size_of::<StateEvent>() == 160);
 const _: () = assert!(core::mem::align_of::<StateEvent>() == 8);
 
 impl StateEvent {
@@ -167,14 +172,16 @@ impl StateEvent {
             flags: 0,
             owner_source: 0,
             tw_substate: 0,
-            _pad0: 0,
+            detail: 0,
             sport: 0,
             dport: 0,
-            _pad1: [0; 4],
+            seq: 0,
             saddr: [0; 16],
             daddr: [0; 16],
             comm: [0; 16],
             owner_comm: [0; 16],
+            seg_len: 0,
+            _pad0: [0; 4],
         }
     }
 }
@@ -236,11 +243,15 @@ pub struct SockOffsets {
     pub tcp_total_retrans: u32,
     /// `struct tcp_sock.srtt_us` (u32).
     pub tcp_srtt_us: u32,
+    /// `struct inet_connection_sock.icsk_pending` (u8): which timer event is pending.
+    pub icsk_pending: u32,
+    /// `struct sk_buff.cb`: a TCP segment's `struct tcp_skb_cb` (seq, end_seq first).
+    pub skb_cb: u32,
     /// Non-zero once user space filled this struct in.
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 72);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 80);
 
 impl SockOffsets {
     pub const fn zeroed() -> Self {
@@ -262,6 +273,8 @@ impl SockOffsets {
             tcp_bytes_received: 0,
             tcp_total_retrans: 0,
             tcp_srtt_us: 0,
+            icsk_pending: 0,
+            skb_cb: 0,
             valid: 0,
         }
     }
@@ -422,7 +435,9 @@ pub struct ProbeConfig {
     pub own_port: u16,
     /// 0: count only, write no events to the ring.
     pub emit_events: u8,
-    pub _pad0: u8,
+    /// 1 when `tcp_retransmit_skb` has its `err` argument (6.17+: it fires for failed
+    /// attempts too, which are no retransmission).
+    pub retransmit_err_arg: u8,
     pub own_netns: u32,
     /// `SKB_DROP_REASON_NO_SOCKET` in the running kernel's `enum skb_drop_reason` (from
     /// BTF; its number differs between kernels). 0: unknown, closed-port resets unseen.
@@ -443,11 +458,30 @@ impl ProbeConfig {
         wakeup_bytes: 0,
         own_port: 0,
         emit_events: 1,
-        _pad0: 0,
+        retransmit_err_arg: 0,
         own_netns: 0,
         drop_no_socket: 0,
         tw_timer_fn: 0,
     };
+}
+
+/// What kind of retransmission a RETRANSMIT or SYNACK_RETRANSMIT event was, from the
+/// socket's state and which timer (if any) sent it (`inet_connection_sock.icsk_pending`).
+pub mod retransmit {
+    /// A SYN (the socket is in SYN-SENT).
+    pub const SYN: u8 = 1;
+    /// A listener's SYN-ACK for a connection still in its SYN queue.
+    pub const SYN_ACK: u8 = 2;
+    /// The retransmission timer ran out (`icsk_pending` cleared before it retransmits).
+    pub const RTO: u8 = 3;
+    /// A tail loss probe (`icsk_pending` is `ICSK_TIME_LOSS_PROBE`).
+    pub const TLP: u8 = 4;
+    /// Fast retransmit or loss recovery, driven by ACKs or the reorder timer.
+    pub const RECOVERY: u8 = 5;
+    /// Names, indexed by the numbers above (0: the kernel side could not tell).
+    pub const NAMES: [&str; 6] = ["unknown", "syn", "syn-ack", "rto", "tlp", "recovery"];
+    /// `ICSK_TIME_LOSS_PROBE` (include/net/inet_connection_sock.h, unchanged since 4.x).
+    pub const ICSK_TIME_LOSS_PROBE: u8 = 5;
 }
 
 /// Indexes into the per-CPU `COUNTERS` array.

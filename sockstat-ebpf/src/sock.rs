@@ -188,8 +188,10 @@ pub unsafe fn fill_socket(
     ev.sk_addr = sk_arg as u64;
     ev.flags = flags::COOKIE_IS_SOCKET_COOKIE;
     ev.tw_substate = 0;
-    ev._pad0 = 0;
-    ev._pad1 = [0; 4];
+    ev.detail = 0;
+    ev.seq = 0;
+    ev.seg_len = 0;
+    ev._pad0 = [0; 4];
     ev.bytes_acked = 0;
     ev.bytes_received = 0;
     ev.total_retrans = 0;

@@ -14,49 +14,65 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
 use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointContext};
-use sockstat_common::{counter, kind, tcp_state as st};
+use sockstat_common::{SockOffsets, StateEvent, counter, kind, retransmit, tcp_state as st};
 
 use crate::{
-    maps::{bump, read_failed, sock_offsets, tw_offsets},
-    sock::{fill_owner, fill_socket, read, wanted},
+    maps::{bump, config, read_failed, sock_offsets, tw_offsets},
+    sock::{AF_INET6, fill_owner, fill_socket, read, wanted},
     timewait,
 };
 
 #[btf_tracepoint(function = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::RESET_RECEIVED)
+    emit(&ctx, kind::RESET_RECEIVED, core::ptr::null())
 }
 
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::RESET_SENT)
+    emit(&ctx, kind::RESET_SENT, core::ptr::null())
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::RETRANSMIT)
+    // 6.17 added `int err` and fires for failed attempts too, which sent nothing. The
+    // setting is a frozen constant, so on older kernels the verifier drops this read of an
+    // argument they do not have as dead code; the read is volatile so that the compiler
+    // cannot hoist it above the check (it did so with plain argument reads).
+    if config().retransmit_err_arg != 0 {
+        // SAFETY: the context holds argument 2 whenever the check above passes.
+        let err = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(2)) };
+        if err as i32 != 0 {
+            return 0;
+        }
+    }
+    // Argument 1: the segment.
+    emit(&ctx, kind::RETRANSMIT, ctx.arg(1))
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_synack")]
 pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::SYNACK_RETRANSMIT)
+    // Argument 1: the request.
+    emit(&ctx, kind::SYNACK_RETRANSMIT, ctx.arg(1))
 }
 
 #[btf_tracepoint(function = "inet_sk_error_report")]
 pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::ERROR_REPORT)
+    emit(&ctx, kind::ERROR_REPORT, core::ptr::null())
 }
 
+/// `second` is the hook's argument 1 where the event reads it (the segment or the
+/// request), read by the entry point itself: a read of an argument a tracepoint lacks, or
+/// arithmetic on a nullable one, is refused at load even where it cannot run.
 #[inline(always)]
-fn emit(ctx: &BtfTracePointContext, event_kind: u8) -> i32 {
-    if let Err(e) = try_emit(ctx, event_kind) {
+fn emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> i32 {
+    if let Err(e) = try_emit(ctx, event_kind, second) {
         read_failed(ctx, "tcp event", e);
     }
     0
 }
 
 #[inline(always)]
-fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
+fn try_emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> Result<(), i32> {
     // SAFETY: argument 0 of the raw tracepoint context is the `struct sock *`.
     let sk_arg = unsafe { *(ctx.as_ptr() as *const *mut c_void) };
     let off = sock_offsets();
@@ -98,11 +114,84 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8) -> Result<(), i32> {
         unsafe {
             fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
                 ev.kind = event_kind;
-                if event_kind == kind::ERROR_REPORT {
-                    ev.sk_err = read(sk, off.sk_err)?;
+                match event_kind {
+                    kind::ERROR_REPORT => ev.sk_err = read(sk, off.sk_err)?,
+                    kind::RETRANSMIT => fill_retransmit(ev, sk, second, &off)?,
+                    kind::SYNACK_RETRANSMIT => fill_request(ev, second, &off)?,
+                    _ => {}
                 }
                 fill_owner(ev, sk_arg, &off)
             })
         }
     })
+}
+
+/// A retransmitted segment: the socket's state, the segment's sequence range, and which
+/// retransmission it is. The hook runs with the socket locked, so `icsk_pending` is the
+/// timer that sent it: cleared by the timer handler before an RTO retransmits, still
+/// `ICSK_TIME_LOSS_PROBE` while a tail loss probe does (the same on 6.1, 6.12 and 6.18).
+#[inline(always)]
+unsafe fn fill_retransmit(
+    ev: &mut StateEvent,
+    sk: *const u8,
+    skb: *const u8,
+    off: &SockOffsets,
+) -> Result<(), i32> {
+    let tw = tw_offsets();
+    if tw.valid == 0 {
+        return Ok(());
+    }
+    // SAFETY: probe reads at BTF-resolved offsets.
+    let (state, pending, seq, end_seq) = unsafe {
+        (
+            read::<u8>(sk, tw.skc_state)?,
+            read::<u8>(sk, off.icsk_pending)?,
+            read::<u32>(skb, off.skb_cb)?,
+            read::<u32>(skb, off.skb_cb + 4)?,
+        )
+    };
+    ev.new_state = state;
+    ev.seq = seq;
+    ev.seg_len = end_seq.wrapping_sub(seq);
+    ev.detail = if state == st::SYN_SENT {
+        retransmit::SYN
+    } else if pending == 0 {
+        retransmit::RTO
+    } else if pending == retransmit::ICSK_TIME_LOSS_PROBE {
+        retransmit::TLP
+    } else {
+        retransmit::RECOVERY
+    };
+    Ok(())
+}
+
+/// A SYN-ACK retransmitted for a connection still in the listener's SYN queue: the event
+/// carries the request's addresses (a `struct request_sock` begins with its
+/// `sock_common`), not the listener's wildcard ones. The family is the request's: a
+/// dual-stack listener's IPv4 requests are IPv4.
+#[inline(always)]
+unsafe fn fill_request(ev: &mut StateEvent, req: *const u8, off: &SockOffsets) -> Result<(), i32> {
+    ev.detail = retransmit::SYN_ACK;
+    ev.new_state = st::SYN_RECV;
+    if req.is_null() {
+        return Ok(());
+    }
+    // SAFETY: probe reads at BTF-resolved `sock_common` offsets.
+    unsafe {
+        let family: u16 = read(req, off.skc_family)?;
+        ev.dport = u16::from_be(read(req, off.skc_dport)?);
+        if family == AF_INET6 {
+            ev.saddr = read(req, off.skc_v6_rcv_saddr)?;
+            ev.daddr = read(req, off.skc_v6_daddr)?;
+        } else {
+            ev.saddr = [0; 16];
+            ev.daddr = [0; 16];
+            let s: [u8; 4] = read(req, off.skc_rcv_saddr)?;
+            let d: [u8; 4] = read(req, off.skc_daddr)?;
+            ev.saddr[..4].copy_from_slice(&s);
+            ev.daddr[..4].copy_from_slice(&d);
+        }
+        ev.family = family;
+    }
+    Ok(())
 }

@@ -12,8 +12,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, cookie_where, edges, fail, free_port,
-    port_of, root_or_say_skipped, root_trial, s, tcp_state, wait_until,
+    NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, cookie_where, edges, fail,
+    free_port, port_of, root_or_say_skipped, root_trial, s, tcp_state, wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
@@ -62,6 +62,12 @@ fn main() {
         root_trial("live_lifetimes_report_exact_bytes", root, lifetimes),
         root_trial("live_tiny_ring_loses_but_counts_exactly", root, tiny_ring),
         root_trial("trace_latency_at_low_rate", root, low_rate_latency),
+        root_trial("trace_attaches_every_hook", root, every_hook_attached),
+        root_trial(
+            "trace_retransmits_syns_beyond_a_full_accept_queue",
+            root,
+            syn_retransmits_at_a_full_backlog,
+        ),
         root_trial(
             "list_owners_from_proc_without_bpf_match_ss",
             root,
@@ -666,6 +672,157 @@ fn low_rate_latency() -> TestResult {
         )));
     }
     Ok(())
+}
+
+/// Every BTF hook loads and attaches: a refused one only warns (trace goes on without its
+/// events), so a test must notice. The kernels of the matrix all have every tracepoint.
+fn every_hook_attached() -> TestResult {
+    let tracer = Tracer::start(&["--port", "1"])?;
+    let (_, stderr, _) = tracer.stop()?;
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("sockstat: tracing "))
+        .ok_or_else(|| fail(format!("no tracing line: {stderr:?}")))?;
+    for hook in [
+        "inet_sock_set_state",
+        "tcp_receive_reset",
+        "tcp_send_reset",
+        "tcp_retransmit_skb",
+        "tcp_retransmit_synack",
+        "inet_sk_error_report",
+        "kfree_skb",
+        "timer_start",
+        "timer_cancel",
+        "timer_expire_entry",
+    ] {
+        if !line.contains(&format!("{hook},")) && !line.contains(&format!("{hook} (")) {
+            return Err(fail(format!("{hook} not attached: {stderr:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// A listener with backlog 1 that never accepts, in a namespace of its own: the connects
+/// beyond its accept queue have their SYNs dropped and send them again (after 1 s). Every
+/// client still in SYN-SENT shows `retrans syn` events: state SYN-SENT, a SYN's length of
+/// one, its own addresses and owner, and the cookie of its CLOSE -> SYN-SENT; the clients
+/// the queue took show none.
+fn syn_retransmits_at_a_full_backlog() -> TestResult {
+    const PORT: u16 = 7090;
+    const CLIENTS: usize = 5;
+    let ns = NamedNetns::new("backlog").map_err(fail)?;
+    let tracer = Tracer::start_in(
+        &ns,
+        &["--json", "--events", "state,retrans", "--port", "7090"],
+    )
+    .map_err(fail)?;
+    let (listener, clients) = ns
+        .within(|| -> std::io::Result<(TcpListener, Vec<TcpStream>)> {
+            let listener = TcpListener::bind(("127.0.0.1", PORT))?;
+            // SAFETY: listen() again on our own listening socket sets its backlog to 1.
+            if unsafe { libc::listen(listener.as_raw_fd(), 1) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let clients = (0..CLIENTS)
+                .map(|_| connect_nonblocking(PORT))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            Ok((listener, clients))
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    tracer
+        .wait_line(
+            |l| l.contains("\"event\":\"retransmit\""),
+            Duration::from_secs(10),
+        )
+        .ok_or_else(|| fail("no retransmit within 10 s"))?;
+    // Every waiting client's first retransmit, sent together.
+    std::thread::sleep(Duration::from_millis(500));
+    let waiting: Vec<u16> = clients
+        .iter()
+        .filter(|c| tcp_state(c.as_raw_fd()) == Some(2))
+        .filter_map(|c| c.local_addr().ok().map(|a| a.port()))
+        .collect();
+    let events = tracer.stop_json().map_err(fail)?;
+    drop((listener, clients));
+    if waiting.is_empty() || waiting.len() == CLIENTS {
+        return Err(fail(format!(
+            "expected some of {CLIENTS} clients in SYN-SENT, got {waiting:?}"
+        )));
+    }
+    let retransmits: Vec<&Value> = events
+        .iter()
+        .filter(|e| s(e, "event") == "retransmit" && s(e, "type") == "syn")
+        .collect();
+    let pid = u64::from(std::process::id());
+    let mut ports: Vec<u16> = Vec::new();
+    for r in &retransmits {
+        let local = s(r, "local");
+        check_eq("state", s(r, "state"), "SYN-SENT")?;
+        check_eq("len", r["len"].as_u64(), Some(1))?;
+        check_eq("remote", s(r, "remote"), format!("127.0.0.1:{PORT}"))?;
+        check_eq("pid", r["pid"].as_u64(), Some(pid))?;
+        // The connect's CLOSE -> SYN-SENT comes before the port is chosen: the cookie, not
+        // the local address, joins them.
+        let cookie = r["cookie"].as_u64().unwrap_or(0);
+        let history: Vec<String> = by_cookie(&events, cookie)
+            .into_iter()
+            .filter(|e| s(e, "event") == "state")
+            .map(|e| format!("{} -> {} {}", s(e, "old"), s(e, "new"), s(e, "remote")))
+            .collect();
+        check_eq(
+            &format!("transitions of the retransmitting {local}"),
+            history,
+            [format!("CLOSE -> SYN-SENT 127.0.0.1:{PORT}")],
+        )?;
+        ports.push(port_of(local));
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let mut want = waiting.clone();
+    want.sort_unstable();
+    check_eq("clients retransmitting SYNs", ports, want)
+}
+
+/// A connect(2) that does not wait for the handshake.
+fn connect_nonblocking(port: u16) -> std::io::Result<TcpStream> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: socket(2) with constant arguments; the fd is owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a valid sockaddr_in and its size.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const addr).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    Ok(TcpStream::from(fd))
 }
 
 /// Compares Debug renderings, so `Vec<String>` matches `["a", "b"]` and `String` matches `&str`.

@@ -312,12 +312,41 @@ pub struct TraceArgs {
     /// Count transitions in the kernel only; print the per-edge counts at the end.
     #[arg(long)]
     pub count_only: bool,
+    /// Which events to print, comma-separated: state (transitions, or lifetimes with
+    /// --lifetimes), retrans (retransmitted segments: syn, syn-ack, rto, tlp, recovery),
+    /// reset (RSTs sent and received), or all.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "state",
+        value_name = "KINDS"
+    )]
+    pub events: Vec<TraceEvents>,
     /// Seconds between reconciles with sock_diag (TIME-WAIT expiry, repairs); 0: never.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = reconcile_seconds)]
     pub reconcile: u64,
     /// Filter expression, in ss's filter language (e.g. 'dport = :443'); options may follow it.
     #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
+}
+
+/// The kinds of event `trace --events` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceEvents {
+    State,
+    Retrans,
+    Reset,
+    All,
+}
+
+impl TraceArgs {
+    /// Whether `--events` selects `kind` (directly or through `all`).
+    pub fn wants(&self, kind: TraceEvents) -> bool {
+        self.events
+            .iter()
+            .any(|&e| e == kind || e == TraceEvents::All)
+    }
 }
 
 #[derive(Debug, Args)]

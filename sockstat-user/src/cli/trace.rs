@@ -10,7 +10,10 @@ use std::{
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{NetnsChoice, UsageError, args::TraceArgs};
+use super::{
+    NetnsChoice, UsageError,
+    args::{TraceArgs, TraceEvents},
+};
 use crate::{
     agent::{
         DumpScope,
@@ -197,6 +200,9 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         },
         printer,
         args,
+        state: args.wants(TraceEvents::State),
+        retrans: args.wants(TraceEvents::Retrans),
+        reset: args.wants(TraceEvents::Reset),
         printed: 0,
         outputs: Vec::with_capacity(256),
     };
@@ -282,6 +288,10 @@ struct View<'a> {
     selector: Selector<'a>,
     printer: TracePrinter,
     args: &'a TraceArgs,
+    /// What `--events` selects.
+    state: bool,
+    retrans: bool,
+    reset: bool,
     printed: u64,
     outputs: Vec<Output>,
 }
@@ -296,7 +306,7 @@ impl View<'_> {
                 continue;
             }
             match o {
-                Output::Transition(t) if !args.lifetimes => {
+                Output::Transition(t) if !args.lifetimes && self.state => {
                     if !self
                         .selector
                         .wants(t.local, t.remote, &[t.old, t.new], &t.owner)
@@ -305,11 +315,30 @@ impl View<'_> {
                     }
                     self.printer.write(out, &t)?;
                 }
-                Output::Lifetime(l) if args.lifetimes => {
+                Output::Lifetime(l) if args.lifetimes && self.state => {
                     if !self.selector.wants(l.local, l.remote, &[], &l.owner) {
                         continue;
                     }
                     self.printer.write_lifetime(out, &l)?;
+                }
+                Output::Retransmit(r) if self.retrans => {
+                    if !self
+                        .selector
+                        .wants(r.local, r.remote, &[r.what.state], &r.owner)
+                    {
+                        continue;
+                    }
+                    self.printer.write_retransmit(out, &r)?;
+                }
+                Output::Reset(r) if self.reset => {
+                    let states: &[ReportedState] = match &r.state {
+                        Some(s) => std::slice::from_ref(s),
+                        None => &[],
+                    };
+                    if !self.selector.wants(r.local, r.remote, states, &r.owner) {
+                        continue;
+                    }
+                    self.printer.write_reset(out, &r)?;
                 }
                 _ => continue,
             }

@@ -81,13 +81,35 @@ pub enum EventKind {
     /// The kernel answered a segment to a closed port (no socket) with an RST; `local` is
     /// the closed port, `remote` whoever sent the segment. No socket, so no cookie.
     ResetNoSocket,
-    Retransmit,
-    SynackRetransmit,
+    Retransmit(Retransmission),
+    /// A listener retransmitted a SYN-ACK; `local`/`remote` are the request's.
+    SynackRetransmit(Retransmission),
     ErrorReport {
         errno: i32,
     },
     /// What the timewait hooks saw (sockstat-ebpf/src/timewait.rs).
     Timewait(TimewaitEvent),
+}
+
+/// What a retransmission event carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retransmission {
+    /// `sockstat_common::retransmit` (SYN, SYN-ACK, RTO, TLP, recovery).
+    pub kind: u8,
+    /// The socket's state when it retransmitted.
+    pub state: ReportedState,
+    pub seq: u32,
+    /// In sequence space: a SYN or a FIN counts one.
+    pub len: u32,
+}
+
+impl Retransmission {
+    pub fn kind_name(self) -> &'static str {
+        sockstat_common::retransmit::NAMES
+            .get(usize::from(self.kind))
+            .copied()
+            .unwrap_or("unknown")
+    }
 }
 
 /// A timewait socket's events; `substate` is the state it is in (FIN-WAIT-2 for an orphan
@@ -197,6 +219,15 @@ fn c_string(b: &[u8; 16]) -> Comm {
     }
 }
 
+fn retransmission(raw: &StateEvent) -> Retransmission {
+    Retransmission {
+        kind: raw.detail,
+        state: ReportedState::from_kernel(raw.new_state),
+        seq: raw.seq,
+        len: raw.seg_len,
+    }
+}
+
 pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
     let substate = ReportedState::from_kernel(raw.tw_substate);
     let kind = match raw.kind {
@@ -213,8 +244,8 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         kind::RESET_RECEIVED => EventKind::ResetReceived,
         kind::RESET_SENT => EventKind::ResetSent,
         kind::RESET_NO_SOCKET => EventKind::ResetNoSocket,
-        kind::RETRANSMIT => EventKind::Retransmit,
-        kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit,
+        kind::RETRANSMIT => EventKind::Retransmit(retransmission(raw)),
+        kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit(retransmission(raw)),
         kind::ERROR_REPORT => EventKind::ErrorReport { errno: raw.sk_err },
         kind::TW_ARMED => EventKind::Timewait(TimewaitEvent::Armed { substate }),
         kind::TW_CANCELLED => EventKind::Timewait(TimewaitEvent::Cancelled {

@@ -424,6 +424,13 @@ impl Resolved {
         let kernel_btf = KernelBtf::load()?;
         let sock = kernel_btf.sock_offsets()?;
         log::debug!("struct sock offsets from BTF: {sock:?}");
+        // Reading an argument a kernel lacks is refused at load, so ask its prototype.
+        config.retransmit_err_arg = u8::from(
+            kernel_btf
+                .tracepoint_args("tcp_retransmit_skb")
+                .unwrap_or(2)
+                >= 3,
+        );
         let mut timewait_unusable = None;
         let timewait = kernel_btf
             .tw_offsets()

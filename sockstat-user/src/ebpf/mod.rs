@@ -12,7 +12,7 @@ pub mod sys;
 pub mod tracefs;
 
 pub use events::{
-    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, TcpCounters, TimewaitClose,
-    TimewaitEvent,
+    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, TcpCounters,
+    TimewaitClose, TimewaitEvent,
 };
 pub use loader::{EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions, RING_KIB};

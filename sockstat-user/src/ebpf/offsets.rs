@@ -164,6 +164,8 @@ impl KernelBtf {
             tcp_bytes_received: self.offset_of("tcp_sock", "bytes_received")?,
             tcp_total_retrans: self.offset_of("tcp_sock", "total_retrans")?,
             tcp_srtt_us: self.offset_of("tcp_sock", "srtt_us")?,
+            icsk_pending: self.offset_of("inet_connection_sock", "icsk_pending")?,
+            skb_cb: self.offset_of("sk_buff", "cb")?,
             valid: 1,
         })
     }
@@ -224,6 +226,22 @@ impl KernelBtf {
         ids.into_iter()
             .find(|&id| matches!(self.btf.resolve_type_by_id(id), Ok(Type::Typedef(_))))
             .ok_or_else(|| OffsetError::NoStruct(format!("typedef {name}")))
+    }
+
+    /// How many arguments tracepoint `name` passes a BTF program (its `btf_trace_<name>`
+    /// prototype, less the leading context pointer).
+    pub fn tracepoint_args(&self, name: &str) -> Result<usize, OffsetError> {
+        let id = self.typedef_id(&format!("btf_trace_{name}"))?;
+        let mut ty = self.strip(self.btf.resolve_type_by_id(id)?)?;
+        if let Type::Ptr(p) = &ty {
+            ty = self.btf.resolve_chained_type(p)?;
+        }
+        match ty {
+            Type::FuncProto(proto) => Ok(proto.parameters.len().saturating_sub(1)),
+            _ => Err(OffsetError::NoStruct(format!(
+                "prototype of btf_trace_{name}"
+            ))),
+        }
     }
 
     /// Offsets for the `iter/task_file` owner program.
@@ -306,6 +324,24 @@ mod tests {
         assert!(tw.skc_state > sock.skc_family);
         assert!(tw.tw_timer > tw.tw_substate || tw.tw_substate > tw.skc_cookie);
         assert!(tw.skb_network_header != tw.skb_transport_header);
+    }
+
+    #[test]
+    fn counts_tracepoint_arguments() {
+        if !KernelBtf::available() {
+            eprintln!("SKIPPED: no {VMLINUX_BTF} on this kernel");
+            return;
+        }
+        let btf = KernelBtf::load().unwrap();
+        // (sk, oldstate, newstate) and (sk) on every kernel since 5.x.
+        assert_eq!(btf.tracepoint_args("inet_sock_set_state").unwrap(), 3);
+        assert_eq!(btf.tracepoint_args("tcp_receive_reset").unwrap(), 1);
+        // (sk, skb), and `err` from 6.17.
+        assert!(matches!(
+            btf.tracepoint_args("tcp_retransmit_skb").unwrap(),
+            2 | 3
+        ));
+        assert!(btf.tracepoint_args("no_such_tracepoint").is_err());
     }
 
     #[test]

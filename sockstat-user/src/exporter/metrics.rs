@@ -252,7 +252,7 @@ impl Metrics {
         match o {
             Output::Transition(t) => self.transition(t),
             Output::Reset(r) if r.closed_port => self.closed_port(r),
-            Output::Reset(_) | Output::Lifetime(_) => {}
+            Output::Reset(_) | Output::Lifetime(_) | Output::Retransmit(_) => {}
         }
     }
 

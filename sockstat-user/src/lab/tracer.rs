@@ -82,7 +82,7 @@ impl LabTracer {
             if !netns.contains(&event.netns) {
                 return false;
             }
-            if matches!(event.kind, EventKind::Retransmit) {
+            if matches!(event.kind, EventKind::Retransmit(_)) {
                 *retransmits.entry(event.cookie).or_default() += 1;
             }
             true

@@ -673,6 +673,8 @@ mod tests {
             direction,
             state: (!closed_port).then_some(ReportedState::Known(TcpState::SynSent)),
             closed_port,
+            cookie: 0,
+            owner: crate::live::Owner::unknown(),
         };
         d.observe_reset(&reset(
             ResetDirection::In,

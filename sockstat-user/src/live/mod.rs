@@ -166,10 +166,26 @@ pub struct Lifetime {
     pub owner: Owner,
 }
 
+/// A retransmitted segment (or a listener's SYN-ACK), joined to its connection by cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retransmit {
+    pub ts_ns: u64,
+    /// 0 for a SYN-ACK: the connection has no socket of its own yet.
+    pub cookie: u64,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub owner: Owner,
+    pub what: crate::ebpf::Retransmission,
+}
+
 /// An RST this host sent or received, as the kernel reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reset {
     pub ts_ns: u64,
+    /// The socket's cookie; 0 for a closed port (no socket).
+    pub cookie: u64,
     pub netns: u32,
     pub family: Family,
     pub local: SocketAddr,
@@ -181,6 +197,7 @@ pub struct Reset {
     /// It answered a segment to a port nothing listens on (`local`): a refused connect on
     /// the other side, the mark of a port scan.
     pub closed_port: bool,
+    pub owner: Owner,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,4 +212,5 @@ pub enum Output {
     Transition(Transition),
     Lifetime(Lifetime),
     Reset(Reset),
+    Retransmit(Retransmit),
 }

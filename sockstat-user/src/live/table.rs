@@ -3,13 +3,13 @@ use std::net::SocketAddr;
 
 use super::{
     Baseline, Cause, Dumped, FastMap, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection,
-    Source, Transition,
+    Retransmit, Source, Transition,
     tw_table::{self, TwTable},
 };
 use crate::{
     ebpf::{
-        EventKind, Family, Hook, KernelEvent, KernelOwner, TcpCounters, TimewaitClose,
-        TimewaitEvent,
+        EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, TcpCounters,
+        TimewaitClose, TimewaitEvent,
     },
     tcp::{ReportedState, TcpState},
 };
@@ -389,7 +389,7 @@ impl Tracker {
                         match o {
                             Output::Transition(t) => t.cause = Some(Cause::RstOut),
                             Output::Lifetime(l) => l.cause = Some(Cause::RstOut),
-                            Output::Reset(_) => {}
+                            Output::Reset(_) | Output::Retransmit(_) => {}
                         }
                     }
                     out.append(&mut held);
@@ -398,13 +398,15 @@ impl Tracker {
                 }
             }
             EventKind::ResetNoSocket => out.push(self.reset(ev, ResetDirection::Out)),
-            EventKind::Retransmit => {
+            EventKind::Retransmit(what) => {
                 if let Some(e) = self.entries.get_mut(&ev.cookie) {
                     e.retransmits += 1;
                     e.touched_ns = ev.ts_ns;
                 }
+                out.push(self.retransmit(ev, *what, false));
             }
-            EventKind::SynackRetransmit | EventKind::ErrorReport { .. } => {}
+            EventKind::SynackRetransmit(what) => out.push(self.retransmit(ev, *what, true)),
+            EventKind::ErrorReport { .. } => {}
             EventKind::Timewait(e) => self.timewait_event(ev, *e, out),
         }
     }
@@ -534,11 +536,35 @@ impl Tracker {
         }
     }
 
+    /// A retransmission as output, with the owner the table knows (a SYN-ACK's is the
+    /// listener's).
+    fn retransmit(&self, ev: &KernelEvent, what: Retransmission, synack: bool) -> Output {
+        let entry = (!synack).then(|| self.entries.get(&ev.cookie)).flatten();
+        Output::Retransmit(Retransmit {
+            ts_ns: ev.ts_ns,
+            cookie: if synack { 0 } else { ev.cookie },
+            netns: ev.netns,
+            family: ev.family,
+            local: ev.local,
+            remote: ev.remote,
+            owner: self.resolve_owner(ev, entry, synack),
+            what,
+        })
+    }
+
     /// An RST event as output, with the socket's state when the table knows the socket.
     fn reset(&self, ev: &KernelEvent, direction: ResetDirection) -> Output {
         let closed_port = matches!(ev.kind, EventKind::ResetNoSocket);
+        let entry = self.entries.get(&ev.cookie);
+        let owner = if closed_port {
+            Owner::unknown()
+        } else {
+            self.resolve_owner(ev, entry, false)
+        };
         Output::Reset(Reset {
             ts_ns: ev.ts_ns,
+            cookie: ev.cookie,
+            owner,
             netns: ev.netns,
             family: ev.family,
             local: ev.local,
@@ -1050,7 +1076,7 @@ mod tests {
                     t.source,
                     t.cause.map(|c| c.name()),
                 )),
-                Output::Lifetime(_) | Output::Reset(_) => None,
+                Output::Lifetime(_) | Output::Reset(_) | Output::Retransmit(_) => None,
             })
             .collect()
     }
@@ -1258,7 +1284,7 @@ mod tests {
                     tr.remote.to_string(),
                     tr.prev_state_ns,
                 )),
-                Output::Lifetime(_) | Output::Reset(_) => None,
+                Output::Lifetime(_) | Output::Reset(_) | Output::Retransmit(_) => None,
             })
             .collect();
         let (l, r) = ("127.0.0.1:8080".to_string(), "127.0.0.1:40000".to_string());

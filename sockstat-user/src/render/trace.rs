@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use crate::{
     ebpf::{EdgeCount, KernelCounters, ring::RingCounts},
-    live::{Lifetime, Owner, Source, TableMemory, TrackerStats, Transition, clock::WallClock},
+    live::{
+        Lifetime, Owner, Reset, ResetDirection, Retransmit, Source, TableMemory, TrackerStats,
+        Transition, clock::WallClock,
+    },
     tcp::ReportedState,
 };
 
@@ -79,6 +82,8 @@ struct JsonTransition<'a> {
     prev_state_ns: Option<u64>,
     source: &'static str,
     cause: Option<Shown<crate::live::Cause>>,
+    /// Which kind of event (`--events`): "state" here.
+    event: &'static str,
 }
 
 /// Serialized as its Display, as a JSON string.
@@ -100,6 +105,58 @@ impl std::fmt::Display for Rfc3339<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{:09}Z", self.second.utc, self.nanos)
     }
+}
+
+/// The columns every event's text line starts with.
+struct EventLead<'a> {
+    ts_ns: u64,
+    netns: u32,
+    owner: &'a Owner,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+}
+
+/// The NDJSON record of a retransmission (`--events retrans`); stable keys, as above.
+#[derive(Serialize)]
+struct JsonRetransmit<'a> {
+    ts: Shown<Rfc3339<'a>>,
+    ts_ns: u64,
+    event: &'static str,
+    cookie: u64,
+    netns: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns_name: Option<String>,
+    pid: Option<u32>,
+    comm: Option<&'a str>,
+    owner_source: &'static str,
+    family: &'static str,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    state: Shown<ReportedState>,
+    r#type: &'static str,
+    seq: u32,
+    len: u32,
+}
+
+/// The NDJSON record of an RST (`--events reset`).
+#[derive(Serialize)]
+struct JsonReset<'a> {
+    ts: Shown<Rfc3339<'a>>,
+    ts_ns: u64,
+    event: &'static str,
+    cookie: u64,
+    netns: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns_name: Option<String>,
+    pid: Option<u32>,
+    comm: Option<&'a str>,
+    owner_source: &'static str,
+    family: &'static str,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    state: Option<Shown<ReportedState>>,
+    direction: &'static str,
+    closed_port: bool,
 }
 
 /// The NDJSON record of a finished connection (`--lifetimes`).
@@ -372,6 +429,7 @@ impl TracePrinter {
                     prev_state_ns: t.prev_state_ns,
                     source: t.source.name(),
                     cause: t.cause.map(Shown),
+                    event: "state",
                 };
                 // Serialized into the line buffer and written at once: serde_json writes a
                 // record in ~40 small pieces, each a call into the BufWriter.
@@ -381,6 +439,141 @@ impl TracePrinter {
                 out.write_all(line.bytes())
             }
         }
+    }
+
+    /// A retransmission (`--events retrans`): in text, the TRANSITION column says
+    /// `STATE retrans TYPE` and the CAUSE column the segment; in NDJSON, `"event":
+    /// "retransmit"`.
+    pub fn write_retransmit(&self, out: &mut impl Write, r: &Retransmit) -> io::Result<()> {
+        let what = r.what;
+        match self.format {
+            TraceFormat::Text => {
+                let event = format!("{} retrans {}", what.state, what.kind_name());
+                let detail = format!("seq={} len={}", what.seq, what.len);
+                let lead = EventLead {
+                    ts_ns: r.ts_ns,
+                    netns: r.netns,
+                    owner: &r.owner,
+                    local: r.local,
+                    remote: r.remote,
+                };
+                self.write_event(out, &lead, &event, &detail)
+            }
+            TraceFormat::Json => {
+                let (second, nanos) = self.split_second(r.ts_ns);
+                let record = JsonRetransmit {
+                    ts: Shown(Rfc3339 { second, nanos }),
+                    ts_ns: r.ts_ns,
+                    event: "retransmit",
+                    cookie: r.cookie,
+                    netns: r.netns,
+                    netns_name: self.netns_name(r.netns),
+                    pid: r.owner.pid,
+                    comm: r.owner.comm.as_ref().map(|c| c.as_str()),
+                    owner_source: r.owner.source.name(),
+                    family: r.family.name(),
+                    local: r.local,
+                    remote: r.remote,
+                    state: Shown(what.state),
+                    r#type: what.kind_name(),
+                    seq: what.seq,
+                    len: what.len,
+                };
+                let mut line = self.line.borrow_mut();
+                line.clear();
+                line.json(&record)?;
+                out.write_all(line.bytes())
+            }
+        }
+    }
+
+    /// An RST sent or received (`--events reset`): `STATE rst-in` / `rst-out` in text
+    /// (`-` for a closed port, which has no socket); `"event": "reset"` in NDJSON.
+    pub fn write_reset(&self, out: &mut impl Write, r: &Reset) -> io::Result<()> {
+        let (direction, rst) = match r.direction {
+            ResetDirection::In => ("in", "rst-in"),
+            ResetDirection::Out => ("out", "rst-out"),
+        };
+        match self.format {
+            TraceFormat::Text => {
+                let state = r.state.map_or_else(|| "-".to_string(), |s| s.to_string());
+                let detail = if r.closed_port { "closed-port" } else { "-" };
+                let lead = EventLead {
+                    ts_ns: r.ts_ns,
+                    netns: r.netns,
+                    owner: &r.owner,
+                    local: r.local,
+                    remote: r.remote,
+                };
+                self.write_event(out, &lead, &format!("{state} {rst}"), detail)
+            }
+            TraceFormat::Json => {
+                let (second, nanos) = self.split_second(r.ts_ns);
+                let record = JsonReset {
+                    ts: Shown(Rfc3339 { second, nanos }),
+                    ts_ns: r.ts_ns,
+                    event: "reset",
+                    cookie: r.cookie,
+                    netns: r.netns,
+                    netns_name: self.netns_name(r.netns),
+                    pid: r.owner.pid,
+                    comm: r.owner.comm.as_ref().map(|c| c.as_str()),
+                    owner_source: r.owner.source.name(),
+                    family: r.family.name(),
+                    local: r.local,
+                    remote: r.remote,
+                    state: r.state.map(Shown),
+                    direction,
+                    closed_port: r.closed_port,
+                };
+                let mut line = self.line.borrow_mut();
+                line.clear();
+                line.json(&record)?;
+                out.write_all(line.bytes())
+            }
+        }
+    }
+
+    /// A text line for an event other than a transition, in the transition's columns.
+    fn write_event(
+        &self,
+        out: &mut impl Write,
+        lead: &EventLead<'_>,
+        event: &str,
+        detail: &str,
+    ) -> io::Result<()> {
+        if let Some(width) = self.narrow {
+            writeln!(
+                out,
+                "{} {:<20} {event:<25} {:>7} {detail}",
+                self.local_time(lead.ts_ns),
+                Self::owner_key(lead.owner),
+                "",
+            )?;
+            let tail = self
+                .netns_name(lead.netns)
+                .map_or_else(String::new, |n| format!("  [{n}]"));
+            return self.write_addresses(out, width, lead.local, lead.remote, &tail);
+        }
+        let netns = self.netns_name(lead.netns);
+        let mut line = self.line.borrow_mut();
+        line.clear();
+        self.write_lead(
+            &mut line,
+            lead.ts_ns,
+            netns.as_deref(),
+            lead.owner,
+            lead.local,
+            lead.remote,
+        );
+        line.byte(b' ');
+        line.padded(event, 27);
+        line.byte(b' ');
+        line.padded("", 10);
+        line.byte(b' ');
+        line.text(detail);
+        line.byte(b'\n');
+        out.write_all(line.bytes())
     }
 
     pub fn write_lifetime(&self, out: &mut impl Write, l: &Lifetime) -> io::Result<()> {
@@ -635,9 +828,9 @@ mod tests {
 
     #[test]
     fn golden_json() {
-        let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"CLOSE","new":"SYN-SENT","prev_state_ns":null,"source":"kernel","cause":null}
-{"ts":"2023-11-14T22:13:21.000153523Z","ts_ns":1000153523,"cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"cached","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"SYN-SENT","new":"ESTAB","prev_state_ns":153400,"source":"kernel","cause":null}
-{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","old":"FIN-WAIT-2","new":"TIME-WAIT","prev_state_ns":null,"source":"synthesized","cause":"fin"}
+        let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"CLOSE","new":"SYN-SENT","prev_state_ns":null,"source":"kernel","cause":null,"event":"state"}
+{"ts":"2023-11-14T22:13:21.000153523Z","ts_ns":1000153523,"cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"cached","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","old":"SYN-SENT","new":"ESTAB","prev_state_ns":153400,"source":"kernel","cause":null,"event":"state"}
+{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","old":"FIN-WAIT-2","new":"TIME-WAIT","prev_state_ns":null,"source":"synthesized","cause":"fin","event":"state"}
 "#;
         assert_eq!(render(TraceFormat::Json, false), expected);
     }
@@ -692,6 +885,72 @@ TIME         PID     COMM             LOCAL                    REMOTE           
         assert_eq!(
             render_at(TraceFormat::Text, false, Some(200), false),
             render(TraceFormat::Text, false)
+        );
+    }
+
+    /// Retransmits and resets (`--events`) in both formats, in the transitions' columns.
+    #[test]
+    fn golden_retransmit_and_reset() {
+        // SAFETY: as in golden_text.
+        unsafe { std::env::set_var("TZ", "UTC") };
+        use crate::{
+            ebpf::{Family, Retransmission},
+            live::{Comm, OwnerSource},
+            tcp::TcpState,
+        };
+        let owner = Owner {
+            pid: Some(100),
+            comm: Some(Comm::new("curl")),
+            source: OwnerSource::Task,
+        };
+        let retransmit = Retransmit {
+            ts_ns: 1_000_000_123,
+            cookie: 4242,
+            netns: 4026531840,
+            family: Family::Inet,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "127.0.0.2:8080".parse().unwrap(),
+            owner,
+            what: Retransmission {
+                kind: sockstat_common::retransmit::SYN,
+                state: ReportedState::Known(TcpState::SynSent),
+                seq: 7,
+                len: 1,
+            },
+        };
+        let reset = Reset {
+            ts_ns: 1_000_000_123,
+            cookie: 0,
+            netns: 4026531840,
+            family: Family::Inet,
+            local: "127.0.0.1:23".parse().unwrap(),
+            remote: "127.0.0.2:5000".parse().unwrap(),
+            direction: ResetDirection::Out,
+            state: None,
+            closed_port: true,
+            owner: Owner::unknown(),
+        };
+        let clock = WallClock::with_offset_ns(1_700_000_000_000_000_000);
+        let mut text = Vec::new();
+        let printer = TracePrinter::new(TraceFormat::Text, clock);
+        printer.write_retransmit(&mut text, &retransmit).unwrap();
+        printer.write_reset(&mut text, &reset).unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "\
+22:13:21.000 100     curl             127.0.0.1:40000          127.0.0.2:8080           SYN-SENT retrans syn                   seq=7 len=1
+22:13:21.000 -       -                127.0.0.1:23             127.0.0.2:5000           - rst-out                              closed-port
+"
+        );
+        let mut json = Vec::new();
+        let printer = TracePrinter::new(TraceFormat::Json, clock);
+        printer.write_retransmit(&mut json, &retransmit).unwrap();
+        printer.write_reset(&mut json, &reset).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"retransmit","cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","state":"SYN-SENT","type":"syn","seq":7,"len":1}
+{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"reset","cookie":0,"netns":4026531840,"pid":null,"comm":null,"owner_source":"unknown","family":"inet","local":"127.0.0.1:23","remote":"127.0.0.2:5000","state":null,"direction":"out","closed_port":true}
+"#
         );
     }
 
