@@ -13,7 +13,7 @@ use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
     NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, cookie_where, edges, fail,
-    free_port, port_of, root_or_say_skipped, root_trial, s, tcp_state, wait_until,
+    free_port, port_of, root_or_say_skipped, root_trial, run, s, tcp_state, wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
@@ -63,6 +63,11 @@ fn main() {
         root_trial("live_tiny_ring_loses_but_counts_exactly", root, tiny_ring),
         root_trial("trace_latency_at_low_rate", root, low_rate_latency),
         root_trial("trace_attaches_every_hook", root, every_hook_attached),
+        root_trial(
+            "trace_retransmits_data_after_rto_and_tail_loss_probe",
+            root,
+            rto_retransmits,
+        ),
         root_trial(
             "trace_retransmits_syns_beyond_a_full_accept_queue",
             root,
@@ -782,6 +787,101 @@ fn syn_retransmits_at_a_full_backlog() -> TestResult {
     let mut want = waiting.clone();
     want.sort_unstable();
     check_eq("clients retransmitting SYNs", ports, want)
+}
+
+/// Two namespaces on a veth pair; once a connection is up, the client's neighbour entry for
+/// the server points at a MAC nobody has, so its data goes nowhere and is retransmitted: a
+/// tail loss probe first (the kernel's default), then the retransmission timer. Each is
+/// printed with its type, the client's cookie and addresses, state ESTAB, and the whole
+/// 100-byte segment; nothing is called fast recovery (no ACK ever comes back).
+fn rto_retransmits() -> TestResult {
+    const PORT: u16 = 7091;
+    let a = NamedNetns::new("rto-a").map_err(fail)?;
+    let b = NamedNetns::new("rto-b").map_err(fail)?;
+    run(
+        "ip",
+        &[
+            "link", "add", "vrto-a", "netns", &a.name, "type", "veth", "peer", "name", "vrto-b",
+            "netns", &b.name,
+        ],
+    )
+    .map_err(fail)?;
+    for (ns, dev, addr) in [
+        (&a, "vrto-a", "10.203.0.1/24"),
+        (&b, "vrto-b", "10.203.0.2/24"),
+    ] {
+        ns.ip(&["addr", "add", addr, "dev", dev]).map_err(fail)?;
+        ns.ip(&["link", "set", dev, "up"]).map_err(fail)?;
+    }
+    let tracer = Tracer::start_in(
+        &a,
+        &["--json", "--events", "state,retrans", "--port", "7091"],
+    )
+    .map_err(fail)?;
+    let listener = b
+        .within(|| TcpListener::bind(("10.203.0.2", PORT)))
+        .map_err(fail)?
+        .map_err(|e| fail(format!("bind: {e}")))?;
+    let mut client = a
+        .within(|| {
+            TcpStream::connect_timeout(
+                &(Ipv4Addr::new(10, 203, 0, 2), PORT).into(),
+                Duration::from_secs(5),
+            )
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(format!("connect: {e}")))?;
+    let (server, _) = listener
+        .accept()
+        .map_err(|e| fail(format!("accept: {e}")))?;
+    let local = client
+        .local_addr()
+        .map_err(|e| fail(e.to_string()))?
+        .to_string();
+    a.ip(&[
+        "neigh",
+        "replace",
+        "10.203.0.2",
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "vrto-a",
+        "nud",
+        "permanent",
+    ])
+    .map_err(fail)?;
+    client
+        .write_all(&[7u8; 100])
+        .map_err(|e| fail(format!("write: {e}")))?;
+    tracer
+        .wait_line(|l| l.contains("\"type\":\"rto\""), Duration::from_secs(10))
+        .ok_or_else(|| fail("no RTO retransmit within 10 s"))?;
+    let events = tracer.stop_json().map_err(fail)?;
+    drop((client, server, listener));
+    let cookie = cookie_where(&events, |e| {
+        s(e, "event") == "state" && s(e, "new") == "ESTAB" && s(e, "local") == local
+    })
+    .ok_or_else(|| fail(format!("no ESTAB for {local}")))?;
+    let retransmits: Vec<&Value> = events
+        .iter()
+        .filter(|e| s(e, "event") == "retransmit")
+        .collect();
+    let mut types = Vec::new();
+    for r in &retransmits {
+        check_eq("cookie", r["cookie"].as_u64(), Some(cookie))?;
+        check_eq("local", s(r, "local"), &local)?;
+        check_eq("remote", s(r, "remote"), format!("10.203.0.2:{PORT}"))?;
+        check_eq("state", s(r, "state"), "ESTAB")?;
+        check_eq("len", r["len"].as_u64(), Some(100))?;
+        types.push(s(r, "type").to_string());
+    }
+    if !types.iter().any(|t| t == "rto") || types.iter().any(|t| t != "rto" && t != "tlp") {
+        return Err(fail(format!(
+            "retransmit types {types:?}: want rto, and tlp at most besides"
+        )));
+    }
+    eprintln!("retransmits of the held segment, in order: {types:?}");
+    Ok(())
 }
 
 /// A connect(2) that does not wait for the handshake.
