@@ -480,6 +480,8 @@ pub mod retransmit {
     pub const RECOVERY: u8 = 5;
     /// Names, indexed by the numbers above (0: the kernel side could not tell).
     pub const NAMES: [&str; 6] = ["unknown", "syn", "syn-ack", "rto", "tlp", "recovery"];
+    /// How many kinds there are (1 to this).
+    pub const KINDS: usize = NAMES.len() - 1;
     /// `ICSK_TIME_LOSS_PROBE` (include/net/inet_connection_sock.h, unchanged since 4.x).
     pub const ICSK_TIME_LOSS_PROBE: u8 = 5;
 }
@@ -506,8 +508,11 @@ pub mod counter {
     pub const TW_KILLED: u32 = 10;
     /// Resets sent answering no socket (a closed port); also counted in `RESETS_SENT`.
     pub const RESETS_NO_SOCKET: u32 = 11;
+    /// `RETRANSMITS` by kind: this index plus the `retransmit` number less one (SYN,
+    /// SYN-ACK, RTO, TLP, recovery; an unclassified one counts in `RETRANSMITS` only).
+    pub const RETRANSMITS_BY_KIND: u32 = 12;
     /// Number of counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = RETRANSMITS_BY_KIND + super::retransmit::KINDS as u32;
 }
 
 /// Kernel TCP state numbers (`include/net/tcp_states.h`); the tracepoint passes these.

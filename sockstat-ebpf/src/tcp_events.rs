@@ -109,6 +109,27 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> Re
         kind::RETRANSMIT | kind::SYNACK_RETRANSMIT => bump(counter::RETRANSMITS),
         _ => {}
     }
+    // Classified before any event is written, so the per-kind counters stay exact with
+    // events off (--count-only) or lost.
+    let retransmission = match event_kind {
+        // SAFETY: the hook's socket and segment, read at BTF-resolved offsets.
+        kind::RETRANSMIT => unsafe { classify_retransmit(sk, second, &off)? },
+        kind::SYNACK_RETRANSMIT => Retransmission {
+            detail: retransmit::SYN_ACK,
+            state: st::SYN_RECV,
+            seq: 0,
+            seg_len: 0,
+        },
+        _ => Retransmission {
+            detail: 0,
+            state: 0,
+            seq: 0,
+            seg_len: 0,
+        },
+    };
+    if retransmission.detail != 0 {
+        bump(counter::RETRANSMITS_BY_KIND + u32::from(retransmission.detail) - 1);
+    }
     emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
         unsafe {
@@ -116,30 +137,47 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> Re
                 ev.kind = event_kind;
                 match event_kind {
                     kind::ERROR_REPORT => ev.sk_err = read(sk, off.sk_err)?,
-                    kind::RETRANSMIT => fill_retransmit(ev, sk, second, &off)?,
                     kind::SYNACK_RETRANSMIT => fill_request(ev, second, &off)?,
                     _ => {}
                 }
+                ev.detail = retransmission.detail;
+                ev.new_state = retransmission.state;
+                ev.seq = retransmission.seq;
+                ev.seg_len = retransmission.seg_len;
                 fill_owner(ev, sk_arg, &off)
             })
         }
     })
 }
 
+/// What a retransmission event says beyond the socket.
+struct Retransmission {
+    detail: u8,
+    state: u8,
+    seq: u32,
+    seg_len: u32,
+}
+
 /// A retransmitted segment: the socket's state, the segment's sequence range, and which
 /// retransmission it is. The hook runs with the socket locked, so `icsk_pending` is the
 /// timer that sent it: cleared by the timer handler before an RTO retransmits, still
 /// `ICSK_TIME_LOSS_PROBE` while a tail loss probe does (the same on 6.1, 6.12 and 6.18).
-#[inline(always)]
-unsafe fn fill_retransmit(
-    ev: &mut StateEvent,
+/// A function of its own in the object (a BPF-to-BPF call): inlined, its reads took the
+/// hook past 6.1's 512-byte combined stack with serve's filters on.
+#[inline(never)]
+unsafe fn classify_retransmit(
     sk: *const u8,
     skb: *const u8,
     off: &SockOffsets,
-) -> Result<(), i32> {
+) -> Result<Retransmission, i32> {
     let tw = tw_offsets();
     if tw.valid == 0 {
-        return Ok(());
+        return Ok(Retransmission {
+            detail: 0,
+            state: 0,
+            seq: 0,
+            seg_len: 0,
+        });
     }
     // SAFETY: probe reads at BTF-resolved offsets.
     let (state, pending, seq, end_seq) = unsafe {
@@ -150,10 +188,7 @@ unsafe fn fill_retransmit(
             read::<u32>(skb, off.skb_cb + 4)?,
         )
     };
-    ev.new_state = state;
-    ev.seq = seq;
-    ev.seg_len = end_seq.wrapping_sub(seq);
-    ev.detail = if state == st::SYN_SENT {
+    let detail = if state == st::SYN_SENT {
         retransmit::SYN
     } else if pending == 0 {
         retransmit::RTO
@@ -162,7 +197,12 @@ unsafe fn fill_retransmit(
     } else {
         retransmit::RECOVERY
     };
-    Ok(())
+    Ok(Retransmission {
+        detail,
+        state,
+        seq,
+        seg_len: end_seq.wrapping_sub(seq),
+    })
 }
 
 /// A SYN-ACK retransmitted for a connection still in the listener's SYN queue: the event
@@ -171,8 +211,6 @@ unsafe fn fill_retransmit(
 /// dual-stack listener's IPv4 requests are IPv4.
 #[inline(always)]
 unsafe fn fill_request(ev: &mut StateEvent, req: *const u8, off: &SockOffsets) -> Result<(), i32> {
-    ev.detail = retransmit::SYN_ACK;
-    ev.new_state = st::SYN_RECV;
     if req.is_null() {
         return Ok(());
     }

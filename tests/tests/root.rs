@@ -12,8 +12,9 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, cookie_where, edges, fail,
-    free_port, port_of, root_or_say_skipped, root_trial, run, s, tcp_state, wait_until,
+    NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, connect_nonblocking,
+    cookie_where, edges, fail, free_port, port_of, root_or_say_skipped, root_trial, run, s,
+    tcp_state, wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
@@ -882,47 +883,6 @@ fn rto_retransmits() -> TestResult {
     }
     eprintln!("retransmits of the held segment, in order: {types:?}");
     Ok(())
-}
-
-/// A connect(2) that does not wait for the handshake.
-fn connect_nonblocking(port: u16) -> std::io::Result<TcpStream> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    // SAFETY: socket(2) with constant arguments; the fd is owned at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a valid sockaddr_in and its size.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&raw const addr).cast::<libc::sockaddr>(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
-    Ok(TcpStream::from(fd))
 }
 
 /// Compares Debug renderings, so `Vec<String>` matches `["a", "b"]` and `String` matches `&str`.

@@ -787,6 +787,13 @@ impl Probe {
             resets_sent: sum(counter::RESETS_SENT)?,
             resets_no_socket: sum(counter::RESETS_NO_SOCKET)?,
             retransmits: sum(counter::RETRANSMITS)?,
+            retransmits_by_kind: {
+                let mut by_kind = [0; sockstat_common::retransmit::KINDS];
+                for (i, n) in by_kind.iter_mut().enumerate() {
+                    *n = sum(counter::RETRANSMITS_BY_KIND + i as u32)?;
+                }
+                by_kind
+            },
             tw_created: sum(counter::TW_CREATED)?,
             tw_overflows: sum(counter::TW_OVERFLOWS)?,
             tw_reused: sum(counter::TW_REUSED)?,
@@ -826,6 +833,8 @@ pub struct KernelCounters {
     pub resets_no_socket: u64,
     /// Segments retransmitted, SYN-ACKs included.
     pub retransmits: u64,
+    /// `retransmits` by kind, indexed by `sockstat_common::retransmit` number less one.
+    pub retransmits_by_kind: [u64; sockstat_common::retransmit::KINDS],
     /// Timewait sockets created, and closes that could not make one (TcpExt
     /// TCPTimeWaitOverflow), with the timewait hooks on.
     pub tw_created: u64,

@@ -41,6 +41,11 @@ struct Direction {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetransmitType {
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Errno {
     errno: String,
 }
@@ -70,7 +75,7 @@ pub struct Metrics {
     sockets: Family<StateNetns, Gauge>,
     transitions: Family<Edge, Counter>,
     connect_seconds: Histogram,
-    retransmits: Counter,
+    retransmits: Family<RetransmitType, Counter>,
     resets: Family<Direction, Counter>,
     connect_errors: Family<Errno, Counter>,
     time_wait_entries: Counter,
@@ -106,7 +111,7 @@ impl Metrics {
             transitions: Family::default(),
             // 100 µs to ~26 s, by 4x.
             connect_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
-            retransmits: Counter::default(),
+            retransmits: Family::default(),
             resets: Family::default(),
             connect_errors: Family::default(),
             time_wait_entries: Counter::default(),
@@ -166,7 +171,7 @@ impl Metrics {
         );
         registry.register(
             "retransmits",
-            "TCP segments retransmitted (SYN-ACKs included), counted in the kernel",
+            "TCP segments retransmitted, counted in the kernel, by type: syn, syn-ack (a listener's), rto (the retransmission timer), tlp (tail loss probe), recovery (fast retransmit, loss recovery); five series at most",
             m.retransmits.clone(),
         );
         registry.register(
@@ -391,7 +396,13 @@ impl Metrics {
         }
         let seen = &mut self.seen;
         if let Some(c) = feed.counters() {
-            advance(seen, &self.retransmits, "retransmits", c.retransmits);
+            for (i, &n) in c.retransmits_by_kind.iter().enumerate() {
+                let name = sockstat_common::retransmit::NAMES[i + 1];
+                let counter = self
+                    .retransmits
+                    .get_or_create(&RetransmitType { r#type: name });
+                advance(seen, &counter, name, n);
+            }
             advance(seen, &self.lost, "lost", c.lost);
             let inn = Direction { direction: "in" };
             advance(
