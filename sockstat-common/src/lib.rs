@@ -129,6 +129,7 @@ pub struct StateEvent {
     /// kinds and TW_CREATED; 0 otherwise.
     pub tw_substate: u8,
     /// RETRANSMIT and SYNACK_RETRANSMIT: which retransmission ([`retransmit`]).
+    /// RESET_SENT: the kernel's `enum sk_rst_reason` plus one (0: the kernel gives none).
     pub detail: u8,
     pub sport: u16,
     pub dport: u16,
@@ -435,9 +436,8 @@ pub struct ProbeConfig {
     pub own_port: u16,
     /// 0: count only, write no events to the ring.
     pub emit_events: u8,
-    /// 1 when `tcp_retransmit_skb` has its `err` argument (6.17+: it fires for failed
-    /// attempts too, which are no retransmission).
-    pub retransmit_err_arg: u8,
+    /// Arguments this kernel's tracepoints have beyond the oldest prototypes ([`args`]).
+    pub args: u8,
     pub own_netns: u32,
     /// `SKB_DROP_REASON_NO_SOCKET` in the running kernel's `enum skb_drop_reason` (from
     /// BTF; its number differs between kernels). 0: unknown, closed-port resets unseen.
@@ -458,7 +458,7 @@ impl ProbeConfig {
         wakeup_bytes: 0,
         own_port: 0,
         emit_events: 1,
-        retransmit_err_arg: 0,
+        args: 0,
         own_netns: 0,
         drop_no_socket: 0,
         tw_timer_fn: 0,
@@ -484,6 +484,16 @@ pub mod retransmit {
     pub const KINDS: usize = NAMES.len() - 1;
     /// `ICSK_TIME_LOSS_PROBE` (include/net/inet_connection_sock.h, unchanged since 4.x).
     pub const ICSK_TIME_LOSS_PROBE: u8 = 5;
+}
+
+/// Bits of `ProbeConfig::args`: tracepoint arguments newer kernels added. A program reads
+/// one only when its bit is set (a frozen constant, so older kernels' verifiers drop the
+/// read as dead code).
+pub mod args {
+    /// `tcp_retransmit_skb`'s `int err` (6.17+: it fires for failed attempts too).
+    pub const RETRANSMIT_ERR: u8 = 1 << 0;
+    /// `tcp_send_reset`'s `enum sk_rst_reason` (6.10+).
+    pub const RESET_REASON: u8 = 1 << 1;
 }
 
 /// Indexes into the per-CPU `COUNTERS` array.

@@ -14,7 +14,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
 use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointContext};
-use sockstat_common::{SockOffsets, StateEvent, counter, kind, retransmit, tcp_state as st};
+use sockstat_common::{SockOffsets, StateEvent, args, counter, kind, retransmit, tcp_state as st};
 
 use crate::{
     maps::{bump, config, read_failed, sock_offsets, tw_offsets},
@@ -24,12 +24,21 @@ use crate::{
 
 #[btf_tracepoint(function = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::RESET_RECEIVED, core::ptr::null())
+    emit(&ctx, kind::RESET_RECEIVED, core::ptr::null(), 0)
 }
 
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::RESET_SENT, core::ptr::null())
+    // 6.10 added `enum sk_rst_reason`: passed on plus one, 0 where the kernel gives none.
+    // Volatile, as in tcp_retransmit_skb: the read must stay behind its check.
+    let reason = if config().args & args::RESET_REASON != 0 {
+        // SAFETY: the context holds argument 2 whenever the check above passes.
+        let r = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(2)) };
+        r.min(254) as u8 + 1
+    } else {
+        0
+    };
+    emit(&ctx, kind::RESET_SENT, core::ptr::null(), reason)
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
@@ -38,7 +47,7 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     // setting is a frozen constant, so on older kernels the verifier drops this read of an
     // argument they do not have as dead code; the read is volatile so that the compiler
     // cannot hoist it above the check (it did so with plain argument reads).
-    if config().retransmit_err_arg != 0 {
+    if config().args & args::RETRANSMIT_ERR != 0 {
         // SAFETY: the context holds argument 2 whenever the check above passes.
         let err = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(2)) };
         if err as i32 != 0 {
@@ -46,33 +55,39 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
         }
     }
     // Argument 1: the segment.
-    emit(&ctx, kind::RETRANSMIT, ctx.arg(1))
+    emit(&ctx, kind::RETRANSMIT, ctx.arg(1), 0)
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_synack")]
 pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
     // Argument 1: the request.
-    emit(&ctx, kind::SYNACK_RETRANSMIT, ctx.arg(1))
+    emit(&ctx, kind::SYNACK_RETRANSMIT, ctx.arg(1), 0)
 }
 
 #[btf_tracepoint(function = "inet_sk_error_report")]
 pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
-    emit(&ctx, kind::ERROR_REPORT, core::ptr::null())
+    emit(&ctx, kind::ERROR_REPORT, core::ptr::null(), 0)
 }
 
 /// `second` is the hook's argument 1 where the event reads it (the segment or the
-/// request), read by the entry point itself: a read of an argument a tracepoint lacks, or
-/// arithmetic on a nullable one, is refused at load even where it cannot run.
+/// request), and `reset_reason` a sent reset's reason plus one; both read by the entry
+/// point itself: a read of an argument a tracepoint lacks, or arithmetic on a nullable
+/// one, is refused at load even where it cannot run.
 #[inline(always)]
-fn emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> i32 {
-    if let Err(e) = try_emit(ctx, event_kind, second) {
+fn emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8, reset_reason: u8) -> i32 {
+    if let Err(e) = try_emit(ctx, event_kind, second, reset_reason) {
         read_failed(ctx, "tcp event", e);
     }
     0
 }
 
 #[inline(always)]
-fn try_emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> Result<(), i32> {
+fn try_emit(
+    ctx: &BtfTracePointContext,
+    event_kind: u8,
+    second: *const u8,
+    reset_reason: u8,
+) -> Result<(), i32> {
     // SAFETY: argument 0 of the raw tracepoint context is the `struct sock *`.
     let sk_arg = unsafe { *(ctx.as_ptr() as *const *mut c_void) };
     let off = sock_offsets();
@@ -111,24 +126,30 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> Re
     }
     // Classified before any event is written, so the per-kind counters stay exact with
     // events off (--count-only) or lost.
-    let retransmission = match event_kind {
+    let detail = match event_kind {
         // SAFETY: the hook's socket and segment, read at BTF-resolved offsets.
         kind::RETRANSMIT => unsafe { classify_retransmit(sk, second, &off)? },
-        kind::SYNACK_RETRANSMIT => Retransmission {
+        kind::SYNACK_RETRANSMIT => Detail {
             detail: retransmit::SYN_ACK,
             state: st::SYN_RECV,
             seq: 0,
             seg_len: 0,
         },
-        _ => Retransmission {
+        kind::RESET_SENT => Detail {
+            detail: reset_reason,
+            state: 0,
+            seq: 0,
+            seg_len: 0,
+        },
+        _ => Detail {
             detail: 0,
             state: 0,
             seq: 0,
             seg_len: 0,
         },
     };
-    if retransmission.detail != 0 {
-        bump(counter::RETRANSMITS_BY_KIND + u32::from(retransmission.detail) - 1);
+    if detail.detail != 0 && event_kind != kind::RESET_SENT {
+        bump(counter::RETRANSMITS_BY_KIND + u32::from(detail.detail) - 1);
     }
     emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
@@ -140,18 +161,18 @@ fn try_emit(ctx: &BtfTracePointContext, event_kind: u8, second: *const u8) -> Re
                     kind::SYNACK_RETRANSMIT => fill_request(ev, second, &off)?,
                     _ => {}
                 }
-                ev.detail = retransmission.detail;
-                ev.new_state = retransmission.state;
-                ev.seq = retransmission.seq;
-                ev.seg_len = retransmission.seg_len;
+                ev.detail = detail.detail;
+                ev.new_state = detail.state;
+                ev.seq = detail.seq;
+                ev.seg_len = detail.seg_len;
                 fill_owner(ev, sk_arg, &off)
             })
         }
     })
 }
 
-/// What a retransmission event says beyond the socket.
-struct Retransmission {
+/// What a retransmission (or a sent reset) says beyond the socket.
+struct Detail {
     detail: u8,
     state: u8,
     seq: u32,
@@ -169,10 +190,10 @@ unsafe fn classify_retransmit(
     sk: *const u8,
     skb: *const u8,
     off: &SockOffsets,
-) -> Result<Retransmission, i32> {
+) -> Result<Detail, i32> {
     let tw = tw_offsets();
     if tw.valid == 0 {
-        return Ok(Retransmission {
+        return Ok(Detail {
             detail: 0,
             state: 0,
             seq: 0,
@@ -197,7 +218,7 @@ unsafe fn classify_retransmit(
     } else {
         retransmit::RECOVERY
     };
-    Ok(Retransmission {
+    Ok(Detail {
         detail,
         state,
         seq,

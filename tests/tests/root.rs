@@ -64,6 +64,7 @@ fn main() {
         root_trial("live_tiny_ring_loses_but_counts_exactly", root, tiny_ring),
         root_trial("trace_latency_at_low_rate", root, low_rate_latency),
         root_trial("trace_attaches_every_hook", root, every_hook_attached),
+        root_trial("trace_resets_carry_the_kernels_reason", root, reset_reasons),
         root_trial(
             "trace_retransmits_data_after_rto_and_tail_loss_probe",
             root,
@@ -704,6 +705,74 @@ fn every_hook_attached() -> TestResult {
         if !line.contains(&format!("{hook},")) && !line.contains(&format!("{hook} (")) {
             return Err(fail(format!("{hook} not attached: {stderr:?}")));
         }
+    }
+    Ok(())
+}
+
+/// `close()` with unread data sends an RST instead of a FIN. With `--events reset` the
+/// closer's reset is printed (direction out, its cookie and owner), and from 6.10, where
+/// `tcp_send_reset` says why, with the reason `tcp-abort-on-close`; before, `null`. The
+/// peer's received reset is printed too (direction in).
+fn reset_reasons() -> TestResult {
+    const PORT: u16 = 7092;
+    let ns = NamedNetns::new("rst-reason").map_err(fail)?;
+    let tracer =
+        Tracer::start_in(&ns, &["--json", "--events", "all", "--port", "7092"]).map_err(fail)?;
+    let (server_local, client_local) = ns
+        .within(|| -> std::io::Result<(String, String)> {
+            let listener = TcpListener::bind(("127.0.0.1", PORT))?;
+            let mut client = TcpStream::connect(("127.0.0.1", PORT))?;
+            let (server, _) = listener.accept()?;
+            client.write_all(b"unread")?;
+            std::thread::sleep(Duration::from_millis(100));
+            let locals = (
+                server.local_addr()?.to_string(),
+                client.local_addr()?.to_string(),
+            );
+            drop(server);
+            let mut byte = [0u8; 1];
+            let _ = client.read(&mut byte);
+            Ok(locals)
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let events = tracer.stop_json().map_err(fail)?;
+    let resets: Vec<&Value> = events.iter().filter(|e| s(e, "event") == "reset").collect();
+    let sent: Vec<&&Value> = resets
+        .iter()
+        .filter(|e| s(e, "direction") == "out" && s(e, "local") == server_local)
+        .collect();
+    let [sent] = sent.as_slice() else {
+        return Err(fail(format!(
+            "want one reset sent by the server: {resets:?}"
+        )));
+    };
+    check_eq("sent reset's state", s(sent, "state"), "CLOSE")?;
+    check_eq(
+        "sent reset's pid",
+        sent["pid"].as_u64(),
+        Some(u64::from(std::process::id())),
+    )?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    let want = if (major, minor) >= (6, 10) {
+        Value::from("tcp-abort-on-close")
+    } else {
+        Value::Null
+    };
+    check_eq(
+        &format!("reason on {}", release.trim()),
+        &sent["reason"],
+        &want,
+    )?;
+    if !resets
+        .iter()
+        .any(|e| s(e, "direction") == "in" && s(e, "local") == client_local)
+    {
+        return Err(fail(format!("no reset received by the client: {resets:?}")));
     }
     Ok(())
 }

@@ -187,6 +187,7 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
     if args.ns.all_netns {
         printer.set_netns_names(pipeline.netns_names().clone());
     }
+    printer.set_reset_reasons(pipeline.probe().reset_reasons().to_vec());
     printer.set_width(if args.wide {
         None
     } else {

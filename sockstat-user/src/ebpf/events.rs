@@ -77,7 +77,10 @@ pub enum EventKind {
         tcp: TcpCounters,
     },
     ResetReceived,
-    ResetSent,
+    /// `reason`: the kernel's `enum sk_rst_reason` value, where it gives one (6.10+).
+    ResetSent {
+        reason: Option<u8>,
+    },
     /// The kernel answered a segment to a closed port (no socket) with an RST; `local` is
     /// the closed port, `remote` whoever sent the segment. No socket, so no cookie.
     ResetNoSocket,
@@ -242,7 +245,9 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
             },
         },
         kind::RESET_RECEIVED => EventKind::ResetReceived,
-        kind::RESET_SENT => EventKind::ResetSent,
+        kind::RESET_SENT => EventKind::ResetSent {
+            reason: raw.detail.checked_sub(1),
+        },
         kind::RESET_NO_SOCKET => EventKind::ResetNoSocket,
         kind::RETRANSMIT => EventKind::Retransmit(retransmission(raw)),
         kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit(retransmission(raw)),
@@ -418,7 +423,7 @@ pub(crate) mod tests {
             decode(&[0u8; 10]),
             Err(DecodeError::Length {
                 got: 10,
-                expected: 152
+                expected: std::mem::size_of::<StateEvent>()
             })
         );
         let mut raw = raw_v4();

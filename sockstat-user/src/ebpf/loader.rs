@@ -204,6 +204,8 @@ pub struct Probe {
     timewait: bool,
     /// The programs' aya-log records (rare-path diagnostics), read when `-v` asked for them.
     kernel_log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// What sent resets' reasons are called (see `reset_reason_names`).
+    reset_reasons: Vec<String>,
 }
 
 /// aya-log's level for the kernel programs: off unless `-v`, so their rare-path diagnostics
@@ -398,6 +400,8 @@ struct Resolved {
     tracefs_mount: Option<tracefs::Mounted>,
     /// The BTF hooks' `btf_trace_<tracepoint>` typedef ids; empty for the classic hook.
     btf_ids: HashMap<&'static str, u32>,
+    /// Names of `enum sk_rst_reason` by value (6.10+; empty where resets carry none).
+    reset_reasons: Vec<String>,
 }
 
 impl Resolved {
@@ -419,18 +423,23 @@ impl Resolved {
                 drops_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
                 tracefs_mount: Some(tracefs_mount),
                 btf_ids: HashMap::new(),
+                reset_reasons: Vec::new(),
             });
         }
         let kernel_btf = KernelBtf::load()?;
         let sock = kernel_btf.sock_offsets()?;
         log::debug!("struct sock offsets from BTF: {sock:?}");
-        // Reading an argument a kernel lacks is refused at load, so ask its prototype.
-        config.retransmit_err_arg = u8::from(
-            kernel_btf
-                .tracepoint_args("tcp_retransmit_skb")
-                .unwrap_or(2)
-                >= 3,
-        );
+        // Reading an argument a kernel lacks is refused at load, so ask the prototypes.
+        let has_third = |tp| kernel_btf.tracepoint_args(tp).is_ok_and(|n| n >= 3);
+        if has_third("tcp_retransmit_skb") {
+            config.args |= sockstat_common::args::RETRANSMIT_ERR;
+        }
+        let reset_reasons = if has_third("tcp_send_reset") {
+            config.args |= sockstat_common::args::RESET_REASON;
+            reset_reason_names(&kernel_btf)
+        } else {
+            Vec::new()
+        };
         let mut timewait_unusable = None;
         let timewait = kernel_btf
             .tw_offsets()
@@ -459,8 +468,30 @@ impl Resolved {
             drops_unusable,
             tracefs_mount: None,
             btf_ids: btf_ids(&kernel_btf),
+            reset_reasons,
         })
     }
+}
+
+/// `enum sk_rst_reason`'s names by value, as sockstat prints them: `SK_RST_REASON_NO_SOCKET`
+/// is `no-socket`. Read from BTF, so reasons a newer kernel adds are named too.
+fn reset_reason_names(kernel: &KernelBtf) -> Vec<String> {
+    let members = kernel.enum_members("sk_rst_reason").unwrap_or_default();
+    let size = members
+        .iter()
+        .map(|(v, _)| *v as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut names = vec![String::new(); size.min(256)];
+    for (value, name) in members {
+        if let Some(slot) = names.get_mut(value as usize) {
+            *slot = name
+                .trim_start_matches("SK_RST_REASON_")
+                .to_ascii_lowercase()
+                .replace('_', "-");
+        }
+    }
+    names
 }
 
 /// Every BTF hook's tracepoint.
@@ -665,6 +696,7 @@ impl Probe {
             drops_unusable,
             tracefs_mount,
             btf_ids,
+            reset_reasons,
             ..
         } = resolved;
         let mut attacher = Attacher {
@@ -702,7 +734,13 @@ impl Probe {
             missing: hooks.missing,
             timewait: hooks.timewait,
             kernel_log,
+            reset_reasons,
         })
+    }
+
+    /// Names of sent resets' reasons by the kernel's value (empty before 6.10).
+    pub fn reset_reasons(&self) -> &[String] {
+        &self.reset_reasons
     }
 
     /// Passes on what the kernel programs logged (with `-v`).

@@ -212,6 +212,18 @@ impl KernelBtf {
             .ok_or_else(missing)
     }
 
+    /// Every member of `enum name`: value and name.
+    pub fn enum_members(&self, name: &str) -> Result<Vec<(u32, String)>, OffsetError> {
+        let types = self.btf.resolve_types_by_name(name).unwrap_or_default();
+        let Some(Type::Enum(e)) = types.into_iter().find(|t| matches!(t, Type::Enum(_))) else {
+            return Err(OffsetError::NoStruct(format!("enum {name}")));
+        };
+        Ok(e.members
+            .iter()
+            .filter_map(|m| Some((m.val(), self.btf.resolve_name(m).ok()?)))
+            .collect())
+    }
+
     /// The type id of kernel function `name` (BTF_KIND_FUNC).
     pub fn func_id(&self, name: &str) -> Result<u32, OffsetError> {
         let ids = self.btf.resolve_ids_by_name(name).unwrap_or_default();

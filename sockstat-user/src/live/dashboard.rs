@@ -675,6 +675,7 @@ mod tests {
             closed_port,
             cookie: 0,
             owner: crate::live::Owner::unknown(),
+            reason: None,
         };
         d.observe_reset(&reset(
             ResetDirection::In,

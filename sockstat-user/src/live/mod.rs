@@ -198,6 +198,8 @@ pub struct Reset {
     /// the other side, the mark of a port scan.
     pub closed_port: bool,
     pub owner: Owner,
+    /// A sent reset's reason, the kernel's `enum sk_rst_reason` value (6.10+).
+    pub reason: Option<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

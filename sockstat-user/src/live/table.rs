@@ -381,9 +381,13 @@ impl Tracker {
                 out.push(self.reset(ev, ResetDirection::In));
                 self.note(ev, Some(Cause::RstIn));
             }
-            EventKind::ResetSent => {
+            EventKind::ResetSent { reason } => {
                 // Before the held close it explains, which the reset precedes in time.
-                out.push(self.reset(ev, ResetDirection::Out));
+                let mut reset = self.reset(ev, ResetDirection::Out);
+                if let Output::Reset(r) = &mut reset {
+                    r.reason = *reason;
+                }
+                out.push(reset);
                 if let Some(mut held) = self.held.remove(&ev.cookie) {
                     for o in &mut held {
                         match o {
@@ -565,6 +569,7 @@ impl Tracker {
             ts_ns: ev.ts_ns,
             cookie: ev.cookie,
             owner,
+            reason: None,
             netns: ev.netns,
             family: ev.family,
             local: ev.local,
@@ -573,10 +578,17 @@ impl Tracker {
             state: if closed_port {
                 None
             } else {
+                // A close that sends an RST reports CLOSE first; it is held for the reset.
                 self.entries
                     .get(&ev.cookie)
                     .map(|e| e.state)
                     .or_else(|| self.timewait.get(ev.cookie).map(|e| e.state))
+                    .or_else(|| {
+                        self.held.get(&ev.cookie)?.iter().find_map(|o| match o {
+                            Output::Transition(t) => Some(t.new),
+                            _ => None,
+                        })
+                    })
             },
             closed_port,
         })

@@ -49,6 +49,8 @@ pub struct TracePrinter {
     seconds: std::cell::RefCell<SecondPrefixes>,
     /// The text line being built, reused from event to event.
     line: std::cell::RefCell<Line>,
+    /// Names of sent resets' reasons by the kernel's value (`enum sk_rst_reason`).
+    reset_reasons: Vec<String>,
 }
 
 /// "HH:MM:SS" (local) and "YYYY-MM-DDTHH:MM:SS" (UTC) of one Unix second. Exact to reuse
@@ -157,6 +159,9 @@ struct JsonReset<'a> {
     state: Option<Shown<ReportedState>>,
     direction: &'static str,
     closed_port: bool,
+    /// A sent reset's reason (6.10+), as the kernel names it: `no-socket`,
+    /// `tcp-abort-on-close`, ...; null where the kernel gives none.
+    reason: Option<String>,
 }
 
 /// The NDJSON record of a finished connection (`--lifetimes`).
@@ -190,6 +195,7 @@ impl TracePrinter {
             netns_width: 0,
             seconds: Default::default(),
             line: Default::default(),
+            reset_reasons: Vec::new(),
         }
     }
 
@@ -204,6 +210,23 @@ impl TracePrinter {
             .unwrap_or(0)
             .max("NETNS".len());
         self.netns_names = Some(names);
+    }
+
+    /// Names sent resets' reasons (the kernel's `enum sk_rst_reason`, from BTF).
+    pub fn set_reset_reasons(&mut self, names: Vec<String>) {
+        self.reset_reasons = names;
+    }
+
+    /// A sent reset's reason by name (its number where BTF has no name for it).
+    fn reset_reason(&self, r: &Reset) -> Option<String> {
+        let value = r.reason?;
+        Some(
+            self.reset_reasons
+                .get(usize::from(value))
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .unwrap_or_else(|| format!("reason-{value}")),
+        )
     }
 
     /// Lays text out for a terminal `width` columns wide (`None`: not a terminal, one wide
@@ -497,7 +520,12 @@ impl TracePrinter {
         match self.format {
             TraceFormat::Text => {
                 let state = r.state.map_or_else(|| "-".to_string(), |s| s.to_string());
-                let detail = if r.closed_port { "closed-port" } else { "-" };
+                let reason = self.reset_reason(r);
+                let detail = match (r.closed_port, reason.as_deref()) {
+                    (true, _) => "closed-port",
+                    (false, Some(reason)) => reason,
+                    (false, None) => "-",
+                };
                 let lead = EventLead {
                     ts_ns: r.ts_ns,
                     netns: r.netns,
@@ -525,6 +553,7 @@ impl TracePrinter {
                     state: r.state.map(Shown),
                     direction,
                     closed_port: r.closed_port,
+                    reason: self.reset_reason(r),
                 };
                 let mut line = self.line.borrow_mut();
                 line.clear();
@@ -929,6 +958,7 @@ TIME         PID     COMM             LOCAL                    REMOTE           
             state: None,
             closed_port: true,
             owner: Owner::unknown(),
+            reason: None,
         };
         let clock = WallClock::with_offset_ns(1_700_000_000_000_000_000);
         let mut text = Vec::new();
@@ -949,7 +979,7 @@ TIME         PID     COMM             LOCAL                    REMOTE           
         assert_eq!(
             String::from_utf8(json).unwrap(),
             r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"retransmit","cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","state":"SYN-SENT","type":"syn","seq":7,"len":1}
-{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"reset","cookie":0,"netns":4026531840,"pid":null,"comm":null,"owner_source":"unknown","family":"inet","local":"127.0.0.1:23","remote":"127.0.0.2:5000","state":null,"direction":"out","closed_port":true}
+{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"reset","cookie":0,"netns":4026531840,"pid":null,"comm":null,"owner_source":"unknown","family":"inet","local":"127.0.0.1:23","remote":"127.0.0.2:5000","state":null,"direction":"out","closed_port":true,"reason":null}
 "#
         );
     }
