@@ -109,18 +109,20 @@ impl std::fmt::Display for Rfc3339<'_> {
     }
 }
 
-/// The columns every event's text line starts with.
+/// What every event's line starts with.
 struct EventLead<'a> {
     ts_ns: u64,
+    cookie: u64,
     netns: u32,
+    family: crate::ebpf::Family,
     owner: &'a Owner,
     local: std::net::SocketAddr,
     remote: std::net::SocketAddr,
 }
 
-/// The NDJSON record of a retransmission (`--events retrans`); stable keys, as above.
+/// The keys an NDJSON event other than a transition starts with; stable, as above.
 #[derive(Serialize)]
-struct JsonRetransmit<'a> {
+struct JsonEventHead<'a> {
     ts: Shown<Rfc3339<'a>>,
     ts_ns: u64,
     event: &'static str,
@@ -134,6 +136,13 @@ struct JsonRetransmit<'a> {
     family: &'static str,
     local: std::net::SocketAddr,
     remote: std::net::SocketAddr,
+}
+
+/// The NDJSON record of a retransmission (`--events retrans`).
+#[derive(Serialize)]
+struct JsonRetransmit<'a> {
+    #[serde(flatten)]
+    head: JsonEventHead<'a>,
     state: Shown<ReportedState>,
     r#type: &'static str,
     seq: u32,
@@ -143,19 +152,8 @@ struct JsonRetransmit<'a> {
 /// The NDJSON record of an RST (`--events reset`).
 #[derive(Serialize)]
 struct JsonReset<'a> {
-    ts: Shown<Rfc3339<'a>>,
-    ts_ns: u64,
-    event: &'static str,
-    cookie: u64,
-    netns: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns_name: Option<String>,
-    pid: Option<u32>,
-    comm: Option<&'a str>,
-    owner_source: &'static str,
-    family: &'static str,
-    local: std::net::SocketAddr,
-    remote: std::net::SocketAddr,
+    #[serde(flatten)]
+    head: JsonEventHead<'a>,
     state: Option<Shown<ReportedState>>,
     direction: &'static str,
     closed_port: bool,
@@ -469,44 +467,31 @@ impl TracePrinter {
     /// "retransmit"`.
     pub fn write_retransmit(&self, out: &mut impl Write, r: &Retransmit) -> io::Result<()> {
         let what = r.what;
+        let lead = EventLead {
+            ts_ns: r.ts_ns,
+            cookie: r.cookie,
+            netns: r.netns,
+            family: r.family,
+            owner: &r.owner,
+            local: r.local,
+            remote: r.remote,
+        };
         match self.format {
             TraceFormat::Text => {
                 let event = format!("{} retrans {}", what.state, what.kind_name());
                 let detail = format!("seq={} len={}", what.seq, what.len);
-                let lead = EventLead {
-                    ts_ns: r.ts_ns,
-                    netns: r.netns,
-                    owner: &r.owner,
-                    local: r.local,
-                    remote: r.remote,
-                };
                 self.write_event(out, &lead, &event, &detail)
             }
-            TraceFormat::Json => {
-                let (second, nanos) = self.split_second(r.ts_ns);
-                let record = JsonRetransmit {
-                    ts: Shown(Rfc3339 { second, nanos }),
-                    ts_ns: r.ts_ns,
-                    event: "retransmit",
-                    cookie: r.cookie,
-                    netns: r.netns,
-                    netns_name: self.netns_name(r.netns),
-                    pid: r.owner.pid,
-                    comm: r.owner.comm.as_ref().map(|c| c.as_str()),
-                    owner_source: r.owner.source.name(),
-                    family: r.family.name(),
-                    local: r.local,
-                    remote: r.remote,
+            TraceFormat::Json => self.write_json(
+                out,
+                &JsonRetransmit {
+                    head: self.json_head("retransmit", &lead),
                     state: Shown(what.state),
                     r#type: what.kind_name(),
                     seq: what.seq,
                     len: what.len,
-                };
-                let mut line = self.line.borrow_mut();
-                line.clear();
-                line.json(&record)?;
-                out.write_all(line.bytes())
-            }
+                },
+            ),
         }
     }
 
@@ -517,50 +502,64 @@ impl TracePrinter {
             ResetDirection::In => ("in", "rst-in"),
             ResetDirection::Out => ("out", "rst-out"),
         };
+        let lead = EventLead {
+            ts_ns: r.ts_ns,
+            cookie: r.cookie,
+            netns: r.netns,
+            family: r.family,
+            owner: &r.owner,
+            local: r.local,
+            remote: r.remote,
+        };
+        let reason = self.reset_reason(r);
         match self.format {
             TraceFormat::Text => {
                 let state = r.state.map_or_else(|| "-".to_string(), |s| s.to_string());
-                let reason = self.reset_reason(r);
                 let detail = match (r.closed_port, reason.as_deref()) {
                     (true, _) => "closed-port",
                     (false, Some(reason)) => reason,
                     (false, None) => "-",
                 };
-                let lead = EventLead {
-                    ts_ns: r.ts_ns,
-                    netns: r.netns,
-                    owner: &r.owner,
-                    local: r.local,
-                    remote: r.remote,
-                };
                 self.write_event(out, &lead, &format!("{state} {rst}"), detail)
             }
-            TraceFormat::Json => {
-                let (second, nanos) = self.split_second(r.ts_ns);
-                let record = JsonReset {
-                    ts: Shown(Rfc3339 { second, nanos }),
-                    ts_ns: r.ts_ns,
-                    event: "reset",
-                    cookie: r.cookie,
-                    netns: r.netns,
-                    netns_name: self.netns_name(r.netns),
-                    pid: r.owner.pid,
-                    comm: r.owner.comm.as_ref().map(|c| c.as_str()),
-                    owner_source: r.owner.source.name(),
-                    family: r.family.name(),
-                    local: r.local,
-                    remote: r.remote,
+            TraceFormat::Json => self.write_json(
+                out,
+                &JsonReset {
+                    head: self.json_head("reset", &lead),
                     state: r.state.map(Shown),
                     direction,
                     closed_port: r.closed_port,
-                    reason: self.reset_reason(r),
-                };
-                let mut line = self.line.borrow_mut();
-                line.clear();
-                line.json(&record)?;
-                out.write_all(line.bytes())
-            }
+                    reason,
+                },
+            ),
         }
+    }
+
+    /// The keys every NDJSON event other than a transition starts with.
+    fn json_head<'a>(&'a self, event: &'static str, lead: &EventLead<'a>) -> JsonEventHead<'a> {
+        let (second, nanos) = self.split_second(lead.ts_ns);
+        JsonEventHead {
+            ts: Shown(Rfc3339 { second, nanos }),
+            ts_ns: lead.ts_ns,
+            event,
+            cookie: lead.cookie,
+            netns: lead.netns,
+            netns_name: self.netns_name(lead.netns),
+            pid: lead.owner.pid,
+            comm: lead.owner.comm.as_ref().map(|c| c.as_str()),
+            owner_source: lead.owner.source.name(),
+            family: lead.family.name(),
+            local: lead.local,
+            remote: lead.remote,
+        }
+    }
+
+    /// One NDJSON record, serialized into the line buffer and written at once.
+    fn write_json(&self, out: &mut impl Write, record: &impl Serialize) -> io::Result<()> {
+        let mut line = self.line.borrow_mut();
+        line.clear();
+        line.json(record)?;
+        out.write_all(line.bytes())
     }
 
     /// A text line for an event other than a transition, in the transition's columns.
