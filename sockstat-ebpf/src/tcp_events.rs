@@ -30,29 +30,15 @@ pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
     // 6.10 added `enum sk_rst_reason`: passed on plus one, 0 where the kernel gives none.
-    // Volatile, as in tcp_retransmit_skb: the read must stay behind its check.
-    let reason = if config().args & args::RESET_REASON != 0 {
-        // SAFETY: the context holds argument 2 whenever the check above passes.
-        let r = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(2)) };
-        r.min(254) as u8 + 1
-    } else {
-        0
-    };
+    let reason = added_argument(&ctx, args::RESET_REASON).map_or(0, |r| r.min(254) as u8 + 1);
     emit(&ctx, kind::RESET_SENT, core::ptr::null(), reason)
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
-    // 6.17 added `int err` and fires for failed attempts too, which sent nothing. The
-    // setting is a frozen constant, so on older kernels the verifier drops this read of an
-    // argument they do not have as dead code; the read is volatile so that the compiler
-    // cannot hoist it above the check (it did so with plain argument reads).
-    if config().args & args::RETRANSMIT_ERR != 0 {
-        // SAFETY: the context holds argument 2 whenever the check above passes.
-        let err = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(2)) };
-        if err as i32 != 0 {
-            return 0;
-        }
+    // 6.17 added `int err` and fires for failed attempts too, which sent nothing.
+    if added_argument(&ctx, args::RETRANSMIT_ERR).is_some_and(|err| err as i32 != 0) {
+        return 0;
     }
     // Argument 1: the segment.
     emit(&ctx, kind::RETRANSMIT, ctx.arg(1), 0)
@@ -67,6 +53,20 @@ pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "inet_sk_error_report")]
 pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
     emit(&ctx, kind::ERROR_REPORT, core::ptr::null(), 0)
+}
+
+/// Argument 2, one a newer kernel added to this hook's tracepoint, when the loader's
+/// `ProbeConfig::args` says it exists (`bit`). The setting is a frozen constant, so on
+/// older kernels the verifier drops the read of an argument they lack as dead code; the
+/// read is volatile so that the compiler cannot hoist it above the check (it did so with
+/// plain argument reads).
+#[inline(always)]
+fn added_argument(ctx: &BtfTracePointContext, bit: u8) -> Option<u64> {
+    if config().args & bit == 0 {
+        return None;
+    }
+    // SAFETY: the context holds argument 2 whenever the loader set `bit`.
+    Some(unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(2)) })
 }
 
 /// `second` is the hook's argument 1 where the event reads it (the segment or the
@@ -101,56 +101,52 @@ fn try_emit(
     // Since 6.12 tcp_send_reset also fires for timewait and request sockets, which have no
     // `struct sock` beyond its common part to read (and are no socket's cause).
     let tw = tw_offsets();
-    if tw.valid != 0 {
+    let state = if tw.valid != 0 {
         // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         let state: u8 = unsafe { read(sk, tw.skc_state)? };
         if state == st::TIME_WAIT || state == st::NEW_SYN_RECV {
             return Ok(());
         }
-    }
+        Some(state)
+    } else {
+        None
+    };
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let Some(addr) = (unsafe { wanted(sk, &off, false)? }) else {
         return Ok(());
     };
     // SAFETY: the hook's BTF-typed socket, as the helper requires.
     let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
-    match event_kind {
-        kind::RESET_RECEIVED => bump(counter::RESETS_RECEIVED),
+    // Counted, and a retransmission classified, before any event is written: the counters
+    // stay exact with events off (--count-only) or lost.
+    let detail = match event_kind {
+        kind::RESET_RECEIVED => {
+            bump(counter::RESETS_RECEIVED);
+            Detail::NONE
+        }
         kind::RESET_SENT => {
             bump(counter::RESETS_SENT);
             // A close right after (or right before) is a reset, not a timewait overflow.
             timewait::note_reset(cookie);
+            Detail::only(reset_reason, 0)
         }
-        kind::RETRANSMIT | kind::SYNACK_RETRANSMIT => bump(counter::RETRANSMITS),
-        _ => {}
-    }
-    // Classified before any event is written, so the per-kind counters stay exact with
-    // events off (--count-only) or lost.
-    let detail = match event_kind {
-        // SAFETY: the hook's socket and segment, read at BTF-resolved offsets.
-        kind::RETRANSMIT => unsafe { classify_retransmit(sk, second, &off)? },
-        kind::SYNACK_RETRANSMIT => Detail {
-            detail: retransmit::SYN_ACK,
-            state: st::SYN_RECV,
-            seq: 0,
-            seg_len: 0,
-        },
-        kind::RESET_SENT => Detail {
-            detail: reset_reason,
-            state: 0,
-            seq: 0,
-            seg_len: 0,
-        },
-        _ => Detail {
-            detail: 0,
-            state: 0,
-            seq: 0,
-            seg_len: 0,
-        },
+        kind::RETRANSMIT => {
+            bump(counter::RETRANSMITS);
+            let detail = match state {
+                // SAFETY: the hook's socket and segment, read at BTF-resolved offsets.
+                Some(state) => unsafe { classify_retransmit(sk, second, state, &off)? },
+                None => Detail::NONE,
+            };
+            bump_retransmit_kind(detail.detail);
+            detail
+        }
+        kind::SYNACK_RETRANSMIT => {
+            bump(counter::RETRANSMITS);
+            bump_retransmit_kind(retransmit::SYN_ACK);
+            Detail::only(retransmit::SYN_ACK, st::SYN_RECV)
+        }
+        _ => Detail::NONE,
     };
-    if detail.detail != 0 && event_kind != kind::RESET_SENT {
-        bump(counter::RETRANSMITS_BY_KIND + u32::from(detail.detail) - 1);
-    }
     emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
         unsafe {
@@ -179,7 +175,29 @@ struct Detail {
     seg_len: u32,
 }
 
-/// A retransmitted segment: the socket's state, the segment's sequence range, and which
+impl Detail {
+    const NONE: Detail = Detail::only(0, 0);
+
+    const fn only(detail: u8, state: u8) -> Detail {
+        Detail {
+            detail,
+            state,
+            seq: 0,
+            seg_len: 0,
+        }
+    }
+}
+
+/// `counter::RETRANSMITS_BY_KIND` for `kind` (a `retransmit` number; 0, unclassified,
+/// counts in `RETRANSMITS` only).
+#[inline(always)]
+fn bump_retransmit_kind(kind: u8) {
+    if kind != 0 {
+        bump(counter::RETRANSMITS_BY_KIND + u32::from(kind) - 1);
+    }
+}
+
+/// A retransmitted segment of a socket in `state`: the segment's sequence range, and which
 /// retransmission it is. The hook runs with the socket locked, so `icsk_pending` is the
 /// timer that sent it: cleared by the timer handler before an RTO retransmits, still
 /// `ICSK_TIME_LOSS_PROBE` while a tail loss probe does (the same on 6.1, 6.12 and 6.18).
@@ -189,21 +207,12 @@ struct Detail {
 unsafe fn classify_retransmit(
     sk: *const u8,
     skb: *const u8,
+    state: u8,
     off: &SockOffsets,
 ) -> Result<Detail, i32> {
-    let tw = tw_offsets();
-    if tw.valid == 0 {
-        return Ok(Detail {
-            detail: 0,
-            state: 0,
-            seq: 0,
-            seg_len: 0,
-        });
-    }
     // SAFETY: probe reads at BTF-resolved offsets.
-    let (state, pending, seq, end_seq) = unsafe {
+    let (pending, seq, end_seq) = unsafe {
         (
-            read::<u8>(sk, tw.skc_state)?,
             read::<u8>(sk, off.icsk_pending)?,
             read::<u32>(skb, off.skb_cb)?,
             read::<u32>(skb, off.skb_cb + 4)?,

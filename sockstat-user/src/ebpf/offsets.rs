@@ -197,19 +197,14 @@ impl KernelBtf {
     /// The value of `member` in `enum name` (e.g. a drop reason: their numbers move between
     /// kernels as reasons are added).
     pub fn enum_value(&self, name: &str, member: &str) -> Result<u32, OffsetError> {
-        let missing = || OffsetError::NoField {
-            strukt: format!("enum {name}"),
-            field: member.to_string(),
-        };
-        let types = self.btf.resolve_types_by_name(name).unwrap_or_default();
-        let Some(Type::Enum(e)) = types.into_iter().find(|t| matches!(t, Type::Enum(_))) else {
-            return Err(OffsetError::NoStruct(format!("enum {name}")));
-        };
-        e.members
-            .iter()
-            .find(|m| self.btf.resolve_name(*m).is_ok_and(|n| n == member))
-            .map(|m| m.val())
-            .ok_or_else(missing)
+        self.enum_members(name)?
+            .into_iter()
+            .find(|(_, n)| n == member)
+            .map(|(value, _)| value)
+            .ok_or_else(|| OffsetError::NoField {
+                strukt: format!("enum {name}"),
+                field: member.to_string(),
+            })
     }
 
     /// Every member of `enum name`: value and name.

@@ -378,16 +378,12 @@ impl Tracker {
                 self.state_change(ev, *old, *new, *tcp, out)
             }
             EventKind::ResetReceived => {
-                out.push(self.reset(ev, ResetDirection::In));
+                out.push(self.reset(ev, ResetDirection::In, None));
                 self.note(ev, Some(Cause::RstIn));
             }
             EventKind::ResetSent { reason } => {
                 // Before the held close it explains, which the reset precedes in time.
-                let mut reset = self.reset(ev, ResetDirection::Out);
-                if let Output::Reset(r) = &mut reset {
-                    r.reason = *reason;
-                }
-                out.push(reset);
+                out.push(self.reset(ev, ResetDirection::Out, *reason));
                 if let Some(mut held) = self.held.remove(&ev.cookie) {
                     for o in &mut held {
                         match o {
@@ -401,7 +397,7 @@ impl Tracker {
                     self.note(ev, Some(Cause::RstOut));
                 }
             }
-            EventKind::ResetNoSocket => out.push(self.reset(ev, ResetDirection::Out)),
+            EventKind::ResetNoSocket => out.push(self.reset(ev, ResetDirection::Out, None)),
             EventKind::Retransmit(what) => {
                 if let Some(e) = self.entries.get_mut(&ev.cookie) {
                     e.retransmits += 1;
@@ -557,7 +553,7 @@ impl Tracker {
     }
 
     /// An RST event as output, with the socket's state when the table knows the socket.
-    fn reset(&self, ev: &KernelEvent, direction: ResetDirection) -> Output {
+    fn reset(&self, ev: &KernelEvent, direction: ResetDirection, reason: Option<u8>) -> Output {
         let closed_port = matches!(ev.kind, EventKind::ResetNoSocket);
         let entry = self.entries.get(&ev.cookie);
         let owner = if closed_port {
@@ -569,7 +565,7 @@ impl Tracker {
             ts_ns: ev.ts_ns,
             cookie: ev.cookie,
             owner,
-            reason: None,
+            reason,
             netns: ev.netns,
             family: ev.family,
             local: ev.local,

@@ -258,9 +258,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are at 11 and 12 after the comm.
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / ticks_per_second()
+}
+
+/// The kernel's clock ticks a second, the unit of /proc's CPU times.
+fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz.max(1.0)
+    hz.max(1.0)
 }
 
 /// Seconds every CPU has spent busy (user, nice, system, irq, softirq; not idle, iowait
@@ -279,9 +284,7 @@ fn machine_busy_seconds() -> f64 {
         .collect();
     // user nice system idle iowait irq softirq steal ...
     let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    busy / hz.max(1.0)
+    busy / ticks_per_second()
 }
 
 /// A KiB figure of /proc/PID/status (`VmHWM`, `VmRSS`); 0 if the process is gone.
