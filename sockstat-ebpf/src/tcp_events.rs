@@ -101,16 +101,13 @@ fn try_emit(
     // Since 6.12 tcp_send_reset also fires for timewait and request sockets, which have no
     // `struct sock` beyond its common part to read (and are no socket's cause).
     let tw = tw_offsets();
-    let state = if tw.valid != 0 {
+    if tw.valid != 0 {
         // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
         let state: u8 = unsafe { read(sk, tw.skc_state)? };
         if state == st::TIME_WAIT || state == st::NEW_SYN_RECV {
             return Ok(());
         }
-        Some(state)
-    } else {
-        None
-    };
+    }
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let Some(addr) = (unsafe { wanted(sk, &off, false)? }) else {
         return Ok(());
@@ -132,11 +129,8 @@ fn try_emit(
         }
         kind::RETRANSMIT => {
             bump(counter::RETRANSMITS);
-            let detail = match state {
-                // SAFETY: the hook's socket and segment, read at BTF-resolved offsets.
-                Some(state) => unsafe { classify_retransmit(sk, second, state, &off)? },
-                None => Detail::NONE,
-            };
+            // SAFETY: the hook's socket and segment, read at BTF-resolved offsets.
+            let detail = unsafe { classify_retransmit(sk, second, &off)? };
             bump_retransmit_kind(detail.detail);
             detail
         }
@@ -197,22 +191,27 @@ fn bump_retransmit_kind(kind: u8) {
     }
 }
 
-/// A retransmitted segment of a socket in `state`: the segment's sequence range, and which
+/// A retransmitted segment: the socket's state, the segment's sequence range, and which
 /// retransmission it is. The hook runs with the socket locked, so `icsk_pending` is the
 /// timer that sent it: cleared by the timer handler before an RTO retransmits, still
 /// `ICSK_TIME_LOSS_PROBE` while a tail loss probe does (the same on 6.1, 6.12 and 6.18).
 /// A function of its own in the object (a BPF-to-BPF call): inlined, its reads took the
-/// hook past 6.1's 512-byte combined stack with serve's filters on.
+/// hook past 6.1's 512-byte combined stack with serve's filters on; so is the state,
+/// read again here rather than kept across the call.
 #[inline(never)]
 unsafe fn classify_retransmit(
     sk: *const u8,
     skb: *const u8,
-    state: u8,
     off: &SockOffsets,
 ) -> Result<Detail, i32> {
+    let tw = tw_offsets();
+    if tw.valid == 0 {
+        return Ok(Detail::NONE);
+    }
     // SAFETY: probe reads at BTF-resolved offsets.
-    let (pending, seq, end_seq) = unsafe {
+    let (state, pending, seq, end_seq) = unsafe {
         (
+            read::<u8>(sk, tw.skc_state)?,
             read::<u8>(sk, off.icsk_pending)?,
             read::<u32>(skb, off.skb_cb)?,
             read::<u32>(skb, off.skb_cb + 4)?,
