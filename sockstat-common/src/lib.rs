@@ -120,6 +120,8 @@ pub struct StateEvent {
     pub kind: u8,
     pub hook: u8,
     pub old_state: u8,
+    /// A transition's new state; for a reset or a retransmission, the socket's state when
+    /// it happened (0: not read).
     pub new_state: u8,
     /// See [`flags`].
     pub flags: u8,

@@ -99,11 +99,13 @@ fn try_emit(
     }
     let sk = sk_arg as *const u8;
     // Since 6.12 tcp_send_reset also fires for timewait and request sockets, which have no
-    // `struct sock` beyond its common part to read (and are no socket's cause).
+    // `struct sock` beyond its common part to read (and are no socket's cause). A reset
+    // carries the state it was sent or received in (0: unknown).
     let tw = tw_offsets();
+    let mut state = 0;
     if tw.valid != 0 {
         // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-        let state: u8 = unsafe { read(sk, tw.skc_state)? };
+        state = unsafe { read(sk, tw.skc_state)? };
         if state == st::TIME_WAIT || state == st::NEW_SYN_RECV {
             return Ok(());
         }
@@ -119,13 +121,13 @@ fn try_emit(
     let detail = match event_kind {
         kind::RESET_RECEIVED => {
             bump(counter::RESETS_RECEIVED);
-            Detail::NONE
+            Detail::only(0, state)
         }
         kind::RESET_SENT => {
             bump(counter::RESETS_SENT);
             // A close right after (or right before) is a reset, not a timewait overflow.
             timewait::note_reset(cookie);
-            Detail::only(reset_reason, 0)
+            Detail::only(reset_reason, state)
         }
         kind::RETRANSMIT => {
             bump(counter::RETRANSMITS);

@@ -59,6 +59,10 @@ enum Task {
         /// timewait, lab), e.g. to check one change across the matrix; default every one.
         #[arg(long, value_delimiter = ',')]
         suite: Vec<String>,
+        /// Arguments for every suite's test binary, e.g. a test name filter to repeat one
+        /// test across the matrix.
+        #[arg(last = true)]
+        test_args: Vec<String>,
     },
     /// Benchmarks against ss, netstat and tcpstates: `list` (100k sockets).
     Bench {
@@ -178,13 +182,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("tests failed");
             }
         }
-        Task::Vmtest { kernel, suite } => {
+        Task::Vmtest {
+            kernel,
+            suite,
+            test_args,
+        } => {
             setup::toolchain()?;
             setup::packages()?;
             if !setup::is_root() {
                 bail!("vmtest runs the root suites: run it as root (sudo cargo xtask vmtest)");
             }
-            if !vmtest::run(&root, &kernel, &suite)? {
+            if !vmtest::run(&root, &kernel, &suite, &test_args)? {
                 bail!("vmtest: a suite failed on at least one kernel");
             }
         }

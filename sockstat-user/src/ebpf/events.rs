@@ -76,10 +76,14 @@ pub enum EventKind {
         new: ReportedState,
         tcp: TcpCounters,
     },
-    ResetReceived,
+    /// `state`: the socket's, as the kernel read it when the reset came or went.
+    ResetReceived {
+        state: Option<ReportedState>,
+    },
     /// `reason`: the kernel's `enum sk_rst_reason` value, where it gives one (6.10+).
     ResetSent {
         reason: Option<u8>,
+        state: Option<ReportedState>,
     },
     /// The kernel answered a segment to a closed port (no socket) with an RST; `local` is
     /// the closed port, `remote` whoever sent the segment. No socket, so no cookie.
@@ -231,6 +235,11 @@ fn retransmission(raw: &StateEvent) -> Retransmission {
     }
 }
 
+/// A state the kernel read beside another event (0: it read none).
+fn read_state(n: u8) -> Option<ReportedState> {
+    (n != 0).then(|| ReportedState::from_kernel(n))
+}
+
 pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
     let substate = ReportedState::from_kernel(raw.tw_substate);
     let kind = match raw.kind {
@@ -244,9 +253,12 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
                 srtt_us: raw.srtt_us >> 3,
             },
         },
-        kind::RESET_RECEIVED => EventKind::ResetReceived,
+        kind::RESET_RECEIVED => EventKind::ResetReceived {
+            state: read_state(raw.new_state),
+        },
         kind::RESET_SENT => EventKind::ResetSent {
             reason: raw.detail.checked_sub(1),
+            state: read_state(raw.new_state),
         },
         kind::RESET_NO_SOCKET => EventKind::ResetNoSocket,
         kind::RETRANSMIT => EventKind::Retransmit(retransmission(raw)),

@@ -377,13 +377,13 @@ impl Tracker {
                 }
                 self.state_change(ev, *old, *new, *tcp, out)
             }
-            EventKind::ResetReceived => {
-                out.push(self.reset(ev, ResetDirection::In, None));
+            EventKind::ResetReceived { state } => {
+                out.push(self.reset(ev, ResetDirection::In, None, *state));
                 self.note(ev, Some(Cause::RstIn));
             }
-            EventKind::ResetSent { reason } => {
+            EventKind::ResetSent { reason, state } => {
                 // Before the held close it explains, which the reset precedes in time.
-                out.push(self.reset(ev, ResetDirection::Out, *reason));
+                out.push(self.reset(ev, ResetDirection::Out, *reason, *state));
                 if let Some(mut held) = self.held.remove(&ev.cookie) {
                     for o in &mut held {
                         match o {
@@ -397,7 +397,7 @@ impl Tracker {
                     self.note(ev, Some(Cause::RstOut));
                 }
             }
-            EventKind::ResetNoSocket => out.push(self.reset(ev, ResetDirection::Out, None)),
+            EventKind::ResetNoSocket => out.push(self.reset(ev, ResetDirection::Out, None, None)),
             EventKind::Retransmit(what) => {
                 if let Some(e) = self.entries.get_mut(&ev.cookie) {
                     e.retransmits += 1;
@@ -553,7 +553,14 @@ impl Tracker {
     }
 
     /// An RST event as output, with the socket's state when the table knows the socket.
-    fn reset(&self, ev: &KernelEvent, direction: ResetDirection, reason: Option<u8>) -> Output {
+    /// `state`: the kernel's reading, preferred; without one, the live table's.
+    fn reset(
+        &self,
+        ev: &KernelEvent,
+        direction: ResetDirection,
+        reason: Option<u8>,
+        state: Option<ReportedState>,
+    ) -> Output {
         let closed_port = matches!(ev.kind, EventKind::ResetNoSocket);
         let entry = self.entries.get(&ev.cookie);
         let owner = if closed_port {
@@ -575,16 +582,18 @@ impl Tracker {
                 None
             } else {
                 // A close that sends an RST reports CLOSE first; it is held for the reset.
-                self.entries
-                    .get(&ev.cookie)
-                    .map(|e| e.state)
-                    .or_else(|| self.timewait.get(ev.cookie).map(|e| e.state))
-                    .or_else(|| {
-                        self.held.get(&ev.cookie)?.iter().find_map(|o| match o {
-                            Output::Transition(t) => Some(t.new),
-                            _ => None,
+                state.or_else(|| {
+                    self.entries
+                        .get(&ev.cookie)
+                        .map(|e| e.state)
+                        .or_else(|| self.timewait.get(ev.cookie).map(|e| e.state))
+                        .or_else(|| {
+                            self.held.get(&ev.cookie)?.iter().find_map(|o| match o {
+                                Output::Transition(t) => Some(t.new),
+                                _ => None,
+                            })
                         })
-                    })
+                })
             },
             closed_port,
         })
@@ -1241,6 +1250,46 @@ mod tests {
         t.apply(&ev(7, 3, st::ESTABLISHED, st::CLOSE, true), &mut out);
         t.flush(&mut out);
         assert_eq!(transitions(&out).len(), 3);
+    }
+
+    /// A reset reports the state the kernel read, even when the close it follows is gone
+    /// from the table (released after its batch); without one, the table's view.
+    #[test]
+    fn a_reset_takes_the_kernels_state() {
+        let reset = |cookie: u64, state: u8| {
+            let mut raw = raw_v4();
+            raw.cookie = cookie;
+            raw.kind = kind::RESET_SENT;
+            raw.new_state = state;
+            from_raw(&raw).unwrap()
+        };
+        let reset_state = |out: &[Output]| {
+            out.iter().find_map(|o| match o {
+                Output::Reset(r) => Some(r.state),
+                _ => None,
+            })
+        };
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        t.apply(&ev(8, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        t.apply(&ev(8, 2, st::SYN_SENT, st::ESTABLISHED, false), &mut out);
+        t.apply(&ev(8, 3, st::ESTABLISHED, st::CLOSE, true), &mut out);
+        t.settle(&mut out);
+        t.settle(&mut out);
+        out.clear();
+        t.apply(&reset(8, st::CLOSE), &mut out);
+        assert_eq!(
+            reset_state(&out),
+            Some(Some(ReportedState::Known(TcpState::Close)))
+        );
+        out.clear();
+        t.apply(&ev(9, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        out.clear();
+        t.apply(&reset(9, 0), &mut out);
+        assert_eq!(
+            reset_state(&out),
+            Some(Some(ReportedState::Known(TcpState::SynSent)))
+        );
     }
 
     /// A passive-open event as 6.1 and 6.12 report it: the child (at kernel address

@@ -83,6 +83,8 @@ pub struct Plan<'a> {
     pub root: &'a Path,
     pub bin: &'a Path,
     pub suites: &'a [Suite],
+    /// Arguments for every suite's test binary.
+    pub test_args: &'a [String],
 }
 
 /// Longest a suite may run in the guest before it is stopped.
@@ -265,6 +267,11 @@ sed 's/^/vmtest:   /' /tmp/vmtest-keeper1.err
     );
     // Suites that keep to private namespaces and mostly wait (TIME-WAIT's 60 s) run beside
     // the others; their output follows at the end.
+    let test_args: String = plan
+        .test_args
+        .iter()
+        .map(|a| format!(" {}", shell_quote(a)))
+        .collect();
     let (beside, in_turn): (Vec<&Suite>, Vec<&Suite>) = plan
         .suites
         .iter()
@@ -275,7 +282,7 @@ sed 's/^/vmtest:   /' /tmp/vmtest-keeper1.err
         let _ = writeln!(s, "echo \"vmtest: suite {name} (alongside the others)\"");
         let _ = writeln!(
             s,
-            "( timeout --kill-after=10 {SUITE_TIMEOUT_S} {} > /vmtest-out/{name}.log 2>&1; echo $? > /vmtest-out/{name}.status ) &",
+            "( timeout --kill-after=10 {SUITE_TIMEOUT_S} {}{test_args} > /vmtest-out/{name}.log 2>&1; echo $? > /vmtest-out/{name}.status ) &",
             quote(&suite.exe)?
         );
         s.push_str("alongside=\"$alongside $!\"\n");
@@ -288,7 +295,7 @@ sed 's/^/vmtest:   /' /tmp/vmtest-keeper1.err
         let _ = writeln!(s, "echo \"vmtest: suite {name}\"");
         let _ = writeln!(
             s,
-            "timeout --kill-after=10 {SUITE_TIMEOUT_S} {} 2>&1 | tee /vmtest-out/{name}.log",
+            "timeout --kill-after=10 {SUITE_TIMEOUT_S} {}{test_args} 2>&1 | tee /vmtest-out/{name}.log",
             quote(&suite.exe)?
         );
         let _ = writeln!(

@@ -128,8 +128,13 @@ impl Outcome {
 const HOST_ONLY: [&str; 1] = ["package"];
 
 /// `cargo xtask vmtest`: true when every suite passed on every kernel.
-/// `only`: suite names to run (empty: all).
-pub fn run(root: &Path, choices: &[KernelChoice], only: &[String]) -> Result<bool> {
+/// `only`: suite names to run (empty: all); `test_args`: passed to every suite's binary.
+pub fn run(
+    root: &Path,
+    choices: &[KernelChoice],
+    only: &[String],
+    test_args: &[String],
+) -> Result<bool> {
     let kernels = KernelChoice::expand(choices);
     let guests: Vec<&kernels::Series> = kernels
         .iter()
@@ -154,7 +159,7 @@ pub fn run(root: &Path, choices: &[KernelChoice], only: &[String]) -> Result<boo
     let mut accel = None;
     for k in kernels {
         let (label, outcomes) = match kernels::Series::of(k) {
-            None => (host_label(), run_on_host(root, &suites, &bin)?),
+            None => (host_label(), run_on_host(root, &suites, &bin, test_args)?),
             Some(series) => {
                 let tree = series.fetch(&work.join("kernels"))?;
                 let dir = work.join(series.label);
@@ -183,6 +188,7 @@ pub fn run(root: &Path, choices: &[KernelChoice], only: &[String]) -> Result<boo
                     root,
                     bin: &bin,
                     suites: &in_guest,
+                    test_args,
                 })?;
                 // One row per suite in the table: the host-only ones as not run here.
                 for (i, s) in suites.iter().enumerate() {
@@ -259,11 +265,17 @@ fn root_suites(root: &Path) -> Result<Vec<Suite>> {
 }
 
 /// The suites run here, natively, one after the other.
-fn run_on_host(root: &Path, suites: &[Suite], bin: &Path) -> Result<Vec<Outcome>> {
+fn run_on_host(
+    root: &Path,
+    suites: &[Suite],
+    bin: &Path,
+    test_args: &[String],
+) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for suite in suites {
         println!("[host] vmtest: suite {}", suite.name);
         let mut child = Command::new(&suite.exe)
+            .args(test_args)
             .current_dir(root)
             .env("SOCKSTAT_BIN", bin)
             .stdout(Stdio::piped())
