@@ -37,6 +37,8 @@ pub mod flags {
     pub const TW_OVERFLOW: u8 = 1 << 4;
     /// On TW_CANCELLED: a connect() reused the timewait socket's 4-tuple (`tcp_tw_reuse`).
     pub const TW_REUSED: u8 = 1 << 5;
+    /// On DROP: the segment was on its way out (the socket's own), not arriving.
+    pub const OUTBOUND: u8 = 1 << 6;
 }
 
 /// Event kinds; every kind shares the `StateEvent` layout and the ring buffer.
@@ -71,6 +73,13 @@ pub mod kind {
     /// what a port scan hits). Addresses are the segment's, seen from this host (local =
     /// its destination); cookie 0. Kernels fire `tcp_send_reset` for these only from 6.10.
     pub const RESET_NO_SOCKET: u8 = 12;
+    /// `skb:kfree_skb` of a TCP segment: the kernel dropped it, for `drop_reason` (its
+    /// `enum skb_drop_reason`, whose numbers differ between kernels). `cookie` is the
+    /// socket's where the kernel names one (`rx_sk` from 6.11, or the segment's owner),
+    /// else 0; addresses are the segment's, local being this host's end (see
+    /// [`flags::OUTBOUND`]); `detail` holds its TCP flags, `netns` is 0 where the kernel
+    /// no longer says (the device is gone once the socket is looked up).
+    pub const DROP: u8 = 13;
 }
 
 /// Where [`StateEvent::owner_tgid`] came from.
@@ -132,6 +141,7 @@ pub struct StateEvent {
     pub tw_substate: u8,
     /// RETRANSMIT and SYNACK_RETRANSMIT: which retransmission ([`retransmit`]).
     /// RESET_SENT: the kernel's `enum sk_rst_reason` plus one (0: the kernel gives none).
+    /// DROP: the segment's TCP flags (byte 13 of its header).
     pub detail: u8,
     pub sport: u16,
     pub dport: u16,
@@ -145,7 +155,8 @@ pub struct StateEvent {
     pub owner_comm: [u8; 16],
     /// RETRANSMIT: the segment's length in sequence space (a SYN or FIN counts one).
     pub seg_len: u32,
-    pub _pad0: [u8; 4],
+    /// DROP: the kernel's `enum skb_drop_reason`.
+    pub drop_reason: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<StateEvent>() == 160);
@@ -184,7 +195,7 @@ impl StateEvent {
             comm: [0; 16],
             owner_comm: [0; 16],
             seg_len: 0,
-            _pad0: [0; 4],
+            drop_reason: 0,
         }
     }
 }
@@ -349,11 +360,14 @@ pub struct TwOffsets {
     pub skb_dev: u32,
     /// `struct net_device.nd_net` (possible_net_t: one `struct net *`).
     pub dev_nd_net: u32,
+    /// `struct sk_buff.sk`: the segment's owner (a sent one's socket, or a received one
+    /// queued on its socket).
+    pub skb_sk: u32,
     /// Non-zero once user space filled this struct in.
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TwOffsets>() == 52);
+const _: () = assert!(core::mem::size_of::<TwOffsets>() == 56);
 
 impl TwOffsets {
     pub const fn zeroed() -> Self {
@@ -370,6 +384,7 @@ impl TwOffsets {
             skb_transport_header: 0,
             skb_dev: 0,
             dev_nd_net: 0,
+            skb_sk: 0,
             valid: 0,
         }
     }
@@ -447,9 +462,12 @@ pub struct ProbeConfig {
     /// Address of `tw_timer_handler` (from /proc/kallsyms): the timer callback that marks a
     /// timer as a timewait socket's. 0: the timewait hooks stay idle.
     pub tw_timer_fn: u64,
+    /// 1: write a DROP event for each dropped TCP segment (they are always counted).
+    pub drop_events: u8,
+    pub _pad0: [u8; 7],
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 32);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 40);
 
 impl ProbeConfig {
     /// No filter, events written: what the programs do until user space says otherwise.
@@ -464,6 +482,8 @@ impl ProbeConfig {
         own_netns: 0,
         drop_no_socket: 0,
         tw_timer_fn: 0,
+        drop_events: 0,
+        _pad0: [0; 7],
     };
 }
 
@@ -496,6 +516,15 @@ pub mod args {
     pub const RETRANSMIT_ERR: u8 = 1 << 0;
     /// `tcp_send_reset`'s `enum sk_rst_reason` (6.10+).
     pub const RESET_REASON: u8 = 1 << 1;
+    /// `kfree_skb`'s `struct sock *rx_sk` (6.11+), argument 3.
+    pub const DROP_RX_SK: u8 = 1 << 2;
+}
+
+/// Dropped TCP segments counted by reason (the `DROP_REASONS` per-CPU array).
+pub mod drop {
+    /// Slots: one per `enum skb_drop_reason` value below the last; the last slot holds the
+    /// rest (subsystem reasons, which start at 1 << 16).
+    pub const REASON_SLOTS: u32 = 256;
 }
 
 /// Indexes into the per-CPU `COUNTERS` array.

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use sockstat_common::{
     EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, StateEvent, TracepointOffsets,
-    TwOffsets, counter,
+    TwOffsets, counter, drop,
 };
 
 use crate::timewait::{TwKey, TwScratch, TwWatch};
@@ -21,6 +21,11 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Per-CPU counters, indexed by `sockstat_common::counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Per-CPU counts of dropped TCP segments by `enum skb_drop_reason` (see `drop`), under
+/// the in-kernel filters; bumped before the ring is touched.
+#[map]
+pub static DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::REASON_SLOTS, 0);
 
 /// Per-CPU transition counters, indexed `old * EDGE_STATES + new`; bumped before the ring
 /// buffer is touched, so they stay exact when events are dropped.
@@ -95,6 +100,30 @@ pub fn bump(index: u32) {
         // SAFETY: a per-CPU slot of our own map, valid for this run.
         unsafe { *slot += 1 };
     }
+}
+
+/// Counts a dropped segment under its reason.
+#[inline(always)]
+pub fn bump_drop(reason: u32) {
+    let slot = reason.min(drop::REASON_SLOTS - 1);
+    if let Some(count) = DROP_REASONS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot of our own map, valid for this program run.
+        unsafe { *count += 1 };
+    }
+}
+
+/// Argument `index` of a BTF tracepoint, one a newer kernel added, when the loader's
+/// `ProbeConfig::args` says it exists (`bit`). The setting is a frozen constant, so on
+/// older kernels the verifier drops the read of an argument they lack as dead code; the
+/// read is volatile so that the compiler cannot hoist it above the check (it did so with
+/// plain argument reads).
+#[inline(always)]
+pub fn added_argument(ctx: &impl EbpfContext, index: usize, bit: u8) -> Option<u64> {
+    if config().args & bit == 0 {
+        return None;
+    }
+    // SAFETY: the context holds argument `index` whenever the loader set `bit`.
+    Some(unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(index)) })
 }
 
 #[inline(always)]

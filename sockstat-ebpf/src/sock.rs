@@ -191,7 +191,7 @@ pub unsafe fn fill_socket(
     ev.detail = 0;
     ev.seq = 0;
     ev.seg_len = 0;
-    ev._pad0 = [0; 4];
+    ev.drop_reason = 0;
     ev.bytes_acked = 0;
     ev.bytes_received = 0;
     ev.total_retrans = 0;

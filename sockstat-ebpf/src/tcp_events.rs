@@ -17,7 +17,7 @@ use aya_ebpf::{EbpfContext, macros::btf_tracepoint, programs::BtfTracePointConte
 use sockstat_common::{SockOffsets, StateEvent, args, counter, kind, retransmit, tcp_state as st};
 
 use crate::{
-    maps::{bump, config, read_failed, sock_offsets, tw_offsets},
+    maps::{added_argument, bump, read_failed, sock_offsets, tw_offsets},
     sock::{AF_INET6, fill_owner, fill_socket, read, wanted},
     timewait,
 };
@@ -30,14 +30,14 @@ pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
     // 6.10 added `enum sk_rst_reason`: passed on plus one, 0 where the kernel gives none.
-    let reason = added_argument(&ctx, args::RESET_REASON).map_or(0, |r| r.min(254) as u8 + 1);
+    let reason = added_argument(&ctx, 2, args::RESET_REASON).map_or(0, |r| r.min(254) as u8 + 1);
     emit(&ctx, kind::RESET_SENT, core::ptr::null(), reason)
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     // 6.17 added `int err` and fires for failed attempts too, which sent nothing.
-    if added_argument(&ctx, args::RETRANSMIT_ERR).is_some_and(|err| err as i32 != 0) {
+    if added_argument(&ctx, 2, args::RETRANSMIT_ERR).is_some_and(|err| err as i32 != 0) {
         return 0;
     }
     // Argument 1: the segment.
@@ -53,20 +53,6 @@ pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "inet_sk_error_report")]
 pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
     emit(&ctx, kind::ERROR_REPORT, core::ptr::null(), 0)
-}
-
-/// Argument 2, one a newer kernel added to this hook's tracepoint, when the loader's
-/// `ProbeConfig::args` says it exists (`bit`). The setting is a frozen constant, so on
-/// older kernels the verifier drops the read of an argument they lack as dead code; the
-/// read is volatile so that the compiler cannot hoist it above the check (it did so with
-/// plain argument reads).
-#[inline(always)]
-fn added_argument(ctx: &BtfTracePointContext, bit: u8) -> Option<u64> {
-    if config().args & bit == 0 {
-        return None;
-    }
-    // SAFETY: the context holds argument 2 whenever the loader set `bit`.
-    Some(unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(2)) })
 }
 
 /// `second` is the hook's argument 1 where the event reads it (the segment or the

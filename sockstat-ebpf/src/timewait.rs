@@ -220,31 +220,36 @@ unsafe fn socket_key(sk: *const u8, sock: &SockOffsets) -> Result<TwKey, i32> {
 #[inline(always)]
 pub fn emit(key: &TwKey, cookie: u64, tw: u64, event_kind: u8, substate: u8, extra: u8) {
     let _ = emit_event!(ev => {
-        *ev = sockstat_common::StateEvent::zeroed();
-        fill_task(ev);
-        ev.kind = event_kind;
-        ev.hook = hook::TP_BTF;
-        ev.protocol = IPPROTO_TCP;
-        ev.family = key.family;
-        ev.netns = key.netns;
-        ev.sport = key.lport;
-        ev.dport = key.rport;
-        let (l, r) = (key.laddr, key.raddr);
-        ev.saddr[..8].copy_from_slice(&l[0].to_ne_bytes());
-        ev.saddr[8..].copy_from_slice(&l[1].to_ne_bytes());
-        ev.daddr[..8].copy_from_slice(&r[0].to_ne_bytes());
-        ev.daddr[8..].copy_from_slice(&r[1].to_ne_bytes());
-        ev.cookie = cookie;
+        fill_key(ev, key, cookie, event_kind);
         ev.sk_addr = tw;
-        ev.flags = extra
-            | if cookie != 0 {
-                flags::COOKIE_IS_SOCKET_COOKIE
-            } else {
-                0
-            };
+        ev.flags |= extra;
         ev.tw_substate = substate;
         Ok(())
     });
+}
+
+/// Starts an event from a key: the current task, the key's namespace, ports and
+/// addresses, and `cookie` (0: none known).
+#[inline(always)]
+pub fn fill_key(ev: &mut sockstat_common::StateEvent, key: &TwKey, cookie: u64, event_kind: u8) {
+    *ev = sockstat_common::StateEvent::zeroed();
+    fill_task(ev);
+    ev.kind = event_kind;
+    ev.hook = hook::TP_BTF;
+    ev.protocol = IPPROTO_TCP;
+    ev.family = key.family;
+    ev.netns = key.netns;
+    ev.sport = key.lport;
+    ev.dport = key.rport;
+    let (l, r) = (key.laddr, key.raddr);
+    ev.saddr[..8].copy_from_slice(&l[0].to_ne_bytes());
+    ev.saddr[8..].copy_from_slice(&l[1].to_ne_bytes());
+    ev.daddr[..8].copy_from_slice(&r[0].to_ne_bytes());
+    ev.daddr[8..].copy_from_slice(&r[1].to_ne_bytes());
+    ev.cookie = cookie;
+    if cookie != 0 {
+        ev.flags = flags::COOKIE_IS_SOCKET_COOKIE;
+    }
 }
 
 /// A timewait timer cancelled earlier on this CPU: the same socket's re-arm or expiry now
@@ -436,24 +441,16 @@ unsafe fn try_timer_expire(timer: *const u8) -> Result<(), i32> {
 /// A freed segment (drops.rs hands over every `kfree_skb` not answered by a closed port's
 /// RST): the FIN that moved an orphan into TIME-WAIT, or the RST that killed a timewait
 /// socket.
-///
-/// # Safety
-/// `skb` is the tracepoint's `struct sk_buff *`; it is read only through
-/// bpf_probe_read_kernel.
 #[inline(always)]
-pub unsafe fn freed_segment(skb: *const u8) -> Result<(), i32> {
-    let off = tw_offsets();
-    if !active() || off.valid == 0 {
+pub fn freed_segment(segment: &Segment, off: &TwOffsets) -> Result<(), i32> {
+    let key = segment.key;
+    if !active() || key.netns == 0 || segment.flags & (TCP_FIN | TCP_RST) == 0 {
         return Ok(());
     }
-    // SAFETY: probe reads only.
-    let Some((key, tcp_flags)) = (unsafe { packet_key(skb, &off, TCP_FIN | TCP_RST)? }) else {
-        return Ok(());
-    };
     let Some(scratch) = scratch() else {
         return Ok(());
     };
-    if tcp_flags & TCP_RST != 0 {
+    if segment.flags & TCP_RST != 0 {
         // The RST that killed the timewait socket cancelled just before on this CPU.
         if scratch.cancel_timer != 0 && scratch.cancel_key.same(&key) {
             let substate = scratch.cancel_substate as u8;
@@ -489,17 +486,21 @@ pub unsafe fn freed_segment(skb: *const u8) -> Result<(), i32> {
     Ok(())
 }
 
-/// The freed packet's key from our side (its destination is the local end) and its TCP
-/// flags, when it is a TCP segment with one of the flags `any_of` that arrived on a device.
+/// A TCP segment as its headers show it.
+pub struct Segment {
+    /// Seen as arriving: local is the destination. `netns` is the device's, 0 once the
+    /// kernel has let go of the device (after the socket lookup on receive).
+    pub key: TwKey,
+    /// Byte 13 of the TCP header.
+    pub flags: u8,
+}
+
+/// The freed packet, when it is a TCP segment.
 ///
 /// # Safety
 /// `skb` is a `struct sk_buff *`; it is read only through bpf_probe_read_kernel.
 #[inline(always)]
-pub unsafe fn packet_key(
-    skb: *const u8,
-    off: &TwOffsets,
-    any_of: u8,
-) -> Result<Option<(TwKey, u8)>, i32> {
+pub unsafe fn segment(skb: *const u8, off: &TwOffsets) -> Result<Option<Segment>, i32> {
     // SAFETY: every read goes through bpf_probe_read_kernel.
     unsafe {
         let head: u64 = read(skb, off.skb_head)?;
@@ -510,15 +511,11 @@ pub unsafe fn packet_key(
         }
         let ip = (head + u64::from(network)) as *const u8;
         let tcp = (head + u64::from(transport)) as *const u8;
-        let tcp_flags: u8 = read(tcp, 13)?;
-        if tcp_flags & any_of == 0 {
-            return Ok(None);
-        }
         let mut key = TwKey::zeroed();
         let version: u8 = read(ip, 0)?;
         match version >> 4 {
             4 => {
-                if read::<u8>(ip, 9)? != 6 {
+                if read::<u8>(ip, 9)? != IPPROTO_TCP as u8 {
                     return Ok(None);
                 }
                 key.family = AF_INET;
@@ -526,7 +523,7 @@ pub unsafe fn packet_key(
                 key.laddr[0] = u64::from(read::<u32>(ip, 16)?);
             }
             6 => {
-                if read::<u8>(ip, 6)? != 6 {
+                if read::<u8>(ip, 6)? != IPPROTO_TCP as u8 {
                     return Ok(None);
                 }
                 key.family = AF_INET6;
@@ -535,18 +532,17 @@ pub unsafe fn packet_key(
             }
             _ => return Ok(None),
         }
+        let flags: u8 = read(tcp, 13)?;
         key.rport = u16::from_be(read(tcp, 0)?);
         key.lport = u16::from_be(read(tcp, 2)?);
         let dev: u64 = read(skb, off.skb_dev)?;
-        if dev == 0 {
-            return Ok(None);
+        if dev != 0 {
+            let net: u64 = read(dev as *const u8, off.dev_nd_net)?;
+            if net != 0 {
+                key.netns = read(net as *const u8, sock_offsets().net_ns_inum)?;
+            }
         }
-        let net: u64 = read(dev as *const u8, off.dev_nd_net)?;
-        if net == 0 {
-            return Ok(None);
-        }
-        key.netns = read(net as *const u8, sock_offsets().net_ns_inum)?;
-        Ok(Some((key, tcp_flags)))
+        Ok(Some(Segment { key, flags }))
     }
 }
 

@@ -78,6 +78,8 @@ impl Feed {
             ring_kib: o.ring_kib,
             scope: o.scope,
             events: true,
+            // Drops are counted in the kernel; top and serve read the counts.
+            drops: false,
             baseline: true,
             reconcile: Some(RECONCILE),
         }) {

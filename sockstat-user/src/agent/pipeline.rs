@@ -23,6 +23,8 @@ pub struct PipelineOptions {
     /// False: the kernel only counts transitions (`trace --count-only`). No events arrive,
     /// so there is neither a baseline nor a reconcile.
     pub events: bool,
+    /// With `events`: an event for each dropped TCP segment too.
+    pub drops: bool,
     /// Take a sock_diag baseline of the scope once attached. The lab does without: its
     /// namespaces do not exist yet.
     pub baseline: bool,
@@ -65,6 +67,7 @@ fn probe_options(o: &PipelineOptions) -> ProbeOptions {
         },
         own: s.own.map(|e| (e.netns, e.port)),
         emit_events: o.events,
+        drop_events: o.drops,
     }
 }
 

@@ -314,7 +314,8 @@ pub struct TraceArgs {
     pub count_only: bool,
     /// Which events to print, comma-separated: state (transitions, or lifetimes with
     /// --lifetimes), retrans (retransmitted segments: syn, syn-ack, rto, tlp, recovery),
-    /// reset (RSTs sent and received), or all.
+    /// reset (RSTs sent and received), drop (TCP segments the kernel dropped, with its
+    /// reason: tcp-csum, no-socket, tcp-invalid-sequence, ...), or all.
     #[arg(
         long,
         value_enum,
@@ -337,6 +338,7 @@ pub enum TraceEvents {
     State,
     Retrans,
     Reset,
+    Drop,
     All,
 }
 

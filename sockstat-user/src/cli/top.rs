@@ -86,7 +86,7 @@ fn observe(o: &Output, filter: &Filter, dash: &mut Dashboard) {
                 dash.observe_reset(r);
             }
         }
-        Output::Lifetime(_) | Output::Retransmit(_) => {}
+        Output::Lifetime(_) | Output::Retransmit(_) | Output::Drop(_) => {}
     }
 }
 

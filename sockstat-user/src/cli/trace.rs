@@ -162,6 +162,7 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         ring_kib: args.probe.ring_kib,
         scope: scope_of(args, netns),
         events: !args.count_only,
+        drops: args.wants(TraceEvents::Drop),
         baseline: true,
         reconcile: (args.reconcile > 0).then(|| Duration::from_secs(args.reconcile)),
     })?;
@@ -187,7 +188,10 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
     if args.ns.all_netns {
         printer.set_netns_names(pipeline.netns_names().clone());
     }
-    printer.set_reset_reasons(pipeline.probe().reset_reasons().to_vec());
+    printer.set_reasons(
+        pipeline.probe().reset_reasons().clone(),
+        pipeline.probe().drop_reasons().clone(),
+    );
     printer.set_width(if args.wide {
         None
     } else {
@@ -204,6 +208,7 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         state: args.wants(TraceEvents::State),
         retrans: args.wants(TraceEvents::Retrans),
         reset: args.wants(TraceEvents::Reset),
+        drop: args.wants(TraceEvents::Drop),
         printed: 0,
         outputs: Vec::with_capacity(256),
     };
@@ -293,6 +298,7 @@ struct View<'a> {
     state: bool,
     retrans: bool,
     reset: bool,
+    drop: bool,
     printed: u64,
     outputs: Vec<Output>,
 }
@@ -340,6 +346,16 @@ impl View<'_> {
                         continue;
                     }
                     self.printer.write_reset(out, &r)?;
+                }
+                Output::Drop(d) if self.drop => {
+                    let states: &[ReportedState] = match &d.what.state {
+                        Some(s) => std::slice::from_ref(s),
+                        None => &[],
+                    };
+                    if !self.selector.wants(d.local, d.remote, states, &d.owner) {
+                        continue;
+                    }
+                    self.printer.write_drop(out, &d)?;
                 }
                 _ => continue,
             }

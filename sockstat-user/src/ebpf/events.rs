@@ -94,8 +94,23 @@ pub enum EventKind {
     ErrorReport {
         errno: i32,
     },
+    /// The kernel dropped a TCP segment; the event's cookie is 0 where it named no socket.
+    Drop(SegmentDrop),
     /// What the timewait hooks saw (sockstat-ebpf/src/timewait.rs).
     Timewait(TimewaitEvent),
+}
+
+/// What a drop event carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentDrop {
+    /// The kernel's `enum skb_drop_reason` value (see `ReasonNames`).
+    pub reason: u32,
+    /// The segment's TCP flags.
+    pub tcp_flags: u8,
+    /// The segment was leaving (a socket's own); otherwise it arrived.
+    pub outbound: bool,
+    /// The socket's state, where the kernel named the socket.
+    pub state: Option<ReportedState>,
 }
 
 /// What a retransmission event carries.
@@ -264,6 +279,12 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         kind::RETRANSMIT => EventKind::Retransmit(retransmission(raw)),
         kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit(retransmission(raw)),
         kind::ERROR_REPORT => EventKind::ErrorReport { errno: raw.sk_err },
+        kind::DROP => EventKind::Drop(SegmentDrop {
+            reason: raw.drop_reason,
+            tcp_flags: raw.detail,
+            outbound: raw.flags & flags::OUTBOUND != 0,
+            state: read_state(raw.new_state),
+        }),
         kind::TW_ARMED => EventKind::Timewait(TimewaitEvent::Armed { substate }),
         kind::TW_CANCELLED => EventKind::Timewait(TimewaitEvent::Cancelled {
             substate,

@@ -13,6 +13,7 @@ use super::{
     kallsyms,
     object::{self, KernelObject, Maps, ObjectError, ProgramKind, pod_bytes},
     offsets::{KernelBtf, OffsetError, VMLINUX_BTF},
+    reasons::ReasonNames,
     ring::RingReader,
     tracefs::{self, TracefsError},
 };
@@ -165,6 +166,8 @@ pub struct ProbeOptions {
     pub own: Option<(u32, u16)>,
     /// False: count transitions in the kernel only, write no events.
     pub emit_events: bool,
+    /// Write an event for each dropped TCP segment (they are counted either way).
+    pub drop_events: bool,
 }
 
 impl ProbeOptions {
@@ -183,6 +186,7 @@ impl ProbeOptions {
             own_port: self.own.map_or(0, |(_, port)| port),
             own_netns: self.own.map_or(0, |(netns, _)| netns),
             emit_events: u8::from(self.emit_events),
+            drop_events: u8::from(self.emit_events && self.drop_events),
             ..ProbeConfig::UNFILTERED
         }
     }
@@ -204,8 +208,10 @@ pub struct Probe {
     timewait: bool,
     /// The programs' aya-log records (rare-path diagnostics), read when `-v` asked for them.
     kernel_log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    /// What sent resets' reasons are called (see `reset_reason_names`).
-    reset_reasons: Vec<String>,
+    /// What sent resets' and drops' reasons are called (from BTF).
+    reset_reasons: ReasonNames,
+    drop_reasons: ReasonNames,
+    drops: PerCpuArray<MapData, u64>,
 }
 
 /// aya-log's level for the kernel programs: off unless `-v`, so their rare-path diagnostics
@@ -401,7 +407,9 @@ struct Resolved {
     /// The BTF hooks' `btf_trace_<tracepoint>` typedef ids; empty for the classic hook.
     btf_ids: HashMap<&'static str, u32>,
     /// Names of `enum sk_rst_reason` by value (6.10+; empty where resets carry none).
-    reset_reasons: Vec<String>,
+    reset_reasons: ReasonNames,
+    /// Names of `enum skb_drop_reason` by value.
+    drop_reasons: ReasonNames,
 }
 
 impl Resolved {
@@ -423,23 +431,28 @@ impl Resolved {
                 drops_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
                 tracefs_mount: Some(tracefs_mount),
                 btf_ids: HashMap::new(),
-                reset_reasons: Vec::new(),
+                reset_reasons: ReasonNames::default(),
+                drop_reasons: ReasonNames::default(),
             });
         }
         let kernel_btf = KernelBtf::load()?;
         let sock = kernel_btf.sock_offsets()?;
         log::debug!("struct sock offsets from BTF: {sock:?}");
         // Reading an argument a kernel lacks is refused at load, so ask the prototypes.
-        let has_third = |tp| kernel_btf.tracepoint_args(tp).is_ok_and(|n| n >= 3);
-        if has_third("tcp_retransmit_skb") {
+        let has = |tp, n| kernel_btf.tracepoint_args(tp).is_ok_and(|args| args >= n);
+        if has("tcp_retransmit_skb", 3) {
             config.args |= sockstat_common::args::RETRANSMIT_ERR;
         }
-        let reset_reasons = if has_third("tcp_send_reset") {
+        let reset_reasons = if has("tcp_send_reset", 3) {
             config.args |= sockstat_common::args::RESET_REASON;
-            reset_reason_names(&kernel_btf)
+            reason_names(&kernel_btf, "sk_rst_reason", "SK_RST_REASON_")
         } else {
-            Vec::new()
+            ReasonNames::default()
         };
+        if has(DROP_HOOK, 4) {
+            config.args |= sockstat_common::args::DROP_RX_SK;
+        }
+        let drop_reasons = reason_names(&kernel_btf, "skb_drop_reason", "SKB_DROP_REASON_");
         let mut timewait_unusable = None;
         let timewait = kernel_btf
             .tw_offsets()
@@ -469,29 +482,14 @@ impl Resolved {
             tracefs_mount: None,
             btf_ids: btf_ids(&kernel_btf),
             reset_reasons,
+            drop_reasons,
         })
     }
 }
 
-/// `enum sk_rst_reason`'s names by value, as sockstat prints them: `SK_RST_REASON_NO_SOCKET`
-/// is `no-socket`. Read from BTF, so reasons a newer kernel adds are named too.
-fn reset_reason_names(kernel: &KernelBtf) -> Vec<String> {
-    let members = kernel.enum_members("sk_rst_reason").unwrap_or_default();
-    let size = members
-        .iter()
-        .map(|(v, _)| *v as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let mut names = vec![String::new(); size.min(256)];
-    for (value, name) in members {
-        if let Some(slot) = names.get_mut(value as usize) {
-            *slot = name
-                .trim_start_matches("SK_RST_REASON_")
-                .to_ascii_lowercase()
-                .replace('_', "-");
-        }
-    }
-    names
+/// An enum's names by value, from BTF (none where the kernel lacks the enum).
+fn reason_names(kernel: &KernelBtf, name: &str, prefix: &str) -> ReasonNames {
+    ReasonNames::new(kernel.enum_members(name).unwrap_or_default(), prefix)
 }
 
 /// Every BTF hook's tracepoint.
@@ -690,6 +688,7 @@ impl Probe {
         let events = object.take_map("EVENTS")?;
         let edges = per_cpu_counters(&mut object, "EDGES")?;
         let counters = per_cpu_counters(&mut object, "COUNTERS")?;
+        let drops = per_cpu_counters(&mut object, "DROP_REASONS")?;
 
         let Resolved {
             timewait_unusable,
@@ -697,6 +696,7 @@ impl Probe {
             tracefs_mount,
             btf_ids,
             reset_reasons,
+            drop_reasons,
             ..
         } = resolved;
         let mut attacher = Attacher {
@@ -735,12 +735,36 @@ impl Probe {
             timewait: hooks.timewait,
             kernel_log,
             reset_reasons,
+            drop_reasons,
+            drops,
         })
     }
 
     /// Names of sent resets' reasons by the kernel's value (empty before 6.10).
-    pub fn reset_reasons(&self) -> &[String] {
+    pub fn reset_reasons(&self) -> &ReasonNames {
         &self.reset_reasons
+    }
+
+    /// Names of drop reasons by the kernel's value.
+    pub fn drop_reasons(&self) -> &ReasonNames {
+        &self.drop_reasons
+    }
+
+    /// Dropped TCP segments by the kernel's reason (those seen so far; the last slot,
+    /// `drop::REASON_SLOTS - 1`, holds every reason from there up).
+    pub fn drops_by_reason(&self) -> Result<Vec<(u32, u64)>, LoadError> {
+        let mut out = Vec::new();
+        for (slot, values) in self.drops.iter().enumerate() {
+            let values = values.map_err(|source| LoadError::Map {
+                name: "DROP_REASONS",
+                source,
+            })?;
+            let n: u64 = values.iter().sum();
+            if n != 0 {
+                out.push((slot as u32, n));
+            }
+        }
+        Ok(out)
     }
 
     /// Passes on what the kernel programs logged (with `-v`).

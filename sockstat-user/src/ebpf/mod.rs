@@ -7,12 +7,14 @@ pub mod object;
 pub mod offsets;
 pub mod owners;
 pub mod privilege;
+pub mod reasons;
 pub mod ring;
 pub mod sys;
 pub mod tracefs;
 
 pub use events::{
-    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, TcpCounters,
-    TimewaitClose, TimewaitEvent,
+    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, SegmentDrop,
+    TcpCounters, TimewaitClose, TimewaitEvent,
 };
 pub use loader::{EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions, RING_KIB};
+pub use reasons::ReasonNames;

@@ -188,7 +188,8 @@ impl KernelBtf {
             skb_head: self.offset_in(skb.clone(), "sk_buff", "head")?,
             skb_network_header: self.offset_in(skb.clone(), "sk_buff", "network_header")?,
             skb_transport_header: self.offset_in(skb.clone(), "sk_buff", "transport_header")?,
-            skb_dev: self.offset_in(skb, "sk_buff", "dev")?,
+            skb_dev: self.offset_in(skb.clone(), "sk_buff", "dev")?,
+            skb_sk: self.offset_in(skb, "sk_buff", "sk")?,
             dev_nd_net: self.offset_of("net_device", "nd_net")?,
             valid: 1,
         })

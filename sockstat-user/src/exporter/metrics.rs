@@ -61,6 +61,11 @@ struct EndCause {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropReason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Program {
     program: String,
 }
@@ -91,6 +96,7 @@ pub struct Metrics {
     listen_port_sockets: Family<Port, Gauge>,
     closed_port_resets: Counter,
     closed_port_resets_by_port: Family<Port, Counter>,
+    drops: Family<DropReason, Counter>,
     table_sockets: Gauge,
     table_bytes: Gauge,
     /// The closed ports given a label of their own so far (the first `MAX_PORTS` seen).
@@ -100,6 +106,7 @@ pub struct Metrics {
     seen: HashMap<&'static str, u64>,
     seen_edges: HashMap<(u8, u8), u64>,
     seen_missed: HashMap<String, u64>,
+    seen_drops: HashMap<u32, u64>,
 }
 
 impl Metrics {
@@ -127,12 +134,14 @@ impl Metrics {
             listen_port_sockets: Family::default(),
             closed_port_resets: Counter::default(),
             closed_port_resets_by_port: Family::default(),
+            drops: Family::default(),
             table_sockets: Gauge::default(),
             table_bytes: Gauge::default(),
             closed_ports_named: std::collections::HashSet::new(),
             seen: HashMap::new(),
             seen_edges: HashMap::new(),
             seen_missed: HashMap::new(),
+            seen_drops: HashMap::new(),
         };
         // A gauge fixed at 1 rather than an OpenMetrics info metric: the classic text
         // parsers (promtool, older scrapers) know no "info" type.
@@ -240,6 +249,11 @@ impl Metrics {
             m.closed_port_resets_by_port.clone(),
         );
         registry.register(
+            "drops",
+            "TCP segments the kernel dropped (skb:kfree_skb), by its drop reason as this kernel's BTF names it (tcp-csum, no-socket, tcp-invalid-sequence, ...); at most one series per reason the kernel has (about 130 on 6.18)",
+            m.drops.clone(),
+        );
+        registry.register(
             "live_table_sockets",
             "Sockets in the agent's live table",
             m.table_sockets.clone(),
@@ -257,7 +271,7 @@ impl Metrics {
         match o {
             Output::Transition(t) => self.transition(t),
             Output::Reset(r) if r.closed_port => self.closed_port(r),
-            Output::Reset(_) | Output::Lifetime(_) | Output::Retransmit(_) => {}
+            Output::Reset(_) | Output::Lifetime(_) | Output::Retransmit(_) | Output::Drop(_) => {}
         }
     }
 
@@ -430,6 +444,25 @@ impl Metrics {
                 "tw_overflows",
                 c.tw_overflows,
             );
+        }
+        if let Some(probe) = feed.probe() {
+            let drops = probe.drops_by_reason().unwrap_or_else(|e| {
+                log::warn!("reading the drop counts: {e}");
+                Vec::new()
+            });
+            for (reason, total) in drops {
+                let before = self.seen_drops.insert(reason, total).unwrap_or(0);
+                let label = DropReason {
+                    reason: if reason >= sockstat_common::drop::REASON_SLOTS - 1 {
+                        "other".to_string()
+                    } else {
+                        probe.drop_reasons().name(reason).into_owned()
+                    },
+                };
+                self.drops
+                    .get_or_create(&label)
+                    .inc_by(total.saturating_sub(before));
+            }
         }
         advance(seen, &self.repairs, "repairs", feed.tracker_stats().repairs);
         if let Some(t) = feed.table_memory() {

@@ -53,6 +53,7 @@ impl LabTracer {
                     ..DumpScope::default()
                 },
                 events: true,
+                drops: false,
                 baseline: false,
                 reconcile: None,
             })

@@ -202,6 +202,26 @@ pub struct Reset {
     pub reason: Option<u8>,
 }
 
+/// A TCP segment the kernel dropped, joined to its connection: by the kernel's socket
+/// where it named one, else by the segment's addresses in the live table (a listener for
+/// a segment to its port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedSegment {
+    pub ts_ns: u64,
+    /// The connection's cookie; 0 where none was found.
+    pub cookie: u64,
+    /// 0 where neither the kernel nor the live table told the namespace.
+    pub netns: u32,
+    pub family: Family,
+    /// This host's end and the peer's.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub owner: Owner,
+    /// Reason, TCP flags, direction, and the socket's state where known (the kernel's
+    /// reading, else the live table's).
+    pub what: crate::ebpf::SegmentDrop,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResetDirection {
     In,
@@ -215,4 +235,5 @@ pub enum Output {
     Lifetime(Lifetime),
     Reset(Reset),
     Retransmit(Retransmit),
+    Drop(DroppedSegment),
 }

@@ -2,14 +2,14 @@
 use std::net::SocketAddr;
 
 use super::{
-    Baseline, Cause, Dumped, FastMap, Lifetime, Output, Owner, OwnerSource, Reset, ResetDirection,
-    Retransmit, Source, Transition,
+    Baseline, Cause, DroppedSegment, Dumped, FastMap, Lifetime, Output, Owner, OwnerSource, Reset,
+    ResetDirection, Retransmit, Source, Transition,
     tw_table::{self, TwTable},
 };
 use crate::{
     ebpf::{
-        EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, TcpCounters,
-        TimewaitClose, TimewaitEvent,
+        EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, SegmentDrop,
+        TcpCounters, TimewaitClose, TimewaitEvent,
     },
     tcp::{ReportedState, TcpState},
 };
@@ -160,6 +160,11 @@ const CANCEL_HOLD_NS: u64 = 1_000_000_000;
 
 /// TCP_TIMEWAIT_LEN (60 s), less a little for timer slack.
 const TIME_WAIT_NS: u64 = 59_000_000_000;
+
+/// An address as the wire shows it: an IPv6 socket's `::ffff:a.b.c.d` is `a.b.c.d`.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
 
 const fn known(s: TcpState) -> ReportedState {
     ReportedState::Known(s)
@@ -389,7 +394,7 @@ impl Tracker {
                         match o {
                             Output::Transition(t) => t.cause = Some(Cause::RstOut),
                             Output::Lifetime(l) => l.cause = Some(Cause::RstOut),
-                            Output::Reset(_) | Output::Retransmit(_) => {}
+                            Output::Reset(_) | Output::Retransmit(_) | Output::Drop(_) => {}
                         }
                     }
                     out.append(&mut held);
@@ -406,6 +411,7 @@ impl Tracker {
                 out.push(self.retransmit(ev, *what, false));
             }
             EventKind::SynackRetransmit(what) => out.push(self.retransmit(ev, *what, true)),
+            EventKind::Drop(what) => out.push(self.dropped(ev, *what)),
             EventKind::ErrorReport { .. } => {}
             EventKind::Timewait(e) => self.timewait_event(ev, *e, out),
         }
@@ -550,6 +556,60 @@ impl Tracker {
             owner: self.resolve_owner(ev, entry, synack),
             what,
         })
+    }
+
+    /// A dropped segment as output, joined to its connection (see `DroppedSegment`).
+    fn dropped(&self, ev: &KernelEvent, mut what: SegmentDrop) -> Output {
+        let cookie = if ev.cookie != 0 {
+            ev.cookie
+        } else {
+            self.connection_of(ev).unwrap_or(0)
+        };
+        let entry = self.entries.get(&cookie);
+        let netns = match (ev.netns, entry) {
+            (0, Some(e)) => e.netns,
+            (n, _) => n,
+        };
+        let mut owner = self.resolve_owner(ev, entry, false);
+        if owner.pid.is_none()
+            && let Some(o) = self.listeners.get(&(netns, ev.local.port()))
+            && entry.is_none_or(|e| e.state == known(TcpState::Listen))
+        {
+            owner = *o;
+            owner.source = OwnerSource::Listener;
+        }
+        what.state = what.state.or_else(|| entry.map(|e| e.state));
+        Output::Drop(DroppedSegment {
+            ts_ns: ev.ts_ns,
+            cookie,
+            netns,
+            family: ev.family,
+            local: ev.local,
+            remote: ev.remote,
+            owner,
+            what,
+        })
+    }
+
+    /// The connection a segment belongs to by its addresses, for a drop the kernel named
+    /// no socket for: the socket with its two ends, else a listener on its local port. A
+    /// scan of the general table (timewait sockets are not searched), made only for such
+    /// drops; a namespace of 0 (the kernel no longer knew it) matches any.
+    fn connection_of(&self, ev: &KernelEvent) -> Option<u64> {
+        let (local, remote) = (canonical(ev.local), canonical(ev.remote));
+        let in_netns = |e: &Entry| ev.netns == 0 || e.netns == ev.netns;
+        let exact = self.entries.iter().find(|(_, e)| {
+            in_netns(e) && canonical(e.local) == local && canonical(e.remote) == remote
+        });
+        let listener = || {
+            self.entries.iter().find(|(_, e)| {
+                in_netns(e)
+                    && e.state == known(TcpState::Listen)
+                    && e.local.port() == local.port()
+                    && (e.local.ip().is_unspecified() || canonical(e.local).ip() == local.ip())
+            })
+        };
+        exact.or_else(listener).map(|(&cookie, _)| cookie)
     }
 
     /// An RST event as output, with the socket's state when the table knows the socket.
@@ -1093,7 +1153,10 @@ mod tests {
                     t.source,
                     t.cause.map(|c| c.name()),
                 )),
-                Output::Lifetime(_) | Output::Reset(_) | Output::Retransmit(_) => None,
+                Output::Lifetime(_)
+                | Output::Reset(_)
+                | Output::Retransmit(_)
+                | Output::Drop(_) => None,
             })
             .collect()
     }
@@ -1292,6 +1355,48 @@ mod tests {
         );
     }
 
+    /// A drop without a socket from the kernel is joined by its addresses: to the
+    /// connection with both ends (taking its namespace), else to the listener on its port.
+    #[test]
+    fn a_drop_finds_its_connection_by_addresses() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        t.apply(&ev(20, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        t.apply(&ev(20, 2, st::SYN_SENT, st::ESTABLISHED, false), &mut out);
+        let connected = t.get(20).unwrap().clone();
+        let drop = |local: SocketAddr, remote: SocketAddr| {
+            let mut raw = raw_v4();
+            raw.kind = kind::DROP;
+            raw.cookie = 0;
+            raw.netns = 0;
+            raw.drop_reason = 27;
+            raw.detail = 0x10;
+            raw.new_state = 0;
+            let mut e = from_raw(&raw).unwrap();
+            e.local = local;
+            e.remote = remote;
+            e
+        };
+        out.clear();
+        t.apply(&drop(connected.local, connected.remote), &mut out);
+        let Some(Output::Drop(d)) = out.first() else {
+            panic!("no drop: {out:?}");
+        };
+        assert_eq!((d.cookie, d.netns), (20, connected.netns));
+        assert_eq!(d.what.reason, 27);
+        assert_eq!(d.what.state, Some(known(TcpState::Established)));
+        // Unknown addresses: no connection, nothing invented.
+        out.clear();
+        t.apply(
+            &drop("10.1.1.1:9".parse().unwrap(), "10.2.2.2:7".parse().unwrap()),
+            &mut out,
+        );
+        let Some(Output::Drop(d)) = out.first() else {
+            panic!("no drop: {out:?}");
+        };
+        assert_eq!((d.cookie, d.what.state), (0, None));
+    }
+
     /// A passive-open event as 6.1 and 6.12 report it: the child (at kernel address
     /// `sk_addr`) is still a copy of the listener: its cookie, its addresses, no peer.
     fn early_clone(listener: u64, sk_addr: u64, ts: u64) -> KernelEvent {
@@ -1341,7 +1446,10 @@ mod tests {
                     tr.remote.to_string(),
                     tr.prev_state_ns,
                 )),
-                Output::Lifetime(_) | Output::Reset(_) | Output::Retransmit(_) => None,
+                Output::Lifetime(_)
+                | Output::Reset(_)
+                | Output::Retransmit(_)
+                | Output::Drop(_) => None,
             })
             .collect();
         let (l, r) = ("127.0.0.1:8080".to_string(), "127.0.0.1:40000".to_string());

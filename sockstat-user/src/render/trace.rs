@@ -8,13 +8,33 @@ use super::line::Line;
 use serde::Serialize;
 
 use crate::{
-    ebpf::{EdgeCount, KernelCounters, ring::RingCounts},
+    ebpf::{EdgeCount, KernelCounters, ReasonNames, ring::RingCounts},
     live::{
-        Lifetime, Owner, Reset, ResetDirection, Retransmit, Source, TableMemory, TrackerStats,
-        Transition, clock::WallClock,
+        DroppedSegment, Lifetime, Owner, Reset, ResetDirection, Retransmit, Source, TableMemory,
+        TrackerStats, Transition, clock::WallClock,
     },
     tcp::ReportedState,
 };
+
+/// A TCP header's flags by name, as tcpdump orders them: `SYN,ACK`.
+fn tcp_flags(bits: u8) -> String {
+    const NAMES: [(u8, &str); 8] = [
+        (0x01, "FIN"),
+        (0x02, "SYN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
+    let names: Vec<&str> = NAMES
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    names.join(",")
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceFormat {
@@ -49,8 +69,10 @@ pub struct TracePrinter {
     seconds: std::cell::RefCell<SecondPrefixes>,
     /// The text line being built, reused from event to event.
     line: std::cell::RefCell<Line>,
-    /// Names of sent resets' reasons by the kernel's value (`enum sk_rst_reason`).
-    reset_reasons: Vec<String>,
+    /// Names of sent resets' and drops' reasons by the kernel's value (`enum sk_rst_reason`,
+    /// `enum skb_drop_reason`).
+    reset_reasons: ReasonNames,
+    drop_reasons: ReasonNames,
 }
 
 /// "HH:MM:SS" (local) and "YYYY-MM-DDTHH:MM:SS" (UTC) of one Unix second. Exact to reuse
@@ -162,6 +184,21 @@ struct JsonReset<'a> {
     reason: Option<String>,
 }
 
+/// The NDJSON record of a dropped segment (`--events drop`).
+#[derive(Serialize)]
+struct JsonDrop<'a> {
+    #[serde(flatten)]
+    head: JsonEventHead<'a>,
+    /// The socket's state, where the kernel or the live table knew the socket.
+    state: Option<Shown<ReportedState>>,
+    /// The kernel's drop reason by name (`tcp-csum`, `no-socket`, ...), and its number in
+    /// this kernel's `enum skb_drop_reason`.
+    reason: &'a str,
+    reason_code: u32,
+    direction: &'static str,
+    tcp_flags: String,
+}
+
 /// The NDJSON record of a finished connection (`--lifetimes`).
 #[derive(Serialize)]
 struct JsonLifetime<'a> {
@@ -193,7 +230,8 @@ impl TracePrinter {
             netns_width: 0,
             seconds: Default::default(),
             line: Default::default(),
-            reset_reasons: Vec::new(),
+            reset_reasons: ReasonNames::default(),
+            drop_reasons: ReasonNames::default(),
         }
     }
 
@@ -210,21 +248,16 @@ impl TracePrinter {
         self.netns_names = Some(names);
     }
 
-    /// Names sent resets' reasons (the kernel's `enum sk_rst_reason`, from BTF).
-    pub fn set_reset_reasons(&mut self, names: Vec<String>) {
-        self.reset_reasons = names;
+    /// Names sent resets' and drops' reasons (from the kernel's BTF).
+    pub fn set_reasons(&mut self, resets: ReasonNames, drops: ReasonNames) {
+        self.reset_reasons = resets;
+        self.drop_reasons = drops;
     }
 
     /// A sent reset's reason by name (its number where BTF has no name for it).
     fn reset_reason(&self, r: &Reset) -> Option<String> {
         let value = r.reason?;
-        Some(
-            self.reset_reasons
-                .get(usize::from(value))
-                .filter(|n| !n.is_empty())
-                .cloned()
-                .unwrap_or_else(|| format!("reason-{value}")),
-        )
+        Some(self.reset_reasons.name(u32::from(value)).into_owned())
     }
 
     /// Lays text out for a terminal `width` columns wide (`None`: not a terminal, one wide
@@ -530,6 +563,49 @@ impl TracePrinter {
                     direction,
                     closed_port: r.closed_port,
                     reason,
+                },
+            ),
+        }
+    }
+
+    /// A segment the kernel dropped (`--events drop`): `STATE drop REASON` with its
+    /// direction and TCP flags in text (`-` where no socket is known); `"event": "drop"`
+    /// in NDJSON.
+    pub fn write_drop(&self, out: &mut impl Write, d: &DroppedSegment) -> io::Result<()> {
+        let what = d.what;
+        let lead = EventLead {
+            ts_ns: d.ts_ns,
+            cookie: d.cookie,
+            netns: d.netns,
+            family: d.family,
+            owner: &d.owner,
+            local: d.local,
+            remote: d.remote,
+        };
+        let reason = self.drop_reasons.name(what.reason);
+        let direction = if what.outbound { "out" } else { "in" };
+        let flags = tcp_flags(what.tcp_flags);
+        match self.format {
+            TraceFormat::Text => {
+                let state = what
+                    .state
+                    .map_or_else(|| "-".to_string(), |s| s.to_string());
+                self.write_event(
+                    out,
+                    &lead,
+                    &format!("{state} drop {direction}"),
+                    &format!("{reason} [{flags}]"),
+                )
+            }
+            TraceFormat::Json => self.write_json(
+                out,
+                &JsonDrop {
+                    head: self.json_head("drop", &lead),
+                    state: what.state.map(Shown),
+                    reason: &reason,
+                    reason_code: what.reason,
+                    direction,
+                    tcp_flags: flags,
                 },
             ),
         }
