@@ -363,11 +363,17 @@ pub struct TwOffsets {
     /// `struct sk_buff.sk`: the segment's owner (a sent one's socket, or a received one
     /// queued on its socket).
     pub skb_sk: u32,
+    /// `struct sk_buff._skb_refdst` (a `struct dst_entry *`, bit 0 a flag) and
+    /// `struct dst_entry.dev`: a received segment's route names its namespace once
+    /// `skb->dev` is cleared.
+    pub skb_refdst: u32,
+    pub dst_dev: u32,
     /// Non-zero once user space filled this struct in.
     pub valid: u32,
+    pub _pad0: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TwOffsets>() == 56);
+const _: () = assert!(core::mem::size_of::<TwOffsets>() == 68);
 
 impl TwOffsets {
     pub const fn zeroed() -> Self {
@@ -385,7 +391,10 @@ impl TwOffsets {
             skb_dev: 0,
             dev_nd_net: 0,
             skb_sk: 0,
+            skb_refdst: 0,
+            dst_dev: 0,
             valid: 0,
+            _pad0: 0,
         }
     }
 }

@@ -488,8 +488,9 @@ pub fn freed_segment(segment: &Segment, off: &TwOffsets) -> Result<(), i32> {
 
 /// A TCP segment as its headers show it.
 pub struct Segment {
-    /// Seen as arriving: local is the destination. `netns` is the device's, 0 once the
-    /// kernel has let go of the device (after the socket lookup on receive).
+    /// Seen as arriving: local is the destination. `netns` is the device's (or its
+    /// route's, once the kernel has let go of the device after the socket lookup); 0 where
+    /// neither is left.
     pub key: TwKey,
     /// Byte 13 of the TCP header.
     pub flags: u8,
@@ -535,7 +536,14 @@ pub unsafe fn segment(skb: *const u8, off: &TwOffsets) -> Result<Option<Segment>
         let flags: u8 = read(tcp, 13)?;
         key.rport = u16::from_be(read(tcp, 0)?);
         key.lport = u16::from_be(read(tcp, 2)?);
-        let dev: u64 = read(skb, off.skb_dev)?;
+        let mut dev: u64 = read(skb, off.skb_dev)?;
+        if dev == 0 {
+            // Cleared after the socket lookup; the input route still names the device.
+            let dst: u64 = read::<u64>(skb, off.skb_refdst)? & !1;
+            if dst != 0 {
+                dev = read(dst as *const u8, off.dst_dev)?;
+            }
+        }
         if dev != 0 {
             let net: u64 = read(dev as *const u8, off.dev_nd_net)?;
             if net != 0 {

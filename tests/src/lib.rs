@@ -18,6 +18,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod tun;
+
 pub type TestResult = Result<(), libtest_mimic::Failed>;
 
 pub fn is_root() -> bool {

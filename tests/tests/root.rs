@@ -14,7 +14,9 @@ use serde_json::Value;
 use sockstat_tests::{
     NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, connect_nonblocking,
     cookie_where, edges, fail, free_port, port_of, root_or_say_skipped, root_trial, run, s,
-    tcp_state, wait_until,
+    tcp_state,
+    tun::{self, TunPeer},
+    wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
@@ -75,6 +77,7 @@ fn main() {
             root,
             syn_retransmits_at_a_full_backlog,
         ),
+        root_trial("trace_drops_carry_the_kernels_reason", root, drop_reasons),
         root_trial(
             "list_owners_from_proc_without_bpf_match_ss",
             root,
@@ -773,6 +776,119 @@ fn reset_reasons() -> TestResult {
         .any(|e| s(e, "direction") == "in" && s(e, "local") == client_local)
     {
         return Err(fail(format!("no reset received by the client: {resets:?}")));
+    }
+    Ok(())
+}
+
+/// A peer on a TUN device (tests/src/tun.rs) in a namespace of its own sends, once
+/// connected to a listener there, what no socket would: a segment far beyond the window, a
+/// segment with a bad checksum, and a SYN to a closed port. With `--events drop` each is one
+/// drop event with the kernel's reason: `tcp-invalid-sequence` and `tcp-csum` on the
+/// accepted connection (its cookie, state and owner, found by the kernel's socket or by the
+/// segment's addresses), and `no-socket` with no connection. Nothing else is dropped.
+fn drop_reasons() -> TestResult {
+    const PORT: u16 = 7094;
+    const PEER_PORT: u16 = 40000;
+    let local = Ipv4Addr::new(10, 77, 0, 1);
+    let peer = Ipv4Addr::new(10, 77, 0, 2);
+    let ns = NamedNetns::new("drops").map_err(fail)?;
+    let mut tun = ns
+        .within(|| TunPeer::create("sst-tun0", local, peer))
+        .map_err(fail)?
+        .map_err(|e| fail(format!("TUN device: {e}")))?;
+    ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "sst-tun0"])
+        .map_err(fail)?;
+    ns.ip(&["link", "set", "sst-tun0", "up"]).map_err(fail)?;
+    let tracer = Tracer::start_in(&ns, &["--json", "--events", "state,drop"]).map_err(fail)?;
+    let listener = ns
+        .within(|| TcpListener::bind((local, PORT)))
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let (next, theirs) = tun
+        .handshake(PEER_PORT, PORT)
+        .map_err(|e| fail(e.to_string()))?;
+    let (server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+    let data = |seq: u32| tun::Segment {
+        src: (peer, PEER_PORT),
+        dst: (local, PORT),
+        seq,
+        ack: theirs,
+        flags: tun::TCP_ACK | tun::TCP_PSH,
+    };
+    let closed = tun::Segment {
+        src: (peer, PEER_PORT + 1),
+        dst: (local, PORT + 1),
+        seq: 1,
+        ack: 0,
+        flags: tun::TCP_SYN,
+    };
+    let sent = tun
+        .send(&data(next.wrapping_add(2_000_000_000)), b"x", false)
+        .and_then(|()| tun.send(&data(next), b"y", true))
+        .and_then(|()| tun.send(&closed, &[], false));
+    sent.map_err(|e| fail(e.to_string()))?;
+    let drops_seen = |l: &str| l.contains("\"event\":\"drop\"") && l.contains("no-socket");
+    tracer
+        .wait_line(drops_seen, Duration::from_secs(10))
+        .ok_or_else(|| fail("no drop event within 10 s"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let events = tracer.stop_json().map_err(fail)?;
+    drop(server);
+
+    let server_local = format!("{local}:{PORT}");
+    let peer_end = format!("{peer}:{PEER_PORT}");
+    let conn = cookie_where(&events, |e| {
+        s(e, "event") == "state"
+            && s(e, "new") == "ESTAB"
+            && s(e, "local") == server_local
+            && s(e, "remote") == peer_end
+    })
+    .ok_or_else(|| fail(format!("no ESTAB for the accepted connection: {events:?}")))?;
+    let netns = by_cookie(&events, conn)
+        .first()
+        .and_then(|e| e["netns"].as_u64())
+        .ok_or_else(|| fail("the connection has no namespace"))?;
+    let drops: Vec<&Value> = events.iter().filter(|e| s(e, "event") == "drop").collect();
+    let mut reasons: Vec<&str> = drops.iter().map(|e| s(e, "reason")).collect();
+    reasons.sort_unstable();
+    if reasons != ["no-socket", "tcp-csum", "tcp-invalid-sequence"] {
+        return Err(fail(format!("drop reasons {reasons:?}: {drops:?}")));
+    }
+    let pid = u64::from(std::process::id());
+    for reason in ["tcp-invalid-sequence", "tcp-csum"] {
+        let Some(d) = drops.iter().find(|e| s(e, "reason") == reason) else {
+            continue;
+        };
+        let what = format!("{reason} drop");
+        check_eq(
+            &format!("{what}'s cookie"),
+            d["cookie"].as_u64(),
+            Some(conn),
+        )?;
+        check_eq(
+            &format!("{what}'s namespace"),
+            d["netns"].as_u64(),
+            Some(netns),
+        )?;
+        check_eq(&format!("{what}'s state"), s(d, "state"), "ESTAB")?;
+        check_eq(&format!("{what}'s direction"), s(d, "direction"), "in")?;
+        check_eq(&format!("{what}'s flags"), s(d, "tcp_flags"), "PSH,ACK")?;
+        check_eq(
+            &format!("{what}'s local end"),
+            s(d, "local"),
+            server_local.as_str(),
+        )?;
+        check_eq(&format!("{what}'s pid"), d["pid"].as_u64(), Some(pid))?;
+    }
+    if let Some(d) = drops.iter().find(|e| s(e, "reason") == "no-socket") {
+        check_eq("closed port drop's cookie", d["cookie"].as_u64(), Some(0))?;
+        check_eq(
+            "closed port drop's local end",
+            s(d, "local"),
+            format!("{local}:{}", PORT + 1).as_str(),
+        )?;
+        check_eq("closed port drop's flags", s(d, "tcp_flags"), "SYN")?;
+        check_eq("closed port drop's state", &d["state"], &Value::Null)?;
     }
     Ok(())
 }

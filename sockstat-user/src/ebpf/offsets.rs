@@ -189,9 +189,12 @@ impl KernelBtf {
             skb_network_header: self.offset_in(skb.clone(), "sk_buff", "network_header")?,
             skb_transport_header: self.offset_in(skb.clone(), "sk_buff", "transport_header")?,
             skb_dev: self.offset_in(skb.clone(), "sk_buff", "dev")?,
-            skb_sk: self.offset_in(skb, "sk_buff", "sk")?,
+            skb_sk: self.offset_in(skb.clone(), "sk_buff", "sk")?,
+            skb_refdst: self.offset_in(skb, "sk_buff", "_skb_refdst")?,
+            dst_dev: self.offset_of("dst_entry", "dev")?,
             dev_nd_net: self.offset_of("net_device", "nd_net")?,
             valid: 1,
+            _pad0: 0,
         })
     }
 

@@ -92,21 +92,21 @@ const SUITE_TIMEOUT_S: u64 = 900;
 
 /// Boots the guest, runs every suite in it, and reads back what each reported.
 pub fn run(plan: &Plan) -> Result<Vec<Outcome>> {
-    // A guest that panics while booting (TCG's emulation of the kernel's boot-time text
-    // patching occasionally faults, before init runs) has run nothing of ours: boot it
-    // once more rather than report the suites as failed.
-    let (up, outcomes) = boot(plan)?;
-    if up {
+    // A guest that panics before the first suite starts (TCG's emulation of the kernel's
+    // text patching occasionally faults: at boot, or as the keeper tracers attach) has run
+    // no test: boot it once more rather than report the suites as failed.
+    let (started, outcomes) = boot(plan)?;
+    if started {
         return Ok(outcomes);
     }
     println!(
-        "[{}] vmtest: booting once more (nothing ran)",
+        "[{}] vmtest: booting once more (no suite started)",
         plan.tree.release
     );
     Ok(boot(plan)?.1)
 }
 
-/// One boot: whether the guest came up, and each suite's outcome.
+/// One boot: whether a suite started, and each suite's outcome.
 fn boot(plan: &Plan) -> Result<(bool, Vec<Outcome>)> {
     let out_dir = plan.dir.join("out");
     let _ = fs::remove_dir_all(&out_dir);
@@ -162,6 +162,7 @@ fn boot(plan: &Plan) -> Result<(bool, Vec<Outcome>)> {
     let deadline =
         Instant::now() + Duration::from_secs(SUITE_TIMEOUT_S * plan.suites.len() as u64 + 300);
     let mut up = false;
+    let mut started = false;
     let mut timed_out = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -171,6 +172,7 @@ fn boot(plan: &Plan) -> Result<(bool, Vec<Outcome>)> {
                 console.write_all(b"\n")?;
                 let line = printable(&raw);
                 up |= line.starts_with("vmtest: guest up");
+                started |= line.starts_with("vmtest: suite");
                 // Firmware and kernel chatter go to the log only; the suites to the screen.
                 if up || line.starts_with("vmtest:") || line.contains("Kernel panic") {
                     println!("[{label}] {line}");
@@ -202,7 +204,7 @@ fn boot(plan: &Plan) -> Result<(bool, Vec<Outcome>)> {
             .and_then(|s| s.trim().parse().ok());
         outcomes.push(Outcome::parse(&log, status));
     }
-    Ok((up, outcomes))
+    Ok((started, outcomes))
 }
 
 /// QEMU arguments every boot shares: no display, no network card, the serial console on

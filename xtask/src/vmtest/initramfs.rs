@@ -29,9 +29,11 @@ const MODULES: &[&str] = &[
     "af_packet_diag",
     "netlink_diag",
     "mptcp_diag",
-    // Test hosts joined by veth pairs; netem for held packets.
+    // Test hosts joined by veth pairs; netem for held packets; a TUN device for a peer
+    // that writes its own segments.
     "veth",
     "sch_netem",
+    "tun",
 ];
 
 /// The guest's PID 1. `vmtest.probe` on the command line only proves the VM runs (the KVM
