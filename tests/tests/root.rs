@@ -896,15 +896,16 @@ fn drop_reasons() -> TestResult {
 /// A listener with backlog 1 that never accepts, in a namespace of its own: the connects
 /// beyond its accept queue have their SYNs dropped and send them again (after 1 s). Every
 /// client still in SYN-SENT shows `retrans syn` events: state SYN-SENT, a SYN's length of
-/// one, its own addresses and owner, and the cookie of its CLOSE -> SYN-SENT; the clients
-/// the queue took show none.
+/// one, its own addresses and owner, and the cookie of its CLOSE -> SYN-SENT (then its
+/// close); the clients the queue took show none. The listener shows `listen-overflow` drops
+/// (counted: the kernel consumes those SYNs) adding up to the drop count `ss -m` gives.
 fn syn_retransmits_at_a_full_backlog() -> TestResult {
     const PORT: u16 = 7090;
     const CLIENTS: usize = 5;
     let ns = NamedNetns::new("backlog").map_err(fail)?;
     let tracer = Tracer::start_in(
         &ns,
-        &["--json", "--events", "state,retrans", "--port", "7090"],
+        &["--json", "--events", "state,retrans,drop", "--port", "7090"],
     )
     .map_err(fail)?;
     let (listener, clients) = ns
@@ -934,8 +935,40 @@ fn syn_retransmits_at_a_full_backlog() -> TestResult {
         .filter(|c| tcp_state(c.as_raw_fd()) == Some(2))
         .filter_map(|c| c.local_addr().ok().map(|a| a.port()))
         .collect();
+    // The clients go first, so the listener's drop counter stops; trace reads it a last
+    // time as it stops, and ss reads it after.
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(100));
     let events = tracer.stop_json().map_err(fail)?;
-    drop((listener, clients));
+    let ss = ns.exec("ss", &["-tlnmH", "sport = :7090"]).map_err(fail)?;
+    drop(listener);
+    let ss_drops: u64 = ss
+        .split(['(', ',', ')'])
+        .find_map(|f| f.trim().strip_prefix('d')?.parse().ok())
+        .ok_or_else(|| fail(format!("no drop count in ss -m: {ss}")))?;
+    let listener_cookie = cookie_where(&events, |e| {
+        s(e, "event") == "state" && s(e, "new") == "LISTEN"
+    });
+    let drops: Vec<&Value> = events.iter().filter(|e| s(e, "event") == "drop").collect();
+    let mut counted = 0;
+    for d in &drops {
+        check_eq("drop reason", s(d, "reason"), "listen-overflow")?;
+        check_eq("drop source", s(d, "source"), "counter")?;
+        check_eq("dropping listener", d["cookie"].as_u64(), listener_cookie)?;
+        check_eq("listener's state", s(d, "state"), "LISTEN")?;
+        check_eq("listener's backlog", d["backlog"].as_u64(), Some(1))?;
+        check_eq(
+            "listener's owner",
+            d["pid"].as_u64(),
+            Some(u64::from(std::process::id())),
+        )?;
+        counted += d["count"].as_u64().unwrap_or(0);
+    }
+    if ss_drops == 0 || counted != ss_drops {
+        return Err(fail(format!(
+            "trace counted {counted} SYNs dropped at the listener, ss -m says d{ss_drops}: {drops:?}"
+        )));
+    }
     if waiting.is_empty() || waiting.len() == CLIENTS {
         return Err(fail(format!(
             "expected some of {CLIENTS} clients in SYN-SENT, got {waiting:?}"
@@ -964,7 +997,10 @@ fn syn_retransmits_at_a_full_backlog() -> TestResult {
         check_eq(
             &format!("transitions of the retransmitting {local}"),
             history,
-            [format!("CLOSE -> SYN-SENT 127.0.0.1:{PORT}")],
+            [
+                format!("CLOSE -> SYN-SENT 127.0.0.1:{PORT}"),
+                format!("SYN-SENT -> CLOSE 127.0.0.1:{PORT}"),
+            ],
         )?;
         ports.push(port_of(local));
     }

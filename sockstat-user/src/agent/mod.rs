@@ -153,9 +153,8 @@ pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> 
         ext: Extensions::default(),
         ..Query::default()
     };
-    let own = own_netns();
     let mut dump = Dump::default();
-    let dump_one = |netns: u32, proc_net: &Path, dump: &mut Dump| {
+    let (names, skipped) = in_each_netns(scope, &mut dump, |netns, proc_net, dump| {
         let mut sink = BaselineSink {
             scope,
             netns,
@@ -168,7 +167,82 @@ pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> 
         if ok {
             dump.covered.push(netns);
         }
+    });
+    dump.names = names;
+    dump.skipped = skipped;
+    dump
+}
+
+/// A listener's drop counter (`sk_drops`, SK_MEMINFO_DROPS), which `tcp_listendrop` raises
+/// for every SYN or handshake-completing ACK it could not take, and its queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerDrops {
+    pub cookie: u64,
+    pub netns: u32,
+    pub local: std::net::SocketAddr,
+    pub drops: u32,
+    /// Connections waiting to be accepted, and the backlog (ss's Recv-Q and Send-Q).
+    pub accept_queue: u32,
+    pub backlog: u32,
+}
+
+/// Every listening TCP socket in the scope with its drop counter.
+pub fn listener_drops(scope: DumpScope) -> Vec<ListenerDrops> {
+    let query = Query {
+        tcp: true,
+        v4: scope.v4,
+        v6: scope.v6,
+        states: 1 << sockstat_common::tcp_state::LISTEN,
+        ext: Extensions {
+            memory: true,
+            ..Extensions::default()
+        },
+        ..Query::default()
     };
+    let mut out = Vec::new();
+    in_each_netns(scope, &mut out, |netns, proc_net, out| {
+        let Ok(records) = diag::collect(&query, proc_net) else {
+            return;
+        };
+        out.extend(records.into_iter().filter_map(|r| {
+            let Endpoint::Inet(local) = r.local else {
+                return None;
+            };
+            if scope.port.is_some_and(|p| p != local.port())
+                || scope
+                    .own
+                    .is_some_and(|own| own.netns == netns && own.port == local.port())
+            {
+                return None;
+            }
+            Some(ListenerDrops {
+                cookie: r.cookie,
+                netns,
+                local,
+                drops: r.skmem.as_deref()?.get(SK_MEMINFO_DROPS).copied()?,
+                accept_queue: r.recv_q,
+                backlog: r.send_q,
+            })
+        }));
+    });
+    out
+}
+
+/// `SK_MEMINFO_DROPS`: the index of `sk_drops` in INET_DIAG_SKMEMINFO.
+const SK_MEMINFO_DROPS: usize = 8;
+
+/// Runs `each` in every namespace of the scope (ours first, with its /proc/net; the others
+/// entered in turn, with /proc/thread-self/net), collecting into `acc`. Returns each
+/// namespace's label (with `all_netns`) and those that could not be entered.
+fn in_each_netns<A: Send>(
+    scope: DumpScope,
+    acc: &mut A,
+    each: impl Fn(u32, &Path, &mut A) + Sync,
+) -> (
+    std::collections::HashMap<u32, String>,
+    Vec<crate::procs::netns::Skipped>,
+) {
+    let own = own_netns();
     let mut others = if scope.all_netns || scope.netns.is_some_and(|n| n != own) {
         crate::procs::netns::all()
     } else {
@@ -179,24 +253,24 @@ pub fn dump_tcp(scope: DumpScope, states_mask: u32, owners: Option<&Owners>) -> 
         others.skipped.clear();
     }
     if scope.all_netns || scope.netns.is_none_or(|n| n == own) {
-        dump_one(own, Path::new("/proc/net"), &mut dump);
+        each(own, Path::new("/proc/net"), acc);
     }
     others.namespaces.retain(|ns| ns.inode != own);
-    let dumps = std::sync::Mutex::new(std::mem::take(&mut dump));
+    let shared = std::sync::Mutex::new(acc);
     let (_, skipped) = others.run_each(|ns| {
-        let mut d = dumps.lock().unwrap_or_else(|e| e.into_inner());
-        dump_one(ns.inode, Path::new("/proc/thread-self/net"), &mut d);
+        let mut acc = shared.lock().unwrap_or_else(|e| e.into_inner());
+        each(ns.inode, Path::new("/proc/thread-self/net"), &mut acc);
     });
-    let mut dump = dumps.into_inner().unwrap_or_else(|e| e.into_inner());
-    if scope.all_netns {
-        dump.names = others
+    let names = if scope.all_netns {
+        others
             .namespaces
             .iter()
             .map(|ns| (ns.inode, ns.label()))
-            .collect();
-    }
-    dump.skipped = skipped;
-    dump
+            .collect()
+    } else {
+        Default::default()
+    };
+    (names, skipped)
 }
 
 /// What the reconcile schedule asks of the event loop next.

@@ -3,10 +3,10 @@
 //! and reconcile it with sock_diag on schedule. Views only read what comes out.
 use std::{collections::HashMap, io, time::Duration};
 
-use super::{DumpScope, ReconcileStep, Reconciler, dump_tcp, own_netns};
+use super::{DumpScope, ReconcileStep, Reconciler, dump_tcp, listener_drops, own_netns};
 use crate::{
     ebpf::{
-        DecodeError, Family, HookChoice, KernelEvent, Probe, ProbeOptions,
+        DecodeError, DropReason, Family, HookChoice, KernelEvent, Probe, ProbeOptions,
         ring::{EventStream, RingCounts},
     },
     live::{Output, Tracker, clock},
@@ -44,6 +44,8 @@ pub struct Pipeline {
     names: HashMap<u32, String>,
     /// Namespaces the latest dump could not enter.
     skipped: Vec<Skipped>,
+    /// With drop events: the scope, and each listener's drop counter when last read.
+    listeners: Option<(DumpScope, HashMap<u64, u32>)>,
 }
 
 /// The kernel side's settings for a scope: the one translation from a dump's scope to the
@@ -111,6 +113,15 @@ impl Pipeline {
             skipped = dump.skipped;
             tracker.load_baseline(dump.sockets.iter(), clock::monotonic_ns());
         }
+        // Drops at a full accept queue never reach the drop hook (the SYN is consumed): they
+        // show as the listener's drop counter rising. The first reading is the baseline.
+        let listeners = (o.events && o.drops).then(|| {
+            let now = listener_drops(o.scope)
+                .into_iter()
+                .map(|l| (l.cookie, l.drops))
+                .collect();
+            (o.scope, now)
+        });
         let reconciler = o
             .reconcile
             .filter(|_| o.events)
@@ -124,7 +135,38 @@ impl Pipeline {
             counts: RingCounts::default(),
             names,
             skipped,
+            listeners,
         })
+    }
+
+    /// With drop events: reads every listener's drop counter and reports each rise as a
+    /// counted drop on that listener. The listeners there at attach start from their count
+    /// then; any other listener was made while tracing, so all its drops are reported.
+    pub fn check_listeners(&mut self, out: &mut Vec<Output>) {
+        let Some((scope, seen)) = self.listeners.as_mut() else {
+            return;
+        };
+        let now = clock::monotonic_ns();
+        let current = listener_drops(*scope);
+        let mut next = HashMap::with_capacity(current.len());
+        for l in &current {
+            let before = seen.get(&l.cookie).copied().unwrap_or(0);
+            let rise = l.drops.wrapping_sub(before);
+            if rise != 0 && rise < u32::MAX / 2 {
+                let reason = DropReason::Listener {
+                    count: rise,
+                    overflow: l.accept_queue > l.backlog,
+                    accept_queue: l.accept_queue,
+                    backlog: l.backlog,
+                };
+                out.push(
+                    self.tracker
+                        .counted_drop(l.cookie, l.netns, l.local, reason, now),
+                );
+            }
+            next.insert(l.cookie, l.drops);
+        }
+        *seen = next;
     }
 
     pub fn probe(&self) -> &Probe {
@@ -229,9 +271,11 @@ impl Pipeline {
         }
     }
 
-    /// At the end: what is still in the ring, and the closes held back for their RST.
+    /// At the end: what is still in the ring, the closes held back for their RST, and the
+    /// listeners' last drops.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         self.drain(out);
+        self.check_listeners(out);
         self.tracker.flush(out);
     }
 }

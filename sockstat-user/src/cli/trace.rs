@@ -29,6 +29,8 @@ use crate::{
 /// User space drains the ring at least this often, so quiet periods have low latency while
 /// busy ones wake it only per batch (see `wakeup_bytes`).
 const POLL: Duration = Duration::from_millis(50);
+/// How often listeners' drop counters are read (`--events drop`).
+const LISTENER_POLL: Duration = Duration::from_secs(1);
 
 pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     let filter = Filter::parse(&args.filter, &args.ip.tcp_filter_context())
@@ -259,6 +261,7 @@ async fn stream(
 ) -> io::Result<()> {
     let args = view.args;
     let mut poll = tokio::time::interval(POLL);
+    let mut listeners = tokio::time::interval(LISTENER_POLL);
     if !args.no_header && !args.count_only {
         view.printer.write_header(out, args.lifetimes)?;
         out.flush()?;
@@ -274,6 +277,7 @@ async fn stream(
                 }
             }
             _ = poll.tick() => {}
+            _ = listeners.tick() => pipeline.check_listeners(&mut view.outputs),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }

@@ -103,14 +103,30 @@ pub enum EventKind {
 /// What a drop event carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentDrop {
-    /// The kernel's `enum skb_drop_reason` value (see `ReasonNames`).
-    pub reason: u32,
+    pub reason: DropReason,
     /// The segment's TCP flags.
     pub tcp_flags: u8,
     /// The segment was leaving (a socket's own); otherwise it arrived.
     pub outbound: bool,
     /// The socket's state, where the kernel named the socket.
     pub state: Option<ReportedState>,
+}
+
+/// Why segments were dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// One segment, the kernel's `enum skb_drop_reason` value (see `ReasonNames`).
+    Kernel(u32),
+    /// A listener's drop counter rose by `count` (sockstat_user::agent::ListenerDrops):
+    /// SYNs, or handshakes' final ACKs, it could not take. The kernel frees those SYNs as
+    /// consumed, not dropped, on every kernel up to 6.18 at least, so no drop event names
+    /// them. `overflow`: its accept queue was full when the rise was seen.
+    Listener {
+        count: u32,
+        overflow: bool,
+        accept_queue: u32,
+        backlog: u32,
+    },
 }
 
 /// What a retransmission event carries.
@@ -280,7 +296,7 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         kind::SYNACK_RETRANSMIT => EventKind::SynackRetransmit(retransmission(raw)),
         kind::ERROR_REPORT => EventKind::ErrorReport { errno: raw.sk_err },
         kind::DROP => EventKind::Drop(SegmentDrop {
-            reason: raw.drop_reason,
+            reason: DropReason::Kernel(raw.drop_reason),
             tcp_flags: raw.detail,
             outbound: raw.flags & flags::OUTBOUND != 0,
             state: read_state(raw.new_state),

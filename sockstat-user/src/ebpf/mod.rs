@@ -13,8 +13,8 @@ pub mod sys;
 pub mod tracefs;
 
 pub use events::{
-    DecodeError, EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, SegmentDrop,
-    TcpCounters, TimewaitClose, TimewaitEvent,
+    DecodeError, DropReason, EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission,
+    SegmentDrop, TcpCounters, TimewaitClose, TimewaitEvent,
 };
 pub use loader::{EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions, RING_KIB};
 pub use reasons::ReasonNames;

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     ebpf::{
-        EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, SegmentDrop,
+        DropReason, EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission, SegmentDrop,
         TcpCounters, TimewaitClose, TimewaitEvent,
     },
     tcp::{ReportedState, TcpState},
@@ -588,6 +588,50 @@ impl Tracker {
             remote: ev.remote,
             owner,
             what,
+        })
+    }
+
+    /// Drops a counter says happened on a socket (a listener's, `reason`), as output with
+    /// the owner and state the table knows.
+    pub fn counted_drop(
+        &self,
+        cookie: u64,
+        netns: u32,
+        local: SocketAddr,
+        reason: DropReason,
+        ts_ns: u64,
+    ) -> Output {
+        let entry = self.entries.get(&cookie);
+        let owner = match entry {
+            Some(e) if e.owner.pid.is_some() => e.owner,
+            _ => self
+                .listeners
+                .get(&(netns, local.port()))
+                .copied()
+                .unwrap_or_else(Owner::unknown),
+        };
+        let unspecified = match local {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+        };
+        Output::Drop(DroppedSegment {
+            ts_ns,
+            cookie,
+            netns,
+            family: if local.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            },
+            local,
+            remote: unspecified,
+            owner,
+            what: SegmentDrop {
+                reason,
+                tcp_flags: 0,
+                outbound: false,
+                state: Some(entry.map_or(known(TcpState::Listen), |e| e.state)),
+            },
         })
     }
 
@@ -1383,7 +1427,7 @@ mod tests {
             panic!("no drop: {out:?}");
         };
         assert_eq!((d.cookie, d.netns), (20, connected.netns));
-        assert_eq!(d.what.reason, 27);
+        assert_eq!(d.what.reason, crate::ebpf::DropReason::Kernel(27));
         assert_eq!(d.what.state, Some(known(TcpState::Established)));
         // Unknown addresses: no connection, nothing invented.
         out.clear();

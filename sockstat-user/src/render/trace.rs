@@ -8,7 +8,7 @@ use super::line::Line;
 use serde::Serialize;
 
 use crate::{
-    ebpf::{EdgeCount, KernelCounters, ReasonNames, ring::RingCounts},
+    ebpf::{DropReason, EdgeCount, KernelCounters, ReasonNames, ring::RingCounts},
     live::{
         DroppedSegment, Lifetime, Owner, Reset, ResetDirection, Retransmit, Source, TableMemory,
         TrackerStats, Transition, clock::WallClock,
@@ -192,11 +192,22 @@ struct JsonDrop<'a> {
     /// The socket's state, where the kernel or the live table knew the socket.
     state: Option<Shown<ReportedState>>,
     /// The kernel's drop reason by name (`tcp-csum`, `no-socket`, ...), and its number in
-    /// this kernel's `enum skb_drop_reason`.
+    /// this kernel's `enum skb_drop_reason`; or `listen-overflow` / `listen-drop` where a
+    /// listener's drop counter rose (`reason_code` null).
     reason: &'a str,
-    reason_code: u32,
+    reason_code: Option<u32>,
+    /// `kernel`: one segment the kernel reported; `counter`: `count` segments, from the
+    /// listener's counter.
+    source: &'static str,
+    count: u32,
     direction: &'static str,
-    tcp_flags: String,
+    /// The segment's flags (null for counted drops).
+    tcp_flags: Option<String>,
+    /// A listener's accept queue and backlog when its counter rose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accept_queue: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backlog: Option<u32>,
 }
 
 /// The NDJSON record of a finished connection (`--lifetimes`).
@@ -582,32 +593,71 @@ impl TracePrinter {
             local: d.local,
             remote: d.remote,
         };
-        let reason = self.drop_reasons.name(what.reason);
         let direction = if what.outbound { "out" } else { "in" };
-        let flags = tcp_flags(what.tcp_flags);
-        match self.format {
-            TraceFormat::Text => {
-                let state = what
-                    .state
-                    .map_or_else(|| "-".to_string(), |s| s.to_string());
-                self.write_event(
-                    out,
-                    &lead,
-                    &format!("{state} drop {direction}"),
-                    &format!("{reason} [{flags}]"),
-                )
+        let state = what
+            .state
+            .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let event = format!("{state} drop {direction}");
+        match what.reason {
+            DropReason::Kernel(code) => {
+                let reason = self.drop_reasons.name(code);
+                let flags = tcp_flags(what.tcp_flags);
+                match self.format {
+                    TraceFormat::Text => {
+                        self.write_event(out, &lead, &event, &format!("{reason} [{flags}]"))
+                    }
+                    TraceFormat::Json => self.write_json(
+                        out,
+                        &JsonDrop {
+                            head: self.json_head("drop", &lead),
+                            state: what.state.map(Shown),
+                            reason: &reason,
+                            reason_code: Some(code),
+                            source: "kernel",
+                            count: 1,
+                            direction,
+                            tcp_flags: Some(flags),
+                            accept_queue: None,
+                            backlog: None,
+                        },
+                    ),
+                }
             }
-            TraceFormat::Json => self.write_json(
-                out,
-                &JsonDrop {
-                    head: self.json_head("drop", &lead),
-                    state: what.state.map(Shown),
-                    reason: &reason,
-                    reason_code: what.reason,
-                    direction,
-                    tcp_flags: flags,
-                },
-            ),
+            DropReason::Listener {
+                count,
+                overflow,
+                accept_queue,
+                backlog,
+            } => {
+                let reason = if overflow {
+                    "listen-overflow"
+                } else {
+                    "listen-drop"
+                };
+                match self.format {
+                    TraceFormat::Text => self.write_event(
+                        out,
+                        &lead,
+                        &event,
+                        &format!("{reason} x{count} (counted; queue {accept_queue}/{backlog})"),
+                    ),
+                    TraceFormat::Json => self.write_json(
+                        out,
+                        &JsonDrop {
+                            head: self.json_head("drop", &lead),
+                            state: what.state.map(Shown),
+                            reason,
+                            reason_code: None,
+                            source: "counter",
+                            count,
+                            direction,
+                            tcp_flags: None,
+                            accept_queue: Some(accept_queue),
+                            backlog: Some(backlog),
+                        },
+                    ),
+                }
+            }
         }
     }
 
