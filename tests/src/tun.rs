@@ -66,6 +66,48 @@ impl TunPeer {
         Ok(TunPeer { file, local, peer })
     }
 
+    /// A device named `name` in `ns`, `local`/24 on the host's side, up; the peer is
+    /// `peer`.
+    pub fn in_netns(
+        ns: &crate::NamedNetns,
+        name: &str,
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+    ) -> Result<TunPeer, String> {
+        let tun = ns
+            .within(|| TunPeer::create(name, local, peer))?
+            .map_err(|e| format!("TUN device: {e}"))?;
+        ns.ip(&["addr", "add", &format!("{local}/24"), "dev", name])?;
+        ns.ip(&["link", "set", name, "up"])?;
+        Ok(tun)
+    }
+
+    /// Connects from `peer_port` to a listener on `port`, then sends three segments the
+    /// kernel drops: one far beyond the window (`tcp-invalid-sequence`), one with a bad
+    /// checksum (`tcp-csum`), and a SYN to `port + 1`, where nothing listens
+    /// (`no-socket`). The data segments carry PSH and ACK.
+    pub fn provoke_drops(&mut self, peer_port: u16, port: u16) -> std::io::Result<()> {
+        let (next, theirs) = self.handshake(peer_port, port)?;
+        let data = |seq: u32| Segment {
+            src: (self.peer, peer_port),
+            dst: (self.local, port),
+            seq,
+            ack: theirs,
+            flags: TCP_ACK | TCP_PSH,
+        };
+        let (beyond, bad_sum) = (data(next.wrapping_add(2_000_000_000)), data(next));
+        let closed = Segment {
+            src: (self.peer, peer_port + 1),
+            dst: (self.local, port + 1),
+            seq: 1,
+            ack: 0,
+            flags: TCP_SYN,
+        };
+        self.send(&beyond, b"x", false)?;
+        self.send(&bad_sum, b"y", true)?;
+        self.send(&closed, &[], false)
+    }
+
     /// Writes one segment from the peer (with `payload`); `bad_checksum` spoils its TCP
     /// checksum.
     pub fn send(

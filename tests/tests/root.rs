@@ -14,9 +14,7 @@ use serde_json::Value;
 use sockstat_tests::{
     NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, connect_nonblocking,
     cookie_where, edges, fail, free_port, port_of, root_or_say_skipped, root_trial, run, s,
-    tcp_state,
-    tun::{self, TunPeer},
-    wait_until,
+    tcp_state, tun::TunPeer, wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
@@ -792,41 +790,15 @@ fn drop_reasons() -> TestResult {
     let local = Ipv4Addr::new(10, 77, 0, 1);
     let peer = Ipv4Addr::new(10, 77, 0, 2);
     let ns = NamedNetns::new("drops").map_err(fail)?;
-    let mut tun = ns
-        .within(|| TunPeer::create("sst-tun0", local, peer))
-        .map_err(fail)?
-        .map_err(|e| fail(format!("TUN device: {e}")))?;
-    ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "sst-tun0"])
-        .map_err(fail)?;
-    ns.ip(&["link", "set", "sst-tun0", "up"]).map_err(fail)?;
+    let mut tun = TunPeer::in_netns(&ns, "sst-tun0", local, peer).map_err(fail)?;
     let tracer = Tracer::start_in(&ns, &["--json", "--events", "state,drop"]).map_err(fail)?;
     let listener = ns
         .within(|| TcpListener::bind((local, PORT)))
         .map_err(fail)?
         .map_err(|e| fail(e.to_string()))?;
-    let (next, theirs) = tun
-        .handshake(PEER_PORT, PORT)
+    tun.provoke_drops(PEER_PORT, PORT)
         .map_err(|e| fail(e.to_string()))?;
     let (server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
-    let data = |seq: u32| tun::Segment {
-        src: (peer, PEER_PORT),
-        dst: (local, PORT),
-        seq,
-        ack: theirs,
-        flags: tun::TCP_ACK | tun::TCP_PSH,
-    };
-    let closed = tun::Segment {
-        src: (peer, PEER_PORT + 1),
-        dst: (local, PORT + 1),
-        seq: 1,
-        ack: 0,
-        flags: tun::TCP_SYN,
-    };
-    let sent = tun
-        .send(&data(next.wrapping_add(2_000_000_000)), b"x", false)
-        .and_then(|()| tun.send(&data(next), b"y", true))
-        .and_then(|()| tun.send(&closed, &[], false));
-    sent.map_err(|e| fail(e.to_string()))?;
     let drops_seen = |l: &str| l.contains("\"event\":\"drop\"") && l.contains("no-socket");
     tracer
         .wait_line(drops_seen, Duration::from_secs(10))

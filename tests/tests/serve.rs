@@ -15,7 +15,7 @@ use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
     ALL_HOOKS, NamedNetns, TestResult, Tracer, connect_nonblocking, fail, free_port,
-    root_or_say_skipped, root_trial, sockstat_bin, spawning, tcp_state, wait_links,
+    root_or_say_skipped, root_trial, sockstat_bin, spawning, tcp_state, tun::TunPeer, wait_links,
 };
 
 fn main() {
@@ -53,6 +53,7 @@ fn main() {
             root,
             retransmits_by_type,
         ),
+        root_trial("serve_counts_drops_by_reason", root, drops_by_reason),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -918,6 +919,53 @@ fn retransmits_by_type() -> TestResult {
         if moved(t) != 0.0 {
             return Err(fail(format!("{} moved by {}", series(t), moved(t))));
         }
+    }
+    Ok(())
+}
+
+/// `sockstat_drops_total{reason}`: a peer on a TUN device connects to a listener in serve's
+/// namespace and sends a segment beyond the window, one with a bad checksum, and a SYN to a
+/// closed port: each reason moves by exactly one, named as the kernel names it.
+fn drops_by_reason() -> TestResult {
+    const PORT: u16 = 7612;
+    let local = Ipv4Addr::new(10, 78, 0, 1);
+    let peer = Ipv4Addr::new(10, 78, 0, 2);
+    let ns = NamedNetns::new("serve-drops").map_err(fail)?;
+    let mut tun = TunPeer::in_netns(&ns, "sst-tun1", local, peer).map_err(fail)?;
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let server = Server::start(Some(&ns), port, &[])?;
+    let series = |r: &str| format!("sockstat_drops_total{{reason=\"{r}\"}}");
+    let reasons = ["tcp-invalid-sequence", "tcp-csum", "no-socket"];
+    let s1 = server.scrape()?;
+    let listener = ns
+        .within(|| TcpListener::bind((local, PORT)))
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    tun.provoke_drops(40000, PORT)
+        .map_err(|e| fail(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let moved = |s2: &HashMap<String, f64>, r: &str| get(s2, &series(r)) - get(&s1, &series(r));
+    let s2 = loop {
+        let s2 = server.scrape()?;
+        if reasons.iter().all(|r| moved(&s2, r) >= 1.0) || Instant::now() > deadline {
+            break s2;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(listener);
+    let wrong: Vec<String> = reasons
+        .iter()
+        .filter(|r| moved(&s2, r) != 1.0)
+        .map(|r| format!("{} moved by {}", series(r), moved(&s2, r)))
+        .collect();
+    if !wrong.is_empty() {
+        let mut all: Vec<String> = s2
+            .iter()
+            .filter(|(k, _)| k.starts_with("sockstat_drops"))
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        all.sort();
+        return Err(fail(format!("{}; drops: {all:?}", wrong.join("; "))));
     }
     Ok(())
 }
