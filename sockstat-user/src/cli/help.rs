@@ -176,6 +176,18 @@ pub const TRACE: &[Section] = &[
                 "--lifetimes",
                 "ts, ts_ns, cookie, netns, pid, comm, owner_source, family, local, remote, duration_ns, bytes_acked, bytes_received, handshake_rtt_ns, retransmits, cause",
             ),
+            Term(
+                "retransmits",
+                "event: retransmit; the transitions' keys to remote, then state, type (syn, syn-ack, rto, tlp, recovery), seq, len",
+            ),
+            Term(
+                "resets",
+                "event: reset; then state, direction (in, out), closed_port, reason (a sent reset's, 6.10+)",
+            ),
+            Term(
+                "drops",
+                "event: drop; then state, reason (the kernel's: tcp-csum, no-socket, ...; listen-overflow for a listener's counted drops), reason_code, source (kernel, counter), count, direction, tcp_flags, and accept_queue, backlog for counted drops",
+            ),
             Term("--count-only --json", "{edges [{old, new, count}], lost}"),
         ],
     },
@@ -191,6 +203,10 @@ pub const TRACE: &[Section] = &[
             Example(
                 "sudo sockstat trace state syn-sent dport = :5432",
                 "the ss filter language",
+            ),
+            Example(
+                "sudo sockstat trace --events retrans,reset,drop",
+                "retransmits, resets and drops with their reasons",
             ),
             Example(
                 "sudo sockstat trace --all-netns",
