@@ -77,6 +77,11 @@ fn main() {
         ),
         root_trial("trace_drops_carry_the_kernels_reason", root, drop_reasons),
         root_trial(
+            "report_forecasts_port_exhaustion_before_eaddrnotavail",
+            root,
+            port_exhaustion,
+        ),
+        root_trial(
             "list_owners_from_proc_without_bpf_match_ss",
             root,
             owners_without_bpf,
@@ -863,6 +868,119 @@ fn drop_reasons() -> TestResult {
         check_eq("closed port drop's state", &d["state"], &Value::Null)?;
     }
     Ok(())
+}
+
+/// A namespace whose `ip_local_port_range` holds 20 ports (`tcp_tw_reuse` off): after 15
+/// connections to one destination, closed by the client (so each holds its port in
+/// TIME-WAIT), `report` gives that destination 5 of 20 ports left and a finite forecast, and
+/// `--alert 'port-exhaustion-seconds < 300'` fires (exit 1). Five more connections take the
+/// rest; the 21st connect fails with EADDRNOTAVAIL, and trace shows its socket going
+/// SYN-SENT and back to CLOSE without a local port.
+fn port_exhaustion() -> TestResult {
+    const PORT: u16 = 7096;
+    let ns = NamedNetns::new("ports").map_err(fail)?;
+    for (key, value) in [
+        ("net.ipv4.ip_local_port_range", "40000 40019"),
+        ("net.ipv4.tcp_tw_reuse", "0"),
+    ] {
+        ns.exec("sysctl", &["-qw", &format!("{key}={value}")])
+            .map_err(fail)?;
+    }
+    let tracer = Tracer::start_in(&ns, &["--json", "--port", "7096"]).map_err(fail)?;
+    let listener = ns
+        .within(|| TcpListener::bind(("127.0.0.1", PORT)))
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let connect = || {
+        ns.within(|| TcpStream::connect(("127.0.0.1", PORT)))
+            .map_err(fail)
+    };
+    for _ in 0..15 {
+        let client = connect()?.map_err(|e| fail(e.to_string()))?;
+        let (server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+        drop(client);
+        let mut byte = [0u8; 1];
+        let _ = (&server).read(&mut byte);
+    }
+    let report = std::process::Command::new(sockstat_tests::sockstat_bin())
+        .args(["report", "--json", "-N", &ns.name])
+        .args(["--alert", "port-exhaustion-seconds < 300"])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let json: Value = serde_json::from_slice(&report.stdout).map_err(|e| {
+        fail(format!(
+            "report --json: {e}: {}",
+            String::from_utf8_lossy(&report.stderr)
+        ))
+    })?;
+    let destination = format!("127.0.0.1:{PORT}");
+    let Some(headroom) = json["ports"]
+        .as_array()
+        .and_then(|p| p.iter().find(|h| s(h, "destination") == destination))
+    else {
+        return Err(fail(format!("no port headroom for {destination}: {json}")));
+    };
+    for (key, want) in [
+        ("capacity", 20),
+        ("in_use", 15),
+        ("time_wait", 15),
+        ("reusable", 0),
+        ("available", 5),
+    ] {
+        check_eq(
+            &format!("headroom's {key}"),
+            headroom[key].as_u64(),
+            Some(want),
+        )?;
+    }
+    let seconds = headroom["exhaustion_s"].as_f64();
+    if !seconds.is_some_and(|s| s > 0.0 && s < 300.0) {
+        return Err(fail(format!("want a forecast under 300 s: {headroom}")));
+    }
+    check_eq(
+        "report's exit status with the alert",
+        report.status.code(),
+        Some(1),
+    )?;
+    let flagged = json["leaks"]["findings"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| s(f, "kind") == "port-exhaustion"));
+    if !flagged {
+        return Err(fail(format!(
+            "no port-exhaustion finding: {}",
+            json["leaks"]
+        )));
+    }
+    let held: Vec<TcpStream> = (0..5)
+        .map(|_| connect()?.map_err(|e| fail(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    match connect()? {
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+        other => {
+            return Err(fail(format!(
+                "21st connect: want EADDRNOTAVAIL, got {other:?}"
+            )));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let events = tracer.stop_json().map_err(fail)?;
+    drop((held, listener));
+    let failed = cookie_where(&events, |e| {
+        s(e, "old") == "SYN-SENT" && s(e, "new") == "CLOSE" && s(e, "local") == "127.0.0.1:0"
+    })
+    .ok_or_else(|| fail("trace shows no connect that found no port"))?;
+    let history: Vec<String> = by_cookie(&events, failed)
+        .into_iter()
+        .map(|e| format!("{} -> {} {}", s(e, "old"), s(e, "new"), s(e, "remote")))
+        .collect();
+    check_eq(
+        "the failed connect",
+        history,
+        [
+            format!("CLOSE -> SYN-SENT {destination}"),
+            format!("SYN-SENT -> CLOSE {destination}"),
+        ],
+    )
 }
 
 /// A listener with backlog 1 that never accepts, in a namespace of its own: the connects

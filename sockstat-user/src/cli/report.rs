@@ -1,6 +1,7 @@
 //! `sockstat report`: one namespace (or all of them) analysed: states, top peers and ports,
 //! external connections, unusual listeners, leak indicators, alerts (exit 1 when one fires).
 use std::{
+    collections::HashMap,
     io::{self, Write},
     process::ExitCode,
 };
@@ -13,7 +14,10 @@ use crate::{
     filter::{Filter, ParseContext, states},
     procs,
     render::report::write_text,
-    report::analysis::{self, Labeled, Settings},
+    report::{
+        analysis::{self, Labeled, Settings},
+        ports::PortSettings,
+    },
 };
 
 fn query() -> Query {
@@ -32,14 +36,18 @@ fn query() -> Query {
     }
 }
 
-/// Sockets and tcp_max_tw_buckets of the namespace the calling thread is in.
-fn collect_here(proc_net: &std::path::Path) -> anyhow::Result<(Vec<SocketRecord>, Option<u64>)> {
+/// What one namespace gives the report: its sockets, its tcp_max_tw_buckets and its
+/// port settings.
+type Collected = (Vec<SocketRecord>, Option<u64>, PortSettings);
+
+/// Sockets and settings of the namespace the calling thread is in.
+fn collect_here(proc_net: &std::path::Path) -> anyhow::Result<Collected> {
     let records = diag::collect(&query(), proc_net).context("dumping sockets")?;
     // /proc/sys/net follows the namespace of the reading thread.
     let tw_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_max_tw_buckets")
         .ok()
         .and_then(|t| t.trim().parse().ok());
-    Ok((records, tw_max))
+    Ok((records, tw_max, PortSettings::here()))
 }
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
@@ -51,6 +59,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut labeled = Vec::new();
     let mut namespaces = Vec::new();
     let mut tw_max = None;
+    let mut ports = HashMap::new();
     if args.ns.all_netns {
         let scan = procs::netns::all();
         let (collected, skipped) =
@@ -58,8 +67,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         procs::netns::warn_skipped(&skipped);
         for (ns, collected) in collected {
             let label = ns.label();
-            let (records, max) = collected?;
+            let (records, max, port_settings) = collected?;
             tw_max = tw_max.or(max);
+            ports.insert(label.clone(), port_settings);
             labeled.extend(records.into_iter().map(|record| Labeled {
                 netns: label.clone(),
                 record,
@@ -69,8 +79,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         let netns = NetnsChoice::open(&args.ns.one)?;
         let label = netns.label();
-        let (records, max) = netns.run(|| collect_here(&netns.proc_net()))??;
+        let (records, max, port_settings) = netns.run(|| collect_here(&netns.proc_net()))??;
         tw_max = max;
+        ports.insert(label.clone(), port_settings);
         labeled.extend(records.into_iter().map(|record| Labeled {
             netns: label.clone(),
             record,
@@ -87,6 +98,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             allow_ports: &args.allow_ports.0,
             ephemeral: crate::services::ephemeral_range(),
             tcp_max_tw_buckets: tw_max,
+            ports: &ports,
             alerts: &alerts,
         },
     );

@@ -87,6 +87,32 @@ pub fn write_text(out: &mut impl Write, r: &Report) -> io::Result<()> {
     for f in &l.findings {
         writeln!(out, "  ! {}", f.message)?;
     }
+    if !r.ports.is_empty() {
+        writeln!(
+            out,
+            "\nEphemeral ports per destination (connects to one destination share the range), soonest exhaustion first:"
+        )?;
+        for p in &r.ports {
+            let rate = p
+                .connects_per_s
+                .map_or("-".to_string(), |r| format!("{r:.2}/s"));
+            let left = p
+                .exhaustion_s
+                .map_or("-".to_string(), |s| format!("{s:.0} s"));
+            writeln!(
+                out,
+                "  [{}] {} -> {}: {} in use ({} TIME-WAIT, {} reusable), {} of {} left, {rate}, exhausted in {left}",
+                p.netns,
+                p.source,
+                p.destination,
+                p.in_use,
+                p.time_wait,
+                p.reusable,
+                p.available,
+                p.capacity
+            )?;
+        }
+    }
     if !r.alerts.is_empty() {
         writeln!(out, "\nAlerts:")?;
         for a in &r.alerts {

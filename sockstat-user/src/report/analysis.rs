@@ -7,7 +7,10 @@ use std::{
 
 use serde::Serialize;
 
-use super::leaks::{self, Finding};
+use super::{
+    leaks::{self, Finding},
+    ports::{self, PortHeadroom, PortSettings, PortUse},
+};
 use crate::{
     alert::{Alert, AlertStatus},
     diag::{Endpoint, Netid, SocketRecord},
@@ -131,8 +134,14 @@ pub struct Report {
     /// Unusual listeners another host can reach (not on loopback).
     pub exposed_unusual_listeners: u64,
     pub leaks: Leaks,
+    /// Ephemeral-port headroom per (source, destination), soonest exhaustion first (at
+    /// most `PORTS_SHOWN`).
+    pub ports: Vec<PortHeadroom>,
     pub alerts: Vec<AlertStatus>,
 }
+
+/// Destinations listed in a report's port headroom.
+const PORTS_SHOWN: usize = 20;
 
 /// The names `--alert` accepts for a report.
 pub fn metric_names() -> Vec<&'static str> {
@@ -145,6 +154,8 @@ pub fn metric_names() -> Vec<&'static str> {
         "close-wait-age",
         "time-wait-pct",
         "syn-recv-pct",
+        "port-exhaustion-seconds",
+        "ports-available",
     ]);
     v
 }
@@ -158,6 +169,17 @@ impl Report {
             "exposed-unusual-listeners" => self.exposed_unusual_listeners as f64,
             "close-wait-age" => self.leaks.close_wait_oldest_s.unwrap_or(0.0),
             "time-wait-pct" => self.leaks.time_wait_pct.unwrap_or(0.0),
+            // No destination with a rate: never (the alert compares against infinity).
+            "port-exhaustion-seconds" => self
+                .ports
+                .iter()
+                .filter_map(|p| p.exhaustion_s)
+                .fold(f64::INFINITY, f64::min),
+            "ports-available" => self
+                .ports
+                .iter()
+                .map(|p| p.available as f64)
+                .fold(f64::INFINITY, f64::min),
             "syn-recv-pct" => self
                 .leaks
                 .syn_recv_backlogs
@@ -238,6 +260,8 @@ pub struct Settings<'a> {
     pub allow_ports: &'a [u16],
     /// `ip_local_port_range`: local ports in it are counted as one group, not one by one.
     pub ephemeral: (u16, u16),
+    /// Each namespace's port settings, by label.
+    pub ports: &'a HashMap<String, PortSettings>,
     pub tcp_max_tw_buckets: Option<u64>,
     pub alerts: &'a [Alert],
 }
@@ -270,6 +294,9 @@ pub fn analyse(
             .iter()
             .filter_map(|b| leaks::syn_backlog(&b.listener, b.syn_recv, b.backlog)),
     );
+    let mut ports = ports::forecast(sockets.iter().filter_map(port_use), s.ports);
+    findings.extend(ports.iter().filter_map(leaks::port_exhaustion));
+    ports.truncate(PORTS_SHOWN);
     let unusual_listeners = tally.listeners.iter().filter(|l| !l.allowed).count() as u64;
     let exposed_unusual_listeners = tally
         .listeners
@@ -305,6 +332,7 @@ pub fn analyse(
             syn_recv_backlogs,
             findings,
         },
+        ports,
         alerts: Vec::new(),
     };
     report.alerts = s
@@ -401,6 +429,30 @@ impl Tally {
             _ => {}
         }
     }
+}
+
+/// A TCP socket as the port forecast reads it: a TIME-WAIT socket's age from its timer
+/// (armed for 60 s when it entered).
+fn port_use(l: &Labeled) -> Option<PortUse<'_>> {
+    let r = &l.record;
+    let (Endpoint::Inet(local), Endpoint::Inet(remote)) = (&r.local, &r.peer) else {
+        return None;
+    };
+    if r.netid != Netid::Tcp {
+        return None;
+    }
+    let state = TcpState::from_kernel(r.state)?;
+    let time_wait_age_s = r
+        .timer
+        .filter(|t| state == TcpState::TimeWait && t.kind == 3)
+        .map(|t| (60.0 - f64::from(t.expires_ms) / 1000.0).max(0.0));
+    Some(PortUse {
+        netns: &l.netns,
+        state,
+        local: *local,
+        remote: *remote,
+        time_wait_age_s,
+    })
 }
 
 /// Each TCP listener with SYN-RECV children, against its backlog.
@@ -546,6 +598,7 @@ mod tests {
                 allow_ports: &[22, 80],
                 ephemeral: (32768, 60999),
                 tcp_max_tw_buckets: Some(100),
+                ports: &HashMap::new(),
                 alerts: &alerts,
             },
         );

@@ -43,6 +43,29 @@ pub fn time_wait(count: u64, max: Option<u64>) -> Option<Finding> {
     })
 }
 
+/// A destination whose ephemeral ports run out within five minutes at the current connect
+/// rate, or that has less than a tenth of them left: connect() will fail with
+/// EADDRNOTAVAIL.
+pub fn port_exhaustion(h: &super::ports::PortHeadroom) -> Option<Finding> {
+    let soon = h.exhaustion_s.is_some_and(|s| s < 300.0);
+    let scarce = h.available * 10 < h.capacity;
+    (soon || scarce).then(|| Finding {
+        kind: "port-exhaustion",
+        count: h.available,
+        message: format!(
+            "[{}] {} -> {}: {} of {} ephemeral ports left{}: connects will fail with EADDRNOTAVAIL",
+            h.netns,
+            h.source,
+            h.destination,
+            h.available,
+            h.capacity,
+            h.exhaustion_s.map_or(String::new(), |s| format!(
+                ", gone in ~{s:.0} s at the current rate"
+            ))
+        ),
+    })
+}
+
 /// Half-open connections (SYN-RECV) filling a listener's backlog: a SYN flood, or an
 /// accept loop that cannot keep up. Flagged from 50 % of the backlog.
 pub fn syn_backlog(listener: &str, syn_recv: u64, backlog: u64) -> Option<Finding> {
