@@ -54,6 +54,7 @@ fn main() {
             retransmits_by_type,
         ),
         root_trial("serve_counts_drops_by_reason", root, drops_by_reason),
+        root_trial("serve_gauges_port_headroom", root, port_headroom),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -966,6 +967,67 @@ fn drops_by_reason() -> TestResult {
             .collect();
         all.sort();
         return Err(fail(format!("{}; drops: {all:?}", wrong.join("; "))));
+    }
+    Ok(())
+}
+
+/// `sockstat_port_headroom` and `sockstat_port_exhaustion_seconds`: in a namespace whose
+/// `ip_local_port_range` holds 20 ports (`tcp_tw_reuse` off), 15 connections to one
+/// destination closed by the client hold 15 ports in TIME-WAIT: the headroom toward it is 5,
+/// and the forecast at that rate is finite.
+fn port_headroom() -> TestResult {
+    const PORT: u16 = 7614;
+    let ns = NamedNetns::new("serve-ports").map_err(fail)?;
+    for (key, value) in [
+        ("net.ipv4.ip_local_port_range", "40000 40019"),
+        ("net.ipv4.tcp_tw_reuse", "0"),
+    ] {
+        ns.exec("sysctl", &["-qw", &format!("{key}={value}")])
+            .map_err(fail)?;
+    }
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let server = Server::start(Some(&ns), port, &[])?;
+    let listener = ns
+        .within(|| TcpListener::bind(("127.0.0.1", PORT)))
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    for _ in 0..15 {
+        let client = ns
+            .within(|| TcpStream::connect(("127.0.0.1", PORT)))
+            .map_err(fail)?
+            .map_err(|e| fail(e.to_string()))?;
+        let (server_end, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+        drop(client);
+        let mut byte = [0u8; 1];
+        let _ = (&server_end).read(&mut byte);
+    }
+    let destination = format!("destination=\"127.0.0.1:{PORT}\"");
+    let find = |s: &HashMap<String, f64>, metric: &str| {
+        s.iter()
+            .find(|(k, _)| k.starts_with(metric) && k.contains(&destination))
+            .map(|(_, v)| *v)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = server.scrape()?;
+        if find(&s, "sockstat_port_headroom{") == Some(5.0) || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(listener);
+    let headroom = find(&s, "sockstat_port_headroom{");
+    let seconds = find(&s, "sockstat_port_exhaustion_seconds{");
+    if headroom != Some(5.0) || !seconds.is_some_and(|v| v > 0.0 && v < 300.0) {
+        let mut ports: Vec<String> = s
+            .iter()
+            .filter(|(k, _)| k.starts_with("sockstat_port"))
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        ports.sort();
+        return Err(fail(format!(
+            "want headroom 5 and a forecast under 300 s toward 127.0.0.1:{PORT}: {ports:?}"
+        )));
     }
     Ok(())
 }

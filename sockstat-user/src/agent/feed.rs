@@ -12,10 +12,42 @@ use crate::{
         Output, TrackerStats,
         dashboard::{DataSource, SockView},
     },
-    tcp::ReportedState,
+    report::ports::{self, PortHeadroom, PortSettings, PortUse},
+    tcp::{ReportedState, TcpState},
 };
+use std::collections::HashMap;
 
 const RECONCILE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Each namespace's port settings for `Feed::port_forecast`, read again every
+/// `PortWatch::REREAD`: they are sysctls, rarely changed, and reading them means entering
+/// every namespace.
+pub struct PortWatch {
+    scope: DumpScope,
+    settings: HashMap<u32, PortSettings>,
+    read_at: Option<std::time::Instant>,
+}
+
+impl PortWatch {
+    const REREAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+    pub fn new(scope: DumpScope) -> Self {
+        Self {
+            scope,
+            settings: HashMap::new(),
+            read_at: None,
+        }
+    }
+
+    /// The feed's port headroom per destination, soonest exhaustion first.
+    pub fn forecast(&mut self, feed: &Feed) -> Vec<PortHeadroom> {
+        if self.read_at.is_none_or(|at| at.elapsed() >= Self::REREAD) {
+            self.settings = super::port_settings(self.scope);
+            self.read_at = Some(std::time::Instant::now());
+        }
+        feed.port_forecast(&self.settings)
+    }
+}
 
 pub struct FeedOptions {
     pub hook: crate::ebpf::HookChoice,
@@ -201,6 +233,7 @@ impl Feed {
                             .owner
                             .pid
                             .map(|pid| (pid, s.owner.comm.as_ref().map_or("?", |c| c.as_str()))),
+                        since_ns: s.since_ns,
                     });
                 }
             }
@@ -212,10 +245,35 @@ impl Feed {
                         remote: b.remote,
                         netns: b.netns,
                         owner: b.owner,
+                        since_ns: None,
                     });
                 }
             }
         }
+    }
+
+    /// Ephemeral-port headroom per destination (see `report::ports`), with each
+    /// namespace's settings by inode; TIME-WAIT ages from the live table (none when
+    /// polling, so no rate and no forecast there).
+    pub fn port_forecast(&self, settings: &HashMap<u32, PortSettings>) -> Vec<PortHeadroom> {
+        let now = crate::live::clock::monotonic_ns();
+        let mut uses = Vec::new();
+        self.for_each_socket(|s| {
+            let ReportedState::Known(state) = s.state else {
+                return;
+            };
+            uses.push(PortUse {
+                netns: s.netns,
+                state,
+                local: s.local,
+                remote: s.remote,
+                time_wait_age_s: s
+                    .since_ns
+                    .filter(|_| state == TcpState::TimeWait)
+                    .map(|since| now.saturating_sub(since) as f64 / 1e9),
+            });
+        });
+        ports::forecast(uses, settings)
     }
 
     pub fn counters(&self) -> Option<KernelCounters> {

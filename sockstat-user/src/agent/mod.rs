@@ -5,7 +5,7 @@
 pub mod feed;
 pub mod pipeline;
 
-pub use feed::{Feed, FeedOptions};
+pub use feed::{Feed, FeedOptions, PortWatch};
 use std::{path::Path, time::Duration};
 
 use crate::{
@@ -224,6 +224,18 @@ pub fn listener_drops(scope: DumpScope) -> Vec<ListenerDrops> {
                 backlog: r.send_q,
             })
         }));
+    });
+    out
+}
+
+/// Each namespace's port settings (`ip_local_port_range`, reserved ports, `tcp_tw_reuse`),
+/// by inode, read inside it.
+pub fn port_settings(
+    scope: DumpScope,
+) -> std::collections::HashMap<u32, crate::report::ports::PortSettings> {
+    let mut out = std::collections::HashMap::new();
+    in_each_netns(scope, &mut out, |netns, _, out| {
+        out.insert(netns, crate::report::ports::PortSettings::here());
     });
     out
 }

@@ -98,7 +98,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             allow_ports: &args.allow_ports.0,
             ephemeral: crate::services::ephemeral_range(),
             tcp_max_tw_buckets: tw_max,
-            ports: &ports,
+            ports: &ports.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
             alerts: &alerts,
         },
     );

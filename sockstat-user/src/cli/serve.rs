@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{UsageError, args::ServeArgs};
 use crate::{
-    agent::{DumpScope, Feed, FeedOptions, OwnEndpoint, own_netns},
+    agent::{DumpScope, Feed, FeedOptions, OwnEndpoint, PortWatch, own_netns},
     exporter::{http, metrics::Metrics},
     live::{clock, dashboard::DataSource},
 };
@@ -72,23 +72,25 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
         .map_err(|e| UsageError(format!("cannot listen on {addr}: {e}")))?;
     // With port 0 the kernel picks one: announce and exclude the one it picked.
     let addr = listener.local_addr().unwrap_or(addr);
+    let scope = DumpScope {
+        port: None,
+        v4: true,
+        v6: true,
+        netns,
+        all_netns: args.ns.all_netns,
+        // The exporter's own connections (scrapes) are not the host's traffic.
+        own: Some(OwnEndpoint {
+            netns: own_netns(),
+            port: addr.port(),
+        }),
+    };
     let mut feed = Feed::start(&FeedOptions {
         hook: args.probe.hook,
         ring_kib: args.probe.ring_kib,
-        scope: DumpScope {
-            port: None,
-            v4: true,
-            v6: true,
-            netns,
-            all_netns: args.ns.all_netns,
-            // The exporter's own connections (scrapes) are not the host's traffic.
-            own: Some(OwnEndpoint {
-                netns: own_netns(),
-                port: addr.port(),
-            }),
-        },
+        scope,
         poll: args.poll,
     })?;
+    let mut ports = PortWatch::new(scope);
     let source = match feed.source() {
         DataSource::Ebpf { hook, .. } => format!("ebpf {hook}"),
         DataSource::Polling { reason } => format!("polling ({reason})"),
@@ -102,7 +104,7 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
     });
     feed.refresh_now().await;
     if let Ok(mut m) = shared.metrics.lock() {
-        m.refresh(&feed);
+        m.refresh(&feed, &ports.forecast(&feed));
     }
     eprintln!("sockstat serve: http://{addr}/metrics ({source}); SIGTERM stops it");
     let server = tokio::spawn(http::serve(listener, shared.clone()));
@@ -122,8 +124,9 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
             _ = refresh.tick() => {
                 observe(&shared, &mut feed);
                 feed.refresh().await;
+                let headroom = ports.forecast(&feed);
                 if let Ok(mut m) = shared.metrics.lock() {
-                    m.refresh(&feed);
+                    m.refresh(&feed, &headroom);
                 }
                 shared.heartbeat.store(clock::monotonic_ns(), Ordering::Relaxed);
             }

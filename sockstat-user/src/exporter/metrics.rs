@@ -1,6 +1,7 @@
 //! The metric families and how they are fed. Label sets are bounded: states x namespaces,
 //! edges (16 x 16 at most), errno names, at most `MAX_PORTS` listening ports and at most
-//! `MAX_PORTS` closed ports.
+//! `MAX_PORTS` closed ports, `MAX_DESTINATIONS` port-headroom destinations, and one drop
+//! series per drop reason the kernel has.
 use std::collections::HashMap;
 
 use prometheus_client::{
@@ -17,11 +18,14 @@ use prometheus_client::{
 use crate::{
     agent::Feed,
     live::{Cause, Output, Reset, Transition},
+    report::ports::PortHeadroom,
     tcp::{ReportedState, TcpState},
 };
 
 /// Listening ports beyond this many are summed under port="other".
 pub const MAX_PORTS: usize = 64;
+/// Destinations with a port-headroom series: those nearest exhaustion.
+pub const MAX_DESTINATIONS: usize = 10;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateNetns {
@@ -61,6 +65,13 @@ struct EndCause {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortPair {
+    netns: String,
+    source: String,
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DropReason {
     reason: String,
 }
@@ -97,6 +108,8 @@ pub struct Metrics {
     closed_port_resets: Counter,
     closed_port_resets_by_port: Family<Port, Counter>,
     drops: Family<DropReason, Counter>,
+    port_headroom: Family<PortPair, Gauge>,
+    port_exhaustion: Family<PortPair, Gauge<f64, std::sync::atomic::AtomicU64>>,
     table_sockets: Gauge,
     table_bytes: Gauge,
     /// The closed ports given a label of their own so far (the first `MAX_PORTS` seen).
@@ -135,6 +148,8 @@ impl Metrics {
             closed_port_resets: Counter::default(),
             closed_port_resets_by_port: Family::default(),
             drops: Family::default(),
+            port_headroom: Family::default(),
+            port_exhaustion: Family::default(),
             table_sockets: Gauge::default(),
             table_bytes: Gauge::default(),
             closed_ports_named: std::collections::HashSet::new(),
@@ -254,6 +269,16 @@ impl Metrics {
             m.drops.clone(),
         );
         registry.register(
+            "port_headroom",
+            "Ephemeral ports connect() may still take toward a destination from a source address (ip_local_port_range less reserved, bound and in-use ports; TIME-WAIT included unless tcp_tw_reuse frees it), for the 10 destinations nearest exhaustion",
+            m.port_headroom.clone(),
+        );
+        registry.register(
+            "port_exhaustion_seconds",
+            "Seconds until port_headroom is used up at the connect rate of the last 10 s (from TIME-WAIT entries), for those of the same destinations that have a rate",
+            m.port_exhaustion.clone(),
+        );
+        registry.register(
             "live_table_sockets",
             "Sockets in the agent's live table",
             m.table_sockets.clone(),
@@ -330,7 +355,22 @@ impl Metrics {
 
     /// Refreshes everything that is read rather than observed: socket gauges, the kernel's
     /// and the live table's running totals.
-    pub fn refresh(&mut self, feed: &Feed) {
+    pub fn refresh(&mut self, feed: &Feed, ports: &[PortHeadroom]) {
+        self.port_headroom.clear();
+        self.port_exhaustion.clear();
+        for p in ports.iter().take(MAX_DESTINATIONS) {
+            let label = PortPair {
+                netns: p.netns.clone(),
+                source: p.source.to_string(),
+                destination: p.destination.to_string(),
+            };
+            self.port_headroom
+                .get_or_create(&label)
+                .set(i64::try_from(p.available).unwrap_or(i64::MAX));
+            if let Some(s) = p.exhaustion_s {
+                self.port_exhaustion.get_or_create(&label).set(s);
+            }
+        }
         self.ebpf_up.set(i64::from(feed.is_ebpf()));
         self.netns_skipped
             .set(i64::try_from(feed.skipped_netns().len()).unwrap_or(i64::MAX));

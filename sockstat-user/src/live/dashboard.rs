@@ -29,6 +29,8 @@ pub struct SockView<'a> {
     pub remote: SocketAddr,
     pub netns: u32,
     pub owner: Option<(u32, &'a str)>,
+    /// When it entered `state` (monotonic ns), where the live table saw it.
+    pub since_ns: Option<u64>,
 }
 
 /// What kind of source the numbers come from; shown in the header.
@@ -698,6 +700,7 @@ mod tests {
             remote,
             netns: 1,
             owner: Some((42, "curl")),
+            since_ns: None,
         }]);
         let s = d.snapshot(ctx(&[]));
         assert_eq!(s.rates.transitions, Some(6.0));
@@ -747,6 +750,7 @@ mod tests {
             remote: addr("127.0.0.1:2"),
             netns: 1,
             owner: None,
+            since_ns: None,
         }]);
         let alerts =
             [crate::alert::Alert::parse("time-wait >= 1", &Snapshot::metric_names()).unwrap()];

@@ -76,6 +76,8 @@ pub struct SocketView<'a> {
     pub remote: SocketAddr,
     pub netns: u32,
     pub owner: &'a Owner,
+    /// When it entered `state` (monotonic ns), if seen.
+    pub since_ns: Option<u64>,
 }
 
 /// What the live table holds and what that costs, by its own accounting.
@@ -227,6 +229,7 @@ impl Tracker {
                 remote: e.remote,
                 netns: e.netns,
                 owner: &e.owner,
+                since_ns: e.since_ns,
             })
             .chain(self.timewait.iter().map(|(_, v)| v))
     }

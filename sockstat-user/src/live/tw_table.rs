@@ -360,6 +360,7 @@ impl TwTable {
                     remote: self.addr(s, s.remote, s.rport),
                     netns: self.netns.get(u32::from(s.netns)).unwrap_or(0),
                     owner,
+                    since_ns: (s.since_ns != 0).then_some(s.since_ns),
                 },
             )
         })

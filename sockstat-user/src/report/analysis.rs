@@ -261,7 +261,7 @@ pub struct Settings<'a> {
     /// `ip_local_port_range`: local ports in it are counted as one group, not one by one.
     pub ephemeral: (u16, u16),
     /// Each namespace's port settings, by label.
-    pub ports: &'a HashMap<String, PortSettings>,
+    pub ports: &'a HashMap<&'a str, PortSettings>,
     pub tcp_max_tw_buckets: Option<u64>,
     pub alerts: &'a [Alert],
 }
@@ -433,7 +433,7 @@ impl Tally {
 
 /// A TCP socket as the port forecast reads it: a TIME-WAIT socket's age from its timer
 /// (armed for 60 s when it entered).
-fn port_use(l: &Labeled) -> Option<PortUse<'_>> {
+fn port_use(l: &Labeled) -> Option<PortUse<&str>> {
     let r = &l.record;
     let (Endpoint::Inet(local), Endpoint::Inet(remote)) = (&r.local, &r.peer) else {
         return None;
@@ -447,7 +447,7 @@ fn port_use(l: &Labeled) -> Option<PortUse<'_>> {
         .filter(|t| state == TcpState::TimeWait && t.kind == 3)
         .map(|t| (60.0 - f64::from(t.expires_ms) / 1000.0).max(0.0));
     Some(PortUse {
-        netns: &l.netns,
+        netns: l.netns.as_str(),
         state,
         local: *local,
         remote: *remote,

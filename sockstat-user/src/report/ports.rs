@@ -16,6 +16,8 @@
 //! leave no TIME-WAIT here and hold no port after they close, so they rightly add nothing.
 use std::{
     collections::HashMap,
+    fmt::Display,
+    hash::Hash,
     net::{IpAddr, SocketAddr},
 };
 
@@ -95,10 +97,10 @@ impl PortSettings {
     }
 }
 
-/// One TCP socket as the forecast needs it.
+/// One TCP socket as the forecast needs it; `N` names its namespace (a label, an inode).
 #[derive(Clone, Copy, Debug)]
-pub struct PortUse<'a> {
-    pub netns: &'a str,
+pub struct PortUse<N> {
+    pub netns: N,
     pub state: TcpState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -139,14 +141,14 @@ struct Tally {
 /// Every destination reached from an ephemeral port, ranked by the forecast (soonest
 /// first, then the fewest ports left). `settings` is per namespace label; a namespace
 /// without an entry is skipped.
-pub fn forecast<'a>(
-    sockets: impl IntoIterator<Item = PortUse<'a>>,
-    settings: &HashMap<String, PortSettings>,
+pub fn forecast<N: Copy + Eq + Hash + Display>(
+    sockets: impl IntoIterator<Item = PortUse<N>>,
+    settings: &HashMap<N, PortSettings>,
 ) -> Vec<PortHeadroom> {
-    let mut bound: HashMap<&str, Vec<u16>> = HashMap::new();
-    let mut pairs: HashMap<(&str, IpAddr, SocketAddr), Tally> = HashMap::new();
+    let mut bound: HashMap<N, Vec<u16>> = HashMap::new();
+    let mut pairs: HashMap<(N, IpAddr, SocketAddr), Tally> = HashMap::new();
     for s in sockets {
-        let Some(set) = settings.get(s.netns) else {
+        let Some(set) = settings.get(&s.netns) else {
             continue;
         };
         if !set.ephemeral(s.local.port()) {
@@ -181,9 +183,9 @@ pub fn forecast<'a>(
     let mut out: Vec<PortHeadroom> = pairs
         .into_iter()
         .filter_map(|((netns, source, destination), t)| {
-            let set = settings.get(netns)?;
+            let set = settings.get(&netns)?;
             let size = u64::from(set.range.1 - set.range.0) + 1;
-            let bound = bound.get(netns).map_or(0, |p| p.len() as u64);
+            let bound = bound.get(&netns).map_or(0, |p| p.len() as u64);
             let capacity = size.saturating_sub(set.reserved_in_range() + bound);
             let reuse = set.reuses_time_wait(source, destination.ip());
             let reusable = if reuse { t.settled } else { 0 };
@@ -233,14 +235,14 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 mod tests {
     use super::*;
 
-    fn settings(tw_reuse: u8) -> HashMap<String, PortSettings> {
+    fn settings(tw_reuse: u8) -> HashMap<&'static str, PortSettings> {
         HashMap::from([(
-            "ns".to_string(),
+            "ns",
             PortSettings::parse("40000 40019", "40005,40010-40011", &tw_reuse.to_string()),
         )])
     }
 
-    fn conn(port: u16, state: TcpState, age: Option<f64>) -> PortUse<'static> {
+    fn conn(port: u16, state: TcpState, age: Option<f64>) -> PortUse<&'static str> {
         PortUse {
             netns: "ns",
             state,
@@ -252,7 +254,7 @@ mod tests {
 
     #[test]
     fn headroom_counts_reserved_and_time_wait_and_forecasts_from_recent_closes() {
-        let mut socks: Vec<PortUse> = (0..10)
+        let mut socks: Vec<PortUse<&str>> = (0..10)
             .map(|i| conn(40000 + i, TcpState::TimeWait, Some(2.0)))
             .collect();
         socks.push(conn(40012, TcpState::Established, None));
@@ -277,7 +279,7 @@ mod tests {
 
     #[test]
     fn reused_time_wait_ports_are_headroom_and_no_forecast() {
-        let socks: Vec<PortUse> = (0..10)
+        let socks: Vec<PortUse<&str>> = (0..10)
             .map(|i| conn(40000 + i, TcpState::TimeWait, Some(30.0)))
             .collect();
         let h = &forecast(socks.clone(), &settings(1))[0];
