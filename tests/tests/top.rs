@@ -4,7 +4,7 @@
 //!
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
-    io::Read,
+    io::{Read, Write},
     net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
     process::Command,
     time::{Duration, Instant},
@@ -13,7 +13,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial, sockstat_bin, wait_attached,
+    ALL_HOOKS, NamedNetns, NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial,
+    sockstat_bin, tun::TunPeer, wait_attached, wait_links,
 };
 
 fn main() {
@@ -26,6 +27,11 @@ fn main() {
         root_trial("top_tmux_sighup_restores_terminal", root, tmux_sighup),
         root_trial("top_once_json_counts_and_rates", root, once_json),
         root_trial("top_once_alert_sets_exit_code", root, once_alert),
+        root_trial(
+            "top_once_shows_retransmits_drops_and_port_headroom",
+            root,
+            once_trouble,
+        ),
         root_trial("top_polling_fallback_has_counts_no_edges", root, polling),
     ];
     libtest_mimic::run(&args, trials).exit();
@@ -545,5 +551,106 @@ fn polling() -> TestResult {
         return Err(fail(format!("unprivileged counts: {snap}")));
     }
     drop((c, s));
+    Ok(())
+}
+
+/// `top --once --json` in a namespace of its own, where three kinds of trouble happen:
+/// - a peer on a TUN device that connects, then never acknowledges what the host sends:
+///   the host retransmits, and that connection heads `retransmitting`;
+/// - the same peer sends a segment beyond the window, one with a bad checksum and a SYN to
+///   a closed port while top measures: `drops` counts each reason once, from the kernel;
+/// - `ip_local_port_range` holds 20 ports, and 15 connections to one destination are
+///   closed by the client while top measures: `ports` gives it 5 left and a finite forecast
+///   at that rate (top's rate is the live one: TIME-WAIT sockets it saw begin).
+fn once_trouble() -> TestResult {
+    const PORT: u16 = 7620;
+    const CHURN_PORT: u16 = 7621;
+    let local = Ipv4Addr::new(10, 79, 0, 1);
+    let peer = Ipv4Addr::new(10, 79, 0, 2);
+    let ns = NamedNetns::new("top-trouble").map_err(fail)?;
+    for (key, value) in [
+        ("net.ipv4.ip_local_port_range", "40000 40019"),
+        ("net.ipv4.tcp_tw_reuse", "0"),
+    ] {
+        ns.exec("sysctl", &["-qw", &format!("{key}={value}")])
+            .map_err(fail)?;
+    }
+    let mut tun = TunPeer::in_netns(&ns, "sst-tun2", local, peer).map_err(fail)?;
+    let (listener, churn) = ns
+        .within(|| -> std::io::Result<(TcpListener, TcpListener)> {
+            Ok((
+                TcpListener::bind((local, PORT))?,
+                TcpListener::bind(("127.0.0.1", CHURN_PORT))?,
+            ))
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let child = Command::new(sockstat_bin())
+        // Long enough for what follows under emulation (the kernel matrix runs in TCG).
+        .args(["top", "--once", "--json", "--interval", "8", "-N", &ns.name])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    // Every hook, the timewait ones and kfree_skb included (the first link comes long
+    // before the last under emulation).
+    wait_links(child.id(), ALL_HOOKS).map_err(fail)?;
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..15 {
+        let client = ns
+            .within(|| TcpStream::connect(("127.0.0.1", CHURN_PORT)))
+            .map_err(fail)?
+            .map_err(|e| fail(e.to_string()))?;
+        let (server, _) = churn.accept().map_err(|e| fail(e.to_string()))?;
+        drop(client);
+        let mut byte = [0u8; 1];
+        let _ = (&server).read(&mut byte);
+    }
+    tun.provoke_drops(40000, PORT)
+        .map_err(|e| fail(e.to_string()))?;
+    let (mut server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+    server
+        .write_all(&[7u8; 100])
+        .map_err(|e| fail(e.to_string()))?;
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    drop(server);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let snap: Value =
+        serde_json::from_str(text.trim()).map_err(|e| fail(format!("{e}: {text}")))?;
+    let retransmitting = &snap["retransmitting"][0];
+    if retransmitting["remote"] != format!("{peer}:40000").as_str()
+        || retransmitting["count"].as_u64().is_none_or(|n| n < 1)
+        || !snap["rates"]["retransmits"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0)
+    {
+        return Err(fail(format!(
+            "want the TUN peer's connection retransmitting: {}; rates {}",
+            snap["retransmitting"], snap["rates"]
+        )));
+    }
+    for reason in ["tcp-invalid-sequence", "tcp-csum", "no-socket"] {
+        let count = snap["drops"]
+            .as_array()
+            .and_then(|d| d.iter().find(|r| r["reason"] == reason))
+            .and_then(|r| r["count"].as_u64());
+        if count != Some(1) {
+            return Err(fail(format!("{reason}: want 1 drop: {snap}")));
+        }
+    }
+    let destination = format!("127.0.0.1:{CHURN_PORT}");
+    let ports = snap["ports"]
+        .as_array()
+        .and_then(|p| p.iter().find(|h| h["destination"] == destination.as_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    if ports["available"].as_u64() != Some(5)
+        || !ports["exhaustion_s"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0 && s < 300.0)
+    {
+        return Err(fail(format!(
+            "want 5 ports left toward {destination} and a forecast under 300 s: {snap}"
+        )));
+    }
     Ok(())
 }

@@ -276,6 +276,21 @@ impl Feed {
         ports::forecast(uses, settings)
     }
 
+    /// The kernel's dropped TCP segments by reason name (`None` when polling or unreadable).
+    pub fn drop_counts(&self) -> Option<HashMap<String, u64>> {
+        let probe = self.probe()?;
+        let counts = probe
+            .drops_by_reason()
+            .inspect_err(|e| log::warn!("reading the drop counts: {e}"))
+            .ok()?;
+        Some(
+            counts
+                .into_iter()
+                .map(|(slot, n)| (probe.drop_slot_name(slot).into_owned(), n))
+                .collect(),
+        )
+    }
+
     pub fn counters(&self) -> Option<KernelCounters> {
         match self {
             Feed::Ebpf(f) => f

@@ -15,7 +15,7 @@ use tokio::{
 
 use super::{UsageError, args::TopArgs};
 use crate::{
-    agent::{DumpScope, Feed, FeedOptions},
+    agent::{DumpScope, Feed, FeedOptions, PortWatch},
     alert::Alert,
     filter::Filter,
     live::{
@@ -86,12 +86,18 @@ fn observe(o: &Output, filter: &Filter, dash: &mut Dashboard) {
                 dash.observe_reset(r);
             }
         }
-        Output::Lifetime(_) | Output::Retransmit(_) | Output::Drop(_) => {}
+        Output::Retransmit(r) => {
+            if filter.matches_tcp(r.what.state.kernel_number(), r.local, r.remote) {
+                dash.observe_retransmit(r);
+            }
+        }
+        Output::Lifetime(_) | Output::Drop(_) => {}
     }
 }
 
-/// Ends an interval: every socket that passes the filter is counted.
-fn sample(feed: &Feed, filter: &Filter, dash: &mut Dashboard) {
+/// Ends an interval: every socket that passes the filter is counted; the kernel's drop
+/// counts and the port headroom (of every socket: ports run out per namespace) are read.
+fn sample(feed: &Feed, filter: &Filter, dash: &mut Dashboard, ports: &mut PortWatch) {
     let mut sockets = Vec::new();
     feed.for_each_socket(|s| {
         if filter.matches_tcp(s.state.kernel_number(), s.local, s.remote) {
@@ -99,6 +105,10 @@ fn sample(feed: &Feed, filter: &Filter, dash: &mut Dashboard) {
         }
     });
     dash.sample(sockets);
+    if let Some(drops) = feed.drop_counts() {
+        dash.sample_drops(drops);
+    }
+    dash.sample_ports(ports.forecast(feed));
 }
 
 fn context<'a>(
@@ -144,13 +154,27 @@ async fn top(
     mut filter_text: String,
     alerts: Vec<Alert>,
 ) -> anyhow::Result<ExitCode> {
-    let mut feed = Feed::start(&feed_options(args, netns))?;
+    let options = feed_options(args, netns);
+    let mut feed = Feed::start(&options)?;
+    let mut ports = PortWatch::new(options.scope);
     let per_edge = feed.is_ebpf();
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
-    // The first sample should not be empty.
+    // The first sample should not be empty; drop rates start from the counts now.
     feed.refresh_now().await;
+    if let Some(drops) = feed.drop_counts() {
+        dash.sample_drops(drops);
+    }
     if args.once {
-        return once(args, &mut feed, &mut dash, &filter, &filter_text, &alerts).await;
+        return once(
+            args,
+            &mut feed,
+            &mut dash,
+            &mut ports,
+            &filter,
+            &filter_text,
+            &alerts,
+        )
+        .await;
     }
 
     // Any of these from outside ends top like `q` does, so the terminal is restored (in raw
@@ -168,7 +192,7 @@ async fn top(
         let mut sample_timer = tokio::time::interval(Duration::from_secs_f64(args.interval));
         sample_timer.tick().await;
         // The first screen already shows the counts.
-        sample(&feed, &filter, &mut dash);
+        sample(&feed, &filter, &mut dash, &mut ports);
         let mut redraw = tokio::time::interval(REDRAW);
         let mut drain = tokio::time::interval(DRAIN);
         let mut snap = dash.snapshot(context(&feed, &filter_text, paused, sort, &alerts));
@@ -179,7 +203,7 @@ async fn top(
                     feed.drain(&mut |t| observe(t, &filter, &mut dash));
                     // Polling: count from the newest finished dump; keep one running.
                     feed.refresh().await;
-                    sample(&feed, &filter, &mut dash);
+                    sample(&feed, &filter, &mut dash, &mut ports);
                 }
                 step = feed.reconcile_step() => {
                     feed.reconcile(step, &mut |t| observe(t, &filter, &mut dash));
@@ -207,7 +231,7 @@ async fn top(
                             filter_text = text;
                             // Counts since start would mix two filters: start over.
                             dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
-                            sample(&feed, &filter, &mut dash);
+                            sample(&feed, &filter, &mut dash, &mut ports);
                         }
                         Action::None => {}
                     }
@@ -322,6 +346,7 @@ async fn once(
     args: &TopArgs,
     feed: &mut Feed,
     dash: &mut Dashboard,
+    ports: &mut PortWatch,
     filter: &Filter,
     filter_text: &str,
     alerts: &[Alert],
@@ -336,7 +361,7 @@ async fn once(
     }
     feed.drain(&mut |t| observe(t, filter, dash));
     feed.refresh_now().await;
-    sample(feed, filter, dash);
+    sample(feed, filter, dash, ports);
     let snap = dash.snapshot(context(
         feed,
         filter_text,

@@ -750,6 +750,15 @@ impl Probe {
         &self.drop_reasons
     }
 
+    /// A slot of `drops_by_reason` by name: the reason's, or `other` for the last slot.
+    pub fn drop_slot_name(&self, slot: u32) -> std::borrow::Cow<'_, str> {
+        if slot >= sockstat_common::drop::REASON_SLOTS - 1 {
+            "other".into()
+        } else {
+            self.drop_reasons.name(slot)
+        }
+    }
+
     /// Dropped TCP segments by the kernel's reason (those seen so far; the last slot,
     /// `drop::REASON_SLOTS - 1`, holds every reason from there up).
     pub fn drops_by_reason(&self) -> Result<Vec<(u32, u64)>, LoadError> {

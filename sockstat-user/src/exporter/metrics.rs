@@ -493,11 +493,7 @@ impl Metrics {
             for (reason, total) in drops {
                 let before = self.seen_drops.insert(reason, total).unwrap_or(0);
                 let label = DropReason {
-                    reason: if reason >= sockstat_common::drop::REASON_SLOTS - 1 {
-                        "other".to_string()
-                    } else {
-                        probe.drop_reasons().name(reason).into_owned()
-                    },
+                    reason: probe.drop_slot_name(reason).into_owned(),
                 };
                 self.drops
                     .get_or_create(&label)

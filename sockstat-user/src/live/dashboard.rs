@@ -9,7 +9,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::{Cause, Reset, ResetDirection, Transition};
+use super::{Cause, Reset, ResetDirection, Retransmit, Transition};
 use crate::tcp::{ReportedState, TcpState};
 
 /// The states the dashboard counts.
@@ -21,6 +21,8 @@ pub const HISTORY_SECS: f64 = 60.0;
 const CHURN_SECS: f64 = 10.0;
 const RECENT_EVENTS: usize = 200;
 const TOP_ROWS: usize = 10;
+/// Connections whose retransmissions are tallied at most.
+const RETRANSMITTING_CAP: usize = 4096;
 
 /// One socket, as a sample sees it.
 pub struct SockView<'a> {
@@ -107,6 +109,29 @@ pub struct Rates {
     pub resets_out: Option<f64>,
     /// RSTs this host sent answering segments to its closed ports.
     pub closed_port_resets: Option<f64>,
+    /// Segments retransmitted (every type), and TCP segments the kernel dropped (every
+    /// reason, from its counters).
+    pub retransmits: Option<f64>,
+    pub drops: Option<f64>,
+}
+
+/// A drop reason's segments.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DropRow {
+    pub reason: String,
+    /// Since `top` started.
+    pub count: u64,
+    /// Over the last interval, per second.
+    pub rate: f64,
+}
+
+/// A connection's retransmissions since `top` started.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetransmitRow {
+    pub local: String,
+    pub remote: String,
+    pub process: String,
+    pub count: u64,
 }
 
 /// A closed port that answered with an RST: one of ours (`*:PORT`, someone connected to or
@@ -174,6 +199,11 @@ pub struct Snapshot {
     pub top_processes: Vec<TopRow>,
     /// Closed ports that answered with an RST, most hit first: the shape of a port scan.
     pub closed_ports: Vec<ClosedPortRow>,
+    /// The connections that retransmitted most, and the drop reasons most seen.
+    pub retransmitting: Vec<RetransmitRow>,
+    pub drops: Vec<DropRow>,
+    /// Ephemeral-port headroom of the destinations nearest exhaustion.
+    pub ports: Vec<crate::report::ports::PortHeadroom>,
     pub events: Vec<EventRow>,
     /// Events the ring could not take; `None` when the kernel's counters could not be read
     /// (never shown as 0).
@@ -203,6 +233,10 @@ impl Snapshot {
             "refused/s",
             "resets/s",
             "closed-port-resets/s",
+            "retransmits/s",
+            "drops/s",
+            "port-exhaustion-seconds",
+            "ports-available",
             "lost",
             "missed",
         ]);
@@ -221,6 +255,19 @@ impl Snapshot {
             "refused/s" => r.refused?,
             "resets/s" => r.resets_in? + r.resets_out?,
             "closed-port-resets/s" => r.closed_port_resets?,
+            "retransmits/s" => r.retransmits?,
+            "drops/s" => r.drops?,
+            // No destination with a rate: never.
+            "port-exhaustion-seconds" => self
+                .ports
+                .iter()
+                .filter_map(|p| p.exhaustion_s)
+                .fold(f64::INFINITY, f64::min),
+            "ports-available" => self
+                .ports
+                .iter()
+                .map(|p| p.available as f64)
+                .fold(f64::INFINITY, f64::min),
             "lost" => self.lost_events? as f64,
             "missed" => self.missed_runs? as f64,
             state => {
@@ -252,6 +299,7 @@ struct IntervalCounts {
     resets_in: u64,
     resets_out: u64,
     closed_port_resets: u64,
+    retransmits: u64,
     closed_ports: HashMap<ClosedPort, u64>,
     remote: HashMap<IpAddr, u64>,
     port: HashMap<u16, u64>,
@@ -270,6 +318,13 @@ pub struct Dashboard {
     churn_window: VecDeque<IntervalCounts>,
     recent: VecDeque<Transition>,
     tops: Tops,
+    /// Retransmissions per connection (local, remote) since `top` started, with the owner.
+    retransmitting: HashMap<(SocketAddr, SocketAddr), (u64, String)>,
+    /// The kernel's drop counts by reason: at the last sample, and their rise over the
+    /// last interval. `None` until read (polling never has them).
+    drops_total: Option<HashMap<String, u64>>,
+    drops_last: HashMap<String, u64>,
+    ports: Vec<crate::report::ports::PortHeadroom>,
 }
 
 #[derive(Default)]
@@ -295,6 +350,10 @@ impl Dashboard {
             churn_window: VecDeque::new(),
             recent: VecDeque::new(),
             tops: Tops::default(),
+            retransmitting: HashMap::new(),
+            drops_total: None,
+            drops_last: HashMap::new(),
+            ports: Vec::new(),
         }
     }
 
@@ -351,6 +410,45 @@ impl Dashboard {
             *c.closed_ports.entry(port).or_default() += 1;
             *self.closed_ports_total.entry(port).or_default() += 1;
         }
+    }
+
+    /// One retransmission that passed the filter.
+    pub fn observe_retransmit(&mut self, r: &Retransmit) {
+        self.current.retransmits += 1;
+        // Bounded: past the cap, connections seen once make room.
+        if self.retransmitting.len() >= RETRANSMITTING_CAP {
+            self.retransmitting.retain(|_, (n, _)| *n > 1);
+        }
+        let process =
+            process_key(r.owner.pid, r.owner.comm.as_ref().map(|c| c.as_str())).unwrap_or_default();
+        let e = self
+            .retransmitting
+            .entry((r.local, r.remote))
+            .or_insert((0, process));
+        e.0 += 1;
+    }
+
+    /// Port headroom per destination at the end of an interval, soonest exhaustion first;
+    /// the first `TOP_ROWS` are kept.
+    pub fn sample_ports(&mut self, mut ports: Vec<crate::report::ports::PortHeadroom>) {
+        ports.truncate(TOP_ROWS);
+        self.ports = ports;
+    }
+
+    /// The kernel's drop counts by reason, read at the end of an interval.
+    pub fn sample_drops(&mut self, totals: HashMap<String, u64>) {
+        if let Some(before) = &self.drops_total {
+            self.drops_last = totals
+                .iter()
+                .map(|(k, &n)| {
+                    (
+                        k.clone(),
+                        n.saturating_sub(before.get(k).copied().unwrap_or(0)),
+                    )
+                })
+                .collect();
+        }
+        self.drops_total = Some(totals);
     }
 
     fn event_row(&self, t: &Transition) -> EventRow {
@@ -442,7 +540,45 @@ impl Dashboard {
             resets_in: per_s(self.last.resets_in),
             resets_out: per_s(self.last.resets_out),
             closed_port_resets: per_s(self.last.closed_port_resets),
+            retransmits: per_s(self.last.retransmits),
+            drops: self
+                .drops_total
+                .as_ref()
+                .map(|_| self.drops_last.values().sum::<u64>() as f64 / self.interval_s),
         };
+        let mut retransmitting: Vec<RetransmitRow> = self
+            .retransmitting
+            .iter()
+            .map(|((local, remote), (count, process))| RetransmitRow {
+                local: local.to_string(),
+                remote: remote.to_string(),
+                process: process.clone(),
+                count: *count,
+            })
+            .collect();
+        retransmitting.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| (&a.local, &a.remote).cmp(&(&b.local, &b.remote)))
+        });
+        retransmitting.truncate(TOP_ROWS);
+        let mut drops: Vec<DropRow> = self
+            .drops_total
+            .iter()
+            .flatten()
+            .map(|(reason, &count)| DropRow {
+                reason: reason.clone(),
+                count,
+                rate: self.drops_last.get(reason).copied().unwrap_or(0) as f64 / self.interval_s,
+            })
+            .collect();
+        drops.sort_by(|a, b| {
+            b.rate
+                .total_cmp(&a.rate)
+                .then(b.count.cmp(&a.count))
+                .then_with(|| a.reason.cmp(&b.reason))
+        });
+        drops.truncate(TOP_ROWS);
         let mut closed_ports: Vec<(ClosedPort, u64)> = self
             .closed_ports_total
             .iter()
@@ -517,6 +653,9 @@ impl Dashboard {
             top_local_ports,
             top_processes,
             closed_ports,
+            retransmitting,
+            drops,
+            ports: self.ports.clone(),
             events: self
                 .recent
                 .iter()

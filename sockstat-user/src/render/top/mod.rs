@@ -28,10 +28,11 @@ pub enum Panel {
     Processes,
     ClosedPorts,
     Events,
+    Trouble,
 }
 
 impl Panel {
-    const ORDER: [Panel; 7] = [
+    const ORDER: [Panel; 8] = [
         Panel::States,
         Panel::Machine,
         Panel::Remote,
@@ -39,6 +40,7 @@ impl Panel {
         Panel::Processes,
         Panel::ClosedPorts,
         Panel::Events,
+        Panel::Trouble,
     ];
 
     pub fn next(self) -> Panel {
@@ -59,6 +61,7 @@ impl Panel {
             Panel::Processes => "Processes",
             Panel::ClosedPorts => "Closed ports hit",
             Panel::Events => "Latest events",
+            Panel::Trouble => "Retransmits, drops, port headroom",
         }
     }
 }
@@ -289,6 +292,8 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
         r.closed_port_resets,
         lit(r.closed_port_resets),
     ));
+    third.extend(rate_span("retx", r.retransmits, None));
+    third.extend(rate_span("drops", r.drops, None));
     let filter = if snap.filter.is_empty() {
         "none"
     } else {
@@ -446,10 +451,17 @@ fn draw_bottom(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
         draw_top(frame, b, snap, ui, Panel::Ports, false);
         draw_top(frame, c, snap, ui, Panel::Processes, false);
         draw_closed_ports(frame, d, snap, ui, false);
+        let rows = snap.retransmitting.len() + snap.drops.len() + snap.ports.len();
+        let trouble_height = (rows as u16 + 3).clamp(4, events.height / 2 + 1);
+        let [events, trouble] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(trouble_height)])
+                .areas(events);
         draw_events(frame, events, snap, ui);
+        draw_trouble(frame, trouble, snap, ui, false);
     } else {
         match ui.bottom {
             Panel::Events => draw_events(frame, area, snap, ui),
+            Panel::Trouble => draw_trouble(frame, area, snap, ui, true),
             Panel::ClosedPorts => draw_closed_ports(frame, area, snap, ui, true),
             Panel::Ports | Panel::Processes => draw_top(frame, area, snap, ui, ui.bottom, true),
             _ => draw_top(frame, area, snap, ui, Panel::Remote, true),
@@ -524,6 +536,54 @@ fn draw_top(
     frame.render_widget(table, area);
 }
 
+/// Where connections suffer: the connections that retransmitted most, the kernel's drop
+/// reasons, and the destinations nearest running out of ephemeral ports (ports left and
+/// the forecast).
+fn draw_trouble(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState, compact: bool) {
+    let mut title = Panel::Trouble.title().to_string();
+    if compact {
+        title.push_str(" (Tab: more)");
+    }
+    let block = panel(ui, Panel::Trouble, title);
+    let header = Row::new(["", "n", "/s, eta"]).style(Style::new().add_modifier(Modifier::BOLD));
+    let retransmits = snap.retransmitting.iter().map(|r| {
+        Row::new([
+            format!("retx → {} {}", r.remote, r.process),
+            count(r.count),
+            String::new(),
+        ])
+    });
+    let drops = snap.drops.iter().map(|d| {
+        Row::new([format!("drop {}", d.reason), count(d.count), rate(d.rate)])
+            .style(Style::new().fg(Color::Magenta))
+    });
+    let ports = snap.ports.iter().map(|p| {
+        let soon = p.exhaustion_s.is_some_and(|s| s < 300.0);
+        let row = Row::new([
+            format!("ports left → {}", p.destination),
+            count(p.available),
+            p.exhaustion_s
+                .map_or_else(|| "-".to_string(), |s| format!("{}s", count(s as u64))),
+        ]);
+        if soon {
+            row.style(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
+        } else {
+            row
+        }
+    });
+    let table = Table::new(
+        retransmits.chain(drops).chain(ports).collect::<Vec<_>>(),
+        [
+            Constraint::Min(5),
+            Constraint::Length(5),
+            Constraint::Length(7),
+        ],
+    )
+    .header(header)
+    .block(block);
+    frame.render_widget(table, area);
+}
+
 fn draw_events(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
     let block = panel(ui, Panel::Events, Panel::Events.title().to_string());
     let inner = block.inner(area);
@@ -577,12 +637,12 @@ const HELP: &[&str] = &[
     "Tab        move between panels (at 80x24 it also switches the bottom panel)",
     "?          this help",
     "",
-    "Edges in the state machine show count since start and rate over the last",
-    "interval; green ones fired during the last interval. Edges the RFC figure",
-    "does not draw (aborts, failed connects) are listed on its last line.",
-    "Closed ports hit: *:PORT is a port here that answered a segment with an",
-    "RST (nothing listens: a scan or a dead service); ADDR:PORT refused a",
-    "connect from here. Entries marked synthesized were inferred, not observed.",
+    "Edges in the state machine: count since start, rate over the last interval;",
+    "green ones fired in it; edges the RFC figure lacks are on its last line.",
+    "Closed ports hit: *:PORT here answered with an RST (a scan, a dead service);",
+    "ADDR:PORT refused a connect from here. Synthesized entries were inferred.",
+    "Retransmits, drops, ports: the most retransmitting connections, drops by",
+    "reason, ports left per destination, and the time until EADDRNOTAVAIL.",
 ];
 
 fn draw_help(frame: &mut Frame, area: Rect) {

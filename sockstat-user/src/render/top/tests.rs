@@ -7,7 +7,10 @@ use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
 use super::*;
 use crate::{
     alert::AlertStatus,
-    live::dashboard::{ClosedPortRow, EdgeRow, EventRow, Rates, SortBy, StateRow},
+    live::dashboard::{
+        ClosedPortRow, DropRow, EdgeRow, EventRow, Rates, RetransmitRow, SortBy, StateRow,
+    },
+    report::ports::PortHeadroom,
 };
 
 fn edge(from: &str, to: &str, key: (u8, u8), count: u64, last: u64) -> EdgeRow {
@@ -81,6 +84,8 @@ fn fixture() -> Snapshot {
             resets_in: Some(6.0),
             resets_out: Some(3.0),
             closed_port_resets: Some(3.0),
+            retransmits: Some(2.0),
+            drops: Some(1.0),
         },
         edges: vec![
             edge("ESTAB", "FIN-WAIT-1", (1, 4), 20_511, 298),
@@ -110,6 +115,29 @@ fn fixture() -> Snapshot {
             closed("10.1.0.7:443", 4, 4.0),
             closed("*:8080", 2, 2.0),
         ],
+        retransmitting: vec![RetransmitRow {
+            local: "10.0.0.1:51234".into(),
+            remote: "93.184.216.34:443".into(),
+            process: "curl[901]".into(),
+            count: 7,
+        }],
+        drops: vec![DropRow {
+            reason: "tcp-csum".into(),
+            count: 3,
+            rate: 1.0,
+        }],
+        ports: vec![PortHeadroom {
+            netns: "4026531840".into(),
+            source: "10.0.0.1".parse().unwrap(),
+            destination: "93.184.216.34:443".parse().unwrap(),
+            in_use: 27_000,
+            time_wait: 26_000,
+            reusable: 0,
+            capacity: 28_232,
+            available: 1232,
+            connects_per_s: Some(300.0),
+            exhaustion_s: Some(4.1),
+        }],
         events: vec![
             EventRow {
                 t: 12.345,
