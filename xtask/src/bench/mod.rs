@@ -413,6 +413,17 @@ pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) 
             stdout_to_file: true,
         }),
         Some(Tracer {
+            name: "sockstat trace --events all --json > file",
+            argv: vec![
+                sockstat.clone(),
+                "trace".into(),
+                "--events".into(),
+                "all".into(),
+                "--json".into(),
+            ],
+            stdout_to_file: true,
+        }),
+        Some(Tracer {
             name: "sockstat trace --count-only",
             argv: vec![sockstat.clone(), "trace".into(), "--count-only".into()],
             stdout_to_file: true,
