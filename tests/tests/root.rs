@@ -1130,6 +1130,18 @@ fn rto_retransmits() -> TestResult {
         &["--json", "--events", "state,retrans", "--port", "7091"],
     )
     .map_err(fail)?;
+    let timelines = Tracer::start_in(
+        &a,
+        &[
+            "--json",
+            "--timeline",
+            "--events",
+            "retrans",
+            "--port",
+            "7091",
+        ],
+    )
+    .map_err(fail)?;
     let listener = b
         .within(|| TcpListener::bind(("10.203.0.2", PORT)))
         .map_err(fail)?
@@ -1168,8 +1180,37 @@ fn rto_retransmits() -> TestResult {
     tracer
         .wait_line(|l| l.contains("\"type\":\"rto\""), Duration::from_secs(10))
         .ok_or_else(|| fail("no RTO retransmit within 10 s"))?;
+    // An abort (SO_LINGER 0) closes the connection at once: its timeline is complete.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on our own socket with a correctly sized struct linger.
+    let set = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(fail(format!(
+            "SO_LINGER: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    drop(client);
+    timelines
+        .wait_line(
+            |l| l.contains("\"event\":\"timeline\""),
+            Duration::from_secs(10),
+        )
+        .ok_or_else(|| fail("no timeline within 10 s of the close"))?;
     let events = tracer.stop_json().map_err(fail)?;
-    drop((client, server, listener));
+    let timelines = timelines.stop_json().map_err(fail)?;
+    drop((server, listener));
     let cookie = cookie_where(&events, |e| {
         s(e, "event") == "state" && s(e, "new") == "ESTAB" && s(e, "local") == local
     })
@@ -1193,6 +1234,46 @@ fn rto_retransmits() -> TestResult {
         )));
     }
     eprintln!("retransmits of the held segment, in order: {types:?}");
+    // --timeline: the connection's one block, from its connect to its close, with the
+    // retransmits between ESTAB and the close, in time order.
+    let Some(timeline) = timelines
+        .iter()
+        .find(|t| s(t, "event") == "timeline" && t["cookie"].as_u64() == Some(cookie))
+    else {
+        return Err(fail(format!(
+            "no timeline for cookie {cookie}: {timelines:?}"
+        )));
+    };
+    check_eq("timeline closed", &timeline["closed"], Value::Bool(true))?;
+    check_eq("timeline's local end", s(timeline, "local"), &local)?;
+    let steps: Vec<String> = timeline["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| match s(e, "event") {
+                    "state" => format!("{} -> {}", s(e, "old"), s(e, "new")),
+                    other => format!("{other} {}", s(e, "type")),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let times: Vec<u64> = timeline["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["t_ns"].as_u64()).collect())
+        .unwrap_or_default();
+    let sorted = times.windows(2).all(|w| w[0] <= w[1]);
+    let n = steps.len();
+    let shape = n >= 4
+        && steps[0] == "CLOSE -> SYN-SENT"
+        && steps[1] == "SYN-SENT -> ESTAB"
+        && steps[n - 1] == "ESTAB -> CLOSE"
+        && steps[2..n - 1].iter().all(|s| s.starts_with("retransmit "))
+        && steps.iter().any(|s| s == "retransmit rto");
+    if !shape || !sorted || times.len() != n || times[0] != 0 {
+        return Err(fail(format!(
+            "timeline: want connect, ESTAB, retransmits (rto among them), close, in time order from 0: {steps:?} at {times:?}"
+        )));
+    }
     Ok(())
 }
 

@@ -309,6 +309,15 @@ pub struct TraceArgs {
     /// cause, owner) instead of one per transition.
     #[arg(long)]
     pub lifetimes: bool,
+    /// One block per connection when it closes (one JSON object with an `events` array):
+    /// its transitions and the retransmits, resets and drops --events selects, with times
+    /// from its first event.
+    #[arg(long, conflicts_with_all = ["lifetimes", "count_only"])]
+    pub timeline: bool,
+    /// With --timeline: the most events kept per connection (its first and the latest;
+    /// the rest are counted as left out).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(2..=65536))]
+    pub timeline_events: u32,
     /// Count transitions in the kernel only; print the per-edge counts at the end.
     #[arg(long)]
     pub count_only: bool,

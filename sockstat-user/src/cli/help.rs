@@ -188,6 +188,10 @@ pub const TRACE: &[Section] = &[
                 "drops",
                 "event: drop; then state, reason (the kernel's: tcp-csum, no-socket, ...; listen-overflow for a listener's counted drops), reason_code, source (kernel, counter), count, direction, tcp_flags, and accept_queue, backlog for counted drops",
             ),
+            Term(
+                "--timeline",
+                "event: timeline; the head keys, duration_ns, closed, left_out, events (each event's own record with t_ns from the first)",
+            ),
             Term("--count-only --json", "{edges [{old, new, count}], lost}"),
         ],
     },
@@ -203,6 +207,10 @@ pub const TRACE: &[Section] = &[
             Example(
                 "sudo sockstat trace state syn-sent dport = :5432",
                 "the ss filter language",
+            ),
+            Example(
+                "sudo sockstat trace --timeline --events all",
+                "one block per connection when it closes",
             ),
             Example(
                 "sudo sockstat trace --events retrans,reset,drop",

@@ -21,7 +21,7 @@ use crate::{
     },
     ebpf::privilege,
     filter::Filter,
-    live::{Output, Owner, clock},
+    live::{Output, Owner, Timelines, clock},
     render::trace::{TraceEnd, TraceFormat, TracePrinter},
     tcp::ReportedState,
 };
@@ -213,6 +213,9 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         drop: args.wants(TraceEvents::Drop),
         printed: 0,
         outputs: Vec::with_capacity(256),
+        timelines: args
+            .timeline
+            .then(|| Timelines::new(args.timeline_events as usize)),
     };
     let mut signals = [
         signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
@@ -249,6 +252,15 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         end.write_edges(&mut io::stdout().lock(), args.json)?;
     }
     eprintln!("{}", end.summary());
+    if let Some(t) = &view.timelines
+        && t.left_out() > 0
+    {
+        eprintln!(
+            "sockstat: {} timeline events left out (--timeline-events {} per connection)",
+            t.left_out(),
+            args.timeline_events
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -262,7 +274,8 @@ async fn stream(
     let args = view.args;
     let mut poll = tokio::time::interval(POLL);
     let mut listeners = tokio::time::interval(LISTENER_POLL);
-    if !args.no_header && !args.count_only {
+    // Timelines carry a header line each.
+    if !args.no_header && !args.count_only && !args.timeline {
         view.printer.write_header(out, args.lifetimes)?;
         out.flush()?;
     }
@@ -287,9 +300,11 @@ async fn stream(
         }
         out.flush()?;
     }
-    // Whatever arrived between the signal and now is still printed, held closes too.
+    // Whatever arrived between the signal and now is still printed, held closes too, and
+    // the timelines of connections still open.
     pipeline.finish(&mut view.outputs);
     view.print(out)?;
+    view.print_open_timelines(out)?;
     out.flush()
 }
 
@@ -305,6 +320,8 @@ struct View<'a> {
     drop: bool,
     printed: u64,
     outputs: Vec<Output>,
+    /// With `--timeline`: each connection's events until it closes.
+    timelines: Option<Timelines>,
 }
 
 impl View<'_> {
@@ -314,6 +331,34 @@ impl View<'_> {
         let mut done = args.count.is_some_and(|n| self.printed >= n);
         for o in self.outputs.drain(..) {
             if done {
+                continue;
+            }
+            if let Some(timelines) = self.timelines.as_mut() {
+                // Transitions always: a timeline ends at its CLOSE. The filter judges
+                // addresses and owner only, so no state it names can cut a timeline short.
+                let kind = match &o {
+                    Output::Transition(_) => true,
+                    Output::Retransmit(_) => self.retrans,
+                    Output::Reset(_) => self.reset,
+                    Output::Drop(_) => self.drop,
+                    Output::Lifetime(_) => false,
+                };
+                let (local, remote, owner) = match &o {
+                    Output::Transition(t) => (t.local, t.remote, t.owner),
+                    Output::Retransmit(r) => (r.local, r.remote, r.owner),
+                    Output::Reset(r) => (r.local, r.remote, r.owner),
+                    Output::Drop(d) => (d.local, d.remote, d.owner),
+                    Output::Lifetime(l) => (l.local, l.remote, l.owner),
+                };
+                if !kind || !self.selector.wants(local, remote, &[], &owner) {
+                    continue;
+                }
+                let Some(done_timeline) = timelines.push(&o) else {
+                    continue;
+                };
+                self.printer.write_timeline(out, &done_timeline)?;
+                self.printed += 1;
+                done = args.count.is_some_and(|n| self.printed >= n);
                 continue;
             }
             match o {
@@ -367,5 +412,20 @@ impl View<'_> {
             done = args.count.is_some_and(|n| self.printed >= n);
         }
         Ok(done)
+    }
+
+    /// At the end (`--timeline`): the connections still open, marked so.
+    fn print_open_timelines(&mut self, out: &mut impl Write) -> io::Result<()> {
+        let Some(timelines) = self.timelines.as_mut() else {
+            return Ok(());
+        };
+        for t in timelines.drain_open() {
+            if self.args.count.is_some_and(|n| self.printed >= n) {
+                break;
+            }
+            self.printer.write_timeline(out, &t)?;
+            self.printed += 1;
+        }
+        Ok(())
     }
 }

@@ -7,11 +7,13 @@ mod cause;
 pub mod clock;
 pub mod dashboard;
 mod table;
+mod timeline;
 mod tw_table;
 
 pub use baseline::{Baseline, Dumped, Mark};
 pub use cause::Cause;
 pub use table::{TableMemory, Tracker, TrackerStats};
+pub use timeline::{Timeline, Timelines};
 
 use std::net::SocketAddr;
 

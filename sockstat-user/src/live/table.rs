@@ -390,7 +390,8 @@ impl Tracker {
                 self.note(ev, Some(Cause::RstIn));
             }
             EventKind::ResetSent { reason, state } => {
-                // Before the held close it explains, which the reset precedes in time.
+                // Out before the held close it explains (the kernel reports it just after that
+                // CLOSE, from the same call).
                 out.push(self.reset(ev, ResetDirection::Out, *reason, *state));
                 if let Some(mut held) = self.held.remove(&ev.cookie) {
                     for o in &mut held {

@@ -10,11 +10,47 @@ use serde::Serialize;
 use crate::{
     ebpf::{DropReason, EdgeCount, KernelCounters, ReasonNames, ring::RingCounts},
     live::{
-        DroppedSegment, Lifetime, Owner, Reset, ResetDirection, Retransmit, Source, TableMemory,
-        TrackerStats, Transition, clock::WallClock,
+        DroppedSegment, Lifetime, Output, Owner, Reset, ResetDirection, Retransmit, Source,
+        TableMemory, Timeline, TrackerStats, Transition, clock::WallClock,
     },
     tcp::ReportedState,
 };
+
+/// A retransmission's two text columns: `STATE retrans TYPE` and `seq=N len=N`.
+fn retransmit_text(r: &Retransmit) -> (String, String) {
+    let what = r.what;
+    (
+        format!("{} retrans {}", what.state, what.kind_name()),
+        format!("seq={} len={}", what.seq, what.len),
+    )
+}
+
+/// A listener's counted drops by name: `listen-overflow` when its accept queue was full.
+fn listener_drop_reason(overflow: bool) -> &'static str {
+    if overflow {
+        "listen-overflow"
+    } else {
+        "listen-drop"
+    }
+}
+
+/// Namespace, family and both ends of the socket an output is about.
+fn endpoints(
+    o: &Output,
+) -> (
+    u32,
+    crate::ebpf::Family,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
+    match o {
+        Output::Transition(t) => (t.netns, t.family, t.local, t.remote),
+        Output::Lifetime(l) => (l.netns, l.family, l.local, l.remote),
+        Output::Reset(r) => (r.netns, r.family, r.local, r.remote),
+        Output::Retransmit(r) => (r.netns, r.family, r.local, r.remote),
+        Output::Drop(d) => (d.netns, d.family, d.local, d.remote),
+    }
+}
 
 /// A TCP header's flags by name, as tcpdump orders them: `SYN,ACK`.
 fn tcp_flags(bits: u8) -> String {
@@ -208,6 +244,20 @@ struct JsonDrop<'a> {
     accept_queue: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backlog: Option<u32>,
+}
+
+/// The NDJSON record of a connection's timeline (`--timeline`).
+#[derive(Serialize)]
+struct JsonTimeline<'a> {
+    #[serde(flatten)]
+    head: JsonEventHead<'a>,
+    /// From the first event to the last.
+    duration_ns: u64,
+    /// False for a connection still open when the trace ended.
+    closed: bool,
+    /// Events that did not fit (`--timeline-events`).
+    left_out: u64,
+    events: Vec<serde_json::Value>,
 }
 
 /// The NDJSON record of a finished connection (`--lifetimes`).
@@ -522,8 +572,7 @@ impl TracePrinter {
         };
         match self.format {
             TraceFormat::Text => {
-                let event = format!("{} retrans {}", what.state, what.kind_name());
-                let detail = format!("seq={} len={}", what.seq, what.len);
+                let (event, detail) = retransmit_text(r);
                 self.write_event(out, &lead, &event, &detail)
             }
             TraceFormat::Json => self.write_json(
@@ -542,9 +591,9 @@ impl TracePrinter {
     /// An RST sent or received (`--events reset`): `STATE rst-in` / `rst-out` in text
     /// (`-` for a closed port, which has no socket); `"event": "reset"` in NDJSON.
     pub fn write_reset(&self, out: &mut impl Write, r: &Reset) -> io::Result<()> {
-        let (direction, rst) = match r.direction {
-            ResetDirection::In => ("in", "rst-in"),
-            ResetDirection::Out => ("out", "rst-out"),
+        let direction = match r.direction {
+            ResetDirection::In => "in",
+            ResetDirection::Out => "out",
         };
         let lead = EventLead {
             ts_ns: r.ts_ns,
@@ -558,13 +607,8 @@ impl TracePrinter {
         let reason = self.reset_reason(r);
         match self.format {
             TraceFormat::Text => {
-                let state = r.state.map_or_else(|| "-".to_string(), |s| s.to_string());
-                let detail = match (r.closed_port, reason.as_deref()) {
-                    (true, _) => "closed-port",
-                    (false, Some(reason)) => reason,
-                    (false, None) => "-",
-                };
-                self.write_event(out, &lead, &format!("{state} {rst}"), detail)
+                let (event, detail) = self.reset_text(r);
+                self.write_event(out, &lead, &event, &detail)
             }
             TraceFormat::Json => self.write_json(
                 out,
@@ -593,70 +637,214 @@ impl TracePrinter {
             local: d.local,
             remote: d.remote,
         };
+        if self.format == TraceFormat::Text {
+            let (event, detail) = self.drop_text(d);
+            return self.write_event(out, &lead, &event, &detail);
+        }
         let direction = if what.outbound { "out" } else { "in" };
-        let state = what
-            .state
-            .map_or_else(|| "-".to_string(), |s| s.to_string());
-        let event = format!("{state} drop {direction}");
+        let head = self.json_head("drop", &lead);
+        let state = what.state.map(Shown);
         match what.reason {
-            DropReason::Kernel(code) => {
-                let reason = self.drop_reasons.name(code);
-                let flags = tcp_flags(what.tcp_flags);
-                match self.format {
-                    TraceFormat::Text => {
-                        self.write_event(out, &lead, &event, &format!("{reason} [{flags}]"))
-                    }
-                    TraceFormat::Json => self.write_json(
-                        out,
-                        &JsonDrop {
-                            head: self.json_head("drop", &lead),
-                            state: what.state.map(Shown),
-                            reason: &reason,
-                            reason_code: Some(code),
-                            source: "kernel",
-                            count: 1,
-                            direction,
-                            tcp_flags: Some(flags),
-                            accept_queue: None,
-                            backlog: None,
-                        },
-                    ),
-                }
-            }
+            DropReason::Kernel(code) => self.write_json(
+                out,
+                &JsonDrop {
+                    head,
+                    state,
+                    reason: &self.drop_reasons.name(code),
+                    reason_code: Some(code),
+                    source: "kernel",
+                    count: 1,
+                    direction,
+                    tcp_flags: Some(tcp_flags(what.tcp_flags)),
+                    accept_queue: None,
+                    backlog: None,
+                },
+            ),
             DropReason::Listener {
                 count,
                 overflow,
                 accept_queue,
                 backlog,
-            } => {
-                let reason = if overflow {
-                    "listen-overflow"
-                } else {
-                    "listen-drop"
-                };
-                match self.format {
-                    TraceFormat::Text => self.write_event(
-                        out,
-                        &lead,
-                        &event,
-                        &format!("{reason} x{count} (counted; queue {accept_queue}/{backlog})"),
-                    ),
-                    TraceFormat::Json => self.write_json(
-                        out,
-                        &JsonDrop {
-                            head: self.json_head("drop", &lead),
-                            state: what.state.map(Shown),
-                            reason,
-                            reason_code: None,
-                            source: "counter",
-                            count,
-                            direction,
-                            tcp_flags: None,
-                            accept_queue: Some(accept_queue),
-                            backlog: Some(backlog),
-                        },
-                    ),
+            } => self.write_json(
+                out,
+                &JsonDrop {
+                    head,
+                    state,
+                    reason: listener_drop_reason(overflow),
+                    reason_code: None,
+                    source: "counter",
+                    count,
+                    direction,
+                    tcp_flags: None,
+                    accept_queue: Some(accept_queue),
+                    backlog: Some(backlog),
+                },
+            ),
+        }
+    }
+
+    /// A reset's two text columns: `STATE rst-in|rst-out` and its reason (or
+    /// `closed-port`, or `-`).
+    fn reset_text(&self, r: &Reset) -> (String, String) {
+        let rst = match r.direction {
+            ResetDirection::In => "rst-in",
+            ResetDirection::Out => "rst-out",
+        };
+        let state = r.state.map_or_else(|| "-".to_string(), |s| s.to_string());
+        let detail = match (r.closed_port, self.reset_reason(r)) {
+            (true, _) => "closed-port".to_string(),
+            (false, Some(reason)) => reason,
+            (false, None) => "-".to_string(),
+        };
+        (format!("{state} {rst}"), detail)
+    }
+
+    /// A drop's two text columns: `STATE drop in|out` and `REASON [FLAGS]` (or, counted,
+    /// `REASON xN (counted; queue Q/B)`).
+    fn drop_text(&self, d: &DroppedSegment) -> (String, String) {
+        let what = d.what;
+        let direction = if what.outbound { "out" } else { "in" };
+        let state = what
+            .state
+            .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let detail = match what.reason {
+            DropReason::Kernel(code) => format!(
+                "{} [{}]",
+                self.drop_reasons.name(code),
+                tcp_flags(what.tcp_flags)
+            ),
+            DropReason::Listener {
+                count,
+                overflow,
+                accept_queue,
+                backlog,
+            } => format!(
+                "{} x{count} (counted; queue {accept_queue}/{backlog})",
+                listener_drop_reason(overflow)
+            ),
+        };
+        (format!("{state} drop {direction}"), detail)
+    }
+
+    /// One connection's timeline (`--timeline`): a header line with its ends, owner,
+    /// cookie and duration, then one indented line per event with its time from the first;
+    /// in NDJSON one `"event": "timeline"` object whose `events` are the events' own
+    /// records, each with `t_ns` from the first.
+    pub fn write_timeline(&self, out: &mut impl Write, t: &Timeline) -> io::Result<()> {
+        // The latest event has the most complete addresses (a connect's first has no
+        // local port yet).
+        let Some(last) = t.events.back() else {
+            return Ok(());
+        };
+        let (netns, family, local, remote) = endpoints(last);
+        let duration_ns = t.last_ns.saturating_sub(t.first_ns);
+        match self.format {
+            TraceFormat::Text => {
+                let netns = self
+                    .netns_name(netns)
+                    .map_or_else(String::new, |n| format!(" [{n}]"));
+                writeln!(
+                    out,
+                    "{} timeline {local} ⇄ {remote} {} sk:{:x} {}{netns}{}",
+                    self.local_time(t.first_ns),
+                    Self::owner_key(&t.owner),
+                    t.cookie,
+                    super::numfmt::duration(duration_ns),
+                    if t.closed { "" } else { " (still open)" },
+                )?;
+                for e in &t.events {
+                    let (at, text) = match e {
+                        Output::Transition(tr) => {
+                            let mut text = format!("{} -> {}", tr.old, tr.new);
+                            if let Some(c) = tr.cause {
+                                text.push(' ');
+                                text.push_str(&c.name());
+                            }
+                            if tr.source == Source::Synthesized {
+                                text.push_str(" (synthesized)");
+                            }
+                            (tr.ts_ns, text)
+                        }
+                        Output::Retransmit(r) => {
+                            let (event, detail) = retransmit_text(r);
+                            (r.ts_ns, format!("{event} {detail}"))
+                        }
+                        Output::Reset(r) => {
+                            let (event, detail) = self.reset_text(r);
+                            let text = if detail == "-" {
+                                event
+                            } else {
+                                format!("{event} {detail}")
+                            };
+                            (r.ts_ns, text)
+                        }
+                        Output::Drop(d) => {
+                            let (event, detail) = self.drop_text(d);
+                            (d.ts_ns, format!("{event} {detail}"))
+                        }
+                        Output::Lifetime(_) => continue,
+                    };
+                    let rel = at.saturating_sub(t.first_ns) as f64 / 1e9;
+                    writeln!(out, "  +{rel:.6}s  {text}")?;
                 }
+                if t.left_out > 0 {
+                    writeln!(
+                        out,
+                        "  ({} events left out: --timeline-events keeps the first and the latest)",
+                        t.left_out
+                    )?;
+                }
+                Ok(())
+            }
+            TraceFormat::Json => {
+                let mut events = Vec::with_capacity(t.events.len());
+                for e in &t.events {
+                    let mut record = Vec::new();
+                    let at = match e {
+                        Output::Transition(tr) => {
+                            self.write(&mut record, tr)?;
+                            tr.ts_ns
+                        }
+                        Output::Retransmit(r) => {
+                            self.write_retransmit(&mut record, r)?;
+                            r.ts_ns
+                        }
+                        Output::Reset(r) => {
+                            self.write_reset(&mut record, r)?;
+                            r.ts_ns
+                        }
+                        Output::Drop(d) => {
+                            self.write_drop(&mut record, d)?;
+                            d.ts_ns
+                        }
+                        Output::Lifetime(_) => continue,
+                    };
+                    let mut value: serde_json::Value =
+                        serde_json::from_slice(&record).map_err(io::Error::other)?;
+                    if let Some(map) = value.as_object_mut() {
+                        map.insert("t_ns".into(), at.saturating_sub(t.first_ns).into());
+                    }
+                    events.push(value);
+                }
+                let lead = EventLead {
+                    ts_ns: t.first_ns,
+                    cookie: t.cookie,
+                    netns,
+                    family,
+                    owner: &t.owner,
+                    local,
+                    remote,
+                };
+                self.write_json(
+                    out,
+                    &JsonTimeline {
+                        head: self.json_head("timeline", &lead),
+                        duration_ns,
+                        closed: t.closed,
+                        left_out: t.left_out,
+                        events,
+                    },
+                )
             }
         }
     }
