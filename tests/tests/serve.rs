@@ -55,6 +55,7 @@ fn main() {
         ),
         root_trial("serve_counts_drops_by_reason", root, drops_by_reason),
         root_trial("serve_gauges_port_headroom", root, port_headroom),
+        root_trial("conn_shows_timelines_kept_by_serve", root, conn_timelines),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -1029,5 +1030,144 @@ fn port_headroom() -> TestResult {
             "want headroom 5 and a forecast under 300 s toward 127.0.0.1:{PORT}: {ports:?}"
         )));
     }
+    Ok(())
+}
+
+/// `sockstat conn` asks a running serve for one connection's timeline: in serve's
+/// namespace, a connection aborted by its client (SO_LINGER 0) is found by its two ends
+/// and by its cookie (as `sk:HEX`), closed, from its connect through its RST to its
+/// close; a live one is found open; an unknown cookie is exit 1, no agent exit 2.
+fn conn_timelines() -> TestResult {
+    const PORT: u16 = 7618;
+    let ns = NamedNetns::new("serve-conn").map_err(fail)?;
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let server = Server::start(Some(&ns), port, &[])?;
+    let agent = format!("127.0.0.1:{port}");
+    let conn = |args: &[&str]| -> Result<(Option<i32>, String, String), Failed> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(sockstat_bin())
+            .args(["conn", "--agent", &agent])
+            .args(args)
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let (listener, aborted, live) = ns
+        .within(|| -> std::io::Result<(TcpListener, TcpStream, TcpStream)> {
+            let listener = TcpListener::bind(("127.0.0.1", PORT))?;
+            Ok((
+                listener.try_clone()?,
+                TcpStream::connect(("127.0.0.1", PORT))?,
+                TcpStream::connect(("127.0.0.1", PORT))?,
+            ))
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let ends = |s: &TcpStream| -> Result<(String, String), Failed> {
+        Ok((
+            s.local_addr().map_err(|e| fail(e.to_string()))?.to_string(),
+            s.peer_addr().map_err(|e| fail(e.to_string()))?.to_string(),
+        ))
+    };
+    let (aborted_local, remote) = ends(&aborted)?;
+    let (live_local, _) = ends(&live)?;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on our own socket with a correctly sized struct linger.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&aborted),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(aborted);
+    // The agent drains its ring every few tens of milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let closed: Value = loop {
+        let (code, out, err) = conn(&[&aborted_local, &remote, "--json"])?;
+        let parsed: Option<Value> = serde_json::from_str(out.trim()).ok();
+        if let Some(v) = parsed.filter(|v| v["closed"] == true) {
+            break v;
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "conn {aborted_local} {remote}: exit {code:?}, {out} {err}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let steps: Vec<String> = closed["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| match e["event"].as_str().unwrap_or("") {
+                    "state" => format!(
+                        "{} -> {}",
+                        e["old"].as_str().unwrap_or(""),
+                        e["new"].as_str().unwrap_or("")
+                    ),
+                    other => format!("{other} {}", e["direction"].as_str().unwrap_or("")),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let want = [
+        "CLOSE -> SYN-SENT",
+        "SYN-SENT -> ESTAB",
+        "ESTAB -> CLOSE",
+        "reset out",
+    ];
+    let mut sorted = steps.clone();
+    sorted.sort();
+    let mut want_sorted = want.map(String::from).to_vec();
+    want_sorted.sort();
+    if sorted != want_sorted || steps[0] != want[0] || steps[1] != want[1] {
+        return Err(fail(format!(
+            "the aborted connection's timeline: {steps:?}, want {want:?} (the reset and the close in either order)"
+        )));
+    }
+    let cookie = closed["cookie"].as_u64().unwrap_or(0);
+    let (code, out, err) = conn(&[&format!("sk:{cookie:x}"), "--json"])?;
+    let by_cookie: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+    if code != Some(0) || by_cookie["cookie"].as_u64() != Some(cookie) {
+        return Err(fail(format!(
+            "conn sk:{cookie:x}: exit {code:?}, {out} {err}"
+        )));
+    }
+    let (code, out, err) = conn(&[&live_local, &remote])?;
+    if code != Some(0) || !out.contains("SYN-SENT -> ESTAB") || !out.contains("(still open)") {
+        return Err(fail(format!(
+            "conn {live_local} {remote}: exit {code:?}, {out} {err}"
+        )));
+    }
+    let (code, _, err) = conn(&["123456789012345"])?;
+    if code != Some(1) || !err.contains("no such connection") {
+        return Err(fail(format!("an unknown cookie: exit {code:?}, {err}")));
+    }
+    let out = Command::new(sockstat_bin())
+        .args(["conn", "--agent", "127.0.0.1:1", "5"])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2)
+        || err.lines().count() != 1
+        || !err.contains("no sockstat serve")
+    {
+        return Err(fail(format!(
+            "no agent: exit {:?}, {err}",
+            out.status.code()
+        )));
+    }
+    drop((listener, live, server));
     Ok(())
 }

@@ -254,6 +254,9 @@ pub enum Command {
     Report(ReportArgs),
     /// A Prometheus/OpenMetrics exporter: /metrics and /healthz.
     Serve(ServeArgs),
+    /// One connection's timeline (transitions, retransmits, resets), live or recently
+    /// closed, from a running `sockstat serve`.
+    Conn(ConnArgs),
 }
 
 impl Command {
@@ -268,6 +271,7 @@ impl Command {
             Command::Routes(_) => "routes",
             Command::Report(_) => "report",
             Command::Serve(_) => "serve",
+            Command::Conn(_) => "conn",
         }
     }
 }
@@ -510,6 +514,20 @@ fn port_list(text: &str) -> Result<PortList, String> {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:19377";
 
 #[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// The connection: its cookie (decimal, 0xHEX, or sk:HEX as trace and ss -e show it),
+    /// or this host's end and the peer's (ADDR:PORT ADDR:PORT).
+    #[arg(value_name = "COOKIE | LOCAL REMOTE", num_args = 1..=2, required = true)]
+    pub target: Vec<String>,
+    /// The `sockstat serve` to ask (its --listen).
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
+    pub agent: String,
+    /// One NDJSON object, as `trace --timeline --json` prints it.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address and port to serve /metrics and /healthz on.
     #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
@@ -520,6 +538,14 @@ pub struct ServeArgs {
     /// Poll sock_diag instead of loading the kernel programs.
     #[arg(long)]
     pub poll: bool,
+    /// For `sockstat conn`: the most connections whose timelines are kept, live and as
+    /// many recently closed (the oldest make room, counted). At most N x 2 x
+    /// --timeline-events x 176 bytes: 11.5 MiB with the defaults.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub timelines: u32,
+    /// The most events kept per connection's timeline (its first and the latest).
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=65536))]
+    pub timeline_events: u32,
     #[command(flatten)]
     pub ns: NetnsArgs,
     #[command(flatten)]

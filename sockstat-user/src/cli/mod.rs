@@ -1,6 +1,7 @@
 //! Command-line wiring: one file per subcommand, each with a single `run` function that
 //! connects collectors to a view.
 pub mod args;
+pub mod conn;
 pub mod generate;
 mod help;
 pub mod ifaces;
@@ -78,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Routes(args)) => routes::run(&args),
         Some(Command::Report(args)) => report::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
+        Some(Command::Conn(args)) => conn::run(&args),
         None => list::run(&cli.list),
     }
 }

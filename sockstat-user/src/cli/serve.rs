@@ -16,7 +16,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::{UsageError, args::ServeArgs};
 use crate::{
     agent::{DumpScope, Feed, FeedOptions, OwnEndpoint, PortWatch, own_netns},
-    exporter::{http, metrics::Metrics},
+    exporter::{
+        conns::{ConnLog, ConnQuery},
+        http,
+        metrics::Metrics,
+    },
     live::{clock, dashboard::DataSource},
 };
 
@@ -25,6 +29,8 @@ const DRAIN: Duration = Duration::from_millis(50);
 /// What scrapes read: the metrics (refreshed by the event loop) and its heartbeat.
 struct Shared {
     metrics: Mutex<Metrics>,
+    /// Timelines for `GET /conn` (`sockstat conn`).
+    conns: Mutex<ConnLog>,
     /// Monotonic ns of the event loop's last refresh.
     heartbeat: AtomicU64,
     stale_after_ns: u64,
@@ -48,6 +54,40 @@ impl http::Source for Shared {
     fn healthy(&self) -> bool {
         let last = self.heartbeat.load(Ordering::Relaxed);
         clock::monotonic_ns().saturating_sub(last) < self.stale_after_ns
+    }
+
+    fn connection(&self, query: &str) -> (&'static str, &'static str, Vec<u8>) {
+        let (q, json) = match ConnQuery::parse(query) {
+            Ok(q) => q,
+            Err(e) => {
+                return (
+                    "400 Bad Request",
+                    "text/plain",
+                    format!("{e}\n").into_bytes(),
+                );
+            }
+        };
+        let conns = match self.conns.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match conns.find(q) {
+            Some(t) => (
+                "200 OK",
+                if json {
+                    "application/x-ndjson"
+                } else {
+                    "text/plain; charset=utf-8"
+                },
+                conns.render(&t, json).into_bytes(),
+            ),
+            None => (
+                "404 Not Found",
+                "text/plain",
+                b"no such connection in this agent's memory (it keeps the latest --timelines live and closed ones)\n"
+                    .to_vec(),
+            ),
+        }
     }
 }
 
@@ -96,8 +136,17 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
         DataSource::Polling { reason } => format!("polling ({reason})"),
     };
     let interval = Duration::from_secs_f64(args.interval);
+    let (resets, drops) = feed.probe().map_or_else(Default::default, |p| {
+        (p.reset_reasons().clone(), p.drop_reasons().clone())
+    });
     let shared = Arc::new(Shared {
         metrics: Mutex::new(Metrics::new(&source)),
+        conns: Mutex::new(ConnLog::new(
+            args.timeline_events as usize,
+            args.timelines as usize,
+            resets,
+            drops,
+        )),
         heartbeat: AtomicU64::new(clock::monotonic_ns()),
         // Three missed refreshes (and at least 10 s) mean the loop is stuck.
         stale_after_ns: (interval * 3).max(Duration::from_secs(10)).as_nanos() as u64,
@@ -114,8 +163,11 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
     let mut drain = tokio::time::interval(DRAIN);
     let mut refresh = tokio::time::interval(interval);
     let observe = |shared: &Shared, feed: &mut Feed| {
-        if let Ok(mut m) = shared.metrics.lock() {
-            feed.drain(&mut |o| m.observe(o));
+        if let (Ok(mut m), Ok(mut c)) = (shared.metrics.lock(), shared.conns.lock()) {
+            feed.drain(&mut |o| {
+                m.observe(o);
+                c.observe(o);
+            });
         }
     };
     loop {
@@ -125,14 +177,19 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
                 observe(&shared, &mut feed);
                 feed.refresh().await;
                 let headroom = ports.forecast(&feed);
+                let overflow = shared.conns.lock().map(|c| c.overflow()).unwrap_or_default();
                 if let Ok(mut m) = shared.metrics.lock() {
                     m.refresh(&feed, &headroom);
+                    m.timelines(overflow.0, overflow.1);
                 }
                 shared.heartbeat.store(clock::monotonic_ns(), Ordering::Relaxed);
             }
             step = feed.reconcile_step() => {
-                if let Ok(mut m) = shared.metrics.lock() {
-                    feed.reconcile(step, &mut |o| m.observe(o));
+                if let (Ok(mut m), Ok(mut c)) = (shared.metrics.lock(), shared.conns.lock()) {
+                    feed.reconcile(step, &mut |o| {
+                        m.observe(o);
+                        c.observe(o);
+                    });
                 }
             }
             _ = sigterm.recv() => break,

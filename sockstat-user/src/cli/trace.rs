@@ -29,6 +29,8 @@ use crate::{
 /// User space drains the ring at least this often, so quiet periods have low latency while
 /// busy ones wake it only per batch (see `wakeup_bytes`).
 const POLL: Duration = Duration::from_millis(50);
+/// Connections `--timeline` follows at once; beyond, the oldest are dropped and counted.
+const TIMELINES_OPEN: usize = 65_536;
 /// How often listeners' drop counters are read (`--events drop`).
 const LISTENER_POLL: Duration = Duration::from_secs(1);
 
@@ -215,7 +217,7 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         outputs: Vec::with_capacity(256),
         timelines: args
             .timeline
-            .then(|| Timelines::new(args.timeline_events as usize)),
+            .then(|| Timelines::new(args.timeline_events as usize, TIMELINES_OPEN)),
     };
     let mut signals = [
         signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
@@ -253,12 +255,13 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
     }
     eprintln!("{}", end.summary());
     if let Some(t) = &view.timelines
-        && t.left_out() > 0
+        && (t.left_out() > 0 || t.evicted() > 0)
     {
         eprintln!(
-            "sockstat: {} timeline events left out (--timeline-events {} per connection)",
+            "sockstat: {} timeline events left out (--timeline-events {} per connection); {} timelines dropped (at most {TIMELINES_OPEN} followed at once)",
             t.left_out(),
-            args.timeline_events
+            args.timeline_events,
+            t.evicted()
         );
     }
     Ok(ExitCode::SUCCESS)

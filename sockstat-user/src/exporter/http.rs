@@ -1,5 +1,5 @@
-//! The scrape endpoint: GET /metrics and GET /healthz over HTTP/1.x, one request per
-//! connection. Written here rather than taken from hyper: an exporter needs two paths and
+//! The scrape endpoint: GET /metrics, GET /healthz and GET /conn (a connection's
+//! timeline, for `sockstat conn`) over HTTP/1.x, one request per connection. Written here rather than taken from hyper: an exporter needs two paths and
 //! hard limits (header size, read time, concurrent connections), and hyper's server would
 //! need hyper-util plus the same guards around it for a tenth of its features.
 use std::{
@@ -30,6 +30,8 @@ pub trait Source: Send + Sync + 'static {
     /// The exposition: OpenMetrics when `openmetrics`, else the classic text format.
     fn metrics(&self, openmetrics: bool) -> String;
     fn healthy(&self) -> bool;
+    /// `GET /conn?QUERY`: status, content type and body.
+    fn connection(&self, query: &str) -> (&'static str, &'static str, Vec<u8>);
 }
 
 /// One open connection: a way to evict it, and whether it is still reading its head.
@@ -193,6 +195,7 @@ pub fn route(head: &str, source: &dyn Source) -> (&'static str, &'static str, Ve
             "text/plain; version=0.0.4; charset=utf-8",
             source.metrics(false).into_bytes(),
         ),
+        "/conn" => source.connection(target.split_once('?').map_or("", |(_, q)| q)),
         "/healthz" if source.healthy() => ("200 OK", "text/plain", b"ok\n".to_vec()),
         "/healthz" => (
             "503 Service Unavailable",
@@ -257,6 +260,9 @@ mod tests {
         fn healthy(&self) -> bool {
             true
         }
+        fn connection(&self, query: &str) -> (&'static str, &'static str, Vec<u8>) {
+            ("200 OK", "text/plain", query.as_bytes().to_vec())
+        }
     }
 
     #[test]
@@ -272,6 +278,7 @@ mod tests {
         assert_eq!(route("GET /metrics?x=1 HTTP/1.1", &Fixed).0, "200 OK");
         assert_eq!(route("GET /healthz HTTP/1.0", &Fixed).2, b"ok\n");
         assert_eq!(route("GET / HTTP/1.1", &Fixed).0, "404 Not Found");
+        assert_eq!(route("GET /conn?cookie=7 HTTP/1.0", &Fixed).2, b"cookie=7");
         assert_eq!(route("GET /metricsx HTTP/1.1", &Fixed).0, "404 Not Found");
         assert_eq!(
             route("POST /metrics HTTP/1.1", &Fixed).0,

@@ -109,6 +109,8 @@ pub struct Metrics {
     closed_port_resets_by_port: Family<Port, Counter>,
     drops: Family<DropReason, Counter>,
     port_headroom: Family<PortPair, Gauge>,
+    timeline_events_left_out: Counter,
+    timelines_evicted: Counter,
     port_exhaustion: Family<PortPair, Gauge<f64, std::sync::atomic::AtomicU64>>,
     table_sockets: Gauge,
     table_bytes: Gauge,
@@ -149,6 +151,8 @@ impl Metrics {
             closed_port_resets_by_port: Family::default(),
             drops: Family::default(),
             port_headroom: Family::default(),
+            timeline_events_left_out: Counter::default(),
+            timelines_evicted: Counter::default(),
             port_exhaustion: Family::default(),
             table_sockets: Gauge::default(),
             table_bytes: Gauge::default(),
@@ -267,6 +271,16 @@ impl Metrics {
             "drops",
             "TCP segments the kernel dropped (skb:kfree_skb), by its drop reason as this kernel's BTF names it (tcp-csum, no-socket, tcp-invalid-sequence, ...); at most one series per reason the kernel has (about 130 on 6.18)",
             m.drops.clone(),
+        );
+        registry.register(
+            "timeline_events_left_out",
+            "Events left out of connections' timelines (kept for sockstat conn) past --timeline-events",
+            m.timeline_events_left_out.clone(),
+        );
+        registry.register(
+            "timelines_evicted",
+            "Live connections' timelines dropped past --timelines, the oldest first",
+            m.timelines_evicted.clone(),
         );
         registry.register(
             "port_headroom",
@@ -514,6 +528,22 @@ impl Metrics {
                 })
                 .inc_by(total.saturating_sub(before));
         }
+    }
+
+    /// The timelines' running totals of what did not fit (`ConnLog::overflow`).
+    pub fn timelines(&mut self, left_out: u64, evicted: u64) {
+        advance(
+            &mut self.seen,
+            &self.timeline_events_left_out,
+            "timeline_left_out",
+            left_out,
+        );
+        advance(
+            &mut self.seen,
+            &self.timelines_evicted,
+            "timelines_evicted",
+            evicted,
+        );
     }
 
     /// OpenMetrics text, as prometheus-client writes it.

@@ -1,7 +1,8 @@
-//! One timeline per connection (`trace --timeline`): every transition, retransmission,
-//! reset and drop the live table reports for a socket, in order, from its first event to
-//! its CLOSE, when the whole timeline is handed back. Each connection keeps at most
-//! `max_events` (the latest ones); what falls out is counted, per connection and in all.
+//! One timeline per connection (`trace --timeline`, and serve's memory for `sockstat
+//! conn`): every transition, retransmission, reset and drop the live table reports for a
+//! socket, in order, from its first event to its CLOSE, when the whole timeline is handed
+//! back. Each connection keeps at most `max_events` (its first and the latest), and at most
+//! `max_open` connections are followed (the oldest make room); what falls out is counted.
 use std::collections::VecDeque;
 
 use super::{FastMap, Output, Owner};
@@ -44,18 +45,27 @@ fn output_ts(o: &Output) -> u64 {
 
 pub struct Timelines {
     open: FastMap<u64, Timeline>,
+    /// Cookies in the order their timelines began, for evicting the oldest (cookies of
+    /// timelines already closed are skipped when they come up).
+    order: VecDeque<u64>,
     max_events: usize,
-    /// Events left out across every connection.
+    max_open: usize,
+    /// Events left out across every connection, and timelines dropped to make room.
     left_out: u64,
+    evicted: u64,
 }
 
 impl Timelines {
-    /// `max_events`: the most a connection keeps (at least 2: its first and its last).
-    pub fn new(max_events: usize) -> Self {
+    /// `max_events`: the most a connection keeps (at least 2: its first and its last);
+    /// `max_open`: the most connections followed at once.
+    pub fn new(max_events: usize, max_open: usize) -> Self {
         Self {
             open: FastMap::default(),
+            order: VecDeque::new(),
             max_events: max_events.max(2),
+            max_open: max_open.max(1),
             left_out: 0,
+            evicted: 0,
         }
     }
 
@@ -72,6 +82,22 @@ impl Timelines {
         };
         if cookie == 0 {
             return None;
+        }
+        if !self.open.contains_key(&cookie) {
+            while self.open.len() >= self.max_open {
+                let Some(oldest) = self.order.pop_front() else {
+                    break;
+                };
+                if self.open.remove(&oldest).is_some() {
+                    self.evicted += 1;
+                }
+            }
+            // Closed timelines leave their cookie behind; keep the queue near the map's size.
+            if self.order.len() > 2 * self.max_open {
+                let open = &self.open;
+                self.order.retain(|c| open.contains_key(c));
+            }
+            self.order.push_back(cookie);
         }
         let t = self.open.entry(cookie).or_insert_with(|| Timeline {
             cookie,
@@ -122,6 +148,36 @@ impl Timelines {
     pub fn left_out(&self) -> u64 {
         self.left_out
     }
+
+    /// Timelines dropped to keep to `max_open`.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// The open timeline of `cookie`, in time order.
+    pub fn get(&self, cookie: u64) -> Option<Timeline> {
+        let mut t = self.open.get(&cookie)?.clone();
+        t.sort();
+        Some(t)
+    }
+
+    /// Every open timeline.
+    pub fn iter(&self) -> impl Iterator<Item = &Timeline> {
+        self.open.values()
+    }
+}
+
+impl Timeline {
+    /// Both ends, as its latest event gives them (a connect's first has no local port).
+    pub fn ends(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        Some(match self.events.back()? {
+            Output::Transition(t) => (t.local, t.remote),
+            Output::Lifetime(l) => (l.local, l.remote),
+            Output::Reset(r) => (r.local, r.remote),
+            Output::Retransmit(r) => (r.local, r.remote),
+            Output::Drop(d) => (d.local, d.remote),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_connection_comes_back_whole_at_its_close() {
-        let mut t = Timelines::new(8);
+        let mut t = Timelines::new(8, 16);
         assert!(
             t.push(&transition(1, 10, TcpState::Close, TcpState::SynSent))
                 .is_none()
@@ -177,9 +233,31 @@ mod tests {
         assert!(!open[0].closed);
     }
 
+    /// serve's worst case is `--timelines` x 2 x `--timeline-events` of these (README).
+    #[test]
+    fn an_output_is_small_enough_for_the_documented_bound() {
+        assert!(std::mem::size_of::<Output>() <= 176, "{}", std::mem::size_of::<Output>());
+    }
+
+    #[test]
+    fn past_the_open_cap_the_oldest_timeline_makes_room() {
+        let mut t = Timelines::new(8, 2);
+        for cookie in 1..=3 {
+            t.push(&transition(
+                cookie,
+                cookie,
+                TcpState::Close,
+                TcpState::SynSent,
+            ));
+        }
+        assert_eq!(t.evicted(), 1);
+        assert!(t.get(1).is_none());
+        assert!(t.get(2).is_some() && t.get(3).is_some());
+    }
+
     #[test]
     fn a_full_ring_keeps_the_first_and_the_latest_and_counts_the_rest() {
-        let mut t = Timelines::new(3);
+        let mut t = Timelines::new(3, 16);
         t.push(&transition(1, 1, TcpState::Close, TcpState::SynSent));
         for ts in 2..6 {
             t.push(&transition(
