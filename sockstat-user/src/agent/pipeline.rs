@@ -143,6 +143,11 @@ impl Pipeline {
     /// counted drop on that listener. The listeners there at attach start from their count
     /// then; any other listener was made while tracing, so all its drops are reported.
     pub fn check_listeners(&mut self, out: &mut Vec<Output>) {
+        if self.listeners.is_none() {
+            return;
+        }
+        // The table first takes what is queued: a new listener's LISTEN (its owner) may be.
+        self.drain(out);
         let Some((scope, seen)) = self.listeners.as_mut() else {
             return;
         };
