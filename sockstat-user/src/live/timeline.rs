@@ -236,7 +236,11 @@ mod tests {
     /// serve's worst case is `--timelines` x 2 x `--timeline-events` of these (README).
     #[test]
     fn an_output_is_small_enough_for_the_documented_bound() {
-        assert!(std::mem::size_of::<Output>() <= 176, "{}", std::mem::size_of::<Output>());
+        assert!(
+            std::mem::size_of::<Output>() <= 176,
+            "{}",
+            std::mem::size_of::<Output>()
+        );
     }
 
     #[test]
