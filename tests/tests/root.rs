@@ -735,7 +735,12 @@ fn reset_reasons() -> TestResult {
                 server.local_addr()?.to_string(),
                 client.local_addr()?.to_string(),
             );
-            drop(server);
+            // Closed with no other test's child holding a copy (between fork and exec),
+            // so the close, and its RST, are this process's.
+            {
+                let _alone = sockstat_tests::no_spawns();
+                drop(server);
+            }
             let mut byte = [0u8; 1];
             let _ = client.read(&mut byte);
             Ok(locals)
@@ -902,11 +907,13 @@ fn port_exhaustion() -> TestResult {
         let mut byte = [0u8; 1];
         let _ = (&server).read(&mut byte);
     }
+    let forking = sockstat_tests::spawning();
     let report = std::process::Command::new(sockstat_tests::sockstat_bin())
         .args(["report", "--json", "-N", &ns.name])
         .args(["--alert", "port-exhaustion-seconds < 300"])
         .output()
         .map_err(|e| fail(e.to_string()))?;
+    drop(forking);
     let json: Value = serde_json::from_slice(&report.stdout).map_err(|e| {
         fail(format!(
             "report --json: {e}: {}",
