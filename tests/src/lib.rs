@@ -463,6 +463,65 @@ impl Drop for NamedNetns {
     }
 }
 
+/// A namespace whose `ip_local_port_range` holds 20 ports (40000-40019) and whose
+/// `tcp_tw_reuse` is off, so a client's TIME-WAIT socket holds its port: for the port
+/// exhaustion tests.
+pub fn twenty_port_netns(tag: &str) -> Result<NamedNetns, String> {
+    let ns = NamedNetns::new(tag)?;
+    for setting in [
+        "net.ipv4.ip_local_port_range=40000 40019",
+        "net.ipv4.tcp_tw_reuse=0",
+    ] {
+        ns.exec("sysctl", &["-qw", setting])?;
+    }
+    Ok(ns)
+}
+
+/// `n` connections from `ns` to `listener` (in `ns`, on 127.0.0.1:`port`), each closed
+/// by the client first: each leaves the client's end in TIME-WAIT, holding its port.
+pub fn client_closed_connections(
+    ns: &NamedNetns,
+    listener: &TcpListener,
+    port: u16,
+    n: usize,
+) -> Result<(), String> {
+    use std::io::Read;
+    for _ in 0..n {
+        let client = ns
+            .within(|| std::net::TcpStream::connect(("127.0.0.1", port)))?
+            .map_err(|e| format!("connect :{port}: {e}"))?;
+        let (server, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        drop(client);
+        // The server closes once the client's FIN is in: no simultaneous close.
+        let mut byte = [0u8; 1];
+        let _ = (&server).read(&mut byte);
+    }
+    Ok(())
+}
+
+/// Makes closing `stream` abort the connection with an RST (SO_LINGER with 0 s).
+pub fn abort_on_close(stream: &std::net::TcpStream) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we hold, with a correctly sized struct linger.
+    let set = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(format!("SO_LINGER: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Runs a command; its stdout, or one line saying what failed.
 pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
     let forking = spawning();

@@ -12,9 +12,10 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NamedNetns, NobodyBinary, TestResult, Tracer, as_nobody, by_cookie, connect_nonblocking,
-    cookie_where, edges, fail, free_port, port_of, root_or_say_skipped, root_trial, run, s,
-    tcp_state, tun::TunPeer, wait_until,
+    NamedNetns, NobodyBinary, TestResult, Tracer, abort_on_close, as_nobody, by_cookie,
+    client_closed_connections, connect_nonblocking, cookie_where, edges, fail, free_port, port_of,
+    root_or_say_skipped, root_trial, run, s, tcp_state, tun::TunPeer, twenty_port_netns,
+    wait_until,
 };
 
 const TCP_FIN_WAIT2: u8 = 5;
@@ -510,20 +511,7 @@ fn rst_close() -> TestResult {
     let client = TcpStream::connect((ip, port))?;
     let (mut server, _) = listener.accept()?;
     let client_port = client.local_addr()?.port();
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: valid fd and option struct.
-    unsafe {
-        libc::setsockopt(
-            client.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as u32,
-        )
-    };
+    abort_on_close(&client).map_err(fail)?;
     drop(client);
     let _ = server.read(&mut [0u8; 8]);
     drop(server);
@@ -883,14 +871,7 @@ fn drop_reasons() -> TestResult {
 /// SYN-SENT and back to CLOSE without a local port.
 fn port_exhaustion() -> TestResult {
     const PORT: u16 = 7096;
-    let ns = NamedNetns::new("ports").map_err(fail)?;
-    for (key, value) in [
-        ("net.ipv4.ip_local_port_range", "40000 40019"),
-        ("net.ipv4.tcp_tw_reuse", "0"),
-    ] {
-        ns.exec("sysctl", &["-qw", &format!("{key}={value}")])
-            .map_err(fail)?;
-    }
+    let ns = twenty_port_netns("ports").map_err(fail)?;
     let tracer = Tracer::start_in(&ns, &["--json", "--port", "7096"]).map_err(fail)?;
     let listener = ns
         .within(|| TcpListener::bind(("127.0.0.1", PORT)))
@@ -900,13 +881,7 @@ fn port_exhaustion() -> TestResult {
         ns.within(|| TcpStream::connect(("127.0.0.1", PORT)))
             .map_err(fail)
     };
-    for _ in 0..15 {
-        let client = connect()?.map_err(|e| fail(e.to_string()))?;
-        let (server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
-        drop(client);
-        let mut byte = [0u8; 1];
-        let _ = (&server).read(&mut byte);
-    }
+    client_closed_connections(&ns, &listener, PORT, 15).map_err(fail)?;
     let forking = sockstat_tests::spawning();
     let report = std::process::Command::new(sockstat_tests::sockstat_bin())
         .args(["report", "--json", "-N", &ns.name])
@@ -1188,26 +1163,7 @@ fn rto_retransmits() -> TestResult {
         .wait_line(|l| l.contains("\"type\":\"rto\""), Duration::from_secs(10))
         .ok_or_else(|| fail("no RTO retransmit within 10 s"))?;
     // An abort (SO_LINGER 0) closes the connection at once: its timeline is complete.
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on our own socket with a correctly sized struct linger.
-    let set = unsafe {
-        libc::setsockopt(
-            client.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(fail(format!(
-            "SO_LINGER: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    abort_on_close(&client).map_err(fail)?;
     drop(client);
     timelines
         .wait_line(

@@ -14,8 +14,9 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    ALL_HOOKS, NamedNetns, TestResult, Tracer, connect_nonblocking, fail, free_port,
-    root_or_say_skipped, root_trial, sockstat_bin, spawning, tcp_state, tun::TunPeer, wait_links,
+    ALL_HOOKS, NamedNetns, TestResult, Tracer, abort_on_close, client_closed_connections,
+    connect_nonblocking, fail, free_port, root_or_say_skipped, root_trial, sockstat_bin, spawning,
+    tcp_state, tun::TunPeer, twenty_port_netns, wait_links,
 };
 
 fn main() {
@@ -978,30 +979,14 @@ fn drops_by_reason() -> TestResult {
 /// and the forecast at that rate is finite.
 fn port_headroom() -> TestResult {
     const PORT: u16 = 7614;
-    let ns = NamedNetns::new("serve-ports").map_err(fail)?;
-    for (key, value) in [
-        ("net.ipv4.ip_local_port_range", "40000 40019"),
-        ("net.ipv4.tcp_tw_reuse", "0"),
-    ] {
-        ns.exec("sysctl", &["-qw", &format!("{key}={value}")])
-            .map_err(fail)?;
-    }
+    let ns = twenty_port_netns("serve-ports").map_err(fail)?;
     let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
     let server = Server::start(Some(&ns), port, &[])?;
     let listener = ns
         .within(|| TcpListener::bind(("127.0.0.1", PORT)))
         .map_err(fail)?
         .map_err(|e| fail(e.to_string()))?;
-    for _ in 0..15 {
-        let client = ns
-            .within(|| TcpStream::connect(("127.0.0.1", PORT)))
-            .map_err(fail)?
-            .map_err(|e| fail(e.to_string()))?;
-        let (server_end, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
-        drop(client);
-        let mut byte = [0u8; 1];
-        let _ = (&server_end).read(&mut byte);
-    }
+    client_closed_connections(&ns, &listener, PORT, 15).map_err(fail)?;
     let destination = format!("destination=\"127.0.0.1:{PORT}\"");
     let find = |s: &HashMap<String, f64>, metric: &str| {
         s.iter()
@@ -1076,20 +1061,7 @@ fn conn_timelines() -> TestResult {
     };
     let (aborted_local, remote) = ends(&aborted)?;
     let (live_local, _) = ends(&live)?;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on our own socket with a correctly sized struct linger.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&aborted),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    abort_on_close(&aborted).map_err(fail)?;
     drop(aborted);
     // The agent drains its ring every few tens of milliseconds.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -13,8 +13,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    ALL_HOOKS, NamedNetns, NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial,
-    sockstat_bin, tun::TunPeer, wait_attached, wait_links,
+    ALL_HOOKS, NobodyBinary, TestResult, client_closed_connections, fail, root_or_say_skipped,
+    root_trial, sockstat_bin, tun::TunPeer, twenty_port_netns, wait_attached, wait_links,
 };
 
 fn main() {
@@ -567,14 +567,7 @@ fn once_trouble() -> TestResult {
     const CHURN_PORT: u16 = 7621;
     let local = Ipv4Addr::new(10, 79, 0, 1);
     let peer = Ipv4Addr::new(10, 79, 0, 2);
-    let ns = NamedNetns::new("top-trouble").map_err(fail)?;
-    for (key, value) in [
-        ("net.ipv4.ip_local_port_range", "40000 40019"),
-        ("net.ipv4.tcp_tw_reuse", "0"),
-    ] {
-        ns.exec("sysctl", &["-qw", &format!("{key}={value}")])
-            .map_err(fail)?;
-    }
+    let ns = twenty_port_netns("top-trouble").map_err(fail)?;
     let mut tun = TunPeer::in_netns(&ns, "sst-tun2", local, peer).map_err(fail)?;
     let (listener, churn) = ns
         .within(|| -> std::io::Result<(TcpListener, TcpListener)> {
@@ -595,16 +588,7 @@ fn once_trouble() -> TestResult {
     // before the last under emulation).
     wait_links(child.id(), ALL_HOOKS).map_err(fail)?;
     std::thread::sleep(Duration::from_millis(200));
-    for _ in 0..15 {
-        let client = ns
-            .within(|| TcpStream::connect(("127.0.0.1", CHURN_PORT)))
-            .map_err(fail)?
-            .map_err(|e| fail(e.to_string()))?;
-        let (server, _) = churn.accept().map_err(|e| fail(e.to_string()))?;
-        drop(client);
-        let mut byte = [0u8; 1];
-        let _ = (&server).read(&mut byte);
-    }
+    client_closed_connections(&ns, &churn, CHURN_PORT, 15).map_err(fail)?;
     tun.provoke_drops(40000, PORT)
         .map_err(|e| fail(e.to_string()))?;
     let (mut server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;

@@ -257,17 +257,8 @@ impl Snapshot {
             "closed-port-resets/s" => r.closed_port_resets?,
             "retransmits/s" => r.retransmits?,
             "drops/s" => r.drops?,
-            // No destination with a rate: never.
-            "port-exhaustion-seconds" => self
-                .ports
-                .iter()
-                .filter_map(|p| p.exhaustion_s)
-                .fold(f64::INFINITY, f64::min),
-            "ports-available" => self
-                .ports
-                .iter()
-                .map(|p| p.available as f64)
-                .fold(f64::INFINITY, f64::min),
+            "port-exhaustion-seconds" => crate::report::ports::soonest_exhaustion(&self.ports),
+            "ports-available" => crate::report::ports::fewest_available(&self.ports),
             "lost" => self.lost_events? as f64,
             "missed" => self.missed_runs? as f64,
             state => {

@@ -169,17 +169,8 @@ impl Report {
             "exposed-unusual-listeners" => self.exposed_unusual_listeners as f64,
             "close-wait-age" => self.leaks.close_wait_oldest_s.unwrap_or(0.0),
             "time-wait-pct" => self.leaks.time_wait_pct.unwrap_or(0.0),
-            // No destination with a rate: never (the alert compares against infinity).
-            "port-exhaustion-seconds" => self
-                .ports
-                .iter()
-                .filter_map(|p| p.exhaustion_s)
-                .fold(f64::INFINITY, f64::min),
-            "ports-available" => self
-                .ports
-                .iter()
-                .map(|p| p.available as f64)
-                .fold(f64::INFINITY, f64::min),
+            "port-exhaustion-seconds" => ports::soonest_exhaustion(&self.ports),
+            "ports-available" => ports::fewest_available(&self.ports),
             "syn-recv-pct" => self
                 .leaks
                 .syn_recv_backlogs

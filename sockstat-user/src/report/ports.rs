@@ -227,6 +227,23 @@ pub fn forecast<N: Copy + Eq + Hash + Display>(
     out
 }
 
+/// The soonest forecast among `ports` (infinite when none has a rate): the alert metric
+/// `port-exhaustion-seconds` of report and top.
+pub fn soonest_exhaustion(ports: &[PortHeadroom]) -> f64 {
+    ports
+        .iter()
+        .filter_map(|p| p.exhaustion_s)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The fewest ports left among `ports` (infinite when there is none): `ports-available`.
+pub fn fewest_available(ports: &[PortHeadroom]) -> f64 {
+    ports
+        .iter()
+        .map(|p| p.available as f64)
+        .fold(f64::INFINITY, f64::min)
+}
+
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
