@@ -346,14 +346,12 @@ impl View<'_> {
                     Output::Drop(_) => self.drop,
                     Output::Lifetime(_) => false,
                 };
-                let (local, remote, owner) = match &o {
-                    Output::Transition(t) => (t.local, t.remote, t.owner),
-                    Output::Retransmit(r) => (r.local, r.remote, r.owner),
-                    Output::Reset(r) => (r.local, r.remote, r.owner),
-                    Output::Drop(d) => (d.local, d.remote, d.owner),
-                    Output::Lifetime(l) => (l.local, l.remote, l.owner),
-                };
-                if !kind || !self.selector.wants(local, remote, &[], &owner) {
+                let head = o.head();
+                if !kind
+                    || !self
+                        .selector
+                        .wants(head.local, head.remote, &[], &head.owner)
+                {
                     continue;
                 }
                 let Some(done_timeline) = timelines.push(&o) else {

@@ -239,3 +239,40 @@ pub enum Output {
     Retransmit(Retransmit),
     Drop(DroppedSegment),
 }
+
+/// What every output says of its socket: when, which, whose, and its two ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputHead {
+    pub ts_ns: u64,
+    pub cookie: u64,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub owner: Owner,
+}
+
+impl Output {
+    pub fn head(&self) -> OutputHead {
+        macro_rules! head {
+            ($o:expr) => {
+                OutputHead {
+                    ts_ns: $o.ts_ns,
+                    cookie: $o.cookie,
+                    netns: $o.netns,
+                    family: $o.family,
+                    local: $o.local,
+                    remote: $o.remote,
+                    owner: $o.owner,
+                }
+            };
+        }
+        match self {
+            Output::Transition(o) => head!(o),
+            Output::Lifetime(o) => head!(o),
+            Output::Reset(o) => head!(o),
+            Output::Retransmit(o) => head!(o),
+            Output::Drop(o) => head!(o),
+        }
+    }
+}

@@ -29,17 +29,9 @@ impl Timeline {
     /// In time order: outputs can leave the table out of it (a close is held back for the
     /// RST it sends, which the kernel reports after it).
     fn sort(&mut self) {
-        self.events.make_contiguous().sort_by_key(output_ts);
-    }
-}
-
-fn output_ts(o: &Output) -> u64 {
-    match o {
-        Output::Transition(t) => t.ts_ns,
-        Output::Retransmit(r) => r.ts_ns,
-        Output::Reset(r) => r.ts_ns,
-        Output::Drop(d) => d.ts_ns,
-        Output::Lifetime(l) => l.ts_ns,
+        self.events
+            .make_contiguous()
+            .sort_by_key(|o| o.head().ts_ns);
     }
 }
 
@@ -73,13 +65,11 @@ impl Timelines {
     /// Outputs without a connection (cookie 0: a closed port, a SYN-ACK of a request)
     /// belong to none and are not kept.
     pub fn push(&mut self, o: &Output) -> Option<Timeline> {
-        let (cookie, ts_ns, owner) = match o {
-            Output::Transition(t) => (t.cookie, t.ts_ns, t.owner),
-            Output::Retransmit(r) => (r.cookie, r.ts_ns, r.owner),
-            Output::Reset(r) => (r.cookie, r.ts_ns, r.owner),
-            Output::Drop(d) => (d.cookie, d.ts_ns, d.owner),
-            Output::Lifetime(_) => return None,
-        };
+        if matches!(o, Output::Lifetime(_)) {
+            return None;
+        }
+        let head = o.head();
+        let (cookie, ts_ns, owner) = (head.cookie, head.ts_ns, head.owner);
         if cookie == 0 {
             return None;
         }
@@ -170,13 +160,8 @@ impl Timelines {
 impl Timeline {
     /// Both ends, as its latest event gives them (a connect's first has no local port).
     pub fn ends(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
-        Some(match self.events.back()? {
-            Output::Transition(t) => (t.local, t.remote),
-            Output::Lifetime(l) => (l.local, l.remote),
-            Output::Reset(r) => (r.local, r.remote),
-            Output::Retransmit(r) => (r.local, r.remote),
-            Output::Drop(d) => (d.local, d.remote),
-        })
+        let head = self.events.back()?.head();
+        Some((head.local, head.remote))
     }
 }
 

@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::{
     ebpf::{DropReason, EdgeCount, KernelCounters, ReasonNames, ring::RingCounts},
     live::{
-        DroppedSegment, Lifetime, Output, Owner, Reset, ResetDirection, Retransmit, Source,
-        TableMemory, Timeline, TrackerStats, Transition, clock::WallClock,
+        DroppedSegment, Lifetime, Output, OutputHead, Owner, Reset, ResetDirection, Retransmit,
+        Source, TableMemory, Timeline, TrackerStats, Transition, clock::WallClock,
     },
     tcp::ReportedState,
 };
@@ -31,24 +31,6 @@ fn listener_drop_reason(overflow: bool) -> &'static str {
         "listen-overflow"
     } else {
         "listen-drop"
-    }
-}
-
-/// Namespace, family and both ends of the socket an output is about.
-fn endpoints(
-    o: &Output,
-) -> (
-    u32,
-    crate::ebpf::Family,
-    std::net::SocketAddr,
-    std::net::SocketAddr,
-) {
-    match o {
-        Output::Transition(t) => (t.netns, t.family, t.local, t.remote),
-        Output::Lifetime(l) => (l.netns, l.family, l.local, l.remote),
-        Output::Reset(r) => (r.netns, r.family, r.local, r.remote),
-        Output::Retransmit(r) => (r.netns, r.family, r.local, r.remote),
-        Output::Drop(d) => (d.netns, d.family, d.local, d.remote),
     }
 }
 
@@ -736,7 +718,13 @@ impl TracePrinter {
         let Some(last) = t.events.back() else {
             return Ok(());
         };
-        let (netns, family, local, remote) = endpoints(last);
+        let OutputHead {
+            netns,
+            family,
+            local,
+            remote,
+            ..
+        } = last.head();
         let duration_ns = t.last_ns.saturating_sub(t.first_ns);
         match self.format {
             TraceFormat::Text => {
