@@ -80,6 +80,10 @@ pub mod kind {
     /// [`flags::OUTBOUND`]); `detail` holds its TCP flags, `netns` is 0 where the kernel
     /// no longer says (the device is gone once the socket is looked up).
     pub const DROP: u8 = 13;
+    /// `tcp:tcp_probe` (a segment arrived on an ESTABLISHED socket), at most once per
+    /// connection per [`ProbeConfig::rtt_interval_ns`]: the socket's RTT, cwnd and
+    /// delivery rate as `tcp_info` would give them, read in the kernel at that moment.
+    pub const RTT: u8 = 14;
 }
 
 /// Where [`StateEvent::owner_tgid`] came from.
@@ -117,7 +121,8 @@ pub struct StateEvent {
     pub tid: u32,
     /// The socket's owner as far as the kernel side knows (see `owner_source`).
     pub owner_tgid: u32,
-    /// `tcp_sock.total_retrans` and `srtt_us` (smoothed RTT << 3) at a state change.
+    /// `tcp_sock.total_retrans` and `srtt_us` (smoothed RTT << 3) at a state change or an
+    /// RTT event.
     pub total_retrans: u32,
     pub srtt_us: u32,
     /// `sk->sk_err` for ERROR_REPORT.
@@ -157,9 +162,15 @@ pub struct StateEvent {
     pub seg_len: u32,
     /// DROP: the kernel's `enum skb_drop_reason`.
     pub drop_reason: u32,
+    /// STATE_CHANGE (TCP) and RTT: `tcp_info`'s `tcpi_min_rtt` (µs, `u32::MAX` before the
+    /// first sample), `tcpi_snd_cwnd` (segments) and `tcpi_delivery_rate` (bytes/s, 0
+    /// before anything was delivered), computed as `tcp_get_info` does.
+    pub min_rtt_us: u32,
+    pub snd_cwnd: u32,
+    pub delivery_rate: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<StateEvent>() == 160);
+const _: () = assert!(core::mem::size_of::<StateEvent>() == 176);
 const _: () = assert!(core::mem::align_of::<StateEvent>() == 8);
 
 impl StateEvent {
@@ -196,6 +207,9 @@ impl StateEvent {
             owner_comm: [0; 16],
             seg_len: 0,
             drop_reason: 0,
+            min_rtt_us: 0,
+            snd_cwnd: 0,
+            delivery_rate: 0,
         }
     }
 }
@@ -257,6 +271,16 @@ pub struct SockOffsets {
     pub tcp_total_retrans: u32,
     /// `struct tcp_sock.srtt_us` (u32).
     pub tcp_srtt_us: u32,
+    /// `struct tcp_sock.rtt_min.s[0].v` (u32): the windowed minimum RTT (`tcp_min_rtt`).
+    pub tcp_min_rtt: u32,
+    /// `struct tcp_sock.snd_cwnd` (u32).
+    pub tcp_snd_cwnd: u32,
+    /// `struct tcp_sock.mss_cache` (u32).
+    pub tcp_mss_cache: u32,
+    /// `struct tcp_sock.rate_delivered` and `rate_interval_us` (u32 each): the latest
+    /// delivery rate sample, segments per interval.
+    pub tcp_rate_delivered: u32,
+    pub tcp_rate_interval_us: u32,
     /// `struct inet_connection_sock.icsk_pending` (u8): which timer event is pending.
     pub icsk_pending: u32,
     /// `struct sk_buff.cb`: a TCP segment's `struct tcp_skb_cb` (seq, end_seq first).
@@ -265,7 +289,7 @@ pub struct SockOffsets {
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 80);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 100);
 
 impl SockOffsets {
     pub const fn zeroed() -> Self {
@@ -287,6 +311,11 @@ impl SockOffsets {
             tcp_bytes_received: 0,
             tcp_total_retrans: 0,
             tcp_srtt_us: 0,
+            tcp_min_rtt: 0,
+            tcp_snd_cwnd: 0,
+            tcp_mss_cache: 0,
+            tcp_rate_delivered: 0,
+            tcp_rate_interval_us: 0,
             icsk_pending: 0,
             skb_cb: 0,
             valid: 0,
@@ -474,9 +503,11 @@ pub struct ProbeConfig {
     /// 1: write a DROP event for each dropped TCP segment (they are always counted).
     pub drop_events: u8,
     pub _pad0: [u8; 7],
+    /// Nanoseconds between two RTT events of one connection; 0: none are written.
+    pub rtt_interval_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 48);
 
 impl ProbeConfig {
     /// No filter, events written: what the programs do until user space says otherwise.
@@ -493,6 +524,7 @@ impl ProbeConfig {
         tw_timer_fn: 0,
         drop_events: 0,
         _pad0: [0; 7],
+        rtt_interval_ns: 0,
     };
 }
 

@@ -13,6 +13,8 @@ mod drops;
 #[cfg(target_arch = "bpf")]
 mod owners;
 #[cfg(target_arch = "bpf")]
+mod rtt;
+#[cfg(target_arch = "bpf")]
 mod sock;
 #[cfg(target_arch = "bpf")]
 mod state_change;

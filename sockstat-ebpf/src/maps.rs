@@ -36,6 +36,12 @@ pub static EDGES: PerCpuArray<u64> = PerCpuArray::with_max_entries(EDGE_STATES *
 #[btf_map]
 pub static OWNERS: SkStorage<OwnerInfo> = SkStorage::new();
 
+/// When each socket's last RTT event was written (`bpf_ktime_get_ns`): at most one per
+/// `ProbeConfig::rtt_interval_ns`. Socket storage, so it goes with the socket and costs
+/// nothing until `--events rtt` asks.
+#[btf_map]
+pub static RTT_SAMPLED: SkStorage<u64> = SkStorage::new();
+
 /// 1 once user space has attached every timewait hook (`timewait::active`).
 #[map]
 pub static TW_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);

@@ -6,7 +6,7 @@ use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        generated::bpf_sk_storage_get,
+        generated::{bpf_sk_storage_get, bpf_skc_to_tcp_sock},
     },
 };
 use sockstat_common::{OwnerInfo, SockOffsets, StateEvent, flags, hook, owner_source};
@@ -196,6 +196,9 @@ pub unsafe fn fill_socket(
     ev.bytes_received = 0;
     ev.total_retrans = 0;
     ev.srtt_us = 0;
+    ev.min_rtt_us = 0;
+    ev.snd_cwnd = 0;
+    ev.delivery_rate = 0;
     ev.sk_err = 0;
     ev.old_state = 0;
     ev.new_state = 0;
@@ -213,6 +216,53 @@ pub unsafe fn fill_socket(
         ev.daddr = [0; 16];
         ev.saddr[..4].copy_from_slice(&s);
         ev.daddr[..4].copy_from_slice(&d);
+    }
+    Ok(())
+}
+
+/// What `tcp_info` would say of a TCP socket's transfer: bytes, retransmits, RTT, cwnd
+/// and delivery rate.
+#[inline(always)]
+pub unsafe fn fill_tcp(
+    ev: &mut StateEvent,
+    sk_arg: *mut c_void,
+    off: &SockOffsets,
+) -> Result<(), i32> {
+    // One helper call types the pointer as `struct tcp_sock`, so its fields are plain
+    // loads (a helper call each otherwise).
+    // SAFETY: the hook's BTF-typed socket, as the helper requires.
+    let tp = unsafe { bpf_skc_to_tcp_sock(sk_arg) } as *const u8;
+    if tp.is_null() {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+        unsafe { read_tcp::<false>(ev, sk_arg as *const u8, off) }
+    } else {
+        // SAFETY: the socket as `struct tcp_sock`, at loader-checked offsets.
+        unsafe { read_tcp::<true>(ev, tp, off) }
+    }
+}
+
+#[inline(always)]
+unsafe fn read_tcp<const TYPED: bool>(
+    ev: &mut StateEvent,
+    tp: *const u8,
+    off: &SockOffsets,
+) -> Result<(), i32> {
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+    unsafe {
+        ev.bytes_acked = get::<_, TYPED>(tp, off.tcp_bytes_acked)?;
+        ev.bytes_received = get::<_, TYPED>(tp, off.tcp_bytes_received)?;
+        ev.total_retrans = get::<_, TYPED>(tp, off.tcp_total_retrans)?;
+        ev.srtt_us = get::<_, TYPED>(tp, off.tcp_srtt_us)?;
+        ev.min_rtt_us = get::<_, TYPED>(tp, off.tcp_min_rtt)?;
+        ev.snd_cwnd = get::<_, TYPED>(tp, off.tcp_snd_cwnd)?;
+        let delivered: u32 = get::<_, TYPED>(tp, off.tcp_rate_delivered)?;
+        let interval_us: u32 = get::<_, TYPED>(tp, off.tcp_rate_interval_us)?;
+        let mss: u32 = get::<_, TYPED>(tp, off.tcp_mss_cache)?;
+        // As tcp_compute_delivery_rate(): segments delivered in the latest sample's
+        // interval, in bytes per second.
+        ev.delivery_rate = (u64::from(delivered) * u64::from(mss) * 1_000_000)
+            .checked_div(u64::from(interval_us))
+            .unwrap_or(0);
     }
     Ok(())
 }

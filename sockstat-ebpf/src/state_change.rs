@@ -18,13 +18,13 @@ use aya_ebpf::{
 };
 use sockstat_common::{StateEvent, flags, hook, kind, owner_source, tcp_state as st};
 
-use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_skc_to_tcp_sock};
+use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
 
 use crate::{
     maps::{bump_edge, config, read_failed, sock_offsets, tp_offsets},
     sock::{
-        AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, loopback_v4,
-        loopback_v6, read, wanted,
+        AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, fill_tcp,
+        loopback_v4, loopback_v6, wanted,
     },
     timewait,
 };
@@ -78,20 +78,7 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
                     ev.flags |= flags::PEER_FIN;
                 }
                 if ev.protocol == IPPROTO_TCP {
-                    // One helper call types the pointer as `struct tcp_sock`, so its fields are
-                    // plain loads too (four helper calls otherwise).
-                    let tp = bpf_skc_to_tcp_sock(sk_arg) as *const u8;
-                    if tp.is_null() {
-                        ev.bytes_acked = read(sk, off.tcp_bytes_acked)?;
-                        ev.bytes_received = read(sk, off.tcp_bytes_received)?;
-                        ev.total_retrans = read(sk, off.tcp_total_retrans)?;
-                        ev.srtt_us = read(sk, off.tcp_srtt_us)?;
-                    } else {
-                        ev.bytes_acked = field(tp, off.tcp_bytes_acked);
-                        ev.bytes_received = field(tp, off.tcp_bytes_received);
-                        ev.total_retrans = field(tp, off.tcp_total_retrans);
-                        ev.srtt_us = field(tp, off.tcp_srtt_us);
-                    }
+                    fill_tcp(ev, sk_arg, &off)?;
                 }
                 ev.flags |= close.flags;
                 ev.tw_substate = close.substate;

@@ -150,6 +150,17 @@ impl TunPeer {
     /// The three-way handshake with a listener on `port`, from the peer's `peer_port`: the
     /// peer's next sequence number and the host's, once established.
     pub fn handshake(&mut self, peer_port: u16, port: u16) -> std::io::Result<(u32, u32)> {
+        self.handshake_after(peer_port, port, Duration::ZERO)
+    }
+
+    /// `handshake`, with the final ACK sent `ack_delay` after the SYN-ACK came: a peer that
+    /// far away, as the listener measures it.
+    pub fn handshake_after(
+        &mut self,
+        peer_port: u16,
+        port: u16,
+        ack_delay: Duration,
+    ) -> std::io::Result<(u32, u32)> {
         let isn = 1_000_000;
         let syn = Segment {
             src: (self.peer, peer_port),
@@ -173,6 +184,7 @@ impl TunPeer {
             ack: theirs,
             flags: TCP_ACK,
         };
+        std::thread::sleep(ack_delay);
         self.send(&ack, &[], false)?;
         Ok((ours, theirs))
     }

@@ -78,6 +78,12 @@ fn main() {
         ),
         root_trial("trace_drops_carry_the_kernels_reason", root, drop_reasons),
         root_trial(
+            "trace_rtt_of_a_slow_handshake_and_its_close",
+            root,
+            slow_handshake_rtt,
+        ),
+        root_trial("trace_rtt_samples_once_per_interval", root, rtt_samples),
+        root_trial(
             "report_forecasts_port_exhaustion_before_eaddrnotavail",
             root,
             port_exhaustion,
@@ -560,6 +566,17 @@ fn lifetimes() -> TestResult {
     server.write_all(&[2u8; 567])?;
     let mut got = vec![0u8; 567];
     client.read_exact(&mut got)?;
+    // What ss -i says of the server's socket before the close.
+    let ss_info = run(
+        "ss",
+        &[
+            "-tinH",
+            "state",
+            "established",
+            "src",
+            &format!("127.0.0.1:{port}"),
+        ],
+    )?;
     client.shutdown(Shutdown::Write)?;
     let mut rest = Vec::new();
     server.read_to_end(&mut rest)?;
@@ -586,7 +603,7 @@ fn lifetimes() -> TestResult {
         (Some(1234), Some(567)),
     )?;
     check_eq("client cause", s(c, "cause"), "fin")?;
-    if !c["handshake_rtt_ns"].is_u64() || !c["duration_ns"].is_u64() {
+    if !c["connect_ns"].is_u64() || !c["duration_ns"].is_u64() {
         return Err(fail(format!("client lifetime lacks times: {c}")));
     }
     let sv = find(port)?;
@@ -595,6 +612,33 @@ fn lifetimes() -> TestResult {
         (sv["bytes_acked"].as_u64(), sv["bytes_received"].as_u64()),
         (Some(567), Some(1234)),
     )?;
+    // Both sides: the handshake's RTT and tcp_info at the close. The server's minimum
+    // can only have fallen since ss read it (the ACK of its FIN is one more sample).
+    for (side, l) in [("client", c), ("server", sv)] {
+        for key in ["handshake_rtt_us", "rtt_us", "min_rtt_us", "cwnd"] {
+            if l[key].as_u64().unwrap_or(0) == 0 {
+                return Err(fail(format!("{side} lifetime lacks {key}: {l}")));
+            }
+        }
+    }
+    check_eq("the server's connect time", &sv["connect_ns"], &Value::Null)?;
+    let ss_min_us = ss_info
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("minrtt:"))
+        .or_else(|| {
+            let mut words = ss_info.split_whitespace();
+            words.find(|w| *w == "minrtt")?;
+            words.next()
+        })
+        .and_then(|ms| ms.parse::<f64>().ok())
+        .map(|ms| (ms * 1000.0).round() as u64)
+        .ok_or_else(|| fail(format!("no minrtt in ss -i: {ss_info}")))?;
+    let min = sv["min_rtt_us"].as_u64().unwrap_or(u64::MAX);
+    if min > ss_min_us {
+        return Err(fail(format!(
+            "server min RTT {min} µs at the close, ss said {ss_min_us} µs before it"
+        )));
+    }
     check_eq(
         "owner",
         c["pid"].as_u64(),
@@ -677,13 +721,21 @@ fn low_rate_latency() -> TestResult {
 
 /// Every BTF hook loads and attaches: a refused one only warns (trace goes on without its
 /// events), so a test must notice. The kernels of the matrix all have every tracepoint.
+/// The RTT hook is attached only with `--events rtt`.
 fn every_hook_attached() -> TestResult {
-    let tracer = Tracer::start(&["--port", "1"])?;
-    let (_, stderr, _) = tracer.stop()?;
-    let line = stderr
-        .iter()
-        .find(|l| l.starts_with("sockstat: tracing "))
-        .ok_or_else(|| fail(format!("no tracing line: {stderr:?}")))?;
+    let tracing_line = |args: &[&str]| -> Result<String, Failed> {
+        let tracer = Tracer::start(args)?;
+        let (_, stderr, _) = tracer.stop()?;
+        stderr
+            .iter()
+            .find(|l| l.starts_with("sockstat: tracing "))
+            .cloned()
+            .ok_or_else(|| fail(format!("no tracing line: {stderr:?}")))
+    };
+    let attached = |line: &str, hook: &str| {
+        line.contains(&format!("{hook},")) || line.contains(&format!("{hook} ("))
+    };
+    let line = tracing_line(&["--port", "1", "--events", "state,rtt"])?;
     for hook in [
         "inet_sock_set_state",
         "tcp_receive_reset",
@@ -692,13 +744,21 @@ fn every_hook_attached() -> TestResult {
         "tcp_retransmit_synack",
         "inet_sk_error_report",
         "kfree_skb",
+        "tcp_probe",
         "timer_start",
         "timer_cancel",
         "timer_expire_entry",
     ] {
-        if !line.contains(&format!("{hook},")) && !line.contains(&format!("{hook} (")) {
-            return Err(fail(format!("{hook} not attached: {stderr:?}")));
+        if !attached(&line, hook) {
+            return Err(fail(format!("{hook} not attached: {line}")));
         }
+    }
+    // The RTT hook runs for every segment received: only when asked for.
+    let line = tracing_line(&["--port", "1"])?;
+    if attached(&line, "tcp_probe") {
+        return Err(fail(format!(
+            "tcp_probe attached without --events rtt: {line}"
+        )));
     }
     Ok(())
 }
@@ -859,6 +919,170 @@ fn drop_reasons() -> TestResult {
         )?;
         check_eq("closed port drop's flags", s(d, "tcp_flags"), "SYN")?;
         check_eq("closed port drop's state", &d["state"], &Value::Null)?;
+    }
+    Ok(())
+}
+
+/// A peer on a TUN device answers the listener's SYN-ACK 150 ms late. The accepted
+/// connection's handshake RTT, as the kernel measured it, is that wait: at least 150 ms and
+/// under the SYN-ACK's 1 s retransmission timeout, in its `rtt handshake` event and in its
+/// lifetime. The connection sends nothing more, so at its close (an RST: SO_LINGER 0) the
+/// lifetime's RTT and min RTT are that one sample too.
+fn slow_handshake_rtt() -> TestResult {
+    const PORT: u16 = 7097;
+    const PEER_PORT: u16 = 40001;
+    let local = Ipv4Addr::new(10, 78, 0, 1);
+    let peer = Ipv4Addr::new(10, 78, 0, 2);
+    let ns = NamedNetns::new("rtt").map_err(fail)?;
+    let mut tun = TunPeer::in_netns(&ns, "sst-tun1", local, peer).map_err(fail)?;
+    let tracer =
+        Tracer::start_in(&ns, &["--json", "--lifetimes", "--events", "state,rtt"]).map_err(fail)?;
+    let listener = ns
+        .within(|| TcpListener::bind((local, PORT)))
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    tun.handshake_after(PEER_PORT, PORT, Duration::from_millis(150))
+        .map_err(|e| fail(e.to_string()))?;
+    let (server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+    abort_on_close(&server).map_err(fail)?;
+    {
+        let _alone = sockstat_tests::no_spawns();
+        drop(server);
+    }
+    let server_local = format!("{local}:{PORT}");
+    tracer
+        .wait_line(
+            |l| l.contains("handshake_rtt_us") && l.contains(&server_local),
+            Duration::from_secs(10),
+        )
+        .ok_or_else(|| fail("no lifetime within 10 s"))?;
+    let events = tracer.stop_json().map_err(fail)?;
+    let ours = |e: &&Value| s(e, "local") == server_local;
+    let handshake = events
+        .iter()
+        .filter(ours)
+        .find(|e| s(e, "event") == "rtt" && e["handshake"] == Value::Bool(true))
+        .ok_or_else(|| fail(format!("no handshake RTT: {events:?}")))?;
+    let rtt = handshake["rtt_us"].as_u64().unwrap_or(0);
+    if !(150_000..1_000_000).contains(&rtt) {
+        return Err(fail(format!("handshake RTT {rtt} µs, want 150 ms to 1 s")));
+    }
+    let life = events
+        .iter()
+        .filter(ours)
+        .find(|e| e.get("handshake_rtt_us").is_some())
+        .ok_or_else(|| fail(format!("no lifetime: {events:?}")))?;
+    check_eq(
+        "the lifetime's cookie",
+        &life["cookie"],
+        &handshake["cookie"],
+    )?;
+    check_eq("the lifetime's cause", s(life, "cause"), "rst-out")?;
+    for key in ["handshake_rtt_us", "rtt_us", "min_rtt_us"] {
+        check_eq(
+            &format!("the lifetime's {key}"),
+            life[key].as_u64(),
+            Some(rtt),
+        )?;
+    }
+    if life["cwnd"].as_u64().unwrap_or(0) == 0 {
+        return Err(fail(format!("the lifetime has no cwnd: {life}")));
+    }
+    Ok(())
+}
+
+/// `--events rtt --rtt-interval 0.4` over a loopback connection in a namespace that
+/// exchanges a message every 20 ms for 2 s. Each side reports its handshake RTT once, then
+/// samples no closer together than 0.4 s (by the kernel's clock): 3 to 5 of them, each with
+/// an RTT, a min RTT no greater, a cwnd and this process as the owner.
+fn rtt_samples() -> TestResult {
+    const PORT: u16 = 7098;
+    let ns = NamedNetns::new("rtt-samples").map_err(fail)?;
+    let tracer = Tracer::start_in(&ns, &["--json", "--events", "rtt", "--rtt-interval", "0.4"])
+        .map_err(fail)?;
+    let (listener, mut client) = ns
+        .within(|| -> std::io::Result<(TcpListener, TcpStream)> {
+            let listener = TcpListener::bind(("127.0.0.1", PORT))?;
+            let client = TcpStream::connect(("127.0.0.1", PORT))?;
+            Ok((listener, client))
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let (mut server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+    let client_local = client
+        .local_addr()
+        .map_err(|e| fail(e.to_string()))?
+        .to_string();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    while started.elapsed() < Duration::from_secs(2) {
+        let mut exchange = || -> std::io::Result<()> {
+            client.write_all(b"ping")?;
+            server.read_exact(&mut buf[..4])?;
+            server.write_all(b"pong")?;
+            client.read_exact(&mut buf[..4])
+        };
+        exchange().map_err(|e| fail(e.to_string()))?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let events = tracer.stop_json().map_err(fail)?;
+    {
+        let _alone = sockstat_tests::no_spawns();
+        drop((client, server, listener));
+    }
+    let pid = u64::from(std::process::id());
+    let server_end = format!("127.0.0.1:{PORT}");
+    for (side, local, remote) in [
+        ("client", client_local.as_str(), server_end.as_str()),
+        ("server", server_end.as_str(), client_local.as_str()),
+    ] {
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| {
+                s(e, "event") == "rtt" && s(e, "local") == local && s(e, "remote") == remote
+            })
+            .collect();
+        let handshakes = mine
+            .iter()
+            .filter(|e| e["handshake"] == Value::Bool(true))
+            .count();
+        check_eq(&format!("{side}'s handshake RTTs"), handshakes, 1)?;
+        let samples: Vec<&&Value> = mine
+            .iter()
+            .filter(|e| e["handshake"] == Value::Bool(false))
+            .collect();
+        if !(3..=5).contains(&samples.len()) {
+            return Err(fail(format!(
+                "{side}: {} samples, want 3 to 5: {mine:?}",
+                samples.len()
+            )));
+        }
+        let cookies: std::collections::BTreeSet<u64> =
+            mine.iter().filter_map(|e| e["cookie"].as_u64()).collect();
+        check_eq(&format!("{side}'s cookies"), cookies.len(), 1)?;
+        let times: Vec<u64> = samples.iter().filter_map(|e| e["ts_ns"].as_u64()).collect();
+        for pair in times.windows(2) {
+            if pair[1] - pair[0] < 400_000_000 {
+                return Err(fail(format!(
+                    "{side}: samples {} ns apart: {times:?}",
+                    pair[1] - pair[0]
+                )));
+            }
+        }
+        for e in samples {
+            let (rtt, min, cwnd) = (
+                e["rtt_us"].as_u64().unwrap_or(0),
+                e["min_rtt_us"].as_u64().unwrap_or(0),
+                e["cwnd"].as_u64().unwrap_or(0),
+            );
+            // The minimum comes from the newest segment acked, the smoothed RTT from the
+            // oldest (tcp_ack_update_rtt): never below it.
+            if rtt == 0 || min == 0 || min > rtt || cwnd == 0 {
+                return Err(fail(format!("{side}: implausible sample {e}")));
+            }
+            check_eq(&format!("{side}'s owner"), e["pid"].as_u64(), Some(pid))?;
+        }
     }
     Ok(())
 }

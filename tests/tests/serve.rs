@@ -212,6 +212,8 @@ fn counters() -> TestResult {
         (edge("ESTAB", "CLOSE-WAIT"), 5.0),
         (edge("LAST-ACK", "CLOSE"), 5.0),
         ("sockstat_connect_duration_seconds_count".to_string(), 5.0),
+        // Both sides of each connection: the client and the listener's child.
+        ("sockstat_handshake_rtt_seconds_count".to_string(), 10.0),
         ("sockstat_time_wait_entries_total".to_string(), 5.0),
     ];
     let moved = |s2: &HashMap<String, f64>, series: &str| get(s2, series) - get(&s1, series);
@@ -1020,8 +1022,9 @@ fn port_headroom() -> TestResult {
 
 /// `sockstat conn` asks a running serve for one connection's timeline: in serve's
 /// namespace, a connection aborted by its client (SO_LINGER 0) is found by its two ends
-/// and by its cookie (as `sk:HEX`), closed, from its connect through its RST to its
-/// close; a live one is found open; an unknown cookie is exit 1, no agent exit 2.
+/// and by its cookie (as `sk:HEX`), closed, from its connect through its handshake RTT and
+/// its RST to its close; a live one is found open; an unknown cookie is exit 1, no agent
+/// exit 2.
 fn conn_timelines() -> TestResult {
     const PORT: u16 = 7618;
     let ns = NamedNetns::new("serve-conn").map_err(fail)?;
@@ -1088,6 +1091,9 @@ fn conn_timelines() -> TestResult {
                         e["old"].as_str().unwrap_or(""),
                         e["new"].as_str().unwrap_or("")
                     ),
+                    "rtt" if e["handshake"] == true && e["rtt_us"].as_u64() > Some(0) => {
+                        "rtt handshake".to_string()
+                    }
                     other => format!("{other} {}", e["direction"].as_str().unwrap_or("")),
                 })
                 .collect()
@@ -1096,6 +1102,7 @@ fn conn_timelines() -> TestResult {
     let want = [
         "CLOSE -> SYN-SENT",
         "SYN-SENT -> ESTAB",
+        "rtt handshake",
         "ESTAB -> CLOSE",
         "reset out",
     ];
@@ -1103,7 +1110,7 @@ fn conn_timelines() -> TestResult {
     sorted.sort();
     let mut want_sorted = want.map(String::from).to_vec();
     want_sorted.sort();
-    if sorted != want_sorted || steps[0] != want[0] || steps[1] != want[1] {
+    if sorted != want_sorted || steps[..3] != want[..3] {
         return Err(fail(format!(
             "the aborted connection's timeline: {steps:?}, want {want:?} (the reset and the close in either order)"
         )));

@@ -112,6 +112,9 @@ impl Feed {
             events: true,
             // Drops are counted in the kernel; top and serve read the counts.
             drops: false,
+            // Each connection's timeline (`sockstat conn`) shows its handshake's RTT.
+            handshake_rtts: true,
+            rtt_interval: None,
             baseline: true,
             reconcile: Some(RECONCILE),
         }) {

@@ -25,6 +25,10 @@ pub struct PipelineOptions {
     pub events: bool,
     /// With `events`: an event for each dropped TCP segment too.
     pub drops: bool,
+    /// With `events`: each handshake's RTT as an output of its own.
+    pub handshake_rtts: bool,
+    /// With `events`: RTT samples, at most one per connection per this interval.
+    pub rtt_interval: Option<Duration>,
     /// Take a sock_diag baseline of the scope once attached. The lab does without: its
     /// namespaces do not exist yet.
     pub baseline: bool,
@@ -70,6 +74,7 @@ fn probe_options(o: &PipelineOptions) -> ProbeOptions {
         own: s.own.map(|e| (e.netns, e.port)),
         emit_events: o.events,
         drop_events: o.drops,
+        rtt_interval: o.rtt_interval,
     }
 }
 
@@ -103,6 +108,7 @@ impl Pipeline {
         let ring = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
         let mut tracker = Tracker::default();
         tracker.observe_timewait(probe.timewait_observed());
+        tracker.report_handshake_rtts(o.handshake_rtts);
         let mut names = HashMap::new();
         let mut skipped = Vec::new();
         if o.events && o.baseline {

@@ -216,6 +216,11 @@ fn sample_seconds(text: &str) -> Result<f64, String> {
     seconds_in(text, 0.1..=3600.0)
 }
 
+/// trace --rtt-interval: 1 ms to an hour.
+fn rtt_seconds(text: &str) -> Result<f64, String> {
+    seconds_in(text, 0.001..=3600.0)
+}
+
 /// stats and ifaces: whole seconds between reports, up to a day.
 fn whole_seconds(text: &str) -> Result<u64, String> {
     text.parse::<u64>()
@@ -309,8 +314,9 @@ pub struct TraceArgs {
     /// Only transitions whose owner lives in this cgroup (v2 path, or a prefix of it).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
-    /// One line per finished connection (duration, bytes, handshake RTT, retransmits,
-    /// cause, owner) instead of one per transition.
+    /// One line per finished connection (duration, bytes, handshake RTT, the RTT, min RTT,
+    /// cwnd and delivery rate at its close, retransmits, cause, owner) instead of one per
+    /// transition.
     #[arg(long)]
     pub lifetimes: bool,
     /// One block per connection when it closes (one JSON object with an `events` array):
@@ -328,7 +334,9 @@ pub struct TraceArgs {
     /// Which events to print, comma-separated: state (transitions, or lifetimes with
     /// --lifetimes), retrans (retransmitted segments: syn, syn-ack, rto, tlp, recovery),
     /// reset (RSTs sent and received), drop (TCP segments the kernel dropped, with its
-    /// reason: tcp-csum, no-socket, tcp-invalid-sequence, ...), or all.
+    /// reason: tcp-csum, no-socket, tcp-invalid-sequence, ...), rtt (each handshake's RTT,
+    /// then smoothed and min RTT, cwnd and delivery rate once per --rtt-interval while a
+    /// connection receives), or all.
     #[arg(
         long,
         value_enum,
@@ -337,6 +345,10 @@ pub struct TraceArgs {
         value_name = "KINDS"
     )]
     pub events: Vec<TraceEvents>,
+    /// With --events rtt: seconds between two RTT samples of one connection (the kernel
+    /// writes none sooner).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = rtt_seconds)]
+    pub rtt_interval: f64,
     /// Seconds between reconciles with sock_diag (TIME-WAIT expiry, repairs); 0: never.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = reconcile_seconds)]
     pub reconcile: u64,
@@ -352,6 +364,7 @@ pub enum TraceEvents {
     Retrans,
     Reset,
     Drop,
+    Rtt,
     All,
 }
 

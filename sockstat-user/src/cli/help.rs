@@ -174,7 +174,7 @@ pub const TRACE: &[Section] = &[
             ),
             Term(
                 "--lifetimes",
-                "ts, ts_ns, cookie, netns, pid, comm, owner_source, family, local, remote, duration_ns, bytes_acked, bytes_received, handshake_rtt_ns, retransmits, cause",
+                "ts, ts_ns, cookie, netns, pid, comm, owner_source, family, local, remote, duration_ns, bytes_acked, bytes_received, connect_ns, handshake_rtt_us, rtt_us, min_rtt_us, cwnd, delivery_rate_bps (at the close), retransmits, cause",
             ),
             Term(
                 "retransmits",
@@ -187,6 +187,10 @@ pub const TRACE: &[Section] = &[
             Term(
                 "drops",
                 "event: drop; then state, reason (the kernel's: tcp-csum, no-socket, ...; listen-overflow for a listener's counted drops), reason_code, source (kernel, counter), count, direction, tcp_flags, and accept_queue, backlog for counted drops",
+            ),
+            Term(
+                "rtt",
+                "event: rtt; then state, handshake (the first sample), rtt_us, min_rtt_us, cwnd, delivery_rate_bps (null until measured), retransmits",
             ),
             Term(
                 "--timeline",
@@ -215,6 +219,10 @@ pub const TRACE: &[Section] = &[
             Example(
                 "sudo sockstat trace --events retrans,reset,drop",
                 "retransmits, resets and drops with their reasons",
+            ),
+            Example(
+                "sudo sockstat trace --events rtt --rtt-interval 5",
+                "handshake RTTs, then RTT, cwnd and delivery rate every 5 s per connection",
             ),
             Example(
                 "sudo sockstat trace --all-netns",

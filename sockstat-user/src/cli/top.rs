@@ -91,7 +91,7 @@ fn observe(o: &Output, filter: &Filter, dash: &mut Dashboard) {
                 dash.observe_retransmit(r);
             }
         }
-        Output::Lifetime(_) | Output::Drop(_) => {}
+        Output::Lifetime(_) | Output::Drop(_) | Output::Rtt(_) => {}
     }
 }
 

@@ -167,6 +167,10 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         scope: scope_of(args, netns),
         events: !args.count_only,
         drops: args.wants(TraceEvents::Drop),
+        handshake_rtts: args.wants(TraceEvents::Rtt),
+        rtt_interval: args
+            .wants(TraceEvents::Rtt)
+            .then(|| Duration::from_secs_f64(args.rtt_interval)),
         baseline: true,
         reconcile: (args.reconcile > 0).then(|| Duration::from_secs(args.reconcile)),
     })?;
@@ -213,6 +217,7 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         retrans: args.wants(TraceEvents::Retrans),
         reset: args.wants(TraceEvents::Reset),
         drop: args.wants(TraceEvents::Drop),
+        rtt: args.wants(TraceEvents::Rtt),
         printed: 0,
         outputs: Vec::with_capacity(256),
         timelines: args
@@ -321,6 +326,7 @@ struct View<'a> {
     retrans: bool,
     reset: bool,
     drop: bool,
+    rtt: bool,
     printed: u64,
     outputs: Vec<Output>,
     /// With `--timeline`: each connection's events until it closes.
@@ -344,6 +350,7 @@ impl View<'_> {
                     Output::Retransmit(_) => self.retrans,
                     Output::Reset(_) => self.reset,
                     Output::Drop(_) => self.drop,
+                    Output::Rtt(_) => self.rtt,
                     Output::Lifetime(_) => false,
                 };
                 let head = o.head();
@@ -406,6 +413,16 @@ impl View<'_> {
                         continue;
                     }
                     self.printer.write_drop(out, &d)?;
+                }
+                Output::Rtt(r) if self.rtt => {
+                    let established = ReportedState::Known(crate::tcp::TcpState::Established);
+                    if !self
+                        .selector
+                        .wants(r.local, r.remote, &[established], &r.owner)
+                    {
+                        continue;
+                    }
+                    self.printer.write_rtt(out, &r)?;
                 }
                 _ => continue,
             }

@@ -59,14 +59,40 @@ pub enum KernelOwner {
     Unknown,
 }
 
-/// TCP counters read from `struct tcp_sock` at a state change.
+/// What `struct tcp_sock` said at a state change or an RTT event, as `tcp_info` would.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpCounters {
     pub bytes_acked: u64,
     pub bytes_received: u64,
     pub total_retrans: u32,
-    /// Smoothed RTT in µs (the kernel stores it << 3).
+    /// Smoothed RTT in µs (the kernel stores it << 3); 0 before the first sample.
     pub srtt_us: u32,
+    /// The windowed minimum RTT in µs; `u32::MAX` (or 0) before the first sample.
+    pub min_rtt_us: u32,
+    /// Congestion window, in segments.
+    pub snd_cwnd: u32,
+    /// The latest delivery rate sample, bytes per second; 0 before any.
+    pub delivery_rate: u64,
+}
+
+impl TcpCounters {
+    /// The smoothed RTT, once measured.
+    pub fn srtt(&self) -> Option<u32> {
+        (self.srtt_us != 0).then_some(self.srtt_us)
+    }
+
+    /// The minimum RTT, once measured (the kernel never records less than 1 µs).
+    pub fn min_rtt(&self) -> Option<u32> {
+        (self.min_rtt_us != 0 && self.min_rtt_us != u32::MAX).then_some(self.min_rtt_us)
+    }
+
+    pub fn cwnd(&self) -> Option<u32> {
+        (self.snd_cwnd != 0).then_some(self.snd_cwnd)
+    }
+
+    pub fn delivery_rate(&self) -> Option<u64> {
+        (self.delivery_rate != 0).then_some(self.delivery_rate)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +124,11 @@ pub enum EventKind {
     Drop(SegmentDrop),
     /// What the timewait hooks saw (sockstat-ebpf/src/timewait.rs).
     Timewait(TimewaitEvent),
+    /// An RTT sample of an ESTABLISHED connection (`tcp_probe`, at most one per
+    /// connection per interval).
+    Rtt {
+        tcp: TcpCounters,
+    },
 }
 
 /// What a drop event carries.
@@ -266,6 +297,18 @@ fn retransmission(raw: &StateEvent) -> Retransmission {
     }
 }
 
+fn tcp_counters(raw: &StateEvent) -> TcpCounters {
+    TcpCounters {
+        bytes_acked: raw.bytes_acked,
+        bytes_received: raw.bytes_received,
+        total_retrans: raw.total_retrans,
+        srtt_us: raw.srtt_us >> 3,
+        min_rtt_us: raw.min_rtt_us,
+        snd_cwnd: raw.snd_cwnd,
+        delivery_rate: raw.delivery_rate,
+    }
+}
+
 /// A state the kernel read beside another event (0: it read none).
 fn read_state(n: u8) -> Option<ReportedState> {
     (n != 0).then(|| ReportedState::from_kernel(n))
@@ -277,12 +320,10 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         kind::STATE_CHANGE => EventKind::StateChange {
             old: ReportedState::from_kernel(raw.old_state),
             new: ReportedState::from_kernel(raw.new_state),
-            tcp: TcpCounters {
-                bytes_acked: raw.bytes_acked,
-                bytes_received: raw.bytes_received,
-                total_retrans: raw.total_retrans,
-                srtt_us: raw.srtt_us >> 3,
-            },
+            tcp: tcp_counters(raw),
+        },
+        kind::RTT => EventKind::Rtt {
+            tcp: tcp_counters(raw),
         },
         kind::RESET_RECEIVED => EventKind::ResetReceived {
             state: read_state(raw.new_state),
@@ -463,6 +504,36 @@ pub(crate) mod tests {
         assert_eq!(
             decode(&bytes_of(&raw)).unwrap().timewait,
             TimewaitClose::Overflow
+        );
+    }
+
+    #[test]
+    fn decodes_rtt_samples_as_tcp_info_would() {
+        let mut raw = raw_v4();
+        raw.kind = kind::RTT;
+        raw.srtt_us = 1_000 << 3;
+        raw.min_rtt_us = 250;
+        raw.snd_cwnd = 10;
+        raw.delivery_rate = 125_000;
+        raw.total_retrans = 2;
+        let EventKind::Rtt { tcp } = decode(&bytes_of(&raw)).unwrap().kind else {
+            panic!("not an RTT event");
+        };
+        assert_eq!(tcp.srtt(), Some(1_000));
+        assert_eq!(tcp.min_rtt(), Some(250));
+        assert_eq!(tcp.cwnd(), Some(10));
+        assert_eq!(tcp.delivery_rate(), Some(125_000));
+        assert_eq!(tcp.total_retrans, 2);
+        // Before the first sample: the kernel's `~0U` minimum and zeros are no readings.
+        raw.srtt_us = 0;
+        raw.min_rtt_us = u32::MAX;
+        raw.delivery_rate = 0;
+        let EventKind::Rtt { tcp } = decode(&bytes_of(&raw)).unwrap().kind else {
+            panic!("not an RTT event");
+        };
+        assert_eq!(
+            (tcp.srtt(), tcp.min_rtt(), tcp.delivery_rate()),
+            (None, None, None)
         );
     }
 

@@ -168,6 +168,8 @@ pub struct ProbeOptions {
     pub emit_events: bool,
     /// Write an event for each dropped TCP segment (they are counted either way).
     pub drop_events: bool,
+    /// Write RTT events, at most one per connection per this interval (`RTT_HOOK`).
+    pub rtt_interval: Option<std::time::Duration>,
 }
 
 impl ProbeOptions {
@@ -187,6 +189,13 @@ impl ProbeOptions {
             own_netns: self.own.map_or(0, |(netns, _)| netns),
             emit_events: u8::from(self.emit_events),
             drop_events: u8::from(self.emit_events && self.drop_events),
+            // At least 1 ns: 0 means none.
+            rtt_interval_ns: self
+                .rtt_interval
+                .filter(|_| self.emit_events)
+                .map_or(0, |i| {
+                    u64::try_from(i.as_nanos()).unwrap_or(u64::MAX).max(1)
+                }),
             ..ProbeConfig::UNFILTERED
         }
     }
@@ -260,6 +269,10 @@ const TIMEWAIT_HOOKS: [&str; 3] = ["timer_start", "timer_cancel", "timer_expire_
 const DROP_HOOK: &str = "kfree_skb";
 const DROP_CONSEQUENCE: &str = "resets answering closed ports (connects to them, port scans) are not counted; TIME-WAIT is inferred";
 const TIMEWAIT_CONSEQUENCE: &str = "TIME-WAIT is inferred from the peer's FIN and expired by sock_diag reconciles (marked synthesized); orphans in FIN-WAIT-2 move on at the next reconcile; overflows, reuses and resets of timewait sockets are not told apart";
+
+/// `tcp:tcp_probe` (sockstat-ebpf/src/rtt.rs): RTT samples, attached only when asked for.
+const RTT_HOOK: &str = "tcp_probe";
+const RTT_CONSEQUENCE: &str = "no RTT samples (handshake RTTs and the tcp_info at each close still come with the transitions)";
 
 /// A cause hook that is not attached, and what that costs. The state machine itself is
 /// traced either way.
@@ -496,7 +509,7 @@ fn reason_names(kernel: &KernelBtf, name: &str, prefix: &str) -> ReasonNames {
 fn btf_tracepoints() -> impl Iterator<Item = &'static str> {
     std::iter::once(TP_NAME)
         .chain(TCP_EVENT_HOOKS.map(|(tracepoint, _)| tracepoint))
-        .chain([DROP_HOOK])
+        .chain([DROP_HOOK, RTT_HOOK])
         .chain(TIMEWAIT_HOOKS)
 }
 
@@ -557,6 +570,7 @@ fn attach_btf_hooks(
     attacher: &mut Attacher,
     mut timewait_unusable: Option<String>,
     mut drops_unusable: Option<String>,
+    rtt: bool,
 ) -> Result<Hooks, LoadError> {
     attacher
         .attach_btf("inet_sock_set_state_btf", TP_NAME)
@@ -595,6 +609,16 @@ fn attach_btf_hooks(
             consequence: DROP_CONSEQUENCE,
         }),
     }
+    if rtt {
+        match attacher.attach_btf(RTT_HOOK, RTT_HOOK) {
+            Ok(()) => hooks.attached.push(RTT_HOOK),
+            Err(e) => hooks.missing.push(MissingHook {
+                tracepoint: RTT_HOOK,
+                why: attach_failure(&e),
+                consequence: RTT_CONSEQUENCE,
+            }),
+        }
+    }
     if timewait_unusable.is_none() {
         timewait_unusable = attach_timewait(attacher).err();
     }
@@ -603,7 +627,7 @@ fn attach_btf_hooks(
 
 /// The classic tracepoint alone: the cause and timewait hooks read `struct sock` at BTF
 /// offsets, so they are BTF hooks only.
-fn attach_classic_hook(attacher: &mut Attacher) -> Result<Hooks, LoadError> {
+fn attach_classic_hook(attacher: &mut Attacher, rtt: bool) -> Result<Hooks, LoadError> {
     attacher.attach_classic("inet_sock_set_state_tp")?;
     let no_btf = "the classic tracepoint hook has no BTF";
     let mut missing: Vec<MissingHook> = TCP_EVENT_HOOKS
@@ -618,6 +642,13 @@ fn attach_classic_hook(attacher: &mut Attacher) -> Result<Hooks, LoadError> {
         why: no_btf.to_string(),
         consequence: DROP_CONSEQUENCE,
     });
+    if rtt {
+        missing.push(MissingHook {
+            tracepoint: RTT_HOOK,
+            why: no_btf.to_string(),
+            consequence: RTT_CONSEQUENCE,
+        });
+    }
     let hooks = Hooks {
         attached: vec![TP_NAME],
         missing,
@@ -706,10 +737,13 @@ impl Probe {
             links: Vec::new(),
         };
         let hooks = match hook {
-            HookChoice::TpBtf => {
-                attach_btf_hooks(&mut attacher, timewait_unusable, drops_unusable)?
-            }
-            _ => attach_classic_hook(&mut attacher)?,
+            HookChoice::TpBtf => attach_btf_hooks(
+                &mut attacher,
+                timewait_unusable,
+                drops_unusable,
+                config.rtt_interval_ns != 0,
+            )?,
+            _ => attach_classic_hook(&mut attacher, config.rtt_interval_ns != 0)?,
         };
         let Attacher {
             object,

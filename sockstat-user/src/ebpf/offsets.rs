@@ -164,6 +164,13 @@ impl KernelBtf {
             tcp_bytes_received: self.offset_of("tcp_sock", "bytes_received")?,
             tcp_total_retrans: self.offset_of("tcp_sock", "total_retrans")?,
             tcp_srtt_us: self.offset_of("tcp_sock", "srtt_us")?,
+            // `struct minmax { struct minmax_sample s[3]; }`: the minimum is `s[0].v`.
+            tcp_min_rtt: self.offset_of("tcp_sock", "rtt_min.s")?
+                + self.offset_of("minmax_sample", "v")?,
+            tcp_snd_cwnd: self.offset_of("tcp_sock", "snd_cwnd")?,
+            tcp_mss_cache: self.offset_of("tcp_sock", "mss_cache")?,
+            tcp_rate_delivered: self.offset_of("tcp_sock", "rate_delivered")?,
+            tcp_rate_interval_us: self.offset_of("tcp_sock", "rate_interval_us")?,
             icsk_pending: self.offset_of("inet_connection_sock", "icsk_pending")?,
             skb_cb: self.offset_of("sk_buff", "cb")?,
             valid: 1,

@@ -91,6 +91,7 @@ pub struct Metrics {
     sockets: Family<StateNetns, Gauge>,
     transitions: Family<Edge, Counter>,
     connect_seconds: Histogram,
+    handshake_rtt_seconds: Histogram,
     retransmits: Family<RetransmitType, Counter>,
     resets: Family<Direction, Counter>,
     connect_errors: Family<Errno, Counter>,
@@ -133,6 +134,8 @@ impl Metrics {
             transitions: Family::default(),
             // 100 µs to ~26 s, by 4x.
             connect_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            // 10 µs (loopback) to ~2.6 s, by 4x.
+            handshake_rtt_seconds: Histogram::new(exponential_buckets(0.00001, 4.0, 10)),
             retransmits: Family::default(),
             resets: Family::default(),
             connect_errors: Family::default(),
@@ -196,6 +199,11 @@ impl Metrics {
             "connect_duration_seconds",
             "Time from SYN-SENT to ESTAB of connections opened here",
             m.connect_seconds.clone(),
+        );
+        registry.register(
+            "handshake_rtt_seconds",
+            "The kernel's first RTT sample of each connection, taken as its handshake completed (SYN-SENT or SYN-RECV to ESTAB), on either side",
+            m.handshake_rtt_seconds.clone(),
         );
         registry.register(
             "retransmits",
@@ -310,7 +318,16 @@ impl Metrics {
         match o {
             Output::Transition(t) => self.transition(t),
             Output::Reset(r) if r.closed_port => self.closed_port(r),
-            Output::Reset(_) | Output::Lifetime(_) | Output::Retransmit(_) | Output::Drop(_) => {}
+            Output::Rtt(r) if r.handshake => {
+                if let Some(us) = r.tcp.srtt() {
+                    self.handshake_rtt_seconds.observe(f64::from(us) / 1e6);
+                }
+            }
+            Output::Reset(_)
+            | Output::Lifetime(_)
+            | Output::Retransmit(_)
+            | Output::Drop(_)
+            | Output::Rtt(_) => {}
         }
     }
 

@@ -54,6 +54,8 @@ impl LabTracer {
                 },
                 events: true,
                 drops: false,
+                handshake_rtts: false,
+                rtt_interval: None,
                 baseline: false,
                 reconcile: None,
             })

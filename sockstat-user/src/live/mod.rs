@@ -161,11 +161,31 @@ pub struct Lifetime {
     pub duration_ns: Option<u64>,
     pub bytes_acked: u64,
     pub bytes_received: u64,
-    /// SYN-SENT -> ESTAB, for connections this host opened.
-    pub handshake_ns: Option<u64>,
+    /// Time in SYN-SENT (connect() to ESTAB), for connections this host opened.
+    pub connect_ns: Option<u64>,
+    /// The kernel's first RTT sample, as the handshake completed (µs; either side).
+    pub handshake_rtt_us: Option<u32>,
     pub retransmits: u32,
     pub cause: Option<Cause>,
     pub owner: Owner,
+    /// `tcp_sock` at the close: smoothed and minimum RTT, cwnd, delivery rate.
+    pub tcp: crate::ebpf::TcpCounters,
+}
+
+/// A connection's RTT as the kernel measured it: its first sample, taken as the handshake
+/// completed, or a periodic one (`--events rtt`), with cwnd and delivery rate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RttSample {
+    pub ts_ns: u64,
+    pub cookie: u64,
+    pub netns: u32,
+    pub family: Family,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub owner: Owner,
+    /// The handshake's sample (the state change to ESTAB carried it).
+    pub handshake: bool,
+    pub tcp: crate::ebpf::TcpCounters,
 }
 
 /// A retransmitted segment (or a listener's SYN-ACK), joined to its connection by cookie.
@@ -234,10 +254,12 @@ pub enum ResetDirection {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Transition(Transition),
-    Lifetime(Lifetime),
+    /// Boxed: twice the size of the others, and one per connection.
+    Lifetime(Box<Lifetime>),
     Reset(Reset),
     Retransmit(Retransmit),
     Drop(DroppedSegment),
+    Rtt(RttSample),
 }
 
 /// What every output says of its socket: when, which, whose, and its two ends.
@@ -273,6 +295,7 @@ impl Output {
             Output::Reset(o) => head!(o),
             Output::Retransmit(o) => head!(o),
             Output::Drop(o) => head!(o),
+            Output::Rtt(o) => head!(o),
         }
     }
 }

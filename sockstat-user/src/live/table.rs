@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use super::{
     Baseline, Cause, DroppedSegment, Dumped, FastMap, Lifetime, Output, Owner, OwnerSource, Reset,
-    ResetDirection, Retransmit, Source, Transition,
+    ResetDirection, Retransmit, RttSample, Source, Transition,
     tw_table::{self, TwTable},
 };
 use crate::{
@@ -22,7 +22,10 @@ pub struct Entry {
     pub since_ns: Option<u64>,
     /// When the connection began (connect or passive open), if seen.
     pub first_ns: Option<u64>,
-    pub handshake_ns: Option<u64>,
+    /// Time in SYN-SENT, for a connect() seen here.
+    pub connect_ns: Option<u64>,
+    /// The kernel's first RTT sample, at the handshake (µs).
+    pub handshake_rtt_us: Option<u32>,
     pub owner: Owner,
     pub netns: u32,
     pub family: Family,
@@ -128,6 +131,8 @@ pub struct Tracker {
     cancelled: FastMap<u64, u64>,
     /// The kernel's timewait hooks are on: TIME-WAIT is observed, never inferred.
     timewait_observed: bool,
+    /// Each handshake's RTT is an output of its own (`Output::Rtt`).
+    handshake_rtts: bool,
     capacity: usize,
     stats: TrackerStats,
 }
@@ -185,6 +190,7 @@ impl Tracker {
             listeners: FastMap::default(),
             cancelled: FastMap::default(),
             timewait_observed: false,
+            handshake_rtts: false,
             capacity: capacity.max(16),
             stats: TrackerStats::default(),
         }
@@ -195,6 +201,12 @@ impl Tracker {
     /// synthesized.
     pub fn observe_timewait(&mut self, on: bool) {
         self.timewait_observed = on;
+    }
+
+    /// Whether each handshake's RTT (the kernel's first sample, which the change to ESTAB
+    /// carries) becomes an `Output::Rtt` of its own; lifetimes carry it either way.
+    pub fn report_handshake_rtts(&mut self, on: bool) {
+        self.handshake_rtts = on;
     }
 
     pub fn len(&self) -> usize {
@@ -307,7 +319,8 @@ impl Tracker {
                 state,
                 since_ns: None,
                 first_ns: None,
-                handshake_ns: None,
+                connect_ns: None,
+                handshake_rtt_us: None,
                 owner,
                 netns: b.netns,
                 family: b.family,
@@ -398,7 +411,10 @@ impl Tracker {
                         match o {
                             Output::Transition(t) => t.cause = Some(Cause::RstOut),
                             Output::Lifetime(l) => l.cause = Some(Cause::RstOut),
-                            Output::Reset(_) | Output::Retransmit(_) | Output::Drop(_) => {}
+                            Output::Reset(_)
+                            | Output::Retransmit(_)
+                            | Output::Drop(_)
+                            | Output::Rtt(_) => {}
                         }
                     }
                     out.append(&mut held);
@@ -416,6 +432,12 @@ impl Tracker {
             }
             EventKind::SynackRetransmit(what) => out.push(self.retransmit(ev, *what, true)),
             EventKind::Drop(what) => out.push(self.dropped(ev, *what)),
+            EventKind::Rtt { tcp } => {
+                if let Some(e) = self.entries.get_mut(&ev.cookie) {
+                    e.touched_ns = ev.ts_ns;
+                }
+                out.push(self.rtt(ev, *tcp, false));
+            }
             EventKind::ErrorReport { .. } => {}
             EventKind::Timewait(e) => self.timewait_event(ev, *e, out),
         }
@@ -559,6 +581,28 @@ impl Tracker {
             remote: ev.remote,
             owner: self.resolve_owner(ev, entry, synack),
             what,
+        })
+    }
+
+    /// An RTT reading as output, with the owner the table knows.
+    fn rtt(&self, ev: &KernelEvent, mut tcp: TcpCounters, handshake: bool) -> Output {
+        if handshake {
+            // The change to ESTAB comes before tcp_init_transfer() sets the cwnd the
+            // transfer starts with: the handshake's figures are its RTT alone.
+            tcp.snd_cwnd = 0;
+            tcp.delivery_rate = 0;
+        }
+        let entry = self.entries.get(&ev.cookie);
+        Output::Rtt(RttSample {
+            ts_ns: ev.ts_ns,
+            cookie: ev.cookie,
+            netns: ev.netns,
+            family: ev.family,
+            local: ev.local,
+            remote: ev.remote,
+            owner: self.resolve_owner(ev, entry, false),
+            handshake,
+            tcp,
         })
     }
 
@@ -880,12 +924,20 @@ impl Tracker {
             .entry(ev.cookie)
             .or_insert_with(|| Entry::first_seen(ev, old, meaning.passive_open));
         entry.update(ev, old, &meaning, &edge, owner, prev_state_ns);
+        let handshake_rtt = (meaning.handshake_done || meaning.accepted)
+            .then(|| tcp.srtt())
+            .flatten();
+        if let Some(rtt) = handshake_rtt {
+            entry.handshake_rtt_us = Some(rtt);
+        }
         let to_time_wait = edge.shown == known(TcpState::TimeWait);
         let connection_ended = (meaning.closing || to_time_wait)
             && old != known(TcpState::Listen)
             && old != known(TcpState::Close);
         if connection_ended {
-            emitted.push(Output::Lifetime(entry.lifetime(ev, old, edge.cause, tcp)));
+            emitted.push(Output::Lifetime(Box::new(
+                entry.lifetime(ev, old, edge.cause, tcp),
+            )));
         }
         let swapped = tw_table::is_timewait(entry);
         if meaning.closing && !edge.lives_on {
@@ -893,6 +945,9 @@ impl Tracker {
         } else if swapped && let Some(e) = self.entries.remove(&ev.cookie) {
             // Now a timewait socket: into the compact table.
             self.store(ev.cookie, e);
+        }
+        if handshake_rtt.is_some() && self.handshake_rtts {
+            emitted.push(self.rtt(ev, tcp, true));
         }
         if hold {
             self.held.entry(ev.cookie).or_default().append(&mut emitted);
@@ -1040,8 +1095,10 @@ struct EdgeMeaning {
     active_open: bool,
     /// LISTEN -> SYN-RECV: a listener's child.
     passive_open: bool,
-    /// SYN-SENT -> ESTAB: the time spent in SYN-SENT is the handshake's RTT.
+    /// SYN-SENT -> ESTAB: connect() is done (its time in SYN-SENT is the connect latency).
     handshake_done: bool,
+    /// SYN-RECV -> ESTAB: a listener's child completed its handshake.
+    accepted: bool,
     /// Into CLOSE-WAIT or CLOSING: the peer's FIN arrived.
     peer_fin: bool,
     /// A listener started (true) or stopped (false) listening.
@@ -1064,6 +1121,7 @@ impl EdgeMeaning {
             (S::Close, S::SynSent) => m.active_open = true,
             (S::Listen, S::SynRecv) => m.passive_open = true,
             (S::SynSent, S::Established) => m.handshake_done = true,
+            (S::SynRecv, S::Established) => m.accepted = true,
             (S::Listen, S::Close) => m.listening = Some(false),
             (_, S::Listen) => m.listening = Some(true),
             (_, S::CloseWait | S::Closing) => m.peer_fin = true,
@@ -1080,7 +1138,8 @@ impl Entry {
             state: old,
             since_ns: None,
             first_ns: None,
-            handshake_ns: None,
+            connect_ns: None,
+            handshake_rtt_us: None,
             owner: Owner::unknown(),
             netns: ev.netns,
             family: ev.family,
@@ -1119,7 +1178,7 @@ impl Entry {
             self.first_ns = Some(ev.ts_ns);
         }
         if meaning.handshake_done {
-            self.handshake_ns = prev_state_ns;
+            self.connect_ns = prev_state_ns;
         }
         if owner.pid.is_some() {
             self.owner = owner;
@@ -1163,10 +1222,12 @@ impl Entry {
                 .bytes_acked
                 .saturating_sub(syn + u64::from(our_fin_acked)),
             bytes_received: tcp.bytes_received.saturating_sub(u64::from(self.peer_fin)),
-            handshake_ns: self.handshake_ns,
+            connect_ns: self.connect_ns,
+            handshake_rtt_us: self.handshake_rtt_us,
             retransmits: tcp.total_retrans.max(self.retransmits),
             cause,
             owner: self.owner,
+            tcp,
         }
     }
 }
@@ -1204,9 +1265,90 @@ mod tests {
                 Output::Lifetime(_)
                 | Output::Reset(_)
                 | Output::Retransmit(_)
-                | Output::Drop(_) => None,
+                | Output::Drop(_)
+                | Output::Rtt(_) => None,
             })
             .collect()
+    }
+
+    /// The change to ESTAB carries the kernel's first RTT sample: an `Output::Rtt` of its
+    /// own when asked for, on either side, and the lifetime's `handshake_rtt_us`; the
+    /// lifetime also carries what tcp_info said at the close. RTT events join by cookie.
+    #[test]
+    fn handshake_rtts_and_the_close_summary() {
+        let with_tcp = |mut e: KernelEvent, srtt_us: u32, cwnd: u32| {
+            if let EventKind::StateChange { tcp, .. } | EventKind::Rtt { tcp } = &mut e.kind {
+                tcp.srtt_us = srtt_us;
+                tcp.min_rtt_us = srtt_us / 2;
+                tcp.snd_cwnd = cwnd;
+                tcp.delivery_rate = 1_000;
+            }
+            e
+        };
+        let rtts = |out: &[Output]| -> Vec<(u64, bool, Option<u32>)> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Rtt(r) => Some((r.cookie, r.handshake, r.tcp.srtt())),
+                    _ => None,
+                })
+                .collect()
+        };
+        for asked in [false, true] {
+            let mut t = Tracker::default();
+            t.report_handshake_rtts(asked);
+            let mut out = Vec::new();
+            t.apply(&ev(1, 100, st::CLOSE, st::SYN_SENT, true), &mut out);
+            t.apply(
+                &with_tcp(ev(1, 300, st::SYN_SENT, st::ESTABLISHED, false), 80, 10),
+                &mut out,
+            );
+            // A listener's child, and an ESTAB without a sample (no handshake RTT).
+            t.apply(&ev(2, 310, st::SYN_RECV, st::ESTABLISHED, false), &mut out);
+            t.apply(
+                &with_tcp(ev(3, 320, st::SYN_RECV, st::ESTABLISHED, false), 90, 10),
+                &mut out,
+            );
+            let mut sample = with_tcp(ev(1, 400, 0, st::ESTABLISHED, false), 120, 20);
+            sample.kind = match sample.kind {
+                EventKind::StateChange { tcp, .. } => EventKind::Rtt { tcp },
+                other => other,
+            };
+            t.apply(&sample, &mut out);
+            t.apply(
+                &with_tcp(ev(1, 500, st::ESTABLISHED, st::CLOSE, false), 150, 30),
+                &mut out,
+            );
+            t.flush(&mut out);
+            let handshakes = if asked {
+                vec![(1, true, Some(80)), (3, true, Some(90))]
+            } else {
+                vec![]
+            };
+            assert_eq!(
+                rtts(&out),
+                [handshakes, vec![(1, false, Some(120))]].concat()
+            );
+            let Some(Output::Rtt(r)) = out
+                .iter()
+                .find(|o| matches!(o, Output::Rtt(r) if !r.handshake))
+            else {
+                panic!("no RTT sample");
+            };
+            assert_eq!(r.owner.pid, Some(100), "the sample names the cached owner");
+            let life = out
+                .iter()
+                .find_map(|o| match o {
+                    Output::Lifetime(l) => Some((**l).clone()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(life.handshake_rtt_us, Some(80));
+            assert_eq!(life.connect_ns, Some(200));
+            assert_eq!(
+                (life.tcp.srtt(), life.tcp.min_rtt(), life.tcp.cwnd()),
+                (Some(150), Some(75), Some(30))
+            );
+        }
     }
 
     #[test]
@@ -1239,12 +1381,12 @@ mod tests {
             }
         }
         let life = out.iter().find_map(|o| match o {
-            Output::Lifetime(l) => Some(l.clone()),
+            Output::Lifetime(l) => Some((**l).clone()),
             _ => None,
         });
         let life = life.unwrap();
         assert_eq!(life.duration_ns, Some(400));
-        assert_eq!(life.handshake_ns, Some(200));
+        assert_eq!(life.connect_ns, Some(200));
         // Expiry: the TIME-WAIT dump no longer has it.
         out.clear();
         t.reconcile(
@@ -1497,7 +1639,8 @@ mod tests {
                 Output::Lifetime(_)
                 | Output::Reset(_)
                 | Output::Retransmit(_)
-                | Output::Drop(_) => None,
+                | Output::Drop(_)
+                | Output::Rtt(_) => None,
             })
             .collect();
         let (l, r) = ("127.0.0.1:8080".to_string(), "127.0.0.1:40000".to_string());

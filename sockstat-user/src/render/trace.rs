@@ -11,7 +11,7 @@ use crate::{
     ebpf::{DropReason, EdgeCount, KernelCounters, ReasonNames, ring::RingCounts},
     live::{
         DroppedSegment, Lifetime, Output, OutputHead, Owner, Reset, ResetDirection, Retransmit,
-        Source, TableMemory, Timeline, TrackerStats, Transition, clock::WallClock,
+        RttSample, Source, TableMemory, Timeline, TrackerStats, Transition, clock::WallClock,
     },
     tcp::ReportedState,
 };
@@ -23,6 +23,41 @@ fn retransmit_text(r: &Retransmit) -> (String, String) {
         format!("{} retrans {}", what.state, what.kind_name()),
         format!("seq={} len={}", what.seq, what.len),
     )
+}
+
+/// An RTT reading's two text columns: `ESTAB rtt` (`ESTAB rtt handshake` for the
+/// handshake's) and `rtt=54µs min=36µs cwnd=10 rate=1.2Gbps retrans=0`, in ss -i's terms.
+fn rtt_text(r: &RttSample) -> (String, String) {
+    let event = if r.handshake {
+        "ESTAB rtt handshake"
+    } else {
+        "ESTAB rtt"
+    };
+    (event.to_string(), tcp_summary(&r.tcp))
+}
+
+/// What `tcp_info` said, in a few words: `rtt=54µs min=36µs cwnd=10 rate=1.2Gbps
+/// retrans=0`; readings not taken yet are left out.
+fn tcp_summary(tcp: &crate::ebpf::TcpCounters) -> String {
+    let us = |v: u32| super::numfmt::duration(u64::from(v) * 1_000);
+    let mut parts = Vec::with_capacity(5);
+    if let Some(v) = tcp.srtt() {
+        parts.push(format!("rtt={}", us(v)));
+    }
+    if let Some(v) = tcp.min_rtt() {
+        parts.push(format!("min={}", us(v)));
+    }
+    if let Some(v) = tcp.cwnd() {
+        parts.push(format!("cwnd={v}"));
+    }
+    if let Some(v) = tcp.delivery_rate() {
+        parts.push(format!(
+            "rate={}bps",
+            super::numfmt::bandwidth(v as f64 * 8.0, false)
+        ));
+    }
+    parts.push(format!("retrans={}", tcp.total_retrans));
+    parts.join(" ")
 }
 
 /// A listener's counted drops by name: `listen-overflow` when its accept queue was full.
@@ -61,7 +96,7 @@ pub enum TraceFormat {
 }
 
 const HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   TRANSITION                  PREV_US    CAUSE";
-const LIFETIME_HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   DURATION_MS  BYTES_ACKED  BYTES_RECV  RTT_US   RETRANS  CAUSE";
+const LIFETIME_HEADER: &str = "TIME         PID     COMM             LOCAL                    REMOTE                   DURATION_MS  BYTES_ACKED  BYTES_RECV  HS_RTT_US  RTT_US   MIN_RTT_US  CWND   RATE_BPS  RETRANS  CAUSE";
 /// The narrow layout (a terminal narrower than a wide line): two lines per event, each
 /// within 80 columns for IPv4 (an IPv6 pair takes a third line).
 const NARROW_HEADER: &str =
@@ -228,6 +263,43 @@ struct JsonDrop<'a> {
     backlog: Option<u32>,
 }
 
+/// The NDJSON record of an RTT reading (`--events rtt`).
+#[derive(Serialize)]
+struct JsonRtt<'a> {
+    #[serde(flatten)]
+    head: JsonEventHead<'a>,
+    state: &'static str,
+    /// The handshake's sample (the first the kernel took), or a periodic one.
+    handshake: bool,
+    #[serde(flatten)]
+    tcp: JsonTcpInfo,
+    /// The connection's retransmits so far (`tcpi_total_retrans`).
+    retransmits: u32,
+}
+
+/// What `tcp_info` said of a connection (RTT events, lifetimes). Null: not measured yet.
+#[derive(Serialize)]
+struct JsonTcpInfo {
+    /// Smoothed RTT, µs.
+    rtt_us: Option<u32>,
+    min_rtt_us: Option<u32>,
+    /// Segments.
+    cwnd: Option<u32>,
+    /// Bits per second, as the listing's `delivery_rate_bps`.
+    delivery_rate_bps: Option<u64>,
+}
+
+impl JsonTcpInfo {
+    fn of(tcp: &crate::ebpf::TcpCounters) -> Self {
+        JsonTcpInfo {
+            rtt_us: tcp.srtt(),
+            min_rtt_us: tcp.min_rtt(),
+            cwnd: tcp.cwnd(),
+            delivery_rate_bps: tcp.delivery_rate().map(|r| r.saturating_mul(8)),
+        }
+    }
+}
+
 /// The NDJSON record of a connection's timeline (`--timeline`).
 #[derive(Serialize)]
 struct JsonTimeline<'a> {
@@ -258,7 +330,13 @@ struct JsonLifetime<'a> {
     duration_ns: Option<u64>,
     bytes_acked: u64,
     bytes_received: u64,
-    handshake_rtt_ns: Option<u64>,
+    /// Time in SYN-SENT, for connections this host opened.
+    connect_ns: Option<u64>,
+    /// The kernel's first RTT sample, as the handshake completed (either side).
+    handshake_rtt_us: Option<u32>,
+    /// At the close.
+    #[serde(flatten)]
+    tcp: JsonTcpInfo,
     retransmits: u32,
     cause: Option<String>,
 }
@@ -570,6 +648,36 @@ impl TracePrinter {
         }
     }
 
+    /// An RTT reading (`--events rtt`): `ESTAB rtt` and ss -i's figures in text; `"event":
+    /// "rtt"` in NDJSON.
+    pub fn write_rtt(&self, out: &mut impl Write, r: &RttSample) -> io::Result<()> {
+        let lead = EventLead {
+            ts_ns: r.ts_ns,
+            cookie: r.cookie,
+            netns: r.netns,
+            family: r.family,
+            owner: &r.owner,
+            local: r.local,
+            remote: r.remote,
+        };
+        match self.format {
+            TraceFormat::Text => {
+                let (event, detail) = rtt_text(r);
+                self.write_event(out, &lead, &event, &detail)
+            }
+            TraceFormat::Json => self.write_json(
+                out,
+                &JsonRtt {
+                    head: self.json_head("rtt", &lead),
+                    state: "ESTAB",
+                    handshake: r.handshake,
+                    tcp: JsonTcpInfo::of(&r.tcp),
+                    retransmits: r.tcp.total_retrans,
+                },
+            ),
+        }
+    }
+
     /// An RST sent or received (`--events reset`): `STATE rst-in` / `rst-out` in text
     /// (`-` for a closed port, which has no socket); `"event": "reset"` in NDJSON.
     pub fn write_reset(&self, out: &mut impl Write, r: &Reset) -> io::Result<()> {
@@ -770,6 +878,10 @@ impl TracePrinter {
                             let (event, detail) = self.drop_text(d);
                             (d.ts_ns, format!("{event} {detail}"))
                         }
+                        Output::Rtt(r) => {
+                            let (event, detail) = rtt_text(r);
+                            (r.ts_ns, format!("{event} {detail}"))
+                        }
                         Output::Lifetime(_) => continue,
                     };
                     let rel = at.saturating_sub(t.first_ns) as f64 / 1e9;
@@ -804,6 +916,10 @@ impl TracePrinter {
                         Output::Drop(d) => {
                             self.write_drop(&mut record, d)?;
                             d.ts_ns
+                        }
+                        Output::Rtt(r) => {
+                            self.write_rtt(&mut record, r)?;
+                            r.ts_ns
                         }
                         Output::Lifetime(_) => continue,
                     };
@@ -907,14 +1023,16 @@ impl TracePrinter {
     }
 
     pub fn write_lifetime(&self, out: &mut impl Write, l: &Lifetime) -> io::Result<()> {
+        let cause = || l.cause.map_or_else(|| "-".to_string(), |c| c.name());
         match self.format {
             TraceFormat::Text if let Some(width) = self.narrow => {
                 let dur = l
                     .duration_ns
                     .map_or_else(|| "-".to_string(), super::numfmt::duration);
-                let rtt = l
-                    .handshake_ns
-                    .map_or_else(|| "-".to_string(), super::numfmt::duration);
+                let rtt = l.tcp.srtt().map_or_else(
+                    || "-".to_string(),
+                    |us| super::numfmt::duration(u64::from(us) * 1_000),
+                );
                 writeln!(
                     out,
                     "{} {:<20} {dur:<10} {:<8} {:<9} {rtt:<5} {:<4} {}",
@@ -923,27 +1041,32 @@ impl TracePrinter {
                     super::numfmt::bytes(l.bytes_acked),
                     super::numfmt::bytes(l.bytes_received),
                     l.retransmits,
-                    l.cause.map_or_else(|| "-".to_string(), |c| c.name()),
+                    cause(),
                 )?;
                 self.write_addresses(out, width, l.local, l.remote, "")
             }
             TraceFormat::Text => {
-                let opt = |v: Option<u64>, div: u64| {
-                    v.map_or_else(|| "-".to_string(), |x| (x / div).to_string())
-                };
+                let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |x| x.to_string());
+                let rate = l.tcp.delivery_rate().map_or_else(
+                    || "-".to_string(),
+                    |r| super::numfmt::bandwidth(r as f64 * 8.0, false),
+                );
                 let mut line = self.line.borrow_mut();
                 line.clear();
                 self.write_lead(&mut line, l.ts_ns, None, &l.owner, l.local, l.remote);
                 out.write_all(line.bytes())?;
                 writeln!(
                     out,
-                    " {:<12} {:<12} {:<11} {:<8} {:<8} {}",
-                    opt(l.duration_ns, 1_000_000),
+                    " {:<12} {:<12} {:<11} {:<10} {:<8} {:<11} {:<6} {rate:<9} {:<8} {}",
+                    opt(l.duration_ns.map(|d| d / 1_000_000)),
                     l.bytes_acked,
                     l.bytes_received,
-                    opt(l.handshake_ns, 1_000),
+                    opt(l.handshake_rtt_us.map(u64::from)),
+                    opt(l.tcp.srtt().map(u64::from)),
+                    opt(l.tcp.min_rtt().map(u64::from)),
+                    opt(l.tcp.cwnd().map(u64::from)),
                     l.retransmits,
-                    l.cause.map_or_else(|| "-".to_string(), |c| c.name()),
+                    cause(),
                 )
             }
             TraceFormat::Json => {
@@ -961,7 +1084,9 @@ impl TracePrinter {
                     duration_ns: l.duration_ns,
                     bytes_acked: l.bytes_acked,
                     bytes_received: l.bytes_received,
-                    handshake_rtt_ns: l.handshake_ns,
+                    connect_ns: l.connect_ns,
+                    handshake_rtt_us: l.handshake_rtt_us,
+                    tcp: JsonTcpInfo::of(&l.tcp),
                     retransmits: l.retransmits,
                     cause: l.cause.map(|c| c.name()),
                 };
@@ -1121,6 +1246,10 @@ mod tests {
         raw6.flags |= flags::PEER_FIN;
         raw6.bytes_acked = 5;
         raw6.bytes_received = 9;
+        raw6.srtt_us = 54 << 3;
+        raw6.min_rtt_us = 36;
+        raw6.snd_cwnd = 10;
+        raw6.delivery_rate = 150_000_000;
         tracker.apply(&from_raw(&raw6).unwrap(), &mut out);
         out
     }
@@ -1190,9 +1319,23 @@ TIME         PID     COMM             LOCAL                    REMOTE           
     /// received are taken off, so the bytes are data bytes.
     #[test]
     fn golden_lifetime_json() {
-        let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","duration_ns":null,"bytes_acked":4,"bytes_received":8,"handshake_rtt_ns":null,"retransmits":0,"cause":"fin"}
+        let expected = r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"cookie":7,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet6","local":"[::1]:40000","remote":"[::1]:8080","duration_ns":null,"bytes_acked":4,"bytes_received":8,"connect_ns":null,"handshake_rtt_us":null,"rtt_us":54,"min_rtt_us":36,"cwnd":10,"delivery_rate_bps":1200000000,"retransmits":0,"cause":"fin"}
 "#;
         assert_eq!(render(TraceFormat::Json, true), expected);
+    }
+
+    /// Lifetimes in the wide layout: the handshake's RTT and what tcp_info said at the close.
+    #[test]
+    fn golden_lifetime_text() {
+        // SAFETY: as in golden_text.
+        unsafe { std::env::set_var("TZ", "UTC") };
+        assert_eq!(
+            render(TraceFormat::Text, true),
+            "\
+TIME         PID     COMM             LOCAL                    REMOTE                   DURATION_MS  BYTES_ACKED  BYTES_RECV  HS_RTT_US  RTT_US   MIN_RTT_US  CWND   RATE_BPS  RETRANS  CAUSE
+22:13:21.000 100     curl             [::1]:40000              [::1]:8080               -            4            8           -          54       36          10     1.2G      0        fin
+"
+        );
     }
 
     /// An 80x24 terminal: two lines per event, none wider than 80 (an IPv6 pair with a
@@ -1218,7 +1361,8 @@ TIME         PID     COMM             LOCAL                    REMOTE           
         );
     }
 
-    /// Retransmits and resets (`--events`) in both formats, in the transitions' columns.
+    /// Retransmits, resets and RTT readings (`--events`) in both formats, in the
+    /// transitions' columns.
     #[test]
     fn golden_retransmit_and_reset() {
         // SAFETY: as in golden_text.
@@ -1261,26 +1405,59 @@ TIME         PID     COMM             LOCAL                    REMOTE           
             owner: Owner::unknown(),
             reason: None,
         };
+        let rtt = RttSample {
+            ts_ns: 1_000_000_123,
+            cookie: 4242,
+            netns: 4026531840,
+            family: Family::Inet,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "127.0.0.2:8080".parse().unwrap(),
+            owner,
+            handshake: false,
+            tcp: crate::ebpf::TcpCounters {
+                srtt_us: 1_250,
+                min_rtt_us: 36,
+                snd_cwnd: 10,
+                delivery_rate: 150_000_000,
+                total_retrans: 1,
+                ..Default::default()
+            },
+        };
+        let handshake = RttSample {
+            handshake: true,
+            tcp: crate::ebpf::TcpCounters {
+                srtt_us: 80,
+                min_rtt_us: 80,
+                ..Default::default()
+            },
+            ..rtt.clone()
+        };
         let clock = WallClock::with_offset_ns(1_700_000_000_000_000_000);
         let mut text = Vec::new();
         let printer = TracePrinter::new(TraceFormat::Text, clock);
         printer.write_retransmit(&mut text, &retransmit).unwrap();
         printer.write_reset(&mut text, &reset).unwrap();
+        printer.write_rtt(&mut text, &handshake).unwrap();
+        printer.write_rtt(&mut text, &rtt).unwrap();
         assert_eq!(
             String::from_utf8(text).unwrap(),
             "\
 22:13:21.000 100     curl             127.0.0.1:40000          127.0.0.2:8080           SYN-SENT retrans syn                   seq=7 len=1
 22:13:21.000 -       -                127.0.0.1:23             127.0.0.2:5000           - rst-out                              closed-port
+22:13:21.000 100     curl             127.0.0.1:40000          127.0.0.2:8080           ESTAB rtt handshake                    rtt=80µs min=80µs retrans=0
+22:13:21.000 100     curl             127.0.0.1:40000          127.0.0.2:8080           ESTAB rtt                              rtt=1.2ms min=36µs cwnd=10 rate=1.2Gbps retrans=1
 "
         );
         let mut json = Vec::new();
         let printer = TracePrinter::new(TraceFormat::Json, clock);
         printer.write_retransmit(&mut json, &retransmit).unwrap();
         printer.write_reset(&mut json, &reset).unwrap();
+        printer.write_rtt(&mut json, &rtt).unwrap();
         assert_eq!(
             String::from_utf8(json).unwrap(),
             r#"{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"retransmit","cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","state":"SYN-SENT","type":"syn","seq":7,"len":1}
 {"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"reset","cookie":0,"netns":4026531840,"pid":null,"comm":null,"owner_source":"unknown","family":"inet","local":"127.0.0.1:23","remote":"127.0.0.2:5000","state":null,"direction":"out","closed_port":true,"reason":null}
+{"ts":"2023-11-14T22:13:21.000000123Z","ts_ns":1000000123,"event":"rtt","cookie":4242,"netns":4026531840,"pid":100,"comm":"curl","owner_source":"task","family":"inet","local":"127.0.0.1:40000","remote":"127.0.0.2:8080","state":"ESTAB","handshake":false,"rtt_us":1250,"min_rtt_us":36,"cwnd":10,"delivery_rate_bps":1200000000,"retransmits":1}
 "#
         );
     }
