@@ -271,16 +271,6 @@ pub struct SockOffsets {
     pub tcp_total_retrans: u32,
     /// `struct tcp_sock.srtt_us` (u32).
     pub tcp_srtt_us: u32,
-    /// `struct tcp_sock.rtt_min.s[0].v` (u32): the windowed minimum RTT (`tcp_min_rtt`).
-    pub tcp_min_rtt: u32,
-    /// `struct tcp_sock.snd_cwnd` (u32).
-    pub tcp_snd_cwnd: u32,
-    /// `struct tcp_sock.mss_cache` (u32).
-    pub tcp_mss_cache: u32,
-    /// `struct tcp_sock.rate_delivered` and `rate_interval_us` (u32 each): the latest
-    /// delivery rate sample, segments per interval.
-    pub tcp_rate_delivered: u32,
-    pub tcp_rate_interval_us: u32,
     /// `struct inet_connection_sock.icsk_pending` (u8): which timer event is pending.
     pub icsk_pending: u32,
     /// `struct sk_buff.cb`: a TCP segment's `struct tcp_skb_cb` (seq, end_seq first).
@@ -289,7 +279,7 @@ pub struct SockOffsets {
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 100);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 80);
 
 impl SockOffsets {
     pub const fn zeroed() -> Self {
@@ -311,14 +301,42 @@ impl SockOffsets {
             tcp_bytes_received: 0,
             tcp_total_retrans: 0,
             tcp_srtt_us: 0,
-            tcp_min_rtt: 0,
-            tcp_snd_cwnd: 0,
-            tcp_mss_cache: 0,
-            tcp_rate_delivered: 0,
-            tcp_rate_interval_us: 0,
             icsk_pending: 0,
             skb_cb: 0,
             valid: 0,
+        }
+    }
+}
+
+/// `struct tcp_sock` offsets for `tcp_info`'s figures (RTT, cwnd, delivery rate), resolved
+/// from BTF with [`SockOffsets`]. A global of their own, read a field at a time where used:
+/// every hook copies `SockOffsets` to its stack, and 6.1 allows 512 bytes across a hook's
+/// calls, which the retransmit hook already comes close to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpOffsets {
+    /// `struct tcp_sock.rtt_min.s[0].v` (u32): the windowed minimum RTT (`tcp_min_rtt`).
+    pub min_rtt: u32,
+    /// `struct tcp_sock.snd_cwnd` (u32).
+    pub snd_cwnd: u32,
+    /// `struct tcp_sock.mss_cache` (u32).
+    pub mss_cache: u32,
+    /// `struct tcp_sock.rate_delivered` and `rate_interval_us` (u32 each): the latest
+    /// delivery rate sample, segments per interval.
+    pub rate_delivered: u32,
+    pub rate_interval_us: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<TcpOffsets>() == 20);
+
+impl TcpOffsets {
+    pub const fn zeroed() -> Self {
+        Self {
+            min_rtt: 0,
+            snd_cwnd: 0,
+            mss_cache: 0,
+            rate_delivered: 0,
+            rate_interval_us: 0,
         }
     }
 }
@@ -689,4 +707,6 @@ mod pod {
     unsafe impl aya::Pod for super::OwnerInfo {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::TwOffsets {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::TcpOffsets {}
 }

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use sockstat_common::{
-    EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, StateEvent, TracepointOffsets,
-    TwOffsets, counter, drop,
+    EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, StateEvent, TcpOffsets,
+    TracepointOffsets, TwOffsets, counter, drop,
 };
 
 use crate::timewait::{TwKey, TwScratch, TwWatch};
@@ -68,6 +68,18 @@ static CONFIG: ProbeConfig = ProbeConfig::UNFILTERED;
 static OWNER_OFFSETS: OwnerOffsets = OwnerOffsets::zeroed();
 #[unsafe(no_mangle)]
 static TW_OFFSETS: TwOffsets = TwOffsets::zeroed();
+#[unsafe(no_mangle)]
+pub(crate) static TCP_OFFSETS: TcpOffsets = TcpOffsets::zeroed();
+
+/// One field of `TCP_OFFSETS`, read where it is used (see `TcpOffsets`: no copy of the
+/// struct on the stack).
+macro_rules! tcp_offset {
+    ($field:ident) => {
+        // SAFETY: our own load-time global, written by the loader before anything is
+        // attached; a volatile read, so the zero initialiser cannot be folded in.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::maps::TCP_OFFSETS.$field)) }
+    };
+}
 
 #[inline(always)]
 pub fn tw_offsets() -> TwOffsets {

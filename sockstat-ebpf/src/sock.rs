@@ -247,17 +247,23 @@ unsafe fn read_tcp<const TYPED: bool>(
     tp: *const u8,
     off: &SockOffsets,
 ) -> Result<(), i32> {
+    let (min_rtt, snd_cwnd) = (tcp_offset!(min_rtt), tcp_offset!(snd_cwnd));
+    let (rate_delivered, rate_interval_us, mss_cache) = (
+        tcp_offset!(rate_delivered),
+        tcp_offset!(rate_interval_us),
+        tcp_offset!(mss_cache),
+    );
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     unsafe {
         ev.bytes_acked = get::<_, TYPED>(tp, off.tcp_bytes_acked)?;
         ev.bytes_received = get::<_, TYPED>(tp, off.tcp_bytes_received)?;
         ev.total_retrans = get::<_, TYPED>(tp, off.tcp_total_retrans)?;
         ev.srtt_us = get::<_, TYPED>(tp, off.tcp_srtt_us)?;
-        ev.min_rtt_us = get::<_, TYPED>(tp, off.tcp_min_rtt)?;
-        ev.snd_cwnd = get::<_, TYPED>(tp, off.tcp_snd_cwnd)?;
-        let delivered: u32 = get::<_, TYPED>(tp, off.tcp_rate_delivered)?;
-        let interval_us: u32 = get::<_, TYPED>(tp, off.tcp_rate_interval_us)?;
-        let mss: u32 = get::<_, TYPED>(tp, off.tcp_mss_cache)?;
+        ev.min_rtt_us = get::<_, TYPED>(tp, min_rtt)?;
+        ev.snd_cwnd = get::<_, TYPED>(tp, snd_cwnd)?;
+        let delivered: u32 = get::<_, TYPED>(tp, rate_delivered)?;
+        let interval_us: u32 = get::<_, TYPED>(tp, rate_interval_us)?;
+        let mss: u32 = get::<_, TYPED>(tp, mss_cache)?;
         // As tcp_compute_delivery_rate(): segments delivered in the latest sample's
         // interval, in bytes per second.
         ev.delivery_rate = (u64::from(delivered) * u64::from(mss) * 1_000_000)

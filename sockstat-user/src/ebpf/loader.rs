@@ -6,7 +6,9 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData, PerCpuArray};
-use sockstat_common::{ProbeConfig, SockOffsets, TracepointOffsets, TwOffsets, counter};
+use sockstat_common::{
+    ProbeConfig, SockOffsets, TcpOffsets, TracepointOffsets, TwOffsets, counter,
+};
 
 use super::{
     events::Family,
@@ -409,6 +411,7 @@ fn choose_hook(asked: HookChoice) -> Result<HookChoice, LoadError> {
 /// What the running kernel says about its layouts, resolved before loading.
 struct Resolved {
     sock: Option<SockOffsets>,
+    tcp: Option<TcpOffsets>,
     timewait: Option<TwOffsets>,
     tracepoint: Option<TracepointOffsets>,
     /// Why the timewait hooks cannot be used, if they cannot.
@@ -438,6 +441,7 @@ impl Resolved {
             log::debug!("tracepoint record offsets from tracefs: {offsets:?}");
             return Ok(Resolved {
                 sock: None,
+                tcp: None,
                 timewait: None,
                 tracepoint: Some(offsets),
                 timewait_unusable: Some("the classic tracepoint hook has no BTF".to_string()),
@@ -451,6 +455,8 @@ impl Resolved {
         let kernel_btf = KernelBtf::load()?;
         let sock = kernel_btf.sock_offsets()?;
         log::debug!("struct sock offsets from BTF: {sock:?}");
+        let tcp = kernel_btf.tcp_offsets()?;
+        log::debug!("struct tcp_sock offsets from BTF: {tcp:?}");
         // Reading an argument a kernel lacks is refused at load, so ask the prototypes.
         let has = |tp, n| kernel_btf.tracepoint_args(tp).is_ok_and(|args| args >= n);
         if has("tcp_retransmit_skb", 3) {
@@ -488,6 +494,7 @@ impl Resolved {
         }
         Ok(Resolved {
             sock: Some(sock),
+            tcp: Some(tcp),
             timewait,
             tracepoint: None,
             timewait_unusable,
@@ -707,6 +714,9 @@ impl Probe {
         ];
         if let Some(off) = &resolved.sock {
             globals.push(("SOCK_OFFSETS", pod_bytes(off)));
+        }
+        if let Some(off) = &resolved.tcp {
+            globals.push(("TCP_OFFSETS", pod_bytes(off)));
         }
         if let Some(off) = &resolved.timewait {
             globals.push(("TW_OFFSETS", pod_bytes(off)));

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use sockstat_common::{OwnerOffsets, SockOffsets, TwOffsets};
+use sockstat_common::{OwnerOffsets, SockOffsets, TcpOffsets, TwOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -164,13 +164,6 @@ impl KernelBtf {
             tcp_bytes_received: self.offset_of("tcp_sock", "bytes_received")?,
             tcp_total_retrans: self.offset_of("tcp_sock", "total_retrans")?,
             tcp_srtt_us: self.offset_of("tcp_sock", "srtt_us")?,
-            // `struct minmax { struct minmax_sample s[3]; }`: the minimum is `s[0].v`.
-            tcp_min_rtt: self.offset_of("tcp_sock", "rtt_min.s")?
-                + self.offset_of("minmax_sample", "v")?,
-            tcp_snd_cwnd: self.offset_of("tcp_sock", "snd_cwnd")?,
-            tcp_mss_cache: self.offset_of("tcp_sock", "mss_cache")?,
-            tcp_rate_delivered: self.offset_of("tcp_sock", "rate_delivered")?,
-            tcp_rate_interval_us: self.offset_of("tcp_sock", "rate_interval_us")?,
             icsk_pending: self.offset_of("inet_connection_sock", "icsk_pending")?,
             skb_cb: self.offset_of("sk_buff", "cb")?,
             valid: 1,
@@ -179,6 +172,19 @@ impl KernelBtf {
 }
 
 impl KernelBtf {
+    /// `struct tcp_sock` offsets for `tcp_info`'s figures.
+    pub fn tcp_offsets(&self) -> Result<TcpOffsets, OffsetError> {
+        let tcp = |path: &str| self.offset_of("tcp_sock", path);
+        Ok(TcpOffsets {
+            // `struct minmax { struct minmax_sample s[3]; }`: the minimum is `s[0].v`.
+            min_rtt: tcp("rtt_min.s")? + self.offset_of("minmax_sample", "v")?,
+            snd_cwnd: tcp("snd_cwnd")?,
+            mss_cache: tcp("mss_cache")?,
+            rate_delivered: tcp("rate_delivered")?,
+            rate_interval_us: tcp("rate_interval_us")?,
+        })
+    }
+
     /// Offsets for the timewait hooks (sockstat-ebpf/src/timewait.rs).
     pub fn tw_offsets(&self) -> Result<TwOffsets, OffsetError> {
         let tw = self.struct_named("inet_timewait_sock")?;
