@@ -1092,7 +1092,7 @@ fn rtt_samples() -> TestResult {
 /// TIME-WAIT), `report` gives that destination 5 of 20 ports left and a finite forecast, and
 /// `--alert 'port-exhaustion-seconds < 300'` fires (exit 1). Five more connections take the
 /// rest; the 21st connect fails with EADDRNOTAVAIL, and trace shows its socket going
-/// SYN-SENT and back to CLOSE without a local port.
+/// SYN-SENT and back to CLOSE without a local port, cause `no-local-port`.
 fn port_exhaustion() -> TestResult {
     const PORT: u16 = 7096;
     let ns = twenty_port_netns("ports").map_err(fail)?;
@@ -1177,14 +1177,22 @@ fn port_exhaustion() -> TestResult {
     .ok_or_else(|| fail("trace shows no connect that found no port"))?;
     let history: Vec<String> = by_cookie(&events, failed)
         .into_iter()
-        .map(|e| format!("{} -> {} {}", s(e, "old"), s(e, "new"), s(e, "remote")))
+        .map(|e| {
+            format!(
+                "{} -> {} {} {}",
+                s(e, "old"),
+                s(e, "new"),
+                s(e, "remote"),
+                e["cause"].as_str().unwrap_or("-")
+            )
+        })
         .collect();
     check_eq(
         "the failed connect",
         history,
         [
-            format!("CLOSE -> SYN-SENT {destination}"),
-            format!("SYN-SENT -> CLOSE {destination}"),
+            format!("CLOSE -> SYN-SENT {destination} -"),
+            format!("SYN-SENT -> CLOSE {destination} no-local-port"),
         ],
     )
 }

@@ -139,7 +139,7 @@ pub const TRACE: &[Section] = &[
             ),
             Term(
                 "CAUSE",
-                "why a connection closed: fin, rst-in, rst-out, timeout, ECONNREFUSED and the other errno names, reused (tcp_tw_reuse), killed (ss -K, the namespace went away), tw-overflow (tcp_max_tw_buckets)",
+                "why a connection closed: fin, rst-in, rst-out, timeout, ECONNREFUSED and the other errno names, reused (tcp_tw_reuse), killed (ss -K, the namespace went away), tw-overflow (tcp_max_tw_buckets), no-local-port (a connect that found no free local port: EADDRNOTAVAIL)",
             ),
             Term(
                 "(synthesized)",

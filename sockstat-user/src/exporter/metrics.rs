@@ -358,6 +358,7 @@ impl Metrics {
             let errno = match t.cause {
                 Some(Cause::Timeout) => "ETIMEDOUT".to_string(),
                 Some(Cause::RstIn) => "ECONNREFUSED".to_string(),
+                Some(Cause::NoLocalPort) => "EADDRNOTAVAIL".to_string(),
                 Some(c) => c.name(),
                 None => "none".to_string(),
             };

@@ -20,6 +20,9 @@ pub enum Cause {
     Reused,
     /// Ended early without an RST or a reuse: `ss -K`, a namespace going away.
     Killed,
+    /// connect() found no free local port and failed (EADDRNOTAVAIL): the socket left
+    /// SYN-SENT without one.
+    NoLocalPort,
 }
 
 impl Cause {
@@ -50,6 +53,7 @@ impl Cause {
             Cause::TwOverflow => "tw-overflow",
             Cause::Reused => "reused",
             Cause::Killed => "killed",
+            Cause::NoLocalPort => "no-local-port",
         })
     }
 }

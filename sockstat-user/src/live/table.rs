@@ -832,10 +832,10 @@ impl Tracker {
                 }
                 TimewaitClose::Created(_) => timewait(TcpState::TimeWait),
                 TimewaitClose::Overflow => plain(Some(Cause::TwOverflow)),
-                TimewaitClose::Plain => plain(close_cause(old, pending, ev.task_errno(), false)),
+                TimewaitClose::Plain => plain(close_cause(old, pending, ev, false)),
             };
         }
-        let cause = close_cause(old, pending, ev.task_errno(), true);
+        let cause = close_cause(old, pending, ev, true);
         let orderly = cause == Some(Cause::Fin);
         if orderly && old == known(TcpState::FinWait2) && ev.peer_fin == Some(false) {
             return timewait(TcpState::FinWait2);
@@ -1058,9 +1058,10 @@ fn state_bit(s: ReportedState) -> u32 {
 fn close_cause(
     old: ReportedState,
     pending: Option<Cause>,
-    sk_err: i32,
+    ev: &KernelEvent,
     infer_fin: bool,
 ) -> Option<Cause> {
+    let sk_err = ev.task_errno();
     let ReportedState::Known(old) = old else {
         return pending;
     };
@@ -1069,6 +1070,11 @@ fn close_cause(
     }
     if old == TcpState::SynSent && pending == Some(Cause::RstIn) {
         return Some(Cause::Errno(libc::ECONNREFUSED));
+    }
+    // tcp_v4_connect()/tcp_v6_connect() report SYN-SENT before they pick the local port,
+    // and CLOSE at once when none is free: no error is left on the socket.
+    if old == TcpState::SynSent && pending.is_none() && ev.local.port() == 0 {
+        return Some(Cause::NoLocalPort);
     }
     if let Some(p) = pending {
         return Some(p);
@@ -1443,6 +1449,18 @@ mod tests {
         raw.sk_err = libc::ECONNREFUSED;
         t.apply(&from_raw(&raw).unwrap(), &mut out);
         assert_eq!(transitions(&out)[1].2.as_deref(), Some("ECONNREFUSED"));
+
+        // A connect that found no free local port: back to CLOSE from SYN-SENT without
+        // one, and without an error on the socket.
+        out.clear();
+        t.apply(&ev(4, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        let mut raw = raw_v4();
+        raw.cookie = 4;
+        raw.sport = 0;
+        raw.old_state = st::SYN_SENT;
+        raw.new_state = st::CLOSE;
+        t.apply(&from_raw(&raw).unwrap(), &mut out);
+        assert_eq!(transitions(&out)[1].2.as_deref(), Some("no-local-port"));
 
         // An established connection reset by the peer: rst-in, no TIME-WAIT.
         out.clear();
