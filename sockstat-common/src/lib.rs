@@ -215,16 +215,20 @@ impl StateEvent {
 }
 
 /// Per-socket storage (`BPF_MAP_TYPE_SK_STORAGE`): who last used the socket from process
-/// context, so softirq transitions can be attributed to it.
+/// context, so softirq transitions can be attributed to it (`tgid` 0: nobody seen yet),
+/// and when its last RTT event was written.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OwnerInfo {
     pub tgid: u32,
     pub _pad0: [u8; 4],
     pub comm: [u8; 16],
+    /// `bpf_ktime_get_ns()` of the socket's last RTT event, or of its first segment while
+    /// it has had none (0: neither yet).
+    pub rtt_sampled_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<OwnerInfo>() == 24);
+const _: () = assert!(core::mem::size_of::<OwnerInfo>() == 32);
 
 /// Number of kernel TCP states the per-edge counters cover (state numbers below this).
 pub const EDGE_STATES: u32 = 16;

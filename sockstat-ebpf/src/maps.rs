@@ -32,15 +32,10 @@ pub static DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::
 #[map]
 pub static EDGES: PerCpuArray<u64> = PerCpuArray::with_max_entries(EDGE_STATES * EDGE_STATES, 0);
 
-/// Who last used each socket from process context.
+/// Who last used each socket from process context, and when its last RTT event was
+/// written: one storage per socket serves both.
 #[btf_map]
 pub static OWNERS: SkStorage<OwnerInfo> = SkStorage::new();
-
-/// When each socket's last RTT event was written (`bpf_ktime_get_ns`): at most one per
-/// `ProbeConfig::rtt_interval_ns`. Socket storage, so it goes with the socket and costs
-/// nothing until `--events rtt` asks.
-#[btf_map]
-pub static RTT_SAMPLED: SkStorage<u64> = SkStorage::new();
 
 /// 1 once user space has attached every timewait hook (`timewait::active`).
 #[map]

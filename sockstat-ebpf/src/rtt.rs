@@ -1,7 +1,7 @@
 //! `tcp:tcp_probe`: RTT samples. The tracepoint fires for every segment that reaches an
-//! ESTABLISHED socket (`tcp_rcv_established`), so each socket's storage remembers when its
-//! last sample was written (or its first segment came), and a new one is written only once
-//! `rtt_interval_ns` has passed.
+//! ESTABLISHED socket (`tcp_rcv_established`), so each socket's storage (the owner's,
+//! `OwnerInfo::rtt_sampled_ns`) remembers when its last sample was written (or its first
+//! segment came), and a new one is written only once `rtt_interval_ns` has passed.
 //!
 //! Prototype (include/trace/events/tcp.h): `tcp_probe(struct sock *sk, const struct
 //! sk_buff *skb)`.
@@ -17,10 +17,10 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use sockstat_common::{kind, tcp_state as st};
+use sockstat_common::{OwnerInfo, kind, tcp_state as st};
 
 use crate::{
-    maps::{RTT_SAMPLED, config, read_failed, sock_offsets},
+    maps::{OWNERS, config, read_failed, sock_offsets},
     sock::{fill_owner, fill_socket, fill_tcp, wanted},
 };
 
@@ -50,34 +50,34 @@ fn try_tcp_probe(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let Some(addr) = (unsafe { wanted(sk_arg as *const u8, &off, false)? }) else {
         return Ok(());
     };
-    let map = core::ptr::addr_of!(RTT_SAMPLED) as *mut c_void;
+    let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
     // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
-    let last = unsafe {
+    let info = unsafe {
         bpf_sk_storage_get(
             map,
             sk_arg,
             core::ptr::null_mut(),
             BPF_SK_STORAGE_GET_F_CREATE.into(),
         )
-    } as *mut u64;
-    if last.is_null() {
+    } as *mut OwnerInfo;
+    if info.is_null() {
         return Ok(());
     }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: `last` is non-null: this socket's slot. The socket is locked (the hook runs
-    // in its receive path), so no other CPU writes it meanwhile.
+    // SAFETY: `info` is non-null: this socket's storage. The socket is locked (the hook
+    // runs in its receive path), so no other CPU writes the field meanwhile.
     unsafe {
+        let last = (*info).rtt_sampled_ns;
         // The first segment starts the clock: the handshake's event has the first sample,
         // so a connection shorter than one interval costs no event here.
-        let first = *last == 0;
-        if first || now.wrapping_sub(*last) < interval {
-            if first {
-                *last = now;
+        if last == 0 || now.wrapping_sub(last) < interval {
+            if last == 0 {
+                (*info).rtt_sampled_ns = now;
             }
             return Ok(());
         }
-        *last = now;
+        (*info).rtt_sampled_ns = now;
     }
     // SAFETY: the hook's BTF-typed socket, as the helper requires.
     let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };

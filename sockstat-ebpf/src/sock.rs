@@ -311,7 +311,9 @@ pub unsafe fn fill_owner(
         // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
         let slot = unsafe { bpf_sk_storage_get(map, sk_arg, core::ptr::null_mut(), 0) }
             as *const OwnerInfo;
-        if slot.is_null() {
+        // SAFETY: `slot` is non-null there: this socket's OwnerInfo, ours for this run.
+        if slot.is_null() || unsafe { (*slot).tgid } == 0 {
+            // No storage, or only the RTT hook's (which names nobody).
             ev.owner_tgid = 0;
             ev.owner_comm = [0; 16];
             ev.owner_source = owner_source::UNKNOWN;
