@@ -895,9 +895,11 @@ impl Tracker {
                 old,
                 ReportedState::Known(TcpState::Listen | TcpState::SynSent | TcpState::Close)
             );
-        let mut emitted = Vec::with_capacity(2);
+        // This event's outputs go straight to `out` (no vector per event), and move to
+        // `held` from `first` on when the close is held.
+        let first = out.len();
         if !edge.silent {
-            emitted.push(Output::Transition(Transition {
+            out.push(Output::Transition(Transition {
                 ts_ns: ev.ts_ns,
                 cookie: ev.cookie,
                 netns: ev.netns,
@@ -935,7 +937,7 @@ impl Tracker {
             && old != known(TcpState::Listen)
             && old != known(TcpState::Close);
         if connection_ended {
-            emitted.push(Output::Lifetime(Box::new(
+            out.push(Output::Lifetime(Box::new(
                 entry.lifetime(ev, old, edge.cause, tcp),
             )));
         }
@@ -947,12 +949,13 @@ impl Tracker {
             self.store(ev.cookie, e);
         }
         if handshake_rtt.is_some() && self.handshake_rtts {
-            emitted.push(self.rtt(ev, tcp, true));
+            out.push(self.rtt(ev, tcp, true));
         }
         if hold {
-            self.held.entry(ev.cookie).or_default().append(&mut emitted);
-        } else {
-            out.append(&mut emitted);
+            self.held
+                .entry(ev.cookie)
+                .or_default()
+                .extend(out.drain(first..));
         }
     }
 
