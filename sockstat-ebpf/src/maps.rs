@@ -154,14 +154,22 @@ pub fn bump_edge(old: u8, new: u8) {
 /// Reserves a ring slot, lets `$fill` (a `Result<(), i32>` expression using `$ev`, the
 /// slot as `&mut StateEvent`) write the event in place, as it is too large for the
 /// 512-byte BPF stack, and submits it, or discards it when the fill failed. A full ring is
-/// counted as lost; with events off nothing is written. A macro, not a function taking a
-/// closure: with the closure the offsets read from `.rodata` reached the loads as unknown
-/// values, and the verifier refused the variable offsets ("R2 is ptr_sock invalid variable
-/// offset", 6.18).
+/// counted as lost, and then `lost => $lost` runs (with events off, neither). A macro,
+/// not a function taking a closure: with the closure the offsets read from `.rodata`
+/// reached the loads as unknown values, and the verifier refused the variable offsets
+/// ("R2 is ptr_sock invalid variable offset", 6.18).
 macro_rules! emit_event {
     ($ev:ident => $fill:expr) => {
+        emit_event!($ev => $fill, lost => {})
+    };
+    ($ev:ident => $fill:expr, lost => $lost:expr) => {
         match $crate::maps::reserve() {
-            None => Ok(()),
+            None => {
+                if $crate::maps::config().emit_events != 0 {
+                    $lost;
+                }
+                Ok(())
+            }
             Some(mut entry) => {
                 // SAFETY: the reserved slot is ours until submit or discard, and sized for
                 // a StateEvent.

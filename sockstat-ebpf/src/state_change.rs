@@ -24,7 +24,7 @@ use crate::{
     maps::{bump_edge, config, read_failed, sock_offsets, tp_offsets},
     sock::{
         AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, fill_tcp,
-        loopback_v4, loopback_v6, wanted,
+        loopback_v4, loopback_v6, remember_owner, wanted,
     },
     timewait,
 };
@@ -85,6 +85,9 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
                 fill_owner(ev, sk_arg, &off)
             })
         }
+    }, lost => {
+        // SAFETY: the hook's BTF-typed socket, at loader-checked offsets.
+        unsafe { remember_owner(sk_arg, &off) }
     })
 }
 

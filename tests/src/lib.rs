@@ -542,6 +542,14 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
 
 /// A connect(2) to 127.0.0.1:`port` that does not wait for the handshake.
 pub fn connect_nonblocking(port: u16) -> std::io::Result<std::net::TcpStream> {
+    connect_nonblocking_to(std::net::Ipv4Addr::LOCALHOST, port)
+}
+
+/// A connect(2) to `ip`:`port` that does not wait for the handshake.
+pub fn connect_nonblocking_to(
+    ip: std::net::Ipv4Addr,
+    port: u16,
+) -> std::io::Result<std::net::TcpStream> {
     use std::os::fd::{FromRawFd, OwnedFd};
     // SAFETY: socket(2) with constant arguments; the fd is owned at once.
     let fd = unsafe {
@@ -560,7 +568,7 @@ pub fn connect_nonblocking(port: u16) -> std::io::Result<std::net::TcpStream> {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
         sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            s_addr: u32::from_ne_bytes(ip.octets()),
         },
         sin_zero: [0; 8],
     };

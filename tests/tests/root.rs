@@ -63,6 +63,11 @@ fn main() {
         ),
         root_trial("live_lifetimes_report_exact_bytes", root, lifetimes),
         root_trial("live_tiny_ring_loses_but_counts_exactly", root, tiny_ring),
+        root_trial(
+            "live_owner_of_a_lost_connect_is_kept_in_the_kernel",
+            root,
+            owner_after_a_lost_connect,
+        ),
         root_trial("trace_latency_at_low_rate", root, low_rate_latency),
         root_trial("trace_attaches_every_hook", root, every_hook_attached),
         root_trial("trace_resets_carry_the_kernels_reason", root, reset_reasons),
@@ -645,6 +650,86 @@ fn lifetimes() -> TestResult {
         Some(u64::from(std::process::id())),
     )?;
     Ok(())
+}
+
+/// The kernel keeps a socket's owner itself only when the event that named it is lost: a
+/// trace with a 4 KiB ring is stopped, 20 loopback connections fill the ring, and a connect
+/// to a peer on a TUN device (which has not answered yet) loses its CLOSE -> SYN-SENT. Once
+/// the trace reads again, the peer's SYN-ACK moves the socket to ESTAB in softirq, and that
+/// event still names this process (`cached`).
+fn owner_after_a_lost_connect() -> TestResult {
+    const PORT: u16 = 7099;
+    let local = Ipv4Addr::new(10, 79, 0, 1);
+    let peer = Ipv4Addr::new(10, 79, 0, 2);
+    let ns = NamedNetns::new("lost-owner").map_err(fail)?;
+    let mut tun = TunPeer::in_netns(&ns, "sst-tun2", local, peer).map_err(fail)?;
+    let tracer =
+        Tracer::start_in(&ns, &["--json", "--ring-kb", "4", "--port", "7099"]).map_err(fail)?;
+    // SAFETY: stopping and resuming our own child.
+    unsafe { libc::kill(tracer.pid() as i32, libc::SIGSTOP) };
+    let client = ns
+        .within(|| -> std::io::Result<TcpStream> {
+            let listener = TcpListener::bind(("127.0.0.1", PORT))?;
+            for _ in 0..20 {
+                let c = TcpStream::connect(("127.0.0.1", PORT))?;
+                drop(listener.accept()?);
+                drop(c);
+            }
+            sockstat_tests::connect_nonblocking_to(peer, PORT)
+        })
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    let client_local = client.local_addr().map_err(|e| fail(e.to_string()))?;
+    let syn = tun
+        .recv(Duration::from_secs(5), |s| {
+            s.dst == (peer, PORT) && s.flags == sockstat_tests::tun::TCP_SYN
+        })
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("no SYN from the client"))?;
+    // SAFETY: kill(2) on the tracer we started.
+    unsafe { libc::kill(tracer.pid() as i32, libc::SIGCONT) };
+    // The trace drains its ring (it polls every 50 ms) before the handshake completes.
+    std::thread::sleep(Duration::from_millis(500));
+    let synack = sockstat_tests::tun::Segment {
+        src: (peer, PORT),
+        dst: (local, client_local.port()),
+        seq: 5_000_000,
+        ack: syn.seq.wrapping_add(1),
+        flags: sockstat_tests::tun::TCP_SYN | sockstat_tests::tun::TCP_ACK,
+    };
+    tun.send(&synack, &[], false)
+        .map_err(|e| fail(e.to_string()))?;
+    let client_end = client_local.to_string();
+    tracer
+        .wait_line(
+            |l| l.contains(&client_end) && l.contains("\"new\":\"ESTAB\""),
+            Duration::from_secs(10),
+        )
+        .ok_or_else(|| fail("no ESTAB for the client within 10 s"))?;
+    // Events were lost by design: the lines are read without stop_json's check.
+    let (stdout, _, _) = tracer.stop().map_err(fail)?;
+    drop(client);
+    let events: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| s(e, "local") == client_end)
+        .collect();
+    if mine.iter().any(|e| s(e, "new") == "SYN-SENT") {
+        return Err(fail(format!(
+            "the connect's event was not lost, so nothing was tested: {mine:?}"
+        )));
+    }
+    let Some(estab) = mine.iter().find(|e| s(e, "new") == "ESTAB") else {
+        return Err(fail(format!("no ESTAB for the client: {mine:?}")));
+    };
+    check_eq(
+        "the owner after the lost connect",
+        (estab["pid"].as_u64(), s(estab, "owner_source")),
+        (Some(u64::from(std::process::id())), "cached"),
+    )
 }
 
 /// A 4 KiB ring and a burst while the reader is stopped: events are lost, and the summary
