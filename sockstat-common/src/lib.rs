@@ -110,7 +110,8 @@ pub struct StateEvent {
     /// The socket's kernel address. It names a child socket in the passive-open event that
     /// some kernels (6.1, 6.12) fire before the child has its own cookie and addresses.
     pub sk_addr: u64,
-    /// `tcp_sock.bytes_acked` / `bytes_received` at a state change (TCP only).
+    /// `tcp_sock.bytes_acked` / `bytes_received` (TCP only). A state change reads these and
+    /// the other `tcp_sock` figures below only on its way to ESTABLISHED or CLOSE.
     pub bytes_acked: u64,
     pub bytes_received: u64,
     /// Inode number of the socket's network namespace (0 when unknown).

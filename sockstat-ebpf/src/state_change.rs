@@ -77,7 +77,11 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
                 if sk_flags & (1 << 1) != 0 {
                     ev.flags |= flags::PEER_FIN;
                 }
-                if ev.protocol == IPPROTO_TCP {
+                // Read where user space uses it, the handshake's RTT and the lifetime's
+                // summary: it was a sixth of this hook's time on every transition.
+                if ev.protocol == IPPROTO_TCP
+                    && (new == st::ESTABLISHED || new == st::CLOSE)
+                {
                     fill_tcp(ev, sk_arg, &off)?;
                 }
                 ev.flags |= close.flags;
