@@ -71,7 +71,7 @@ enum Task {
         /// Rounds per command (alternating).
         #[arg(long, default_value_t = 7)]
         rounds: usize,
-        /// `trace`, `load`: also measure this sockstat binary (e.g. built from an earlier
+        /// `trace`, `load`, `hooks`: also measure this sockstat binary (e.g. built from an earlier
         /// commit), in the same run.
         #[arg(long, value_name = "PATH")]
         baseline: Option<PathBuf>,
@@ -105,6 +105,9 @@ enum BenchKind {
     /// trace and serve at the TIME-WAIT cap (131072) in a namespace of their own, RSS and
     /// loss over --rounds minutes (the target soak is 10).
     Soak,
+    /// The kernel time of each sockstat program per run and per connection under the
+    /// loopback churn (kernel.bpf_stats_enabled), for each trace mode.
+    Hooks,
 }
 
 fn main() -> ExitCode {
@@ -211,6 +214,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 BenchKind::Trace => bench::trace(&root, 40_000, rounds, baseline.as_deref())?,
                 BenchKind::Load => bench::load(&root, rounds, baseline.as_deref())?,
                 BenchKind::Soak => bench::soak(&root, rounds as u64 * 60)?,
+                BenchKind::Hooks => bench::hooks(&root, 20_000, rounds, baseline.as_deref())?,
             };
             let path = root.join("target/bench-report.md");
             std::fs::write(&path, &report)?;

@@ -2,8 +2,10 @@
 //! 100k sockets, run alternately in one session; medians and peak RSS.
 pub mod churn;
 pub mod farm;
+mod hooks;
 mod load;
 
+pub use hooks::hooks;
 pub use load::load;
 
 use std::{
