@@ -39,6 +39,10 @@ pub mod flags {
     pub const TW_REUSED: u8 = 1 << 5;
     /// On DROP: the segment was on its way out (the socket's own), not arriving.
     pub const OUTBOUND: u8 = 1 << 6;
+    /// On a STATE_CHANGE from FIN-WAIT-2 or CLOSING to CLOSE: the timewait hooks were not
+    /// all attached yet (the trace was starting), so whether a timewait socket took the
+    /// socket's place is unknown here.
+    pub const TW_UNSEEN: u8 = 1 << 7;
 }
 
 /// Event kinds; every kind shares the `StateEvent` layout and the ring buffer.

@@ -591,12 +591,15 @@ pub unsafe fn classify(
     }
     scratch.connecting_sk = 0;
     let off = tw_offsets();
-    if new != st::CLOSE
-        || !(old == st::FIN_WAIT2 || old == st::CLOSING)
-        || !active()
-        || off.valid == 0
-    {
+    if new != st::CLOSE || !(old == st::FIN_WAIT2 || old == st::CLOSING) || off.valid == 0 {
         return Ok(plain);
+    }
+    if !active() {
+        // Still attaching (or never will): say so rather than call it a plain close.
+        return Ok(CloseKind {
+            flags: flags::TW_UNSEEN,
+            ..plain
+        });
     }
     if cookie != 0 && scratch.armed_cookie == cookie {
         scratch.armed_cookie = 0;

@@ -211,6 +211,8 @@ pub enum TimewaitClose {
     Created(ReportedState),
     /// The kernel meant to keep one but could not (`tcp_max_tw_buckets`).
     Overflow,
+    /// The timewait hooks were not attached yet: the kernel could not tell.
+    Unseen,
 }
 
 /// One decoded kernel event about a socket.
@@ -356,6 +358,8 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         TimewaitClose::Created(substate)
     } else if raw.flags & flags::TW_OVERFLOW != 0 {
         TimewaitClose::Overflow
+    } else if raw.flags & flags::TW_UNSEEN != 0 {
+        TimewaitClose::Unseen
     } else {
         TimewaitClose::Plain
     };

@@ -812,7 +812,10 @@ impl Tracker {
             let fin = old == known(TcpState::Established) && new == known(TcpState::CloseWait);
             return plain(fin.then_some(Cause::Fin));
         }
-        let observed = self.timewait_observed && ev.hook == Hook::TpBtf;
+        // A close while the timewait hooks were still attaching is inferred, as without them.
+        let observed = self.timewait_observed
+            && ev.hook == Hook::TpBtf
+            && ev.timewait != TimewaitClose::Unseen;
         let timewait = |state| ShownEdge {
             shown: known(state),
             cause: Some(Cause::Fin),
@@ -832,7 +835,9 @@ impl Tracker {
                 }
                 TimewaitClose::Created(_) => timewait(TcpState::TimeWait),
                 TimewaitClose::Overflow => plain(Some(Cause::TwOverflow)),
-                TimewaitClose::Plain => plain(close_cause(old, pending, ev, false)),
+                TimewaitClose::Plain | TimewaitClose::Unseen => {
+                    plain(close_cause(old, pending, ev, false))
+                }
             };
         }
         let cause = close_cause(old, pending, ev, true);
@@ -1715,6 +1720,36 @@ mod tests {
         let mut t = Tracker::default();
         t.observe_timewait(true);
         t
+    }
+
+    /// A close while the timewait hooks were still attaching: the kernel could not tell,
+    /// so TIME-WAIT is inferred from the peer's FIN and marked synthesized, as without
+    /// the hooks, not reported as a plain close.
+    #[test]
+    fn close_before_the_timewait_hooks_are_on_is_inferred() {
+        let mut t = observed();
+        let mut out = Vec::new();
+        for (ts, o, n) in [
+            (100, st::CLOSE, st::SYN_SENT),
+            (300, st::SYN_SENT, st::ESTABLISHED),
+            (400, st::ESTABLISHED, st::FIN_WAIT1),
+            (450, st::FIN_WAIT1, st::FIN_WAIT2),
+        ] {
+            t.apply(&ev(1, ts, o, n, o == st::CLOSE), &mut out);
+        }
+        let mut unseen = close(1, 500, st::FIN_WAIT2, sockstat_common::flags::TW_UNSEEN, 0);
+        unseen.peer_fin = Some(true);
+        t.apply(&unseen, &mut out);
+        t.settle_at(501, &mut out);
+        assert_eq!(
+            transitions(&out)[4],
+            (
+                "FIN-WAIT-2->TIME-WAIT".into(),
+                Source::Synthesized,
+                Some("fin".into())
+            )
+        );
+        assert_eq!(t.get(1).unwrap().state, known(TcpState::TimeWait));
     }
 
     #[test]
