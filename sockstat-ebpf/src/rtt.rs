@@ -9,19 +9,15 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::BPF_SK_STORAGE_GET_F_CREATE,
-    helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_get_socket_cookie, bpf_sk_storage_get},
-    },
+    helpers::{bpf_ktime_get_ns, generated::bpf_get_socket_cookie},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use sockstat_common::{OwnerInfo, kind, tcp_state as st};
+use sockstat_common::{kind, tcp_state as st};
 
 use crate::{
-    maps::{OWNERS, config, read_failed, sock_offsets},
-    sock::{fill_owner, fill_socket, fill_tcp, wanted},
+    maps::{config, read_failed, sock_offsets},
+    sock::{fill_owner, fill_socket, fill_tcp, owner_storage, wanted},
 };
 
 #[btf_tracepoint(function = "tcp_probe")]
@@ -50,16 +46,8 @@ fn try_tcp_probe(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let Some(addr) = (unsafe { wanted(sk_arg as *const u8, &off, false)? }) else {
         return Ok(());
     };
-    let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
-    // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
-    let info = unsafe {
-        bpf_sk_storage_get(
-            map,
-            sk_arg,
-            core::ptr::null_mut(),
-            BPF_SK_STORAGE_GET_F_CREATE.into(),
-        )
-    } as *mut OwnerInfo;
+    // SAFETY: the hook's BTF-typed socket.
+    let info = unsafe { owner_storage(sk_arg, true) };
     if info.is_null() {
         return Ok(());
     }

@@ -273,6 +273,20 @@ unsafe fn read_tcp<const TYPED: bool>(
     Ok(())
 }
 
+/// The socket's `OWNERS` storage (null if it has none and `create` is false, or the
+/// kernel could not make it). `sk_arg` must be a hook's BTF-typed `struct sock *`.
+#[inline(always)]
+pub unsafe fn owner_storage(sk_arg: *mut c_void, create: bool) -> *mut OwnerInfo {
+    let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
+    let flags = if create {
+        BPF_SK_STORAGE_GET_F_CREATE.into()
+    } else {
+        0
+    };
+    // SAFETY: our sk_storage map and the caller's BTF-typed socket, as required.
+    unsafe { bpf_sk_storage_get(map, sk_arg, core::ptr::null_mut(), flags) as *mut OwnerInfo }
+}
+
 /// An event that would have named the owner was lost (the ring was full): the owner goes
 /// into the socket's storage instead, so the socket's later events still carry it.
 #[inline(always)]
@@ -282,16 +296,8 @@ pub unsafe fn remember_owner(sk_arg: *mut c_void, off: &SockOffsets) {
     if owned == 0 {
         return;
     }
-    let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
-    // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
-    let slot = unsafe {
-        bpf_sk_storage_get(
-            map,
-            sk_arg,
-            core::ptr::null_mut(),
-            BPF_SK_STORAGE_GET_F_CREATE.into(),
-        )
-    } as *mut OwnerInfo;
+    // SAFETY: the hook's BTF-typed socket.
+    let slot = unsafe { owner_storage(sk_arg, true) };
     if !slot.is_null() {
         // SAFETY: `slot` is non-null: this socket's OwnerInfo, ours for this run.
         unsafe {
@@ -313,7 +319,6 @@ pub unsafe fn fill_owner(
     let sk = sk_arg as *const u8;
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let owned: i32 = unsafe { field(sk, off.sk_lock_owned) };
-    let map = core::ptr::addr_of!(OWNERS) as *mut c_void;
     if owned != 0 {
         ev.flags |= flags::TASK_OWNS_SOCKET;
         ev.owner_tgid = ev.tgid;
@@ -322,9 +327,8 @@ pub unsafe fn fill_owner(
         // The event names the owner and user space remembers it: storage is updated where
         // it exists, and made only when such an event is lost (`remember_owner`).
         // Making it here was a third of this hook's cost (~2 µs a socket).
-        // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
-        let slot =
-            unsafe { bpf_sk_storage_get(map, sk_arg, core::ptr::null_mut(), 0) } as *mut OwnerInfo;
+        // SAFETY: the hook's BTF-typed socket.
+        let slot = unsafe { owner_storage(sk_arg, false) };
         if !slot.is_null() {
             // SAFETY: `slot` is non-null: this socket's OwnerInfo, ours for this run.
             unsafe {
@@ -333,9 +337,8 @@ pub unsafe fn fill_owner(
             }
         }
     } else {
-        // SAFETY: our sk_storage map and the hook's BTF-typed socket, as required.
-        let slot = unsafe { bpf_sk_storage_get(map, sk_arg, core::ptr::null_mut(), 0) }
-            as *const OwnerInfo;
+        // SAFETY: the hook's BTF-typed socket.
+        let slot = unsafe { owner_storage(sk_arg, false) }.cast_const();
         // SAFETY: `slot` is non-null there: this socket's OwnerInfo, ours for this run.
         if slot.is_null() || unsafe { (*slot).tgid } == 0 {
             // No storage, or only the RTT hook's (which names nobody).

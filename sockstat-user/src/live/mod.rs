@@ -274,28 +274,43 @@ pub struct OutputHead {
     pub owner: Owner,
 }
 
+/// Each output's `head()`: the same seven fields in every one.
+macro_rules! heads {
+    ($($t:ty),*) => {
+        $(impl $t {
+            pub fn head(&self) -> OutputHead {
+                OutputHead {
+                    ts_ns: self.ts_ns,
+                    cookie: self.cookie,
+                    netns: self.netns,
+                    family: self.family,
+                    local: self.local,
+                    remote: self.remote,
+                    owner: self.owner,
+                }
+            }
+        })*
+    };
+}
+
+heads!(
+    Transition,
+    Lifetime,
+    Reset,
+    Retransmit,
+    DroppedSegment,
+    RttSample
+);
+
 impl Output {
     pub fn head(&self) -> OutputHead {
-        macro_rules! head {
-            ($o:expr) => {
-                OutputHead {
-                    ts_ns: $o.ts_ns,
-                    cookie: $o.cookie,
-                    netns: $o.netns,
-                    family: $o.family,
-                    local: $o.local,
-                    remote: $o.remote,
-                    owner: $o.owner,
-                }
-            };
-        }
         match self {
-            Output::Transition(o) => head!(o),
-            Output::Lifetime(o) => head!(o),
-            Output::Reset(o) => head!(o),
-            Output::Retransmit(o) => head!(o),
-            Output::Drop(o) => head!(o),
-            Output::Rtt(o) => head!(o),
+            Output::Transition(o) => o.head(),
+            Output::Lifetime(o) => o.head(),
+            Output::Reset(o) => o.head(),
+            Output::Retransmit(o) => o.head(),
+            Output::Drop(o) => o.head(),
+            Output::Rtt(o) => o.head(),
         }
     }
 }

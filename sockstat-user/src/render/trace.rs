@@ -184,17 +184,6 @@ impl std::fmt::Display for Rfc3339<'_> {
     }
 }
 
-/// What every event's line starts with.
-struct EventLead<'a> {
-    ts_ns: u64,
-    cookie: u64,
-    netns: u32,
-    family: crate::ebpf::Family,
-    owner: &'a Owner,
-    local: std::net::SocketAddr,
-    remote: std::net::SocketAddr,
-}
-
 /// The keys an NDJSON event other than a transition starts with; stable, as above.
 #[derive(Serialize)]
 struct JsonEventHead<'a> {
@@ -621,15 +610,7 @@ impl TracePrinter {
     /// "retransmit"`.
     pub fn write_retransmit(&self, out: &mut impl Write, r: &Retransmit) -> io::Result<()> {
         let what = r.what;
-        let lead = EventLead {
-            ts_ns: r.ts_ns,
-            cookie: r.cookie,
-            netns: r.netns,
-            family: r.family,
-            owner: &r.owner,
-            local: r.local,
-            remote: r.remote,
-        };
+        let lead = r.head();
         match self.format {
             TraceFormat::Text => {
                 let (event, detail) = retransmit_text(r);
@@ -651,15 +632,7 @@ impl TracePrinter {
     /// An RTT reading (`--events rtt`): `ESTAB rtt` and ss -i's figures in text; `"event":
     /// "rtt"` in NDJSON.
     pub fn write_rtt(&self, out: &mut impl Write, r: &RttSample) -> io::Result<()> {
-        let lead = EventLead {
-            ts_ns: r.ts_ns,
-            cookie: r.cookie,
-            netns: r.netns,
-            family: r.family,
-            owner: &r.owner,
-            local: r.local,
-            remote: r.remote,
-        };
+        let lead = r.head();
         match self.format {
             TraceFormat::Text => {
                 let (event, detail) = rtt_text(r);
@@ -685,15 +658,7 @@ impl TracePrinter {
             ResetDirection::In => "in",
             ResetDirection::Out => "out",
         };
-        let lead = EventLead {
-            ts_ns: r.ts_ns,
-            cookie: r.cookie,
-            netns: r.netns,
-            family: r.family,
-            owner: &r.owner,
-            local: r.local,
-            remote: r.remote,
-        };
+        let lead = r.head();
         let reason = self.reset_reason(r);
         match self.format {
             TraceFormat::Text => {
@@ -718,15 +683,7 @@ impl TracePrinter {
     /// in NDJSON.
     pub fn write_drop(&self, out: &mut impl Write, d: &DroppedSegment) -> io::Result<()> {
         let what = d.what;
-        let lead = EventLead {
-            ts_ns: d.ts_ns,
-            cookie: d.cookie,
-            netns: d.netns,
-            family: d.family,
-            owner: &d.owner,
-            local: d.local,
-            remote: d.remote,
-        };
+        let lead = d.head();
         if self.format == TraceFormat::Text {
             let (event, detail) = self.drop_text(d);
             return self.write_event(out, &lead, &event, &detail);
@@ -930,12 +887,12 @@ impl TracePrinter {
                     }
                     events.push(value);
                 }
-                let lead = EventLead {
+                let lead = OutputHead {
                     ts_ns: t.first_ns,
                     cookie: t.cookie,
                     netns,
                     family,
-                    owner: &t.owner,
+                    owner: t.owner,
                     local,
                     remote,
                 };
@@ -954,7 +911,7 @@ impl TracePrinter {
     }
 
     /// The keys every NDJSON event other than a transition starts with.
-    fn json_head<'a>(&'a self, event: &'static str, lead: &EventLead<'a>) -> JsonEventHead<'a> {
+    fn json_head<'a>(&'a self, event: &'static str, lead: &'a OutputHead) -> JsonEventHead<'a> {
         let (second, nanos) = self.split_second(lead.ts_ns);
         JsonEventHead {
             ts: Shown(Rfc3339 { second, nanos }),
@@ -984,7 +941,7 @@ impl TracePrinter {
     fn write_event(
         &self,
         out: &mut impl Write,
-        lead: &EventLead<'_>,
+        lead: &OutputHead,
         event: &str,
         detail: &str,
     ) -> io::Result<()> {
@@ -993,7 +950,7 @@ impl TracePrinter {
                 out,
                 "{} {:<20} {event:<25} {:>7} {detail}",
                 self.local_time(lead.ts_ns),
-                Self::owner_key(lead.owner),
+                Self::owner_key(&lead.owner),
                 "",
             )?;
             let tail = self
@@ -1008,7 +965,7 @@ impl TracePrinter {
             &mut line,
             lead.ts_ns,
             netns.as_deref(),
-            lead.owner,
+            &lead.owner,
             lead.local,
             lead.remote,
         );
