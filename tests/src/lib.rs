@@ -283,11 +283,16 @@ impl Tracer {
 
     /// Stops the tracer and parses its NDJSON output.
     pub fn stop_json(self) -> Result<Vec<Value>, String> {
+        self.stop_json_noting(&mut String::new())
+    }
+
+    /// `stop_json`, keeping trace's closing summary in `summary` (for `events_missing`).
+    pub fn stop_json_noting(self, summary: &mut String) -> Result<Vec<Value>, String> {
         let (stdout, stderr, code) = self.stop()?;
         if code != 0 {
             return Err(format!("sockstat trace exited {code}; stderr: {stderr:?}"));
         }
-        let summary = stderr.last().cloned().unwrap_or_default();
+        *summary = stderr.last().cloned().unwrap_or_default();
         if !summary.contains(" 0 lost") {
             return Err(format!("events were lost: {summary}"));
         }
@@ -538,6 +543,20 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether trace's closing summary reports lost events or runs the kernel skipped (a
+/// hook re-entered on its CPU; the classic tracepoint's program is also skipped while a
+/// bpf(2) map call runs on that CPU): a test that asserts exact transitions may try again.
+pub fn events_missing(summary: &str) -> bool {
+    let count_before = |what: &str| {
+        summary
+            .split(what)
+            .next()
+            .and_then(|head| head.split_whitespace().last()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    count_before(" lost (ring buffer full)") > 0 || count_before(" runs skipped by the kernel") > 0
 }
 
 /// A connect(2) to 127.0.0.1:`port` that does not wait for the handshake.

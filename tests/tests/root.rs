@@ -103,7 +103,32 @@ fn main() {
 }
 
 /// Listener, client and accepted child through a full orderly close (client closes first).
+/// An attempt whose trace reports runs the kernel skipped is made again (twice at most):
+/// the classic tracepoint's program does not run while another tracepoint program or a
+/// bpf(2) map call holds its CPU, and trace counts those runs (from 6.7).
 fn lifecycle(ip: IpAddr, hook: &str) -> TestResult {
+    // The two classic-hook tests one at a time: one's program, interrupted by the other's
+    // softirq transition, would have that run skipped (uncounted on 6.1).
+    static CLASSIC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_classic = (hook == "tracepoint").then(|| {
+        CLASSIC
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    });
+    for attempt in 1..=3 {
+        let mut summary = String::new();
+        match lifecycle_attempt(ip, hook, &mut summary) {
+            Err(_) if attempt < 3 && sockstat_tests::events_missing(&summary) => {
+                eprintln!("lifecycle attempt {attempt}: runs were skipped ({summary}); again");
+            }
+            Err(e) => return Err(fail(format!("{e:?}\ntrace's summary: {summary}"))),
+            Ok(()) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+fn lifecycle_attempt(ip: IpAddr, hook: &str, summary: &mut String) -> TestResult {
     let port = free_port(ip)?;
     let tracer = Tracer::start(&["--json", "--port", &port.to_string(), "--hook", hook])?;
 
@@ -138,7 +163,7 @@ fn lifecycle(ip: IpAddr, hook: &str) -> TestResult {
         drop(listener);
     }
 
-    let events = tracer.stop_json()?;
+    let events = tracer.stop_json_noting(summary)?;
     let me = std::process::id();
     let family = if ip.is_ipv4() { "inet" } else { "inet6" };
 

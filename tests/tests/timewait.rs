@@ -200,7 +200,7 @@ fn overflow() -> TestResult {
     for attempt in 1..=3 {
         let (result, summary) = overflow_once();
         match result {
-            Err(_) if attempt < 3 && events_missing(&summary) => {
+            Err(_) if attempt < 3 && sockstat_tests::events_missing(&summary) => {
                 eprintln!("overflow attempt {attempt}: events were missing ({summary}); again");
             }
             Err(e) => return Err(fail(format!("{e:?}\ntrace's summary: {summary}"))),
@@ -208,18 +208,6 @@ fn overflow() -> TestResult {
         }
     }
     Ok(())
-}
-
-/// Whether trace's summary reports lost events or runs the kernel skipped.
-fn events_missing(summary: &str) -> bool {
-    let count_before = |what: &str| {
-        summary
-            .split(what)
-            .next()
-            .and_then(|head| head.split_whitespace().last()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    count_before(" lost (ring buffer full)") > 0 || count_before(" runs skipped by the kernel") > 0
 }
 
 /// One attempt, and trace's closing summary.
