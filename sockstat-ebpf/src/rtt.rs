@@ -55,17 +55,16 @@ fn try_tcp_probe(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `info` is non-null: this socket's storage. The socket is locked (the hook
     // runs in its receive path), so no other CPU writes the field meanwhile.
-    unsafe {
-        let last = (*info).rtt_sampled_ns;
-        // The first segment starts the clock: the handshake's event has the first sample,
-        // so a connection shorter than one interval costs no event here.
-        if last == 0 || now.wrapping_sub(last) < interval {
-            if last == 0 {
-                (*info).rtt_sampled_ns = now;
-            }
-            return Ok(());
-        }
-        (*info).rtt_sampled_ns = now;
+    let last = unsafe { (*info).rtt_sampled_ns };
+    if last != 0 && now.wrapping_sub(last) < interval {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    unsafe { (*info).rtt_sampled_ns = now };
+    // The first segment only starts the clock: the handshake's event has the first
+    // sample, so a connection shorter than one interval costs no event here.
+    if last == 0 {
+        return Ok(());
     }
     // SAFETY: the hook's BTF-typed socket, as the helper requires.
     let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };

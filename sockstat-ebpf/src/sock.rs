@@ -307,9 +307,9 @@ pub unsafe fn remember_owner(sk_arg: *mut c_void, off: &SockOffsets) {
     }
 }
 
-/// The owner: the current task when it holds the socket lock (and then remembered in the
-/// socket's storage), else whoever was remembered. The interrupted task of a softirq is
-/// never named.
+/// The owner: the current task when it holds the socket lock (and then written to the
+/// socket's storage, if it has one), else whoever the storage remembers. The interrupted
+/// task of a softirq is never named.
 #[inline(always)]
 pub unsafe fn fill_owner(
     ev: &mut StateEvent,

@@ -9,7 +9,7 @@ use crate::procs::netns::Skipped;
 use crate::{
     ebpf::{EdgeCount, KernelCounters, Probe, privilege},
     live::{
-        Output, TrackerStats,
+        Output, Reports, TrackerStats,
         dashboard::{DataSource, SockView},
     },
     report::ports::{self, PortHeadroom, PortSettings, PortUse},
@@ -113,7 +113,10 @@ impl Feed {
             // Drops are counted in the kernel; top and serve read the counts.
             drops: false,
             // Each connection's timeline (`sockstat conn`) shows its handshake's RTT.
-            handshake_rtts: true,
+            reports: Reports {
+                lifetimes: false,
+                handshake_rtts: true,
+            },
             rtt_interval: None,
             baseline: true,
             reconcile: Some(RECONCILE),

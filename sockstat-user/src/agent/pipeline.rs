@@ -9,7 +9,7 @@ use crate::{
         DecodeError, DropReason, Family, HookChoice, KernelEvent, Probe, ProbeOptions,
         ring::{EventStream, RingCounts},
     },
-    live::{Output, Tracker, clock},
+    live::{Output, Reports, Tracker, clock},
     procs::netns::Skipped,
 };
 
@@ -25,8 +25,8 @@ pub struct PipelineOptions {
     pub events: bool,
     /// With `events`: an event for each dropped TCP segment too.
     pub drops: bool,
-    /// With `events`: each handshake's RTT as an output of its own.
-    pub handshake_rtts: bool,
+    /// With `events`: the optional outputs (lifetimes, handshake RTTs).
+    pub reports: Reports,
     /// With `events`: RTT samples, at most one per connection per this interval.
     pub rtt_interval: Option<Duration>,
     /// Take a sock_diag baseline of the scope once attached. The lab does without: its
@@ -108,7 +108,7 @@ impl Pipeline {
         let ring = EventStream::new(probe.take_events()?).context("polling the ring buffer")?;
         let mut tracker = Tracker::default();
         tracker.observe_timewait(probe.timewait_observed());
-        tracker.report_handshake_rtts(o.handshake_rtts);
+        tracker.report(o.reports);
         let mut names = HashMap::new();
         let mut skipped = Vec::new();
         if o.events && o.baseline {

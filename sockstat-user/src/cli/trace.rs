@@ -21,7 +21,7 @@ use crate::{
     },
     ebpf::privilege,
     filter::Filter,
-    live::{Output, Owner, Timelines, clock},
+    live::{Output, Owner, Reports, Timelines, clock},
     render::trace::{TraceEnd, TraceFormat, TracePrinter},
     tcp::ReportedState,
 };
@@ -167,7 +167,10 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         scope: scope_of(args, netns),
         events: !args.count_only,
         drops: args.wants(TraceEvents::Drop),
-        handshake_rtts: args.wants(TraceEvents::Rtt),
+        reports: Reports {
+            lifetimes: args.lifetimes,
+            handshake_rtts: args.wants(TraceEvents::Rtt),
+        },
         rtt_interval: args
             .wants(TraceEvents::Rtt)
             .then(|| Duration::from_secs_f64(args.rtt_interval)),

@@ -14,7 +14,7 @@ use crate::{
         pipeline::{Pipeline, PipelineOptions},
     },
     ebpf::{EventKind, HookChoice},
-    live::{Output, Transition},
+    live::{Output, Reports, Transition},
     tcp::ReportedState,
 };
 
@@ -54,7 +54,10 @@ impl LabTracer {
                 },
                 events: true,
                 drops: false,
-                handshake_rtts: false,
+                reports: Reports {
+                    lifetimes: false,
+                    handshake_rtts: false,
+                },
                 rtt_interval: None,
                 baseline: false,
                 reconcile: None,

@@ -12,7 +12,7 @@ mod tw_table;
 
 pub use baseline::{Baseline, Dumped, Mark};
 pub use cause::Cause;
-pub use table::{TableMemory, Tracker, TrackerStats};
+pub use table::{Reports, TableMemory, Tracker, TrackerStats};
 pub use timeline::{Timeline, Timelines};
 
 use std::net::SocketAddr;

@@ -109,6 +109,26 @@ pub struct TrackerStats {
     pub unresolved_opens: u64,
 }
 
+/// Outputs the tracker makes only for a reader that wants them: each is built (a lifetime
+/// allocated) per connection, on the event path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reports {
+    /// `Output::Lifetime` as each connection ends (`trace --lifetimes`).
+    pub lifetimes: bool,
+    /// `Output::Rtt` for each handshake's RTT (the kernel's first sample, which the change
+    /// to ESTAB carries); lifetimes carry it either way.
+    pub handshake_rtts: bool,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Reports {
+            lifetimes: true,
+            handshake_rtts: false,
+        }
+    }
+}
+
 pub struct Tracker {
     entries: FastMap<u64, Entry>,
     /// Sockets the kernel swapped for timewait sockets: most of a busy host's, so kept in a
@@ -131,8 +151,8 @@ pub struct Tracker {
     cancelled: FastMap<u64, u64>,
     /// The kernel's timewait hooks are on: TIME-WAIT is observed, never inferred.
     timewait_observed: bool,
-    /// Each handshake's RTT is an output of its own (`Output::Rtt`).
-    handshake_rtts: bool,
+    /// Which outputs beyond transitions, resets, retransmits and drops are made.
+    reports: Reports,
     capacity: usize,
     stats: TrackerStats,
 }
@@ -190,7 +210,7 @@ impl Tracker {
             listeners: FastMap::default(),
             cancelled: FastMap::default(),
             timewait_observed: false,
-            handshake_rtts: false,
+            reports: Reports::default(),
             capacity: capacity.max(16),
             stats: TrackerStats::default(),
         }
@@ -203,10 +223,9 @@ impl Tracker {
         self.timewait_observed = on;
     }
 
-    /// Whether each handshake's RTT (the kernel's first sample, which the change to ESTAB
-    /// carries) becomes an `Output::Rtt` of its own; lifetimes carry it either way.
-    pub fn report_handshake_rtts(&mut self, on: bool) {
-        self.handshake_rtts = on;
+    /// Which optional outputs to make (see `Reports`).
+    pub fn report(&mut self, reports: Reports) {
+        self.reports = reports;
     }
 
     pub fn len(&self) -> usize {
@@ -941,7 +960,7 @@ impl Tracker {
         let connection_ended = (meaning.closing || to_time_wait)
             && old != known(TcpState::Listen)
             && old != known(TcpState::Close);
-        if connection_ended {
+        if connection_ended && self.reports.lifetimes {
             out.push(Output::Lifetime(Box::new(
                 entry.lifetime(ev, old, edge.cause, tcp),
             )));
@@ -953,7 +972,7 @@ impl Tracker {
             // Now a timewait socket: into the compact table.
             self.store(ev.cookie, e);
         }
-        if handshake_rtt.is_some() && self.handshake_rtts {
+        if handshake_rtt.is_some() && self.reports.handshake_rtts {
             out.push(self.rtt(ev, tcp, true));
         }
         if hold {
@@ -1309,7 +1328,10 @@ mod tests {
         };
         for asked in [false, true] {
             let mut t = Tracker::default();
-            t.report_handshake_rtts(asked);
+            t.report(Reports {
+                lifetimes: true,
+                handshake_rtts: asked,
+            });
             let mut out = Vec::new();
             t.apply(&ev(1, 100, st::CLOSE, st::SYN_SENT, true), &mut out);
             t.apply(

@@ -51,13 +51,15 @@ fn tcp_summary(tcp: &crate::ebpf::TcpCounters) -> String {
         parts.push(format!("cwnd={v}"));
     }
     if let Some(v) = tcp.delivery_rate() {
-        parts.push(format!(
-            "rate={}bps",
-            super::numfmt::bandwidth(v as f64 * 8.0, false)
-        ));
+        parts.push(format!("rate={}bps", delivery_rate(v)));
     }
     parts.push(format!("retrans={}", tcp.total_retrans));
     parts.join(" ")
+}
+
+/// A delivery rate (bytes a second) in bits a second as ss writes them: `1.2G`.
+fn delivery_rate(bytes_per_s: u64) -> String {
+    super::numfmt::bandwidth(bytes_per_s as f64 * 8.0, false)
 }
 
 /// A listener's counted drops by name: `listen-overflow` when its accept queue was full.
@@ -1004,10 +1006,10 @@ impl TracePrinter {
             }
             TraceFormat::Text => {
                 let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |x| x.to_string());
-                let rate = l.tcp.delivery_rate().map_or_else(
-                    || "-".to_string(),
-                    |r| super::numfmt::bandwidth(r as f64 * 8.0, false),
-                );
+                let rate = l
+                    .tcp
+                    .delivery_rate()
+                    .map_or_else(|| "-".to_string(), delivery_rate);
                 let mut line = self.line.borrow_mut();
                 line.clear();
                 self.write_lead(&mut line, l.ts_ns, None, &l.owner, l.local, l.remote);
