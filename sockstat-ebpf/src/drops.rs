@@ -41,17 +41,17 @@ unsafe fn try_kfree_skb(skb: *const u8, reason: u32, rx_sk: *const u8) -> Result
         return Ok(());
     }
     // SAFETY: probe reads only.
-    let Some(segment) = (unsafe { timewait::segment(skb, &off)? }) else {
+    let Some(segment) = (unsafe { timewait::segment(skb, off)? }) else {
         return Ok(());
     };
     let no_socket = config().drop_no_socket;
     if no_socket != 0 && reason == no_socket {
         closed_port(&segment);
     } else {
-        timewait::freed_segment(&segment, &off)?;
+        timewait::freed_segment(&segment, off)?;
     }
     // SAFETY: probe reads only.
-    unsafe { dropped(segment, reason, rx_sk, skb, &off) }
+    unsafe { dropped(segment, reason, rx_sk, skb, off) }
 }
 
 /// A segment to a closed port, which the kernel answered with an RST (it never answers an
@@ -105,7 +105,7 @@ unsafe fn dropped(
                 cookie = read(sk, off.skc_cookie)?;
                 state = read(sk, off.skc_state)?;
                 if key.netns == 0 {
-                    key.netns = netns_inum::<false>(sk, &sock_offsets())?;
+                    key.netns = netns_inum::<false>(sk, sock_offsets())?;
                 }
             }
         }

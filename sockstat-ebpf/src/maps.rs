@@ -76,34 +76,43 @@ macro_rules! tcp_offset {
     };
 }
 
+/// A load-time global by reference, its fields loaded only where they are used. The
+/// pointer passes through a volatile stack slot, so the compiler cannot see the zero
+/// initialiser behind it (and fold it in), while the verifier still knows it as a pointer
+/// into the frozen `.rodata` and every field loaded through it as a constant. A volatile
+/// read of the whole struct instead loaded every field on every run: some 60 loads at the
+/// top of each timer hook, which runs for every kernel timer.
 #[inline(always)]
-pub fn tw_offsets() -> TwOffsets {
-    // SAFETY: our own load-time global, written by the loader before anything is attached.
-    unsafe { core::ptr::read_volatile(&TW_OFFSETS) }
+fn frozen<T>(global: &'static T) -> &'static T {
+    let slot = global as *const T;
+    // SAFETY: reads back the pointer just stored; it points at our own load-time global,
+    // written by the loader before anything is attached and never after.
+    unsafe { &*core::ptr::read_volatile(&slot) }
 }
 
 #[inline(always)]
-pub fn owner_offsets() -> OwnerOffsets {
-    // SAFETY: our own load-time global, written by the loader before anything is attached.
-    unsafe { core::ptr::read_volatile(&OWNER_OFFSETS) }
+pub fn tw_offsets() -> &'static TwOffsets {
+    frozen(&TW_OFFSETS)
 }
 
 #[inline(always)]
-pub fn sock_offsets() -> SockOffsets {
-    // SAFETY: our own load-time global, written by the loader before anything is attached.
-    unsafe { core::ptr::read_volatile(&SOCK_OFFSETS) }
+pub fn owner_offsets() -> &'static OwnerOffsets {
+    frozen(&OWNER_OFFSETS)
 }
 
 #[inline(always)]
-pub fn tp_offsets() -> TracepointOffsets {
-    // SAFETY: our own load-time global, written by the loader before anything is attached.
-    unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
+pub fn sock_offsets() -> &'static SockOffsets {
+    frozen(&SOCK_OFFSETS)
 }
 
 #[inline(always)]
-pub fn config() -> ProbeConfig {
-    // SAFETY: our own load-time global, written by the loader before anything is attached.
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+pub fn tp_offsets() -> &'static TracepointOffsets {
+    frozen(&TP_OFFSETS)
+}
+
+#[inline(always)]
+pub fn config() -> &'static ProbeConfig {
+    frozen(&CONFIG)
 }
 
 #[inline(always)]

@@ -43,7 +43,7 @@ fn try_tcp_probe(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-    let Some(addr) = (unsafe { wanted(sk_arg as *const u8, &off, false)? }) else {
+    let Some(addr) = (unsafe { wanted(sk_arg as *const u8, off, false)? }) else {
         return Ok(());
     };
     // SAFETY: the hook's BTF-typed socket.
@@ -71,12 +71,12 @@ fn try_tcp_probe(ctx: &BtfTracePointContext) -> Result<(), i32> {
     emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
         unsafe {
-            fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
+            fill_socket(ev, sk_arg, off, addr, cookie).and_then(|()| {
                 ev.kind = kind::RTT;
                 // tcp_rcv_established() serves ESTABLISHED sockets alone.
                 ev.new_state = st::ESTABLISHED;
-                fill_tcp(ev, sk_arg, &off)?;
-                fill_owner(ev, sk_arg, &off)
+                fill_tcp(ev, sk_arg, off)?;
+                fill_owner(ev, sk_arg, off)
             })
         }
     })

@@ -50,7 +50,7 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let sk = sk_arg as *const u8;
     let passive_open = old_state == i32::from(st::LISTEN) && new_state == i32::from(st::SYN_RECV);
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-    let Some(addr) = (unsafe { wanted(sk, &off, passive_open)? }) else {
+    let Some(addr) = (unsafe { wanted(sk, off, passive_open)? }) else {
         return Ok(());
     };
     // Early, even when no event is written: a timewait socket made from this one copies the
@@ -59,14 +59,14 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
     let (old, new) = (old_state as u8, new_state as u8);
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-    let close = unsafe { timewait::classify(sk, &off, cookie, old, new)? };
+    let close = unsafe { timewait::classify(sk, off, cookie, old, new)? };
     if let Some(to) = close.edge_to {
         bump_edge(old, to);
     }
     emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
         unsafe {
-            fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
+            fill_socket(ev, sk_arg, off, addr, cookie).and_then(|()| {
                 ev.kind = kind::STATE_CHANGE;
                 ev.old_state = old_state as u8;
                 ev.new_state = new_state as u8;
@@ -82,16 +82,16 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
                 if ev.protocol == IPPROTO_TCP
                     && (new == st::ESTABLISHED || new == st::CLOSE)
                 {
-                    fill_tcp(ev, sk_arg, &off)?;
+                    fill_tcp(ev, sk_arg, off)?;
                 }
                 ev.flags |= close.flags;
                 ev.tw_substate = close.substate;
-                fill_owner(ev, sk_arg, &off)
+                fill_owner(ev, sk_arg, off)
             })
         }
     }, lost => {
         // SAFETY: the hook's BTF-typed socket, at loader-checked offsets.
-        unsafe { remember_owner(sk_arg, &off) }
+        unsafe { remember_owner(sk_arg, off) }
     })
 }
 
@@ -134,13 +134,13 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) -> Result<(), i32> {
     if cfg.own_port != 0
         && (sport == cfg.own_port
             // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
-            || (dport == cfg.own_port && unsafe { tp_loopback_peer(ctx, &off, family)? }))
+            || (dport == cfg.own_port && unsafe { tp_loopback_peer(ctx, off, family)? }))
     {
         return Ok(());
     }
     bump_edge(old as u8, new as u8);
     // SAFETY: format-file offsets; `read_at` is a probe read.
-    emit_event!(ev => unsafe { fill_tp(ev, ctx, &off, family, sport, dport, old, new) })
+    emit_event!(ev => unsafe { fill_tp(ev, ctx, off, family, sport, dport, old, new) })
 }
 
 #[allow(clippy::too_many_arguments)]

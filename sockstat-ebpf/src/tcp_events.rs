@@ -97,7 +97,7 @@ fn try_emit(
         }
     }
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-    let Some(addr) = (unsafe { wanted(sk, &off, false)? }) else {
+    let Some(addr) = (unsafe { wanted(sk, off, false)? }) else {
         return Ok(());
     };
     // SAFETY: the hook's BTF-typed socket, as the helper requires.
@@ -118,7 +118,7 @@ fn try_emit(
         kind::RETRANSMIT => {
             bump(counter::RETRANSMITS);
             // SAFETY: the hook's socket and segment, read at BTF-resolved offsets.
-            let detail = unsafe { classify_retransmit(sk, second, &off)? };
+            let detail = unsafe { classify_retransmit(sk, second, off)? };
             bump_retransmit_kind(detail.detail);
             detail
         }
@@ -132,18 +132,18 @@ fn try_emit(
     emit_event!(ev => {
         // SAFETY: the socket is read via `field`/`read` at loader-checked offsets.
         unsafe {
-            fill_socket(ev, sk_arg, &off, addr, cookie).and_then(|()| {
+            fill_socket(ev, sk_arg, off, addr, cookie).and_then(|()| {
                 ev.kind = event_kind;
                 match event_kind {
                     kind::ERROR_REPORT => ev.sk_err = read(sk, off.sk_err)?,
-                    kind::SYNACK_RETRANSMIT => fill_request(ev, second, &off)?,
+                    kind::SYNACK_RETRANSMIT => fill_request(ev, second, off)?,
                     _ => {}
                 }
                 ev.detail = detail.detail;
                 ev.new_state = detail.state;
                 ev.seq = detail.seq;
                 ev.seg_len = detail.seg_len;
-                fill_owner(ev, sk_arg, &off)
+                fill_owner(ev, sk_arg, off)
             })
         }
     })
