@@ -53,11 +53,16 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let Some(addr) = (unsafe { wanted(sk, off, passive_open)? }) else {
         return Ok(());
     };
-    // Early, even when no event is written: a timewait socket made from this one copies the
-    // cookie, and the timewait hooks recognise it by that.
-    // SAFETY: the hook's BTF-typed socket, as the helper requires.
-    let cookie = unsafe { bpf_get_socket_cookie(sk_arg) };
     let (old, new) = (old_state as u8, new_state as u8);
+    // Also when no event is written, on the way to a timewait socket: the timewait socket
+    // copies the cookie, and the timewait hooks recognise it by that. Counting alone needs
+    // it nowhere else, and the helper is a call on most of the hook's runs.
+    let cookie = if config().emit_events != 0 || timewait::may_follow(old, new) {
+        // SAFETY: the hook's BTF-typed socket, as the helper requires.
+        unsafe { bpf_get_socket_cookie(sk_arg) }
+    } else {
+        0
+    };
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let close = unsafe { timewait::classify(sk, off, cookie, old, new)? };
     if let Some(to) = close.edge_to {

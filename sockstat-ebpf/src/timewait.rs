@@ -576,6 +576,15 @@ pub struct CloseKind {
     pub substate: u8,
 }
 
+/// Whether a timewait socket may be made from a socket taking this edge, or the edge is
+/// its full socket's X -> CLOSE (`classify`): every socket passes through FIN-WAIT-1,
+/// FIN-WAIT-2 or CLOSING on its way to one.
+#[inline(always)]
+pub fn may_follow(old: u8, new: u8) -> bool {
+    matches!(new, st::FIN_WAIT1 | st::FIN_WAIT2 | st::CLOSING)
+        || (new == st::CLOSE && (old == st::FIN_WAIT2 || old == st::CLOSING))
+}
+
 /// Classifies `sk`'s X -> CLOSE (state_change.rs calls this for every transition).
 #[inline(always)]
 pub unsafe fn classify(
