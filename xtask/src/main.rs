@@ -75,6 +75,10 @@ enum Task {
         /// commit), in the same run.
         #[arg(long, value_name = "PATH")]
         baseline: Option<PathBuf>,
+        /// `trace`: only these tracers (text, json, all, count-only, tcpstates,
+        /// baseline-text, baseline-count-only); every one when not given.
+        #[arg(long, value_delimiter = ',', value_name = "KEYS")]
+        tracers: Vec<String>,
     },
     /// (internal) loopback churn: COUNT connections on PORT; prints connections/s.
     #[command(hide = true)]
@@ -205,13 +209,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             which,
             rounds,
             baseline,
+            tracers,
         } => {
             setup::toolchain()?;
             setup::packages()?;
             build(&root)?;
             let report = match which {
                 BenchKind::List => bench::list(&root, rounds)?,
-                BenchKind::Trace => bench::trace(&root, 40_000, rounds, baseline.as_deref())?,
+                BenchKind::Trace => {
+                    bench::trace(&root, 40_000, rounds, baseline.as_deref(), &tracers)?
+                }
                 BenchKind::Load => bench::load(&root, rounds, baseline.as_deref())?,
                 BenchKind::Soak => bench::soak(&root, rounds as u64 * 60)?,
                 BenchKind::Hooks => bench::hooks(&root, 20_000, rounds, baseline.as_deref())?,

@@ -245,10 +245,21 @@ pub fn list(root: &Path, rounds: usize) -> Result<String> {
 
 /// A tracer running beside the churn.
 struct Tracer {
+    /// The short name `--tracers` selects it by.
+    key: &'static str,
     name: &'static str,
     argv: Vec<String>,
-    /// Counts in-kernel only; prints no events.
-    stdout_to_file: bool,
+}
+
+/// What one churn run measured, with or without a tracer.
+struct ChurnRun {
+    rate: f64,
+    /// The machine's busy CPU seconds over the run.
+    busy: f64,
+    /// The tracer's own CPU seconds, peak RSS and events lost (0 without a tracer).
+    cpu: f64,
+    rss_kib: u64,
+    lost: u64,
 }
 
 /// Process CPU seconds (user + system) from /proc/PID/stat.
@@ -393,198 +404,238 @@ fn tcpstates_bin() -> &'static str {
         .unwrap_or("tcpstates")
 }
 
-/// `cargo xtask bench trace`.
-/// `baseline`: another sockstat binary (say, built from an earlier commit) measured in the
-/// same run, for before/after numbers.
-pub fn trace(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) -> Result<String> {
-    let sockstat = crate::sockstat_bin(root)?.display().to_string();
-    let tcpstates = tcpstates_bin();
-    // libbpf-tools attaches classic tracepoints by their tracefs ids; sockstat leaves no
-    // tracefs mounted behind it, so the bench mounts one for the whole run.
-    let _tracefs = TracefsMount::ensure()?;
+/// The tracers `cargo xtask bench trace` can measure, by key; `baseline` adds another
+/// sockstat binary (say, built from an earlier commit) measured in the same run.
+fn trace_tracers(sockstat: &str, baseline: Option<&Path>) -> Vec<Tracer> {
+    let with = |key, name, bin: &str, args: &[&str]| Tracer {
+        key,
+        name,
+        argv: std::iter::once(bin.to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect(),
+    };
     let mut tracers = vec![
-        None,
-        Some(Tracer {
-            name: "sockstat trace > file",
-            argv: vec![sockstat.clone(), "trace".into()],
-            stdout_to_file: true,
-        }),
-        Some(Tracer {
-            name: "sockstat trace --json > file",
-            argv: vec![sockstat.clone(), "trace".into(), "--json".into()],
-            stdout_to_file: true,
-        }),
-        Some(Tracer {
-            name: "sockstat trace --events all --json > file",
-            argv: vec![
-                sockstat.clone(),
-                "trace".into(),
-                "--events".into(),
-                "all".into(),
-                "--json".into(),
-            ],
-            stdout_to_file: true,
-        }),
-        Some(Tracer {
-            name: "sockstat trace --count-only",
-            argv: vec![sockstat.clone(), "trace".into(), "--count-only".into()],
-            stdout_to_file: true,
-        }),
-        Some(Tracer {
-            name: "tcpstates > file (libbpf-tools)",
-            argv: vec![tcpstates.into()],
-            stdout_to_file: true,
-        }),
+        with("text", "sockstat trace > file", sockstat, &["trace"]),
+        with(
+            "json",
+            "sockstat trace --json > file",
+            sockstat,
+            &["trace", "--json"],
+        ),
+        with(
+            "all",
+            "sockstat trace --events all --json > file",
+            sockstat,
+            &["trace", "--events", "all", "--json"],
+        ),
+        with(
+            "count-only",
+            "sockstat trace --count-only",
+            sockstat,
+            &["trace", "--count-only"],
+        ),
+        with(
+            "tcpstates",
+            "tcpstates > file (libbpf-tools)",
+            tcpstates_bin(),
+            &[],
+        ),
     ];
     if let Some(old) = baseline {
         let old = old.display().to_string();
-        tracers.push(Some(Tracer {
-            name: "baseline trace > file",
-            argv: vec![old.clone(), "trace".into()],
-            stdout_to_file: true,
-        }));
-        tracers.push(Some(Tracer {
-            name: "baseline trace --count-only",
-            argv: vec![old, "trace".into(), "--count-only".into()],
-            stdout_to_file: true,
-        }));
+        tracers.push(with(
+            "baseline-text",
+            "baseline trace > file",
+            &old,
+            &["trace"],
+        ));
+        tracers.push(with(
+            "baseline-count-only",
+            "baseline trace --count-only",
+            &old,
+            &["trace", "--count-only"],
+        ));
     }
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); tracers.len()];
-    let mut lost: Vec<u64> = vec![0; tracers.len()];
-    let mut cpu: Vec<f64> = vec![0.0; tracers.len()];
-    let mut rss: Vec<u64> = vec![0; tracers.len()];
-    let mut busy: Vec<Vec<f64>> = vec![Vec::new(); tracers.len()];
-    const NS: &str = "sst-bench-trace";
-    let out_file = std::env::temp_dir().join("sockstat-bench-trace.out");
-    let err_file = std::env::temp_dir().join("sockstat-bench-trace.err");
+    tracers
+}
+
+/// `cargo xtask bench trace`: loopback churn under each tracer (`only`: the keys of
+/// `trace_tracers` to run, all when empty). Every tracer's run sits between two runs without
+/// one, and is measured against their mean: the machine's own rate drifts by more than a
+/// tracer costs within a round of many runs.
+pub fn trace(
+    root: &Path,
+    count: usize,
+    rounds: usize,
+    baseline: Option<&Path>,
+    only: &[String],
+) -> Result<String> {
+    let sockstat = crate::sockstat_bin(root)?.display().to_string();
+    let mut tracers = trace_tracers(&sockstat, baseline);
+    if let Some(unknown) = only.iter().find(|k| !tracers.iter().any(|t| t.key == *k)) {
+        let keys: Vec<&str> = tracers.iter().map(|t| t.key).collect();
+        bail!(
+            "--tracers: no tracer {unknown:?} (one of {}{})",
+            keys.join(", "),
+            if baseline.is_none() {
+                "; the baseline ones need --baseline"
+            } else {
+                ""
+            }
+        );
+    }
+    if !only.is_empty() {
+        tracers.retain(|t| only.iter().any(|k| k == t.key));
+    }
+    // libbpf-tools attaches classic tracepoints by their tracefs ids; sockstat leaves no
+    // tracefs mounted behind it, so the bench mounts one for the whole run.
+    let _tracefs = TracefsMount::ensure()?;
+    let mut bare: Vec<ChurnRun> = Vec::new();
+    // Per tracer: each run, and the mean of the bare runs on either side of it.
+    let mut runs: Vec<Vec<(ChurnRun, f64, f64)>> = tracers.iter().map(|_| Vec::new()).collect();
     let mut port = 30100u16;
     for _ in 0..rounds {
+        port += 1;
+        let mut before = churn_run(None, port, count)?;
         for (i, t) in tracers.iter().enumerate() {
-            port += 1;
-            // Each run in a namespace of its own, deleted after it: the 40k TIME-WAIT
-            // sockets a run leaves would otherwise slow the next runs' connects (a port
-            // search through them), so a tracer's place in the round would decide its rate.
-            let _ns = Netns::new(NS)?;
-            let mut child = match t {
-                None => None,
-                Some(t) => {
-                    let stdout = std::fs::File::create(&out_file)?;
-                    let stderr = std::fs::File::create(&err_file)?;
-                    // tcpstates traces every namespace, and needs the host's tracefs,
-                    // which `ip netns exec` hides (it mounts a sysfs of the namespace).
-                    let mut argv: Vec<String> = Vec::new();
-                    if t.argv[0] != tcpstates {
-                        argv.extend(["ip", "netns", "exec", NS].map(String::from));
-                    }
-                    argv.extend(t.argv.iter().cloned());
-                    let c = Command::new(&argv[0])
-                        .args(&argv[1..])
-                        .stdout(if t.stdout_to_file {
-                            Stdio::from(stdout)
-                        } else {
-                            Stdio::null()
-                        })
-                        .stderr(Stdio::from(stderr))
-                        .spawn()
-                        .with_context(|| format!("starting {}", t.name))?;
-                    // Loading and attaching takes well under this.
-                    std::thread::sleep(std::time::Duration::from_secs(2));
-                    let mut c = c;
-                    if let Some(status) = c.try_wait()? {
-                        // A tracer that did not start would be measured as free.
-                        bail!(
-                            "{} exited before the churn ({status}): {}",
-                            t.name,
-                            std::fs::read_to_string(&err_file)
-                                .unwrap_or_default()
-                                .trim()
-                        );
-                    }
-                    Some(c)
-                }
-            };
-            let cpu_before = child.as_ref().map_or(0.0, |c| cpu_seconds(c.id()));
-            let busy_before = machine_busy_seconds();
-            let rate = churn::run_in(NS, port, count)?;
-            // Let the tracer catch up with the queue (every run waits alike, so the
-            // machine's busy time covers the same span for each).
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            busy[i].push(machine_busy_seconds() - busy_before);
-            if let Some(mut c) = child.take() {
-                cpu[i] += cpu_seconds(c.id()) - cpu_before;
-                rss[i] = rss[i].max(status_kib(c.id(), "VmHWM"));
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-                let _ = c.wait();
-                lost[i] += lost_from(&std::fs::read_to_string(&err_file).unwrap_or_default());
-            }
-            rates[i].push(rate);
-            eprintln!(
-                "bench: {} -> {rate:.0} connections/s",
-                t.as_ref().map_or("no tracer", |t| t.name)
-            );
+            port += 2;
+            let run = churn_run(Some(t), port, count)?;
+            let after = churn_run(None, port + 1, count)?;
+            runs[i].push((
+                run,
+                (before.rate + after.rate) / 2.0,
+                (before.busy + after.busy) / 2.0,
+            ));
+            bare.push(std::mem::replace(&mut before, after));
         }
+        bare.push(before);
     }
     let mut report = String::new();
     writeln!(
         report,
-        "\n### loopback churn: {count} connections per run, {rounds} rounds, alternating\n"
+        "\n### loopback churn: {count} connections per run, {rounds} rounds\n"
     )?;
     writeln!(
         report,
-        "\"vs no tracer\" is the median over rounds of each round's ratio to that round's run \
-         without a tracer: the machine's own rate drifts between rounds by more than the \
-         tracers cost, and a ratio within a round cancels the drift.\n"
+        "Each tracer's run sits between two runs without a tracer, and \"vs no tracer\" is the \
+         median over rounds of its rate over their mean: the machine's own rate drifts by more \
+         than a tracer costs over a round of many runs, and the runs on either side cancel \
+         most of it.\n"
     )?;
     writeln!(
         report,
-        "\"CPU-bound rate\" is the rate the machine's busy time allows: the run without a \
-         tracer's busy CPU seconds over this run's (median of per-round ratios). It counts \
+        "\"CPU-bound rate\" is the rate the machine's busy time allows: the runs without a \
+         tracer's busy CPU seconds over this run's (median of the same pairs). It counts \
          everything a tracer adds (its own CPU, the hooks in the kernel, wake-ups) and none \
          of the time the hypervisor gave others.\n"
     )?;
     writeln!(
         report,
-        "| tracer | median conn/s | vs no tracer (median of per-round ratios) | per-round ratios | machine CPU µs per connection | CPU-bound rate vs no tracer | events lost | tracer CPU s per run | tracer peak RSS KiB |"
+        "| tracer | median conn/s | vs no tracer (median) | each round (%) | machine CPU µs per connection | CPU-bound rate vs no tracer | events lost | tracer CPU s per run | tracer peak RSS KiB |"
     )?;
     writeln!(report, "|---|---|---|---|---|---|---|---|---|")?;
-    let per_conn = |b: &[f64]| median(b.to_vec()) / count as f64 * 1e6;
-    for (i, t) in tracers.iter().enumerate() {
-        let m = median(rates[i].clone());
-        let name = t.as_ref().map_or("no tracer", |t| t.name);
-        if t.is_none() {
-            writeln!(
-                report,
-                "| {name} | {m:.0} | 100 % | - | {:.0} | 100 % | - | - | - |",
-                per_conn(&busy[i])
-            )?;
-        } else {
-            let cpu_bound: Vec<f64> = busy[i]
-                .iter()
-                .zip(&busy[0])
-                .map(|(b, base)| base / b * 100.0)
-                .collect();
-            let ratios: Vec<f64> = rates[i]
-                .iter()
-                .zip(&rates[0])
-                .map(|(r, base)| r / base * 100.0)
-                .collect();
-            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.0}")).collect();
-            writeln!(
-                report,
-                "| `{name}` | {m:.0} | {:.0} % | {} | {:.0} | {:.1} % | {} | {:.2} | {} |",
-                median(ratios.clone()),
-                each.join(" "),
-                per_conn(&busy[i]),
-                median(cpu_bound),
-                lost[i],
-                cpu[i] / rounds as f64,
-                rss[i]
-            )?;
-        }
+    let per_conn = |busy: Vec<f64>| median(busy) / count as f64 * 1e6;
+    writeln!(
+        report,
+        "| no tracer ({} runs) | {:.0} | 100 % | - | {:.0} | 100 % | - | - | - |",
+        bare.len(),
+        median(bare.iter().map(|r| r.rate).collect()),
+        per_conn(bare.iter().map(|r| r.busy).collect()),
+    )?;
+    for (t, runs) in tracers.iter().zip(&runs) {
+        let ratios: Vec<f64> = runs
+            .iter()
+            .map(|(r, base, _)| r.rate / base * 100.0)
+            .collect();
+        let cpu_bound: Vec<f64> = runs
+            .iter()
+            .map(|(r, _, base)| base / r.busy * 100.0)
+            .collect();
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.0}")).collect();
+        writeln!(
+            report,
+            "| `{}` | {:.0} | {:.1} % | {} | {:.0} | {:.1} % | {} | {:.2} | {} |",
+            t.name,
+            median(runs.iter().map(|(r, ..)| r.rate).collect()),
+            median(ratios),
+            each.join(" "),
+            per_conn(runs.iter().map(|(r, ..)| r.busy).collect()),
+            median(cpu_bound),
+            runs.iter().map(|(r, ..)| r.lost).sum::<u64>(),
+            runs.iter().map(|(r, ..)| r.cpu).sum::<f64>() / runs.len().max(1) as f64,
+            runs.iter().map(|(r, ..)| r.rss_kib).max().unwrap_or(0),
+        )?;
     }
     eprint!("{report}");
     Ok(report)
+}
+
+/// One churn run of `count` connections on `port`, in a namespace of its own that is
+/// deleted after it (the 40k TIME-WAIT sockets a run leaves would otherwise slow the next
+/// runs' connects, a port search through them, so a run's place in the round would decide
+/// its rate), under `tracer` if any.
+fn churn_run(tracer: Option<&Tracer>, port: u16, count: usize) -> Result<ChurnRun> {
+    const NS: &str = "sst-bench-trace";
+    let out_file = std::env::temp_dir().join("sockstat-bench-trace.out");
+    let err_file = std::env::temp_dir().join("sockstat-bench-trace.err");
+    let _ns = Netns::new(NS)?;
+    let mut child = match tracer {
+        None => None,
+        Some(t) => {
+            // tcpstates traces every namespace, and needs the host's tracefs, which `ip
+            // netns exec` hides (it mounts a sysfs of the namespace).
+            let mut argv: Vec<String> = Vec::new();
+            if t.key != "tcpstates" {
+                argv.extend(["ip", "netns", "exec", NS].map(String::from));
+            }
+            argv.extend(t.argv.iter().cloned());
+            let mut c = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(Stdio::from(std::fs::File::create(&out_file)?))
+                .stderr(Stdio::from(std::fs::File::create(&err_file)?))
+                .spawn()
+                .with_context(|| format!("starting {}", t.name))?;
+            // Loading and attaching takes well under this.
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            if let Some(status) = c.try_wait()? {
+                // A tracer that did not start would be measured as free.
+                bail!(
+                    "{} exited before the churn ({status}): {}",
+                    t.name,
+                    std::fs::read_to_string(&err_file)
+                        .unwrap_or_default()
+                        .trim()
+                );
+            }
+            Some(c)
+        }
+    };
+    let cpu_before = child.as_ref().map_or(0.0, |c| cpu_seconds(c.id()));
+    let busy_before = machine_busy_seconds();
+    let rate = churn::run_in(NS, port, count)?;
+    // Let the tracer catch up with the queue (every run waits alike, so the machine's busy
+    // time covers the same span for each).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut run = ChurnRun {
+        rate,
+        busy: machine_busy_seconds() - busy_before,
+        cpu: 0.0,
+        rss_kib: 0,
+        lost: 0,
+    };
+    if let Some(mut c) = child.take() {
+        run.cpu = cpu_seconds(c.id()) - cpu_before;
+        run.rss_kib = status_kib(c.id(), "VmHWM");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        let _ = c.wait();
+        run.lost = lost_from(&std::fs::read_to_string(&err_file).unwrap_or_default());
+    }
+    eprintln!(
+        "bench: {} -> {rate:.0} connections/s",
+        tracer.map_or("no tracer", |t| t.name)
+    );
+    Ok(run)
 }
 
 /// `cargo xtask bench soak`: the agents at the TIME-WAIT cap. In a namespace of its own
