@@ -679,6 +679,39 @@ pub mod tcp_state {
         "bound-inactive",
     ];
 
+    /// Every transition a TCP socket takes on Linux, as the kernel counts them (`EDGES`):
+    /// `inet_sock_set_state` for a full socket, plus the timewait socket's own edges, which
+    /// the timewait hooks count (the close that hands over to one as `-> TIME-WAIT`, and its
+    /// end as `TIME-WAIT -> CLOSE`). RFC 9293 edges missing here Linux never takes: a send
+    /// on a listener (LISTEN -> SYN-SENT), and an RST in SYN-RECEIVED back to LISTEN
+    /// (Linux's SYN-RECV child is a socket of its own, which dies instead).
+    pub const LINUX_EDGES: [(u8, u8); 24] = [
+        (CLOSE, SYN_SENT),
+        (CLOSE, LISTEN),
+        (LISTEN, CLOSE),
+        (LISTEN, SYN_RECV),
+        (SYN_SENT, ESTABLISHED),
+        (SYN_SENT, SYN_RECV),
+        (SYN_SENT, CLOSE),
+        (SYN_RECV, ESTABLISHED),
+        (SYN_RECV, FIN_WAIT1),
+        (SYN_RECV, CLOSE),
+        (ESTABLISHED, FIN_WAIT1),
+        (ESTABLISHED, CLOSE_WAIT),
+        (ESTABLISHED, CLOSE),
+        (FIN_WAIT1, FIN_WAIT2),
+        (FIN_WAIT1, CLOSING),
+        (FIN_WAIT1, CLOSE),
+        (FIN_WAIT2, TIME_WAIT),
+        (FIN_WAIT2, CLOSE),
+        (CLOSING, TIME_WAIT),
+        (CLOSING, CLOSE),
+        (TIME_WAIT, CLOSE),
+        (CLOSE_WAIT, LAST_ACK),
+        (CLOSE_WAIT, CLOSE),
+        (LAST_ACK, CLOSE),
+    ];
+
     /// ss's name for kernel state `n`, if it is one.
     pub const fn name(n: u8) -> Option<&'static str> {
         if n >= 1 && (n as usize) < NAMES.len() {

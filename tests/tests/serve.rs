@@ -57,6 +57,11 @@ fn main() {
         root_trial("serve_counts_drops_by_reason", root, drops_by_reason),
         root_trial("serve_gauges_port_headroom", root, port_headroom),
         root_trial("conn_shows_timelines_kept_by_serve", root, conn_timelines),
+        root_trial(
+            "fleet_rates_in_prometheus_are_the_sum_of_the_nodes",
+            root,
+            fleet_in_prometheus,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -69,12 +74,23 @@ fn run(cmd: &str, args: &[&str]) -> Result<String, Failed> {
 struct Server {
     child: Child,
     netns: Option<String>,
+    ip: String,
     port: u16,
 }
 
 impl Server {
     fn start(netns: Option<&NamedNetns>, port: u16, extra: &[&str]) -> Result<Server, Failed> {
-        let listen = format!("127.0.0.1:{port}");
+        Self::start_on(netns, "127.0.0.1", port, extra)
+    }
+
+    /// Listening on `ip` (an address of `netns`, or the host's).
+    fn start_on(
+        netns: Option<&NamedNetns>,
+        ip: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<Server, Failed> {
+        let listen = format!("{ip}:{port}");
         let mut cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -91,6 +107,7 @@ impl Server {
         let server = Server {
             child,
             netns: netns.map(|n| n.name.clone()),
+            ip: ip.to_string(),
             port,
         };
         let mut server = server;
@@ -127,10 +144,10 @@ impl Server {
         text.trim().to_string()
     }
 
-    /// curl ARGS http://127.0.0.1:PORT{path}, from the server's namespace.
+    /// curl ARGS http://IP:PORT{path}, from the server's namespace.
     fn curl(&self, args: &[&str]) -> Result<String, Failed> {
         let (path, opts) = args.split_last().ok_or_else(|| fail("no path"))?;
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let url = format!("http://{}:{}{path}", self.ip, self.port);
         let mut full: Vec<String> = Vec::new();
         if let Some(ns) = &self.netns {
             full.extend(["netns", "exec", ns, "curl"].map(String::from));
@@ -1148,5 +1165,330 @@ fn conn_timelines() -> TestResult {
         )));
     }
     drop((listener, live, server));
+    Ok(())
+}
+
+/// A Prometheus server of the test's own (Debian's `prometheus`) on loopback, scraping
+/// `targets` every second with the repo's recording rules; stopped, and its data deleted,
+/// on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    fn start(targets: &[String], rules: &std::path::Path) -> Result<Prometheus, Failed> {
+        let dir = std::env::temp_dir().join(format!("sst-prometheus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+             rule_files: [\"{}\"]\n\
+             scrape_configs:\n  - job_name: sockstat\n    static_configs:\n      - targets: [{}]\n",
+            rules.display(),
+            targets.join(", ")
+        );
+        let config_file = dir.join("prometheus.yml");
+        std::fs::write(&config_file, config).map_err(|e| fail(e.to_string()))?;
+        let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+        let child = {
+            let _spawn = spawning();
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config_file.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| fail(format!("prometheus (package prometheus): {e}")))?
+        };
+        let mut prometheus = Prometheus { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = run(
+                "curl",
+                &[
+                    "-s",
+                    "--max-time",
+                    "2",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    &format!("http://127.0.0.1:{port}/-/ready"),
+                ],
+            );
+            if ready.is_ok_and(|code| code == "200") {
+                return Ok(prometheus);
+            }
+            if let Ok(Some(status)) = prometheus.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = prometheus.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(fail(format!("prometheus exited ({status}): {err}")));
+            }
+            if Instant::now() > deadline {
+                return Err(fail("prometheus was not ready within 60 s"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// An instant query at unix time `at`: each series' labels and value.
+    fn query(&self, promql: &str, at: f64) -> Result<Vec<(Value, f64)>, Failed> {
+        let body = run(
+            "curl",
+            &[
+                "-s",
+                "--max-time",
+                "5",
+                "-G",
+                "--data-urlencode",
+                &format!("query={promql}"),
+                "--data-urlencode",
+                &format!("time={at:.3}"),
+                &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            ],
+        )?;
+        let reply: Value =
+            serde_json::from_str(&body).map_err(|e| fail(format!("{promql}: {e}: {body}")))?;
+        if reply["status"] != "success" {
+            return Err(fail(format!("{promql}: {body}")));
+        }
+        let result = reply["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        result
+            .into_iter()
+            .map(|r| {
+                let value = r["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .ok_or_else(|| fail(format!("{promql}: no value in {r}")))?;
+                Ok((r["metric"].clone(), value))
+            })
+            .collect()
+    }
+
+    /// The one value `promql` gives at `at` (a sum, a count), or an error saying what came.
+    fn value(&self, promql: &str, at: f64) -> Result<f64, Failed> {
+        match self.query(promql, at)?.as_slice() {
+            [(_, v)] => Ok(*v),
+            other => Err(fail(format!(
+                "{promql}: expected one series, got {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Three `sockstat serve` agents, each in a network namespace of its own standing in for
+/// a node (reached over a veth), scraped every second by a real Prometheus with the
+/// repo's recording rules. Each node makes its own number of TIME-WAIT connections and
+/// refused connects; the fleet-wide rates the rules record, and the summed counters, equal
+/// what the three made. Counters exported only from their first increment fail this: the
+/// rate then misses that increment (2000 connections once read as 26).
+fn fleet_in_prometheus() -> TestResult {
+    /// Per node: connections closed by the client (each a TIME-WAIT), refused connects.
+    const NODES: [(usize, usize); 3] = [(5, 3), (8, 4), (13, 7)];
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/prometheus/sockstat-rules.yml");
+    let rules = rules
+        .canonicalize()
+        .map_err(|e| fail(format!("{}: {e}", rules.display())))?;
+    run(
+        "promtool",
+        &["check", "rules", &rules.display().to_string()],
+    )?;
+
+    let serve_port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let mut nodes: Vec<(NamedNetns, Server)> = Vec::new();
+    for i in 0..NODES.len() {
+        let ns = NamedNetns::new(&format!("node{i}")).map_err(fail)?;
+        let host_side = format!("sstn{i}-{}", std::process::id() % 100_000);
+        run(
+            "ip",
+            &[
+                "link", "add", &host_side, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns.name,
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("10.215.{i}.1/24"),
+                "dev",
+                &host_side,
+            ],
+        )?;
+        run("ip", &["link", "set", &host_side, "up"])?;
+        let ip = format!("10.215.{i}.2");
+        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])
+            .map_err(fail)?;
+        ns.ip(&["link", "set", "eth0", "up"]).map_err(fail)?;
+        let server = Server::start_on(Some(&ns), &ip, serve_port, &[])?;
+        nodes.push((ns, server));
+    }
+    let targets: Vec<String> = (0..NODES.len())
+        .map(|i| format!("10.215.{i}.2:{serve_port}"))
+        .collect();
+    let prometheus = Prometheus::start(&targets, &rules)?;
+
+    // Every agent scraped a few times before anything happens: the labelled series are
+    // there at 0 from the first scrape.
+    let refused = "sockstat_connect_errors_total{errno=\"ECONNREFUSED\"}";
+    let tw_edge = "sockstat_transitions_total{from=\"FIN-WAIT-2\",to=\"TIME-WAIT\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = unix_now();
+        let scraped = |q: &str| prometheus.value(q, now).unwrap_or(0.0);
+        if scraped(&format!("count(count_over_time({refused}[1m]) >= 3)")) == 3.0
+            && scraped(&format!("count(count_over_time({tw_edge}[1m]) >= 3)")) == 3.0
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            let up = prometheus.query("up", now)?;
+            let zeros = prometheus.query(refused, now)?;
+            return Err(fail(format!(
+                "Prometheus did not scrape the three agents' zero series three times within \
+                 60 s: up = {up:?}, {refused} = {zeros:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t0 = unix_now();
+    // From the host, as Prometheus does: a scrape from inside a node is a connection of
+    // that node's own (its client end is not the agent's port), and would count there.
+    let scrape = |server: &Server| -> Result<HashMap<String, f64>, Failed> {
+        let url = format!("http://{}:{}/metrics", server.ip, server.port);
+        Ok(samples(&run("curl", &["-s", "--max-time", "5", &url])?))
+    };
+    let before: Vec<HashMap<String, f64>> = nodes
+        .iter()
+        .map(|(_, server)| scrape(server))
+        .collect::<Result<_, _>>()?;
+
+    for ((ns, _), &(closes, refusals)) in nodes.iter().zip(&NODES) {
+        ns.within(|| -> Result<(), String> {
+            let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            client_closed_connections(ns, &listener, port, closes)?;
+            // A port nothing listens on: the listener's, once it is closed.
+            drop(listener);
+            for _ in 0..refusals {
+                match TcpStream::connect(("127.0.0.1", port)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    other => return Err(format!("connect to closed :{port}: {other:?}")),
+                }
+            }
+            Ok(())
+        })
+        .and_then(|r| r)
+        .map_err(fail)?;
+    }
+    // Each agent has counted its own node's, and no other's.
+    for (((_, server), &(closes, refusals)), before) in nodes.iter().zip(&NODES).zip(&before) {
+        let want = [
+            ("sockstat_time_wait_entries_total", closes as f64),
+            (tw_edge, closes as f64),
+            (refused, refusals as f64),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = scrape(server)?;
+            let moved = |series: &str| get(&now, series) - get(before, series);
+            if want.iter().all(|&(series, n)| moved(series) == n) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let got: Vec<(&str, f64)> = want.iter().map(|&(s, _)| (s, moved(s))).collect();
+                return Err(fail(format!(
+                    "agent on {}: moved {got:?}, expected {want:?}",
+                    server.ip
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // A few more scrapes and rule evaluations.
+    std::thread::sleep(Duration::from_secs(4));
+    let t1 = unix_now();
+
+    let total_closes: usize = NODES.iter().map(|n| n.0).sum();
+    let total_refused: usize = NODES.iter().map(|n| n.1).sum();
+    // The fleet's counters moved by exactly the sum.
+    for (series, want) in [
+        ("sockstat_time_wait_entries_total", total_closes),
+        (tw_edge, total_closes),
+        (refused, total_refused),
+    ] {
+        let sum = format!("sum({series})");
+        let moved = prometheus.value(&sum, t1)? - prometheus.value(&sum, t0)?;
+        if moved != want as f64 {
+            return Err(fail(format!(
+                "{sum} moved by {moved} from t0 to t1, expected {want}"
+            )));
+        }
+    }
+    // The recorded fleet-wide rates, over a minute that holds the zeros before and the
+    // totals after: at least the sum, and above it only by rate()'s extrapolation to the
+    // window's end (under a scrape interval, against the several seconds sampled).
+    let in_a_minute = |rule: &str, want: usize| -> TestResult {
+        let per_minute = prometheus.value(rule, t1)? * 60.0;
+        let want = want as f64;
+        if per_minute < want - 1e-6 || per_minute > want * 1.3 {
+            return Err(fail(format!(
+                "{rule} x 60 s = {per_minute:.2}, expected {want} (at most 30 % over, rate()'s extrapolation)"
+            )));
+        }
+        Ok(())
+    };
+    in_a_minute("fleet:sockstat_time_wait_entries:rate1m", total_closes)?;
+    in_a_minute(
+        "fleet:sockstat_transitions:rate1m{from=\"FIN-WAIT-2\",to=\"TIME-WAIT\"}",
+        total_closes,
+    )?;
+    in_a_minute(
+        "fleet:sockstat_connect_errors:rate1m{errno=\"ECONNREFUSED\"}",
+        total_refused,
+    )?;
+    // And node by node.
+    for (i, &(closes, refusals)) in NODES.iter().enumerate() {
+        let instance = format!("instance=\"10.215.{i}.2:{serve_port}\"");
+        in_a_minute(
+            &format!("instance:sockstat_time_wait_entries:rate1m{{{instance}}}"),
+            closes,
+        )?;
+        in_a_minute(
+            &format!("instance:sockstat_connect_errors:rate1m{{{instance}}}"),
+            refusals,
+        )?;
+    }
+    drop(prometheus);
+    drop(nodes);
     Ok(())
 }

@@ -17,7 +17,7 @@ use prometheus_client::{
 
 use crate::{
     agent::Feed,
-    live::{Cause, Output, Reset, Transition},
+    live::{Cause, ERRNO_NAMES, Output, Reset, Transition},
     report::ports::PortHeadroom,
     tcp::{ReportedState, TcpState},
 };
@@ -26,6 +26,10 @@ use crate::{
 pub const MAX_PORTS: usize = 64;
 /// Destinations with a port-headroom series: those nearest exhaustion.
 pub const MAX_DESTINATIONS: usize = 10;
+/// connect_errors' label for a connect that failed with no cause known.
+const NO_ERRNO: &str = "none";
+/// time_wait_early_ends' causes.
+const TW_EARLY_END_CAUSES: [&str; 3] = ["reused", "rst-in", "killed"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateNetns {
@@ -123,6 +127,8 @@ pub struct Metrics {
     seen_edges: HashMap<(u8, u8), u64>,
     seen_missed: HashMap<String, u64>,
     seen_drops: HashMap<u32, u64>,
+    /// Whether the drop reasons' series exist (made at the first refresh with programs).
+    drops_preset: bool,
 }
 
 impl Metrics {
@@ -164,6 +170,7 @@ impl Metrics {
             seen_edges: HashMap::new(),
             seen_missed: HashMap::new(),
             seen_drops: HashMap::new(),
+            drops_preset: false,
         };
         // A gauge fixed at 1 rather than an OpenMetrics info metric: the classic text
         // parsers (promtool, older scrapers) know no "info" type.
@@ -310,7 +317,52 @@ impl Metrics {
             "Memory the live table holds, by its own accounting (hash buckets, slots, interned owners and addresses)",
             m.table_bytes.clone(),
         );
+        m.preset();
         Metrics { registry, ..m }
+    }
+
+    /// Every series whose labels are known in advance, at 0 from the first scrape: a
+    /// series that appears only at its first increment hides that increment from
+    /// `rate()` and `increase()`, which need a sample before it (2000 connections read as
+    /// 26 in a fleet-wide `sum(increase(...))`).
+    fn preset(&self) {
+        for &(from, to) in &sockstat_common::tcp_state::LINUX_EDGES {
+            drop(self.transitions.get_or_create(&Edge {
+                from: ReportedState::from_kernel(from).to_string(),
+                to: ReportedState::from_kernel(to).to_string(),
+            }));
+        }
+        let errnos = ERRNO_NAMES.iter().map(|&(_, name)| name).chain([NO_ERRNO]);
+        for errno in errnos {
+            drop(self.connect_errors.get_or_create(&Errno {
+                errno: errno.to_string(),
+            }));
+        }
+        for cause in TW_EARLY_END_CAUSES {
+            drop(self.time_wait_early_ends.get_or_create(&EndCause { cause }));
+        }
+        for r#type in &sockstat_common::retransmit::NAMES[1..] {
+            drop(self.retransmits.get_or_create(&RetransmitType { r#type }));
+        }
+        for direction in ["in", "out"] {
+            drop(self.resets.get_or_create(&Direction { direction }));
+        }
+    }
+
+    /// Every drop reason this kernel has, at 0 (see `preset`); its names come with the
+    /// programs.
+    fn preset_drops(&mut self, probe: &crate::ebpf::Probe) {
+        if self.drops_preset {
+            return;
+        }
+        self.drops_preset = true;
+        for &value in probe.drop_reasons().values() {
+            if value < sockstat_common::drop::REASON_SLOTS - 1 {
+                drop(self.drops.get_or_create(&DropReason {
+                    reason: probe.drop_slot_name(value).into_owned(),
+                }));
+            }
+        }
     }
 
     /// What the live table produced: transitions, and resets of closed ports.
@@ -355,12 +407,13 @@ impl Metrics {
             self.connect_seconds.observe(ns as f64 / 1e9);
         }
         if t.old == known(TcpState::SynSent) && t.new == known(TcpState::Close) {
+            // What connect() returned: one of ERRNO_NAMES, or NO_ERRNO.
             let errno = match t.cause {
                 Some(Cause::Timeout) => "ETIMEDOUT".to_string(),
                 Some(Cause::RstIn) => "ECONNREFUSED".to_string(),
                 Some(Cause::NoLocalPort) => "EADDRNOTAVAIL".to_string(),
                 Some(c) => c.name(),
-                None => "none".to_string(),
+                None => NO_ERRNO.to_string(),
             };
             self.connect_errors.get_or_create(&Errno { errno }).inc();
         }
@@ -371,10 +424,9 @@ impl Metrics {
             self.time_wait_expiries.inc();
         }
         if t.old == known(TcpState::TimeWait) && t.new == known(TcpState::Close) {
+            // TW_EARLY_END_CAUSES.
             let cause = match t.cause {
-                Some(Cause::Reused) => Some("reused"),
-                Some(Cause::RstIn) => Some("rst-in"),
-                Some(Cause::Killed) => Some("killed"),
+                Some(c @ (Cause::Reused | Cause::RstIn | Cause::Killed)) => c.static_name(),
                 _ => None,
             };
             if let Some(cause) = cause {
@@ -388,6 +440,9 @@ impl Metrics {
     /// Refreshes everything that is read rather than observed: socket gauges, the kernel's
     /// and the live table's running totals.
     pub fn refresh(&mut self, feed: &Feed, ports: &[PortHeadroom]) {
+        if let Some(probe) = feed.probe() {
+            self.preset_drops(probe);
+        }
         self.port_headroom.clear();
         self.port_exhaustion.clear();
         for p in ports.iter().take(MAX_DESTINATIONS) {
@@ -608,6 +663,49 @@ pub fn to_classic_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_known_in_advance_are_there_at_zero_from_the_first_scrape() {
+        let text = Metrics::new("test").encode();
+        let zero = |series: &str| {
+            assert!(
+                text.lines().any(|l| l == format!("{series} 0")),
+                "{series} 0 missing from:\n{text}"
+            );
+        };
+        for &(from, to) in &sockstat_common::tcp_state::LINUX_EDGES {
+            zero(&format!(
+                "sockstat_transitions_total{{from=\"{}\",to=\"{}\"}}",
+                ReportedState::from_kernel(from),
+                ReportedState::from_kernel(to)
+            ));
+        }
+        for errno in [
+            "ECONNREFUSED",
+            "ETIMEDOUT",
+            "EADDRNOTAVAIL",
+            "EHOSTUNREACH",
+            "none",
+        ] {
+            zero(&format!(
+                "sockstat_connect_errors_total{{errno=\"{errno}\"}}"
+            ));
+        }
+        for cause in ["reused", "rst-in", "killed"] {
+            zero(&format!(
+                "sockstat_time_wait_early_ends_total{{cause=\"{cause}\"}}"
+            ));
+        }
+        for r#type in ["syn", "syn-ack", "rto", "tlp", "recovery"] {
+            zero(&format!("sockstat_retransmits_total{{type=\"{type}\"}}"));
+        }
+        zero("sockstat_resets_total{direction=\"in\"}");
+        zero("sockstat_resets_total{direction=\"out\"}");
+        // 24 edges, 14 connect errors.
+        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("sockstat_transitions_total{"), 24);
+        assert_eq!(count("sockstat_connect_errors_total{"), 14);
+    }
 
     #[test]
     fn classic_text_names_counters_by_their_samples() {

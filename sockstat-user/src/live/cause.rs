@@ -69,23 +69,27 @@ impl fmt::Display for Cause {
 
 /// Names of the errnos a TCP connect or connection can end with.
 pub fn errno_name(e: i32) -> Option<&'static str> {
-    Some(match e {
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::ECONNABORTED => "ECONNABORTED",
-        libc::EPIPE => "EPIPE",
-        libc::EPROTO => "EPROTO",
-        libc::ENETDOWN => "ENETDOWN",
-        libc::EHOSTDOWN => "EHOSTDOWN",
-        libc::EACCES => "EACCES",
-        libc::EPERM => "EPERM",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        _ => return None,
-    })
+    ERRNO_NAMES
+        .iter()
+        .find_map(|&(n, name)| (n == e).then_some(name))
 }
+
+/// The errnos a connection can end with that have a name here (others print as errno-N).
+pub const ERRNO_NAMES: [(i32, &str); 13] = [
+    (libc::ECONNREFUSED, "ECONNREFUSED"),
+    (libc::ETIMEDOUT, "ETIMEDOUT"),
+    (libc::EHOSTUNREACH, "EHOSTUNREACH"),
+    (libc::ENETUNREACH, "ENETUNREACH"),
+    (libc::ECONNRESET, "ECONNRESET"),
+    (libc::ECONNABORTED, "ECONNABORTED"),
+    (libc::EPIPE, "EPIPE"),
+    (libc::EPROTO, "EPROTO"),
+    (libc::ENETDOWN, "ENETDOWN"),
+    (libc::EHOSTDOWN, "EHOSTDOWN"),
+    (libc::EACCES, "EACCES"),
+    (libc::EPERM, "EPERM"),
+    (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+];
 
 #[cfg(test)]
 mod tests {

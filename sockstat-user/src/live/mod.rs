@@ -11,7 +11,7 @@ mod timeline;
 mod tw_table;
 
 pub use baseline::{Baseline, Dumped, Mark};
-pub use cause::Cause;
+pub use cause::{Cause, ERRNO_NAMES};
 pub use table::{Reports, TableMemory, Tracker, TrackerStats};
 pub use timeline::{Timeline, Timelines};
 
