@@ -11,6 +11,7 @@ mod ebpf;
 mod exporter;
 pub mod filter;
 mod lab;
+mod least_privilege;
 mod live;
 mod logger;
 mod names;

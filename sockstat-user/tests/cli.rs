@@ -199,7 +199,24 @@ fn trace_without_privilege_says_what_is_needed() {
     } else {
         sockstat(&["trace"])
     };
-    assert_one_line_error(&out, "needs root, or CAP_BPF and CAP_PERFMON");
+    assert_one_line_error(
+        &out,
+        "needs root, or cap_dac_read_search,cap_sys_ptrace,cap_syslog,cap_perfmon,cap_bpf",
+    );
+}
+
+#[test]
+fn an_unknown_user_is_one_line_before_anything_loads() {
+    for command in ["trace", "top", "serve"] {
+        let mut args = vec![command, "--user", "no-such-user-here"];
+        if command == "top" {
+            args.push("--once");
+        }
+        assert_one_line_error(
+            &sockstat(&args),
+            "--user no-such-user-here: no such user (see getent passwd)",
+        );
+    }
 }
 
 #[test]

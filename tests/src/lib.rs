@@ -82,6 +82,11 @@ impl NobodyBinary {
         Ok(NobodyBinary(path))
     }
 
+    /// Where the copy is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
     /// The copy, run as nobody.
     pub fn command(&self) -> Command {
         as_nobody(&self.0)

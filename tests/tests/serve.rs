@@ -14,9 +14,9 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    ALL_HOOKS, NamedNetns, TestResult, Tracer, abort_on_close, client_closed_connections,
-    connect_nonblocking, fail, free_port, root_or_say_skipped, root_trial, sockstat_bin, spawning,
-    tcp_state, tun::TunPeer, twenty_port_netns, wait_links,
+    ALL_HOOKS, NamedNetns, NobodyBinary, TestResult, Tracer, abort_on_close,
+    client_closed_connections, connect_nonblocking, fail, free_port, root_or_say_skipped,
+    root_trial, sockstat_bin, spawning, tcp_state, tun::TunPeer, twenty_port_netns, wait_links,
 };
 
 fn main() {
@@ -62,6 +62,16 @@ fn main() {
             root,
             fleet_in_prometheus,
         ),
+        root_trial(
+            "serve_runs_on_as_its_user_with_only_the_capabilities_it_needs",
+            root,
+            least_privilege,
+        ),
+        root_trial(
+            "agents_load_with_exactly_the_documented_capabilities",
+            root,
+            documented_capabilities,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -90,15 +100,37 @@ impl Server {
         port: u16,
         extra: &[&str],
     ) -> Result<Server, Failed> {
+        Self::launch(netns, ip, port, &[], &sockstat_bin(), extra)
+    }
+
+    /// `runner BINARY serve ...` (runner: e.g. setpriv and its options), on 127.0.0.1.
+    fn start_as(
+        netns: Option<&NamedNetns>,
+        port: u16,
+        runner: &[&str],
+        binary: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<Server, Failed> {
+        Self::launch(netns, "127.0.0.1", port, runner, binary, extra)
+    }
+
+    fn launch(
+        netns: Option<&NamedNetns>,
+        ip: &str,
+        port: u16,
+        runner: &[&str],
+        binary: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<Server, Failed> {
         let listen = format!("{ip}:{port}");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &ns.name]).arg(sockstat_bin());
-                c
-            }
-            None => Command::new(sockstat_bin()),
-        };
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = netns {
+            argv.extend(["ip", "netns", "exec", &ns.name].map(Into::into));
+        }
+        argv.extend(runner.iter().map(Into::into));
+        argv.push(binary.into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd.args(["serve", "--listen", &listen, "--interval", "0.2"])
             .args(extra)
             .stdout(Stdio::null())
@@ -1490,5 +1522,230 @@ fn fleet_in_prometheus() -> TestResult {
     }
     drop(prometheus);
     drop(nodes);
+    Ok(())
+}
+
+/// Capability numbers (linux/capability.h).
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_BPF: u32 = 39;
+
+/// `Name:` of /proc/PID/status (or /proc/PID/task/TID/status).
+fn status_field(path: &str, name: &str) -> Result<String, Failed> {
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("{path}: {e}")))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+        .ok_or_else(|| fail(format!("{path}: no {name}")))
+}
+
+fn cap_mask(hex: &str) -> Result<u64, Failed> {
+    u64::from_str_radix(hex, 16).map_err(|e| fail(format!("{hex}: {e}")))
+}
+
+/// Moves of edge ESTAB -> FIN-WAIT-1 and of TIME-WAIT entries after `n` connections closed
+/// by the client in `ns`: the agent still reads its maps once its capabilities are gone.
+fn still_counts(server: &Server, ns: &NamedNetns, n: usize) -> TestResult {
+    let before = server.scrape()?;
+    ns.within(|| -> Result<(), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        client_closed_connections(ns, &listener, port, n)
+    })
+    .and_then(|r| r)
+    .map_err(fail)?;
+    let series = [
+        "sockstat_transitions_total{from=\"ESTAB\",to=\"FIN-WAIT-1\"}",
+        "sockstat_time_wait_entries_total",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = server.scrape()?;
+        let moved: Vec<f64> = series
+            .iter()
+            .map(|s| get(&now, s) - get(&before, s))
+            .collect();
+        if moved.iter().all(|&m| m == n as f64) && get(&now, "sockstat_ebpf_up") == 1.0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "after {n} connections, {series:?} moved by {moved:?}; ebpf_up {}",
+                get(&now, "sockstat_ebpf_up")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `serve --user nobody`, started as root: once loaded it runs as nobody with only
+/// CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE (CAP_BPF too where the kernel wants it for reading
+/// maps), on every thread, with no way back (bounding set, no_new_privs), and still counts.
+fn least_privilege() -> TestResult {
+    let ns = NamedNetns::new("privs").map_err(fail)?;
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let server = Server::start(Some(&ns), port, &["--user", "nobody"])?;
+    // `ip netns exec` execs serve in its own place: the child is serve.
+    let pid = server.child.id();
+    let status = format!("/proc/{pid}/status");
+    for ids in ["Uid", "Gid"] {
+        let value = status_field(&status, ids)?;
+        if value.split_whitespace().any(|id| id != "65534") {
+            return Err(fail(format!(
+                "{ids}: {value}, expected nobody's (65534) in all four"
+            )));
+        }
+    }
+    let owners = (1u64 << CAP_DAC_READ_SEARCH) | (1 << CAP_SYS_PTRACE);
+    let eff = cap_mask(&status_field(&status, "CapEff")?)?;
+    let bpf_disabled = std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+        .map_or(1, |t| t.trim().parse::<u32>().unwrap_or(1));
+    let allowed = if bpf_disabled == 0 {
+        owners
+    } else {
+        owners | (1 << CAP_BPF)
+    };
+    if eff & owners != owners || eff & !allowed != 0 {
+        return Err(fail(format!(
+            "CapEff {eff:016x}: expected cap_dac_read_search and cap_sys_ptrace, plus at most \
+             cap_bpf (unprivileged_bpf_disabled = {bpf_disabled})"
+        )));
+    }
+    for (field, want) in [
+        ("CapPrm", format!("{eff:016x}")),
+        ("CapBnd", format!("{eff:016x}")),
+        ("CapInh", "0000000000000000".to_string()),
+        ("CapAmb", "0000000000000000".to_string()),
+        ("NoNewPrivs", "1".to_string()),
+    ] {
+        let got = status_field(&status, field)?;
+        if got != want {
+            return Err(fail(format!("{field}: {got}, expected {want}")));
+        }
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| fail(e.to_string()))?;
+    for task in tasks.flatten() {
+        let path = task.path().join("status").display().to_string();
+        let task_eff = cap_mask(&status_field(&path, "CapEff")?)?;
+        if task_eff != eff {
+            return Err(fail(format!(
+                "{path}: CapEff {task_eff:016x}, the process {eff:016x}"
+            )));
+        }
+    }
+    still_counts(&server, &ns, 4)?;
+    drop(server);
+
+    // trace drops the same way, and goes on tracing.
+    let tracer = Tracer::start_in(&ns, &["--json", "--user", "nobody"]).map_err(fail)?;
+    let status = format!("/proc/{}/status", tracer.pid());
+    let uid = status_field(&status, "Uid")?;
+    let eff = cap_mask(&status_field(&status, "CapEff")?)?;
+    if uid.split_whitespace().any(|id| id != "65534")
+        || eff & owners != owners
+        || eff & !allowed != 0
+    {
+        return Err(fail(format!(
+            "trace --user nobody runs on with Uid {uid}, CapEff {eff:016x}"
+        )));
+    }
+    ns.within(|| -> Result<(), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        client_closed_connections(&ns, &listener, port, 2)
+    })
+    .and_then(|r| r)
+    .map_err(fail)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let events = tracer.stop_json().map_err(fail)?;
+    let closes = events
+        .iter()
+        .filter(|e| e["old"] == "ESTAB" && e["new"] == "FIN-WAIT-1")
+        .count();
+    if closes != 2 {
+        return Err(fail(format!(
+            "trace as nobody saw {closes} of 2 active closes: {events:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The load set `--help` documents for trace, top and serve, given alone to nobody through
+/// ambient capabilities: serve loads every hook (the timewait ones too) and counts. One
+/// capability fewer: without CAP_SYSLOG the timewait hooks are refused (kallsyms hides the
+/// timer's address), without CAP_PERFMON the programs do not load at all.
+fn documented_capabilities() -> TestResult {
+    const LOAD: &str = "bpf,perfmon,syslog,dac_read_search,sys_ptrace";
+    let help = run(&sockstat_bin().display().to_string(), &["serve", "--help"])?;
+    for cap in LOAD.split(',') {
+        let name = format!("CAP_{}", cap.to_ascii_uppercase());
+        if !help.contains(&name) {
+            return Err(fail(format!("serve --help does not name {name}")));
+        }
+    }
+    let copy = NobodyBinary::new("caps").map_err(fail)?;
+    let ns = NamedNetns::new("caps").map_err(fail)?;
+    let with = |caps: &str| -> [String; 6] {
+        let plus: Vec<String> = caps.split(',').map(|c| format!("+{c}")).collect();
+        let set = format!("-all,{}", plus.join(","));
+        [
+            "setpriv".to_string(),
+            "--reuid=65534".to_string(),
+            "--regid=65534".to_string(),
+            "--clear-groups".to_string(),
+            format!("--inh-caps={set}"),
+            format!("--ambient-caps={set}"),
+        ]
+    };
+    let serve_with = |caps: &str| -> Result<Server, Failed> {
+        let runner = with(caps);
+        let runner: Vec<&str> = runner.iter().map(String::as_str).collect();
+        let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+        Server::start_as(Some(&ns), port, &runner, copy.path(), &[])
+    };
+    let attached = |server: &Server, hook: &str| -> Result<f64, Failed> {
+        Ok(get(
+            &server.scrape()?,
+            &format!("sockstat_hook_attached{{tracepoint=\"{hook}\"}}"),
+        ))
+    };
+
+    let server = serve_with(LOAD)?;
+    if attached(&server, "timer_start")? != 1.0 || attached(&server, "inet_sock_set_state")? != 1.0
+    {
+        return Err(fail(format!(
+            "with {LOAD} serve must attach every hook: {:?}",
+            server.scrape()?
+        )));
+    }
+    let eff = cap_mask(&status_field(
+        &format!("/proc/{}/status", server.child.id()),
+        "CapEff",
+    )?)?;
+    let owners = (1u64 << CAP_DAC_READ_SEARCH) | (1 << CAP_SYS_PTRACE);
+    if eff & !(owners | (1 << CAP_BPF)) != 0 {
+        return Err(fail(format!(
+            "loaded with {LOAD}, serve runs on with CapEff {eff:016x}"
+        )));
+    }
+    still_counts(&server, &ns, 3)?;
+    drop(server);
+
+    let server = serve_with("bpf,perfmon,dac_read_search,sys_ptrace")?;
+    if attached(&server, "timer_start")? != 0.0 || attached(&server, "inet_sock_set_state")? != 1.0
+    {
+        return Err(fail(format!(
+            "without cap_syslog the timewait hooks cannot attach, the state hook can: {:?}",
+            server.scrape()?
+        )));
+    }
+    drop(server);
+
+    let server = serve_with("bpf,syslog,dac_read_search,sys_ptrace")?;
+    if get(&server.scrape()?, "sockstat_ebpf_up") != 0.0 {
+        return Err(fail(
+            "without cap_perfmon serve must poll (sockstat_ebpf_up 0)",
+        ));
+    }
     Ok(())
 }

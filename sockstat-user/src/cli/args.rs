@@ -187,6 +187,15 @@ pub struct ProbeArgs {
     pub ring_kib: u32,
 }
 
+/// The agents' privileges once loaded: trace, top and serve.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PrivilegeArgs {
+    /// Once the kernel programs are loaded, run on as this user (with only the
+    /// capabilities still needed; see CAPABILITIES in --help).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
 // Range checks live here, in clap's value parsers, so every command rejects the same bad
 // value with the same short message (exit 2) before anything is loaded.
 
@@ -296,6 +305,8 @@ pub struct TraceArgs {
     pub ip: FamilyArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub privilege: PrivilegeArgs,
     /// Stop after N transitions have been printed.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -402,6 +413,8 @@ pub struct TopArgs {
     pub ip: FamilyArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub privilege: PrivilegeArgs,
     /// Filter expression, in ss's filter language (editable on screen with `f`); options may
     /// follow it.
     #[arg(value_name = "FILTER")]
@@ -563,4 +576,6 @@ pub struct ServeArgs {
     pub ns: NetnsArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub privilege: PrivilegeArgs,
 }

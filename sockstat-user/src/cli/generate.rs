@@ -32,6 +32,7 @@ fn sections(cmd: &clap::Command) -> &'static [help::Section] {
     match cmd.get_name() {
         "sockstat" => help::LIST,
         "trace" => help::TRACE,
+        "top" | "serve" => help::AGENT,
         _ => &[],
     }
 }

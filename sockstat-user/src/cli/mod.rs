@@ -28,6 +28,10 @@ pub fn command() -> clap::Command {
         .mut_subcommand("trace", |c| {
             c.after_long_help(help::text(help::TRACE, width))
         })
+        .mut_subcommand("top", |c| c.after_long_help(help::text(help::AGENT, width)))
+        .mut_subcommand("serve", |c| {
+            c.after_long_help(help::text(help::AGENT, width))
+        })
 }
 
 /// Parses the process's arguments.
@@ -127,6 +131,39 @@ fn check_memory() -> Result<(), UsageError> {
         mib(room.limit),
         mib(room.used)
     )))
+}
+
+/// `--user NAME`, looked up before anything is loaded: a typo is one line, exit 2.
+fn user_of(args: &args::PrivilegeArgs) -> Result<Option<crate::least_privilege::User>, UsageError> {
+    args.user
+        .as_deref()
+        .map(crate::least_privilege::User::lookup)
+        .transpose()
+        .map_err(|e| UsageError(e.to_string()))
+}
+
+/// Once an agent's programs are loaded: gives up every capability it no longer needs, and
+/// becomes `user` (see `least_privilege`). `other_netns`: its dumps enter other network
+/// namespaces. `probe`: its programs, whose maps it goes on reading.
+fn run_on_least_privilege(
+    user: Option<&crate::least_privilege::User>,
+    other_netns: bool,
+    probe: Option<&crate::ebpf::Probe>,
+) -> Result<(), UsageError> {
+    let maps_readable = || probe.is_none_or(|p| p.counters().is_ok() && p.missed_runs().is_ok());
+    let kept = crate::least_privilege::drop_after_load(
+        crate::least_privilege::Needs { other_netns },
+        user,
+        maps_readable,
+    )
+    .map_err(|e| UsageError(e.to_string()))?;
+    log::info!("running on as {kept}");
+    Ok(())
+}
+
+/// Whether an agent's scope reaches beyond its own network namespace.
+fn beyond_own_netns(all_netns: bool, netns: Option<u32>) -> bool {
+    all_netns || netns.is_some_and(|n| n != crate::agent::own_netns())
 }
 
 /// `-N NS`: the network namespace a command works in (`None`: this process's own).

@@ -99,14 +99,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ))
     })?;
     let netns = super::NetnsChoice::open(&args.ns.one)?.inode();
+    let user = super::user_of(&args.privilege)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(serve(args, addr, netns))
+    runtime.block_on(serve(args, addr, netns, user.as_ref()))
 }
 
-async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    args: &ServeArgs,
+    addr: SocketAddr,
+    netns: Option<u32>,
+    user: Option<&crate::least_privilege::User>,
+) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| UsageError(format!("cannot listen on {addr}: {e}")))?;
@@ -130,6 +136,11 @@ async fn serve(args: &ServeArgs, addr: SocketAddr, netns: Option<u32>) -> anyhow
         scope,
         poll: args.poll,
     })?;
+    super::run_on_least_privilege(
+        user,
+        super::beyond_own_netns(args.ns.all_netns, netns),
+        feed.probe(),
+    )?;
     let mut ports = PortWatch::new(scope);
     let source = match feed.source() {
         DataSource::Ebpf { hook, .. } => format!("ebpf {hook}"),

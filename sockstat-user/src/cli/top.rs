@@ -34,6 +34,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
     let alerts = crate::alert::parse_all(&args.alert, &Snapshot::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
     let netns = super::NetnsChoice::open(&args.ns.one)?.inode();
+    let user = super::user_of(&args.privilege)?;
     let interactive = io::stdout().is_terminal() && io::stdin().is_terminal();
     if !args.once && !interactive {
         return Err(UsageError(
@@ -45,7 +46,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(top(args, netns, filter, filter_text, alerts))
+    runtime.block_on(top(args, netns, user, filter, filter_text, alerts))
 }
 
 fn parse_filter(text: &str, args: &TopArgs) -> Result<Filter, String> {
@@ -150,12 +151,18 @@ fn context<'a>(
 async fn top(
     args: &TopArgs,
     netns: Option<u32>,
+    user: Option<crate::least_privilege::User>,
     mut filter: Filter,
     mut filter_text: String,
     alerts: Vec<Alert>,
 ) -> anyhow::Result<ExitCode> {
     let options = feed_options(args, netns);
     let mut feed = Feed::start(&options)?;
+    super::run_on_least_privilege(
+        user.as_ref(),
+        super::beyond_own_netns(args.ns.all_netns, netns),
+        feed.probe(),
+    )?;
     let mut ports = PortWatch::new(options.scope);
     let per_edge = feed.is_ebpf();
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());

@@ -38,17 +38,19 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     let filter = Filter::parse(&args.filter, &args.ip.tcp_filter_context())
         .map_err(|e| UsageError(e.to_string()))?;
     let netns = check_selectors(args)?;
+    let user = super::user_of(&args.privilege)?;
     if !privilege::can_trace() {
-        return Err(UsageError(
-            "sockstat trace needs root, or CAP_BPF and CAP_PERFMON: run it with sudo".to_string(),
-        )
+        return Err(UsageError(format!(
+            "sockstat trace needs root, or {}: run it with sudo",
+            crate::least_privilege::names(crate::least_privilege::LOAD)
+        ))
         .into());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(trace(args, &filter, netns))
+    runtime.block_on(trace(args, &filter, netns, user.as_ref()))
 }
 
 /// `--pid`, `--cgroup` and `--netns` must name something that exists: a selector that can
@@ -160,7 +162,12 @@ fn cgroup_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow::Result<ExitCode> {
+async fn trace(
+    args: &TraceArgs,
+    filter: &Filter,
+    netns: Option<u32>,
+    user: Option<&crate::least_privilege::User>,
+) -> anyhow::Result<ExitCode> {
     let mut pipeline = Pipeline::attach(&PipelineOptions {
         hook: args.probe.hook,
         ring_kib: args.probe.ring_kib,
@@ -177,6 +184,11 @@ async fn trace(args: &TraceArgs, filter: &Filter, netns: Option<u32>) -> anyhow:
         baseline: true,
         reconcile: (args.reconcile > 0).then(|| Duration::from_secs(args.reconcile)),
     })?;
+    super::run_on_least_privilege(
+        user,
+        super::beyond_own_netns(args.ns.all_netns, netns),
+        Some(pipeline.probe()),
+    )?;
     let probe = pipeline.probe();
     eprintln!(
         "sockstat: tracing {} ({}, ring {} KiB, {} sockets in the baseline); Ctrl-C to stop",
