@@ -72,6 +72,16 @@ fn main() {
             root,
             documented_capabilities,
         ),
+        root_trial(
+            "serve_web_config_tls_and_basic_auth_with_curl_and_prometheus",
+            root,
+            web_config,
+        ),
+        root_trial(
+            "serve_warns_once_when_open_beyond_loopback",
+            root,
+            open_beyond_loopback,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -86,6 +96,8 @@ struct Server {
     netns: Option<String>,
     ip: String,
     port: u16,
+    /// curl's options for an https server (--cacert, -u); empty: plain http.
+    https: Vec<String>,
 }
 
 impl Server {
@@ -100,7 +112,13 @@ impl Server {
         port: u16,
         extra: &[&str],
     ) -> Result<Server, Failed> {
-        Self::launch(netns, ip, port, &[], &sockstat_bin(), extra)
+        Self::launch(netns, ip, port, &[], &sockstat_bin(), extra, Vec::new())
+    }
+
+    /// On the host's 127.0.0.1 with `--web-config` in `extra`; `client`: curl's options to
+    /// reach it (--cacert, -u).
+    fn start_https(port: u16, extra: &[&str], client: Vec<String>) -> Result<Server, Failed> {
+        Self::launch(None, "127.0.0.1", port, &[], &sockstat_bin(), extra, client)
     }
 
     /// `runner BINARY serve ...` (runner: e.g. setpriv and its options), on 127.0.0.1.
@@ -111,7 +129,7 @@ impl Server {
         binary: &std::path::Path,
         extra: &[&str],
     ) -> Result<Server, Failed> {
-        Self::launch(netns, "127.0.0.1", port, runner, binary, extra)
+        Self::launch(netns, "127.0.0.1", port, runner, binary, extra, Vec::new())
     }
 
     fn launch(
@@ -121,6 +139,7 @@ impl Server {
         runner: &[&str],
         binary: &std::path::Path,
         extra: &[&str],
+        https: Vec<String>,
     ) -> Result<Server, Failed> {
         let listen = format!("{ip}:{port}");
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
@@ -141,6 +160,7 @@ impl Server {
             netns: netns.map(|n| n.name.clone()),
             ip: ip.to_string(),
             port,
+            https,
         };
         let mut server = server;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -179,12 +199,18 @@ impl Server {
     /// curl ARGS http://IP:PORT{path}, from the server's namespace.
     fn curl(&self, args: &[&str]) -> Result<String, Failed> {
         let (path, opts) = args.split_last().ok_or_else(|| fail("no path"))?;
-        let url = format!("http://{}:{}{path}", self.ip, self.port);
+        let scheme = if self.https.is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!("{scheme}://{}:{}{path}", self.ip, self.port);
         let mut full: Vec<String> = Vec::new();
         if let Some(ns) = &self.netns {
             full.extend(["netns", "exec", ns, "curl"].map(String::from));
         }
         full.extend(["-s", "--max-time", "5"].map(String::from));
+        full.extend(self.https.iter().cloned());
         full.extend(opts.iter().map(|s| s.to_string()));
         full.push(url);
         let (cmd, rest) = if self.netns.is_some() {
@@ -1211,16 +1237,26 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(targets: &[String], rules: &std::path::Path) -> Result<Prometheus, Failed> {
-        let dir = std::env::temp_dir().join(format!("sst-prometheus-{}", std::process::id()));
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        Self::start_with(
+            &format!("rule_files: [\"{}\"]\n", rules.display()),
+            &format!(
+                "  - job_name: sockstat\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+            "fleet",
+        )
+    }
+
+    /// With `top` (rule_files and the like) and `jobs` (scrape_configs' entries) of its
+    /// configuration; `tag` names its data directory.
+    fn start_with(top: &str, jobs: &str, tag: &str) -> Result<Prometheus, Failed> {
+        let dir = std::env::temp_dir().join(format!("sst-prometheus-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-             rule_files: [\"{}\"]\n\
-             scrape_configs:\n  - job_name: sockstat\n    static_configs:\n      - targets: [{}]\n",
-            rules.display(),
-            targets.join(", ")
+             {top}scrape_configs:\n{jobs}"
         );
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config).map_err(|e| fail(e.to_string()))?;
@@ -1746,6 +1782,213 @@ fn documented_capabilities() -> TestResult {
         return Err(fail(
             "without cap_perfmon serve must poll (sockstat_ebpf_up 0)",
         ));
+    }
+    Ok(())
+}
+
+/// A CA and a certificate for 127.0.0.1 and localhost that it signed, made with openssl
+/// in `dir`: ca.crt, server.crt, server.key.
+fn make_certificates(dir: &std::path::Path) -> TestResult {
+    let path = |f: &str| dir.join(f).display().to_string();
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    let (ca_key, ca_crt) = (path("ca.key"), path("ca.crt"));
+    ca.extend([
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_crt,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sockstat test CA",
+    ]);
+    run("openssl", &ca)?;
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    let (key, req) = (path("server.key"), path("server.csr"));
+    csr.extend(["-keyout", &key, "-out", &req, "-subj", "/CN=localhost"]);
+    run("openssl", &csr)?;
+    let (crt, ext) = (path("server.crt"), path("server.ext"));
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &req,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    )?;
+    Ok(())
+}
+
+/// `serve --web-config` with TLS and a bcrypt user, in exporter-toolkit's format: curl
+/// gets the metrics only over TLS, with the CA and the password (401 and the Basic
+/// challenge otherwise); Debian's Prometheus scrapes it over TLS with basic auth (up 1),
+/// and a job with a wrong password is refused (up 0).
+fn web_config() -> TestResult {
+    const PASSWORD: &str = "correct horse battery";
+    let dir = std::env::temp_dir().join(format!("sst-webconfig-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    make_certificates(&dir)?;
+    // htpasswd (apache2-utils) is what exporter-toolkit's docs make hashes with.
+    let line = run("htpasswd", &["-nbBC", "10", "scraper", PASSWORD])?;
+    let hash = line
+        .trim()
+        .strip_prefix("scraper:")
+        .ok_or_else(|| fail(format!("htpasswd said {line:?}")))?
+        .to_string();
+    // Paths relative to the file, as exporter-toolkit reads them.
+    let config = dir.join("web.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  scraper: {hash}\n"
+        ),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let ca = dir.join("ca.crt").display().to_string();
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let config_arg = config.display().to_string();
+    let server = Server::start_https(
+        port,
+        &["--web-config", &config_arg],
+        vec![
+            "--cacert".into(),
+            ca.clone(),
+            "-u".into(),
+            format!("scraper:{PASSWORD}"),
+        ],
+    )?;
+    let metrics = server.curl(&["/metrics"])?;
+    if !metrics.contains("sockstat_build_info") {
+        return Err(fail(format!("https with the password: {metrics}")));
+    }
+    let status = |opts: &[&str], url: &str| -> Result<String, Failed> {
+        let mut args = vec![
+            "-s",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        args.extend_from_slice(opts);
+        args.push(url);
+        // curl's own failures (no TLS, an unknown CA) show as code 000.
+        Ok(sockstat_tests::run("curl", &args).unwrap_or_else(|_| "000".into()))
+    };
+    let https = format!("https://127.0.0.1:{port}/metrics");
+    let wrong = "scraper:wrong".to_string();
+    for (opts, want, what) in [
+        (vec!["--cacert", &ca], "401", "no password"),
+        (
+            vec!["--cacert", &ca, "-u", &wrong],
+            "401",
+            "a wrong password",
+        ),
+        (vec![], "000", "no CA (the certificate cannot be verified)"),
+    ] {
+        let got = status(&opts, &https)?;
+        if got != want {
+            return Err(fail(format!("https with {what}: {got}, expected {want}")));
+        }
+    }
+    let plain = status(&[], &format!("http://127.0.0.1:{port}/metrics"))?;
+    if plain == "200" {
+        return Err(fail("plain http must not be served on a TLS port"));
+    }
+    let challenge =
+        sockstat_tests::run("curl", &["-s", "-i", "--cacert", &ca, &https]).map_err(fail)?;
+    if !challenge.contains("WWW-Authenticate: Basic realm=\"sockstat\"") {
+        return Err(fail(format!(
+            "401 without the Basic challenge: {challenge}"
+        )));
+    }
+
+    let job = |name: &str, password: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n\
+             \x20   basic_auth:\n      username: scraper\n      password: \"{password}\"\n\
+             \x20   static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+        )
+    };
+    let jobs = format!("{}{}", job("sockstat", PASSWORD), job("intruder", "guess"));
+    let prometheus = Prometheus::start_with("", &jobs, "tls")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = unix_now();
+        let up = |job: &str| prometheus.value(&format!("up{{job=\"{job}\"}}"), now).ok();
+        let built = prometheus
+            .value("count(sockstat_build_info{job=\"sockstat\"})", now)
+            .ok();
+        if up("sockstat") == Some(1.0) && up("intruder") == Some(0.0) && built == Some(1.0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "Prometheus over TLS: up sockstat {:?}, intruder {:?}, build_info {built:?}",
+                up("sockstat"),
+                up("intruder")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(prometheus);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Listening beyond loopback without --web-config: one warning that says so, and none on
+/// loopback.
+fn open_beyond_loopback() -> TestResult {
+    let ns = NamedNetns::new("open").map_err(fail)?;
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let warning = "without --web-config";
+    let mut open = Server::start_on(Some(&ns), "0.0.0.0", port, &[])?;
+    // Two scrapes: the warning is said once, at start, not per client.
+    open.scrape()?;
+    open.scrape()?;
+    let _ = open.child.kill();
+    let _ = open.child.wait();
+    let said = open.stderr();
+    if said.matches(warning).count() != 1 {
+        return Err(fail(format!("0.0.0.0 without --web-config: {said:?}")));
+    }
+    let mut local = Server::start_on(Some(&ns), "127.0.0.1", port, &[])?;
+    let _ = local.child.kill();
+    let _ = local.child.wait();
+    let said = local.stderr();
+    if said.contains(warning) {
+        return Err(fail(format!("a loopback serve warned: {said:?}")));
     }
     Ok(())
 }

@@ -20,6 +20,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("hyperfine", "hyperfine"),
     ("prometheus", "promtool"),
+    // htpasswd: bcrypt hashes for serve --web-config's basic auth.
+    ("apache2-utils", "htpasswd"),
     // GNU time: peak RSS of benchmarked commands.
     ("time", "time"),
     // A real HTTP client for the exporter tests.

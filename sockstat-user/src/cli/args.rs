@@ -572,6 +572,10 @@ pub struct ServeArgs {
     /// The most events kept per connection's timeline (its first and the latest).
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=65536))]
     pub timeline_events: u32,
+    /// TLS and basic auth, in the Prometheus exporter-toolkit's web configuration format
+    /// (tls_server_config, basic_auth_users with bcrypt hashes), as node_exporter takes it.
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub ns: NetnsArgs,
     #[command(flatten)]

@@ -20,6 +20,7 @@ use crate::{
         conns::{ConnLog, ConnQuery},
         http,
         metrics::Metrics,
+        web_config::WebConfig,
     },
     live::{clock, dashboard::DataSource},
 };
@@ -100,11 +101,21 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let netns = super::NetnsChoice::open(&args.ns.one)?.inode();
     let user = super::user_of(&args.privilege)?;
+    // Read now, while the key may still be readable only by root.
+    let web = match &args.web_config {
+        Some(path) => WebConfig::load(path).map_err(|e| UsageError(e.to_string()))?,
+        None => WebConfig::open(),
+    };
+    if args.web_config.is_none() && !addr.ip().is_loopback() {
+        eprintln!(
+            "sockstat serve: warning: listening on {addr} without --web-config: anyone who reaches it reads the metrics and connection timelines (--web-config FILE adds TLS and basic auth)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(serve(args, addr, netns, user.as_ref()))
+    runtime.block_on(serve(args, addr, netns, user.as_ref(), Arc::new(web)))
 }
 
 async fn serve(
@@ -112,6 +123,7 @@ async fn serve(
     addr: SocketAddr,
     netns: Option<u32>,
     user: Option<&crate::least_privilege::User>,
+    web: Arc<WebConfig>,
 ) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -166,8 +178,14 @@ async fn serve(
     if let Ok(mut m) = shared.metrics.lock() {
         m.refresh(&feed, &ports.forecast(&feed));
     }
-    eprintln!("sockstat serve: http://{addr}/metrics ({source}); SIGTERM stops it");
-    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
+    let auth = if web.auth.is_enabled() {
+        ", basic auth"
+    } else {
+        ""
+    };
+    eprintln!("sockstat serve: {scheme}://{addr}/metrics ({source}{auth}); SIGTERM stops it");
+    let server = tokio::spawn(http::serve(listener, shared.clone(), web));
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;

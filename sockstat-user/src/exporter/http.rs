@@ -1,7 +1,9 @@
 //! The scrape endpoint: GET /metrics, GET /healthz and GET /conn (a connection's
-//! timeline, for `sockstat conn`) over HTTP/1.x, one request per connection. Written here rather than taken from hyper: an exporter needs two paths and
-//! hard limits (header size, read time, concurrent connections), and hyper's server would
-//! need hyper-util plus the same guards around it for a tenth of its features.
+//! timeline, for `sockstat conn`) over HTTP/1.x, one request per connection, in the clear
+//! or over TLS, with basic auth when `--web-config` asks (`web_config.rs`). Written here
+//! rather than taken from hyper: an exporter needs two paths and hard limits (header size,
+//! read time, concurrent connections), and hyper's server would need hyper-util plus the
+//! same guards around it for a tenth of its features.
 use std::{
     collections::BTreeMap,
     sync::{
@@ -12,14 +14,17 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::oneshot,
 };
 
+use super::web_config::{Credentials, WebConfig};
+
 /// The request head must fit in this; a bigger one gets 431 and the connection closes.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// A client that has not sent its whole request head this long after accept is dropped.
+/// A client that has not finished its TLS handshake and sent its whole request head this
+/// long after accept is dropped.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once. At the cap, a new client takes the slot of the oldest one
 /// still waiting for its request head: idle or slow clients cannot starve a scrape.
@@ -70,7 +75,7 @@ impl Slots {
     }
 }
 
-pub async fn serve(listener: TcpListener, source: Arc<dyn Source>) {
+pub async fn serve(listener: TcpListener, source: Arc<dyn Source>, web: Arc<WebConfig>) {
     let slots = Arc::new(Slots::default());
     for id in 0u64.. {
         let Ok((stream, _)) = listener.accept().await else {
@@ -92,10 +97,10 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn Source>) {
                 reading: reading.clone(),
             },
         );
-        let (source, slots) = (source.clone(), slots.clone());
+        let (source, slots, web) = (source.clone(), slots.clone(), web.clone());
         tokio::spawn(async move {
             tokio::select! {
-                _ = handle(stream, source.as_ref(), &reading) => {}
+                _ = serve_one(stream, source.as_ref(), &web, &reading) => {}
                 // Evicted (or the server is going away): dropping the stream closes it.
                 _ = evicted => {}
             }
@@ -104,9 +109,31 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn Source>) {
     }
 }
 
+/// One accepted connection: the TLS handshake first when configured, then the request.
+async fn serve_one(
+    stream: TcpStream,
+    source: &dyn Source,
+    web: &Arc<WebConfig>,
+    reading: &AtomicBool,
+) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+    match &web.tls {
+        None => handle(stream, source, web, reading, deadline).await,
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            // A failed handshake (a plain-HTTP client, an unknown client CA) is the
+            // client's to see; nothing is answered in the clear.
+            match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => handle(tls_stream, source, web, reading, deadline).await,
+                Ok(Err(_)) | Err(_) => Ok(()),
+            }
+        }
+    }
+}
+
 /// Reads up to the end of the request head (a blank line); `None` when the head is larger
 /// than [`MAX_HEAD`], which is checked as the bytes arrive, not after.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     loop {
@@ -145,17 +172,25 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
 
 /// Writes the response; for HEAD (`with_body` false) the same headers, Content-Length
 /// included, without the body.
-async fn respond(
-    stream: &mut TcpStream,
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     status: &str,
     content_type: &str,
+    headers: &[(&str, &str)],
     body: &[u8],
     with_body: bool,
 ) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    for (name, value) in headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await?;
     if with_body {
         stream.write_all(body).await?;
@@ -210,12 +245,27 @@ pub fn route(head: &str, source: &dyn Source) -> (&'static str, &'static str, Ve
     }
 }
 
-async fn handle(
-    mut stream: TcpStream,
+/// The value of header `name` in a request head, if present.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|h| {
+        let (n, value) = h.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     source: &dyn Source,
+    web: &Arc<WebConfig>,
     reading: &AtomicBool,
+    deadline: tokio::time::Instant,
 ) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+    let extra: Vec<(&str, &str)> = web
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let head = match tokio::time::timeout_at(deadline, read_head(&mut stream)).await {
         Err(_) => return Ok(()),
         Ok(Err(_)) => return Ok(()),
         Ok(Ok(None)) => {
@@ -224,6 +274,7 @@ async fn handle(
                 &mut stream,
                 "431 Request Header Fields Too Large",
                 "text/plain",
+                &extra,
                 b"request head too large\n",
                 true,
             )
@@ -233,15 +284,40 @@ async fn handle(
     };
     reading.store(false, Ordering::Relaxed);
     let text = String::from_utf8_lossy(&head);
+    let with_body = !text.starts_with("HEAD ");
+    let allowed = match web.auth.check(header(&text, "authorization")) {
+        Credentials::Accepted => true,
+        Credentials::Rejected => false,
+        // bcrypt takes tens of milliseconds: off the event loop.
+        Credentials::Verify {
+            user,
+            password,
+            hash,
+        } => {
+            let web = web.clone();
+            tokio::task::spawn_blocking(move || web.auth.verify(&user, &password, &hash))
+                .await
+                .unwrap_or(false)
+        }
+    };
+    if !allowed {
+        let mut headers = extra.clone();
+        headers.push((
+            "WWW-Authenticate",
+            "Basic realm=\"sockstat\", charset=\"UTF-8\"",
+        ));
+        return respond(
+            &mut stream,
+            "401 Unauthorized",
+            "text/plain",
+            &headers,
+            b"unauthorized\n",
+            with_body,
+        )
+        .await;
+    }
     let (status, content_type, body) = route(&text, source);
-    respond(
-        &mut stream,
-        status,
-        content_type,
-        &body,
-        !text.starts_with("HEAD "),
-    )
-    .await
+    respond(&mut stream, status, content_type, &extra, &body, with_body).await
 }
 
 #[cfg(test)]

@@ -3,3 +3,4 @@
 pub mod conns;
 pub mod http;
 pub mod metrics;
+pub mod web_config;
