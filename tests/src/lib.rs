@@ -179,6 +179,13 @@ impl Tracer {
         Self::spawn(cmd)
     }
 
+    /// `start`, with these environment variables set for sockstat.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
+        let mut cmd = Command::new(sockstat_bin());
+        cmd.arg("trace").args(args).envs(env.iter().copied());
+        Self::spawn(cmd)
+    }
+
     /// `sockstat trace ARGS` inside `ns` (whose sockets it then traces, like ss would).
     pub fn start_in(ns: &NamedNetns, args: &[&str]) -> Result<Self, String> {
         let mut cmd = Command::new("ip");

@@ -46,6 +46,11 @@ fn main() {
             root,
             docker_container,
         ),
+        root_trial(
+            "trace_names_a_pod_from_the_kubelet_layout",
+            root,
+            kubelet_layout,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -1076,6 +1081,184 @@ fn docker_container() -> TestResult {
         .unwrap_or_default();
     if !label.ends_with(&format!("/docker:{short}")) {
         return Err(fail(format!("--all-netns label {label:?}")));
+    }
+    // trace names the container a connection's owner runs in, from the engine.
+    let host = dockerd.host();
+    let tracer = Tracer::start_with_env(
+        &["--json", "--all-netns"],
+        &[("DOCKER_HOST", host.as_str())],
+    )
+    .map_err(fail)?;
+    let text_tracer = Tracer::start_with_env(&["--all-netns"], &[("DOCKER_HOST", host.as_str())])
+        .map_err(fail)?;
+    dockerd
+        .docker(&[
+            "exec",
+            &name,
+            "/bin/busybox",
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            "http://127.0.0.1:7381/",
+        ])
+        .or_else(|e| {
+            // httpd answers 404 for a missing index: wget's exit, not a failed connection.
+            if e.message().is_some_and(|m| m.contains("404")) {
+                Ok(String::new())
+            } else {
+                Err(e)
+            }
+        })?;
+    let connect = tracer
+        .wait_line(
+            |l| l.contains("\"remote\":\"127.0.0.1:7381\"") && l.contains("\"new\":\"SYN-SENT\""),
+            Duration::from_secs(10),
+        )
+        .ok_or_else(|| fail("trace --all-netns did not see the container's connect"))?;
+    tracer.stop().map_err(fail)?;
+    // In text, the WORKLOAD column ends the line.
+    let text = text_tracer
+        .wait_line(
+            |l| l.contains("127.0.0.1:7381") && l.contains("CLOSE -> SYN-SENT"),
+            Duration::from_secs(10),
+        )
+        .ok_or_else(|| fail("trace --all-netns (text) did not see the container's connect"))?;
+    text_tracer.stop().map_err(fail)?;
+    if text.1.split_whitespace().last() != Some(name.as_str()) {
+        return Err(fail(format!(
+            "text line without the container {name}: {}",
+            text.1
+        )));
+    }
+    let v: Value = serde_json::from_str(&connect.1).map_err(|e| fail(e.to_string()))?;
+    if v["container"] != name.as_str() || v["image"] != image.as_str() || v.get("pod").is_some() {
+        return Err(fail(format!(
+            "the connect inside {name} ({image}) is named {:?} / {:?} / pod {:?}",
+            v["container"], v["image"], v["pod"]
+        )));
+    }
+    Ok(())
+}
+
+/// With no engine to ask (containerd, CRI-O), the kubelet's on-disk layout names a pod's
+/// containers: a process placed in a cgroup named as containerd names a pod's container,
+/// and a log tree with the kubelet's exact naming. trace --json gives the connection its
+/// pod, namespace and container.
+/// Where cgroup v2 is mounted, from /proc/self/mounts; else a mount of it made here, and
+/// unmounted when the guard goes.
+fn cgroup2_root(tag: u32) -> Result<(std::path::PathBuf, Option<Unmount>), Failed> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| fail(e.to_string()))?;
+    let found = mounts.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(w[1]))
+    });
+    if let Some(dir) = found {
+        return Ok((dir, None));
+    }
+    let dir = std::env::temp_dir().join(format!("sst-cgroup2-{tag}"));
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    run(
+        "mount",
+        &["-t", "cgroup2", "none", &dir.display().to_string()],
+    )?;
+    Ok((dir.clone(), Some(Unmount(dir))))
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn kubelet_layout() -> TestResult {
+    let tag = std::process::id();
+    let id = format!("{:064x}", u64::from(tag) * 0x9e37_79b9 + 0xabc);
+    let uid = format!("0a1b2c3d-4e5f-6789-abcd-{:012x}", tag);
+    let (pod, namespace, container) = ("web-7d9f8c6b5-x2x4q", "shop", "nginx");
+    let logs = std::env::temp_dir().join(format!("sst-kubelet-{tag}"));
+    let _ = std::fs::remove_dir_all(&logs);
+    let pod_dir = logs.join(format!("pods/{namespace}_{pod}_{uid}/{container}"));
+    std::fs::create_dir_all(&pod_dir).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(pod_dir.join("0.log"), "").map_err(|e| fail(e.to_string()))?;
+    std::fs::create_dir_all(logs.join("containers")).map_err(|e| fail(e.to_string()))?;
+    std::os::unix::fs::symlink(
+        pod_dir.join("0.log"),
+        logs.join(format!("containers/{pod}_{namespace}_{container}-{id}.log")),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+
+    // cgroup v2, as the kubelet's systemd driver lays it out, under a parent of the test's,
+    // wherever cgroup2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid
+    // host); mounted here where it is not.
+    let (root, _mounted) = cgroup2_root(tag)?;
+    let top = root.join(format!("sst-{tag}.slice"));
+    let leaf = top.join(format!(
+        "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{id}.scope",
+        uid.replace('-', "_")
+    ));
+    std::fs::create_dir_all(&leaf).map_err(|e| fail(format!("{}: {e}", leaf.display())))?;
+    struct Cleanup(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            // Deepest first: cgroup directories go with rmdir only.
+            let mut dir = Some(self.1.as_path());
+            while let Some(d) = dir {
+                let _ = std::fs::remove_dir(d);
+                if d == self.0 {
+                    break;
+                }
+                dir = d.parent();
+            }
+            let _ = std::fs::remove_dir_all(&self.2);
+        }
+    }
+    let _cleanup = Cleanup(top.clone(), leaf.clone(), logs.clone());
+
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| fail(e.to_string()))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| fail(e.to_string()))?
+        .port();
+    let logs_env = logs.display().to_string();
+    let tracer = Tracer::start_with_env(&["--json"], &[("SOCKSTAT_KUBELET_LOGS", &logs_env)])
+        .map_err(fail)?;
+    // The shell moves itself into the container's cgroup, then connects (bash's /dev/tcp).
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec 3<>/dev/tcp/127.0.0.1/{port} && sleep 0.3",
+        leaf.display()
+    );
+    let mut client = Command::new("bash")
+        .args(["-c", &script])
+        .spawn()
+        .map_err(|e| fail(format!("bash: {e}")))?;
+    let pid = client.id();
+    let (accepted, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+    let status = client.wait().map_err(|e| fail(e.to_string()))?;
+    drop(accepted);
+    if !status.success() {
+        return Err(fail(format!("the client in the pod's cgroup: {status}")));
+    }
+    let remote = format!("\"remote\":\"127.0.0.1:{port}\"");
+    let connect = tracer
+        .wait_line(
+            |l| l.contains(&remote) && l.contains("\"new\":\"SYN-SENT\""),
+            Duration::from_secs(10),
+        )
+        .ok_or_else(|| fail("trace did not see the pod's connect"))?;
+    tracer.stop().map_err(fail)?;
+    let v: Value = serde_json::from_str(&connect.1).map_err(|e| fail(e.to_string()))?;
+    if v["pid"].as_u64() != Some(u64::from(pid))
+        || v["pod"] != pod
+        || v["namespace"] != namespace
+        || v["container"] != container
+    {
+        return Err(fail(format!(
+            "pid {pid} in {pod} ({namespace}), container {container}: trace said {v}"
+        )));
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use crate::{
     ebpf::privilege,
     filter::Filter,
     live::{Output, Owner, Reports, Timelines, clock},
+    procs::workload::WorkloadNames,
     render::trace::{TraceEnd, TraceFormat, TracePrinter},
     tcp::ReportedState,
 };
@@ -238,6 +239,8 @@ async fn trace(
         timelines: args
             .timeline
             .then(|| Timelines::new(args.timeline_events as usize, TIMELINES_OPEN)),
+        // Names go in NDJSON, and in text with --all-netns (a WORKLOAD column).
+        workloads: (args.json || args.ns.all_netns).then(WorkloadNames::new),
     };
     let mut signals = [
         signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
@@ -346,6 +349,8 @@ struct View<'a> {
     outputs: Vec<Output>,
     /// With `--timeline`: each connection's events until it closes.
     timelines: Option<Timelines>,
+    /// With --json or --all-netns: the names of the owners' containers.
+    workloads: Option<WorkloadNames>,
 }
 
 impl View<'_> {
@@ -392,7 +397,11 @@ impl View<'_> {
                     {
                         continue;
                     }
-                    self.printer.write(out, &t)?;
+                    let workload = self
+                        .workloads
+                        .as_mut()
+                        .and_then(|names| names.of_owner(t.owner.pid, t.netns));
+                    self.printer.write_named(out, &t, workload.as_deref())?;
                 }
                 Output::Lifetime(l) if args.lifetimes && self.state => {
                     if !self.selector.wants(l.local, l.remote, &[], &l.owner) {

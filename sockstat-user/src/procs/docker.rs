@@ -1,6 +1,7 @@
-//! The one question sockstat asks a container engine today: which process runs container
-//! NAME (or ID), so `-N NAME` can enter its network namespace. Docker and Podman answer it
-//! on their Engine API (`GET /containers/NAME/json`, `.State.Pid`) over a unix socket.
+//! What sockstat asks a container engine: which process runs container NAME (or ID), so
+//! `-N NAME` can enter its network namespace, and what a container id is called (its name,
+//! image and labels, for `procs::workload`). Docker and Podman answer both on their Engine
+//! API (`GET /containers/NAME/json`) over a unix socket.
 //!
 //! Written by hand: one GET over a unix socket with a JSON reply. The Docker clients on
 //! crates.io (bollard and others) bring an async HTTP stack and hundreds of API types for it.
@@ -46,15 +47,29 @@ fn plausible(name: &str) -> bool {
 /// The pid of container `name` (a name, an id or an id prefix), from the first engine that
 /// knows it; `Ok(None)` when no engine is reachable or none knows it.
 pub fn pid_of(name: &str) -> Result<Option<u32>, EngineError> {
-    if !plausible(name) {
+    let Some((socket, json)) = inspect_any(name) else {
         return Ok(None);
+    };
+    match json["State"]["Pid"].as_u64() {
+        Some(pid) if pid > 0 => u32::try_from(pid).map(Some).map_err(|_| EngineError::Api {
+            socket: socket.display().to_string(),
+            reason: format!("pid {pid}"),
+        }),
+        _ => Err(EngineError::NotRunning(name.to_string())),
+    }
+}
+
+/// `GET /containers/NAME/json` from the first engine that knows `name`, and which one.
+pub fn inspect_any(name: &str) -> Option<(PathBuf, serde_json::Value)> {
+    if !plausible(name) {
+        return None;
     }
     for socket in sockets() {
         if !socket.exists() {
             continue;
         }
         match inspect(&socket, name) {
-            Ok(Some(pid)) => return Ok(Some(pid)),
+            Ok(Some(json)) => return Some((socket, json)),
             Ok(None) => continue,
             Err(e) => {
                 log::debug!("container engine at {}: {e}", socket.display());
@@ -62,11 +77,11 @@ pub fn pid_of(name: &str) -> Result<Option<u32>, EngineError> {
             }
         }
     }
-    Ok(None)
+    None
 }
 
-/// `GET /containers/NAME/json` on one engine: the pid, `None` for a 404.
-fn inspect(socket: &std::path::Path, name: &str) -> Result<Option<u32>, EngineError> {
+/// `GET /containers/NAME/json` on one engine: the reply, `None` for a 404.
+fn inspect(socket: &std::path::Path, name: &str) -> Result<Option<serde_json::Value>, EngineError> {
     let api = |reason: String| EngineError::Api {
         socket: socket.display().to_string(),
         reason,
@@ -102,14 +117,15 @@ fn inspect(socket: &std::path::Path, name: &str) -> Result<Option<u32>, EngineEr
         404 => return Ok(None),
         other => return Err(api(format!("HTTP {other}"))),
     }
-    let json: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| api(format!("bad JSON: {e}")))?;
-    match json["State"]["Pid"].as_u64() {
-        Some(pid) if pid > 0 => u32::try_from(pid)
-            .map(Some)
-            .map_err(|_| api(format!("pid {pid}"))),
-        _ => Err(EngineError::NotRunning(name.to_string())),
-    }
+    serde_json::from_str(body)
+        .map(Some)
+        .map_err(|e| api(format!("bad JSON: {e}")))
+}
+
+/// The pid in an inspect reply (a stopped container has 0).
+#[cfg(test)]
+fn pid_in(json: &serde_json::Value) -> Option<u64> {
+    json["State"]["Pid"].as_u64().filter(|&p| p > 0)
 }
 
 #[cfg(test)]
@@ -156,12 +172,10 @@ mod tests {
             }
             lines
         });
-        assert_eq!(inspect(&path, "web"), Ok(Some(4242)));
+        let pid = |name| inspect(&path, name).map(|j| j.as_ref().and_then(pid_in));
+        assert_eq!(pid("web"), Ok(Some(4242)));
         assert_eq!(inspect(&path, "gone"), Ok(None));
-        assert_eq!(
-            inspect(&path, "stopped"),
-            Err(EngineError::NotRunning("stopped".into()))
-        );
+        assert_eq!(pid("stopped"), Ok(None));
         let lines = server.join().unwrap();
         assert_eq!(lines[0], "GET /containers/web/json HTTP/1.0");
         let _ = std::fs::remove_dir_all(&dir);

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod memory;
 pub mod netns;
 pub mod owners;
+pub mod workload;
 
 pub use owners::{Holder, Owners, socket_owners};
 

@@ -264,6 +264,22 @@ pub fn name_for(inode: u32) -> String {
     name_of(inode, None, lowest, host)
 }
 
+/// The container whose network namespace `inode` is: the first process in it (lowest pid)
+/// whose cgroup names one. None for the host's namespace, whose processes share it with
+/// containers run with the host's network.
+pub fn container_of(inode: u32) -> Option<super::container::Container> {
+    use std::os::unix::fs::MetadataExt;
+    if Some(inode) == host_inode() {
+        return None;
+    }
+    super::pids().into_iter().find_map(|pid| {
+        std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .is_ok_and(|m| m.ino() as u32 == inode)
+            .then(|| super::container::of_pid(pid))
+            .flatten()
+    })
+}
+
 /// Whether `file` is a network namespace (a stale /run/netns entry can be a plain file).
 fn is_netns(file: &File) -> bool {
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703;

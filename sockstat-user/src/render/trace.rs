@@ -13,6 +13,7 @@ use crate::{
         DroppedSegment, Lifetime, Output, OutputHead, Owner, Reset, ResetDirection, Retransmit,
         RttSample, Source, TableMemory, Timeline, TrackerStats, Transition, clock::WallClock,
     },
+    procs::workload::Workload,
     tcp::ReportedState,
 };
 
@@ -105,6 +106,9 @@ const NARROW_HEADER: &str =
     "TIME         OWNER                TRANSITION                IN_PREV CAUSE";
 const NARROW_LIFETIME_HEADER: &str =
     "TIME         OWNER                DURATION   SENT     RECEIVED  RTT   RETR CAUSE";
+/// The CAUSE column, where a WORKLOAD column follows it (`--all-netns`): the longest
+/// cause name, ECONNREFUSED, and a little.
+const CAUSE_WIDTH: usize = 14;
 /// Where the second line (addresses) starts.
 const NARROW_INDENT: usize = 13;
 /// The width the wide layout needs (a NETNS column adds 25).
@@ -163,6 +167,9 @@ struct JsonTransition<'a> {
     cause: Option<Shown<crate::live::Cause>>,
     /// Which kind of event (`--events`): "state" here.
     event: &'static str,
+    /// The owner's container: container, image, pod, namespace, where known.
+    #[serde(flatten)]
+    workload: Option<&'a Workload>,
 }
 
 /// Serialized as its Display, as a JSON string.
@@ -404,7 +411,7 @@ impl TracePrinter {
                     NARROW_HEADER
                 };
                 let netns = if self.netns_names.is_some() {
-                    "  NETNS"
+                    "  NETNS  WORKLOAD"
                 } else {
                     ""
                 };
@@ -414,6 +421,16 @@ impl TracePrinter {
             TraceFormat::Text => {
                 let header = if lifetimes { LIFETIME_HEADER } else { HEADER };
                 match self.netns_names {
+                    // With --all-netns, transitions end with the owner's container.
+                    Some(_) if !lifetimes => writeln!(
+                        out,
+                        "{:<12} {:<w$} {:<c$}WORKLOAD",
+                        "TIME",
+                        "NETNS",
+                        &header[13..],
+                        w = self.netns_width,
+                        c = header.len() - 13 + CAUSE_WIDTH + 1 - "CAUSE".len(),
+                    ),
                     Some(_) => writeln!(
                         out,
                         "{:<12} {:<w$} {}",
@@ -522,6 +539,17 @@ impl TracePrinter {
     }
 
     pub fn write(&self, out: &mut impl Write, t: &Transition) -> io::Result<()> {
+        self.write_named(out, t, None)
+    }
+
+    /// `write`, with the names of the owner's container (NDJSON keys `container`, `image`,
+    /// `pod`, `namespace`).
+    pub fn write_named(
+        &self,
+        out: &mut impl Write,
+        t: &Transition,
+        workload: Option<&Workload>,
+    ) -> io::Result<()> {
         match self.format {
             TraceFormat::Text if let Some(width) = self.narrow => {
                 let prev = t
@@ -538,6 +566,9 @@ impl TracePrinter {
                 let mut tail = String::new();
                 if let Some(n) = self.netns_name(t.netns) {
                     tail.push_str(&format!("  [{n}]"));
+                    if let Some(label) = workload.and_then(Workload::label) {
+                        tail.push_str(&format!(" {label}"));
+                    }
                 }
                 if t.source == Source::Synthesized {
                     tail.push_str(" (synthesized)");
@@ -572,7 +603,16 @@ impl TracePrinter {
                 }
                 line.pad_from(start, 10);
                 line.byte(b' ');
+                let start = line.len();
                 line.cause(t.cause);
+                if netns.is_some() {
+                    line.pad_from(start, CAUSE_WIDTH);
+                    line.byte(b' ');
+                    match workload.and_then(Workload::label) {
+                        Some(label) => line.text(&label),
+                        None => line.byte(b'-'),
+                    }
+                }
                 line.byte(b'\n');
                 out.write_all(line.bytes())
             }
@@ -596,6 +636,7 @@ impl TracePrinter {
                     source: t.source.name(),
                     cause: t.cause.map(Shown),
                     event: "state",
+                    workload,
                 };
                 // Serialized into the line buffer and written at once: serde_json writes a
                 // record in ~40 small pieces, each a call into the BufWriter.
@@ -1236,12 +1277,54 @@ mod tests {
         printer.write_header(&mut out, lifetimes).unwrap();
         for o in sample() {
             match o {
-                Output::Transition(t) if !lifetimes => printer.write(&mut out, &t).unwrap(),
+                Output::Transition(t) if !lifetimes => printer
+                    .write_named(&mut out, &t, all_netns.then(pod_container).as_ref())
+                    .unwrap(),
                 Output::Lifetime(l) if lifetimes => printer.write_lifetime(&mut out, &l).unwrap(),
                 _ => {}
             }
         }
         String::from_utf8(out).unwrap()
+    }
+
+    fn pod_container() -> Workload {
+        Workload {
+            container: Some("nginx".into()),
+            image: Some("nginx:1.27".into()),
+            pod: Some("web-7d9f8c6b5-x2x4q".into()),
+            namespace: Some("shop".into()),
+        }
+    }
+
+    #[test]
+    fn json_names_the_owners_container() {
+        let mut printer = TracePrinter::new(
+            TraceFormat::Json,
+            WallClock::with_offset_ns(1_700_000_000_000_000_000),
+        );
+        let mut out = Vec::new();
+        let Some(Output::Transition(t)) = sample().into_iter().next() else {
+            panic!("the sample starts with a transition");
+        };
+        printer.set_width(None);
+        printer
+            .write_named(&mut out, &t, Some(&pod_container()))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["container"], "nginx");
+        assert_eq!(v["image"], "nginx:1.27");
+        assert_eq!(v["pod"], "web-7d9f8c6b5-x2x4q");
+        assert_eq!(v["namespace"], "shop");
+        // A container without Kubernetes names has no pod keys at all.
+        let mut out = Vec::new();
+        let docker = Workload {
+            container: Some("web".into()),
+            ..Workload::default()
+        };
+        printer.write_named(&mut out, &t, Some(&docker)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["container"], "web");
+        assert!(v.get("pod").is_none() && v.get("namespace").is_none());
     }
 
     #[test]
@@ -1265,12 +1348,17 @@ TIME         PID     COMM             LOCAL                    REMOTE           
 22:13:21.000 100     curl             [::1]:40000              [::1]:8080               FIN-WAIT-2 -> TIME-WAIT (synthesized)            fin
 ";
         assert_eq!(render(TraceFormat::Text, false), expected);
-        // --all-netns adds a NETNS column after the time.
+        // --all-netns adds a NETNS column after the time, and the owner's container at the
+        // end (namespace/pod/container for a pod's).
         let netns = render_at(TraceFormat::Text, false, None, true);
-        let second = netns.lines().nth(2).unwrap();
+        let mut lines = netns.lines();
         assert_eq!(
-            second,
-            "22:13:21.000 host  100     curl             127.0.0.1:40000          127.0.0.2:8080           SYN-SENT -> ESTAB           153        -"
+            lines.next().unwrap(),
+            "TIME         NETNS PID     COMM             LOCAL                    REMOTE                   TRANSITION                  PREV_US    CAUSE          WORKLOAD"
+        );
+        assert_eq!(
+            lines.nth(1).unwrap(),
+            "22:13:21.000 host  100     curl             127.0.0.1:40000          127.0.0.2:8080           SYN-SENT -> ESTAB           153        -              shop/web-7d9f8c6b5-x2x4q/nginx"
         );
     }
 
