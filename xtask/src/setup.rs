@@ -22,6 +22,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("prometheus", "promtool"),
     // htpasswd: bcrypt hashes for serve --web-config's basic auth.
     ("apache2-utils", "htpasswd"),
+    // The web-config test's own CA and server certificate.
+    ("openssl", "openssl"),
     // GNU time: peak RSS of benchmarked commands.
     ("time", "time"),
     // A real HTTP client for the exporter tests.
