@@ -51,6 +51,11 @@ fn main() {
             root,
             kubelet_layout,
         ),
+        root_trial(
+            "the_image_serves_under_docker_with_only_the_daemonsets_capabilities",
+            root,
+            image_under_docker,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -1261,4 +1266,271 @@ fn kubelet_layout() -> TestResult {
         )));
     }
     Ok(())
+}
+
+/// The repository's deploy/ directory.
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// The capabilities the DaemonSet adds (its one `add:` list).
+fn daemonset_capabilities() -> Result<Vec<String>, Failed> {
+    let manifest = std::fs::read_to_string(deploy_dir().join("kubernetes/sockstat.yaml"))
+        .map_err(|e| fail(format!("deploy/kubernetes/sockstat.yaml: {e}")))?;
+    let caps: Vec<String> = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "add:")
+        .skip(1)
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .map(|c| c.split_whitespace().next().unwrap_or_default().to_string())
+        .collect();
+    if caps.is_empty() {
+        return Err(fail(
+            "no capabilities added in deploy/kubernetes/sockstat.yaml",
+        ));
+    }
+    Ok(caps)
+}
+
+/// The image `cargo xtask image` builds (deploy/image/Dockerfile over the static binary),
+/// run as the DaemonSet runs it: the host's network and pids, a read-only root, every
+/// capability dropped but the DaemonSet's, no_new_privs. It loads, runs on as 65534 with
+/// only what it keeps, counts connections made on the host, and its scrape passes promtool
+/// and has every metric the dashboard and the recording rules use.
+fn image_under_docker() -> TestResult {
+    let dockerd = Dockerd::start()?;
+    let tag = format!("sst-sockstat:{}", std::process::id());
+    let context = dockerd.dir.join("image");
+    std::fs::create_dir_all(&context).map_err(|e| fail(e.to_string()))?;
+    std::fs::copy(
+        deploy_dir().join("image/Dockerfile"),
+        context.join("Dockerfile"),
+    )
+    .map_err(|e| fail(format!("deploy/image/Dockerfile: {e}")))?;
+    std::fs::copy(sockstat_bin(), context.join("sockstat")).map_err(|e| fail(e.to_string()))?;
+    let built = Command::new("docker")
+        .env("DOCKER_HOST", dockerd.host())
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "--quiet", "--tag", &tag])
+        .arg(&context)
+        .output()
+        .map_err(|e| fail(format!("docker build: {e}")))?;
+    if !built.status.success() {
+        return Err(fail(format!(
+            "docker build: {}",
+            String::from_utf8_lossy(&built.stderr)
+        )));
+    }
+    // FROM scratch: the binary is all there is.
+    let layers = dockerd.docker(&["history", "--quiet", "--no-trunc", &tag])?;
+    let size: u64 = dockerd
+        .docker(&["image", "inspect", "--format", "{{.Size}}", &tag])?
+        .parse()
+        .map_err(|e| fail(format!("image size: {e}")))?;
+    let binary = std::fs::metadata(sockstat_bin())
+        .map_err(|e| fail(e.to_string()))?
+        .len();
+    if size > binary {
+        return Err(fail(format!(
+            "the image holds {size} bytes, more than the binary's {binary}: not the binary alone ({layers})"
+        )));
+    }
+
+    let port = 19_400 + (std::process::id() % 500) as u16;
+    let listen = format!("127.0.0.1:{port}");
+    let mut caps = daemonset_capabilities()?;
+    let run = |caps: &[String]| {
+        let mut args: Vec<String> = [
+            "run",
+            "--detach",
+            "--name",
+            "sst-agent",
+            "--network",
+            "host",
+            "--pid",
+            "host",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--volume",
+            "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+        ]
+        .map(String::from)
+        .to_vec();
+        for c in caps {
+            args.push("--cap-add".into());
+            args.push(c.clone());
+        }
+        args.push(tag.clone());
+        args.extend(
+            [
+                "serve",
+                "--listen",
+                &listen,
+                "--all-netns",
+                "--user",
+                "65534",
+            ]
+            .map(String::from),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        dockerd.docker(&args)
+    };
+    if let Err(e) = run(&caps) {
+        // Engines built before Linux 5.8's capabilities (Debian 12's docker.io 20.10) cannot
+        // name CAP_BPF or CAP_PERFMON; the kernel still grants what they gate to
+        // CAP_SYS_ADMIN, which the DaemonSet already adds.
+        let refused = e
+            .message()
+            .is_some_and(|m| m.contains("unknown capability"));
+        if !refused || !caps.iter().any(|c| c == "SYS_ADMIN") {
+            return Err(e);
+        }
+        let _ = dockerd.docker(&["rm", "--force", "sst-agent"]);
+        eprintln!("this engine cannot name CAP_BPF and CAP_PERFMON: CAP_SYS_ADMIN stands for them");
+        caps.retain(|c| c != "BPF" && c != "PERFMON");
+        run(&caps)?;
+    }
+    let logs = || dockerd.docker(&["logs", "sst-agent"]).unwrap_or_default();
+    let scrape = |path: &str| {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "5", &format!("http://{listen}{path}")])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while scrape("/healthz").is_none() {
+        if std::time::Instant::now() > deadline {
+            return Err(fail(format!(
+                "the agent never answered /healthz: {}",
+                logs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // It runs on as 65534 with only what it keeps (CAP_BPF too where the kernel asks for it
+    // to read maps).
+    let pid = dockerd.docker(&["inspect", "--format", "{{.State.Pid}}", "sst-agent"])?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| fail(format!("/proc/{pid}/status: {e}")))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let cap_eff = u64::from_str_radix(&field("CapEff:"), 16).map_err(|e| fail(e.to_string()))?;
+    const DAC_READ_SEARCH: u64 = 1 << 2;
+    const SYS_PTRACE: u64 = 1 << 19;
+    const SYS_ADMIN: u64 = 1 << 21;
+    const BPF: u64 = 1 << 39;
+    let kept = DAC_READ_SEARCH | SYS_PTRACE | SYS_ADMIN;
+    if !field("Uid:").starts_with("65534") || cap_eff & !(kept | BPF) != 0 || cap_eff & kept != kept
+    {
+        return Err(fail(format!(
+            "the agent runs as uid {:?} with CapEff {cap_eff:#x} (want 65534, {kept:#x})",
+            field("Uid:")
+        )));
+    }
+
+    // Connections on the host are counted.
+    let before = transitions_close_to_syn_sent(&scrape("/metrics").unwrap_or_default());
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| fail(e.to_string()))?;
+    let target = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+    for _ in 0..20 {
+        let c = TcpStream::connect(target).map_err(|e| fail(e.to_string()))?;
+        let _ = listener.accept();
+        drop(c);
+    }
+    let mut metrics = String::new();
+    let mut after = before;
+    for _ in 0..50 {
+        metrics = scrape("/metrics").unwrap_or_default();
+        after = transitions_close_to_syn_sent(&metrics);
+        if after >= before + 20.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if after < before + 20.0 {
+        return Err(fail(format!(
+            "20 connects moved CLOSE -> SYN-SENT from {before} to {after}: {}",
+            logs()
+        )));
+    }
+
+    // promtool takes the scrape, and every metric the dashboard and the rules query is in it.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(metrics.as_bytes())
+        .map_err(|e| fail(format!("promtool (package prometheus): {e}")))?;
+    if !promtool.status.success() {
+        promtool.stdout.extend_from_slice(&promtool.stderr);
+        return Err(fail(format!(
+            "promtool check metrics: {}",
+            String::from_utf8_lossy(&promtool.stdout)
+        )));
+    }
+    let exported: BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for file in [
+        "grafana/sockstat-dashboard.json",
+        "prometheus/sockstat-rules.yml",
+    ] {
+        let text =
+            std::fs::read_to_string(deploy_dir().join(file)).map_err(|e| fail(e.to_string()))?;
+        let used: BTreeSet<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|t| t.starts_with("sockstat_"))
+            .collect();
+        let missing: Vec<&&str> = used.iter().filter(|m| !exported.contains(**m)).collect();
+        if used.is_empty() || !missing.is_empty() {
+            return Err(fail(format!(
+                "deploy/{file} queries metrics serve does not export: {missing:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `sockstat_transitions_total{from="CLOSE",to="SYN-SENT"}` in a scrape (0 when absent).
+fn transitions_close_to_syn_sent(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("sockstat_transitions_total{")
+                && l.contains("from=\"CLOSE\"")
+                && l.contains("to=\"SYN-SENT\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `Command::output` with `input` on the child's stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::io::Result<std::process::Output> {
+        use std::io::Write as _;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input)?;
+        }
+        child.wait_with_output()
+    }
 }

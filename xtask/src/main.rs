@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask setup | build | run -- ARGS | test | bench`.
+//! Project tasks: `cargo xtask setup | build | run -- ARGS | test | bench | image | lint`.
 //!
 //! Every task performs the setup it needs first, so a fresh machine needs nothing but
 //! `cargo xtask run -- trace` or `cargo xtask test`.
 mod bench;
 mod dist;
+mod image;
 mod setup;
 mod vmtest;
 
@@ -47,7 +48,16 @@ enum Task {
     /// A Debian package (target/dist/sockstat_VERSION_ARCH.deb): the static binary, man
     /// pages, bash/zsh/fish completions and a systemd unit for `sockstat serve`.
     Dist,
-    /// fmt --check and clippy -D warnings over the whole workspace.
+    /// The OCI image (FROM scratch: the static binary alone) built by the local Docker
+    /// engine, and in target/image/ the DaemonSet with its tag, the Grafana dashboard and
+    /// the Prometheus rules.
+    Image {
+        /// The image's name and tag (default sockstat:VERSION).
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// fmt --check and clippy -D warnings over the whole workspace, clippy for the kernel
+    /// programs, and the deployment manifests validated offline against Kubernetes' schema.
     Lint,
     /// The root suites on other kernels (Debian's 6.1 and 6.12, booted under QEMU) and on
     /// the host's; one table of kernel x suite, non-zero exit on any failure.
@@ -143,6 +153,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let deb = dist::build(&root, &sockstat_bin(&root)?)?;
             println!("{}", deb.display());
         }
+        Task::Image { tag } => {
+            setup::toolchain()?;
+            build(&root)?;
+            let tag = tag.unwrap_or_else(image::default_tag);
+            let out = image::build(&root, &sockstat_bin(&root)?, &tag)?;
+            println!("{tag}");
+            println!("{}", out.display());
+        }
         Task::Run { args } => {
             setup::toolchain()?;
             build(&root)?;
@@ -234,7 +252,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .args(["--workspace", "--all-targets", "--", "-D", "warnings"])
                 .status()?;
             let kernel = bpf_clippy(&root)?;
-            if !fmt.success() || !clippy.success() || !kernel.success() {
+            let manifests = image::validate(&root);
+            if let Err(e) = &manifests {
+                eprintln!("xtask: {e:#}");
+            }
+            if !fmt.success() || !clippy.success() || !kernel.success() || manifests.is_err() {
                 bail!("lint failed");
             }
         }

@@ -204,6 +204,23 @@ fn on_path(bin: &str) -> bool {
         .any(|dir| dir.join(bin).is_file())
 }
 
+/// kubernetes-validate, pinned, from PyPI into a virtualenv of its own (it carries the
+/// Kubernetes OpenAPI schemas, so validation needs no cluster and no network afterwards).
+/// Returns the program's path.
+pub fn kubernetes_validate() -> Result<PathBuf> {
+    const PIN: &str = "kubernetes-validate==1.37.0";
+    let venv = home()?.join(".local/share/sockstat/kubernetes-validate-1.37.0");
+    let program = venv.join("bin/kubernetes-validate");
+    if program.is_file() {
+        return Ok(program);
+    }
+    eprintln!("xtask: installing {PIN} (PyPI) into {}", venv.display());
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        .context("python3 -m venv (Debian: package python3-venv)")?;
+    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", PIN]))?;
+    Ok(program)
+}
+
 fn home() -> Result<PathBuf> {
     env::var_os("HOME")
         .map(PathBuf::from)
