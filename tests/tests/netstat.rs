@@ -1087,6 +1087,40 @@ fn docker_container() -> TestResult {
     if !label.ends_with(&format!("/docker:{short}")) {
         return Err(fail(format!("--all-netns label {label:?}")));
     }
+    // With the engine to ask, the listing names the container: JSON keys and a column.
+    let named = |args: &[&str]| -> Result<String, Failed> {
+        let out = Command::new(&bin)
+            .args(args)
+            .env("DOCKER_HOST", dockerd.host())
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let everywhere = json(&named(&["--all-netns", "-tln", "--json"])?)?;
+    let listener = everywhere
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["local"] == "127.0.0.1:7381")
+        .cloned()
+        .unwrap_or_default();
+    if listener["container"] != name.as_str() || listener["image"] != image.as_str() {
+        return Err(fail(format!(
+            "--all-netns --json names the listener {listener}"
+        )));
+    }
+    let table = named(&["--all-netns", "-tln"])?;
+    let header = table.lines().next().unwrap_or_default();
+    let row = table
+        .lines()
+        .find(|l| l.contains("127.0.0.1:7381"))
+        .unwrap_or_default();
+    if !header.starts_with("Netns")
+        || header.split_whitespace().nth(1) != Some("Container")
+        || row.split_whitespace().nth(1) != Some(name.as_str())
+    {
+        return Err(fail(format!("--all-netns table:\n{header}\n{row}")));
+    }
     // trace names the container a connection's owner runs in, from the engine.
     let host = dockerd.host();
     let tracer = Tracer::start_with_env(

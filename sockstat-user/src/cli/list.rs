@@ -644,7 +644,8 @@ fn list_all_netns(
     let owners = args
         .processes
         .then(|| crate::procs::Background::start(crate::ebpf::owners::socket_owners_any));
-    let mut rows: Vec<(String, SocketRecord)> = Vec::new();
+    let mut rows: Vec<(std::rc::Rc<list::NetnsLabel>, SocketRecord)> = Vec::new();
+    let mut workloads = crate::procs::workload::WorkloadNames::new();
     let scan = crate::procs::netns::all();
     let (dumps, skipped) = scan.run_each(|_| {
         let mut sink = diag::VecSink::default();
@@ -656,7 +657,10 @@ fn list_all_netns(
         .map(|()| sink)
     });
     for (ns, sink) in dumps {
-        let label = ns.label();
+        let label = std::rc::Rc::new(list::NetnsLabel {
+            name: ns.label(),
+            workload: ns.container.as_ref().and_then(|c| workloads.of(c)),
+        });
         let sink = sink.with_context(|| format!("listing namespace {}", ns.name))?;
         rows.extend(
             sink.items

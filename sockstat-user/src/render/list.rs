@@ -14,7 +14,7 @@ use crate::{
         record::{Endpoint, Netid, SocketRecord},
         tcp_info::{self, TcpInfo},
     },
-    procs::Owners,
+    procs::{Owners, workload::Workload},
     services::{self, Proto, Services},
 };
 
@@ -130,7 +130,7 @@ pub fn push_row(
 
 /// ss's table with a leading Netns column (`--all-netns`): each row is (label, socket).
 pub fn table_with_netns(
-    rows: &[(String, SocketRecord)],
+    rows: &[(std::rc::Rc<NetnsLabel>, SocketRecord)],
     owners: Option<&Owners>,
     style: &ListStyle,
     names: &mut Names,
@@ -139,20 +139,34 @@ pub fn table_with_netns(
     if let Some(first) = cols.first_mut() {
         first.delim = " ";
     }
-    cols.insert(
-        0,
-        Column {
-            header: "Netns",
-            delim: "",
-            align: Align::Left,
-        },
-    );
+    for (at, header, delim) in [(0, "Netns", ""), (1, "Container", " ")] {
+        cols.insert(
+            at,
+            Column {
+                header,
+                delim,
+                align: Align::Left,
+            },
+        );
+    }
     let mut t = Table::new(cols, style.header);
     for (label, r) in rows {
-        t.push(label);
+        t.push(&label.name);
+        match label.workload.as_deref().and_then(Workload::label) {
+            Some(w) => t.push(&w),
+            None => t.push("-"),
+        }
         push_row(&mut t, r, owners, style, names);
     }
     t
+}
+
+/// A namespace as `--all-netns` shows it: its one name, and the names of the container
+/// it belongs to (Docker's, or a pod's).
+#[derive(Debug, Default)]
+pub struct NetnsLabel {
+    pub name: String,
+    pub workload: Option<std::sync::Arc<Workload>>,
 }
 
 /// Builds the whole ss table at once.
@@ -835,7 +849,20 @@ UNCONN 0      0                  *:53               *:*    ino:0 sk:0 v6only:0
             arr.push(&mut out, r, Some(&owners), &all).unwrap();
         }
         arr.finish(&mut out).unwrap();
-        let netns = serde_json::to_string(&record_json_in(&recs[0], "blue", None, &all)).unwrap();
+        let netns = serde_json::to_string(&record_json_in(
+            &recs[0],
+            &NetnsLabel {
+                name: "blue".into(),
+                workload: Some(std::sync::Arc::new(Workload {
+                    container: Some("web".into()),
+                    image: Some("nginx:1.27".into()),
+                    ..Workload::default()
+                })),
+            },
+            None,
+            &all,
+        ))
+        .unwrap();
         let got = String::from_utf8(out).unwrap() + &netns + "\n";
         crate::render::golden::check("golden/list.json", &got);
     }

@@ -27,10 +27,16 @@ use crate::{
 /// One socket. Field order is key order: alphabetical.
 #[derive(Debug, Serialize)]
 pub struct JsonSocket<'a> {
+    /// With --all-netns, the names of the namespace's container (`container`, `image`,
+    /// `namespace`, `pod`), each only when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<Details>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dev: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
     /// `Some(None)` is written as `null`: asked for, but the kernel sent none.
     #[serde(skip_serializing_if = "Option::is_none")]
     info: Option<Option<Info<'a>>>,
@@ -39,12 +45,17 @@ pub struct JsonSocket<'a> {
     local: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     memory: Option<Option<Memory>>,
+    /// The pod's Kubernetes namespace (not the network namespace: that is `netns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
     netid: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<&'a str>,
     peer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_inode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Vec<Process<'a>>>,
     recv_q: u32,
@@ -243,6 +254,10 @@ pub fn record_json<'a>(
         }),
         netid: r.netid.name(),
         netns: None,
+        container: None,
+        image: None,
+        namespace: None,
+        pod: None,
         peer: endpoint(&r.peer),
         peer_inode: unix.then_some(r.unix_peer),
         process: style.processes.then(|| {
@@ -279,12 +294,16 @@ pub fn record_json<'a>(
 /// A socket of another namespace: `netns` is its label.
 pub fn record_json_in<'a>(
     r: &'a SocketRecord,
-    netns: &'a str,
+    netns: &'a super::list::NetnsLabel,
     owners: Option<&'a Owners>,
     style: &ListStyle,
 ) -> JsonSocket<'a> {
     JsonSocket {
-        netns: Some(netns),
+        netns: Some(&netns.name),
+        container: netns.workload.as_ref().and_then(|w| w.container.as_deref()),
+        image: netns.workload.as_ref().and_then(|w| w.image.as_deref()),
+        namespace: netns.workload.as_ref().and_then(|w| w.namespace.as_deref()),
+        pod: netns.workload.as_ref().and_then(|w| w.pod.as_deref()),
         ..record_json(r, owners, style)
     }
 }
