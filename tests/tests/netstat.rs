@@ -920,7 +920,10 @@ struct Dockerd {
 
 impl Dockerd {
     fn start() -> Result<Dockerd, Failed> {
-        let dir = std::env::temp_dir().join(format!("sst-docker-{}", std::process::id()));
+        // One directory (socket, data) per daemon: tests in this binary run at once.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sst-docker-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
         let child = Command::new("dockerd")
             .args([
@@ -1121,6 +1124,44 @@ fn docker_container() -> TestResult {
     {
         return Err(fail(format!("--all-netns table:\n{header}\n{row}")));
     }
+    // top and report select the container by name (and look in every namespace for it).
+    let top_of = |who: &str| -> Result<Value, Failed> {
+        json(&named(&[
+            "top",
+            "--once",
+            "--json",
+            "--interval",
+            "1",
+            "--container",
+            who,
+        ])?)
+    };
+    let listening = |snap: &Value| {
+        snap["states"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["state"] == "LISTEN")
+            .and_then(|s| s["count"].as_u64())
+            .unwrap_or(0)
+    };
+    let mine = top_of(&name)?;
+    let nobody = top_of("sst-no-such-container")?;
+    if listening(&mine) != 1 || mine["total"] != 1 || nobody["total"] != 0 {
+        return Err(fail(format!(
+            "top --container {name}: LISTEN {} of {} (another name: {})",
+            listening(&mine),
+            mine["total"],
+            nobody["total"]
+        )));
+    }
+    let report = json(&named(&["report", "--json", "--container", &name])?)?;
+    let namespaces = report["namespaces"].as_array().cloned().unwrap_or_default();
+    if namespaces.len() != 1 || namespaces[0] != label.as_str() {
+        return Err(fail(format!(
+            "report --container {name} covers {namespaces:?}, not [{label}]"
+        )));
+    }
     // trace names the container a connection's owner runs in, from the engine.
     let host = dockerd.host();
     let tracer = Tracer::start_with_env(
@@ -1263,8 +1304,16 @@ fn kubelet_layout() -> TestResult {
         .map_err(|e| fail(e.to_string()))?
         .port();
     let logs_env = logs.display().to_string();
-    let tracer = Tracer::start_with_env(&["--json"], &[("SOCKSTAT_KUBELET_LOGS", &logs_env)])
-        .map_err(fail)?;
+    let env = [("SOCKSTAT_KUBELET_LOGS", logs_env.as_str())];
+    let tracer = Tracer::start_with_env(&["--json"], &env).map_err(fail)?;
+    // The same pod selected by name, and a pod that is not there.
+    let by_pod = Tracer::start_with_env(
+        &["--json", "--pod", pod, "--k8s-namespace", namespace],
+        &env,
+    )
+    .map_err(fail)?;
+    let other_pod =
+        Tracer::start_with_env(&["--json", "--pod", "web-7d9f8c6b5-zzzzz"], &env).map_err(fail)?;
     // The shell moves itself into the container's cgroup, then connects (bash's /dev/tcp).
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec 3<>/dev/tcp/127.0.0.1/{port} && sleep 0.3",
@@ -1289,6 +1338,41 @@ fn kubelet_layout() -> TestResult {
         )
         .ok_or_else(|| fail("trace did not see the pod's connect"))?;
     tracer.stop().map_err(fail)?;
+    // A connection of the test's own, outside the pod, to the same port.
+    let host_client = TcpStream::connect(("127.0.0.1", port)).map_err(|e| fail(e.to_string()))?;
+    let host_port = host_client
+        .local_addr()
+        .map_err(|e| fail(e.to_string()))?
+        .port();
+    let _ = listener.accept().map_err(|e| fail(e.to_string()))?;
+    drop(host_client);
+    let selected = by_pod.stop_json().map_err(fail)?;
+    let to_port = |e: &&Value| {
+        e["remote"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&format!(":{port}")))
+    };
+    if !selected
+        .iter()
+        .filter(to_port)
+        .any(|e| e["new"] == "SYN-SENT" && e["pid"].as_u64() == Some(u64::from(pid)))
+        || selected.iter().any(|e| e["pod"] != pod)
+        || selected.iter().any(|e| {
+            e["local"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(&format!(":{host_port}")))
+        })
+    {
+        return Err(fail(format!(
+            "trace --pod {pod} --k8s-namespace {namespace} printed {selected:?}"
+        )));
+    }
+    let others = other_pod.stop_json().map_err(fail)?;
+    if others.iter().any(|e| to_port(&e)) {
+        return Err(fail(format!(
+            "trace --pod of another pod printed {others:?}"
+        )));
+    }
     let v: Value = serde_json::from_str(&connect.1).map_err(|e| fail(e.to_string()))?;
     if v["pid"].as_u64() != Some(u64::from(pid))
         || v["pod"] != pod

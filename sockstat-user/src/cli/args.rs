@@ -176,6 +176,44 @@ pub struct NetnsArgs {
     pub all_netns: bool,
 }
 
+impl NetnsArgs {
+    /// Pods and containers live in namespaces of their own: a `--pod`, `--k8s-namespace` or
+    /// `--container` without `-N` looks in every namespace.
+    pub fn widen_for(&mut self, workload: &WorkloadArgs) {
+        if workload.filter_given() && self.one.net.is_none() {
+            self.all_netns = true;
+        }
+    }
+}
+
+/// Sockets by their container's names: trace, top and report.
+#[derive(Debug, Args, Default, Clone, PartialEq)]
+pub struct WorkloadArgs {
+    /// Only sockets of this Kubernetes pod (its exact name).
+    #[arg(long, value_name = "NAME")]
+    pub pod: Option<String>,
+    /// Only sockets of pods in this Kubernetes namespace.
+    #[arg(long = "k8s-namespace", value_name = "NAMESPACE")]
+    pub k8s_namespace: Option<String>,
+    /// Only sockets of this container: a pod's container name, or Docker's/Podman's name.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
+impl WorkloadArgs {
+    pub fn filter_given(&self) -> bool {
+        self.pod.is_some() || self.k8s_namespace.is_some() || self.container.is_some()
+    }
+
+    pub fn filter(&self) -> Option<crate::procs::workload::WorkloadFilter> {
+        crate::procs::workload::WorkloadFilter::new(
+            self.pod.as_deref(),
+            self.k8s_namespace.as_deref(),
+            self.container.as_deref(),
+        )
+    }
+}
+
 /// The kernel programs' options: trace, top and serve.
 #[derive(Debug, Args, Clone, Copy)]
 pub struct ProbeArgs {
@@ -325,6 +363,8 @@ pub struct TraceArgs {
     /// Only transitions whose owner lives in this cgroup (v2 path, or a prefix of it).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     /// One line per finished connection (duration, bytes, handshake RTT, the RTT, min RTT,
     /// cwnd and delivery rate at its close, retransmits, cause, owner) instead of one per
     /// transition.
@@ -407,6 +447,8 @@ pub struct TopArgs {
     /// Poll sock_diag instead of loading the kernel programs (no per-edge data).
     #[arg(long)]
     pub poll: bool,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     #[command(flatten)]
     pub ns: NetnsArgs,
     #[command(flatten)]
@@ -509,6 +551,8 @@ pub struct ReportArgs {
     /// external, unusual-listeners, close-wait-age (s), time-wait-pct, syn-recv-pct.
     #[arg(long, value_name = "EXPR")]
     pub alert: Vec<String>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     #[command(flatten)]
     pub ns: NetnsArgs,
     /// Only the sockets this ss filter selects (e.g. 'state established dport = :443');

@@ -75,13 +75,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match cli.command {
-        Some(Command::Trace(args)) => trace::run(&args),
-        Some(Command::Top(args)) => top::run(&args),
+        Some(Command::Trace(mut args)) => {
+            args.ns.widen_for(&args.workload);
+            trace::run(&args)
+        }
+        Some(Command::Top(mut args)) => {
+            args.ns.widen_for(&args.workload);
+            top::run(&args)
+        }
         Some(Command::Lab(args)) => lab::run(&args),
         Some(Command::Stats(args)) => stats::run(&args),
         Some(Command::Ifaces(args)) => ifaces::run(&args),
         Some(Command::Routes(args)) => routes::run(&args),
-        Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Report(mut args)) => {
+            args.ns.widen_for(&args.workload);
+            report::run(&args)
+        }
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Conn(args)) => conn::run(&args),
         None => list::run(&cli.list),

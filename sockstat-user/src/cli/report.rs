@@ -65,7 +65,14 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         let (collected, skipped) =
             scan.run_each(|_| collect_here(std::path::Path::new("/proc/thread-self/net")));
         procs::netns::warn_skipped(&skipped);
+        let workloads = args.workload.filter();
         for (ns, collected) in collected {
+            // --pod, --k8s-namespace, --container: the namespaces of those containers.
+            if let Some(w) = workloads.as_ref()
+                && !w.matches_container(ns.container.as_ref())
+            {
+                continue;
+            }
             let label = ns.label();
             let (records, max, port_settings) = collected?;
             tw_max = tw_max.or(max);
@@ -78,6 +85,16 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let netns = NetnsChoice::open(&args.ns.one)?;
+        if let Some(w) = args.workload.filter() {
+            let container = netns.inode().and_then(procs::netns::container_of);
+            if !w.matches_container(container.as_ref()) {
+                return Err(UsageError(format!(
+                    "-N {}: that namespace belongs to no container with the names given",
+                    netns.label()
+                ))
+                .into());
+            }
+        }
         let label = netns.label();
         let (records, max, port_settings) = netns.run(|| collect_here(&netns.proc_net()))??;
         tw_max = max;

@@ -22,6 +22,7 @@ use crate::{
         Output, clock,
         dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
     },
+    procs::workload::WorkloadFilter,
     render::top::{self as screen, UiState},
 };
 
@@ -71,11 +72,14 @@ fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
 
 /// A transition reaches the dashboard when it passes the filter as trace judges it; a reset
 /// when its socket's state (CLOSE for a closed port: no socket) and addresses pass.
-fn observe(o: &Output, filter: &Filter, dash: &mut Dashboard) {
+fn observe(o: &Output, filter: &Filter, workloads: Option<&WorkloadFilter>, dash: &mut Dashboard) {
+    let named =
+        |pid: Option<u32>, netns: u32| workloads.is_none_or(|w| w.matches_owner(pid, netns));
     match o {
         Output::Transition(t) => {
             let states = [t.old.kernel_number(), t.new.kernel_number()];
-            if filter.matches_tcp_states(&states, t.local, t.remote) {
+            if filter.matches_tcp_states(&states, t.local, t.remote) && named(t.owner.pid, t.netns)
+            {
                 dash.observe(t);
             }
         }
@@ -83,12 +87,14 @@ fn observe(o: &Output, filter: &Filter, dash: &mut Dashboard) {
             let state = r
                 .state
                 .map_or(sockstat_common::tcp_state::CLOSE, |s| s.kernel_number());
-            if filter.matches_tcp(state, r.local, r.remote) {
+            if filter.matches_tcp(state, r.local, r.remote) && named(r.owner.pid, r.netns) {
                 dash.observe_reset(r);
             }
         }
         Output::Retransmit(r) => {
-            if filter.matches_tcp(r.what.state.kernel_number(), r.local, r.remote) {
+            if filter.matches_tcp(r.what.state.kernel_number(), r.local, r.remote)
+                && named(r.owner.pid, r.netns)
+            {
                 dash.observe_retransmit(r);
             }
         }
@@ -98,10 +104,18 @@ fn observe(o: &Output, filter: &Filter, dash: &mut Dashboard) {
 
 /// Ends an interval: every socket that passes the filter is counted; the kernel's drop
 /// counts and the port headroom (of every socket: ports run out per namespace) are read.
-fn sample(feed: &Feed, filter: &Filter, dash: &mut Dashboard, ports: &mut PortWatch) {
+fn sample(
+    feed: &Feed,
+    filter: &Filter,
+    workloads: Option<&WorkloadFilter>,
+    dash: &mut Dashboard,
+    ports: &mut PortWatch,
+) {
     let mut sockets = Vec::new();
     feed.for_each_socket(|s| {
-        if filter.matches_tcp(s.state.kernel_number(), s.local, s.remote) {
+        if filter.matches_tcp(s.state.kernel_number(), s.local, s.remote)
+            && workloads.is_none_or(|w| w.matches_owner(s.owner.map(|(pid, _)| pid), s.netns))
+        {
             sockets.push(s);
         }
     });
@@ -164,6 +178,7 @@ async fn top(
         feed.probe(),
     )?;
     let mut ports = PortWatch::new(options.scope);
+    let workloads = args.workload.filter();
     let per_edge = feed.is_ebpf();
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
     // The first sample should not be empty; drop rates start from the counts now.
@@ -177,7 +192,7 @@ async fn top(
             &mut feed,
             &mut dash,
             &mut ports,
-            &filter,
+            (&filter, workloads.as_ref()),
             &filter_text,
             &alerts,
         )
@@ -199,21 +214,21 @@ async fn top(
         let mut sample_timer = tokio::time::interval(Duration::from_secs_f64(args.interval));
         sample_timer.tick().await;
         // The first screen already shows the counts.
-        sample(&feed, &filter, &mut dash, &mut ports);
+        sample(&feed, &filter, workloads.as_ref(), &mut dash, &mut ports);
         let mut redraw = tokio::time::interval(REDRAW);
         let mut drain = tokio::time::interval(DRAIN);
         let mut snap = dash.snapshot(context(&feed, &filter_text, paused, sort, &alerts));
         loop {
             tokio::select! {
-                _ = drain.tick() => feed.drain(&mut |t| observe(t, &filter, &mut dash)),
+                _ = drain.tick() => feed.drain(&mut |t| observe(t, &filter, workloads.as_ref(), &mut dash)),
                 _ = sample_timer.tick() => {
-                    feed.drain(&mut |t| observe(t, &filter, &mut dash));
+                    feed.drain(&mut |t| observe(t, &filter, workloads.as_ref(), &mut dash));
                     // Polling: count from the newest finished dump; keep one running.
                     feed.refresh().await;
-                    sample(&feed, &filter, &mut dash, &mut ports);
+                    sample(&feed, &filter, workloads.as_ref(), &mut dash, &mut ports);
                 }
                 step = feed.reconcile_step() => {
-                    feed.reconcile(step, &mut |t| observe(t, &filter, &mut dash));
+                    feed.reconcile(step, &mut |t| observe(t, &filter, workloads.as_ref(), &mut dash));
                 }
                 _ = redraw.tick() => {
                     if !paused {
@@ -238,7 +253,7 @@ async fn top(
                             filter_text = text;
                             // Counts since start would mix two filters: start over.
                             dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
-                            sample(&feed, &filter, &mut dash, &mut ports);
+                            sample(&feed, &filter, workloads.as_ref(), &mut dash, &mut ports);
                         }
                         Action::None => {}
                     }
@@ -354,7 +369,7 @@ async fn once(
     feed: &mut Feed,
     dash: &mut Dashboard,
     ports: &mut PortWatch,
-    filter: &Filter,
+    (filter, workloads): (&Filter, Option<&WorkloadFilter>),
     filter_text: &str,
     alerts: &[Alert],
 ) -> anyhow::Result<ExitCode> {
@@ -362,13 +377,13 @@ async fn once(
     let mut drain = tokio::time::interval(DRAIN);
     while tokio::time::Instant::now() < end {
         tokio::select! {
-            _ = drain.tick() => feed.drain(&mut |t| observe(t, filter, dash)),
+            _ = drain.tick() => feed.drain(&mut |t| observe(t, filter, workloads, dash)),
             _ = tokio::time::sleep_until(end) => {}
         }
     }
-    feed.drain(&mut |t| observe(t, filter, dash));
+    feed.drain(&mut |t| observe(t, filter, workloads, dash));
     feed.refresh_now().await;
-    sample(feed, filter, dash, ports);
+    sample(feed, filter, workloads, dash, ports);
     let snap = dash.snapshot(context(
         feed,
         filter_text,

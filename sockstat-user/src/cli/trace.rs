@@ -107,6 +107,8 @@ struct Selector<'a> {
     args: &'a TraceArgs,
     filter: &'a Filter,
     cgroups: HashMap<u32, String>,
+    /// `--pod`, `--k8s-namespace`, `--container`.
+    workloads: Option<crate::procs::workload::WorkloadFilter>,
 }
 
 impl Selector<'_> {
@@ -116,6 +118,7 @@ impl Selector<'_> {
         remote: std::net::SocketAddr,
         states: &[ReportedState],
         owner: &Owner,
+        netns: u32,
     ) -> bool {
         // At most a transition's two states: no allocation per printed event.
         let mut numbers = [0u8; 2];
@@ -147,6 +150,11 @@ impl Selector<'_> {
             if !path.starts_with(prefix.as_str()) {
                 return false;
             }
+        }
+        if let Some(workloads) = self.workloads.as_ref()
+            && !workloads.matches_owner(owner.pid, netns)
+        {
+            return false;
         }
         true
     }
@@ -226,6 +234,7 @@ async fn trace(
             args,
             filter,
             cgroups: HashMap::new(),
+            workloads: args.workload.filter(),
         },
         printer,
         args,
@@ -377,7 +386,7 @@ impl View<'_> {
                 if !kind
                     || !self
                         .selector
-                        .wants(head.local, head.remote, &[], &head.owner)
+                        .wants(head.local, head.remote, &[], &head.owner, head.netns)
                 {
                     continue;
                 }
@@ -393,7 +402,7 @@ impl View<'_> {
                 Output::Transition(t) if !args.lifetimes && self.state => {
                     if !self
                         .selector
-                        .wants(t.local, t.remote, &[t.old, t.new], &t.owner)
+                        .wants(t.local, t.remote, &[t.old, t.new], &t.owner, t.netns)
                     {
                         continue;
                     }
@@ -404,7 +413,10 @@ impl View<'_> {
                     self.printer.write_named(out, &t, workload.as_deref())?;
                 }
                 Output::Lifetime(l) if args.lifetimes && self.state => {
-                    if !self.selector.wants(l.local, l.remote, &[], &l.owner) {
+                    if !self
+                        .selector
+                        .wants(l.local, l.remote, &[], &l.owner, l.netns)
+                    {
                         continue;
                     }
                     self.printer.write_lifetime(out, &l)?;
@@ -412,7 +424,7 @@ impl View<'_> {
                 Output::Retransmit(r) if self.retrans => {
                     if !self
                         .selector
-                        .wants(r.local, r.remote, &[r.what.state], &r.owner)
+                        .wants(r.local, r.remote, &[r.what.state], &r.owner, r.netns)
                     {
                         continue;
                     }
@@ -423,7 +435,10 @@ impl View<'_> {
                         Some(s) => std::slice::from_ref(s),
                         None => &[],
                     };
-                    if !self.selector.wants(r.local, r.remote, states, &r.owner) {
+                    if !self
+                        .selector
+                        .wants(r.local, r.remote, states, &r.owner, r.netns)
+                    {
                         continue;
                     }
                     self.printer.write_reset(out, &r)?;
@@ -433,7 +448,10 @@ impl View<'_> {
                         Some(s) => std::slice::from_ref(s),
                         None => &[],
                     };
-                    if !self.selector.wants(d.local, d.remote, states, &d.owner) {
+                    if !self
+                        .selector
+                        .wants(d.local, d.remote, states, &d.owner, d.netns)
+                    {
                         continue;
                     }
                     self.printer.write_drop(out, &d)?;
@@ -442,7 +460,7 @@ impl View<'_> {
                     let established = ReportedState::Known(crate::tcp::TcpState::Established);
                     if !self
                         .selector
-                        .wants(r.local, r.remote, &[established], &r.owner)
+                        .wants(r.local, r.remote, &[established], &r.owner, r.netns)
                     {
                         continue;
                     }

@@ -179,6 +179,58 @@ impl WorkloadNames {
     }
 }
 
+/// `--pod`, `--k8s-namespace`, `--container`: sockets whose container has these names
+/// (each given one must match exactly). Judged in user space, from the owner's cgroup (or
+/// its namespace's container): a transition's kernel hook often runs in softirq context,
+/// on whatever task the CPU was running, so the task's cgroup id there is not the owner's.
+pub struct WorkloadFilter {
+    pod: Option<String>,
+    namespace: Option<String>,
+    container: Option<String>,
+    /// A cache behind a shared reference: callers judge sockets from closures that
+    /// already hold other state mutably.
+    names: std::cell::RefCell<WorkloadNames>,
+}
+
+impl WorkloadFilter {
+    /// None when no criterion is given (every socket passes).
+    pub fn new(
+        pod: Option<&str>,
+        namespace: Option<&str>,
+        container: Option<&str>,
+    ) -> Option<WorkloadFilter> {
+        (pod.is_some() || namespace.is_some() || container.is_some()).then(|| WorkloadFilter {
+            pod: pod.map(str::to_string),
+            namespace: namespace.map(str::to_string),
+            container: container.map(str::to_string),
+            names: std::cell::RefCell::new(WorkloadNames::new()),
+        })
+    }
+
+    /// Whether names `w` pass: a socket outside any named container passes no criterion.
+    pub fn matches(&self, w: Option<&Workload>) -> bool {
+        let Some(w) = w else { return false };
+        let same = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|want| have.as_ref() == Some(want))
+        };
+        same(&self.pod, &w.pod)
+            && same(&self.namespace, &w.namespace)
+            && same(&self.container, &w.container)
+    }
+
+    /// For a socket owned by `pid` (if known) in network namespace `netns`.
+    pub fn matches_owner(&self, pid: Option<u32>, netns: u32) -> bool {
+        let w = self.names.borrow_mut().of_owner(pid, netns);
+        self.matches(w.as_deref())
+    }
+
+    /// For the sockets of a namespace that belongs to `container` (if any).
+    pub fn matches_container(&self, container: Option<&Container>) -> bool {
+        let w = container.and_then(|c| self.names.borrow_mut().of(c));
+        self.matches(w.as_deref())
+    }
+}
+
 /// Names from an Engine API inspect reply: the Kubernetes labels where the kubelet set
 /// them, else the engine's own name.
 fn from_inspect(json: &serde_json::Value) -> Option<Workload> {
@@ -237,6 +289,29 @@ fn pod_from_logs(root: &Path, uid: &str) -> Option<Workload> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_filter_needs_every_name_given_and_a_container() {
+        let web = Workload {
+            container: Some("nginx".into()),
+            image: None,
+            pod: Some("web-1".into()),
+            namespace: Some("shop".into()),
+        };
+        let f = |pod, ns, c| WorkloadFilter::new(pod, ns, c).unwrap();
+        assert!(WorkloadFilter::new(None, None, None).is_none());
+        assert!(f(Some("web-1"), None, None).matches(Some(&web)));
+        assert!(f(Some("web-1"), Some("shop"), Some("nginx")).matches(Some(&web)));
+        assert!(!f(Some("web-1"), Some("prod"), None).matches(Some(&web)));
+        assert!(!f(Some("web"), None, None).matches(Some(&web)));
+        assert!(!f(None, Some("shop"), None).matches(None));
+        let docker = Workload {
+            container: Some("db".into()),
+            ..Workload::default()
+        };
+        assert!(f(None, None, Some("db")).matches(Some(&docker)));
+        assert!(!f(Some("db"), None, None).matches(Some(&docker)));
+    }
+
     use super::*;
 
     const ID: &str = "3f2a9c1b7d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd";
