@@ -1373,6 +1373,51 @@ fn kubelet_layout() -> TestResult {
             "trace --pod of another pod printed {others:?}"
         )));
     }
+    // serve counts the pod's sockets under its names while the connection is open.
+    let serve_port = 19_900 + (std::process::id() % 90) as u16;
+    let mut serve = Command::new(sockstat_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{serve_port}")])
+        .env("SOCKSTAT_KUBELET_LOGS", &logs_env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("serve: {e}")))?;
+    let holder_script = format!(
+        "echo $$ > {}/cgroup.procs && exec 3<>/dev/tcp/127.0.0.1/{port} && sleep 20",
+        leaf.display()
+    );
+    let mut holder = Command::new("bash")
+        .args(["-c", &holder_script])
+        .spawn()
+        .map_err(|e| fail(format!("bash: {e}")))?;
+    let (held, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
+    let want = format!(
+        "sockstat_pod_sockets{{namespace=\"{namespace}\",pod=\"{pod}\",state=\"ESTAB\"}} 1"
+    );
+    let mut metrics = String::new();
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(250));
+        metrics = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{serve_port}/metrics")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if metrics.lines().any(|l| l == want) {
+            break;
+        }
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    drop(held);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    if !metrics.lines().any(|l| l == want) {
+        let pods: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.contains("pod_sockets"))
+            .collect();
+        return Err(fail(format!("serve's scrape has no {want}: {pods:?}")));
+    }
     let v: Value = serde_json::from_str(&connect.1).map_err(|e| fail(e.to_string()))?;
     if v["pid"].as_u64() != Some(u64::from(pid))
         || v["pod"] != pod

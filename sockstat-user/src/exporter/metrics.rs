@@ -18,12 +18,17 @@ use prometheus_client::{
 use crate::{
     agent::Feed,
     live::{Cause, ERRNO_NAMES, Output, Reset, Transition},
+    procs::workload::Workload,
     report::ports::PortHeadroom,
     tcp::{ReportedState, TcpState},
 };
 
 /// Listening ports beyond this many are summed under port="other".
 pub const MAX_PORTS: usize = 64;
+/// Pods with series of their own in `pod_sockets` (those with the most sockets); the rest
+/// are summed under namespace="other", pod="other". A node runs at most 110 pods by
+/// Kubernetes' default, so the cap is reached only by a misconfiguration, never silently.
+pub const MAX_PODS: usize = 256;
 /// Destinations with a port-headroom series: those nearest exhaustion.
 pub const MAX_DESTINATIONS: usize = 10;
 /// connect_errors' label for a connect that failed with no cause known.
@@ -35,6 +40,14 @@ const TW_EARLY_END_CAUSES: [&str; 3] = ["reused", "rst-in", "killed"];
 struct StateNetns {
     state: String,
     netns: String,
+}
+
+/// A pod's sockets in one state (`pod_sockets`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodState {
+    namespace: String,
+    pod: String,
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,6 +106,9 @@ struct Tracepoint {
 pub struct Metrics {
     pub registry: Registry,
     sockets: Family<StateNetns, Gauge>,
+    pod_sockets: Family<PodState, Gauge>,
+    /// The pods' names, for `pod_sockets`.
+    workloads: crate::procs::workload::WorkloadNames,
     transitions: Family<Edge, Counter>,
     connect_seconds: Histogram,
     handshake_rtt_seconds: Histogram,
@@ -137,6 +153,8 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::default(),
             sockets: Family::default(),
+            pod_sockets: Family::default(),
+            workloads: crate::procs::workload::WorkloadNames::new(),
             transitions: Family::default(),
             // 100 µs to ~26 s, by 4x.
             connect_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
@@ -196,6 +214,11 @@ impl Metrics {
             "sockets",
             "TCP sockets by state and network namespace (inode)",
             m.sockets.clone(),
+        );
+        registry.register(
+            "pod_sockets",
+            "TCP sockets of Kubernetes pods by pod, its namespace, and state (the owner's pod, else its network namespace's); at most 256 pods, the rest under pod=\"other\"",
+            m.pod_sockets.clone(),
         );
         registry.register(
             "transitions",
@@ -439,6 +462,38 @@ impl Metrics {
 
     /// Refreshes everything that is read rather than observed: socket gauges, the kernel's
     /// and the live table's running totals.
+    /// `pod_sockets` from each pod's count per state: the `MAX_PODS` pods with the most
+    /// sockets by name, the rest summed under "other".
+    fn set_pod_sockets(&mut self, by_pod: HashMap<(std::sync::Arc<Workload>, ReportedState), i64>) {
+        let mut totals: HashMap<(&Option<String>, &Option<String>), i64> = HashMap::new();
+        for ((w, _), n) in &by_pod {
+            *totals.entry((&w.namespace, &w.pod)).or_default() += n;
+        }
+        let mut ranked: Vec<_> = totals.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let named: std::collections::HashSet<(Option<String>, Option<String>)> = ranked
+            .iter()
+            .take(MAX_PODS)
+            .map(|((ns, pod), _)| ((*ns).clone(), (*pod).clone()))
+            .collect();
+        self.pod_sockets.clear();
+        for ((w, state), n) in by_pod {
+            let key = (w.namespace.clone(), w.pod.clone());
+            let (namespace, pod) = if named.contains(&key) {
+                (key.0.unwrap_or_default(), key.1.unwrap_or_default())
+            } else {
+                ("other".to_string(), "other".to_string())
+            };
+            self.pod_sockets
+                .get_or_create(&PodState {
+                    namespace,
+                    pod,
+                    state: state.to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+
     pub fn refresh(&mut self, feed: &Feed, ports: &[PortHeadroom]) {
         if let Some(probe) = feed.probe() {
             self.preset_drops(probe);
@@ -485,9 +540,16 @@ impl Metrics {
             }
         }
         let mut by_state: HashMap<(ReportedState, u32), i64> = HashMap::new();
+        let mut by_pod: HashMap<(std::sync::Arc<Workload>, ReportedState), i64> = HashMap::new();
         let mut listening: Vec<(u32, u16)> = Vec::new();
+        let workloads = &mut self.workloads;
         feed.for_each_socket(|s| {
             *by_state.entry((s.state, s.netns)).or_default() += 1;
+            if let Some(w) = workloads.of_owner(s.owner.map(|(pid, _)| pid), s.netns)
+                && w.pod.is_some()
+            {
+                *by_pod.entry((w, s.state)).or_default() += 1;
+            }
             if s.state == ReportedState::Known(TcpState::Listen) {
                 listening.push((s.netns, s.local.port()));
             }
@@ -515,6 +577,7 @@ impl Metrics {
                 })
                 .set(n);
         }
+        self.set_pod_sockets(by_pod);
         self.listen_port_sockets.clear();
         let mut ports: Vec<(u16, i64)> = Vec::new();
         for key in &listening {
@@ -663,6 +726,42 @@ pub fn to_classic_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_beyond_the_cap_are_summed_under_other() {
+        let mut m = Metrics::new("test");
+        let estab = ReportedState::Known(TcpState::Established);
+        let mut by_pod = HashMap::new();
+        // Pod i has i + 1 sockets: the MAX_PODS busiest keep their names.
+        for i in 0..MAX_PODS + 10 {
+            let w = std::sync::Arc::new(Workload {
+                pod: Some(format!("web-{i}")),
+                namespace: Some("shop".into()),
+                ..Workload::default()
+            });
+            by_pod.insert((w, estab), i as i64 + 1);
+        }
+        m.set_pod_sockets(by_pod);
+        let text = m.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("sockstat_pod_sockets{"))
+            .collect();
+        assert_eq!(series.len(), MAX_PODS + 1, "{series:?}");
+        // The ten smallest (1 to 10 sockets) went to "other": 55 sockets.
+        assert!(
+            series.contains(
+                &"sockstat_pod_sockets{namespace=\"other\",pod=\"other\",state=\"ESTAB\"} 55"
+            ),
+            "{series:?}"
+        );
+        let top = format!(
+            "sockstat_pod_sockets{{namespace=\"shop\",pod=\"web-{}\",state=\"ESTAB\"}} {}",
+            MAX_PODS + 9,
+            MAX_PODS + 10
+        );
+        assert!(series.contains(&top.as_str()), "{series:?}");
+    }
 
     #[test]
     fn series_known_in_advance_are_there_at_zero_from_the_first_scrape() {

@@ -20,7 +20,7 @@ use std::{
 use super::container::Container;
 
 /// Names of one container. Every field is optional: a source may know only some.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Workload {
     /// The container's name (Kubernetes: the container's name in its pod).
     #[serde(skip_serializing_if = "Option::is_none")]
