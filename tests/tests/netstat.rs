@@ -1124,6 +1124,88 @@ fn docker_container() -> TestResult {
     {
         return Err(fail(format!("--all-netns table:\n{header}\n{row}")));
     }
+    // A second container with the labels the kubelet sets: named as a pod, in the listing
+    // and in top's grouping (while one of its connections is open).
+    let (pod, pod_ns) = ("api-5c9d7b-q8x2l", "shop");
+    let pod_container = format!("sst-api-{}", std::process::id());
+    dockerd.docker(&[
+        "run",
+        "--detach",
+        "--network",
+        "none",
+        "--name",
+        &pod_container,
+        "--label",
+        &format!("io.kubernetes.pod.name={pod}"),
+        "--label",
+        &format!("io.kubernetes.pod.namespace={pod_ns}"),
+        "--label",
+        "io.kubernetes.container.name=api",
+        &image,
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "127.0.0.1:7382",
+    ])?;
+    dockerd.docker(&[
+        "exec",
+        "--detach",
+        &pod_container,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "sleep 1; sleep 30 | /bin/busybox nc 127.0.0.1 7382",
+    ])?;
+    let mut pod_listener = Value::Null;
+    let mut grouped = Value::Null;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let all = json(&named(&["--all-netns", "-tan", "--json"])?)?;
+        pod_listener = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["local"] == "127.0.0.1:7382" && s["state"] == "LISTEN")
+            .cloned()
+            .unwrap_or_default();
+        let established = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["peer"] == "127.0.0.1:7382" && s["state"] == "ESTAB");
+        if established {
+            grouped = json(&named(&[
+                "top",
+                "--once",
+                "--json",
+                "--interval",
+                "1",
+                "--all-netns",
+            ])?)?;
+            break;
+        }
+    }
+    if pod_listener["pod"] != pod
+        || pod_listener["namespace"] != pod_ns
+        || pod_listener["container"] != "api"
+    {
+        return Err(fail(format!(
+            "the labelled container's listener: {pod_listener}"
+        )));
+    }
+    let pod_row = grouped["top_pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["key"] == format!("{pod_ns}/{pod}").as_str())
+        .cloned()
+        .unwrap_or_default();
+    // Its client and the server's accepted socket (LISTEN is not a connection).
+    if pod_row["connections"] != 2 {
+        return Err(fail(format!("top's pods: {}", grouped["top_pods"])));
+    }
+    dockerd.docker(&["rm", "--force", &pod_container])?;
     // top and report select the container by name (and look in every namespace for it).
     let top_of = |who: &str| -> Result<Value, Failed> {
         json(&named(&[

@@ -240,6 +240,7 @@ impl Feed {
                             .pid
                             .map(|pid| (pid, s.owner.comm.as_ref().map_or("?", |c| c.as_str()))),
                         since_ns: s.since_ns,
+                        pod: None,
                     });
                 }
             }
@@ -252,6 +253,7 @@ impl Feed {
                         netns: b.netns,
                         owner: b.owner,
                         since_ns: None,
+                        pod: None,
                     });
                 }
             }

@@ -1,8 +1,10 @@
 //! `sockstat top`: the live table and the kernel's counters on one screen, redrawn 4 times a
 //! second; or one snapshot (`--once`, `--json`) for scripts. Without BPF it polls sock_diag.
 use std::{
+    collections::HashMap,
     io::{self, IsTerminal, Write},
     process::ExitCode,
+    sync::Arc,
     time::Duration,
 };
 
@@ -22,7 +24,7 @@ use crate::{
         Output, clock,
         dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
     },
-    procs::workload::WorkloadFilter,
+    procs::workload::{Workload, WorkloadFilter, WorkloadNames},
     render::top::{self as screen, UiState},
 };
 
@@ -70,9 +72,38 @@ fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
     }
 }
 
+/// Names each socket's pod or container for `top_pods` (one shared string per group).
+#[derive(Default)]
+struct Groups {
+    names: std::cell::RefCell<WorkloadNames>,
+    labels: std::cell::RefCell<HashMap<Arc<Workload>, Arc<str>>>,
+}
+
+impl Groups {
+    fn of(&self, pid: Option<u32>, netns: u32) -> Option<Arc<str>> {
+        let w = self.names.borrow_mut().of_owner(pid, netns)?;
+        let mut labels = self.labels.borrow_mut();
+        if let Some(label) = labels.get(&w) {
+            return Some(label.clone());
+        }
+        let label: Arc<str> = w.group()?.into();
+        // Bounded like the names themselves.
+        if labels.len() >= crate::procs::workload::CAPACITY {
+            labels.clear();
+        }
+        labels.insert(w, label.clone());
+        Some(label)
+    }
+}
+
 /// A transition reaches the dashboard when it passes the filter as trace judges it; a reset
 /// when its socket's state (CLOSE for a closed port: no socket) and addresses pass.
-fn observe(o: &Output, filter: &Filter, workloads: Option<&WorkloadFilter>, dash: &mut Dashboard) {
+fn observe(
+    o: &Output,
+    filter: &Filter,
+    (workloads, groups): (Option<&WorkloadFilter>, &Groups),
+    dash: &mut Dashboard,
+) {
     let named =
         |pid: Option<u32>, netns: u32| workloads.is_none_or(|w| w.matches_owner(pid, netns));
     match o {
@@ -80,7 +111,7 @@ fn observe(o: &Output, filter: &Filter, workloads: Option<&WorkloadFilter>, dash
             let states = [t.old.kernel_number(), t.new.kernel_number()];
             if filter.matches_tcp_states(&states, t.local, t.remote) && named(t.owner.pid, t.netns)
             {
-                dash.observe(t);
+                dash.observe_in(t, groups.of(t.owner.pid, t.netns));
             }
         }
         Output::Reset(r) => {
@@ -107,15 +138,17 @@ fn observe(o: &Output, filter: &Filter, workloads: Option<&WorkloadFilter>, dash
 fn sample(
     feed: &Feed,
     filter: &Filter,
-    workloads: Option<&WorkloadFilter>,
+    (workloads, groups): (Option<&WorkloadFilter>, &Groups),
     dash: &mut Dashboard,
     ports: &mut PortWatch,
 ) {
     let mut sockets = Vec::new();
-    feed.for_each_socket(|s| {
+    feed.for_each_socket(|mut s| {
+        let pid = s.owner.map(|(pid, _)| pid);
         if filter.matches_tcp(s.state.kernel_number(), s.local, s.remote)
-            && workloads.is_none_or(|w| w.matches_owner(s.owner.map(|(pid, _)| pid), s.netns))
+            && workloads.is_none_or(|w| w.matches_owner(pid, s.netns))
         {
+            s.pod = groups.of(pid, s.netns);
             sockets.push(s);
         }
     });
@@ -179,6 +212,7 @@ async fn top(
     )?;
     let mut ports = PortWatch::new(options.scope);
     let workloads = args.workload.filter();
+    let groups = Groups::default();
     let per_edge = feed.is_ebpf();
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
     // The first sample should not be empty; drop rates start from the counts now.
@@ -214,21 +248,21 @@ async fn top(
         let mut sample_timer = tokio::time::interval(Duration::from_secs_f64(args.interval));
         sample_timer.tick().await;
         // The first screen already shows the counts.
-        sample(&feed, &filter, workloads.as_ref(), &mut dash, &mut ports);
+        sample(&feed, &filter, (workloads.as_ref(), &groups), &mut dash, &mut ports);
         let mut redraw = tokio::time::interval(REDRAW);
         let mut drain = tokio::time::interval(DRAIN);
         let mut snap = dash.snapshot(context(&feed, &filter_text, paused, sort, &alerts));
         loop {
             tokio::select! {
-                _ = drain.tick() => feed.drain(&mut |t| observe(t, &filter, workloads.as_ref(), &mut dash)),
+                _ = drain.tick() => feed.drain(&mut |t| observe(t, &filter, (workloads.as_ref(), &groups), &mut dash)),
                 _ = sample_timer.tick() => {
-                    feed.drain(&mut |t| observe(t, &filter, workloads.as_ref(), &mut dash));
+                    feed.drain(&mut |t| observe(t, &filter, (workloads.as_ref(), &groups), &mut dash));
                     // Polling: count from the newest finished dump; keep one running.
                     feed.refresh().await;
-                    sample(&feed, &filter, workloads.as_ref(), &mut dash, &mut ports);
+                    sample(&feed, &filter, (workloads.as_ref(), &groups), &mut dash, &mut ports);
                 }
                 step = feed.reconcile_step() => {
-                    feed.reconcile(step, &mut |t| observe(t, &filter, workloads.as_ref(), &mut dash));
+                    feed.reconcile(step, &mut |t| observe(t, &filter, (workloads.as_ref(), &groups), &mut dash));
                 }
                 _ = redraw.tick() => {
                     if !paused {
@@ -253,7 +287,7 @@ async fn top(
                             filter_text = text;
                             // Counts since start would mix two filters: start over.
                             dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
-                            sample(&feed, &filter, workloads.as_ref(), &mut dash, &mut ports);
+                            sample(&feed, &filter, (workloads.as_ref(), &groups), &mut dash, &mut ports);
                         }
                         Action::None => {}
                     }
@@ -373,17 +407,18 @@ async fn once(
     filter_text: &str,
     alerts: &[Alert],
 ) -> anyhow::Result<ExitCode> {
+    let groups = Groups::default();
     let end = tokio::time::Instant::now() + Duration::from_secs_f64(args.interval);
     let mut drain = tokio::time::interval(DRAIN);
     while tokio::time::Instant::now() < end {
         tokio::select! {
-            _ = drain.tick() => feed.drain(&mut |t| observe(t, filter, workloads, dash)),
+            _ = drain.tick() => feed.drain(&mut |t| observe(t, filter, (workloads, &groups), dash)),
             _ = tokio::time::sleep_until(end) => {}
         }
     }
-    feed.drain(&mut |t| observe(t, filter, workloads, dash));
+    feed.drain(&mut |t| observe(t, filter, (workloads, &groups), dash));
     feed.refresh_now().await;
-    sample(feed, filter, workloads, dash, ports);
+    sample(feed, filter, (workloads, &groups), dash, ports);
     let snap = dash.snapshot(context(
         feed,
         filter_text,

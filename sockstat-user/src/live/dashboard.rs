@@ -5,6 +5,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     net::{IpAddr, SocketAddr},
+    sync::Arc,
 };
 
 use serde::Serialize;
@@ -33,6 +34,8 @@ pub struct SockView<'a> {
     pub owner: Option<(u32, &'a str)>,
     /// When it entered `state` (monotonic ns), where the live table saw it.
     pub since_ns: Option<u64>,
+    /// Its pod (`namespace/pod`) or container by name, where the caller knows it.
+    pub pod: Option<Arc<str>>,
 }
 
 /// What kind of source the numbers come from; shown in the header.
@@ -197,6 +200,8 @@ pub struct Snapshot {
     pub top_remote: Vec<TopRow>,
     pub top_local_ports: Vec<TopRow>,
     pub top_processes: Vec<TopRow>,
+    /// Pods (`namespace/pod`) and other containers by name: empty where none is known.
+    pub top_pods: Vec<TopRow>,
     /// Closed ports that answered with an RST, most hit first: the shape of a port scan.
     pub closed_ports: Vec<ClosedPortRow>,
     /// The connections that retransmitted most, and the drop reasons most seen.
@@ -295,6 +300,7 @@ struct IntervalCounts {
     remote: HashMap<IpAddr, u64>,
     port: HashMap<u16, u64>,
     process: HashMap<String, u64>,
+    pod: HashMap<Arc<str>, u64>,
 }
 
 pub struct Dashboard {
@@ -323,6 +329,7 @@ struct Tops {
     remote: HashMap<IpAddr, u64>,
     port: HashMap<u16, u64>,
     process: HashMap<String, u64>,
+    pod: HashMap<Arc<str>, u64>,
     total: u64,
 }
 
@@ -353,7 +360,13 @@ impl Dashboard {
     }
 
     /// One transition that passed the filter.
+    #[cfg(test)]
     pub fn observe(&mut self, t: &Transition) {
+        self.observe_in(t, None);
+    }
+
+    /// `observe`, for a socket of pod or container `pod` (its group in `top_pods`).
+    pub fn observe_in(&mut self, t: &Transition, pod: Option<Arc<str>>) {
         let (old, new) = (t.old.kernel_number(), t.new.kernel_number());
         let c = &mut self.current;
         *c.edges.entry((old, new)).or_default() += 1;
@@ -379,6 +392,9 @@ impl Dashboard {
         *c.port.entry(t.local.port()).or_default() += 1;
         if let Some(key) = process_key(t.owner.pid, t.owner.comm.as_ref().map(|c| c.as_str())) {
             *c.process.entry(key).or_default() += 1;
+        }
+        if let Some(pod) = pod {
+            *c.pod.entry(pod).or_default() += 1;
         }
         // Kept as is (no heap): only the few shown are formatted, at snapshot time.
         if self.recent.len() == RECENT_EVENTS {
@@ -480,6 +496,9 @@ impl Dashboard {
                 .and_then(|(pid, comm)| process_key(Some(pid), Some(comm)))
             {
                 *tops.process.entry(key).or_default() += 1;
+            }
+            if let Some(pod) = s.pod {
+                *tops.pod.entry(pod).or_default() += 1;
             }
         }
         self.tops = tops;
@@ -630,6 +649,13 @@ impl Dashboard {
             Clone::clone,
             ctx.sort,
         );
+        let top_pods = top_rows(
+            &self.tops.pod,
+            self.churn_window.iter().flat_map(|w| w.pod.keys()),
+            |k| churn_of(&|w: &IntervalCounts| w.pod.get(k).copied().unwrap_or(0)),
+            |k| k.to_string(),
+            ctx.sort,
+        );
         let mut snap = Snapshot {
             source: ctx.source,
             filter: ctx.filter,
@@ -643,6 +669,7 @@ impl Dashboard {
             top_remote,
             top_local_ports,
             top_processes,
+            top_pods,
             closed_ports,
             retransmitting,
             drops,
@@ -831,6 +858,7 @@ mod tests {
             netns: 1,
             owner: Some((42, "curl")),
             since_ns: None,
+            pod: None,
         }]);
         let s = d.snapshot(ctx(&[]));
         assert_eq!(s.rates.transitions, Some(6.0));
@@ -881,6 +909,7 @@ mod tests {
             netns: 1,
             owner: None,
             since_ns: None,
+            pod: None,
         }]);
         let alerts =
             [crate::alert::Alert::parse("time-wait >= 1", &Snapshot::metric_names()).unwrap()];

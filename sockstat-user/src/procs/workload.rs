@@ -47,6 +47,17 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// What top groups by: `namespace/pod` for a pod's container, else the container's name.
+    pub fn group(&self) -> Option<String> {
+        match (&self.namespace, &self.pod) {
+            (Some(ns), Some(pod)) => Some(format!("{ns}/{pod}")),
+            (None, Some(pod)) => Some(pod.clone()),
+            _ => self.container.clone(),
+        }
+    }
+}
+
 /// Containers whose names are kept.
 pub const CAPACITY: usize = 4096;
 /// How long "nobody knows this container" is believed.

@@ -26,18 +26,20 @@ pub enum Panel {
     Remote,
     Ports,
     Processes,
+    Pods,
     ClosedPorts,
     Events,
     Trouble,
 }
 
 impl Panel {
-    const ORDER: [Panel; 8] = [
+    const ORDER: [Panel; 9] = [
         Panel::States,
         Panel::Machine,
         Panel::Remote,
         Panel::Ports,
         Panel::Processes,
+        Panel::Pods,
         Panel::ClosedPorts,
         Panel::Events,
         Panel::Trouble,
@@ -59,6 +61,7 @@ impl Panel {
             Panel::Remote => "Remote addresses",
             Panel::Ports => "Local ports",
             Panel::Processes => "Processes",
+            Panel::Pods => "Pods and containers",
             Panel::ClosedPorts => "Closed ports hit",
             Panel::Events => "Latest events",
             Panel::Trouble => "Retransmits, drops, port headroom",
@@ -449,7 +452,15 @@ fn draw_bottom(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
         .areas(tops);
         draw_top(frame, a, snap, ui, Panel::Remote, false);
         draw_top(frame, b, snap, ui, Panel::Ports, false);
-        draw_top(frame, c, snap, ui, Panel::Processes, false);
+        // Processes share their column with pods and containers where any is known.
+        if snap.top_pods.is_empty() {
+            draw_top(frame, c, snap, ui, Panel::Processes, false);
+        } else {
+            let [processes, pods] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(c);
+            draw_top(frame, processes, snap, ui, Panel::Processes, false);
+            draw_top(frame, pods, snap, ui, Panel::Pods, false);
+        }
         draw_closed_ports(frame, d, snap, ui, false);
         let rows = snap.retransmitting.len() + snap.drops.len() + snap.ports.len();
         let trouble_height = (rows as u16 + 3).clamp(4, events.height / 2 + 1);
@@ -463,7 +474,9 @@ fn draw_bottom(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
             Panel::Events => draw_events(frame, area, snap, ui),
             Panel::Trouble => draw_trouble(frame, area, snap, ui, true),
             Panel::ClosedPorts => draw_closed_ports(frame, area, snap, ui, true),
-            Panel::Ports | Panel::Processes => draw_top(frame, area, snap, ui, ui.bottom, true),
+            Panel::Ports | Panel::Processes | Panel::Pods => {
+                draw_top(frame, area, snap, ui, ui.bottom, true)
+            }
             _ => draw_top(frame, area, snap, ui, Panel::Remote, true),
         }
     }
@@ -509,6 +522,7 @@ fn draw_top(
     let rows: &[TopRow] = match which {
         Panel::Ports => &snap.top_local_ports,
         Panel::Processes => &snap.top_processes,
+        Panel::Pods => &snap.top_pods,
         _ => &snap.top_remote,
     };
     // Side by side the key line says the sort; alone, the title says it and that Tab shows

@@ -110,6 +110,7 @@ fn fixture() -> Snapshot {
         ],
         top_local_ports: vec![top("443", 4012, 300.0), top("22", 3, 0.0)],
         top_processes: vec![top("nginx[812]", 3950, 290.0), top("sshd[77]", 3, 0.0)],
+        top_pods: vec![top("shop/web-7d9f8c6b5-x2x4q", 3950, 290.0)],
         closed_ports: vec![
             closed("*:23", 40, 1.0),
             closed("10.1.0.7:443", 4, 4.0),
