@@ -1205,6 +1205,21 @@ fn docker_container() -> TestResult {
     if pod_row["connections"] != 2 {
         return Err(fail(format!("top's pods: {}", grouped["top_pods"])));
     }
+    // report's findings per pod: each container's listener under its name.
+    let report = json(&named(&["report", "--all-netns", "--json"])?)?;
+    let findings = |key: &str| {
+        report["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["pod"] == key)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (api, web) = (findings(&format!("{pod_ns}/{pod}")), findings(&name));
+    if api["listeners"] != 1 || api["sockets"].as_u64().unwrap_or(0) < 3 || web["listeners"] != 1 {
+        return Err(fail(format!("report's pods: {}", report["pods"])));
+    }
     dockerd.docker(&["rm", "--force", &pod_container])?;
     // top and report select the container by name (and look in every namespace for it).
     let top_of = |who: &str| -> Result<Value, Failed> {

@@ -60,12 +60,15 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut namespaces = Vec::new();
     let mut tw_max = None;
     let mut ports = HashMap::new();
+    // Each namespace's pod (or named container), by label: the report's findings per pod.
+    let mut pods = HashMap::new();
     if args.ns.all_netns {
         let scan = procs::netns::all();
         let (collected, skipped) =
             scan.run_each(|_| collect_here(std::path::Path::new("/proc/thread-self/net")));
         procs::netns::warn_skipped(&skipped);
         let workloads = args.workload.filter();
+        let mut names = procs::workload::WorkloadNames::new();
         for (ns, collected) in collected {
             // --pod, --k8s-namespace, --container: the namespaces of those containers.
             if let Some(w) = workloads.as_ref()
@@ -74,6 +77,14 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let label = ns.label();
+            if let Some(group) = ns
+                .container
+                .as_ref()
+                .and_then(|c| names.of(c))
+                .and_then(|w| w.group())
+            {
+                pods.insert(label.clone(), group);
+            }
             let (records, max, port_settings) = collected?;
             tw_max = tw_max.or(max);
             ports.insert(label.clone(), port_settings);
@@ -107,7 +118,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     }
     labeled.retain(|l| filter.matches_record(&l.record));
     let owners = owners.join().unwrap_or_default();
-    let report = analysis::analyse(
+    let mut report = analysis::analyse(
         &labeled,
         &owners,
         namespaces,
@@ -119,6 +130,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             alerts: &alerts,
         },
     );
+    report.pods = analysis::per_pod(&labeled, &report, &pods);
     let mut out = io::stdout().lock();
     if args.json {
         crate::render::json_line(&mut out, &report)?;

@@ -5,6 +5,35 @@ use crate::report::analysis::Report;
 
 pub fn write_text(out: &mut impl Write, r: &Report) -> io::Result<()> {
     writeln!(out, "Namespaces: {}", r.namespaces.join(", "))?;
+    if !r.pods.is_empty() {
+        writeln!(out, "\nPods and containers:")?;
+        writeln!(
+            out,
+            "  {:<40} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>9}",
+            "POD",
+            "SOCKETS",
+            "LISTENERS",
+            "EXPOSED",
+            "UNUSUAL",
+            "EXTERNAL",
+            "CLOSE-WAIT",
+            "TIME-WAIT"
+        )?;
+        for p in &r.pods {
+            writeln!(
+                out,
+                "  {:<40} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>9}",
+                p.pod,
+                p.sockets,
+                p.listeners,
+                p.exposed_listeners,
+                p.unusual_listeners,
+                p.external,
+                p.close_wait,
+                p.time_wait
+            )?;
+        }
+    }
     writeln!(out, "\nTCP states ({} TCP and UDP sockets):", r.total)?;
     let max = r.states.iter().map(|c| c.count).max().unwrap_or(1).max(1);
     for c in &r.states {

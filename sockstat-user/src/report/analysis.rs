@@ -138,6 +138,78 @@ pub struct Report {
     /// most `PORTS_SHOWN`).
     pub ports: Vec<PortHeadroom>,
     pub alerts: Vec<AlertStatus>,
+    /// The findings of each pod (or other named container), by the namespaces it owns;
+    /// empty where no namespace belongs to a named container.
+    pub pods: Vec<PodFindings>,
+}
+
+/// One pod's share of a report: its sockets and what was found among them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PodFindings {
+    /// `namespace/pod`, or a container's name.
+    pub pod: String,
+    pub netns: Vec<String>,
+    pub sockets: u64,
+    pub listeners: u64,
+    /// Listeners another host can reach.
+    pub exposed_listeners: u64,
+    /// Listeners on ports outside --allow-ports.
+    pub unusual_listeners: u64,
+    pub external: u64,
+    pub close_wait: u64,
+    pub time_wait: u64,
+}
+
+/// Each pod's findings, from the report and the sockets it was made of; `pods` maps a
+/// namespace's label to its pod. Busiest first.
+pub fn per_pod(
+    labeled: &[Labeled],
+    report: &Report,
+    pods: &HashMap<String, String>,
+) -> Vec<PodFindings> {
+    type ByPod<'p> = std::collections::BTreeMap<&'p str, PodFindings>;
+    fn entry<'m, 'p>(
+        by_pod: &'m mut ByPod<'p>,
+        pods: &'p HashMap<String, String>,
+        netns: &str,
+    ) -> Option<&'m mut PodFindings> {
+        let pod = pods.get(netns)?;
+        let f = by_pod.entry(pod.as_str()).or_insert_with(|| PodFindings {
+            pod: pod.clone(),
+            ..PodFindings::default()
+        });
+        if !f.netns.iter().any(|n| n == netns) {
+            f.netns.push(netns.to_string());
+        }
+        Some(f)
+    }
+    let mut by_pod = ByPod::new();
+    for l in labeled {
+        if let Some(f) = entry(&mut by_pod, pods, &l.netns) {
+            f.sockets += 1;
+            let tcp = l.record.netid == Netid::Tcp;
+            match TcpState::from_kernel(l.record.state).filter(|_| tcp) {
+                Some(TcpState::CloseWait) => f.close_wait += 1,
+                Some(TcpState::TimeWait) => f.time_wait += 1,
+                _ => {}
+            }
+        }
+    }
+    for listener in &report.listeners {
+        if let Some(f) = entry(&mut by_pod, pods, &listener.netns) {
+            f.listeners += 1;
+            f.exposed_listeners += u64::from(listener.exposure.is_exposed());
+            f.unusual_listeners += u64::from(!listener.allowed);
+        }
+    }
+    for c in &report.external {
+        if let Some(f) = entry(&mut by_pod, pods, &c.netns) {
+            f.external += 1;
+        }
+    }
+    let mut out: Vec<PodFindings> = by_pod.into_values().collect();
+    out.sort_by(|a, b| b.sockets.cmp(&a.sockets).then_with(|| a.pod.cmp(&b.pod)));
+    out
 }
 
 /// Destinations listed in a report's port headroom.
@@ -325,6 +397,7 @@ pub fn analyse(
         },
         ports,
         alerts: Vec::new(),
+        pods: Vec::new(),
     };
     report.alerts = s
         .alerts
