@@ -1962,6 +1962,41 @@ fn web_config() -> TestResult {
         std::thread::sleep(Duration::from_millis(300));
     }
     drop(prometheus);
+
+    // sockstat conn reaches it with the CA and the password, and says what is missing.
+    let auth = dir.join("auth");
+    std::fs::write(&auth, format!("scraper:{PASSWORD}\n")).map_err(|e| fail(e.to_string()))?;
+    let auth = auth.display().to_string();
+    let agent = format!("127.0.0.1:{port}");
+    let conn = |extra: &[&str]| -> Result<(Option<i32>, String), Failed> {
+        let out = Command::new(sockstat_bin())
+            .args(["conn", "--agent", &agent])
+            .args(extra)
+            .arg("123456789")
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    // An unknown cookie: the agent was reached and answered 404 (exit 1).
+    let (code, said) = conn(&["--ca", &ca, "--auth-file", &auth])?;
+    if code != Some(1) || said.lines().count() != 1 || said.contains("TLS") {
+        return Err(fail(format!(
+            "conn with CA and password: exit {code:?}: {said}"
+        )));
+    }
+    let (code, said) = conn(&["--ca", &ca])?;
+    if code != Some(2) || !said.contains("--auth-file") {
+        return Err(fail(format!(
+            "conn without the password: exit {code:?}: {said}"
+        )));
+    }
+    let (code, said) = conn(&["--auth-file", &auth])?;
+    if code != Some(2) || said.lines().count() != 1 {
+        return Err(fail(format!("conn without TLS: exit {code:?}: {said}")));
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -595,6 +595,14 @@ pub struct ConnArgs {
     /// One NDJSON object, as `trace --timeline --json` prints it.
     #[arg(long)]
     pub json: bool,
+    /// The agent serves TLS (serve --web-config): verify it against this CA certificate
+    /// (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// The agent asks for a password (basic_auth_users): a file holding USER:PASSWORD on
+    /// one line (not on the command line, where `ps` shows it).
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
