@@ -1205,6 +1205,44 @@ fn docker_container() -> TestResult {
     if pod_row["connections"] != 2 {
         return Err(fail(format!("top's pods: {}", grouped["top_pods"])));
     }
+    // serve counts the labelled container's sockets under its pod (as root it may ask the
+    // engine).
+    let serve_port = 19_800 + (std::process::id() % 90) as u16;
+    let mut serve = Command::new(&bin)
+        .args([
+            "serve",
+            "--all-netns",
+            "--listen",
+            &format!("127.0.0.1:{serve_port}"),
+        ])
+        .env("DOCKER_HOST", dockerd.host())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("serve: {e}")))?;
+    let want =
+        format!("sockstat_pod_sockets{{namespace=\"{pod_ns}\",pod=\"{pod}\",state=\"ESTAB\"}} 2");
+    let mut metrics = String::new();
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(250));
+        metrics = run(
+            "curl",
+            &["-sf", &format!("http://127.0.0.1:{serve_port}/metrics")],
+        )
+        .unwrap_or_default();
+        if metrics.lines().any(|l| l == want) {
+            break;
+        }
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    if !metrics.lines().any(|l| l == want) {
+        let pods: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.contains("pod_sockets"))
+            .collect();
+        return Err(fail(format!("serve's scrape has no {want}: {pods:?}")));
+    }
     // report's findings per pod: each container's listener under its name.
     let report = json(&named(&["report", "--all-netns", "--json"])?)?;
     let findings = |key: &str| {
