@@ -1207,42 +1207,14 @@ fn docker_container() -> TestResult {
     }
     // serve counts the labelled container's sockets under its pod (as root it may ask the
     // engine).
-    let serve_port = 19_800 + (std::process::id() % 90) as u16;
-    let mut serve = Command::new(&bin)
-        .args([
-            "serve",
-            "--all-netns",
-            "--listen",
-            &format!("127.0.0.1:{serve_port}"),
-        ])
-        .env("DOCKER_HOST", dockerd.host())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| fail(format!("serve: {e}")))?;
     let want =
         format!("sockstat_pod_sockets{{namespace=\"{pod_ns}\",pod=\"{pod}\",state=\"ESTAB\"}} 2");
-    let mut metrics = String::new();
-    for _ in 0..60 {
-        std::thread::sleep(Duration::from_millis(250));
-        metrics = run(
-            "curl",
-            &["-sf", &format!("http://127.0.0.1:{serve_port}/metrics")],
-        )
-        .unwrap_or_default();
-        if metrics.lines().any(|l| l == want) {
-            break;
-        }
-    }
-    let _ = serve.kill();
-    let _ = serve.wait();
-    if !metrics.lines().any(|l| l == want) {
-        let pods: Vec<&str> = metrics
-            .lines()
-            .filter(|l| l.contains("pod_sockets"))
-            .collect();
-        return Err(fail(format!("serve's scrape has no {want}: {pods:?}")));
-    }
+    serve_until(
+        &["--all-netns"],
+        ("DOCKER_HOST", &dockerd.host()),
+        19_800,
+        &want,
+    )?;
     // report's findings per pod: each container's listener under its name.
     let report = json(&named(&["report", "--all-netns", "--json"])?)?;
     let findings = |key: &str| {
@@ -1509,14 +1481,6 @@ fn kubelet_layout() -> TestResult {
         )));
     }
     // serve counts the pod's sockets under its names while the connection is open.
-    let serve_port = 19_900 + (std::process::id() % 90) as u16;
-    let mut serve = Command::new(sockstat_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{serve_port}")])
-        .env("SOCKSTAT_KUBELET_LOGS", &logs_env)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| fail(format!("serve: {e}")))?;
     let holder_script = format!(
         "echo $$ > {}/cgroup.procs && exec 3<>/dev/tcp/127.0.0.1/{port} && sleep 20",
         leaf.display()
@@ -1529,30 +1493,11 @@ fn kubelet_layout() -> TestResult {
     let want = format!(
         "sockstat_pod_sockets{{namespace=\"{namespace}\",pod=\"{pod}\",state=\"ESTAB\"}} 1"
     );
-    let mut metrics = String::new();
-    for _ in 0..60 {
-        std::thread::sleep(Duration::from_millis(250));
-        metrics = Command::new("curl")
-            .args(["-sf", &format!("http://127.0.0.1:{serve_port}/metrics")])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        if metrics.lines().any(|l| l == want) {
-            break;
-        }
-    }
+    let counted = serve_until(&[], ("SOCKSTAT_KUBELET_LOGS", &logs_env), 19_900, &want);
     let _ = holder.kill();
     let _ = holder.wait();
     drop(held);
-    let _ = serve.kill();
-    let _ = serve.wait();
-    if !metrics.lines().any(|l| l == want) {
-        let pods: Vec<&str> = metrics
-            .lines()
-            .filter(|l| l.contains("pod_sockets"))
-            .collect();
-        return Err(fail(format!("serve's scrape has no {want}: {pods:?}")));
-    }
+    counted?;
     let v: Value = serde_json::from_str(&connect.1).map_err(|e| fail(e.to_string()))?;
     if v["pid"].as_u64() != Some(u64::from(pid))
         || v["pod"] != pod
@@ -1831,4 +1776,37 @@ impl OutputWithStdin for Command {
         }
         child.wait_with_output()
     }
+}
+
+/// Runs `sockstat serve ARGS` on loopback (port `base` + a share of the pid) with `env`,
+/// until a scrape has the line `want`; fails with the pod series it had instead.
+fn serve_until(args: &[&str], env: (&str, &str), base: u16, want: &str) -> TestResult {
+    let listen = format!("127.0.0.1:{}", base + (std::process::id() % 90) as u16);
+    let mut serve = Command::new(sockstat_bin())
+        .arg("serve")
+        .args(args)
+        .args(["--listen", &listen])
+        .env(env.0, env.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("serve: {e}")))?;
+    let mut metrics = String::new();
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(250));
+        metrics = run("curl", &["-sf", &format!("http://{listen}/metrics")]).unwrap_or_default();
+        if metrics.lines().any(|l| l == want) {
+            break;
+        }
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    if metrics.lines().any(|l| l == want) {
+        return Ok(());
+    }
+    let pods: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("pod_sockets"))
+        .collect();
+    Err(fail(format!("serve's scrape has no {want}: {pods:?}")))
 }
