@@ -67,22 +67,18 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         let (collected, skipped) =
             scan.run_each(|_| collect_here(std::path::Path::new("/proc/thread-self/net")));
         procs::netns::warn_skipped(&skipped);
-        let workloads = args.workload.filter();
+        let workload_filter = args.workload.filter();
         let mut names = procs::workload::WorkloadNames::new();
         for (ns, collected) in collected {
+            let workload = ns.container.as_ref().and_then(|c| names.of(c));
             // --pod, --k8s-namespace, --container: the namespaces of those containers.
-            if let Some(w) = workloads.as_ref()
-                && !w.matches_container(ns.container.as_ref())
+            if let Some(f) = &workload_filter
+                && !f.matches(workload.as_deref())
             {
                 continue;
             }
             let label = ns.label();
-            if let Some(group) = ns
-                .container
-                .as_ref()
-                .and_then(|c| names.of(c))
-                .and_then(|w| w.group())
-            {
+            if let Some(group) = workload.and_then(|w| w.group()) {
                 pods.insert(label.clone(), group);
             }
             let (records, max, port_settings) = collected?;
@@ -96,9 +92,12 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let netns = NetnsChoice::open(&args.ns.one)?;
-        if let Some(w) = args.workload.filter() {
-            let container = netns.inode().and_then(procs::netns::container_of);
-            if !w.matches_container(container.as_ref()) {
+        if let Some(f) = args.workload.filter() {
+            let workload = netns
+                .inode()
+                .and_then(procs::netns::container_of)
+                .and_then(|c| procs::workload::WorkloadNames::new().of(&c));
+            if !f.matches(workload.as_deref()) {
                 return Err(UsageError(format!(
                     "-N {}: that namespace belongs to no container with the names given",
                     netns.label()

@@ -72,16 +72,31 @@ fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
     }
 }
 
-/// Names each socket's pod or container for `top_pods` (one shared string per group).
-#[derive(Default)]
+/// The owners' containers' names, for `top_pods` (one shared string per group) and for
+/// the --pod/--k8s-namespace/--container filter: one cache for both.
 struct Groups {
+    filter: Option<WorkloadFilter>,
     names: std::cell::RefCell<WorkloadNames>,
     labels: std::cell::RefCell<HashMap<Arc<Workload>, Arc<str>>>,
 }
 
 impl Groups {
-    fn of(&self, pid: Option<u32>, netns: u32) -> Option<Arc<str>> {
-        let w = self.names.borrow_mut().of_owner(pid, netns)?;
+    fn new(filter: Option<WorkloadFilter>) -> Groups {
+        Groups {
+            filter,
+            names: Default::default(),
+            labels: Default::default(),
+        }
+    }
+
+    /// Whether the socket passes the filter, and its group (pod or container) if any.
+    fn of(&self, pid: Option<u32>, netns: u32) -> (bool, Option<Arc<str>>) {
+        let w = self.names.borrow_mut().of_owner(pid, netns);
+        let wanted = self.filter.as_ref().is_none_or(|f| f.matches(w.as_deref()));
+        (wanted, w.and_then(|w| self.label(w)))
+    }
+
+    fn label(&self, w: Arc<Workload>) -> Option<Arc<str>> {
         let mut labels = self.labels.borrow_mut();
         if let Some(label) = labels.get(&w) {
             return Some(label.clone());
@@ -98,20 +113,16 @@ impl Groups {
 
 /// A transition reaches the dashboard when it passes the filter as trace judges it; a reset
 /// when its socket's state (CLOSE for a closed port: no socket) and addresses pass.
-fn observe(
-    o: &Output,
-    filter: &Filter,
-    (workloads, groups): (Option<&WorkloadFilter>, &Groups),
-    dash: &mut Dashboard,
-) {
-    let named =
-        |pid: Option<u32>, netns: u32| workloads.is_none_or(|w| w.matches_owner(pid, netns));
+fn observe(o: &Output, filter: &Filter, groups: &Groups, dash: &mut Dashboard) {
+    let named = |pid: Option<u32>, netns: u32| groups.filter.is_none() || groups.of(pid, netns).0;
     match o {
         Output::Transition(t) => {
             let states = [t.old.kernel_number(), t.new.kernel_number()];
-            if filter.matches_tcp_states(&states, t.local, t.remote) && named(t.owner.pid, t.netns)
-            {
-                dash.observe_in(t, groups.of(t.owner.pid, t.netns));
+            if filter.matches_tcp_states(&states, t.local, t.remote) {
+                let (wanted, group) = groups.of(t.owner.pid, t.netns);
+                if wanted {
+                    dash.observe_in(t, group);
+                }
             }
         }
         Output::Reset(r) => {
@@ -138,17 +149,18 @@ fn observe(
 fn sample(
     feed: &Feed,
     filter: &Filter,
-    (workloads, groups): (Option<&WorkloadFilter>, &Groups),
+    groups: &Groups,
     dash: &mut Dashboard,
     ports: &mut PortWatch,
 ) {
     let mut sockets = Vec::new();
     feed.for_each_socket(|mut s| {
-        let pid = s.owner.map(|(pid, _)| pid);
-        if filter.matches_tcp(s.state.kernel_number(), s.local, s.remote)
-            && workloads.is_none_or(|w| w.matches_owner(pid, s.netns))
-        {
-            s.pod = groups.of(pid, s.netns);
+        if !filter.matches_tcp(s.state.kernel_number(), s.local, s.remote) {
+            return;
+        }
+        let (wanted, group) = groups.of(s.owner.map(|(pid, _)| pid), s.netns);
+        if wanted {
+            s.pod = group;
             sockets.push(s);
         }
     });
@@ -211,8 +223,7 @@ async fn top(
         feed.probe(),
     )?;
     let mut ports = PortWatch::new(options.scope);
-    let workloads = args.workload.filter();
-    let groups = Groups::default();
+    let groups = Groups::new(args.workload.filter());
     let per_edge = feed.is_ebpf();
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
     // The first sample should not be empty; drop rates start from the counts now.
@@ -226,7 +237,7 @@ async fn top(
             &mut feed,
             &mut dash,
             &mut ports,
-            (&filter, workloads.as_ref()),
+            (&filter, &groups),
             &filter_text,
             &alerts,
         )
@@ -248,21 +259,21 @@ async fn top(
         let mut sample_timer = tokio::time::interval(Duration::from_secs_f64(args.interval));
         sample_timer.tick().await;
         // The first screen already shows the counts.
-        sample(&feed, &filter, (workloads.as_ref(), &groups), &mut dash, &mut ports);
+        sample(&feed, &filter, &groups, &mut dash, &mut ports);
         let mut redraw = tokio::time::interval(REDRAW);
         let mut drain = tokio::time::interval(DRAIN);
         let mut snap = dash.snapshot(context(&feed, &filter_text, paused, sort, &alerts));
         loop {
             tokio::select! {
-                _ = drain.tick() => feed.drain(&mut |t| observe(t, &filter, (workloads.as_ref(), &groups), &mut dash)),
+                _ = drain.tick() => feed.drain(&mut |t| observe(t, &filter, &groups, &mut dash)),
                 _ = sample_timer.tick() => {
-                    feed.drain(&mut |t| observe(t, &filter, (workloads.as_ref(), &groups), &mut dash));
+                    feed.drain(&mut |t| observe(t, &filter, &groups, &mut dash));
                     // Polling: count from the newest finished dump; keep one running.
                     feed.refresh().await;
-                    sample(&feed, &filter, (workloads.as_ref(), &groups), &mut dash, &mut ports);
+                    sample(&feed, &filter, &groups, &mut dash, &mut ports);
                 }
                 step = feed.reconcile_step() => {
-                    feed.reconcile(step, &mut |t| observe(t, &filter, (workloads.as_ref(), &groups), &mut dash));
+                    feed.reconcile(step, &mut |t| observe(t, &filter, &groups, &mut dash));
                 }
                 _ = redraw.tick() => {
                     if !paused {
@@ -287,7 +298,7 @@ async fn top(
                             filter_text = text;
                             // Counts since start would mix two filters: start over.
                             dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
-                            sample(&feed, &filter, (workloads.as_ref(), &groups), &mut dash, &mut ports);
+                            sample(&feed, &filter, &groups, &mut dash, &mut ports);
                         }
                         Action::None => {}
                     }
@@ -403,22 +414,21 @@ async fn once(
     feed: &mut Feed,
     dash: &mut Dashboard,
     ports: &mut PortWatch,
-    (filter, workloads): (&Filter, Option<&WorkloadFilter>),
+    (filter, groups): (&Filter, &Groups),
     filter_text: &str,
     alerts: &[Alert],
 ) -> anyhow::Result<ExitCode> {
-    let groups = Groups::default();
     let end = tokio::time::Instant::now() + Duration::from_secs_f64(args.interval);
     let mut drain = tokio::time::interval(DRAIN);
     while tokio::time::Instant::now() < end {
         tokio::select! {
-            _ = drain.tick() => feed.drain(&mut |t| observe(t, filter, (workloads, &groups), dash)),
+            _ = drain.tick() => feed.drain(&mut |t| observe(t, filter, groups, dash)),
             _ = tokio::time::sleep_until(end) => {}
         }
     }
-    feed.drain(&mut |t| observe(t, filter, (workloads, &groups), dash));
+    feed.drain(&mut |t| observe(t, filter, groups, dash));
     feed.refresh_now().await;
-    sample(feed, filter, (workloads, &groups), dash, ports);
+    sample(feed, filter, groups, dash, ports);
     let snap = dash.snapshot(context(
         feed,
         filter_text,

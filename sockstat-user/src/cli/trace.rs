@@ -4,6 +4,7 @@ use std::{
     collections::HashMap,
     io::{self, BufWriter, Write},
     process::ExitCode,
+    sync::Arc,
     time::Duration,
 };
 
@@ -22,7 +23,7 @@ use crate::{
     ebpf::privilege,
     filter::Filter,
     live::{Output, Owner, Reports, Timelines, clock},
-    procs::workload::WorkloadNames,
+    procs::workload::{Workload, WorkloadFilter, WorkloadNames},
     render::trace::{TraceEnd, TraceFormat, TracePrinter},
     tcp::ReportedState,
 };
@@ -108,7 +109,10 @@ struct Selector<'a> {
     filter: &'a Filter,
     cgroups: HashMap<u32, String>,
     /// `--pod`, `--k8s-namespace`, `--container`.
-    workloads: Option<crate::procs::workload::WorkloadFilter>,
+    workload_filter: Option<WorkloadFilter>,
+    /// The owners' containers' names: for the filter, and printed with --json or
+    /// --all-netns; one cache for both.
+    names: Option<WorkloadNames>,
 }
 
 impl Selector<'_> {
@@ -151,12 +155,22 @@ impl Selector<'_> {
                 return false;
             }
         }
-        if let Some(workloads) = self.workloads.as_ref()
-            && !workloads.matches_owner(owner.pid, netns)
-        {
-            return false;
+        if let Some(filter) = &self.workload_filter {
+            // Borrowed field by field: the names cache is not the filter.
+            let workload = self
+                .names
+                .as_mut()
+                .and_then(|names| names.of_owner(owner.pid, netns));
+            if !filter.matches(workload.as_deref()) {
+                return false;
+            }
         }
         true
+    }
+
+    /// The names of the container that owns a socket, where names are wanted at all.
+    fn workload(&mut self, owner: &Owner, netns: u32) -> Option<Arc<Workload>> {
+        self.names.as_mut()?.of_owner(owner.pid, netns)
     }
 }
 
@@ -234,7 +248,11 @@ async fn trace(
             args,
             filter,
             cgroups: HashMap::new(),
-            workloads: args.workload.filter(),
+            workload_filter: args.workload.filter(),
+            // Names go in NDJSON, in text with --all-netns (a WORKLOAD column), and to the
+            // --pod/--k8s-namespace/--container filter.
+            names: (args.json || args.ns.all_netns || args.workload.filter_given())
+                .then(WorkloadNames::new),
         },
         printer,
         args,
@@ -248,8 +266,6 @@ async fn trace(
         timelines: args
             .timeline
             .then(|| Timelines::new(args.timeline_events as usize, TIMELINES_OPEN)),
-        // Names go in NDJSON, and in text with --all-netns (a WORKLOAD column).
-        workloads: (args.json || args.ns.all_netns).then(WorkloadNames::new),
     };
     let mut signals = [
         signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
@@ -358,8 +374,6 @@ struct View<'a> {
     outputs: Vec<Output>,
     /// With `--timeline`: each connection's events until it closes.
     timelines: Option<Timelines>,
-    /// With --json or --all-netns: the names of the owners' containers.
-    workloads: Option<WorkloadNames>,
 }
 
 impl View<'_> {
@@ -406,10 +420,7 @@ impl View<'_> {
                     {
                         continue;
                     }
-                    let workload = self
-                        .workloads
-                        .as_mut()
-                        .and_then(|names| names.of_owner(t.owner.pid, t.netns));
+                    let workload = self.selector.workload(&t.owner, t.netns);
                     self.printer.write_named(out, &t, workload.as_deref())?;
                 }
                 Output::Lifetime(l) if args.lifetimes && self.state => {

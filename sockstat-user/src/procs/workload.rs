@@ -45,9 +45,7 @@ impl Workload {
             _ => None,
         }
     }
-}
 
-impl Workload {
     /// What top groups by: `namespace/pod` for a pod's container, else the container's name.
     pub fn group(&self) -> Option<String> {
         match (&self.namespace, &self.pod) {
@@ -191,16 +189,13 @@ impl WorkloadNames {
 }
 
 /// `--pod`, `--k8s-namespace`, `--container`: sockets whose container has these names
-/// (each given one must match exactly). Judged in user space, from the owner's cgroup (or
-/// its namespace's container): a transition's kernel hook often runs in softirq context,
-/// on whatever task the CPU was running, so the task's cgroup id there is not the owner's.
+/// (each given one must match exactly). Judged in user space on the names `WorkloadNames`
+/// finds for the owner: a transition's kernel hook often runs in softirq context, on
+/// whatever task the CPU was running, so the task's cgroup id there is not the owner's.
 pub struct WorkloadFilter {
     pod: Option<String>,
     namespace: Option<String>,
     container: Option<String>,
-    /// A cache behind a shared reference: callers judge sockets from closures that
-    /// already hold other state mutably.
-    names: std::cell::RefCell<WorkloadNames>,
 }
 
 impl WorkloadFilter {
@@ -214,7 +209,6 @@ impl WorkloadFilter {
             pod: pod.map(str::to_string),
             namespace: namespace.map(str::to_string),
             container: container.map(str::to_string),
-            names: std::cell::RefCell::new(WorkloadNames::new()),
         })
     }
 
@@ -227,18 +221,6 @@ impl WorkloadFilter {
         same(&self.pod, &w.pod)
             && same(&self.namespace, &w.namespace)
             && same(&self.container, &w.container)
-    }
-
-    /// For a socket owned by `pid` (if known) in network namespace `netns`.
-    pub fn matches_owner(&self, pid: Option<u32>, netns: u32) -> bool {
-        let w = self.names.borrow_mut().of_owner(pid, netns);
-        self.matches(w.as_deref())
-    }
-
-    /// For the sockets of a namespace that belongs to `container` (if any).
-    pub fn matches_container(&self, container: Option<&Container>) -> bool {
-        let w = container.and_then(|c| self.names.borrow_mut().of(c));
-        self.matches(w.as_deref())
     }
 }
 
