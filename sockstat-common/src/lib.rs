@@ -173,9 +173,13 @@ pub struct StateEvent {
     pub min_rtt_us: u32,
     pub snd_cwnd: u32,
     pub delivery_rate: u64,
+    /// The cgroup v2 id of the socket (`sk->sk_cgrp_data`: the cgroup of the task that
+    /// made it, or of its listener), when `ProbeConfig::cgroups` asks for it; 0 otherwise.
+    /// Unlike the current task, it is the owner's in softirq context too.
+    pub cgroup_id: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<StateEvent>() == 176);
+const _: () = assert!(core::mem::size_of::<StateEvent>() == 184);
 const _: () = assert!(core::mem::align_of::<StateEvent>() == 8);
 
 impl StateEvent {
@@ -215,6 +219,7 @@ impl StateEvent {
             min_rtt_us: 0,
             snd_cwnd: 0,
             delivery_rate: 0,
+            cgroup_id: 0,
         }
     }
 }
@@ -284,11 +289,17 @@ pub struct SockOffsets {
     pub icsk_pending: u32,
     /// `struct sk_buff.cb`: a TCP segment's `struct tcp_skb_cb` (seq, end_seq first).
     pub skb_cb: u32,
+    /// `struct sock.sk_cgrp_data.cgroup` (`struct cgroup *`), `struct cgroup.kn` and
+    /// `struct kernfs_node.id` (u64, the cgroup id): the socket's cgroup. All 0 where the
+    /// kernel has no socket cgroup data (`ProbeConfig::cgroups` then stays 0).
+    pub sk_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
     /// Non-zero once user space filled this struct in.
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 80);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 92);
 
 impl SockOffsets {
     pub const fn zeroed() -> Self {
@@ -312,6 +323,9 @@ impl SockOffsets {
             tcp_srtt_us: 0,
             icsk_pending: 0,
             skb_cb: 0,
+            sk_cgroup: 0,
+            cgroup_kn: 0,
+            kernfs_node_id: 0,
             valid: 0,
         }
     }
@@ -529,7 +543,9 @@ pub struct ProbeConfig {
     pub tw_timer_fn: u64,
     /// 1: write a DROP event for each dropped TCP segment (they are always counted).
     pub drop_events: u8,
-    pub _pad0: [u8; 7],
+    /// What the hooks do with a socket's cgroup id ([`cgroups`]).
+    pub cgroups: u8,
+    pub _pad0: [u8; 6],
     /// Nanoseconds between two RTT events of one connection; 0: none are written.
     pub rtt_interval_ns: u64,
 }
@@ -550,7 +566,8 @@ impl ProbeConfig {
         drop_no_socket: 0,
         tw_timer_fn: 0,
         drop_events: 0,
-        _pad0: [0; 7],
+        cgroups: cgroups::IGNORE,
+        _pad0: [0; 6],
         rtt_interval_ns: 0,
     };
 }
@@ -586,6 +603,18 @@ pub mod args {
     pub const RESET_REASON: u8 = 1 << 1;
     /// `kfree_skb`'s `struct sock *rx_sk` (6.11+), argument 3.
     pub const DROP_RX_SK: u8 = 1 << 2;
+}
+
+/// `ProbeConfig::cgroups`: the socket's cgroup (see `StateEvent::cgroup_id`).
+pub mod cgroups {
+    /// Not read.
+    pub const IGNORE: u8 = 0;
+    /// Read into every event of a full socket, and a socket whose cgroup is in `CGROUPS_LEFT_OUT` is neither counted nor
+    /// reported (`--pod`, `--k8s-namespace`, `--container`: user space judges each cgroup
+    /// once and writes the ones that fail here).
+    pub const FILTER: u8 = 1;
+    /// Cgroups `CGROUPS_LEFT_OUT` holds at most; beyond it, user space judges the rest.
+    pub const MAX_LEFT_OUT: u32 = 8192;
 }
 
 /// Dropped TCP segments counted by reason (the `DROP_REASONS` per-CPU array).

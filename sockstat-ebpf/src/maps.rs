@@ -4,11 +4,11 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     btf_maps::SkStorage,
     macros::{btf_map, map},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sockstat_common::{
     EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, StateEvent, TcpOffsets,
-    TracepointOffsets, TwOffsets, counter, drop,
+    TracepointOffsets, TwOffsets, cgroups, counter, drop,
 };
 
 use crate::timewait::{TwKey, TwScratch, TwWatch};
@@ -36,6 +36,11 @@ pub static EDGES: PerCpuArray<u64> = PerCpuArray::with_max_entries(EDGE_STATES *
 /// written: one storage per socket serves both.
 #[btf_map]
 pub static OWNERS: SkStorage<OwnerInfo> = SkStorage::new();
+
+/// Cgroup ids whose sockets `--pod`/`--k8s-namespace`/`--container` leave out (the value
+/// is unused), written by user space as it judges each cgroup (`cgroups::FILTER`).
+#[map]
+pub static CGROUPS_LEFT_OUT: HashMap<u64, u8> = HashMap::with_max_entries(cgroups::MAX_LEFT_OUT, 0);
 
 /// 1 once user space has attached every timewait hook (`timewait::active`).
 #[map]

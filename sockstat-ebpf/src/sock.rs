@@ -9,9 +9,9 @@ use aya_ebpf::{
         generated::{bpf_sk_storage_get, bpf_skc_to_tcp_sock},
     },
 };
-use sockstat_common::{OwnerInfo, SockOffsets, StateEvent, flags, hook, owner_source};
+use sockstat_common::{OwnerInfo, SockOffsets, StateEvent, cgroups, flags, hook, owner_source};
 
-use crate::maps::{OWNERS, config};
+use crate::maps::{CGROUPS_LEFT_OUT, OWNERS, config};
 
 pub use sockstat_common::family::{INET as AF_INET, INET6 as AF_INET6};
 pub const IPPROTO_TCP: u16 = 6;
@@ -60,15 +60,26 @@ pub unsafe fn netns_inum<const TYPED: bool>(sk: *const u8, off: &SockOffsets) ->
     unsafe { get::<_, TYPED>(net, off.net_ns_inum) }
 }
 
-/// Family and ports of `sk`, and whether the in-kernel filters (family, port, netns) keep it.
-/// `passive_open`: LISTEN -> SYN-RECV, where some kernels still show the child with the
-/// listener's ports (no peer port yet); user space filters those once it knows the child's.
+/// What `wanted` read of a socket the filters keep, for `fill_socket`.
+#[derive(Clone, Copy)]
+pub struct Wanted {
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    /// Its cgroup id, where `ProbeConfig::cgroups` asks for it (else 0).
+    pub cgroup: u64,
+}
+
+/// Family and ports of `sk`, and whether the in-kernel filters (family, port, netns,
+/// cgroup) keep it. `passive_open`: LISTEN -> SYN-RECV, where some kernels still show the
+/// child with the listener's ports (no peer port yet); user space filters those once it
+/// knows the child's.
 #[inline(always)]
 pub unsafe fn wanted(
     sk: *const u8,
     off: &SockOffsets,
     passive_open: bool,
-) -> Result<Option<(u16, u16, u16)>, i32> {
+) -> Result<Option<Wanted>, i32> {
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     let family: u16 = unsafe { field(sk, off.skc_family) };
     if family != AF_INET && family != AF_INET6 {
@@ -80,8 +91,52 @@ pub unsafe fn wanted(
     let dport = u16::from_be(unsafe { field(sk, off.skc_dport) });
     let unaddressed = passive_open && dport == 0;
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-    let keep = unsafe { passes_filters::<true>(sk, off, family, sport, dport, unaddressed)? };
-    Ok(keep.then_some((family, sport, dport)))
+    if !unsafe { passes_filters::<true>(sk, off, family, sport, dport, unaddressed)? } {
+        return Ok(None);
+    }
+    let mode = config().cgroups;
+    if mode == cgroups::IGNORE {
+        return Ok(Some(Wanted {
+            family,
+            sport,
+            dport,
+            cgroup: 0,
+        }));
+    }
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+    let cgroup = unsafe { cgroup_id(sk, off) };
+    // SAFETY: a lookup in our own hash map; the value is not kept.
+    if mode == cgroups::FILTER && cgroup != 0 && unsafe { CGROUPS_LEFT_OUT.get(&cgroup) }.is_some()
+    {
+        return Ok(None);
+    }
+    Ok(Some(Wanted {
+        family,
+        sport,
+        dport,
+        cgroup,
+    }))
+}
+
+/// The cgroup v2 id of a full socket: `sk->sk_cgrp_data.cgroup->kn->id` (0 if it has
+/// none). Plain BTF-checked loads: each pointer loaded is typed by the verifier in turn.
+#[inline(always)]
+unsafe fn cgroup_id(sk: *const u8, off: &SockOffsets) -> u64 {
+    if off.kernfs_node_id == 0 {
+        return 0;
+    }
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`).
+    let cgroup: *const u8 = unsafe { field(sk, off.sk_cgroup) };
+    if cgroup.is_null() {
+        return 0;
+    }
+    // SAFETY: a `struct cgroup *` loaded from the socket, at a loader-checked offset.
+    let kn: *const u8 = unsafe { field(cgroup, off.cgroup_kn) };
+    if kn.is_null() {
+        return 0;
+    }
+    // SAFETY: a `struct kernfs_node *` loaded from the cgroup, at a loader-checked offset.
+    unsafe { field(kn, off.kernfs_node_id) }
 }
 
 /// The in-kernel filters (family, port, namespace, sockstat's own endpoint) for a socket or
@@ -171,10 +226,16 @@ pub unsafe fn fill_socket(
     ev: &mut StateEvent,
     sk_arg: *mut c_void,
     off: &SockOffsets,
-    (family, sport, dport): (u16, u16, u16),
+    wanted: Wanted,
     cookie: u64,
 ) -> Result<(), i32> {
     let sk = sk_arg as *const u8;
+    let Wanted {
+        family,
+        sport,
+        dport,
+        cgroup,
+    } = wanted;
     fill_task(ev);
     ev.hook = hook::TP_BTF;
     ev.family = family;
@@ -199,6 +260,7 @@ pub unsafe fn fill_socket(
     ev.min_rtt_us = 0;
     ev.snd_cwnd = 0;
     ev.delivery_rate = 0;
+    ev.cgroup_id = cgroup;
     ev.sk_err = 0;
     ev.old_state = 0;
     ev.new_state = 0;

@@ -86,8 +86,9 @@ fn spawn_poll(scope: DumpScope) -> tokio::task::JoinHandle<Dump> {
 
 impl Feed {
     /// Loads the programs and takes the baseline; falls back to polling (saying why) when
-    /// that is not possible. Must run inside a tokio runtime.
-    pub fn start(o: &FeedOptions) -> anyhow::Result<Feed> {
+    /// that is not possible. Must run inside a tokio runtime. `gate`: a workload filter for
+    /// the pipeline to apply to sockets' cgroups (polling has no events to gate).
+    pub fn start(o: &FeedOptions, gate: Option<super::CgroupGate>) -> anyhow::Result<Feed> {
         let polling = |reason: String| {
             log::info!("polling sock_diag: {reason}");
             Feed::Polling(Box::new(PollingFeed {
@@ -105,22 +106,25 @@ impl Feed {
                 "no BPF privilege, run as root for per-edge data".to_string(),
             ));
         }
-        let pipeline = match Pipeline::attach(&PipelineOptions {
-            hook: o.hook,
-            ring_kib: o.ring_kib,
-            scope: o.scope,
-            events: true,
-            // Drops are counted in the kernel; top and serve read the counts.
-            drops: false,
-            // Each connection's timeline (`sockstat conn`) shows its handshake's RTT.
-            reports: Reports {
-                lifetimes: false,
-                handshake_rtts: true,
+        let pipeline = match Pipeline::attach_gated(
+            &PipelineOptions {
+                hook: o.hook,
+                ring_kib: o.ring_kib,
+                scope: o.scope,
+                events: true,
+                // Drops are counted in the kernel; top and serve read the counts.
+                drops: false,
+                // Each connection's timeline (`sockstat conn`) shows its handshake's RTT.
+                reports: Reports {
+                    lifetimes: false,
+                    handshake_rtts: true,
+                },
+                rtt_interval: None,
+                baseline: true,
+                reconcile: Some(RECONCILE),
             },
-            rtt_interval: None,
-            baseline: true,
-            reconcile: Some(RECONCILE),
-        }) {
+            gate,
+        ) {
             Ok(p) => p,
             Err(e) => return Ok(polling(format!("kernel programs not loaded ({e:#})"))),
         };

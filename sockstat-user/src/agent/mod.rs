@@ -2,9 +2,11 @@
 //! live-table baselines, the reconcile schedule that keeps the live table honest (TIME-WAIT
 //! expiry, repairs after lost events), and the feed (kernel events, or polling when the
 //! programs cannot load). The caller owns the event loop; this owns the timing.
+mod cgroup_gate;
 pub mod feed;
 pub mod pipeline;
 
+pub use cgroup_gate::{CgroupGate, LeftOut};
 pub use feed::{Feed, FeedOptions, PortWatch};
 use std::{path::Path, time::Duration};
 
@@ -38,6 +40,9 @@ pub struct DumpScope {
     pub all_netns: bool,
     /// sockstat's own endpoint, left out as the kernel side leaves it out.
     pub own: Option<OwnEndpoint>,
+    /// Cgroups `--pod`/`--k8s-namespace`/`--container` left out (`CgroupGate`): their
+    /// sockets are left out of the dumps as the kernel side leaves out their events.
+    pub left_out: Option<&'static LeftOut>,
 }
 
 /// sockstat's own listening endpoint (serve's port in its namespace). Its sockets, and the
@@ -113,6 +118,11 @@ impl diag::Sink<SocketRecord> for BaselineSink<'_> {
         if let Some(p) = self.scope.port
             && local.port() != p
             && remote.port() != p
+        {
+            return Ok(());
+        }
+        if let (Some(left_out), Some(id)) = (self.scope.left_out, r.cgroup_id)
+            && left_out.covers(id)
         {
             return Ok(());
         }

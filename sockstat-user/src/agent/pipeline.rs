@@ -3,10 +3,13 @@
 //! and reconcile it with sock_diag on schedule. Views only read what comes out.
 use std::{collections::HashMap, io, time::Duration};
 
-use super::{DumpScope, ReconcileStep, Reconciler, dump_tcp, listener_drops, own_netns};
+use super::{
+    CgroupGate, DumpScope, ReconcileStep, Reconciler, dump_tcp, listener_drops, own_netns,
+};
 use crate::{
     ebpf::{
         DecodeError, DropReason, Family, HookChoice, KernelEvent, Probe, ProbeOptions,
+        SocketCgroups,
         ring::{EventStream, RingCounts},
     },
     live::{Output, Reports, Tracker, clock},
@@ -50,11 +53,13 @@ pub struct Pipeline {
     skipped: Vec<Skipped>,
     /// With drop events: the scope, and each listener's drop counter when last read.
     listeners: Option<(DumpScope, HashMap<u64, u32>)>,
+    /// `--pod`/`--k8s-namespace`/`--container` on each socket's cgroup.
+    gate: Option<CgroupGate>,
 }
 
 /// The kernel side's settings for a scope: the one translation from a dump's scope to the
 /// programs' filter, so the two always keep the same sockets.
-fn probe_options(o: &PipelineOptions) -> ProbeOptions {
+fn probe_options(o: &PipelineOptions, gated: bool) -> ProbeOptions {
     let s = &o.scope;
     ProbeOptions {
         hook: o.hook,
@@ -75,6 +80,11 @@ fn probe_options(o: &PipelineOptions) -> ProbeOptions {
         emit_events: o.events,
         drop_events: o.drops,
         rtt_interval: o.rtt_interval,
+        cgroups: if gated {
+            SocketCgroups::Filter
+        } else {
+            SocketCgroups::Ignore
+        },
     }
 }
 
@@ -97,8 +107,20 @@ impl Pipeline {
     /// Attaches first, then takes the baseline, so nothing falls between the two. Must run
     /// inside a tokio runtime (the ring is registered with it).
     pub fn attach(o: &PipelineOptions) -> anyhow::Result<Self> {
+        Self::attach_gated(o, None)
+    }
+
+    /// As [`Pipeline::attach`], with a workload filter judged on each socket's cgroup: the
+    /// cgroups there are now are judged before the baseline, later ones as they appear.
+    pub fn attach_gated(o: &PipelineOptions, mut gate: Option<CgroupGate>) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let mut probe = Probe::attach(&probe_options(o))?;
+        let mut probe = Probe::attach(&probe_options(o, gate.is_some()))?;
+        let mut o = *o;
+        if let Some(gate) = gate.as_mut() {
+            gate.judge_existing(&mut probe);
+            o.scope.left_out = Some(gate.left_out());
+        }
+        let o = &o;
         log::info!(
             "attached {} through {} (ring {} KiB)",
             probe.attached().join(", "),
@@ -142,7 +164,16 @@ impl Pipeline {
             names,
             skipped,
             listeners,
+            gate,
         })
+    }
+
+    /// With a workload filter: the cgroups it left out in the kernel, and the events it left
+    /// out in user space (those that came before the kernel had their cgroup's verdict).
+    pub fn gate_counts(&self) -> Option<(u64, u64)> {
+        self.gate
+            .as_ref()
+            .map(|g| (g.in_kernel(), g.events_left_out()))
     }
 
     /// With drop events: reads every listener's drop counter and reports each rise as a
@@ -234,6 +265,12 @@ impl Pipeline {
             match record {
                 Ok(event) => {
                     self.counts.decoded += 1;
+                    if event.cgroup_id != 0
+                        && let Some(gate) = self.gate.as_mut()
+                        && !gate.keeps(event.cgroup_id, &mut self.probe)
+                    {
+                        continue;
+                    }
                     if keep(&event) {
                         self.tracker.apply(&event, out);
                     }

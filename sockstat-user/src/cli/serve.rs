@@ -141,13 +141,17 @@ async fn serve(
             netns: own_netns(),
             port: addr.port(),
         }),
+        left_out: None,
     };
-    let mut feed = Feed::start(&FeedOptions {
-        hook: args.probe.hook,
-        ring_kib: args.probe.ring_kib,
-        scope,
-        poll: args.poll,
-    })?;
+    let mut feed = Feed::start(
+        &FeedOptions {
+            hook: args.probe.hook,
+            ring_kib: args.probe.ring_kib,
+            scope,
+            poll: args.poll,
+        },
+        None,
+    )?;
     super::run_on_least_privilege(
         user,
         super::beyond_own_netns(args.ns.all_netns, netns),

@@ -17,14 +17,14 @@ use tokio::{
 
 use super::{UsageError, args::TopArgs};
 use crate::{
-    agent::{DumpScope, Feed, FeedOptions, PortWatch},
+    agent::{CgroupGate, DumpScope, Feed, FeedOptions, PortWatch},
     alert::Alert,
     filter::Filter,
     live::{
         Output, clock,
         dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
     },
-    procs::workload::{Workload, WorkloadFilter, WorkloadNames},
+    procs::workload::{SharedNames, Workload, WorkloadFilter},
     render::top::{self as screen, UiState},
 };
 
@@ -67,6 +67,7 @@ fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
             netns,
             all_netns: args.ns.all_netns,
             own: None,
+            left_out: None,
         },
         poll: args.poll,
     }
@@ -76,7 +77,7 @@ fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
 /// the --pod/--k8s-namespace/--container filter: one cache for both.
 struct Groups {
     filter: Option<WorkloadFilter>,
-    names: std::cell::RefCell<WorkloadNames>,
+    names: SharedNames,
     labels: std::cell::RefCell<HashMap<Arc<Workload>, Arc<str>>>,
 }
 
@@ -91,7 +92,11 @@ impl Groups {
 
     /// Whether the socket passes the filter, and its group (pod or container) if any.
     fn of(&self, pid: Option<u32>, netns: u32) -> (bool, Option<Arc<str>>) {
-        let w = self.names.borrow_mut().of_owner(pid, netns);
+        let w = self
+            .names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .of_owner(pid, netns);
         let wanted = self.filter.as_ref().is_none_or(|f| f.matches(w.as_deref()));
         (wanted, w.and_then(|w| self.label(w)))
     }
@@ -216,14 +221,18 @@ async fn top(
     alerts: Vec<Alert>,
 ) -> anyhow::Result<ExitCode> {
     let options = feed_options(args, netns);
-    let mut feed = Feed::start(&options)?;
+    let groups = Groups::new(args.workload.filter());
+    let gate = groups
+        .filter
+        .clone()
+        .map(|filter| CgroupGate::new(filter, groups.names.clone()));
+    let mut feed = Feed::start(&options, gate)?;
     super::run_on_least_privilege(
         user.as_ref(),
         super::beyond_own_netns(args.ns.all_netns, netns),
         feed.probe(),
     )?;
     let mut ports = PortWatch::new(options.scope);
-    let groups = Groups::new(args.workload.filter());
     let per_edge = feed.is_ebpf();
     let mut dash = Dashboard::new(args.interval, per_edge, clock::monotonic_ns());
     // The first sample should not be empty; drop rates start from the counts now.

@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     io::{self, BufWriter, Write},
     process::ExitCode,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -17,13 +17,13 @@ use super::{
 };
 use crate::{
     agent::{
-        DumpScope,
+        CgroupGate, DumpScope,
         pipeline::{Pipeline, PipelineOptions, Wake},
     },
     ebpf::privilege,
     filter::Filter,
     live::{Output, Owner, Reports, Timelines, clock},
-    procs::workload::{Workload, WorkloadFilter, WorkloadNames},
+    procs::workload::{SharedNames, Workload, WorkloadFilter, WorkloadNames},
     render::trace::{TraceEnd, TraceFormat, TracePrinter},
     tcp::ReportedState,
 };
@@ -100,6 +100,7 @@ fn scope_of(args: &TraceArgs, netns: Option<u32>) -> DumpScope {
         netns,
         all_netns: args.ns.all_netns,
         own: None,
+        left_out: None,
     }
 }
 
@@ -112,7 +113,7 @@ struct Selector<'a> {
     workload_filter: Option<WorkloadFilter>,
     /// The owners' containers' names: for the filter, and printed with --json or
     /// --all-netns; one cache for both.
-    names: Option<WorkloadNames>,
+    names: Option<SharedNames>,
 }
 
 impl Selector<'_> {
@@ -156,11 +157,7 @@ impl Selector<'_> {
             }
         }
         if let Some(filter) = &self.workload_filter {
-            // Borrowed field by field: the names cache is not the filter.
-            let workload = self
-                .names
-                .as_mut()
-                .and_then(|names| names.of_owner(owner.pid, netns));
+            let workload = self.workload(owner, netns);
             if !filter.matches(workload.as_deref()) {
                 return false;
             }
@@ -169,8 +166,12 @@ impl Selector<'_> {
     }
 
     /// The names of the container that owns a socket, where names are wanted at all.
-    fn workload(&mut self, owner: &Owner, netns: u32) -> Option<Arc<Workload>> {
-        self.names.as_mut()?.of_owner(owner.pid, netns)
+    fn workload(&self, owner: &Owner, netns: u32) -> Option<Arc<Workload>> {
+        self.names
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .of_owner(owner.pid, netns)
     }
 }
 
@@ -191,22 +192,36 @@ async fn trace(
     netns: Option<u32>,
     user: Option<&crate::least_privilege::User>,
 ) -> anyhow::Result<ExitCode> {
-    let mut pipeline = Pipeline::attach(&PipelineOptions {
-        hook: args.probe.hook,
-        ring_kib: args.probe.ring_kib,
-        scope: scope_of(args, netns),
-        events: !args.count_only,
-        drops: args.wants(TraceEvents::Drop),
-        reports: Reports {
-            lifetimes: args.lifetimes,
-            handshake_rtts: args.wants(TraceEvents::Rtt),
+    // Names go in NDJSON, in text with --all-netns (a WORKLOAD column), and to the
+    // --pod/--k8s-namespace/--container filter, which the pipeline also applies to each
+    // socket's cgroup (in the kernel, once judged).
+    let names: Option<SharedNames> =
+        (args.json || args.ns.all_netns || args.workload.filter_given())
+            .then(|| Arc::new(Mutex::new(WorkloadNames::new())));
+    let gate = args
+        .workload
+        .filter()
+        .zip(names.clone())
+        .map(|(filter, names)| CgroupGate::new(filter, names));
+    let mut pipeline = Pipeline::attach_gated(
+        &PipelineOptions {
+            hook: args.probe.hook,
+            ring_kib: args.probe.ring_kib,
+            scope: scope_of(args, netns),
+            events: !args.count_only,
+            drops: args.wants(TraceEvents::Drop),
+            reports: Reports {
+                lifetimes: args.lifetimes,
+                handshake_rtts: args.wants(TraceEvents::Rtt),
+            },
+            rtt_interval: args
+                .wants(TraceEvents::Rtt)
+                .then(|| Duration::from_secs_f64(args.rtt_interval)),
+            baseline: true,
+            reconcile: (args.reconcile > 0).then(|| Duration::from_secs(args.reconcile)),
         },
-        rtt_interval: args
-            .wants(TraceEvents::Rtt)
-            .then(|| Duration::from_secs_f64(args.rtt_interval)),
-        baseline: true,
-        reconcile: (args.reconcile > 0).then(|| Duration::from_secs(args.reconcile)),
-    })?;
+        gate,
+    )?;
     super::run_on_least_privilege(
         user,
         super::beyond_own_netns(args.ns.all_netns, netns),
@@ -249,10 +264,7 @@ async fn trace(
             filter,
             cgroups: HashMap::new(),
             workload_filter: args.workload.filter(),
-            // Names go in NDJSON, in text with --all-netns (a WORKLOAD column), and to the
-            // --pod/--k8s-namespace/--container filter.
-            names: (args.json || args.ns.all_netns || args.workload.filter_given())
-                .then(WorkloadNames::new),
+            names,
         },
         printer,
         args,
@@ -291,6 +303,7 @@ async fn trace(
         printed: view.printed,
         tracker: pipeline.tracker().stats(),
     };
+    let gated = pipeline.gate_counts();
     drop(pipeline);
     match result {
         Ok(()) => {}
@@ -300,6 +313,12 @@ async fn trace(
     }
     if args.count_only {
         end.write_edges(&mut io::stdout().lock(), args.json)?;
+    }
+    // Before the summary, which stays the last line.
+    if let Some((cgroups, events)) = gated {
+        eprintln!(
+            "sockstat: --pod/--k8s-namespace/--container left {cgroups} cgroups out in the kernel, and {events} events here"
+        );
     }
     eprintln!("{}", end.summary());
     if let Some(t) = &view.timelines

@@ -247,6 +247,8 @@ pub struct KernelEvent {
     pub peer_fin: Option<bool>,
     /// For closes: what the timewait hooks said of it.
     pub timewait: TimewaitClose,
+    /// The socket's cgroup v2 id (see `StateEvent::cgroup_id`); 0: not read.
+    pub cgroup_id: u64,
 }
 
 impl KernelEvent {
@@ -408,6 +410,7 @@ pub fn from_raw(raw: &StateEvent) -> Result<KernelEvent, DecodeError> {
         sk_err: raw.sk_err,
         peer_fin: (raw.hook != hook::TRACEPOINT).then_some(raw.flags & flags::PEER_FIN != 0),
         timewait,
+        cgroup_id: raw.cgroup_id,
     })
 }
 

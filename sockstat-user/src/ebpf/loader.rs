@@ -5,7 +5,7 @@ use std::{
     os::fd::{AsFd, OwnedFd},
 };
 
-use aya::maps::{Array, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use sockstat_common::{
     ProbeConfig, SockOffsets, TcpOffsets, TracepointOffsets, TwOffsets, counter,
 };
@@ -172,6 +172,18 @@ pub struct ProbeOptions {
     pub drop_events: bool,
     /// Write RTT events, at most one per connection per this interval (`RTT_HOOK`).
     pub rtt_interval: Option<std::time::Duration>,
+    /// What the hooks do with each socket's cgroup.
+    pub cgroups: SocketCgroups,
+}
+
+/// Whether events carry the socket's cgroup id, and whether cgroups can be left out in the
+/// kernel ([`Probe::leave_out_cgroup`]). Without socket cgroup data in the kernel (or with
+/// the classic hook) events carry none, and user space judges every event itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SocketCgroups {
+    #[default]
+    Ignore,
+    Filter,
 }
 
 impl ProbeOptions {
@@ -191,6 +203,10 @@ impl ProbeOptions {
             own_netns: self.own.map_or(0, |(netns, _)| netns),
             emit_events: u8::from(self.emit_events),
             drop_events: u8::from(self.emit_events && self.drop_events),
+            cgroups: match self.cgroups {
+                SocketCgroups::Ignore => sockstat_common::cgroups::IGNORE,
+                SocketCgroups::Filter => sockstat_common::cgroups::FILTER,
+            },
             // At least 1 ns: 0 means none.
             rtt_interval_ns: self
                 .rtt_interval
@@ -223,6 +239,8 @@ pub struct Probe {
     reset_reasons: ReasonNames,
     drop_reasons: ReasonNames,
     drops: PerCpuArray<MapData, u64>,
+    /// `CGROUPS_LEFT_OUT`, with `SocketCgroups::Filter` where the kernel reads cgroups.
+    left_out: Option<BpfHashMap<MapData, u64, u8>>,
 }
 
 /// aya-log's level for the kernel programs: off unless `-v`, so their rare-path diagnostics
@@ -439,6 +457,7 @@ impl Resolved {
                 other => LoadError::Tracefs(other),
             })?;
             log::debug!("tracepoint record offsets from tracefs: {offsets:?}");
+            config.cgroups = sockstat_common::cgroups::IGNORE;
             return Ok(Resolved {
                 sock: None,
                 tcp: None,
@@ -453,7 +472,13 @@ impl Resolved {
             });
         }
         let kernel_btf = KernelBtf::load()?;
-        let sock = kernel_btf.sock_offsets()?;
+        let mut sock = kernel_btf.sock_offsets()?;
+        if config.cgroups != sockstat_common::cgroups::IGNORE
+            && let Err(e) = kernel_btf.socket_cgroup_offsets(&mut sock)
+        {
+            log::warn!("this kernel keeps no cgroup with its sockets ({e}): the owner's decides");
+            config.cgroups = sockstat_common::cgroups::IGNORE;
+        }
         log::debug!("struct sock offsets from BTF: {sock:?}");
         let tcp = kernel_btf.tcp_offsets()?;
         log::debug!("struct tcp_sock offsets from BTF: {tcp:?}");
@@ -730,6 +755,16 @@ impl Probe {
         let edges = per_cpu_counters(&mut object, "EDGES")?;
         let counters = per_cpu_counters(&mut object, "COUNTERS")?;
         let drops = per_cpu_counters(&mut object, "DROP_REASONS")?;
+        let left_out = if config.cgroups == sockstat_common::cgroups::FILTER {
+            let name = "CGROUPS_LEFT_OUT";
+            let map = object.take_map(name)?;
+            Some(
+                BpfHashMap::try_from(Map::HashMap(map))
+                    .map_err(|source| LoadError::Map { name, source })?,
+            )
+        } else {
+            None
+        };
 
         let Resolved {
             timewait_unusable,
@@ -781,7 +816,24 @@ impl Probe {
             reset_reasons,
             drop_reasons,
             drops,
+            left_out,
         })
+    }
+
+    /// From now on, the kernel neither counts nor reports sockets of cgroup `id`. False
+    /// when it cannot (no filter, or `cgroups::MAX_LEFT_OUT` already there): user space
+    /// then keeps judging that cgroup's events itself.
+    pub fn leave_out_cgroup(&mut self, id: u64) -> bool {
+        let Some(map) = self.left_out.as_mut() else {
+            return false;
+        };
+        match map.insert(id, 1, 0) {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!("leaving cgroup {id} out in the kernel: {e}");
+                false
+            }
+        }
     }
 
     /// Names of sent resets' reasons by the kernel's value (empty before 6.10).

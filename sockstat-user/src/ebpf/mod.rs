@@ -16,5 +16,7 @@ pub use events::{
     DecodeError, DropReason, EventKind, Family, Hook, KernelEvent, KernelOwner, Retransmission,
     SegmentDrop, TcpCounters, TimewaitClose, TimewaitEvent,
 };
-pub use loader::{EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions, RING_KIB};
+pub use loader::{
+    EdgeCount, HookChoice, KernelCounters, LoadError, Probe, ProbeOptions, RING_KIB, SocketCgroups,
+};
 pub use reasons::ReasonNames;

@@ -166,8 +166,20 @@ impl KernelBtf {
             tcp_srtt_us: self.offset_of("tcp_sock", "srtt_us")?,
             icsk_pending: self.offset_of("inet_connection_sock", "icsk_pending")?,
             skb_cb: self.offset_of("sk_buff", "cb")?,
+            sk_cgroup: 0,
+            cgroup_kn: 0,
+            kernfs_node_id: 0,
             valid: 1,
         })
+    }
+
+    /// The socket's cgroup (`sk_cgrp_data.cgroup->kn->id`) into `off`; an error where the
+    /// kernel keeps no cgroup with its sockets (no CONFIG_SOCK_CGROUP_DATA).
+    pub fn socket_cgroup_offsets(&self, off: &mut SockOffsets) -> Result<(), OffsetError> {
+        off.sk_cgroup = self.offset_of("sock", "sk_cgrp_data.cgroup")?;
+        off.cgroup_kn = self.offset_of("cgroup", "kn")?;
+        off.kernfs_node_id = self.offset_of("kernfs_node", "id")?;
+        Ok(())
     }
 }
 
@@ -328,6 +340,16 @@ mod tests {
         assert!(off.skc_v6_daddr > off.skc_family);
         assert_eq!(off.skc_v6_rcv_saddr, off.skc_v6_daddr + 16);
         assert!(off.sk_protocol > off.skc_v6_rcv_saddr);
+        // The socket's cgroup: `struct cgroup *` first in sock_cgroup_data, and the
+        // kernfs node's u64 id.
+        let mut with_cgroup = off;
+        btf.socket_cgroup_offsets(&mut with_cgroup).unwrap();
+        assert_eq!(
+            with_cgroup.sk_cgroup,
+            btf.offset_of("sock", "sk_cgrp_data").unwrap()
+        );
+        assert!(with_cgroup.sk_cgroup > off.sk_protocol.min(off.skc_family));
+        assert_ne!(with_cgroup.kernfs_node_id, 0);
         assert!(matches!(
             btf.offset_of("sock", "no_such_field"),
             Err(OffsetError::NoField { .. })

@@ -6,6 +6,7 @@
 //! own `FDsIter` opens, stats and readlinks each fd (four syscalls and several allocations),
 //! which alone would cost more than the whole budget. Only inodes the caller asks about are
 //! kept, and a process's name is read only when one of its fds matched.
+pub mod cgroups;
 pub mod container;
 pub mod docker;
 pub mod memory;

@@ -61,6 +61,9 @@ pub const CAPACITY: usize = 4096;
 /// How long "nobody knows this container" is believed.
 const RETRY: Duration = Duration::from_secs(10);
 
+/// One command's resolver, shared by the views and the pipeline's cgroup gate.
+pub type SharedNames = Arc<std::sync::Mutex<WorkloadNames>>;
+
 /// The resolver and its cache.
 pub struct WorkloadNames {
     /// Each process's answer, for `RETRY` (a pid is asked about at every event it owns).
@@ -189,9 +192,11 @@ impl WorkloadNames {
 }
 
 /// `--pod`, `--k8s-namespace`, `--container`: sockets whose container has these names
-/// (each given one must match exactly). Judged in user space on the names `WorkloadNames`
-/// finds for the owner: a transition's kernel hook often runs in softirq context, on
-/// whatever task the CPU was running, so the task's cgroup id there is not the owner's.
+/// (each given one must match exactly). Judged on the names `WorkloadNames` finds: for the
+/// socket's own cgroup by `agent::CgroupGate` (in the kernel, once judged), and for the
+/// owner by the views. Not by the current task's cgroup: a transition's hook often runs in
+/// softirq context, on whatever task the CPU was running.
+#[derive(Clone, Debug)]
 pub struct WorkloadFilter {
     pod: Option<String>,
     namespace: Option<String>,
