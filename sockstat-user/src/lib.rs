@@ -10,6 +10,7 @@ pub mod diag;
 mod ebpf;
 mod exporter;
 pub mod filter;
+mod history;
 mod lab;
 mod least_privilege;
 mod live;

@@ -351,6 +351,31 @@ fn validation_table() {
             "\"nonsense\" is neither a port number nor a service name",
         ),
         (&["report", "state", "bogus"], "bad filter"),
+        (&["record", "--keep", "soon"], "give an age such as 7d"),
+        (&["record", "--max-size", "10K"], "at least 256K"),
+        (&["record", "--max-size", "12Q"], "give a size such as 1G"),
+        (&["record", "--flush", "0"], "from 0.1 to 3600"),
+        (
+            &["history", "--since", "yesterday"],
+            "give an age (2h, 30m, 7d)",
+        ),
+        (
+            &["history", "--since", "1h", "--until", "2h"],
+            "--until is not after --since",
+        ),
+        (
+            &["history", "state", "established"],
+            "the store cannot answer this filter: a state",
+        ),
+        (
+            &["history", "fwmark", "=", "0x1"],
+            "the store cannot answer this filter: fwmark",
+        ),
+        (&["history", "dst", "nonsense!"], "bad filter"),
+        (
+            &["history", "--store", "/nonexistent/sockstat-store"],
+            "no store there",
+        ),
     ];
     for (args, needle) in table {
         let out = sockstat(args);

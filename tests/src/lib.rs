@@ -162,6 +162,9 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// A running `sockstat trace`.
+/// What trace says once it is attached.
+const TRACING: &str = "sockstat: tracing ";
+
 pub struct Tracer {
     child: Child,
     stdout: Option<thread::JoinHandle<String>>,
@@ -176,14 +179,14 @@ impl Tracer {
     pub fn start(args: &[&str]) -> Result<Self, String> {
         let mut cmd = Command::new(sockstat_bin());
         cmd.arg("trace").args(args);
-        Self::spawn(cmd)
+        Self::spawn(cmd, TRACING)
     }
 
     /// `start`, with these environment variables set for sockstat.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
         let mut cmd = Command::new(sockstat_bin());
         cmd.arg("trace").args(args).envs(env.iter().copied());
-        Self::spawn(cmd)
+        Self::spawn(cmd, TRACING)
     }
 
     /// `sockstat trace ARGS` inside `ns` (whose sockets it then traces, like ss would).
@@ -193,10 +196,28 @@ impl Tracer {
             .arg(sockstat_bin())
             .arg("trace")
             .args(args);
-        Self::spawn(cmd)
+        Self::spawn(cmd, TRACING)
     }
 
-    fn spawn(mut cmd: Command) -> Result<Self, String> {
+    /// `sockstat record ARGS` inside `ns`, once it says it is recording.
+    pub fn record_in(ns: &NamedNetns, args: &[&str]) -> Result<Self, String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name])
+            .arg(sockstat_bin())
+            .arg("record")
+            .args(args);
+        Self::spawn(cmd, "sockstat: recording ")
+    }
+
+    /// Ends it with SIGKILL, as a crash would: nothing of its own runs.
+    pub fn kill(mut self) -> Result<(), String> {
+        self.child.kill().map_err(|e| e.to_string())?;
+        self.child.wait().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Starts `cmd` and waits for a stderr line starting with `ready`.
+    fn spawn(mut cmd: Command, ready: &str) -> Result<Self, String> {
         let forking = spawning();
         let mut child = cmd
             .stdin(Stdio::null())
@@ -237,16 +258,16 @@ impl Tracer {
             let left = deadline.saturating_duration_since(Instant::now());
             match tracer.stderr.recv_timeout(left) {
                 Ok(line) => {
-                    let ready = line.starts_with("sockstat: tracing ");
+                    let is_ready = line.starts_with(ready);
                     tracer.stderr_seen.push(line);
-                    if ready {
+                    if is_ready {
                         return Ok(tracer);
                     }
                 }
                 Err(_) => {
                     let _ = tracer.child.kill();
                     return Err(format!(
-                        "sockstat trace never became ready; stderr: {:?}",
+                        "sockstat never said {ready:?}; stderr: {:?}",
                         tracer.stderr_seen
                     ));
                 }

@@ -66,7 +66,7 @@ enum Task {
         #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
         kernel: Vec<vmtest::KernelChoice>,
         /// Only these suites (comma-separated: root, parity, top, netstat, serve, limits,
-        /// timewait, lab), e.g. to check one change across the matrix; default every one.
+        /// timewait, history, lab), e.g. to check one change across the matrix; default every one.
         #[arg(long, value_delimiter = ',')]
         suite: Vec<String>,
         /// Arguments for every suite's test binary, e.g. a test name filter to repeat one

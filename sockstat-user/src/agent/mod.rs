@@ -133,11 +133,7 @@ impl diag::Sink<SocketRecord> for BaselineSink<'_> {
             cookie: r.cookie,
             state: r.state,
             netns: self.netns,
-            family: if local.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
+            family: Family::of(&local),
             local,
             remote,
             owner,

@@ -234,6 +234,133 @@ pub struct PrivilegeArgs {
     pub user: Option<String>,
 }
 
+/// Where `record` keeps its store and `history` reads it.
+pub const DEFAULT_STORE: &str = "/var/lib/sockstat";
+
+#[derive(Debug, Args, Clone)]
+pub struct RecordArgs {
+    /// The store's directory (made if missing; the database is history.db in it).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE)]
+    pub store: std::path::PathBuf,
+    /// Forget connections that closed longer ago than this (e.g. 7d, 12h; 0: never).
+    #[arg(long, value_name = "AGE", default_value = "7d", value_parser = retention_age)]
+    pub keep: std::time::Duration,
+    /// Keep the store (database and its log) within this size, forgetting the oldest
+    /// first (e.g. 1G, 200M; 0: no bound; at least 256K).
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = store_size)]
+    pub max_size: u64,
+    /// Seconds a recorded connection may wait before it is committed: what a crash can lose.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = sample_seconds)]
+    pub flush: f64,
+    #[command(flatten)]
+    pub ns: NetnsArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub privilege: PrivilegeArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HistoryArgs {
+    /// The store to read (a directory `sockstat record --store` made, or its history.db).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE)]
+    pub store: std::path::PathBuf,
+    /// Connections open at some time since then: an age (2h, 30m, 7d) or a time
+    /// (2026-12-02T03:12:00Z, or 2026-12-02 03:12:00 in UTC).
+    #[arg(long, value_name = "AGE|TIME", default_value = "1h", value_parser = point_in_time)]
+    pub since: PointInTime,
+    /// ... and before then (default: now).
+    #[arg(long, value_name = "AGE|TIME", value_parser = point_in_time)]
+    pub until: Option<PointInTime>,
+    /// Only connections owned by process N.
+    #[arg(long, value_name = "N")]
+    pub pid: Option<u32>,
+    /// Only connections whose owner's name contains NAME.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// NDJSON: one object per connection (trace --lifetimes's keys, with its container's).
+    #[arg(long)]
+    pub json: bool,
+    /// Do not print the header line.
+    #[arg(short = 'H', long)]
+    pub no_header: bool,
+    /// An ss filter expression over addresses and ports, e.g. 'dst 10.0.3.7 and dport = :5432'.
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+/// `--since`/`--until`: a moment given as an age or as a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PointInTime {
+    Ago(std::time::Duration),
+    At(std::time::SystemTime),
+}
+
+impl PointInTime {
+    /// Wall-clock nanoseconds since the epoch, ages counted back from `now_ns`.
+    pub fn ns(self, now_ns: i64) -> i64 {
+        match self {
+            PointInTime::Ago(d) => now_ns.saturating_sub(d.as_nanos().min(i64::MAX as u128) as i64),
+            PointInTime::At(t) => t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64),
+        }
+    }
+}
+
+fn point_in_time(text: &str) -> Result<PointInTime, String> {
+    if let Ok(d) = humantime::parse_duration(text) {
+        return Ok(PointInTime::Ago(d));
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map(PointInTime::At)
+        .map_err(|_| {
+            format!("{text:?}: give an age (2h, 30m, 7d) or a UTC time (2026-12-02T03:12:00Z)")
+        })
+}
+
+/// `--keep`: an age; 0 keeps everything.
+fn retention_age(text: &str) -> Result<std::time::Duration, String> {
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?}: give an age such as 7d, 12h or 90m (0: keep all)"))
+}
+
+/// `--max-size`: bytes with an optional K/M/G/T suffix (powers of 1024); 0: no bound.
+fn store_size(text: &str) -> Result<u64, String> {
+    let bad =
+        || format!("{text:?}: give a size such as 1G, 200M or 512K, at least 256K (0: no bound)");
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    if n == 0 {
+        return Ok(0);
+    }
+    let bytes = n.checked_mul(1u64 << shift).ok_or_else(bad)?;
+    if bytes < 256 * 1024 {
+        return Err(bad());
+    }
+    Ok(bytes)
+}
+
 // Range checks live here, in clap's value parsers, so every command rejects the same bad
 // value with the same short message (exit 2) before anything is loaded.
 
@@ -309,6 +436,12 @@ pub enum Command {
     /// One connection's timeline (transitions, retransmits, resets), live or recently
     /// closed, from a running `sockstat serve`.
     Conn(ConnArgs),
+    /// The flight recorder: keep every connection's lifetime in a local store (needs root,
+    /// or CAP_BPF and CAP_PERFMON), for `sockstat history` to answer later.
+    Record(RecordArgs),
+    /// Connections recorded by `sockstat record`: who connected where, when, and how it
+    /// ended, selected with the ss filter language and a time range.
+    History(HistoryArgs),
 }
 
 impl Command {
@@ -324,6 +457,8 @@ impl Command {
             Command::Report(_) => "report",
             Command::Serve(_) => "serve",
             Command::Conn(_) => "conn",
+            Command::Record(_) => "record",
+            Command::History(_) => "history",
         }
     }
 }

@@ -28,14 +28,18 @@ const CAPABILITIES: Section = Section {
             "Run as root, or give a command exactly these (setpriv, systemd's AmbientCapabilities, a container's capabilities).",
         ),
         Term(
-            "trace, top, serve",
-            "load with CAP_BPF, CAP_PERFMON, CAP_SYSLOG (the timewait timer's address in /proc/kallsyms), CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE (the sockets' owners, from other users' /proc/PID/fd); also CAP_SYS_ADMIN with -N or --all-netns (setns), and with --hook tracepoint where tracefs is not mounted. Once loaded they keep only CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, CAP_SYS_ADMIN for -N or --all-netns, and CAP_BPF where the kernel asks for it to read maps (6.1); --user NAME runs them on as that user",
+            "trace, top, serve, record",
+            "load with CAP_BPF, CAP_PERFMON, CAP_SYSLOG (the timewait timer's address in /proc/kallsyms), CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE (the sockets' owners, from other users' /proc/PID/fd); also CAP_SYS_ADMIN with -N or --all-netns (setns), and with --hook tracepoint where tracefs is not mounted. Once loaded they keep only CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, CAP_SYS_ADMIN for -N or --all-netns, and CAP_BPF where the kernel asks for it to read maps (6.1); --user NAME runs them on as that user (record opens its --store before)",
         ),
         Term(
             "the listing, report",
             "nothing for your own namespace; CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE for -p on other users' processes (CAP_BPF and CAP_PERFMON for the fast -p iterator), CAP_SYS_ADMIN for -N and --all-netns",
         ),
         Term("stats, ifaces, routes, conn", "nothing"),
+        Term(
+            "history",
+            "write access to the store's files (a log a crash left behind is recovered on open)",
+        ),
         Term(
             "lab",
             "CAP_SYS_ADMIN and CAP_NET_ADMIN (its namespaces and their sysctls), and what trace needs",

@@ -4,9 +4,11 @@ pub mod args;
 pub mod conn;
 pub mod generate;
 mod help;
+pub mod history;
 pub mod ifaces;
 pub mod lab;
 pub mod list;
+pub mod record;
 pub mod report;
 pub mod routes;
 pub mod serve;
@@ -61,7 +63,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // The agents hold dozens of descriptors; running short is said up front, exit 2.
     if matches!(
         cli.command,
-        Some(Command::Trace(_) | Command::Top(_) | Command::Serve(_) | Command::Lab(_))
+        Some(
+            Command::Trace(_)
+                | Command::Top(_)
+                | Command::Serve(_)
+                | Command::Lab(_)
+                | Command::Record(_)
+        )
     ) {
         crate::ebpf::privilege::ensure_fds().map_err(|e| UsageError(e.to_string()))?;
         check_memory()?;
@@ -93,6 +101,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Conn(args)) => conn::run(&args),
+        Some(Command::Record(args)) => record::run(&args),
+        Some(Command::History(args)) => history::run(&args),
         None => list::run(&cli.list),
     }
 }

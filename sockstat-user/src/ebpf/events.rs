@@ -25,6 +25,15 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of an address.
+    pub fn of(addr: &SocketAddr) -> Family {
+        if addr.is_ipv4() {
+            Family::Inet
+        } else {
+            Family::Inet6
+        }
+    }
+
     /// The JSON spelling (`"inet"`/`"inet6"`), as ss's `-f` names them.
     pub fn name(self) -> &'static str {
         match self {

@@ -233,11 +233,7 @@ mod tests {
             cookie,
             state: 1,
             netns: 7,
-            family: if local.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
+            family: Family::of(&local),
             local,
             remote: remote.parse().unwrap(),
             owner,

@@ -41,6 +41,27 @@ impl Cause {
         }
     }
 
+    /// The cause `name` gives (a stored lifetime's): the inverse of [`Cause::name`].
+    pub fn from_name(name: &str) -> Option<Cause> {
+        const FIXED: [Cause; 8] = [
+            Cause::Fin,
+            Cause::RstIn,
+            Cause::RstOut,
+            Cause::Timeout,
+            Cause::TwOverflow,
+            Cause::Reused,
+            Cause::Killed,
+            Cause::NoLocalPort,
+        ];
+        if let Some(c) = FIXED.into_iter().find(|c| c.static_name() == Some(name)) {
+            return Some(c);
+        }
+        if let Some(&(errno, _)) = ERRNO_NAMES.iter().find(|(_, n)| *n == name) {
+            return Some(Cause::Errno(errno));
+        }
+        name.strip_prefix("errno-")?.parse().ok().map(Cause::Errno)
+    }
+
     /// The name when it is a fixed one (every cause but an errno without a name), so hot
     /// printers need not allocate.
     pub fn static_name(self) -> Option<&'static str> {
@@ -100,5 +121,14 @@ mod tests {
         assert_eq!(Cause::Errno(libc::ECONNREFUSED).name(), "ECONNREFUSED");
         assert_eq!(Cause::Errno(4242).name(), "errno-4242");
         assert_eq!(Cause::RstIn.to_string(), "rst-in");
+        for c in [
+            Cause::Fin,
+            Cause::NoLocalPort,
+            Cause::Errno(libc::ECONNREFUSED),
+            Cause::Errno(4242),
+        ] {
+            assert_eq!(Cause::from_name(&c.name()), Some(c));
+        }
+        assert_eq!(Cause::from_name("nonsense"), None);
     }
 }

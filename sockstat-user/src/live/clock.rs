@@ -18,9 +18,9 @@ impl WallClock {
         }
     }
 
-    /// A clock with a fixed offset (tests, golden output).
-    #[cfg(test)]
-    pub fn with_offset_ns(offset_ns: i128) -> Self {
+    /// A clock with a fixed offset: tests and golden output, and `history`, whose times are
+    /// already on the wall clock (offset 0).
+    pub fn fixed(offset_ns: i128) -> Self {
         Self { offset_ns }
     }
 
@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn converts_with_the_offset() {
-        let c = WallClock::with_offset_ns(1_700_000_000_000_000_000);
+        let c = WallClock::fixed(1_700_000_000_000_000_000);
         let t = c.to_system_time(1_500);
         assert_eq!(
             t.duration_since(UNIX_EPOCH).unwrap(),

@@ -39,6 +39,19 @@ pub enum OwnerSource {
 }
 
 impl OwnerSource {
+    const ALL: [OwnerSource; 5] = [
+        OwnerSource::Task,
+        OwnerSource::Cached,
+        OwnerSource::Listener,
+        OwnerSource::Baseline,
+        OwnerSource::Unknown,
+    ];
+
+    /// The source `name` gives (a stored lifetime's).
+    pub fn from_name(name: &str) -> Option<OwnerSource> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             OwnerSource::Task => "task",

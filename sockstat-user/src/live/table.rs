@@ -685,11 +685,7 @@ impl Tracker {
             ts_ns,
             cookie,
             netns,
-            family: if local.is_ipv4() {
-                Family::Inet
-            } else {
-                Family::Inet6
-            },
+            family: Family::of(&local),
             local,
             remote: unspecified,
             owner,

@@ -337,6 +337,9 @@ struct JsonLifetime<'a> {
     tcp: JsonTcpInfo,
     retransmits: u32,
     cause: Option<String>,
+    /// The owner's container's names (`history`, which recorded them).
+    #[serde(flatten)]
+    workload: Option<&'a Workload>,
 }
 
 impl TracePrinter {
@@ -1023,6 +1026,16 @@ impl TracePrinter {
     }
 
     pub fn write_lifetime(&self, out: &mut impl Write, l: &Lifetime) -> io::Result<()> {
+        self.write_lifetime_named(out, l, None)
+    }
+
+    /// `write_lifetime`, with the names of the owner's container (NDJSON keys).
+    pub fn write_lifetime_named(
+        &self,
+        out: &mut impl Write,
+        l: &Lifetime,
+        workload: Option<&Workload>,
+    ) -> io::Result<()> {
         let cause = || l.cause.map_or_else(|| "-".to_string(), |c| c.name());
         match self.format {
             TraceFormat::Text if let Some(width) = self.narrow => {
@@ -1089,6 +1102,7 @@ impl TracePrinter {
                     tcp: JsonTcpInfo::of(&l.tcp),
                     retransmits: l.retransmits,
                     cause: l.cause.map(|c| c.name()),
+                    workload,
                 };
                 super::json_line(out, &record)
             }
@@ -1267,8 +1281,7 @@ mod tests {
         all_netns: bool,
     ) -> String {
         // 2023-11-14T22:13:20Z at monotonic 0; UTC so the golden text does not depend on TZ.
-        let mut printer =
-            TracePrinter::new(format, WallClock::with_offset_ns(1_700_000_000_000_000_000));
+        let mut printer = TracePrinter::new(format, WallClock::fixed(1_700_000_000_000_000_000));
         if all_netns {
             printer.set_netns_names([(4026531840, "host".to_string())].into());
         }
@@ -1300,7 +1313,7 @@ mod tests {
     fn json_names_the_owners_container() {
         let mut printer = TracePrinter::new(
             TraceFormat::Json,
-            WallClock::with_offset_ns(1_700_000_000_000_000_000),
+            WallClock::fixed(1_700_000_000_000_000_000),
         );
         let mut out = Vec::new();
         let Some(Output::Transition(t)) = sample().into_iter().next() else {
@@ -1479,7 +1492,7 @@ TIME         PID     COMM             LOCAL                    REMOTE           
             },
             ..rtt.clone()
         };
-        let clock = WallClock::with_offset_ns(1_700_000_000_000_000_000);
+        let clock = WallClock::fixed(1_700_000_000_000_000_000);
         let mut text = Vec::new();
         let printer = TracePrinter::new(TraceFormat::Text, clock);
         printer.write_retransmit(&mut text, &retransmit).unwrap();
@@ -1512,7 +1525,7 @@ TIME         PID     COMM             LOCAL                    REMOTE           
     #[test]
     fn cached_seconds_format_like_chrono() {
         use chrono::SecondsFormat;
-        let clock = WallClock::with_offset_ns(1_700_000_000_000_000_000);
+        let clock = WallClock::fixed(1_700_000_000_000_000_000);
         let printer = TracePrinter::new(TraceFormat::Text, clock);
         // Within one second, across its end, and far apart, in both directions.
         for ts in [

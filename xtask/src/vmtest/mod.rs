@@ -251,7 +251,8 @@ fn root_suites(root: &Path) -> Result<Vec<Suite>> {
     // The order they are listed in the README: the trace first, the slow lab last.
     let rank = |n: &str| {
         [
-            "root", "parity", "top", "netstat", "serve", "limits", "timewait", "lab", "package",
+            "root", "parity", "top", "netstat", "serve", "limits", "timewait", "history", "lab",
+            "package",
         ]
         .iter()
         .position(|s| *s == n)

@@ -1,0 +1,153 @@
+//! The flight recorder: every connection's lifetime kept after it closed, to answer "which
+//! process connected to 10.0.3.7:5432 at 03:12, and why was it refused?" later.
+//! `store.rs` (the embedded SQLite store), `writer.rs` (batched writes and retention off the
+//! event path), `sql.rs` (ss's filter language as a WHERE clause); `sockstat record` fills
+//! it, `sockstat history` reads it.
+pub mod sql;
+pub mod store;
+pub mod writer;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::{
+    ebpf::{Family, TcpCounters},
+    live::{Cause, Comm, Lifetime, Owner, OwnerSource, clock::WallClock},
+    procs::workload::Workload,
+};
+pub use store::LifetimeRow;
+
+fn wall_ns(clock: WallClock, monotonic_ns: u64) -> i64 {
+    clock
+        .to_system_time(monotonic_ns)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A finished connection as the store keeps it.
+pub fn row_of(l: &Lifetime, clock: WallClock, names: Option<&Workload>) -> LifetimeRow {
+    let end_ns = wall_ns(clock, l.ts_ns);
+    LifetimeRow {
+        end_ns,
+        start_ns: l.duration_ns.map(|d| end_ns.saturating_sub(d as i64)),
+        netns: l.netns,
+        local: Some(l.local),
+        remote: Some(l.remote),
+        pid: l.owner.pid,
+        comm: l.owner.comm.as_ref().map(|c| c.as_str().to_string()),
+        owner_source: l.owner.source.name().to_string(),
+        cause: l.cause.map(|c| c.name()),
+        bytes_acked: l.bytes_acked,
+        bytes_received: l.bytes_received,
+        connect_ns: l.connect_ns,
+        handshake_rtt_us: l.handshake_rtt_us,
+        retransmits: l.retransmits,
+        srtt_us: l.tcp.srtt_us,
+        min_rtt_us: l.tcp.min_rtt_us,
+        snd_cwnd: l.tcp.snd_cwnd,
+        delivery_rate: l.tcp.delivery_rate,
+        cookie: l.cookie,
+        container: names.and_then(|w| w.container.clone()),
+        image: names.and_then(|w| w.image.clone()),
+        pod: names.and_then(|w| w.pod.clone()),
+        namespace: names.and_then(|w| w.namespace.clone()),
+    }
+}
+
+/// A stored connection as trace's printer takes it, its times on the wall clock (print it
+/// with `WallClock::fixed(0)`), and its container's names.
+pub fn lifetime_of(r: &LifetimeRow) -> Option<(Lifetime, Workload)> {
+    let (local, remote) = (r.local?, r.remote?);
+    let owner = match (r.pid, &r.comm) {
+        (Some(pid), Some(comm)) => Owner::with_comm(
+            pid,
+            Comm::new(comm),
+            OwnerSource::from_name(&r.owner_source).unwrap_or(OwnerSource::Unknown),
+        ),
+        _ => Owner::unknown(),
+    };
+    let lifetime = Lifetime {
+        ts_ns: r.end_ns.max(0) as u64,
+        cookie: r.cookie,
+        netns: r.netns,
+        family: Family::of(&local),
+        local,
+        remote,
+        duration_ns: r.start_ns.map(|s| r.end_ns.saturating_sub(s).max(0) as u64),
+        bytes_acked: r.bytes_acked,
+        bytes_received: r.bytes_received,
+        connect_ns: r.connect_ns,
+        handshake_rtt_us: r.handshake_rtt_us,
+        retransmits: r.retransmits,
+        cause: r.cause.as_deref().and_then(Cause::from_name),
+        owner,
+        tcp: TcpCounters {
+            bytes_acked: r.bytes_acked,
+            bytes_received: r.bytes_received,
+            total_retrans: r.retransmits,
+            srtt_us: r.srtt_us,
+            min_rtt_us: r.min_rtt_us,
+            snd_cwnd: r.snd_cwnd,
+            delivery_rate: r.delivery_rate,
+        },
+    };
+    let names = Workload {
+        container: r.container.clone(),
+        image: r.image.clone(),
+        pod: r.pod.clone(),
+        namespace: r.namespace.clone(),
+    };
+    Some((lifetime, names))
+}
+
+/// Now, in wall-clock nanoseconds.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_survives_the_store() {
+        let l = Lifetime {
+            ts_ns: 5_000_000_000,
+            cookie: 77,
+            netns: 4026531840,
+            family: Family::Inet,
+            local: "10.0.0.1:40000".parse().unwrap(),
+            remote: "10.0.3.7:5432".parse().unwrap(),
+            duration_ns: Some(2_000_000),
+            bytes_acked: 1,
+            bytes_received: 0,
+            connect_ns: Some(2_000_000),
+            handshake_rtt_us: None,
+            retransmits: 0,
+            cause: Some(Cause::Errno(libc::ECONNREFUSED)),
+            owner: Owner::known(4242, "psql", OwnerSource::Task),
+            tcp: TcpCounters {
+                bytes_acked: 1,
+                ..TcpCounters::default()
+            },
+        };
+        let clock = WallClock::fixed(1_700_000_000_000_000_000);
+        let names = Workload {
+            pod: Some("api".to_string()),
+            ..Workload::default()
+        };
+        let row = row_of(&l, clock, Some(&names));
+        assert_eq!(row.end_ns, 1_700_000_005_000_000_000);
+        assert_eq!(row.cause.as_deref(), Some("ECONNREFUSED"));
+        let (back, back_names) = lifetime_of(&row).unwrap();
+        assert_eq!(back_names, names);
+        assert_eq!(
+            Lifetime {
+                ts_ns: l.ts_ns + 1_700_000_000_000_000_000,
+                ..l
+            },
+            back
+        );
+    }
+}

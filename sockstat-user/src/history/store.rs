@@ -1,0 +1,551 @@
+//! The embedded store: one SQLite file (`history.db`) in the `--store` directory, in WAL
+//! mode, so a crash or power cut loses at most the batch being written and the file opens
+//! cleanly afterwards. SQLite, through rusqlite with its bundled library: proven, embedded,
+//! and one file to copy; no server to run.
+//!
+//! One row per connection's lifetime, indexed for what `history` asks: a time range, alone
+//! or with the peer's address and port, the local port, or the owner.
+use std::{
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+/// The database's file name inside the store directory.
+pub const FILE: &str = "history.db";
+/// Bumped when the schema changes incompatibly; a store with another version is refused.
+const SCHEMA_VERSION: i64 = 1;
+/// What `meta.kind` says in a sockstat store.
+const KIND: &str = "sockstat-history";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{0}: not a sockstat store ({1}); it was left as it is: give another --store, or move it aside"
+    )]
+    NotAStore(PathBuf, String),
+    #[error("{0}: no store there (nothing recorded yet: start `sockstat record --store {1}`)")]
+    Missing(PathBuf, String),
+    #[error("{0}: {1}")]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("{0}: {1}")]
+    Sqlite(PathBuf, #[source] rusqlite::Error),
+}
+
+/// One recorded connection: what `trace --lifetimes` prints, plus the owner's container.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct LifetimeRow {
+    /// When it closed, and when it opened (None: before recording began), in wall-clock
+    /// nanoseconds since the epoch.
+    pub end_ns: i64,
+    pub start_ns: Option<i64>,
+    pub netns: u32,
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub owner_source: String,
+    pub cause: Option<String>,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub connect_ns: Option<u64>,
+    pub handshake_rtt_us: Option<u32>,
+    pub retransmits: u32,
+    pub srtt_us: u32,
+    pub min_rtt_us: u32,
+    pub snd_cwnd: u32,
+    pub delivery_rate: u64,
+    pub cookie: u64,
+    pub container: Option<String>,
+    pub image: Option<String>,
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE lifetimes (
+    end_ns INTEGER NOT NULL,
+    start_ns INTEGER,
+    netns INTEGER NOT NULL,
+    family INTEGER NOT NULL,
+    local_addr BLOB NOT NULL,
+    local_port INTEGER NOT NULL,
+    remote_addr BLOB NOT NULL,
+    remote_port INTEGER NOT NULL,
+    pid INTEGER,
+    comm TEXT,
+    owner_source TEXT NOT NULL,
+    cause TEXT,
+    bytes_acked INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    connect_ns INTEGER,
+    handshake_rtt_us INTEGER,
+    retransmits INTEGER NOT NULL,
+    srtt_us INTEGER NOT NULL,
+    min_rtt_us INTEGER NOT NULL,
+    snd_cwnd INTEGER NOT NULL,
+    delivery_rate INTEGER NOT NULL,
+    cookie INTEGER NOT NULL,
+    container TEXT,
+    image TEXT,
+    pod TEXT,
+    namespace TEXT
+);
+CREATE INDEX lifetimes_by_time ON lifetimes (end_ns);
+CREATE INDEX lifetimes_by_peer ON lifetimes (remote_addr, remote_port, end_ns);
+CREATE INDEX lifetimes_by_local_port ON lifetimes (local_port, end_ns);
+CREATE INDEX lifetimes_by_pid ON lifetimes (pid, end_ns);
+";
+
+/// The columns `LifetimeRow` is read from, in order.
+pub const COLUMNS: &str = "end_ns, start_ns, netns, family, local_addr, local_port, remote_addr, \
+    remote_port, pid, comm, owner_source, cause, bytes_acked, bytes_received, connect_ns, \
+    handshake_rtt_us, retransmits, srtt_us, min_rtt_us, snd_cwnd, delivery_rate, cookie, \
+    container, image, pod, namespace";
+
+pub struct Store {
+    conn: Connection,
+    file: PathBuf,
+}
+
+impl Store {
+    /// Opens the store in directory `dir` to record into it, making both if need be.
+    pub fn create(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
+        let file = dir.join(FILE);
+        let fresh = !file.exists();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&file, flags).map_err(|e| not_a_store(&file, e))?;
+        let store = Store { conn, file };
+        if fresh {
+            store.initialise()?;
+        } else {
+            store.check()?;
+        }
+        store.tune()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store to read from it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let file = if dir.is_file() {
+            dir.to_path_buf()
+        } else {
+            dir.join(FILE)
+        };
+        if !file.exists() {
+            return Err(StoreError::Missing(file, dir.display().to_string()));
+        }
+        // Read-write, not read-only: a WAL file left by a crash is recovered on open.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&file, flags).map_err(|e| not_a_store(&file, e))?;
+        let store = Store { conn, file };
+        store.check()?;
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite(self.file.clone(), e)
+    }
+
+    /// A new file: incremental vacuum must be chosen before the first table.
+    fn initialise(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(|e| self.err(e))?;
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('kind', ?1), ('schema', ?2), ('host', ?3)",
+            params![KIND, SCHEMA_VERSION.to_string(), hostname()],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// An existing file must be a sockstat store of this schema; it is never rewritten.
+    fn check(&self) -> Result<(), StoreError> {
+        let kind: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'kind'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| not_a_store(&self.file, e))?;
+        if kind.as_deref() != Some(KIND) {
+            return Err(StoreError::NotAStore(
+                self.file.clone(),
+                "no sockstat history in it".to_string(),
+            ));
+        }
+        let version: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| not_a_store(&self.file, e))?;
+        if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+            return Err(StoreError::NotAStore(
+                self.file.clone(),
+                format!(
+                    "schema {} where this sockstat reads {SCHEMA_VERSION}",
+                    version.unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// WAL: a commit is one append, readers do not block the recorder, and a crash leaves
+    /// the last committed batch readable. NORMAL sync: a power cut may lose the latest
+    /// commits, never the file.
+    fn tune(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA wal_autocheckpoint = 256;",
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes a batch in one transaction.
+    pub fn insert(&mut self, rows: &[LifetimeRow]) -> Result<(), StoreError> {
+        let file = self.file.clone();
+        let e = |e| StoreError::Sqlite(file.clone(), e);
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO lifetimes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                     ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+                     ?24, ?25, ?26)"
+                ))
+                .map_err(e)?;
+            for r in rows {
+                let (family, local_addr, local_port) = endpoint(r.local);
+                let (_, remote_addr, remote_port) = endpoint(r.remote);
+                insert
+                    .execute(params![
+                        r.end_ns,
+                        r.start_ns,
+                        r.netns,
+                        family,
+                        local_addr,
+                        local_port,
+                        remote_addr,
+                        remote_port,
+                        r.pid,
+                        r.comm,
+                        r.owner_source,
+                        r.cause,
+                        r.bytes_acked as i64,
+                        r.bytes_received as i64,
+                        r.connect_ns.map(|n| n as i64),
+                        r.handshake_rtt_us,
+                        r.retransmits,
+                        r.srtt_us,
+                        r.min_rtt_us,
+                        r.snd_cwnd,
+                        r.delivery_rate as i64,
+                        r.cookie as i64,
+                        r.container,
+                        r.image,
+                        r.pod,
+                        r.namespace,
+                    ])
+                    .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// The database and its write-ahead log, in bytes.
+    pub fn size(&self) -> u64 {
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        len(&self.file) + len(&wal_of(&self.file))
+    }
+
+    pub fn rows(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM lifetimes", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes what closed before `before_ns`; returns how many went.
+    pub fn expire(&mut self, before_ns: i64) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM lifetimes WHERE end_ns < ?1", [before_ns])
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            self.shrink()?;
+        }
+        Ok(n as u64)
+    }
+
+    /// Keeps the store within `max_bytes` (database and log): deletes the oldest rows, in
+    /// proportion to how far over it is (and a tenth more, so it is not done every batch),
+    /// then gives the pages back to the file system. Returns how many rows went.
+    pub fn bound(&mut self, max_bytes: u64) -> Result<u64, StoreError> {
+        if self.size() <= max_bytes {
+            return Ok(0);
+        }
+        // The log first: it may hold most of it.
+        self.checkpoint()?;
+        let mut gone = 0;
+        // Pages freed in an index are not all given back at once: a few rounds at most.
+        for _ in 0..8 {
+            let size = self.size();
+            let rows = self.rows()?;
+            if size <= max_bytes || rows == 0 {
+                break;
+            }
+            let share = ((size - max_bytes) as f64 / size as f64 + 0.1).min(1.0);
+            let doomed = ((rows as f64 * share).ceil() as u64).max(1);
+            gone += self
+                .conn
+                .execute(
+                    "DELETE FROM lifetimes WHERE rowid IN \
+                     (SELECT rowid FROM lifetimes ORDER BY end_ns LIMIT ?1)",
+                    [doomed as i64],
+                )
+                .map_err(|e| self.err(e))? as u64;
+            self.shrink()?;
+        }
+        Ok(gone)
+    }
+
+    /// Returns freed pages to the file system and empties the log.
+    fn shrink(&mut self) -> Result<(), StoreError> {
+        // The pragma frees one page per step: stepped to the end.
+        let mut vacuum = self
+            .conn
+            .prepare("PRAGMA incremental_vacuum")
+            .map_err(|e| StoreError::Sqlite(self.file.clone(), e))?;
+        let mut steps = vacuum
+            .query([])
+            .map_err(|e| StoreError::Sqlite(self.file.clone(), e))?;
+        while steps
+            .next()
+            .map_err(|e| StoreError::Sqlite(self.file.clone(), e))?
+            .is_some()
+        {}
+        drop(steps);
+        drop(vacuum);
+        self.checkpoint()
+    }
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rows matching `sql` (a WHERE clause over the columns, with `?N` parameters), oldest
+    /// first.
+    pub fn query(
+        &self,
+        condition: &str,
+        params: &[rusqlite::types::Value],
+    ) -> Result<Vec<LifetimeRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM lifetimes WHERE {condition} ORDER BY end_ns");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), row_of)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The host the store was made on.
+    #[cfg(test)]
+    pub fn host(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'host'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// A file that is there but not SQLite, or not ours, is reported as such and left alone.
+fn not_a_store(file: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            StoreError::NotAStore(file.to_path_buf(), e.to_string())
+        }
+        _ if matches!(e, rusqlite::Error::SqliteFailure(..))
+            && e.to_string().contains("no such table") =>
+        {
+            StoreError::NotAStore(file.to_path_buf(), "no sockstat history in it".to_string())
+        }
+        _ => StoreError::Sqlite(file.to_path_buf(), e),
+    }
+}
+
+fn wal_of(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// (family 4/6, 16-byte address with IPv4 as v4-mapped, port). Addresses sort as their
+/// numbers, so a prefix is a range (`sql.rs`).
+fn endpoint(a: Option<SocketAddr>) -> (u8, Vec<u8>, u16) {
+    match a {
+        Some(SocketAddr::V4(v4)) => (4, v4.ip().to_ipv6_mapped().octets().to_vec(), v4.port()),
+        Some(SocketAddr::V6(v6)) => (6, v6.ip().octets().to_vec(), v6.port()),
+        None => (0, vec![0; 16], 0),
+    }
+}
+
+fn address(family: u8, bytes: &[u8], port: u16) -> Option<SocketAddr> {
+    let octets: [u8; 16] = bytes.try_into().ok()?;
+    let v6 = Ipv6Addr::from(octets);
+    let ip = match family {
+        4 => IpAddr::V4(v6.to_ipv4_mapped()?),
+        6 => IpAddr::V6(v6),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifetimeRow> {
+    let family: u8 = r.get(3)?;
+    let local: Vec<u8> = r.get(4)?;
+    let remote: Vec<u8> = r.get(6)?;
+    Ok(LifetimeRow {
+        end_ns: r.get(0)?,
+        start_ns: r.get(1)?,
+        netns: r.get(2)?,
+        local: address(family, &local, r.get(5)?),
+        remote: address(family, &remote, r.get(7)?),
+        pid: r.get(8)?,
+        comm: r.get(9)?,
+        owner_source: r.get(10)?,
+        cause: r.get(11)?,
+        bytes_acked: r.get::<_, i64>(12)?.max(0) as u64,
+        bytes_received: r.get::<_, i64>(13)?.max(0) as u64,
+        connect_ns: r.get::<_, Option<i64>>(14)?.map(|n| n.max(0) as u64),
+        handshake_rtt_us: r.get(15)?,
+        retransmits: r.get(16)?,
+        srtt_us: r.get(17)?,
+        min_rtt_us: r.get(18)?,
+        snd_cwnd: r.get(19)?,
+        delivery_rate: r.get::<_, i64>(20)?.max(0) as u64,
+        cookie: r.get::<_, i64>(21)? as u64,
+        container: r.get(22)?,
+        image: r.get(23)?,
+        pod: r.get(24)?,
+        namespace: r.get(25)?,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(end_ns: i64, remote: &str) -> LifetimeRow {
+        let local = if remote.starts_with('[') {
+            "[2001:db8::1]:40000"
+        } else {
+            "10.0.0.1:40000"
+        };
+        LifetimeRow {
+            end_ns,
+            start_ns: Some(end_ns - 1_000),
+            netns: 4026531840,
+            local: local.parse().ok(),
+            remote: remote.parse().ok(),
+            pid: Some(42),
+            comm: Some("curl".to_string()),
+            owner_source: "task".to_string(),
+            cause: Some("ECONNREFUSED".to_string()),
+            pod: Some("api".to_string()),
+            ..LifetimeRow::default()
+        }
+    }
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sockstat-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn rows_come_back_as_written_and_age_out() {
+        let dir = temp("rows");
+        let mut store = Store::create(&dir).unwrap();
+        let rows = vec![row(1_000, "10.0.3.7:5432"), row(2_000, "[2001:db8::7]:443")];
+        store.insert(&rows).unwrap();
+        drop(store);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.query("1", &[]).unwrap(), rows);
+        assert_eq!(store.host().unwrap(), hostname());
+        drop(store);
+        let mut store = Store::create(&dir).unwrap();
+        assert_eq!(store.expire(1_500).unwrap(), 1);
+        assert_eq!(store.query("1", &[]).unwrap(), rows[1..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_refused_and_left_alone() {
+        let dir = temp("foreign");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(FILE);
+        std::fs::write(&file, b"not sqlite at all, but somebody's file").unwrap();
+        for result in [Store::create(&dir).err(), Store::open(&dir).err()] {
+            assert!(
+                matches!(result, Some(StoreError::NotAStore(..))),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"not sqlite at all, but somebody's file"
+        );
+        assert!(matches!(
+            Store::open(&temp("none")),
+            Err(StoreError::Missing(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bound_keeps_the_newest() {
+        let dir = temp("bound");
+        let mut store = Store::create(&dir).unwrap();
+        for batch in 0..20 {
+            let rows: Vec<LifetimeRow> = (0..500)
+                .map(|i| row(batch * 1_000 + i, "10.0.3.7:5432"))
+                .collect();
+            store.insert(&rows).unwrap();
+            store.bound(256 * 1024).unwrap();
+            assert!(store.size() <= 256 * 1024, "{}", store.size());
+        }
+        let kept = store.query("1", &[]).unwrap();
+        assert!(!kept.is_empty() && kept.len() < 10_000);
+        assert_eq!(kept.last().map(|r| r.end_ns), Some(19 * 1_000 + 499));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
