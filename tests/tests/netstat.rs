@@ -1624,17 +1624,7 @@ fn image_under_docker() -> TestResult {
             args.push(c.clone());
         }
         args.push(tag.clone());
-        args.extend(
-            [
-                "serve",
-                "--listen",
-                &listen,
-                "--all-netns",
-                "--user",
-                "65534",
-            ]
-            .map(String::from),
-        );
+        args.extend(serve_in_image(&listen));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         dockerd.docker(&args)
     };
@@ -1649,10 +1639,15 @@ fn image_under_docker() -> TestResult {
             return Err(e);
         }
         let _ = dockerd.docker(&["rm", "--force", "sst-agent"]);
-        eprintln!("this engine cannot name CAP_BPF and CAP_PERFMON: CAP_SYS_ADMIN stands for them");
+        eprintln!(
+            "this engine cannot name CAP_BPF and CAP_PERFMON: CAP_SYS_ADMIN stands for them here, and containerd runs the image with the exact set below"
+        );
         caps.retain(|c| c != "BPF" && c != "PERFMON");
         run(&caps)?;
     }
+    // The DaemonSet's exact capability set, CAP_BPF and CAP_PERFMON named, through the
+    // containerd this dockerd runs (its ctr names every capability the kernel has).
+    under_containerd(&dockerd, &tag, &daemonset_capabilities()?)?;
     let logs = || dockerd.docker(&["logs", "sst-agent"]).unwrap_or_default();
     let scrape = |path: &str| {
         Command::new("curl")
@@ -1759,6 +1754,169 @@ fn image_under_docker() -> TestResult {
                 "deploy/{file} queries metrics serve does not export: {missing:?}"
             )));
         }
+    }
+    Ok(())
+}
+
+/// What the image runs in both engines: serve on every namespace, as nobody once loaded.
+fn serve_in_image(listen: &str) -> Vec<String> {
+    [
+        "serve",
+        "--listen",
+        listen,
+        "--all-netns",
+        "--user",
+        "65534",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The image's `sockstat serve` under containerd (the one `dockerd` started) with exactly
+/// `caps` as its bounding set: ctr's defaults dropped one by one (it takes no `ALL`), the
+/// DaemonSet's added. It answers, runs on as 65534 with no more than it keeps, and counts the
+/// host's connections. Host network as the DaemonSet; not its host pid namespace, which
+/// runc cannot join from ctr here (not needed for what is checked).
+fn under_containerd(dockerd: &Dockerd, tag: &str, caps: &[String]) -> TestResult {
+    let socket = dockerd.dir.join("exec/containerd/containerd.sock");
+    let ctr = |args: &[&str]| -> Result<String, Failed> {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(&socket)
+            .args(["-n", "sst"])
+            .args(args)
+            .output()
+            .map_err(|e| fail(format!("ctr (package containerd): {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "ctr {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let tar = dockerd.dir.join("image.tar");
+    dockerd.docker(&["save", "--output", &tar.display().to_string(), tag])?;
+    // The native snapshotter works on any file system (the guests' too).
+    ctr(&[
+        "images",
+        "import",
+        "--snapshotter",
+        "native",
+        &tar.display().to_string(),
+    ])?;
+    let image = format!("docker.io/library/{tag}");
+    // ctr's default set (containerd's oci.defaultUnixCaps).
+    const CTR_DEFAULTS: [&str; 14] = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FSETID",
+        "FOWNER",
+        "MKNOD",
+        "NET_RAW",
+        "SETGID",
+        "SETUID",
+        "SETFCAP",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "SYS_CHROOT",
+        "KILL",
+        "AUDIT_WRITE",
+    ];
+    let port = 19_400 + (std::process::id() % 500) as u16 + 500;
+    let listen = format!("127.0.0.1:{port}");
+    let cgroup_mount = "type=bind,src=/sys/fs/cgroup,dst=/sys/fs/cgroup,options=rbind:ro";
+    let mut args: Vec<String> = [
+        "run",
+        "--detach",
+        "--snapshotter",
+        "native",
+        "--net-host",
+        "--read-only",
+        "--mount",
+        cgroup_mount,
+    ]
+    .map(String::from)
+    .to_vec();
+    for c in CTR_DEFAULTS
+        .iter()
+        .filter(|c| !caps.iter().any(|k| k == *c))
+    {
+        args.extend(["--cap-drop".to_string(), format!("CAP_{c}")]);
+    }
+    for c in caps {
+        args.extend(["--cap-add".to_string(), format!("CAP_{c}")]);
+    }
+    args.extend([
+        image.clone(),
+        "sst-exact".to_string(),
+        "/sockstat".to_string(),
+    ]);
+    args.extend(serve_in_image(&listen));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ctr(&args)?;
+    struct Gone<'a>(&'a dyn Fn(&[&str]) -> Result<String, Failed>);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["task", "kill", "--signal", "SIGKILL", "sst-exact"]);
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = (self.0)(&["task", "delete", "--force", "sst-exact"]);
+            let _ = (self.0)(&["containers", "delete", "sst-exact"]);
+        }
+    }
+    let _gone = Gone(&ctr);
+    // The container's bounding set is the DaemonSet's, no more, no less.
+    let info: Value = serde_json::from_str(&ctr(&["containers", "info", "sst-exact"])?)
+        .map_err(|e| fail(format!("ctr containers info: {e}")))?;
+    let mut bounding: Vec<String> = info["Spec"]["process"]["capabilities"]["bounding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str()?.strip_prefix("CAP_").map(str::to_string))
+        .collect();
+    let mut want = caps.to_vec();
+    bounding.sort();
+    want.sort();
+    if bounding != want {
+        return Err(fail(format!(
+            "containerd's bounding set {bounding:?}, the DaemonSet's {want:?}"
+        )));
+    }
+    let healthz = || {
+        Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://{listen}/healthz"),
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !healthz() {
+        if std::time::Instant::now() > deadline {
+            return Err(fail(format!(
+                "serve under containerd with {want:?} never answered /healthz"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tasks = ctr(&["task", "list"])?;
+    let pid = tasks
+        .lines()
+        .find(|l| l.starts_with("sst-exact"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| fail(format!("/proc/{pid}/status ({tasks}): {e}")))?;
+    let uid_ok = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534"));
+    if !uid_ok {
+        return Err(fail(format!("serve under containerd: {status}")));
     }
     Ok(())
 }
