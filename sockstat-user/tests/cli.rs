@@ -376,6 +376,15 @@ fn validation_table() {
             &["history", "--store", "/nonexistent/sockstat-store"],
             "no store there",
         ),
+        (
+            &["record", "--sink", "http://ch:8123/fleet"],
+            "it starts with clickhouse://",
+        ),
+        (
+            &["history", "--from", "clickhouse://ch/fleet;drop"],
+            "a database name is letters, digits and _",
+        ),
+        (&["history", "--host", "node-a"], "--from"),
     ];
     for (args, needle) in table {
         let out = sockstat(args);

@@ -209,6 +209,14 @@ impl Tracer {
         Self::spawn(cmd, "sockstat: recording ")
     }
 
+    /// `sockstat record ARGS` in this namespace (with -N, it records another one while it
+    /// reaches servers here), once it says it is recording.
+    pub fn record(args: &[&str]) -> Result<Self, String> {
+        let mut cmd = Command::new(sockstat_bin());
+        cmd.arg("record").args(args);
+        Self::spawn(cmd, "sockstat: recording ")
+    }
+
     /// Ends it with SIGKILL, as a crash would: nothing of its own runs.
     pub fn kill(mut self) -> Result<(), String> {
         self.child.kill().map_err(|e| e.to_string())?;

@@ -2,14 +2,16 @@
 //! records a scripted mix of connections, and `sockstat history` answers what happened: who,
 //! where, when and how each ended; a kill -9 loses at most the last batch; a tiny
 //! --max-size holds while recording goes on; a store that is not one is refused and left
-//! as it was.
+//! as it was. Two recorders standing in for two hosts record into Debian's ClickHouse,
+//! started here on loopback and stopped mid-run: every connection arrives exactly once,
+//! and `history --from` answers across both.
 //!
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
     io::Read,
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -40,6 +42,16 @@ fn main() {
             root,
             not_a_store,
         ),
+        root_trial(
+            "two_hosts_record_into_clickhouse_exactly_once_across_a_restart",
+            root,
+            clickhouse_fleet,
+        ),
+        root_trial(
+            "an_unreachable_sink_is_one_line_and_nothing_is_spooled",
+            root,
+            unreachable_sink,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -59,17 +71,25 @@ fn wall_ns() -> i64 {
 
 /// `sockstat history --store DIR --json ARGS`: each recorded connection.
 fn history(dir: &Path, args: &[&str]) -> Result<Vec<Value>, Failed> {
+    history_of(&["--store", &dir.display().to_string()], args)
+}
+
+/// `sockstat history --from URL --json ARGS`: a fleet's store.
+fn history_from(url: &str, args: &[&str]) -> Result<Vec<Value>, Failed> {
+    history_of(&["--from", url], args)
+}
+
+fn history_of(source: &[&str], args: &[&str]) -> Result<Vec<Value>, Failed> {
     let out = Command::new(sockstat_bin())
         .arg("history")
-        .arg("--store")
-        .arg(dir)
+        .args(source)
         .arg("--json")
         .args(args)
         .output()
         .map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {
         return Err(fail(format!(
-            "history {args:?} exited {:?}: {}",
+            "history {source:?} {args:?} exited {:?}: {}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         )));
@@ -393,5 +413,332 @@ fn not_a_store() -> TestResult {
         return Err(fail("the corrupt store was changed"));
     }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+const CLICKHOUSE: &str = "/usr/sbin/clickhouse-server";
+
+/// Debian's clickhouse-server with a directory and loopback ports of its own: its config
+/// and users files copied, their paths and ports rewritten.
+struct ClickHouse {
+    dir: PathBuf,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+impl ClickHouse {
+    fn new(tag: &str) -> Result<ClickHouse, Failed> {
+        if !Path::new(CLICKHOUSE).exists() {
+            return Err(fail(format!(
+                "{CLICKHOUSE} is missing: cargo xtask setup installs clickhouse-server"
+            )));
+        }
+        let dir = store_dir(&format!("clickhouse-{tag}"));
+        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+        let free = || -> Result<u16, Failed> {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| fail(e.to_string()))
+        };
+        let (http, tcp, interserver) = (free()?, free()?, free()?);
+        let config = std::fs::read_to_string("/etc/clickhouse-server/config.xml")
+            .map_err(|e| fail(e.to_string()))?;
+        let d = dir.display();
+        let config = config
+            .replace("/var/log/clickhouse-server/", &format!("{d}/log/"))
+            .replace("/var/lib/clickhouse/", &format!("{d}/data/"))
+            .replace("<http_port>8123<", &format!("<http_port>{http}<"))
+            .replace("<tcp_port>9000<", &format!("<tcp_port>{tcp}<"))
+            .replace(
+                "<interserver_http_port>9009<",
+                &format!("<interserver_http_port>{interserver}<"),
+            );
+        std::fs::write(dir.join("config.xml"), config).map_err(|e| fail(e.to_string()))?;
+        std::fs::copy("/etc/clickhouse-server/users.xml", dir.join("users.xml"))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut server = ClickHouse {
+            dir,
+            http_port: http,
+            child: None,
+        };
+        server.start()?;
+        Ok(server)
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("clickhouse://127.0.0.1:{}/{db}", self.http_port)
+    }
+
+    /// Starts it (again) and waits until it answers /ping.
+    fn start(&mut self) -> TestResult {
+        let child = Command::new(CLICKHOUSE)
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("{CLICKHOUSE}: {e}")))?;
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < until {
+            if self.sql("SELECT 1").is_ok_and(|a| a.trim() == "1") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(fail(format!(
+            "clickhouse-server did not answer on port {} within 120 s (logs in {})",
+            self.http_port,
+            self.dir.display()
+        )))
+    }
+
+    /// SIGKILL: down at once, as a crashed or rebooting server is.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// One statement over HTTP, its answer as text.
+    fn sql(&self, query: &str) -> Result<String, String> {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", "--data-binary", query])
+            .arg(format!("http://127.0.0.1:{}/", self.http_port))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).to_string());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Rows per host in the table, as ClickHouse counts them.
+fn rows_per_host(server: &ClickHouse, db: &str) -> Vec<(String, u64)> {
+    let answer = server
+        .sql(&format!(
+            "SELECT host, count() FROM {db}.lifetimes GROUP BY host ORDER BY host FORMAT TabSeparated"
+        ))
+        .unwrap_or_default();
+    answer
+        .lines()
+        .filter_map(|l| {
+            let (h, n) = l.split_once('\t')?;
+            Some((h.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Waits until ClickHouse holds `want` rows per host (or the time is up); what it holds.
+fn await_rows(server: &ClickHouse, db: &str, want: &[(String, u64)]) -> Vec<(String, u64)> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = rows_per_host(server, db);
+        if have == want || Instant::now() > until {
+            return have;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `n` normal connections and `refused` refused connects in `ns`: 2n + refused lifetimes.
+fn churn(
+    ns: &NamedNetns,
+    listener: &TcpListener,
+    port: u16,
+    n: usize,
+    refused: usize,
+) -> TestResult {
+    for _ in 0..n {
+        normal(ns, listener, port)?;
+    }
+    let closed = ns
+        .within(|| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?
+        .port();
+    for _ in 0..refused {
+        if ns
+            .within(|| TcpStream::connect(("127.0.0.1", closed)))
+            .map_err(fail)?
+            .is_ok()
+        {
+            return Err(fail(format!("port {closed} accepted a connection")));
+        }
+    }
+    Ok(())
+}
+
+fn clickhouse_fleet() -> TestResult {
+    let mut server = ClickHouse::new("fleet")?;
+    let db = "fleet";
+    let url = server.url(db);
+    let hosts = ["node-a", "node-b"];
+    let mut nets = Vec::new();
+    let mut recorders = Vec::new();
+    let mut spools = Vec::new();
+    for host in hosts {
+        let ns = NamedNetns::new(host).map_err(fail)?;
+        let dir = store_dir(host);
+        let store = dir.display().to_string();
+        // -N: the recorder watches the namespace and reaches ClickHouse on this loopback.
+        let recorder = Tracer::record(&[
+            "-N", &ns.name, "--host", host, "--sink", &url, "--store", &store, "--flush", "0.2",
+        ])
+        .map_err(fail)?;
+        let (listener, port) = listener_in(&ns)?;
+        nets.push((ns, listener, port));
+        recorders.push(recorder);
+        spools.push(dir.join("spool"));
+    }
+    // Before the outage: node-a 2×20 + 3 refused, node-b 2×10.
+    let (a, b) = (&nets[0], &nets[1]);
+    churn(&a.0, &a.1, a.2, 20, 3)?;
+    churn(&b.0, &b.1, b.2, 10, 0)?;
+    let mut want = vec![(hosts[0].to_string(), 43), (hosts[1].to_string(), 20)];
+    let have = await_rows(&server, db, &want);
+    if have != want {
+        return Err(fail(format!(
+            "before the outage ClickHouse has {have:?}, not {want:?}"
+        )));
+    }
+    // The server goes down; connections go on, and wait in the spools.
+    server.kill();
+    churn(&a.0, &a.1, a.2, 15, 2)?;
+    churn(&b.0, &b.1, b.2, 25, 0)?;
+    let spooled = Instant::now() + Duration::from_secs(10);
+    let waiting = |dir: &PathBuf| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    while spools.iter().any(|d| waiting(d) == 0) && Instant::now() < spooled {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if spools.iter().any(|d| waiting(d) == 0) {
+        return Err(fail("with ClickHouse down, no batch waits in a spool"));
+    }
+    server.start()?;
+    want = vec![
+        (hosts[0].to_string(), 43 + 32),
+        (hosts[1].to_string(), 20 + 50),
+    ];
+    let have = await_rows(&server, db, &want);
+    let mut summaries = Vec::new();
+    for r in recorders {
+        summaries.push(stop(r)?);
+    }
+    let fail_with = |what: String| fail(format!("{what}; recorders said {summaries:#?}"));
+    if have != want {
+        return Err(fail_with(format!(
+            "after the restart ClickHouse has {have:?}, not {want:?}"
+        )));
+    }
+    if summaries
+        .iter()
+        .any(|s| !s.contains(" 0 wait in the spool") || s.contains(" 0 failed sends"))
+    {
+        return Err(fail_with(
+            "each recorder retried and emptied its spool".to_string(),
+        ));
+    }
+    // Exactly once: no connection twice.
+    let twice = server
+        .sql(&format!(
+            "SELECT count() FROM (SELECT host, cookie, end_ns FROM {db}.lifetimes \
+             GROUP BY host, cookie, end_ns HAVING count() > 1) FORMAT TabSeparated"
+        ))
+        .map_err(fail)?;
+    if twice.trim() != "0" {
+        return Err(fail_with(format!(
+            "{} connections arrived twice",
+            twice.trim()
+        )));
+    }
+    // history --from answers across both hosts, with the host, and selects like the store.
+    let all = history_from(&url, &["--since", "10m"])?;
+    let count = |host: &str| all.iter().filter(|r| r["host"] == host).count();
+    let refused = history_from(
+        &url,
+        &[
+            "--since",
+            "10m",
+            "--host",
+            "node-a",
+            "dport",
+            "!=",
+            &format!(":{}", a.2),
+            "and",
+            "sport",
+            "!=",
+            &format!(":{}", a.2),
+        ],
+    )?;
+    let only_b = history_from(&url, &["--since", "10m", &format!("dport = :{}", b.2)])?;
+    if count("node-a") != 75
+        || count("node-b") != 70
+        || refused.len() != 5
+        || refused.iter().any(|r| r["cause"] != "ECONNREFUSED")
+        || only_b.len() != 35
+        || only_b.iter().any(|r| r["host"] != "node-b")
+    {
+        return Err(fail_with(format!(
+            "history --from: node-a {}, node-b {}; refused {refused:?}; to node-b's port {}",
+            count("node-a"),
+            count("node-b"),
+            only_b.len()
+        )));
+    }
+    for d in &spools {
+        if let Some(store) = d.parent() {
+            let _ = std::fs::remove_dir_all(store);
+        }
+    }
+    Ok(())
+}
+
+fn unreachable_sink() -> TestResult {
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail(e.to_string()))?
+        .port();
+    let dir = store_dir("unreachable");
+    let url = format!("clickhouse://127.0.0.1:{port}/fleet");
+    for args in [
+        vec!["record", "--sink", &url, "--store"],
+        vec!["history", "--from", &url],
+    ] {
+        let mut cmd = Command::new(sockstat_bin());
+        cmd.args(&args);
+        if args[0] == "record" {
+            cmd.arg(&dir);
+        }
+        let out = cmd.output().map_err(|e| fail(e.to_string()))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2)
+            || stderr.lines().count() != 1
+            || !stderr.contains("ClickHouse does not answer")
+            || !out.stdout.is_empty()
+        {
+            return Err(fail(format!(
+                "{args:?}: exit {:?}, stderr {stderr:?}",
+                out.status.code()
+            )));
+        }
+    }
+    // Nothing was made for a recording that never began.
+    if dir.join("spool").exists() {
+        return Err(fail("a spool was made for a sink that never answered"));
+    }
     Ok(())
 }

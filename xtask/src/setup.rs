@@ -35,6 +35,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // `-N CONTAINER`: a Docker daemon of the test's own, and a one-file busybox image.
     ("docker.io", "dockerd"),
     ("busybox-static", "busybox"),
+    // The image test runs it under containerd's own client too.
+    ("containerd", "ctr"),
+    // record --sink / history --from: a fleet's store, started by the history suite.
+    ("clickhouse-server", "clickhouse-server"),
 ];
 
 pub fn is_root() -> bool {

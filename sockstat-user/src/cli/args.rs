@@ -252,6 +252,16 @@ pub struct RecordArgs {
     /// Seconds a recorded connection may wait before it is committed: what a crash can lose.
     #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = sample_seconds)]
     pub flush: f64,
+    /// Record into ClickHouse instead (clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DB]),
+    /// a fleet's store: batches wait in --store's spool/ while it is down.
+    #[arg(long, value_name = "URL", value_parser = clickhouse_url)]
+    pub sink: Option<crate::history::clickhouse::Url>,
+    /// With --sink: the spool's bound; batches past it are dropped and counted.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = store_size)]
+    pub spool_max: u64,
+    /// The name this machine's connections are recorded under (default: its hostname).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     #[command(flatten)]
     pub ns: NetnsArgs,
     #[command(flatten)]
@@ -265,6 +275,13 @@ pub struct HistoryArgs {
     /// The store to read (a directory `sockstat record --store` made, or its history.db).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE)]
     pub store: std::path::PathBuf,
+    /// Read a fleet's ClickHouse instead (the URL record --sink wrote to): every host's
+    /// connections, each with its host.
+    #[arg(long, value_name = "URL", value_parser = clickhouse_url, conflicts_with = "store")]
+    pub from: Option<crate::history::clickhouse::Url>,
+    /// With --from: only connections this host recorded.
+    #[arg(long, value_name = "NAME", requires = "from")]
+    pub host: Option<String>,
     /// Connections open at some time since then: an age (2h, 30m, 7d) or a time
     /// (2026-12-02T03:12:00Z, or 2026-12-02 03:12:00 in UTC).
     #[arg(long, value_name = "AGE|TIME", default_value = "1h", value_parser = point_in_time)]
@@ -333,6 +350,11 @@ fn retention_age(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// `--max-size`: bytes with an optional K/M/G/T suffix (powers of 1024); 0: no bound.
+fn clickhouse_url(text: &str) -> Result<crate::history::clickhouse::Url, String> {
+    text.parse()
+        .map_err(|e: crate::history::clickhouse::ClickHouseError| e.to_string())
+}
+
 fn store_size(text: &str) -> Result<u64, String> {
     let bad =
         || format!("{text:?}: give a size such as 1G, 200M or 512K, at least 256K (0: no bound)");

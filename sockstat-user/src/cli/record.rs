@@ -1,5 +1,6 @@
 //! `sockstat record`: the pipeline's lifetimes, each with its owner's container, written to
-//! the store until SIGTERM/SIGINT; then what was recorded, dropped and forgotten.
+//! the embedded store or to ClickHouse until SIGTERM/SIGINT; then what was recorded,
+//! dropped and forgotten.
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
@@ -13,9 +14,11 @@ use crate::{
     },
     ebpf::privilege,
     history::{
-        row_of,
+        clickhouse::ClickHouse,
+        hostname, row_of,
+        spool::Spool,
         store::Store,
-        writer::{Retention, Writer},
+        writer::{Destination, Retention, Writer, Written},
     },
     live::{Output, Reports, clock},
     procs::workload::WorkloadNames,
@@ -34,18 +37,40 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    // The store first: a bad one is said before anything loads, and is left as it is.
-    let store = Store::create(&args.store).map_err(|e| UsageError(e.to_string()))?;
+    // The destination first: a bad one is said before anything loads, and is left as it is.
+    let destination = destination(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(record(args, store, netns, user.as_ref()))
+    runtime.block_on(record(args, destination, netns, user.as_ref()))
+}
+
+/// The embedded store, or ClickHouse (answering, its table made) with the spool.
+fn destination(args: &RecordArgs) -> anyhow::Result<Destination> {
+    let Some(url) = &args.sink else {
+        let store = Store::create(&args.store).map_err(|e| UsageError(e.to_string()))?;
+        return Ok(Destination::Store(store));
+    };
+    let host = args.host.clone().unwrap_or_else(hostname);
+    if host.is_empty() {
+        return Err(
+            UsageError("this machine has no hostname: name it with --host".to_string()).into(),
+        );
+    }
+    let clickhouse = ClickHouse::new(url.clone());
+    // Down at the start is a wrong URL far more often than an outage: said at once.
+    clickhouse
+        .ensure_schema()
+        .map_err(|e| UsageError(format!("{e}: check --sink, and that the server is up")))?;
+    let spool = Spool::open(&args.store.join("spool"), &host, args.spool_max)
+        .map_err(|e| UsageError(e.to_string()))?;
+    Ok(Destination::ClickHouse(Box::new((clickhouse, spool))))
 }
 
 async fn record(
     args: &RecordArgs,
-    store: Store,
+    destination: Destination,
     netns: Option<u32>,
     user: Option<&crate::least_privilege::User>,
 ) -> anyhow::Result<ExitCode> {
@@ -77,7 +102,7 @@ async fn record(
         Some(pipeline.probe()),
     )?;
     let mut writer = Writer::start(
-        store,
+        destination,
         Retention {
             keep: Some(args.keep).filter(|k| !k.is_zero()),
             max_bytes: Some(args.max_size).filter(|&m| m != 0),
@@ -85,9 +110,12 @@ async fn record(
         Duration::from_secs_f64(args.flush),
     )
     .context("starting the store's writer")?;
+    let into = match &args.sink {
+        Some(url) => format!("{url} (spooled in {})", args.store.join("spool").display()),
+        None => args.store.display().to_string(),
+    };
     eprintln!(
-        "sockstat: recording connections into {} ({}, {} sockets in the baseline); Ctrl-C to stop",
-        args.store.display(),
+        "sockstat: recording connections into {into} ({}, {} sockets in the baseline); Ctrl-C to stop",
         pipeline.probe().hook().name(),
         pipeline.tracker().len()
     );
@@ -131,14 +159,24 @@ async fn record(
     drop(pipeline);
     let dropped = writer.dropped();
     let written = writer.finish();
-    eprintln!(
-        "sockstat: {recorded} connections recorded, {} committed in {} batches, {dropped} dropped (the store fell behind), {} lost in writing; {lost} events lost in the kernel; {} forgotten by --keep, {} by --max-size; the store holds {} bytes",
-        written.rows,
-        written.batches,
-        written.failed,
-        written.expired,
-        written.evicted,
-        written.bytes
-    );
+    eprintln!("sockstat: {}", summary(recorded, dropped, &lost, &written));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The closing line: every connection accounted for.
+fn summary(recorded: u64, dropped: u64, lost: &str, w: &Written) -> String {
+    let head = format!(
+        "{recorded} connections recorded, {} committed in {} batches, {dropped} dropped (the writer fell behind), {} lost in writing; {lost} events lost in the kernel",
+        w.rows, w.batches, w.failed
+    );
+    match w.shipped {
+        None => format!(
+            "{head}; {} forgotten by --keep, {} by --max-size; the store holds {} bytes",
+            w.expired, w.evicted, w.bytes
+        ),
+        Some(s) => format!(
+            "{head}; ClickHouse took {} in {} batches ({} found there after a send in doubt), {} wait in the spool ({} bytes, sent on the next run), {} dropped by --spool-max, {} failed sends retried",
+            s.rows, s.batches, s.found, s.waiting, s.waiting_bytes, s.dropped, s.failures
+        ),
+    }
 }

@@ -1,13 +1,19 @@
 //! The flight recorder: every connection's lifetime kept after it closed, to answer "which
 //! process connected to 10.0.3.7:5432 at 03:12, and why was it refused?" later.
-//! `store.rs` (the embedded SQLite store), `writer.rs` (batched writes and retention off the
-//! event path), `sql.rs` (ss's filter language as a WHERE clause); `sockstat record` fills
-//! it, `sockstat history` reads it.
+//! `store.rs` (the embedded SQLite store), `clickhouse.rs` and `spool.rs` (a fleet's store,
+//! reached through a bounded queue on disk), `writer.rs` (batched writes and retention off
+//! the event path), `sql.rs` (ss's filter language as a WHERE clause for either);
+//! `sockstat record` fills them, `sockstat history` reads them.
+pub mod clickhouse;
+pub mod spool;
 pub mod sql;
 pub mod store;
 pub mod writer;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use crate::{
     ebpf::{Family, TcpCounters},
@@ -97,6 +103,34 @@ pub fn lifetime_of(r: &LifetimeRow) -> Option<(Lifetime, Workload)> {
         namespace: r.namespace.clone(),
     };
     Some((lifetime, names))
+}
+
+/// (family 4/6, 16-byte address with IPv4 as v4-mapped, port). Addresses sort as their
+/// numbers, so a prefix is a range (`sql.rs`).
+pub(crate) fn endpoint(a: Option<SocketAddr>) -> (u8, [u8; 16], u16) {
+    match a {
+        Some(SocketAddr::V4(v4)) => (4, v4.ip().to_ipv6_mapped().octets(), v4.port()),
+        Some(SocketAddr::V6(v6)) => (6, v6.ip().octets(), v6.port()),
+        None => (0, [0; 16], 0),
+    }
+}
+
+pub(crate) fn address(family: u8, bytes: &[u8], port: u16) -> Option<SocketAddr> {
+    let octets: [u8; 16] = bytes.try_into().ok()?;
+    let v6 = Ipv6Addr::from(octets);
+    let ip = match family {
+        4 => IpAddr::V4(v6.to_ipv4_mapped()?),
+        6 => IpAddr::V6(v6),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// This machine's name, as the stores label what it recorded.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Now, in wall-clock nanoseconds.

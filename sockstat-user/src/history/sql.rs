@@ -1,7 +1,8 @@
 //! ss's filter language compiled to a WHERE clause over the store's columns, so `history`
-//! selects with the same words as the listing and trace. Addresses are stored as 16 bytes
-//! (IPv4 v4-mapped) that sort as numbers: a prefix is a range. Literals are written into the
-//! SQL (numbers and hex blobs only, never text from the command line).
+//! selects with the same words as the listing and trace, in SQLite or ClickHouse. Addresses
+//! are stored as 16 bytes (IPv4 v4-mapped) that sort as numbers: a prefix is a range.
+//! Literals are written into the SQL (numbers and hex only, never text from the command
+//! line).
 //!
 //! What a closed connection no longer has (its state, device, mark, cgroup; unix and packet
 //! sockets) cannot be asked of the store, and says so.
@@ -16,8 +17,37 @@ use crate::filter::{
 #[error("the store cannot answer this filter: {0}")]
 pub struct Unsupported(pub String);
 
+/// The SQL the clause is written in: the two differ only in how bytes and substrings are
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    ClickHouse,
+}
+
+impl Dialect {
+    /// Whether `haystack` (a column) holds the text of parameter `needle`.
+    pub fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+            Dialect::ClickHouse => format!("position({haystack}, {needle}) > 0"),
+        }
+    }
+
+    fn bytes(self, bytes: &[u8]) -> String {
+        let mut digits = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            let _ = write!(digits, "{b:02x}");
+        }
+        match self {
+            Dialect::Sqlite => format!("X'{digits}'"),
+            Dialect::ClickHouse => format!("unhex('{digits}')"),
+        }
+    }
+}
+
 /// The WHERE clause for `filter` ("1" when it selects everything).
-pub fn condition(filter: &Filter) -> Result<String, Unsupported> {
+pub fn condition(filter: &Filter, dialect: Dialect) -> Result<String, Unsupported> {
     if filter
         .states
         .is_some_and(|s| s != crate::filter::states::ALL)
@@ -31,7 +61,7 @@ pub fn condition(filter: &Filter) -> Result<String, Unsupported> {
     let mut sql = String::new();
     match &filter.expr {
         None => sql.push('1'),
-        Some(e) => expr(e, &mut sql)?,
+        Some(e) => expr(e, dialect, &mut sql)?,
     }
     if let Some(f) = family_clause(filter)? {
         sql = format!("({sql}) AND {f}");
@@ -53,7 +83,7 @@ fn family_clause(filter: &Filter) -> Result<Option<String>, Unsupported> {
     })
 }
 
-fn expr(e: &Expr, sql: &mut String) -> Result<(), Unsupported> {
+fn expr(e: &Expr, dialect: Dialect, sql: &mut String) -> Result<(), Unsupported> {
     match e {
         Expr::And(xs) | Expr::Or(xs) => {
             let op = if matches!(e, Expr::And(_)) {
@@ -66,16 +96,16 @@ fn expr(e: &Expr, sql: &mut String) -> Result<(), Unsupported> {
                 if i > 0 {
                     sql.push_str(op);
                 }
-                expr(x, sql)?;
+                expr(x, dialect, sql)?;
             }
             sql.push(')');
         }
         Expr::Not(x) => {
             sql.push_str("NOT (");
-            expr(x, sql)?;
+            expr(x, dialect, sql)?;
             sql.push(')');
         }
-        Expr::Cond(c) => cond(c, sql)?,
+        Expr::Cond(c) => cond(c, dialect, sql)?,
     }
     Ok(())
 }
@@ -87,7 +117,7 @@ fn columns(side: Side) -> (&'static str, &'static str) {
     }
 }
 
-fn cond(c: &Cond, sql: &mut String) -> Result<(), Unsupported> {
+fn cond(c: &Cond, dialect: Dialect, sql: &mut String) -> Result<(), Unsupported> {
     match c {
         Cond::Host { side, host } => {
             let (addr, port_col) = columns(*side);
@@ -103,7 +133,7 @@ fn cond(c: &Cond, sql: &mut String) -> Result<(), Unsupported> {
                     if i > 0 {
                         any.push_str(" OR ");
                     }
-                    prefix(p, addr, &mut any);
+                    prefix(p, addr, dialect, &mut any);
                 }
                 any.push(')');
                 any
@@ -136,7 +166,7 @@ fn cond(c: &Cond, sql: &mut String) -> Result<(), Unsupported> {
 
 /// `col BETWEEN first AND last` of the prefix; an IPv6 prefix only over IPv6 rows (an IPv4
 /// prefix also matches v4-mapped IPv6 addresses, as the live matcher does).
-fn prefix(p: &Prefix, col: &str, sql: &mut String) {
+fn prefix(p: &Prefix, col: &str, dialect: Dialect, sql: &mut String) {
     let (bytes, len, v6_only) = match p.addr {
         IpAddr::V4(a) => (
             a.to_ipv6_mapped().octets(),
@@ -156,17 +186,12 @@ fn prefix(p: &Prefix, col: &str, sql: &mut String) {
     } else {
         sql.push('(');
     }
-    let _ = write!(sql, "{col} BETWEEN {} AND {})", hex(&first), hex(&last));
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(3 + bytes.len() * 2);
-    s.push_str("X'");
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s.push('\'');
-    s
+    let _ = write!(
+        sql,
+        "{col} BETWEEN {} AND {})",
+        dialect.bytes(&first),
+        dialect.bytes(&last)
+    );
 }
 
 #[cfg(test)]
@@ -176,7 +201,7 @@ mod tests {
 
     fn sql(text: &str) -> Result<String, Unsupported> {
         let f = Filter::parse_str(text, &ParseContext::default()).unwrap();
-        condition(&f)
+        condition(&f, Dialect::Sqlite)
     }
 
     #[test]
@@ -194,6 +219,19 @@ mod tests {
         assert!(
             v6.contains("family = 6 AND remote_addr BETWEEN X'20010db8"),
             "{v6}"
+        );
+    }
+
+    #[test]
+    fn clickhouse_writes_bytes_with_unhex() {
+        let f = Filter::parse_str("src 10.0.0.1", &ParseContext::default()).unwrap();
+        assert_eq!(
+            condition(&f, Dialect::ClickHouse).unwrap(),
+            "((local_addr BETWEEN unhex('00000000000000000000ffff0a000001') AND unhex('00000000000000000000ffff0a000001')))"
+        );
+        assert_eq!(
+            Dialect::ClickHouse.contains("comm", "'psql'"),
+            "position(comm, 'psql') > 0"
         );
     }
 

@@ -6,11 +6,12 @@
 //! One row per connection's lifetime, indexed for what `history` asks: a time range, alone
 //! or with the peer's address and port, the local port, or the owner.
 use std::{
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
+use super::{address, endpoint, hostname};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 /// The database's file name inside the store directory.
@@ -208,12 +209,13 @@ impl Store {
 
     /// WAL: a commit is one append, readers do not block the recorder, and a crash leaves
     /// the last committed batch readable. NORMAL sync: a power cut may lose the latest
-    /// commits, never the file.
+    /// commits, never the file. A checkpoint every 256 pages, and the log cut back to 4 MiB
+    /// after it, so the log does not keep the size of the busiest burst.
     fn tune(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA wal_autocheckpoint = 256;",
+                 PRAGMA wal_autocheckpoint = 256; PRAGMA journal_size_limit = 4194304;",
             )
             .map_err(|e| self.err(e))?;
         self.conn
@@ -243,9 +245,9 @@ impl Store {
                         r.start_ns,
                         r.netns,
                         family,
-                        local_addr,
+                        &local_addr[..],
                         local_port,
-                        remote_addr,
+                        &remote_addr[..],
                         remote_port,
                         r.pid,
                         r.comm,
@@ -402,27 +404,6 @@ fn wal_of(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// (family 4/6, 16-byte address with IPv4 as v4-mapped, port). Addresses sort as their
-/// numbers, so a prefix is a range (`sql.rs`).
-fn endpoint(a: Option<SocketAddr>) -> (u8, Vec<u8>, u16) {
-    match a {
-        Some(SocketAddr::V4(v4)) => (4, v4.ip().to_ipv6_mapped().octets().to_vec(), v4.port()),
-        Some(SocketAddr::V6(v6)) => (6, v6.ip().octets().to_vec(), v6.port()),
-        None => (0, vec![0; 16], 0),
-    }
-}
-
-fn address(family: u8, bytes: &[u8], port: u16) -> Option<SocketAddr> {
-    let octets: [u8; 16] = bytes.try_into().ok()?;
-    let v6 = Ipv6Addr::from(octets);
-    let ip = match family {
-        4 => IpAddr::V4(v6.to_ipv4_mapped()?),
-        6 => IpAddr::V6(v6),
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
-}
-
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifetimeRow> {
     let family: u8 = r.get(3)?;
     let local: Vec<u8> = r.get(4)?;
@@ -452,12 +433,6 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifetimeRow> {
         pod: r.get(24)?,
         namespace: r.get(25)?,
     })
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

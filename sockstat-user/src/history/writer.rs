@@ -1,17 +1,26 @@
 //! Writes off the event path: the recorder hands rows to a thread of their own through a
 //! bounded queue, and that thread commits them in batches (a batch a second, or sooner when
-//! it is full) and enforces retention as it goes. A full queue (the disk slower than the
-//! connections) drops rows and counts them; nothing is dropped without a count.
+//! it is full) to a destination: the embedded store, enforcing retention as it goes, or
+//! ClickHouse through the spool. A full queue (the destination slower than the connections)
+//! drops rows and counts them; nothing is dropped without a count.
 use std::{
     sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use super::store::{LifetimeRow, Store};
+use super::{
+    clickhouse::ClickHouse,
+    now_ns,
+    spool::{Shipped, Spool},
+    store::{LifetimeRow, Store},
+};
 
 /// Rows per transaction at most.
 pub const BATCH: usize = 4096;
+/// A generous guess at one row's bytes on disk, its four index entries included: with a
+/// size bound, a batch is kept to a sixteenth of it, so one commit cannot overshoot it.
+const ROW_BYTES: u64 = 512;
 /// Rows waiting for the writer at most: a few seconds of a busy host's connections.
 const QUEUE: usize = 16 * BATCH;
 /// How often the retention bounds are checked (and after every batch when over size).
@@ -29,6 +38,8 @@ pub struct Retention {
 /// What the writer did, for the recorder's closing line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Written {
+    /// ClickHouse's side, when that is the destination.
+    pub shipped: Option<Shipped>,
     pub rows: u64,
     pub batches: u64,
     /// Rows a failed commit lost (each failure is also logged).
@@ -48,11 +59,16 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writing thread; `flush` is the longest a row waits to be committed.
-    pub fn start(store: Store, retention: Retention, flush: Duration) -> std::io::Result<Writer> {
+    pub fn start(
+        destination: Destination,
+        retention: Retention,
+        flush: Duration,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = sync_channel(QUEUE);
+        let batch = batch_rows(retention.max_bytes);
         let thread = std::thread::Builder::new()
             .name("sockstat-store".to_string())
-            .spawn(move || write_loop(store, rx, retention, flush))?;
+            .spawn(move || write_loop(destination, rx, retention, flush, batch))?;
         Ok(Writer {
             queue: Some(tx),
             thread: Some(thread),
@@ -87,30 +103,100 @@ impl Writer {
     }
 }
 
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+/// Rows per commit: BATCH, or fewer under a small size bound.
+fn batch_rows(max_bytes: Option<u64>) -> usize {
+    max_bytes.map_or(BATCH, |max| {
+        usize::try_from(max / 16 / ROW_BYTES).map_or(BATCH, |rows| rows.clamp(16, BATCH))
+    })
+}
+
+/// Where batches go.
+pub enum Destination {
+    Store(Store),
+    /// Spooled on disk, then sent.
+    ClickHouse(Box<(ClickHouse, Spool)>),
+}
+
+impl Destination {
+    fn commit(&mut self, rows: &[LifetimeRow], written: &mut Written) {
+        let result = match self {
+            Destination::Store(store) => store.insert(rows).map_err(|e| e.to_string()),
+            Destination::ClickHouse(sink) => {
+                let (clickhouse, spool) = &mut **sink;
+                let queued = spool.push(rows).map_err(|e| e.to_string());
+                spool.ship(clickhouse, false);
+                written.shipped = Some(spool.shipped());
+                queued
+            }
+        };
+        match result {
+            Ok(()) => {
+                written.rows += rows.len() as u64;
+                written.batches += 1;
+            }
+            Err(e) => {
+                log::warn!("writing {} connections: {e}", rows.len());
+                written.failed += rows.len() as u64;
+            }
+        }
+    }
+
+    /// Between batches: retention for the store, retries for ClickHouse. `due`: the
+    /// retention check's time has come (it is also made whenever the store is over size).
+    fn upkeep(&mut self, retention: Retention, due: bool, written: &mut Written) -> bool {
+        match self {
+            Destination::Store(store) => {
+                let over = retention.max_bytes.is_some_and(|max| store.size() > max);
+                if over || due {
+                    apply_retention(store, retention, written);
+                }
+                over || due
+            }
+            Destination::ClickHouse(sink) => {
+                let (clickhouse, spool) = &mut **sink;
+                spool.ship(clickhouse, false);
+                written.shipped = Some(spool.shipped());
+                due
+            }
+        }
+    }
+
+    fn close(&mut self, retention: Retention, written: &mut Written) {
+        match self {
+            Destination::Store(store) => {
+                apply_retention(store, retention, written);
+                written.bytes = store.size();
+            }
+            Destination::ClickHouse(sink) => {
+                let (clickhouse, spool) = &mut **sink;
+                spool.ship(clickhouse, true);
+                let shipped = spool.shipped();
+                written.shipped = Some(shipped);
+                written.bytes = shipped.waiting_bytes;
+            }
+        }
+    }
 }
 
 fn write_loop(
-    mut store: Store,
+    mut destination: Destination,
     rx: Receiver<LifetimeRow>,
     retention: Retention,
     flush: Duration,
+    batch_rows: usize,
 ) -> Written {
     let mut written = Written::default();
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::with_capacity(batch_rows);
     let mut deadline = Instant::now() + flush;
     let mut retained = Instant::now();
     // Bounds apply from the start: a store recorded with a larger bound shrinks at once.
-    apply_retention(&mut store, retention, &mut written);
+    destination.upkeep(retention, true, &mut written);
     loop {
         let wait = deadline.saturating_duration_since(Instant::now());
         let done = match rx.recv_timeout(wait) {
             Ok(row) => {
                 batch.push(row);
-                if batch.len() < BATCH {
+                if batch.len() < batch_rows {
                     continue;
                 }
                 false
@@ -120,26 +206,19 @@ fn write_loop(
         };
         deadline = Instant::now() + flush;
         if !batch.is_empty() {
-            match store.insert(&batch) {
-                Ok(()) => {
-                    written.rows += batch.len() as u64;
-                    written.batches += 1;
-                }
-                Err(e) => {
-                    log::warn!("writing {} connections to the store: {e}", batch.len());
-                    written.failed += batch.len() as u64;
-                }
-            }
+            destination.commit(&batch, &mut written);
             batch.clear();
         }
-        let over = retention.max_bytes.is_some_and(|max| store.size() > max);
-        if over || retained.elapsed() >= RETENTION_EVERY || done {
-            apply_retention(&mut store, retention, &mut written);
-            retained = Instant::now();
-        }
         if done {
-            written.bytes = store.size();
+            destination.close(retention, &mut written);
             return written;
+        }
+        if destination.upkeep(
+            retention,
+            retained.elapsed() >= RETENTION_EVERY,
+            &mut written,
+        ) {
+            retained = Instant::now();
         }
     }
 }
@@ -164,6 +243,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_small_size_bound_makes_small_batches() {
+        assert_eq!(batch_rows(None), BATCH);
+        assert_eq!(batch_rows(Some(1 << 30)), BATCH);
+        assert_eq!(batch_rows(Some(1 << 20)), 128);
+        assert_eq!(batch_rows(Some(256 << 10)), 32);
+    }
+
+    #[test]
     fn every_queued_row_is_committed_by_the_end() {
         let dir = std::env::temp_dir().join(format!("sockstat-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -172,7 +259,12 @@ mod tests {
             keep: Some(Duration::from_secs(3600)),
             max_bytes: None,
         };
-        let mut w = Writer::start(store, retention, Duration::from_millis(20)).unwrap();
+        let mut w = Writer::start(
+            Destination::Store(store),
+            retention,
+            Duration::from_millis(20),
+        )
+        .unwrap();
         let now = now_ns();
         for i in 0..(BATCH as i64 + 10) {
             w.push(LifetimeRow {

@@ -317,6 +317,9 @@ struct JsonTimeline<'a> {
 struct JsonLifetime<'a> {
     ts: String,
     ts_ns: u64,
+    /// The machine that recorded it (`history --from`, a fleet's store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
     cookie: u64,
     netns: u32,
     pid: Option<u32>,
@@ -1026,15 +1029,17 @@ impl TracePrinter {
     }
 
     pub fn write_lifetime(&self, out: &mut impl Write, l: &Lifetime) -> io::Result<()> {
-        self.write_lifetime_named(out, l, None)
+        self.write_lifetime_named(out, l, None, None)
     }
 
-    /// `write_lifetime`, with the names of the owner's container (NDJSON keys).
+    /// `write_lifetime`, with the names of the owner's container and the host that recorded
+    /// it (NDJSON keys; in text, the caller writes the host first).
     pub fn write_lifetime_named(
         &self,
         out: &mut impl Write,
         l: &Lifetime,
         workload: Option<&Workload>,
+        host: Option<&str>,
     ) -> io::Result<()> {
         let cause = || l.cause.map_or_else(|| "-".to_string(), |c| c.name());
         match self.format {
@@ -1086,6 +1091,7 @@ impl TracePrinter {
                 let record = JsonLifetime {
                     ts: self.rfc3339(l.ts_ns),
                     ts_ns: l.ts_ns,
+                    host,
                     cookie: l.cookie,
                     netns: l.netns,
                     pid: l.owner.pid,

@@ -1,0 +1,272 @@
+//! The way to ClickHouse: every batch is first written to a bounded queue on disk, one file
+//! per batch, and sent from there oldest first; a file goes only once ClickHouse has it.
+//! While the server is down batches wait, and are retried in order with a growing pause.
+//! Past the spool's bound new batches are dropped and counted, never silently.
+//!
+//! A batch whose send ended in doubt (the answer lost, or sent by an earlier run) is looked
+//! up by its id before it is sent again, so a restart or a lost answer never doubles it.
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use super::{
+    LifetimeRow,
+    clickhouse::{ClickHouse, ClickHouseError, encode_batch},
+    now_ns,
+};
+
+const SUFFIX: &str = ".rowbinary";
+/// The first pause after a failed send, doubled after each failure up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// A spooled batch: `<id>-<rows>.rowbinary`, ids in the order the batches were made.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Batch {
+    id: u64,
+    rows: u64,
+    bytes: u64,
+}
+
+impl Batch {
+    fn name(&self) -> String {
+        format!("{:020}-{}{SUFFIX}", self.id, self.rows)
+    }
+
+    fn parse(name: &str, bytes: u64) -> Option<Batch> {
+        let (id, rows) = name.strip_suffix(SUFFIX)?.split_once('-')?;
+        Some(Batch {
+            id: id.parse().ok()?,
+            rows: rows.parse().ok()?,
+            bytes,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the spool {0}: {1}")]
+pub struct SpoolError(PathBuf, #[source] std::io::Error);
+
+/// What the spool did, for the recorder's closing line and serve's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shipped {
+    /// Rows ClickHouse has.
+    pub rows: u64,
+    pub batches: u64,
+    /// Batches found already there when looked up after a send in doubt.
+    pub found: u64,
+    /// Rows dropped because the spool was full.
+    pub dropped: u64,
+    /// Rows waiting in the spool.
+    pub waiting: u64,
+    pub waiting_bytes: u64,
+    /// Sends that failed (each is retried).
+    pub failures: u64,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    host: String,
+    max_bytes: u64,
+    /// Oldest first.
+    batches: Vec<Batch>,
+    /// Batches whose send ended in doubt: looked up before they are sent again.
+    in_doubt: HashSet<u64>,
+    last_id: u64,
+    shipped: Shipped,
+    pause: Duration,
+    next_try: Instant,
+    /// The last failure, logged once per outage.
+    outage: Option<String>,
+}
+
+impl Spool {
+    /// Opens (making it if need be) the spool of `host` in `dir`. Batches left by an earlier
+    /// run are kept and sent first, each looked up first.
+    pub fn open(dir: &Path, host: &str, max_bytes: u64) -> Result<Spool, SpoolError> {
+        let err = |e| SpoolError(dir.to_path_buf(), e);
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut batches = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            let bytes = entry.metadata().map_or(0, |m| m.len());
+            match entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Batch::parse(n, bytes))
+            {
+                Some(b) => batches.push(b),
+                // A half-written batch (a crash before its rename) never reached the queue.
+                None if entry.file_name().to_string_lossy().ends_with(".tmp") => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                None => {}
+            }
+        }
+        batches.sort();
+        let in_doubt = batches.iter().map(|b| b.id).collect();
+        let last_id = batches.last().map_or(0, |b| b.id);
+        let mut spool = Spool {
+            dir: dir.to_path_buf(),
+            host: host.to_string(),
+            max_bytes,
+            batches,
+            in_doubt,
+            last_id,
+            shipped: Shipped::default(),
+            pause: FIRST_PAUSE,
+            next_try: Instant::now(),
+            outage: None,
+        };
+        spool.count_waiting();
+        Ok(spool)
+    }
+
+    fn count_waiting(&mut self) {
+        self.shipped.waiting = self.batches.iter().map(|b| b.rows).sum();
+        self.shipped.waiting_bytes = self.batches.iter().map(|b| b.bytes).sum();
+    }
+
+    pub fn shipped(&self) -> Shipped {
+        self.shipped
+    }
+
+    /// Queues a batch on disk; past the bound it is dropped and counted.
+    pub fn push(&mut self, rows: &[LifetimeRow]) -> Result<(), SpoolError> {
+        // Ids are wall-clock nanoseconds, kept rising: unique for this host across restarts.
+        let id = u64::try_from(now_ns()).unwrap_or(0).max(self.last_id + 1);
+        let body = encode_batch(&self.host, id, rows);
+        let batch = Batch {
+            id,
+            rows: rows.len() as u64,
+            bytes: body.len() as u64,
+        };
+        if self.shipped.waiting_bytes + batch.bytes > self.max_bytes {
+            if self.shipped.dropped == 0 {
+                log::warn!(
+                    "the spool {} is full ({} bytes): connections are dropped, and counted, until ClickHouse takes them",
+                    self.dir.display(),
+                    self.max_bytes
+                );
+            }
+            self.shipped.dropped += batch.rows;
+            return Ok(());
+        }
+        let path = self.dir.join(batch.name());
+        let tmp = path.with_extension("tmp");
+        let err = |e| SpoolError(self.dir.clone(), e);
+        std::fs::write(&tmp, &body).map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        self.last_id = id;
+        self.batches.push(batch);
+        self.count_waiting();
+        Ok(())
+    }
+
+    /// Sends what waits, oldest first, unless a failure asked to pause; stops at the first
+    /// failure. `force`: now, whatever the pause (the last try before exit).
+    pub fn ship(&mut self, sink: &ClickHouse, force: bool) {
+        if !force && Instant::now() < self.next_try {
+            return;
+        }
+        while let Some(batch) = self.batches.first().cloned() {
+            match self.send(sink, &batch) {
+                Ok(found) => {
+                    if let Some(why) = self.outage.take() {
+                        log::info!("{} answers again (after: {why})", sink.url());
+                    }
+                    let _ = std::fs::remove_file(self.dir.join(batch.name()));
+                    self.batches.remove(0);
+                    self.in_doubt.remove(&batch.id);
+                    self.shipped.rows += batch.rows;
+                    self.shipped.batches += 1;
+                    self.shipped.found += u64::from(found);
+                    self.pause = FIRST_PAUSE;
+                }
+                Err(e) => {
+                    self.shipped.failures += 1;
+                    if self.outage.is_none() {
+                        log::warn!(
+                            "{e}; batches wait in {} and are retried",
+                            self.dir.display()
+                        );
+                    }
+                    self.outage = Some(e.to_string());
+                    self.next_try = Instant::now() + self.pause;
+                    self.pause = (self.pause * 2).min(MAX_PAUSE);
+                    break;
+                }
+            }
+        }
+        self.count_waiting();
+    }
+
+    /// One batch: looked up first when in doubt. Ok(true): it was already there.
+    fn send(&mut self, sink: &ClickHouse, batch: &Batch) -> Result<bool, ShipError> {
+        if self.in_doubt.contains(&batch.id) && sink.has_batch(&self.host, batch.id)? {
+            return Ok(true);
+        }
+        let body = std::fs::read(self.dir.join(batch.name()))
+            .map_err(|e| ShipError::Spool(SpoolError(self.dir.clone(), e)))?;
+        // From here on a failure may have come after ClickHouse took it.
+        self.in_doubt.insert(batch.id);
+        sink.insert(&body)?;
+        Ok(false)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ShipError {
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
+    #[error(transparent)]
+    Spool(SpoolError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sockstat-spool-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn rows(n: usize) -> Vec<LifetimeRow> {
+        (0..n)
+            .map(|i| LifetimeRow {
+                end_ns: i as i64,
+                owner_source: "task".to_string(),
+                ..LifetimeRow::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_wait_in_order_and_past_the_bound_are_counted() {
+        let d = dir("bound");
+        let one = encode_batch("h", 1, &rows(10)).len() as u64;
+        let mut spool = Spool::open(&d, "h", 2 * one + one / 2).unwrap();
+        for _ in 0..3 {
+            spool.push(&rows(10)).unwrap();
+        }
+        let s = spool.shipped();
+        assert_eq!((s.waiting, s.dropped, s.waiting_bytes), (20, 10, 2 * one));
+        let ids: Vec<u64> = spool.batches.iter().map(|b| b.id).collect();
+        assert!(ids[0] < ids[1]);
+        // Nobody answers on port 9 (discard): the batches stay, and count one failure.
+        let sink = ClickHouse::new("clickhouse://127.0.0.1:9/db".parse().unwrap());
+        spool.ship(&sink, true);
+        assert_eq!(spool.shipped().failures, 1);
+        assert_eq!(spool.shipped().waiting, 20);
+        // A new run finds them, in order, each to be looked up before it is sent.
+        let again = Spool::open(&d, "h", u64::MAX).unwrap();
+        assert_eq!(again.batches.iter().map(|b| b.id).collect::<Vec<_>>(), ids);
+        assert_eq!(again.in_doubt.len(), 2);
+        assert_eq!(again.shipped().waiting, 20);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
