@@ -18,8 +18,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NamedNetns, TestResult, Tracer, abort_on_close, fail, root_or_say_skipped, root_trial,
-    sockstat_bin,
+    NamedNetns, TestResult, Tracer, abort_on_close, client_closed_connections, fail,
+    root_or_say_skipped, root_trial, sockstat_bin,
 };
 
 fn main() {
@@ -133,15 +133,7 @@ fn listener_in(ns: &NamedNetns) -> Result<(TcpListener, u16), Failed> {
 
 /// One connection to `port` in `ns` that the client closes first and the server then.
 fn normal(ns: &NamedNetns, listener: &TcpListener, port: u16) -> TestResult {
-    let client = ns
-        .within(|| TcpStream::connect(("127.0.0.1", port)))
-        .map_err(fail)?
-        .map_err(|e| fail(e.to_string()))?;
-    let (server, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
-    drop(client);
-    let mut byte = [0u8; 1];
-    let _ = (&server).read(&mut byte);
-    Ok(())
+    client_closed_connections(ns, listener, port, 1).map_err(fail)
 }
 
 fn scripted_mix() -> TestResult {

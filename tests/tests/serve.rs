@@ -82,6 +82,11 @@ fn main() {
             root,
             open_beyond_loopback,
         ),
+        root_trial(
+            "serve_record_keeps_every_connection_and_exports_what_became_of_them",
+            root,
+            serve_record,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -2024,6 +2029,72 @@ fn open_beyond_loopback() -> TestResult {
     let said = local.stderr();
     if said.contains(warning) {
         return Err(fail(format!("a loopback serve warned: {said:?}")));
+    }
+    Ok(())
+}
+
+/// `serve --record`: the connections' lifetimes go into the store as `record` writes them,
+/// and sockstat_record_rows_total says so, each outcome there at 0 from the first scrape.
+fn serve_record() -> TestResult {
+    let ns = NamedNetns::new("srec").map_err(fail)?;
+    let port = free_port(Ipv4Addr::LOCALHOST.into()).map_err(fail)?;
+    let dir = std::env::temp_dir().join(format!("sst-serve-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = dir.display().to_string();
+    let server = Server::start(
+        Some(&ns),
+        port,
+        &["--record", "--store", &store, "--flush", "0.2"],
+    )?;
+    let outcome = |o: &str| format!("sockstat_record_rows_total{{outcome=\"{o}\"}}");
+    let first = server.scrape()?;
+    for o in ["committed", "dropped_queue", "failed"] {
+        if first.get(&outcome(o)) != Some(&0.0) {
+            return Err(fail(format!(
+                "{} is not there at 0 from the first scrape",
+                outcome(o)
+            )));
+        }
+    }
+    let listener = ns
+        .within(|| TcpListener::bind("127.0.0.1:7700"))
+        .map_err(fail)?
+        .map_err(|e| fail(e.to_string()))?;
+    sockstat_tests::client_closed_connections(&ns, &listener, 7700, 10).map_err(fail)?;
+    // Ten connections: a client's and a server's lifetime each.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let last = loop {
+        let s = server.scrape()?;
+        if get(&s, &outcome("committed")) >= 20.0 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(server);
+    let out = Command::new(sockstat_bin())
+        .args([
+            "history",
+            "--store",
+            &store,
+            "--since",
+            "5m",
+            "--json",
+            "sport = :7700 or dport = :7700",
+        ])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let rows = String::from_utf8_lossy(&out.stdout).lines().count();
+    let _ = std::fs::remove_dir_all(&dir);
+    if get(&last, &outcome("committed")) != 20.0
+        || get(&last, &outcome("dropped_queue")) != 0.0
+        || rows != 20
+    {
+        return Err(fail(format!(
+            "committed {}, dropped {}; the store holds {rows} of the 20 ({})",
+            get(&last, &outcome("committed")),
+            get(&last, &outcome("dropped_queue")),
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
     Ok(())
 }

@@ -55,6 +55,8 @@ pub struct FeedOptions {
     pub scope: DumpScope,
     /// Poll even when the programs could load.
     pub poll: bool,
+    /// Report each connection's lifetime as it closes (`serve --record`).
+    pub lifetimes: bool,
 }
 
 pub enum Feed {
@@ -116,7 +118,7 @@ impl Feed {
                 drops: false,
                 // Each connection's timeline (`sockstat conn`) shows its handshake's RTT.
                 reports: Reports {
-                    lifetimes: false,
+                    lifetimes: o.lifetimes,
                     handshake_rtts: true,
                 },
                 rtt_interval: None,

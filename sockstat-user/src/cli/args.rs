@@ -237,8 +237,21 @@ pub struct PrivilegeArgs {
 /// Where `record` keeps its store and `history` reads it.
 pub const DEFAULT_STORE: &str = "/var/lib/sockstat";
 
+/// RecordTo's options, by their ids.
+pub const RECORD_OPTIONS: [&str; 7] = [
+    "store",
+    "keep",
+    "max_size",
+    "flush",
+    "sink",
+    "spool_max",
+    "host",
+];
+
+/// Where and how `record` (and `serve --record`) keeps connections.
 #[derive(Debug, Args, Clone)]
-pub struct RecordArgs {
+#[command(next_help_heading = "Recording")]
+pub struct RecordTo {
     /// The store's directory (made if missing; the database is history.db in it).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE)]
     pub store: std::path::PathBuf,
@@ -262,6 +275,12 @@ pub struct RecordArgs {
     /// The name this machine's connections are recorded under (default: its hostname).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub to: RecordTo,
     #[command(flatten)]
     pub ns: NetnsArgs,
     #[command(flatten)]
@@ -785,6 +804,12 @@ pub struct ServeArgs {
     /// (tls_server_config, basic_auth_users with bcrypt hashes), as node_exporter takes it.
     #[arg(long, value_name = "FILE")]
     pub web_config: Option<std::path::PathBuf>,
+    /// Also record every connection's lifetime, as `sockstat record` does (its options
+    /// below), and export what became of them (sockstat_record_*).
+    #[arg(long)]
+    pub record: bool,
+    #[command(flatten)]
+    pub recording: RecordTo,
     #[command(flatten)]
     pub ns: NetnsArgs,
     #[command(flatten)]

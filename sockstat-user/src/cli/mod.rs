@@ -32,7 +32,11 @@ pub fn command() -> clap::Command {
         })
         .mut_subcommand("top", |c| c.after_long_help(help::text(help::AGENT, width)))
         .mut_subcommand("serve", |c| {
-            c.after_long_help(help::text(help::AGENT, width))
+            // What to record with means nothing without --record: said, not ignored.
+            let c = c.after_long_help(help::text(help::AGENT, width));
+            args::RECORD_OPTIONS
+                .iter()
+                .fold(c, |c, id| c.mut_arg(*id, |a| a.requires("record")))
         })
 }
 

@@ -6,7 +6,10 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{NetnsChoice, UsageError, args::RecordArgs};
+use super::{
+    NetnsChoice, UsageError,
+    args::{RecordArgs, RecordTo},
+};
 use crate::{
     agent::{
         DumpScope,
@@ -15,13 +18,13 @@ use crate::{
     ebpf::privilege,
     history::{
         clickhouse::ClickHouse,
-        hostname, row_of,
+        hostname,
+        recorder::Recorder,
         spool::Spool,
         store::Store,
-        writer::{Destination, Retention, Writer, Written},
+        writer::{Destination, Retention},
     },
-    live::{Output, Reports, clock},
-    procs::workload::WorkloadNames,
+    live::Reports,
 };
 
 /// The live table is reconciled with sock_diag this often, as trace does by default.
@@ -38,7 +41,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     // The destination first: a bad one is said before anything loads, and is left as it is.
-    let destination = destination(args)?;
+    let destination = destination(&args.to)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,25 +50,46 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The embedded store, or ClickHouse (answering, its table made) with the spool.
-fn destination(args: &RecordArgs) -> anyhow::Result<Destination> {
-    let Some(url) = &args.sink else {
-        let store = Store::create(&args.store).map_err(|e| UsageError(e.to_string()))?;
+pub(super) fn destination(to: &RecordTo) -> Result<Destination, UsageError> {
+    let Some(url) = &to.sink else {
+        let store = Store::create(&to.store).map_err(|e| UsageError(e.to_string()))?;
         return Ok(Destination::Store(store));
     };
-    let host = args.host.clone().unwrap_or_else(hostname);
+    let host = to.host.clone().unwrap_or_else(hostname);
     if host.is_empty() {
-        return Err(
-            UsageError("this machine has no hostname: name it with --host".to_string()).into(),
-        );
+        return Err(UsageError(
+            "this machine has no hostname: name it with --host".to_string(),
+        ));
     }
     let clickhouse = ClickHouse::new(url.clone());
     // Down at the start is a wrong URL far more often than an outage: said at once.
     clickhouse
         .ensure_schema()
         .map_err(|e| UsageError(format!("{e}: check --sink, and that the server is up")))?;
-    let spool = Spool::open(&args.store.join("spool"), &host, args.spool_max)
+    let spool = Spool::open(&to.store.join("spool"), &host, to.spool_max)
         .map_err(|e| UsageError(e.to_string()))?;
     Ok(Destination::ClickHouse(Box::new((clickhouse, spool))))
+}
+
+/// Starts the writer for `to`'s retention and flush.
+pub(super) fn recorder(to: &RecordTo, destination: Destination) -> anyhow::Result<Recorder> {
+    Recorder::start(
+        destination,
+        Retention {
+            keep: Some(to.keep).filter(|k| !k.is_zero()),
+            max_bytes: Some(to.max_size).filter(|&m| m != 0),
+        },
+        Duration::from_secs_f64(to.flush),
+    )
+    .context("starting the store's writer")
+}
+
+/// Where the connections go, for the opening line.
+pub(super) fn into(to: &RecordTo) -> String {
+    match &to.sink {
+        Some(url) => format!("{url} (spooled in {})", to.store.join("spool").display()),
+        None => to.store.display().to_string(),
+    }
 }
 
 async fn record(
@@ -101,37 +125,14 @@ async fn record(
         super::beyond_own_netns(args.ns.all_netns, netns),
         Some(pipeline.probe()),
     )?;
-    let mut writer = Writer::start(
-        destination,
-        Retention {
-            keep: Some(args.keep).filter(|k| !k.is_zero()),
-            max_bytes: Some(args.max_size).filter(|&m| m != 0),
-        },
-        Duration::from_secs_f64(args.flush),
-    )
-    .context("starting the store's writer")?;
-    let into = match &args.sink {
-        Some(url) => format!("{url} (spooled in {})", args.store.join("spool").display()),
-        None => args.store.display().to_string(),
-    };
+    let mut recorder = recorder(&args.to, destination)?;
     eprintln!(
-        "sockstat: recording connections into {into} ({}, {} sockets in the baseline); Ctrl-C to stop",
+        "sockstat: recording connections into {} ({}, {} sockets in the baseline); Ctrl-C to stop",
+        into(&args.to),
         pipeline.probe().hook().name(),
         pipeline.tracker().len()
     );
-    let clock = clock::WallClock::now();
-    let mut names = WorkloadNames::new();
     let mut outputs = Vec::with_capacity(256);
-    let mut recorded = 0u64;
-    let mut keep = |outputs: &mut Vec<Output>, writer: &mut Writer| {
-        for o in outputs.drain(..) {
-            if let Output::Lifetime(l) = o {
-                let workload = names.of_owner(l.owner.pid, l.netns);
-                writer.push(row_of(&l, clock, workload.as_deref()));
-                recorded += 1;
-            }
-        }
-    };
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let mut poll = tokio::time::interval(Duration::from_millis(100));
@@ -147,36 +148,16 @@ async fn record(
             _ = sigint.recv() => break,
         }
         pipeline.drain(&mut outputs);
-        keep(&mut outputs, &mut writer);
+        outputs.drain(..).for_each(|o| recorder.observe(&o));
     }
     pipeline.finish(&mut outputs);
-    keep(&mut outputs, &mut writer);
+    outputs.drain(..).for_each(|o| recorder.observe(&o));
     let lost = pipeline
         .probe()
         .counters()
         .map(|c| c.dropped().to_string())
         .unwrap_or_else(|e| format!("an unknown number of (the counters could not be read: {e})"));
     drop(pipeline);
-    let dropped = writer.dropped();
-    let written = writer.finish();
-    eprintln!("sockstat: {}", summary(recorded, dropped, &lost, &written));
+    eprintln!("sockstat: {}", recorder.finish(&lost));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The closing line: every connection accounted for.
-fn summary(recorded: u64, dropped: u64, lost: &str, w: &Written) -> String {
-    let head = format!(
-        "{recorded} connections recorded, {} committed in {} batches, {dropped} dropped (the writer fell behind), {} lost in writing; {lost} events lost in the kernel",
-        w.rows, w.batches, w.failed
-    );
-    match w.shipped {
-        None => format!(
-            "{head}; {} forgotten by --keep, {} by --max-size; the store holds {} bytes",
-            w.expired, w.evicted, w.bytes
-        ),
-        Some(s) => format!(
-            "{head}; ClickHouse took {} in {} batches ({} found there after a send in doubt), {} wait in the spool ({} bytes, sent on the next run), {} dropped by --spool-max, {} failed sends retried",
-            s.rows, s.batches, s.found, s.waiting, s.waiting_bytes, s.dropped, s.failures
-        ),
-    }
 }

@@ -22,7 +22,8 @@ use crate::{
         metrics::Metrics,
         web_config::WebConfig,
     },
-    live::{clock, dashboard::DataSource},
+    history::{recorder::Recorder, writer::Destination},
+    live::{Output, clock, dashboard::DataSource},
 };
 
 const DRAIN: Duration = Duration::from_millis(50);
@@ -111,11 +112,24 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             "sockstat serve: warning: listening on {addr} without --web-config: anyone who reaches it reads the metrics and connection timelines (--web-config FILE adds TLS and basic auth)"
         );
     }
+    // --record's destination before anything loads: a bad one is said, and left as it is.
+    let destination = if args.record {
+        Some(super::record::destination(&args.recording)?)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(serve(args, addr, netns, user.as_ref(), Arc::new(web)))
+    runtime.block_on(serve(
+        args,
+        addr,
+        netns,
+        user.as_ref(),
+        Arc::new(web),
+        destination,
+    ))
 }
 
 async fn serve(
@@ -124,6 +138,7 @@ async fn serve(
     netns: Option<u32>,
     user: Option<&crate::least_privilege::User>,
     web: Arc<WebConfig>,
+    destination: Option<Destination>,
 ) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -149,9 +164,16 @@ async fn serve(
             ring_kib: args.probe.ring_kib,
             scope,
             poll: args.poll,
+            lifetimes: destination.is_some(),
         },
         None,
     )?;
+    if let (Some(_), DataSource::Polling { reason }) = (&destination, feed.source()) {
+        return Err(UsageError(format!(
+            "serve --record needs the kernel programs, and they are not loaded ({reason})"
+        ))
+        .into());
+    }
     super::run_on_least_privilege(
         user,
         super::beyond_own_netns(args.ns.all_netns, netns),
@@ -178,6 +200,20 @@ async fn serve(
         // Three missed refreshes (and at least 10 s) mean the loop is stuck.
         stale_after_ns: (interval * 3).max(Duration::from_secs(10)).as_nanos() as u64,
     });
+    let mut recorder = match destination {
+        Some(d) => {
+            let sink = matches!(d, Destination::ClickHouse(_));
+            if let Ok(mut m) = shared.metrics.lock() {
+                m.enable_recording(sink);
+            }
+            eprintln!(
+                "sockstat serve: recording connections into {}",
+                super::record::into(&args.recording)
+            );
+            Some(super::record::recorder(&args.recording, d)?)
+        }
+        None => None,
+    };
     feed.refresh_now().await;
     if let Ok(mut m) = shared.metrics.lock() {
         m.refresh(&feed, &ports.forecast(&feed));
@@ -195,33 +231,32 @@ async fn serve(
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut drain = tokio::time::interval(DRAIN);
     let mut refresh = tokio::time::interval(interval);
-    let observe = |shared: &Shared, feed: &mut Feed| {
-        if let (Ok(mut m), Ok(mut c)) = (shared.metrics.lock(), shared.conns.lock()) {
-            feed.drain(&mut |o| {
-                m.observe(o);
-                c.observe(o);
-            });
-        }
-    };
     loop {
         tokio::select! {
-            _ = drain.tick() => observe(&shared, &mut feed),
+            _ = drain.tick() => observe(&shared, &mut feed, recorder.as_mut()),
             _ = refresh.tick() => {
-                observe(&shared, &mut feed);
+                observe(&shared, &mut feed, recorder.as_mut());
                 feed.refresh().await;
                 let headroom = ports.forecast(&feed);
                 let overflow = shared.conns.lock().map(|c| c.overflow()).unwrap_or_default();
                 if let Ok(mut m) = shared.metrics.lock() {
                     m.refresh(&feed, &headroom);
                     m.timelines(overflow.0, overflow.1);
+                    if let Some(r) = &recorder {
+                        m.recording(&r.progress());
+                    }
                 }
                 shared.heartbeat.store(clock::monotonic_ns(), Ordering::Relaxed);
             }
             step = feed.reconcile_step() => {
                 if let (Ok(mut m), Ok(mut c)) = (shared.metrics.lock(), shared.conns.lock()) {
+                    let mut recorder = recorder.as_mut();
                     feed.reconcile(step, &mut |o| {
                         m.observe(o);
                         c.observe(o);
+                        if let Some(r) = recorder.as_deref_mut() {
+                            r.observe(o);
+                        }
                     });
                 }
             }
@@ -230,6 +265,33 @@ async fn serve(
         }
     }
     server.abort();
+    if let Some(mut r) = recorder {
+        observe(&shared, &mut feed, Some(&mut r));
+        let lost = feed.probe().map_or_else(
+            || "no".to_string(),
+            |p| {
+                p.counters()
+                    .map(|c| c.dropped().to_string())
+                    .unwrap_or_else(|e| {
+                        format!("an unknown number of (the counters could not be read: {e})")
+                    })
+            },
+        );
+        eprintln!("sockstat serve: {}", r.finish(&lost));
+    }
     eprintln!("sockstat serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hands what the kernel reported to the metrics, the timelines and the recorder.
+fn observe(shared: &Shared, feed: &mut Feed, mut recorder: Option<&mut Recorder>) {
+    if let (Ok(mut m), Ok(mut c)) = (shared.metrics.lock(), shared.conns.lock()) {
+        feed.drain(&mut |o: &Output| {
+            m.observe(o);
+            c.observe(o);
+            if let Some(r) = recorder.as_deref_mut() {
+                r.observe(o);
+            }
+        });
+    }
 }

@@ -70,6 +70,7 @@ fn feed_options(args: &TopArgs, netns: Option<u32>) -> FeedOptions {
             left_out: None,
         },
         poll: args.poll,
+        lifetimes: false,
     }
 }
 

@@ -56,6 +56,12 @@ struct Edge {
     to: String,
 }
 
+/// What became of a recorded connection (`serve --record`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
     direction: &'static str,
@@ -135,6 +141,9 @@ pub struct Metrics {
     port_exhaustion: Family<PortPair, Gauge<f64, std::sync::atomic::AtomicU64>>,
     table_sockets: Gauge,
     table_bytes: Gauge,
+    record_rows: Family<Outcome, Counter>,
+    record_spool_rows: Gauge,
+    record_spool_bytes: Gauge,
     /// The closed ports given a label of their own so far (the first `MAX_PORTS` seen).
     closed_ports_named: std::collections::HashSet<u16>,
     /// Last absolute values of the kernel's (and the live table's) running totals, so the
@@ -183,6 +192,9 @@ impl Metrics {
             port_exhaustion: Family::default(),
             table_sockets: Gauge::default(),
             table_bytes: Gauge::default(),
+            record_rows: Family::default(),
+            record_spool_rows: Gauge::default(),
+            record_spool_bytes: Gauge::default(),
             closed_ports_named: std::collections::HashSet::new(),
             seen: HashMap::new(),
             seen_edges: HashMap::new(),
@@ -680,6 +692,56 @@ impl Metrics {
             "timelines_evicted",
             evicted,
         );
+    }
+
+    /// The recorder's series (`serve --record`), each outcome at 0 from the first scrape;
+    /// the spool's only with a ClickHouse sink.
+    pub fn enable_recording(&mut self, sink: bool) {
+        let registry = self.registry.sub_registry_with_prefix("record");
+        registry.register(
+            "rows",
+            "Recorded connections by outcome: committed (to the store, or to the spool), dropped_queue (the writer fell behind), failed (a write failed), and with a sink sent (ClickHouse has them) and dropped_spool (past --spool-max)",
+            self.record_rows.clone(),
+        );
+        let mut outcomes = vec!["committed", "dropped_queue", "failed"];
+        if sink {
+            registry.register(
+                "spool_rows",
+                "Recorded connections waiting in the spool for ClickHouse",
+                self.record_spool_rows.clone(),
+            );
+            registry.register(
+                "spool_bytes",
+                "Bytes waiting in the spool for ClickHouse",
+                self.record_spool_bytes.clone(),
+            );
+            outcomes.extend(["sent", "dropped_spool"]);
+        }
+        for outcome in outcomes {
+            drop(self.record_rows.get_or_create(&Outcome { outcome }));
+        }
+    }
+
+    /// What the recorder has done so far.
+    pub fn recording(&mut self, p: &crate::history::recorder::Progress) {
+        let w = &p.written;
+        let mut totals = vec![
+            ("committed", "record_committed", w.rows),
+            ("dropped_queue", "record_dropped_queue", p.queue_dropped),
+            ("failed", "record_failed", w.failed),
+        ];
+        if let Some(s) = w.shipped {
+            totals.extend([
+                ("sent", "record_sent", s.rows),
+                ("dropped_spool", "record_dropped_spool", s.dropped),
+            ]);
+            self.record_spool_rows.set(s.waiting as i64);
+            self.record_spool_bytes.set(s.waiting_bytes as i64);
+        }
+        for (outcome, key, total) in totals {
+            let counter = self.record_rows.get_or_create(&Outcome { outcome }).clone();
+            advance(&mut self.seen, &counter, key, total);
+        }
     }
 
     /// OpenMetrics text, as prometheus-client writes it.

@@ -5,6 +5,7 @@
 //! the event path), `sql.rs` (ss's filter language as a WHERE clause for either);
 //! `sockstat record` fills them, `sockstat history` reads them.
 pub mod clickhouse;
+pub mod recorder;
 pub mod spool;
 pub mod sql;
 pub mod store;

@@ -4,7 +4,10 @@
 //! ClickHouse through the spool. A full queue (the destination slower than the connections)
 //! drops rows and counts them; nothing is dropped without a count.
 use std::{
-    sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -52,6 +55,8 @@ pub struct Written {
 
 pub struct Writer {
     queue: Option<SyncSender<LifetimeRow>>,
+    /// What the thread has done so far, updated after each batch and retry.
+    progress: Arc<Mutex<Written>>,
     thread: Option<JoinHandle<Written>>,
     queued: u64,
     dropped: u64,
@@ -66,11 +71,14 @@ impl Writer {
     ) -> std::io::Result<Writer> {
         let (tx, rx) = sync_channel(QUEUE);
         let batch = batch_rows(retention.max_bytes);
+        let progress = Arc::new(Mutex::new(Written::default()));
+        let shown = progress.clone();
         let thread = std::thread::Builder::new()
             .name("sockstat-store".to_string())
-            .spawn(move || write_loop(destination, rx, retention, flush, batch))?;
+            .spawn(move || write_loop(destination, rx, retention, flush, batch, &shown))?;
         Ok(Writer {
             queue: Some(tx),
+            progress,
             thread: Some(thread),
             queued: 0,
             dropped: 0,
@@ -91,6 +99,14 @@ impl Writer {
 
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// What the writing thread has done so far.
+    pub fn progress(&self) -> Written {
+        match self.progress.lock() {
+            Ok(w) => *w,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
     }
 
     /// Commits what is queued and stops the thread.
@@ -184,6 +200,7 @@ fn write_loop(
     retention: Retention,
     flush: Duration,
     batch_rows: usize,
+    progress: &Mutex<Written>,
 ) -> Written {
     let mut written = Written::default();
     let mut batch = Vec::with_capacity(batch_rows);
@@ -219,6 +236,9 @@ fn write_loop(
             &mut written,
         ) {
             retained = Instant::now();
+        }
+        if let Ok(mut p) = progress.lock() {
+            *p = written;
         }
     }
 }
