@@ -140,7 +140,8 @@ fn scripted_mix() -> TestResult {
     let ns = NamedNetns::new("hist").map_err(fail)?;
     let dir = store_dir("mix");
     let store = dir.display().to_string();
-    let recorder = Tracer::record_in(&ns, &["--store", &store, "--flush", "0.2"]).map_err(fail)?;
+    let recorder = Tracer::record_in(&ns, &["--store", &store, "--flush", "0.2", "--transitions"])
+        .map_err(fail)?;
     let started = wall_ns();
     let (listener, port) = listener_in(&ns)?;
     // A closed port: bound and dropped, so nothing listens there.
@@ -259,6 +260,54 @@ fn scripted_mix() -> TestResult {
             by_port.len(),
             by_pid.len(),
             nobody.len()
+        )));
+    }
+    // --transitions kept each state change: a refused connect is CLOSE -> SYN-SENT, then
+    // SYN-SENT -> CLOSE with ECONNREFUSED; each normal client went through ESTAB.
+    let changes = history(
+        &dir,
+        &[
+            "--since",
+            "5m",
+            "--transitions",
+            &format!("dport = :{closed}"),
+        ],
+    )?;
+    let edges: Vec<String> = changes
+        .iter()
+        .map(|t| {
+            format!(
+                "{} -> {} {}",
+                t["old"].as_str().unwrap_or("?"),
+                t["new"].as_str().unwrap_or("?"),
+                t["cause"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    let connected = history(
+        &dir,
+        &[
+            "--since",
+            "5m",
+            "--transitions",
+            &format!("dport = :{port}"),
+        ],
+    )?;
+    let established = connected
+        .iter()
+        .filter(|t| t["old"] == "SYN-SENT" && t["new"] == "ESTAB")
+        .count();
+    if edges
+        != [
+            "CLOSE -> SYN-SENT -",
+            "SYN-SENT -> CLOSE ECONNREFUSED",
+            "CLOSE -> SYN-SENT -",
+            "SYN-SENT -> CLOSE ECONNREFUSED",
+        ]
+        || established != 5
+    {
+        return Err(fail(format!(
+            "history --transitions: to the closed port {edges:?}; {established} clients reached ESTAB of 5"
         )));
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -588,7 +637,17 @@ fn clickhouse_fleet() -> TestResult {
         let store = dir.display().to_string();
         // -N: the recorder watches the namespace and reaches ClickHouse on this loopback.
         let recorder = Tracer::record(&[
-            "-N", &ns.name, "--host", host, "--sink", &url, "--store", &store, "--flush", "0.2",
+            "-N",
+            &ns.name,
+            "--host",
+            host,
+            "--sink",
+            &url,
+            "--store",
+            &store,
+            "--flush",
+            "0.2",
+            "--transitions",
         ])
         .map_err(fail)?;
         let (listener, port) = listener_in(&ns)?;
@@ -654,6 +713,49 @@ fn clickhouse_fleet() -> TestResult {
         return Err(fail_with(format!(
             "{} connections arrived twice",
             twice.trim()
+        )));
+    }
+    // The transitions too: each once, every handshake and every refusal there.
+    let changes_twice = server
+        .sql(&format!(
+            "SELECT count() FROM (SELECT host, cookie, ts_ns, old, new FROM {db}.transitions \
+             GROUP BY host, cookie, ts_ns, old, new HAVING count() > 1) FORMAT TabSeparated"
+        ))
+        .map_err(fail)?;
+    // Kernel numbers: SYN-SENT 2, ESTAB 1, CLOSE 7.
+    let edge_counts = server
+        .sql(&format!(
+            "SELECT host, countIf(old = 2 AND new = 1), countIf(old = 2 AND new = 7) \
+             FROM {db}.transitions GROUP BY host ORDER BY host FORMAT TabSeparated"
+        ))
+        .map_err(fail)?;
+    if changes_twice.trim() != "0" || edge_counts.trim() != "node-a\t35\t5\nnode-b\t35\t0" {
+        return Err(fail_with(format!(
+            "transitions: {} twice; handshakes and refusals per host {edge_counts:?}",
+            changes_twice.trim()
+        )));
+    }
+    let refusals = history_from(
+        &url,
+        &[
+            "--since",
+            "10m",
+            "--transitions",
+            "--host",
+            "node-a",
+            "dport",
+            "!=",
+            &format!(":{}", a.2),
+        ],
+    )?;
+    if refusals
+        .iter()
+        .filter(|t| t["cause"] == "ECONNREFUSED" && t["host"] == "node-a")
+        .count()
+        != 5
+    {
+        return Err(fail_with(format!(
+            "history --from --transitions: {refusals:?}"
         )));
     }
     // history --from answers across both hosts, with the host, and selects like the store.

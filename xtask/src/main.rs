@@ -122,6 +122,9 @@ enum BenchKind {
     /// The kernel time of each sockstat program per run and per connection under the
     /// loopback churn (kernel.bpf_stats_enabled), for each trace mode.
     Hooks,
+    /// The flight recorder: churn under `record` (embedded and ClickHouse), bytes per
+    /// lifetime, and `history` over 10 million lifetimes in each store.
+    Record,
 }
 
 fn main() -> ExitCode {
@@ -240,6 +243,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 BenchKind::Load => bench::load(&root, rounds, baseline.as_deref())?,
                 BenchKind::Soak => bench::soak(&root, rounds as u64 * 60)?,
                 BenchKind::Hooks => bench::hooks(&root, 20_000, rounds, baseline.as_deref())?,
+                BenchKind::Record => bench::record(&root, rounds)?,
             };
             let path = root.join("target/bench-report.md");
             std::fs::write(&path, &report)?;

@@ -238,7 +238,7 @@ pub struct PrivilegeArgs {
 pub const DEFAULT_STORE: &str = "/var/lib/sockstat";
 
 /// RecordTo's options, by their ids.
-pub const RECORD_OPTIONS: [&str; 7] = [
+pub const RECORD_OPTIONS: [&str; 8] = [
     "store",
     "keep",
     "max_size",
@@ -246,6 +246,7 @@ pub const RECORD_OPTIONS: [&str; 7] = [
     "sink",
     "spool_max",
     "host",
+    "transitions",
 ];
 
 /// Where and how `record` (and `serve --record`) keeps connections.
@@ -275,6 +276,10 @@ pub struct RecordTo {
     /// The name this machine's connections are recorded under (default: its hostname).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+    /// Also record every state change (what trace prints), not only each connection's
+    /// lifetime: about five rows more per connection.
+    #[arg(long)]
+    pub transitions: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -316,6 +321,10 @@ pub struct HistoryArgs {
     pub comm: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// Each recorded state change instead (record --transitions), printed as trace prints
+    /// them.
+    #[arg(long)]
+    pub transitions: bool,
     /// NDJSON: one object per connection (trace --lifetimes's keys, with its container's).
     #[arg(long)]
     pub json: bool,

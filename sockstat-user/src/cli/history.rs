@@ -12,46 +12,93 @@ use super::{UsageError, args::HistoryArgs};
 use crate::{
     filter::{Filter, ParseContext},
     history::{
-        LifetimeRow,
+        LifetimeRow, TransitionRow,
         clickhouse::{self, ClickHouse},
         lifetime_of, now_ns,
         sql::{self, Dialect},
         store::Store,
+        transition_of,
     },
     live::clock::WallClock,
     render::trace::{TraceFormat, TracePrinter},
 };
 
+/// What a query answered, each row with its host (from ClickHouse).
+enum Answer {
+    Lifetimes(Vec<(Option<String>, LifetimeRow)>),
+    Transitions(Vec<(Option<String>, TransitionRow)>),
+}
+
+impl Answer {
+    fn hosts(&self) -> Vec<&str> {
+        match self {
+            Answer::Lifetimes(rows) => rows.iter().filter_map(|(h, _)| h.as_deref()).collect(),
+            Answer::Transitions(rows) => rows.iter().filter_map(|(h, _)| h.as_deref()).collect(),
+        }
+    }
+}
+
 pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let filter = Filter::parse(&args.filter, &ParseContext::default())
         .map_err(|e| UsageError(e.to_string()))?;
-    let rows: Vec<(Option<String>, LifetimeRow)> = match &args.from {
+    let bad = |e: &dyn std::fmt::Display| UsageError(e.to_string());
+    let answer = match &args.from {
         None => {
             let (condition, params) = query(args, &filter, now_ns(), Dialect::Sqlite)?;
-            let store = Store::open(&args.store).map_err(|e| UsageError(e.to_string()))?;
-            store
-                .query(&condition, &params)
-                .map_err(|e| UsageError(e.to_string()))?
-                .into_iter()
-                .map(|r| (None, r))
-                .collect()
+            let store = Store::open(&args.store).map_err(|e| bad(&e))?;
+            if args.transitions {
+                Answer::Transitions(
+                    store
+                        .query_transitions(&condition, &params)
+                        .map_err(|e| bad(&e))?
+                        .into_iter()
+                        .map(|r| (None, r))
+                        .collect(),
+                )
+            } else {
+                Answer::Lifetimes(
+                    store
+                        .query(&condition, &params)
+                        .map_err(|e| bad(&e))?
+                        .into_iter()
+                        .map(|r| (None, r))
+                        .collect(),
+                )
+            }
         }
         Some(url) => {
             let (condition, params) = query(args, &filter, now_ns(), Dialect::ClickHouse)?;
-            ClickHouse::new(url.clone())
-                .query(&inline(&condition, &params))
-                .map_err(|e| UsageError(e.to_string()))?
-                .into_iter()
-                .map(|(host, r)| (Some(host), r))
-                .collect()
+            let condition = inline(&condition, &params);
+            let clickhouse = ClickHouse::new(url.clone());
+            if args.transitions {
+                Answer::Transitions(
+                    clickhouse
+                        .query_transitions(&condition)
+                        .map_err(|e| bad(&e))?
+                        .into_iter()
+                        .map(|(h, r)| (Some(h), r))
+                        .collect(),
+                )
+            } else {
+                Answer::Lifetimes(
+                    clickhouse
+                        .query(&condition)
+                        .map_err(|e| bad(&e))?
+                        .into_iter()
+                        .map(|(h, r)| (Some(h), r))
+                        .collect(),
+                )
+            }
         }
     };
-    // Hosts in a column as wide as the longest.
-    let host_width = rows
+    // Hosts in a column as wide as the longest (text only; JSON has a key).
+    let host_width = answer
+        .hosts()
         .iter()
-        .filter_map(|(h, _)| h.as_ref().map(|h| h.chars().count()))
+        .map(|h| h.chars().count())
         .max()
-        .map(|w| w.max("HOST".len()));
+        .map(|w| w.max("HOST".len()))
+        .filter(|_| !args.json);
     // Times in the store are already on the wall clock.
     let mut printer = TracePrinter::new(
         if args.json {
@@ -64,19 +111,40 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     printer.set_width(None);
     let mut out = BufWriter::new(io::stdout().lock());
     let written = (|| -> io::Result<()> {
-        let json = args.json;
-        if !args.no_header && !json {
-            if let Some(w) = host_width {
-                write!(out, "{:<w$} ", "HOST")?;
-            }
-            printer.write_header(&mut out, true)?;
+        let lead = |out: &mut BufWriter<_>, host: Option<&str>| match host_width {
+            Some(w) => write!(out, "{:<w$} ", host.unwrap_or("-")),
+            None => Ok(()),
+        };
+        if !args.no_header && !args.json {
+            lead(&mut out, Some("HOST"))?;
+            printer.write_header(&mut out, !args.transitions)?;
         }
-        for (host, row) in &rows {
-            if let Some((lifetime, names)) = lifetime_of(row) {
-                if let (Some(w), Some(host), false) = (host_width, host, json) {
-                    write!(out, "{host:<w$} ")?;
+        match &answer {
+            Answer::Lifetimes(rows) => {
+                for (host, row) in rows {
+                    if let Some((lifetime, names)) = lifetime_of(row) {
+                        lead(&mut out, host.as_deref())?;
+                        printer.write_lifetime_named(
+                            &mut out,
+                            &lifetime,
+                            Some(&names),
+                            host.as_deref(),
+                        )?;
+                    }
                 }
-                printer.write_lifetime_named(&mut out, &lifetime, Some(&names), host.as_deref())?;
+            }
+            Answer::Transitions(rows) => {
+                for (host, row) in rows {
+                    if let Some((transition, names)) = transition_of(row) {
+                        lead(&mut out, host.as_deref())?;
+                        printer.write_recorded(
+                            &mut out,
+                            &transition,
+                            Some(&names),
+                            host.as_deref(),
+                        )?;
+                    }
+                }
             }
         }
         out.flush()
@@ -105,10 +173,13 @@ fn query(
         )));
     }
     let selected = sql::condition(filter, dialect).map_err(|e| UsageError(e.to_string()))?;
-    // end_ns first: the indexes end with it. A connection open before recording began has
-    // no start and counts from its end.
-    let mut condition =
-        format!("end_ns >= ?1 AND coalesce(start_ns, end_ns) < ?2 AND ({selected})");
+    let mut condition = if args.transitions {
+        format!("ts_ns >= ?1 AND ts_ns < ?2 AND ({selected})")
+    } else {
+        // end_ns first: the indexes end with it. A connection open before recording began
+        // has no start and counts from its end.
+        format!("end_ns >= ?1 AND coalesce(start_ns, end_ns) < ?2 AND ({selected})")
+    };
     let mut params = vec![Value::Integer(since), Value::Integer(until)];
     // Each clause is made with its parameter's number.
     let mut and = |clause: &dyn Fn(usize) -> String, value: Value| {

@@ -80,6 +80,7 @@ pub(super) fn recorder(to: &RecordTo, destination: Destination) -> anyhow::Resul
             max_bytes: Some(to.max_size).filter(|&m| m != 0),
         },
         Duration::from_secs_f64(to.flush),
+        to.transitions,
     )
     .context("starting the store's writer")
 }

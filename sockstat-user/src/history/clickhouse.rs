@@ -9,17 +9,91 @@
 //! A batch is one INSERT of at most a few thousand rows: one block, so ClickHouse takes all
 //! of it or none. Each row carries its batch's id, and a batch whose first attempt ended in
 //! doubt is looked up before it is sent again: every batch arrives exactly once.
-use std::{io::Read as _, str::FromStr, time::Duration};
+use std::{io::Read as _, net::SocketAddr, str::FromStr, time::Duration};
 
-use super::{LifetimeRow, address, endpoint};
+use super::{LifetimeRow, Row, TransitionRow, address, endpoint};
+use crate::procs::workload::Workload;
 
-/// The table, in the database the URL names.
-pub const TABLE: &str = "lifetimes";
 const DEFAULT_PORT: u16 = 8123;
+
+/// The two tables, in the database the URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Lifetimes,
+    /// `record --transitions`.
+    Transitions,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::Lifetimes, Table::Transitions];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Lifetimes => "lifetimes",
+            Table::Transitions => "transitions",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    fn columns(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Table::Lifetimes => LIFETIME_COLUMNS,
+            Table::Transitions => TRANSITION_COLUMNS,
+        }
+    }
+
+    /// The time the table is ordered by, after the host.
+    fn time(self) -> &'static str {
+        match self {
+            Table::Lifetimes => "end_ns",
+            Table::Transitions => "ts_ns",
+        }
+    }
+
+    /// The columns a query reads: all but `batch`.
+    fn read(self) -> String {
+        self.columns()
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|&n| n != "batch")
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A state change's columns, in the order `encode_transition` writes them and
+/// `decode_transition` reads them (without `batch`).
+const TRANSITION_COLUMNS: &[(&str, &str)] = &[
+    ("host", "String"),
+    ("batch", "UInt64"),
+    ("ts_ns", "Int64"),
+    ("cookie", "UInt64"),
+    ("netns", "UInt32"),
+    ("family", "UInt8"),
+    ("local_addr", "FixedString(16)"),
+    ("local_port", "UInt16"),
+    ("remote_addr", "FixedString(16)"),
+    ("remote_port", "UInt16"),
+    ("old", "UInt8"),
+    ("new", "UInt8"),
+    ("prev_state_ns", "Nullable(UInt64)"),
+    ("pid", "Nullable(UInt32)"),
+    ("comm", "Nullable(String)"),
+    ("owner_source", "String"),
+    ("synthesized", "UInt8"),
+    ("cause", "Nullable(String)"),
+    ("container", "Nullable(String)"),
+    ("image", "Nullable(String)"),
+    ("pod", "Nullable(String)"),
+    ("namespace", "Nullable(String)"),
+];
 
 /// Columns and their ClickHouse types, in the order rows are encoded (`encode_row`) and
 /// decoded (`decode_row`, without `batch`).
-const COLUMNS: &[(&str, &str)] = &[
+const LIFETIME_COLUMNS: &[(&str, &str)] = &[
     ("host", "String"),
     ("batch", "UInt64"),
     ("end_ns", "Int64"),
@@ -188,9 +262,9 @@ impl ClickHouse {
         &self.url
     }
 
-    /// `database.lifetimes`.
-    fn table(&self) -> String {
-        format!("{}.{TABLE}", self.url.database)
+    /// `database.table`.
+    fn table(&self, table: Table) -> String {
+        format!("{}.{}", self.url.database, table.name())
     }
 
     /// Runs `query` with `body` after it (the data of an INSERT); returns the answer.
@@ -231,30 +305,34 @@ impl ClickHouse {
             &format!("CREATE DATABASE IF NOT EXISTS {}", self.url.database),
             &[],
         )?;
-        let columns = COLUMNS
-            .iter()
-            .map(|(name, kind)| format!("{name} {kind}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // A partition a day: old days are dropped whole (ALTER TABLE ... DROP PARTITION).
-        self.post(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {} ({columns}) ENGINE = MergeTree() \
-                 PARTITION BY intDiv(end_ns, 86400000000000) ORDER BY (host, end_ns)",
-                self.table()
-            ),
-            &[],
-        )?;
+        for table in Table::ALL {
+            let columns = table
+                .columns()
+                .iter()
+                .map(|(name, kind)| format!("{name} {kind}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let time = table.time();
+            // A partition a day: old days are dropped whole (ALTER TABLE ... DROP PARTITION).
+            self.post(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {} ({columns}) ENGINE = MergeTree() \
+                     PARTITION BY intDiv({time}, 86400000000000) ORDER BY (host, {time})",
+                    self.table(table)
+                ),
+                &[],
+            )?;
+        }
         Ok(())
     }
 
-    /// Inserts a batch encoded by `encode_batch`.
-    pub fn insert(&self, rows: &[u8]) -> Result<(), ClickHouseError> {
-        let names = COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+    /// Inserts one table's part of a batch, as `encode_batch` made it.
+    pub fn insert(&self, table: Table, rows: &[u8]) -> Result<(), ClickHouseError> {
+        let names = table.columns().iter().map(|(n, _)| *n).collect::<Vec<_>>();
         self.post(
             &format!(
                 "INSERT INTO {} ({}) FORMAT RowBinary",
-                self.table(),
+                self.table(table),
                 names.join(", ")
             ),
             rows,
@@ -262,12 +340,12 @@ impl ClickHouse {
         .map(drop)
     }
 
-    /// Whether batch `id` of `host` is in the table: an insert that ended in doubt.
-    pub fn has_batch(&self, host: &str, id: u64) -> Result<bool, ClickHouseError> {
+    /// Whether batch `id` of `host` is in `table`: an insert that ended in doubt.
+    pub fn has_batch(&self, table: Table, host: &str, id: u64) -> Result<bool, ClickHouseError> {
         let answer = self.post(
             &format!(
                 "SELECT count() FROM {} WHERE host = {} AND batch = {id} FORMAT TabSeparated",
-                self.table(),
+                self.table(table),
                 literal(host)
             ),
             &[],
@@ -279,31 +357,45 @@ impl ClickHouse {
             .map_err(|_| ClickHouseError::Garbled(self.url.to_string(), text.to_string()))
     }
 
-    /// Rows matching `condition` (a WHERE clause over the columns, its literals written in),
-    /// oldest first, each with the host that recorded it.
-    pub fn query(&self, condition: &str) -> Result<Vec<(String, LifetimeRow)>, ClickHouseError> {
-        let names = COLUMNS
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|&n| n != "batch")
-            .collect::<Vec<_>>();
+    /// `table`'s rows matching `condition` (a WHERE clause over the columns, its literals
+    /// written in), oldest first, each decoded by `decode`.
+    fn select<T>(
+        &self,
+        table: Table,
+        condition: &str,
+        decode: impl Fn(&mut Input<'_>) -> Option<T>,
+    ) -> Result<Vec<T>, ClickHouseError> {
         let answer = self.post(
             &format!(
-                "SELECT {} FROM {} WHERE {condition} ORDER BY end_ns, host FORMAT RowBinary",
-                names.join(", "),
-                self.table()
+                "SELECT {} FROM {} WHERE {condition} ORDER BY {}, host FORMAT RowBinary",
+                table.read(),
+                self.table(table),
+                table.time()
             ),
             &[],
         )?;
         let mut input = Input(&answer);
         let mut rows = Vec::new();
         while !input.0.is_empty() {
-            let row = decode_row(&mut input).ok_or_else(|| {
+            let row = decode(&mut input).ok_or_else(|| {
                 ClickHouseError::Garbled(self.url.to_string(), "a row cut short".to_string())
             })?;
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// Connections matching `condition`, each with the host that recorded it.
+    pub fn query(&self, condition: &str) -> Result<Vec<(String, LifetimeRow)>, ClickHouseError> {
+        self.select(Table::Lifetimes, condition, decode_row)
+    }
+
+    /// State changes matching `condition`, each with the host that recorded it.
+    pub fn query_transitions(
+        &self,
+        condition: &str,
+    ) -> Result<Vec<(String, TransitionRow)>, ClickHouseError> {
+        self.select(Table::Transitions, condition, decode_transition)
     }
 }
 
@@ -321,18 +413,56 @@ pub fn literal(s: &str) -> String {
     out
 }
 
-/// A batch as an INSERT's RowBinary body.
-pub fn encode_batch(host: &str, id: u64, rows: &[LifetimeRow]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.len() * 160);
-    for r in rows {
-        encode_row(&mut out, host, id, r);
+/// A batch as INSERT bodies, one per table that has rows in it: (table, rows, body).
+pub fn encode_batch(host: &str, id: u64, rows: &[Row]) -> Vec<(Table, u64, Vec<u8>)> {
+    let mut parts: Vec<(Table, u64, Vec<u8>)> = Vec::new();
+    for row in rows {
+        let table = match row {
+            Row::Lifetime(_) => Table::Lifetimes,
+            Row::Transition(_) => Table::Transitions,
+        };
+        let at = match parts.iter().position(|p| p.0 == table) {
+            Some(at) => at,
+            None => {
+                parts.push((table, 0, Vec::with_capacity(rows.len() * 160)));
+                parts.len() - 1
+            }
+        };
+        let part = &mut parts[at];
+        part.1 += 1;
+        match row {
+            Row::Lifetime(l) => encode_row(&mut part.2, host, id, l),
+            Row::Transition(t) => encode_transition(&mut part.2, host, id, t),
+        }
     }
-    out
+    parts.sort_by_key(|p| p.0);
+    parts
+}
+
+fn encode_transition(out: &mut Vec<u8>, host: &str, batch: u64, t: &TransitionRow) {
+    string(out, host);
+    out.extend_from_slice(&batch.to_le_bytes());
+    out.extend_from_slice(&t.ts_ns.to_le_bytes());
+    out.extend_from_slice(&t.cookie.to_le_bytes());
+    out.extend_from_slice(&t.netns.to_le_bytes());
+    encode_ends(out, t.local, t.remote);
+    out.push(t.old);
+    out.push(t.new);
+    nullable(out, t.prev_state_ns, |o, v| {
+        o.extend_from_slice(&v.to_le_bytes())
+    });
+    nullable(out, t.pid, |o, v| o.extend_from_slice(&v.to_le_bytes()));
+    nullable(out, t.comm.as_deref(), string);
+    string(out, &t.owner_source);
+    out.push(u8::from(t.synthesized));
+    nullable(out, t.cause.as_deref(), string);
+    let n = &t.names;
+    for name in [&n.container, &n.image, &n.pod, &n.namespace] {
+        nullable(out, name.as_deref(), string);
+    }
 }
 
 fn encode_row(out: &mut Vec<u8>, host: &str, batch: u64, r: &LifetimeRow) {
-    let (family, local_addr, local_port) = endpoint(r.local);
-    let (_, remote_addr, remote_port) = endpoint(r.remote);
     string(out, host);
     out.extend_from_slice(&batch.to_le_bytes());
     out.extend_from_slice(&r.end_ns.to_le_bytes());
@@ -340,11 +470,7 @@ fn encode_row(out: &mut Vec<u8>, host: &str, batch: u64, r: &LifetimeRow) {
         o.extend_from_slice(&v.to_le_bytes())
     });
     out.extend_from_slice(&r.netns.to_le_bytes());
-    out.push(family);
-    out.extend_from_slice(&local_addr);
-    out.extend_from_slice(&local_port.to_le_bytes());
-    out.extend_from_slice(&remote_addr);
-    out.extend_from_slice(&remote_port.to_le_bytes());
+    encode_ends(out, r.local, r.remote);
     nullable(out, r.pid, |o, v| o.extend_from_slice(&v.to_le_bytes()));
     nullable(out, r.comm.as_deref(), string);
     string(out, &r.owner_source);
@@ -362,9 +488,21 @@ fn encode_row(out: &mut Vec<u8>, host: &str, batch: u64, r: &LifetimeRow) {
     }
     out.extend_from_slice(&r.delivery_rate.to_le_bytes());
     out.extend_from_slice(&r.cookie.to_le_bytes());
-    for name in [&r.container, &r.image, &r.pod, &r.namespace] {
+    let n = &r.names;
+    for name in [&n.container, &n.image, &n.pod, &n.namespace] {
         nullable(out, name.as_deref(), string);
     }
+}
+
+/// family, local_addr, local_port, remote_addr, remote_port.
+fn encode_ends(out: &mut Vec<u8>, local: Option<SocketAddr>, remote: Option<SocketAddr>) {
+    let (family, local_addr, local_port) = endpoint(local);
+    let (_, remote_addr, remote_port) = endpoint(remote);
+    out.push(family);
+    out.extend_from_slice(&local_addr);
+    out.extend_from_slice(&local_port.to_le_bytes());
+    out.extend_from_slice(&remote_addr);
+    out.extend_from_slice(&remote_port.to_le_bytes());
 }
 
 /// RowBinary's String: a LEB128 length, then the bytes.
@@ -449,23 +587,67 @@ impl Input<'_> {
     }
 }
 
+/// One state change of a query's answer: the host, then the columns.
+fn decode_transition(i: &mut Input<'_>) -> Option<(String, TransitionRow)> {
+    let host = i.string()?;
+    let ts_ns = i.i64()?;
+    let cookie = i.u64()?;
+    let netns = i.u32()?;
+    let (local, remote) = decode_ends(i)?;
+    let row = TransitionRow {
+        ts_ns,
+        cookie,
+        netns,
+        local,
+        remote,
+        old: i.u8()?,
+        new: i.u8()?,
+        prev_state_ns: i.nullable(Input::u64)?,
+        pid: i.nullable(Input::u32)?,
+        comm: i.nullable(Input::string)?,
+        owner_source: i.string()?,
+        synthesized: i.u8()? != 0,
+        cause: i.nullable(Input::string)?,
+        names: decode_names(i)?,
+    };
+    Some((host, row))
+}
+
+/// family, local_addr, local_port, remote_addr, remote_port.
+fn decode_ends(i: &mut Input<'_>) -> Option<(Option<SocketAddr>, Option<SocketAddr>)> {
+    let family = i.u8()?;
+    let local_addr = i.bytes::<16>()?;
+    let local_port = i.u16()?;
+    let remote_addr = i.bytes::<16>()?;
+    let remote_port = i.u16()?;
+    Some((
+        address(family, &local_addr, local_port),
+        address(family, &remote_addr, remote_port),
+    ))
+}
+
+fn decode_names(i: &mut Input<'_>) -> Option<Workload> {
+    Some(Workload {
+        container: i.nullable(Input::string)?,
+        image: i.nullable(Input::string)?,
+        pod: i.nullable(Input::string)?,
+        namespace: i.nullable(Input::string)?,
+    })
+}
+
 /// One row of a query's answer: the host, then the embedded store's columns.
 fn decode_row(i: &mut Input<'_>) -> Option<(String, LifetimeRow)> {
     let host = i.string()?;
     let end_ns = i.i64()?;
     let start_ns = i.nullable(Input::i64)?;
     let netns = i.u32()?;
-    let family = i.u8()?;
-    let local_addr = i.bytes::<16>()?;
-    let local_port = i.u16()?;
-    let remote_addr = i.bytes::<16>()?;
-    let remote_port = i.u16()?;
+    let (local, remote) = decode_ends(i)?;
     let row = LifetimeRow {
         end_ns,
         start_ns,
         netns,
-        local: address(family, &local_addr, local_port),
-        remote: address(family, &remote_addr, remote_port),
+        local,
+        remote,
         pid: i.nullable(Input::u32)?,
         comm: i.nullable(Input::string)?,
         owner_source: i.string()?,
@@ -480,10 +662,7 @@ fn decode_row(i: &mut Input<'_>) -> Option<(String, LifetimeRow)> {
         snd_cwnd: i.u32()?,
         delivery_rate: i.u64()?,
         cookie: i.u64()?,
-        container: i.nullable(Input::string)?,
-        image: i.nullable(Input::string)?,
-        pod: i.nullable(Input::string)?,
-        namespace: i.nullable(Input::string)?,
+        names: decode_names(i)?,
     };
     Some((host, row))
 }
@@ -541,18 +720,52 @@ mod tests {
             snd_cwnd: 10,
             delivery_rate: 1 << 40,
             cookie: u64::MAX,
-            container: None,
-            image: None,
-            // Longer than 127 bytes: a two-byte length.
-            pod: Some("p".repeat(300)),
-            namespace: Some("default".to_string()),
+            names: Workload {
+                // Longer than 127 bytes: a two-byte length.
+                pod: Some("p".repeat(300)),
+                namespace: Some("default".to_string()),
+                ..Workload::default()
+            },
         };
         let v4 = LifetimeRow {
             local: Some("10.0.0.1:1".parse().unwrap()),
             remote: Some("10.0.3.7:5432".parse().unwrap()),
             ..LifetimeRow::default()
         };
-        let body = encode_batch("node-a", 99, &[row.clone(), v4.clone()]);
+        let change = TransitionRow {
+            ts_ns: 5,
+            cookie: 6,
+            local: Some("10.0.0.1:1".parse().unwrap()),
+            remote: Some("10.0.3.7:5432".parse().unwrap()),
+            old: 2,
+            new: 1,
+            synthesized: true,
+            owner_source: "cached".to_string(),
+            ..TransitionRow::default()
+        };
+        let parts = encode_batch(
+            "node-a",
+            99,
+            &[
+                Row::Lifetime(row.clone()),
+                Row::Transition(change.clone()),
+                Row::Lifetime(v4.clone()),
+            ],
+        );
+        assert_eq!(
+            parts.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+            [(Table::Lifetimes, 2), (Table::Transitions, 1)]
+        );
+        let body = &parts[0].2;
+        let mut one = Vec::new();
+        encode_transition(&mut one, "node-a", 99, &change);
+        let host_len = 1 + "node-a".len();
+        let mut answer = one[..host_len].to_vec();
+        answer.extend_from_slice(&one[host_len + 8..]);
+        assert_eq!(
+            decode_transition(&mut Input(&answer)),
+            Some(("node-a".to_string(), change))
+        );
         // The answer to a query has no batch column: take it out of each row.
         let mut answer = Vec::new();
         for r in [&row, &v4] {

@@ -18,10 +18,78 @@ use std::{
 
 use crate::{
     ebpf::{Family, TcpCounters},
-    live::{Cause, Comm, Lifetime, Owner, OwnerSource, clock::WallClock},
+    live::{Cause, Comm, Lifetime, Owner, OwnerSource, Source, Transition, clock::WallClock},
     procs::workload::Workload,
+    tcp::ReportedState,
 };
-pub use store::LifetimeRow;
+pub use store::{LifetimeRow, TransitionRow};
+
+/// What the writer takes: a finished connection, or (`--transitions`) one state change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Row {
+    Lifetime(LifetimeRow),
+    Transition(TransitionRow),
+}
+
+/// A state change as the store keeps it.
+pub fn transition_row_of(
+    t: &Transition,
+    clock: WallClock,
+    names: Option<&Workload>,
+) -> TransitionRow {
+    TransitionRow {
+        ts_ns: wall_ns(clock, t.ts_ns),
+        cookie: t.cookie,
+        netns: t.netns,
+        local: Some(t.local),
+        remote: Some(t.remote),
+        old: t.old.kernel_number(),
+        new: t.new.kernel_number(),
+        prev_state_ns: t.prev_state_ns,
+        pid: t.owner.pid,
+        comm: t.owner.comm.as_ref().map(|c| c.as_str().to_string()),
+        owner_source: t.owner.source.name().to_string(),
+        synthesized: t.source == Source::Synthesized,
+        cause: t.cause.map(|c| c.name()),
+        names: names.cloned().unwrap_or_default(),
+    }
+}
+
+/// A stored state change as trace's printer takes it, on the wall clock (print it with
+/// `WallClock::fixed(0)`), and its container's names.
+pub fn transition_of(r: &TransitionRow) -> Option<(Transition, Workload)> {
+    let (local, remote) = (r.local?, r.remote?);
+    let transition = Transition {
+        ts_ns: r.ts_ns.max(0) as u64,
+        cookie: r.cookie,
+        netns: r.netns,
+        family: Family::of(&local),
+        local,
+        remote,
+        old: ReportedState::from_kernel(r.old),
+        new: ReportedState::from_kernel(r.new),
+        prev_state_ns: r.prev_state_ns,
+        owner: owner_of(r.pid, r.comm.as_deref(), &r.owner_source),
+        source: if r.synthesized {
+            Source::Synthesized
+        } else {
+            Source::Kernel
+        },
+        cause: r.cause.as_deref().and_then(Cause::from_name),
+    };
+    Some((transition, r.names.clone()))
+}
+
+fn owner_of(pid: Option<u32>, comm: Option<&str>, source: &str) -> Owner {
+    match (pid, comm) {
+        (Some(pid), Some(comm)) => Owner::with_comm(
+            pid,
+            Comm::new(comm),
+            OwnerSource::from_name(source).unwrap_or(OwnerSource::Unknown),
+        ),
+        _ => Owner::unknown(),
+    }
+}
 
 fn wall_ns(clock: WallClock, monotonic_ns: u64) -> i64 {
     clock
@@ -53,10 +121,7 @@ pub fn row_of(l: &Lifetime, clock: WallClock, names: Option<&Workload>) -> Lifet
         snd_cwnd: l.tcp.snd_cwnd,
         delivery_rate: l.tcp.delivery_rate,
         cookie: l.cookie,
-        container: names.and_then(|w| w.container.clone()),
-        image: names.and_then(|w| w.image.clone()),
-        pod: names.and_then(|w| w.pod.clone()),
-        namespace: names.and_then(|w| w.namespace.clone()),
+        names: names.cloned().unwrap_or_default(),
     }
 }
 
@@ -64,14 +129,7 @@ pub fn row_of(l: &Lifetime, clock: WallClock, names: Option<&Workload>) -> Lifet
 /// with `WallClock::fixed(0)`), and its container's names.
 pub fn lifetime_of(r: &LifetimeRow) -> Option<(Lifetime, Workload)> {
     let (local, remote) = (r.local?, r.remote?);
-    let owner = match (r.pid, &r.comm) {
-        (Some(pid), Some(comm)) => Owner::with_comm(
-            pid,
-            Comm::new(comm),
-            OwnerSource::from_name(&r.owner_source).unwrap_or(OwnerSource::Unknown),
-        ),
-        _ => Owner::unknown(),
-    };
+    let owner = owner_of(r.pid, r.comm.as_deref(), &r.owner_source);
     let lifetime = Lifetime {
         ts_ns: r.end_ns.max(0) as u64,
         cookie: r.cookie,
@@ -97,13 +155,7 @@ pub fn lifetime_of(r: &LifetimeRow) -> Option<(Lifetime, Workload)> {
             delivery_rate: r.delivery_rate,
         },
     };
-    let names = Workload {
-        container: r.container.clone(),
-        image: r.image.clone(),
-        pod: r.pod.clone(),
-        namespace: r.namespace.clone(),
-    };
-    Some((lifetime, names))
+    Some((lifetime, r.names.clone()))
 }
 
 /// (family 4/6, 16-byte address with IPv4 as v4-mapped, port). Addresses sort as their

@@ -1,9 +1,10 @@
-//! What `record` and `serve --record` share: the pipeline's lifetimes, each with its owner's
-//! container, handed to the writer; and what became of them.
+//! What `record` and `serve --record` share: the pipeline's lifetimes (and, with
+//! `--transitions`, its state changes), each with its owner's container, handed to the
+//! writer; and what became of them.
 use std::time::Duration;
 
 use super::{
-    row_of,
+    Row, row_of, transition_row_of,
     writer::{Destination, Retention, Writer, Written},
 };
 use crate::{
@@ -14,8 +15,10 @@ use crate::{
 /// Where each recorded connection went so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
-    /// Lifetimes handed to the writer, or dropped because its queue was full.
+    /// Lifetimes (and state changes) handed to the writer; rows dropped because its queue
+    /// was full.
     pub recorded: u64,
+    pub transitions: u64,
     pub queue_dropped: u64,
     pub written: Written,
 }
@@ -24,7 +27,10 @@ pub struct Recorder {
     writer: Writer,
     names: WorkloadNames,
     clock: WallClock,
+    /// `--transitions`: every state change too.
+    transitions: bool,
     recorded: u64,
+    changes: u64,
 }
 
 impl Recorder {
@@ -32,27 +38,42 @@ impl Recorder {
         destination: Destination,
         retention: Retention,
         flush: Duration,
+        transitions: bool,
     ) -> std::io::Result<Recorder> {
         Ok(Recorder {
             writer: Writer::start(destination, retention, flush)?,
             names: WorkloadNames::new(),
             clock: WallClock::now(),
+            transitions,
             recorded: 0,
+            changes: 0,
         })
     }
 
-    /// Records `o` if it is a finished connection.
+    /// Records `o` if it is a finished connection (or, with `--transitions`, a state
+    /// change).
     pub fn observe(&mut self, o: &Output) {
-        if let Output::Lifetime(l) = o {
-            let workload = self.names.of_owner(l.owner.pid, l.netns);
-            self.writer.push(row_of(l, self.clock, workload.as_deref()));
-            self.recorded += 1;
+        match o {
+            Output::Lifetime(l) => {
+                let workload = self.names.of_owner(l.owner.pid, l.netns);
+                let row = row_of(l, self.clock, workload.as_deref());
+                self.writer.push(Row::Lifetime(row));
+                self.recorded += 1;
+            }
+            Output::Transition(t) if self.transitions => {
+                let workload = self.names.of_owner(t.owner.pid, t.netns);
+                let row = transition_row_of(t, self.clock, workload.as_deref());
+                self.writer.push(Row::Transition(row));
+                self.changes += 1;
+            }
+            _ => {}
         }
     }
 
     pub fn progress(&self) -> Progress {
         Progress {
             recorded: self.recorded,
+            transitions: self.changes,
             queue_dropped: self.writer.dropped(),
             written: self.writer.progress(),
         }
@@ -61,11 +82,21 @@ impl Recorder {
     /// Commits what is queued; the closing line. `lost`: the kernel's lost events, said.
     pub fn finish(self, lost: &str) -> String {
         let (recorded, dropped) = (self.recorded, self.writer.dropped());
+        let changes = self.transitions.then_some(self.changes);
         let w = self.writer.finish();
-        let head = format!(
-            "{recorded} connections recorded, {} committed in {} batches, {dropped} dropped (the writer fell behind), {} lost in writing; {lost} events lost in the kernel",
-            w.rows, w.batches, w.failed
-        );
+        let head = match changes {
+            None => format!(
+                "{recorded} connections recorded, {} committed in {} batches, {dropped} dropped (the writer fell behind), {} lost in writing; {lost} events lost in the kernel",
+                w.rows, w.batches, w.failed
+            ),
+            Some(n) => format!(
+                "{recorded} connections recorded and {n} transitions, {} and {} committed in {} batches, {dropped} dropped (the writer fell behind), {} lost in writing; {lost} events lost in the kernel",
+                w.rows,
+                w.transitions,
+                w.batches,
+                w.failed + w.failed_transitions
+            ),
+        };
         match w.shipped {
             None => format!(
                 "{head}; {} forgotten by --keep, {} by --max-size; the store holds {} bytes",

@@ -12,8 +12,8 @@ use std::{
 };
 
 use super::{
-    LifetimeRow,
-    clickhouse::{ClickHouse, ClickHouseError, encode_batch},
+    Row,
+    clickhouse::{ClickHouse, ClickHouseError, Table, encode_batch},
     now_ns,
 };
 
@@ -22,26 +22,44 @@ const SUFFIX: &str = ".rowbinary";
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const MAX_PAUSE: Duration = Duration::from_secs(10);
 
-/// A spooled batch: `<id>-<rows>.rowbinary`, ids in the order the batches were made.
+/// One table's part of a spooled batch: `<id>-<rows>.<table>.rowbinary`, ids in the order
+/// the batches were made.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Batch {
     id: u64,
+    table: Table,
     rows: u64,
     bytes: u64,
 }
 
 impl Batch {
     fn name(&self) -> String {
-        format!("{:020}-{}{SUFFIX}", self.id, self.rows)
+        format!(
+            "{:020}-{}.{}{SUFFIX}",
+            self.id,
+            self.rows,
+            self.table.name()
+        )
     }
 
     fn parse(name: &str, bytes: u64) -> Option<Batch> {
-        let (id, rows) = name.strip_suffix(SUFFIX)?.split_once('-')?;
+        let (id_rows, table) = name.strip_suffix(SUFFIX)?.rsplit_once('.')?;
+        let (id, rows) = id_rows.split_once('-')?;
         Some(Batch {
             id: id.parse().ok()?,
+            table: Table::from_name(table)?,
             rows: rows.parse().ok()?,
             bytes,
         })
+    }
+
+    /// Lifetimes are the connections counted; transitions ride along.
+    fn connections(&self) -> u64 {
+        if self.table == Table::Lifetimes {
+            self.rows
+        } else {
+            0
+        }
     }
 }
 
@@ -52,14 +70,15 @@ pub struct SpoolError(PathBuf, #[source] std::io::Error);
 /// What the spool did, for the recorder's closing line and serve's metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Shipped {
-    /// Rows ClickHouse has.
+    /// Connections ClickHouse has (their transitions go along, uncounted here).
     pub rows: u64,
+    /// Batches, a part per table.
     pub batches: u64,
     /// Batches found already there when looked up after a send in doubt.
     pub found: u64,
-    /// Rows dropped because the spool was full.
+    /// Connections dropped because the spool was full.
     pub dropped: u64,
-    /// Rows waiting in the spool.
+    /// Connections waiting in the spool.
     pub waiting: u64,
     pub waiting_bytes: u64,
     /// Sends that failed (each is retried).
@@ -73,7 +92,7 @@ pub struct Spool {
     /// Oldest first.
     batches: Vec<Batch>,
     /// Batches whose send ended in doubt: looked up before they are sent again.
-    in_doubt: HashSet<u64>,
+    in_doubt: HashSet<(u64, Table)>,
     last_id: u64,
     shipped: Shipped,
     pause: Duration,
@@ -106,7 +125,7 @@ impl Spool {
             }
         }
         batches.sort();
-        let in_doubt = batches.iter().map(|b| b.id).collect();
+        let in_doubt = batches.iter().map(|b| (b.id, b.table)).collect();
         let last_id = batches.last().map_or(0, |b| b.id);
         let mut spool = Spool {
             dir: dir.to_path_buf(),
@@ -125,7 +144,7 @@ impl Spool {
     }
 
     fn count_waiting(&mut self) {
-        self.shipped.waiting = self.batches.iter().map(|b| b.rows).sum();
+        self.shipped.waiting = self.batches.iter().map(Batch::connections).sum();
         self.shipped.waiting_bytes = self.batches.iter().map(|b| b.bytes).sum();
     }
 
@@ -133,17 +152,25 @@ impl Spool {
         self.shipped
     }
 
-    /// Queues a batch on disk; past the bound it is dropped and counted.
-    pub fn push(&mut self, rows: &[LifetimeRow]) -> Result<(), SpoolError> {
+    /// Queues a batch on disk (a file per table); past the bound it is dropped and
+    /// counted.
+    pub fn push(&mut self, rows: &[Row]) -> Result<(), SpoolError> {
         // Ids are wall-clock nanoseconds, kept rising: unique for this host across restarts.
         let id = u64::try_from(now_ns()).unwrap_or(0).max(self.last_id + 1);
-        let body = encode_batch(&self.host, id, rows);
-        let batch = Batch {
-            id,
-            rows: rows.len() as u64,
-            bytes: body.len() as u64,
-        };
-        if self.shipped.waiting_bytes + batch.bytes > self.max_bytes {
+        let parts: Vec<(Batch, Vec<u8>)> = encode_batch(&self.host, id, rows)
+            .into_iter()
+            .map(|(table, rows, body)| {
+                let batch = Batch {
+                    id,
+                    table,
+                    rows,
+                    bytes: body.len() as u64,
+                };
+                (batch, body)
+            })
+            .collect();
+        let bytes: u64 = parts.iter().map(|(b, _)| b.bytes).sum();
+        if self.shipped.waiting_bytes + bytes > self.max_bytes {
             if self.shipped.dropped == 0 {
                 log::warn!(
                     "the spool {} is full ({} bytes): connections are dropped, and counted, until ClickHouse takes them",
@@ -151,16 +178,18 @@ impl Spool {
                     self.max_bytes
                 );
             }
-            self.shipped.dropped += batch.rows;
+            self.shipped.dropped += parts.iter().map(|(b, _)| b.connections()).sum::<u64>();
             return Ok(());
         }
-        let path = self.dir.join(batch.name());
-        let tmp = path.with_extension("tmp");
         let err = |e| SpoolError(self.dir.clone(), e);
-        std::fs::write(&tmp, &body).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
+        for (batch, body) in parts {
+            let path = self.dir.join(batch.name());
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &body).map_err(err)?;
+            std::fs::rename(&tmp, &path).map_err(err)?;
+            self.batches.push(batch);
+        }
         self.last_id = id;
-        self.batches.push(batch);
         self.count_waiting();
         Ok(())
     }
@@ -179,8 +208,8 @@ impl Spool {
                     }
                     let _ = std::fs::remove_file(self.dir.join(batch.name()));
                     self.batches.remove(0);
-                    self.in_doubt.remove(&batch.id);
-                    self.shipped.rows += batch.rows;
+                    self.in_doubt.remove(&(batch.id, batch.table));
+                    self.shipped.rows += batch.connections();
                     self.shipped.batches += 1;
                     self.shipped.found += u64::from(found);
                     self.pause = FIRST_PAUSE;
@@ -205,14 +234,16 @@ impl Spool {
 
     /// One batch: looked up first when in doubt. Ok(true): it was already there.
     fn send(&mut self, sink: &ClickHouse, batch: &Batch) -> Result<bool, ShipError> {
-        if self.in_doubt.contains(&batch.id) && sink.has_batch(&self.host, batch.id)? {
+        if self.in_doubt.contains(&(batch.id, batch.table))
+            && sink.has_batch(batch.table, &self.host, batch.id)?
+        {
             return Ok(true);
         }
         let body = std::fs::read(self.dir.join(batch.name()))
             .map_err(|e| ShipError::Spool(SpoolError(self.dir.clone(), e)))?;
         // From here on a failure may have come after ClickHouse took it.
-        self.in_doubt.insert(batch.id);
-        sink.insert(&body)?;
+        self.in_doubt.insert((batch.id, batch.table));
+        sink.insert(batch.table, &body)?;
         Ok(false)
     }
 }
@@ -235,12 +266,14 @@ mod tests {
         d
     }
 
-    fn rows(n: usize) -> Vec<LifetimeRow> {
+    fn rows(n: usize) -> Vec<Row> {
         (0..n)
-            .map(|i| LifetimeRow {
-                end_ns: i as i64,
-                owner_source: "task".to_string(),
-                ..LifetimeRow::default()
+            .map(|i| {
+                Row::Lifetime(crate::history::LifetimeRow {
+                    end_ns: i as i64,
+                    owner_source: "task".to_string(),
+                    ..Default::default()
+                })
             })
             .collect()
     }
@@ -248,7 +281,7 @@ mod tests {
     #[test]
     fn batches_wait_in_order_and_past_the_bound_are_counted() {
         let d = dir("bound");
-        let one = encode_batch("h", 1, &rows(10)).len() as u64;
+        let one = encode_batch("h", 1, &rows(10))[0].2.len() as u64;
         let mut spool = Spool::open(&d, "h", 2 * one + one / 2).unwrap();
         for _ in 0..3 {
             spool.push(&rows(10)).unwrap();

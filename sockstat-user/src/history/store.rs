@@ -11,7 +11,8 @@ use std::{
     time::Duration,
 };
 
-use super::{address, endpoint, hostname};
+use super::{Row, address, endpoint, hostname};
+use crate::procs::workload::Workload;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 /// The database's file name inside the store directory.
@@ -59,11 +60,65 @@ pub struct LifetimeRow {
     pub snd_cwnd: u32,
     pub delivery_rate: u64,
     pub cookie: u64,
-    pub container: Option<String>,
-    pub image: Option<String>,
-    pub pod: Option<String>,
-    pub namespace: Option<String>,
+    /// The owner's container's names, where known.
+    pub names: Workload,
 }
+
+/// One state change (`record --transitions`): what `trace` prints for it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TransitionRow {
+    /// When, in wall-clock nanoseconds since the epoch.
+    pub ts_ns: i64,
+    pub cookie: u64,
+    pub netns: u32,
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+    /// The kernel's state numbers.
+    pub old: u8,
+    pub new: u8,
+    pub prev_state_ns: Option<u64>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub owner_source: String,
+    /// Inferred by sockstat rather than seen in the kernel.
+    pub synthesized: bool,
+    pub cause: Option<String>,
+    pub names: Workload,
+}
+
+/// The transitions' table: added to stores made before it, since nothing else changed.
+const TRANSITIONS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS transitions (
+    ts_ns INTEGER NOT NULL,
+    cookie INTEGER NOT NULL,
+    netns INTEGER NOT NULL,
+    family INTEGER NOT NULL,
+    local_addr BLOB NOT NULL,
+    local_port INTEGER NOT NULL,
+    remote_addr BLOB NOT NULL,
+    remote_port INTEGER NOT NULL,
+    old INTEGER NOT NULL,
+    new INTEGER NOT NULL,
+    prev_state_ns INTEGER,
+    pid INTEGER,
+    comm TEXT,
+    owner_source TEXT NOT NULL,
+    synthesized INTEGER NOT NULL,
+    cause TEXT,
+    container TEXT,
+    image TEXT,
+    pod TEXT,
+    namespace TEXT
+);
+CREATE INDEX IF NOT EXISTS transitions_by_time ON transitions (ts_ns);
+CREATE INDEX IF NOT EXISTS transitions_by_peer ON transitions (remote_addr, remote_port, ts_ns);
+CREATE INDEX IF NOT EXISTS transitions_by_cookie ON transitions (cookie, ts_ns);
+";
+
+/// The columns `TransitionRow` is read from, in order.
+pub const TRANSITION_COLUMNS: &str = "ts_ns, cookie, netns, family, local_addr, local_port, \
+    remote_addr, remote_port, old, new, prev_state_ns, pid, comm, owner_source, synthesized, \
+    cause, container, image, pod, namespace";
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -129,6 +184,10 @@ impl Store {
             store.check()?;
         }
         store.tune()?;
+        store
+            .conn
+            .execute_batch(TRANSITIONS_SCHEMA)
+            .map_err(|e| store.err(e))?;
         Ok(store)
     }
 
@@ -224,51 +283,89 @@ impl Store {
     }
 
     /// Writes a batch in one transaction.
-    pub fn insert(&mut self, rows: &[LifetimeRow]) -> Result<(), StoreError> {
+    pub fn insert(&mut self, rows: &[Row]) -> Result<(), StoreError> {
         let file = self.file.clone();
         let e = |e| StoreError::Sqlite(file.clone(), e);
         let tx = self.conn.transaction().map_err(e)?;
         {
-            let mut insert = tx
+            let mut lifetime = tx
                 .prepare_cached(&format!(
                     "INSERT INTO lifetimes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
                      ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
                      ?24, ?25, ?26)"
                 ))
                 .map_err(e)?;
-            for r in rows {
-                let (family, local_addr, local_port) = endpoint(r.local);
-                let (_, remote_addr, remote_port) = endpoint(r.remote);
-                insert
-                    .execute(params![
-                        r.end_ns,
-                        r.start_ns,
-                        r.netns,
-                        family,
-                        &local_addr[..],
-                        local_port,
-                        &remote_addr[..],
-                        remote_port,
-                        r.pid,
-                        r.comm,
-                        r.owner_source,
-                        r.cause,
-                        r.bytes_acked as i64,
-                        r.bytes_received as i64,
-                        r.connect_ns.map(|n| n as i64),
-                        r.handshake_rtt_us,
-                        r.retransmits,
-                        r.srtt_us,
-                        r.min_rtt_us,
-                        r.snd_cwnd,
-                        r.delivery_rate as i64,
-                        r.cookie as i64,
-                        r.container,
-                        r.image,
-                        r.pod,
-                        r.namespace,
-                    ])
-                    .map_err(e)?;
+            let mut transition = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO transitions ({TRANSITION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, \
+                     ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+                ))
+                .map_err(e)?;
+            for row in rows {
+                match row {
+                    Row::Lifetime(r) => {
+                        let (family, local_addr, local_port) = endpoint(r.local);
+                        let (_, remote_addr, remote_port) = endpoint(r.remote);
+                        lifetime
+                            .execute(params![
+                                r.end_ns,
+                                r.start_ns,
+                                r.netns,
+                                family,
+                                &local_addr[..],
+                                local_port,
+                                &remote_addr[..],
+                                remote_port,
+                                r.pid,
+                                r.comm,
+                                r.owner_source,
+                                r.cause,
+                                r.bytes_acked as i64,
+                                r.bytes_received as i64,
+                                r.connect_ns.map(|n| n as i64),
+                                r.handshake_rtt_us,
+                                r.retransmits,
+                                r.srtt_us,
+                                r.min_rtt_us,
+                                r.snd_cwnd,
+                                r.delivery_rate as i64,
+                                r.cookie as i64,
+                                r.names.container,
+                                r.names.image,
+                                r.names.pod,
+                                r.names.namespace,
+                            ])
+                            .map_err(e)?;
+                    }
+                    Row::Transition(t) => {
+                        let (family, local_addr, local_port) = endpoint(t.local);
+                        let (_, remote_addr, remote_port) = endpoint(t.remote);
+                        transition
+                            .execute(params![
+                                t.ts_ns,
+                                t.cookie as i64,
+                                t.netns,
+                                family,
+                                &local_addr[..],
+                                local_port,
+                                &remote_addr[..],
+                                remote_port,
+                                t.old,
+                                t.new,
+                                t.prev_state_ns.map(|n| n as i64),
+                                t.pid,
+                                t.comm,
+                                t.owner_source,
+                                t.synthesized,
+                                t.cause,
+                                t.names.container,
+                                t.names.image,
+                                t.names.pod,
+                                t.names.namespace,
+                            ])
+                            .map_err(e)?;
+                    }
+                }
             }
         }
         tx.commit().map_err(e)
@@ -280,20 +377,28 @@ impl Store {
         len(&self.file) + len(&wal_of(&self.file))
     }
 
-    pub fn rows(&self) -> Result<u64, StoreError> {
+    /// Rows in `table` (lifetimes or transitions).
+    pub fn rows(&self, table: &str) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT count(*) FROM lifetimes", [], |r| r.get::<_, i64>(0))
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n.max(0) as u64)
             .map_err(|e| self.err(e))
     }
 
-    /// Deletes what closed before `before_ns`; returns how many went.
+    /// Deletes what closed (or changed state) before `before_ns`; returns how many
+    /// connections went.
     pub fn expire(&mut self, before_ns: i64) -> Result<u64, StoreError> {
         let n = self
             .conn
             .execute("DELETE FROM lifetimes WHERE end_ns < ?1", [before_ns])
             .map_err(|e| self.err(e))?;
-        if n > 0 {
+        let changes = self
+            .conn
+            .execute("DELETE FROM transitions WHERE ts_ns < ?1", [before_ns])
+            .map_err(|e| self.err(e))?;
+        if n + changes > 0 {
             self.shrink()?;
         }
         Ok(n as u64)
@@ -312,20 +417,28 @@ impl Store {
         // Pages freed in an index are not all given back at once: a few rounds at most.
         for _ in 0..8 {
             let size = self.size();
-            let rows = self.rows()?;
-            if size <= max_bytes || rows == 0 {
+            let rows = (self.rows("lifetimes")?, self.rows("transitions")?);
+            if size <= max_bytes || rows == (0, 0) {
                 break;
             }
+            // The same share of each table, the oldest first.
             let share = ((size - max_bytes) as f64 / size as f64 + 0.1).min(1.0);
-            let doomed = ((rows as f64 * share).ceil() as u64).max(1);
+            let doomed = |n: u64| ((n as f64 * share).ceil() as u64).max(1) as i64;
             gone += self
                 .conn
                 .execute(
                     "DELETE FROM lifetimes WHERE rowid IN \
                      (SELECT rowid FROM lifetimes ORDER BY end_ns LIMIT ?1)",
-                    [doomed as i64],
+                    [doomed(rows.0)],
                 )
                 .map_err(|e| self.err(e))? as u64;
+            self.conn
+                .execute(
+                    "DELETE FROM transitions WHERE rowid IN \
+                     (SELECT rowid FROM transitions ORDER BY ts_ns LIMIT ?1)",
+                    [doomed(rows.1)],
+                )
+                .map_err(|e| self.err(e))?;
             self.shrink()?;
         }
         Ok(gone)
@@ -355,6 +468,22 @@ impl Store {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| self.err(e))
+    }
+
+    /// State changes matching `condition` (as `query`'s), oldest first.
+    pub fn query_transitions(
+        &self,
+        condition: &str,
+        params: &[rusqlite::types::Value],
+    ) -> Result<Vec<TransitionRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TRANSITION_COLUMNS} FROM transitions WHERE {condition} ORDER BY ts_ns"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), transition_row_of)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Rows matching `sql` (a WHERE clause over the columns, with `?N` parameters), oldest
@@ -404,6 +533,38 @@ fn wal_of(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The four name columns from `first` on.
+fn names_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Workload> {
+    Ok(Workload {
+        container: r.get(first)?,
+        image: r.get(first + 1)?,
+        pod: r.get(first + 2)?,
+        namespace: r.get(first + 3)?,
+    })
+}
+
+fn transition_row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransitionRow> {
+    let family: u8 = r.get(3)?;
+    let local: Vec<u8> = r.get(4)?;
+    let remote: Vec<u8> = r.get(6)?;
+    Ok(TransitionRow {
+        ts_ns: r.get(0)?,
+        cookie: r.get::<_, i64>(1)? as u64,
+        netns: r.get(2)?,
+        local: address(family, &local, r.get(5)?),
+        remote: address(family, &remote, r.get(7)?),
+        old: r.get(8)?,
+        new: r.get(9)?,
+        prev_state_ns: r.get::<_, Option<i64>>(10)?.map(|n| n.max(0) as u64),
+        pid: r.get(11)?,
+        comm: r.get(12)?,
+        owner_source: r.get(13)?,
+        synthesized: r.get(14)?,
+        cause: r.get(15)?,
+        names: names_at(r, 16)?,
+    })
+}
+
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifetimeRow> {
     let family: u8 = r.get(3)?;
     let local: Vec<u8> = r.get(4)?;
@@ -428,10 +589,7 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifetimeRow> {
         snd_cwnd: r.get(19)?,
         delivery_rate: r.get::<_, i64>(20)?.max(0) as u64,
         cookie: r.get::<_, i64>(21)? as u64,
-        container: r.get(22)?,
-        image: r.get(23)?,
-        pod: r.get(24)?,
-        namespace: r.get(25)?,
+        names: names_at(r, 22)?,
     })
 }
 
@@ -455,7 +613,10 @@ mod tests {
             comm: Some("curl".to_string()),
             owner_source: "task".to_string(),
             cause: Some("ECONNREFUSED".to_string()),
-            pod: Some("api".to_string()),
+            names: Workload {
+                pod: Some("api".to_string()),
+                ..Workload::default()
+            },
             ..LifetimeRow::default()
         }
     }
@@ -471,15 +632,32 @@ mod tests {
         let dir = temp("rows");
         let mut store = Store::create(&dir).unwrap();
         let rows = vec![row(1_000, "10.0.3.7:5432"), row(2_000, "[2001:db8::7]:443")];
-        store.insert(&rows).unwrap();
+        let change = TransitionRow {
+            ts_ns: 1_200,
+            cookie: u64::MAX,
+            local: "10.0.0.1:40000".parse().ok(),
+            remote: "10.0.3.7:5432".parse().ok(),
+            old: 2,
+            new: 7,
+            prev_state_ns: Some(300),
+            owner_source: "task".to_string(),
+            synthesized: true,
+            cause: Some("ECONNREFUSED".to_string()),
+            ..TransitionRow::default()
+        };
+        let mut written: Vec<Row> = rows.iter().cloned().map(Row::Lifetime).collect();
+        written.push(Row::Transition(change.clone()));
+        store.insert(&written).unwrap();
         drop(store);
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.query("1", &[]).unwrap(), rows);
+        assert_eq!(store.query_transitions("1", &[]).unwrap(), vec![change]);
         assert_eq!(store.host().unwrap(), hostname());
         drop(store);
         let mut store = Store::create(&dir).unwrap();
         assert_eq!(store.expire(1_500).unwrap(), 1);
         assert_eq!(store.query("1", &[]).unwrap(), rows[1..]);
+        assert!(store.query_transitions("1", &[]).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -511,8 +689,8 @@ mod tests {
         let dir = temp("bound");
         let mut store = Store::create(&dir).unwrap();
         for batch in 0..20 {
-            let rows: Vec<LifetimeRow> = (0..500)
-                .map(|i| row(batch * 1_000 + i, "10.0.3.7:5432"))
+            let rows: Vec<Row> = (0..500)
+                .map(|i| Row::Lifetime(row(batch * 1_000 + i, "10.0.3.7:5432")))
                 .collect();
             store.insert(&rows).unwrap();
             store.bound(256 * 1024).unwrap();

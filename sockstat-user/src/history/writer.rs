@@ -13,10 +13,11 @@ use std::{
 };
 
 use super::{
+    Row,
     clickhouse::ClickHouse,
     now_ns,
     spool::{Shipped, Spool},
-    store::{LifetimeRow, Store},
+    store::Store,
 };
 
 /// Rows per transaction at most.
@@ -43,10 +44,13 @@ pub struct Retention {
 pub struct Written {
     /// ClickHouse's side, when that is the destination.
     pub shipped: Option<Shipped>,
+    /// Connections committed, and (`--transitions`) state changes.
     pub rows: u64,
+    pub transitions: u64,
     pub batches: u64,
-    /// Rows a failed commit lost (each failure is also logged).
+    /// What a failed commit lost (each failure is also logged).
     pub failed: u64,
+    pub failed_transitions: u64,
     pub expired: u64,
     /// Rows removed to stay within `max_bytes`.
     pub evicted: u64,
@@ -54,7 +58,7 @@ pub struct Written {
 }
 
 pub struct Writer {
-    queue: Option<SyncSender<LifetimeRow>>,
+    queue: Option<SyncSender<Row>>,
     /// What the thread has done so far, updated after each batch and retry.
     progress: Arc<Mutex<Written>>,
     thread: Option<JoinHandle<Written>>,
@@ -86,7 +90,7 @@ impl Writer {
     }
 
     /// Queues a row; counted as dropped when the queue is full.
-    pub fn push(&mut self, row: LifetimeRow) {
+    pub fn push(&mut self, row: Row) {
         let Some(queue) = &self.queue else {
             self.dropped += 1;
             return;
@@ -134,7 +138,7 @@ pub enum Destination {
 }
 
 impl Destination {
-    fn commit(&mut self, rows: &[LifetimeRow], written: &mut Written) {
+    fn commit(&mut self, rows: &[Row], written: &mut Written) {
         let result = match self {
             Destination::Store(store) => store.insert(rows).map_err(|e| e.to_string()),
             Destination::ClickHouse(sink) => {
@@ -145,14 +149,21 @@ impl Destination {
                 queued
             }
         };
+        let connections = rows
+            .iter()
+            .filter(|r| matches!(r, Row::Lifetime(_)))
+            .count() as u64;
+        let changes = rows.len() as u64 - connections;
         match result {
             Ok(()) => {
-                written.rows += rows.len() as u64;
+                written.rows += connections;
+                written.transitions += changes;
                 written.batches += 1;
             }
             Err(e) => {
-                log::warn!("writing {} connections: {e}", rows.len());
-                written.failed += rows.len() as u64;
+                log::warn!("writing {connections} connections and {changes} transitions: {e}");
+                written.failed += connections;
+                written.failed_transitions += changes;
             }
         }
     }
@@ -196,7 +207,7 @@ impl Destination {
 
 fn write_loop(
     mut destination: Destination,
-    rx: Receiver<LifetimeRow>,
+    rx: Receiver<Row>,
     retention: Retention,
     flush: Duration,
     batch_rows: usize,
@@ -261,6 +272,7 @@ fn apply_retention(store: &mut Store, retention: Retention, written: &mut Writte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::LifetimeRow;
 
     #[test]
     fn a_small_size_bound_makes_small_batches() {
@@ -287,25 +299,25 @@ mod tests {
         .unwrap();
         let now = now_ns();
         for i in 0..(BATCH as i64 + 10) {
-            w.push(LifetimeRow {
+            w.push(Row::Lifetime(LifetimeRow {
                 end_ns: now + i,
                 owner_source: "task".to_string(),
                 ..LifetimeRow::default()
-            });
+            }));
         }
         // One long expired: the first retention pass takes it.
-        w.push(LifetimeRow {
+        w.push(Row::Lifetime(LifetimeRow {
             end_ns: now - 7_200_000_000_000,
             owner_source: "task".to_string(),
             ..LifetimeRow::default()
-        });
+        }));
         assert_eq!(w.dropped(), 0);
         let written = w.finish();
         assert_eq!(written.rows, BATCH as u64 + 11);
         assert_eq!(written.expired, 1);
         assert!(written.batches >= 2);
         let store = Store::open(&dir).unwrap();
-        assert_eq!(store.rows().unwrap(), BATCH as u64 + 10);
+        assert_eq!(store.rows("lifetimes").unwrap(), BATCH as u64 + 10);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

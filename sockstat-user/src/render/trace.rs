@@ -150,6 +150,9 @@ struct SecondPrefixes {
 struct JsonTransition<'a> {
     ts: Shown<Rfc3339<'a>>,
     ts_ns: u64,
+    /// The machine that recorded it (`history --from`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
     cookie: u64,
     netns: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -556,6 +559,18 @@ impl TracePrinter {
         t: &Transition,
         workload: Option<&Workload>,
     ) -> io::Result<()> {
+        self.write_recorded(out, t, workload, None)
+    }
+
+    /// `write_named`, with the host that recorded it (`history --from`: an NDJSON key; in
+    /// text, the caller writes the host first).
+    pub fn write_recorded(
+        &self,
+        out: &mut impl Write,
+        t: &Transition,
+        workload: Option<&Workload>,
+        host: Option<&str>,
+    ) -> io::Result<()> {
         match self.format {
             TraceFormat::Text if let Some(width) = self.narrow => {
                 let prev = t
@@ -627,6 +642,7 @@ impl TracePrinter {
                 let record = JsonTransition {
                     ts: Shown(Rfc3339 { second, nanos }),
                     ts_ns: t.ts_ns,
+                    host,
                     cookie: t.cookie,
                     netns: t.netns,
                     netns_name: self.netns_name(t.netns),

@@ -4,9 +4,11 @@ pub mod churn;
 pub mod farm;
 mod hooks;
 mod load;
+mod record;
 
 pub use hooks::hooks;
 pub use load::load;
+pub use record::record;
 
 use std::{
     fmt::Write as _,
@@ -249,7 +251,13 @@ struct Tracer {
     key: &'static str,
     name: &'static str,
     argv: Vec<String>,
+    /// Runs in the host's namespace rather than the churn's (tcpstates, which needs the
+    /// host's tracefs; a recorder that reaches a server on the host's loopback).
+    outside: bool,
 }
+
+/// The namespace each churn run makes and deletes.
+const CHURN_NS: &str = "sst-bench-trace";
 
 /// What one churn run measured, with or without a tracer.
 struct ChurnRun {
@@ -312,23 +320,41 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Sums "lost N" figures from a tracer's stderr (sockstat's summary, libbpf-tools' lines).
+/// Sums "lost N" figures from a tracer's stderr (sockstat's summary, libbpf-tools' lines;
+/// a recorder's closing line: what the kernel lost, and what the writer or spool dropped).
 fn lost_from(stderr: &str) -> u64 {
-    stderr
+    const RECORDER_LOSSES: [&str; 4] = [
+        " dropped (the writer fell behind)",
+        " lost in writing",
+        " events lost in the kernel",
+        " dropped by --spool-max",
+    ];
+    let recorder: u64 = stderr
         .lines()
-        .filter_map(|l| {
-            if let Some(rest) = l.split(" lost (ring buffer full)").next()
-                && l.contains(" lost (ring buffer full)")
-            {
-                return rest.rsplit(", ").next()?.parse::<u64>().ok();
-            }
-            l.strip_prefix("lost ")?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
+        .filter(|l| l.contains(" connections recorded"))
+        .flat_map(|l| {
+            RECORDER_LOSSES.iter().filter_map(move |phrase| {
+                let before = &l[..l.find(phrase)?];
+                before.rsplit([' ', ',', ';']).next()?.parse::<u64>().ok()
+            })
         })
-        .sum()
+        .sum();
+    recorder
+        + stderr
+            .lines()
+            .filter_map(|l| {
+                if let Some(rest) = l.split(" lost (ring buffer full)").next()
+                    && l.contains(" lost (ring buffer full)")
+                {
+                    return rest.rsplit(", ").next()?.parse::<u64>().ok();
+                }
+                l.strip_prefix("lost ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>()
 }
 
 /// A network namespace (`ip netns add`) with its loopback up, deleted on drop with every
@@ -413,6 +439,7 @@ fn trace_tracers(sockstat: &str, baseline: Option<&Path>) -> Vec<Tracer> {
         argv: std::iter::once(bin.to_string())
             .chain(args.iter().map(|a| a.to_string()))
             .collect(),
+        outside: key == "tcpstates",
     };
     let mut tracers = vec![
         with("text", "sockstat trace > file", sockstat, &["trace"]),
@@ -487,6 +514,12 @@ pub fn trace(
     if !only.is_empty() {
         tracers.retain(|t| only.iter().any(|k| k == t.key));
     }
+    churn_under(tracers, count, rounds)
+}
+
+/// Loopback churn under each of `tracers`, each run between two runs without one; the
+/// report's table.
+fn churn_under(tracers: Vec<Tracer>, count: usize, rounds: usize) -> Result<String> {
     // libbpf-tools attaches classic tracepoints by their tracefs ids; sockstat leaves no
     // tracefs mounted behind it, so the bench mounts one for the whole run.
     let _tracefs = TracefsMount::ensure()?;
@@ -575,7 +608,7 @@ pub fn trace(
 /// runs' connects, a port search through them, so a run's place in the round would decide
 /// its rate), under `tracer` if any.
 fn churn_run(tracer: Option<&Tracer>, port: u16, count: usize) -> Result<ChurnRun> {
-    const NS: &str = "sst-bench-trace";
+    const NS: &str = CHURN_NS;
     let out_file = std::env::temp_dir().join("sockstat-bench-trace.out");
     let err_file = std::env::temp_dir().join("sockstat-bench-trace.err");
     let _ns = Netns::new(NS)?;
@@ -585,7 +618,7 @@ fn churn_run(tracer: Option<&Tracer>, port: u16, count: usize) -> Result<ChurnRu
             // tcpstates traces every namespace, and needs the host's tracefs, which `ip
             // netns exec` hides (it mounts a sysfs of the namespace).
             let mut argv: Vec<String> = Vec::new();
-            if t.key != "tcpstates" {
+            if !t.outside {
                 argv.extend(["ip", "netns", "exec", NS].map(String::from));
             }
             argv.extend(t.argv.iter().cloned());
