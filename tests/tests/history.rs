@@ -310,6 +310,33 @@ fn scripted_mix() -> TestResult {
             "history --transitions: to the closed port {edges:?}; {established} clients reached ESTAB of 5"
         )));
     }
+    // report --history analyses the same recording: twelve connections, the two refusals
+    // by destination and errno, two resets; the alert on failures fires (exit 1).
+    let out = Command::new(sockstat_bin())
+        .args(["report", "--history", "5m", "--store", &store, "--json"])
+        .args(["--alert", "failed-connects >= 2", "--alert", "resets > 2"])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let refusals = format!("127.0.0.1:{closed} ECONNREFUSED");
+    let firing: Vec<bool> = report["alerts"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x["firing"] == true).collect())
+        .unwrap_or_default();
+    if out.status.code() != Some(1)
+        || report["connections"] != 12
+        || report["failed_connects"] != 2
+        || report["resets"] != 2
+        || report["failing_destinations"][0]["key"] != refusals.as_str()
+        || report["failing_destinations"][0]["count"] != 2
+        || firing != [true, false]
+    {
+        return Err(fail(format!(
+            "report --history exited {:?}: {report:#}; {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -367,6 +367,13 @@ fn point_in_time(text: &str) -> Result<PointInTime, String> {
 }
 
 /// `--keep`: an age; 0 keeps everything.
+fn history_age(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?}: give an age such as 1h, 30m or 2d"))
+}
+
 fn retention_age(text: &str) -> Result<std::time::Duration, String> {
     if text == "0" {
         return Ok(std::time::Duration::ZERO);
@@ -733,9 +740,24 @@ pub struct ReportArgs {
     )]
     pub allow_ports: PortList,
     /// Exit 1 when METRIC OP NUMBER holds (repeatable). Metrics: state names, total,
-    /// external, unusual-listeners, close-wait-age (s), time-wait-pct, syn-recv-pct.
+    /// external, unusual-listeners, close-wait-age (s), time-wait-pct, syn-recv-pct; with
+    /// --history: connections, connections-per-second, failed-connects,
+    /// failed-connects-pct, resets, external, short-lived, retransmits.
     #[arg(long, value_name = "EXPR")]
     pub alert: Vec<String>,
+    /// Analyse the connections recorded over this long (e.g. 1h, 30m), from the store
+    /// `sockstat record` fills (or --from a fleet's), instead of the live sockets.
+    #[arg(long, value_name = "AGE", value_parser = history_age)]
+    pub history: Option<std::time::Duration>,
+    /// With --history: the store to read.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE, requires = "history")]
+    pub store: std::path::PathBuf,
+    /// With --history: a fleet's ClickHouse instead (record --sink's URL).
+    #[arg(long, value_name = "URL", value_parser = clickhouse_url, requires = "history", conflicts_with = "store")]
+    pub from: Option<crate::history::clickhouse::Url>,
+    /// With --from: only what this host recorded.
+    #[arg(long, value_name = "NAME", requires = "from")]
+    pub host: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     #[command(flatten)]

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// What a query answered, each row with its host (from ClickHouse).
-enum Answer {
+pub(super) enum Answer {
     Lifetimes(Vec<(Option<String>, LifetimeRow)>),
     Transitions(Vec<(Option<String>, TransitionRow)>),
 }
@@ -38,11 +38,12 @@ impl Answer {
     }
 }
 
-pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+/// What `args` select, from the store or ClickHouse (also `report --history`'s input).
+pub(super) fn fetch(args: &HistoryArgs) -> Result<Answer, UsageError> {
     let filter = Filter::parse(&args.filter, &ParseContext::default())
         .map_err(|e| UsageError(e.to_string()))?;
     let bad = |e: &dyn std::fmt::Display| UsageError(e.to_string());
-    let answer = match &args.from {
+    Ok(match &args.from {
         None => {
             let (condition, params) = query(args, &filter, now_ns(), Dialect::Sqlite)?;
             let store = Store::open(&args.store).map_err(|e| bad(&e))?;
@@ -90,7 +91,11 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
                 )
             }
         }
-    };
+    })
+}
+
+pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    let answer = fetch(args)?;
     // Hosts in a column as wide as the longest (text only; JSON has a key).
     let host_width = answer
         .hosts()

@@ -8,7 +8,11 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{NetnsChoice, UsageError, args::ReportArgs};
+use super::{
+    NetnsChoice, UsageError,
+    args::{HistoryArgs, PointInTime, ReportArgs},
+    history::Answer,
+};
 use crate::{
     diag::{self, Extensions, Query, SocketRecord},
     filter::{Filter, ParseContext, states},
@@ -17,6 +21,7 @@ use crate::{
     report::{
         analysis::{self, Labeled, Settings},
         ports::PortSettings,
+        recorded,
     },
 };
 
@@ -51,6 +56,9 @@ fn collect_here(proc_net: &std::path::Path) -> anyhow::Result<Collected> {
 }
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(age) = args.history {
+        return recorded(args, age);
+    }
     let alerts = crate::alert::parse_all(&args.alert, &analysis::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
     let filter = Filter::parse(&args.filter, &ParseContext::default())
@@ -142,4 +150,65 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `report --history AGE`: the recorded connections of the last AGE, analysed.
+fn recorded(args: &ReportArgs, age: std::time::Duration) -> anyhow::Result<ExitCode> {
+    if args.ns.all_netns || args.ns.one.net.is_some() {
+        return Err(UsageError(
+            "report --history reads recorded connections, each with its namespace: -N and --all-netns do not apply (select with a filter, --pod or --host)".to_string(),
+        )
+        .into());
+    }
+    let alerts = crate::alert::parse_all(&args.alert, &recorded::metric_names())
+        .map_err(|e| UsageError(e.to_string()))?;
+    let until = crate::history::now_ns();
+    let since = until.saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
+    let selection = HistoryArgs {
+        store: args.store.clone(),
+        from: args.from.clone(),
+        host: args.host.clone(),
+        since: PointInTime::At(at(since)),
+        until: Some(PointInTime::At(at(until))),
+        pid: None,
+        comm: None,
+        workload: args.workload.clone(),
+        transitions: false,
+        json: false,
+        no_header: false,
+        filter: args.filter.clone(),
+    };
+    let Answer::Lifetimes(rows) = super::history::fetch(&selection)? else {
+        return Err(
+            UsageError("the store answered with transitions, not connections".to_string()).into(),
+        );
+    };
+    let rfc3339 = |ns: i64| humantime::format_rfc3339_seconds(at(ns)).to_string();
+    let mut report = recorded::analyse(
+        &rows,
+        (since, until),
+        (rfc3339(since), rfc3339(until)),
+        crate::services::ephemeral_range(),
+    );
+    report.alerts = alerts
+        .iter()
+        .map(|a| a.check(|m| report.metric(m)))
+        .collect();
+    let mut out = io::stdout().lock();
+    if args.json {
+        crate::render::json_line(&mut out, &report)?;
+    } else {
+        crate::render::report::write_recorded_text(&mut out, &report)?;
+    }
+    out.flush()?;
+    Ok(if report.alerts.iter().any(|a| a.firing) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Wall-clock nanoseconds as a time.
+fn at(ns: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64)
 }

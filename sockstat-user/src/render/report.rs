@@ -1,7 +1,13 @@
 //! `sockstat report` as text: sections, bars and findings.
 use std::io::{self, Write};
 
-use crate::report::analysis::Report;
+use crate::{
+    alert::AlertStatus,
+    report::{
+        analysis::{Count, Report},
+        recorded::RecordedReport,
+    },
+};
 
 pub fn write_text(out: &mut impl Write, r: &Report) -> io::Result<()> {
     writeln!(out, "Namespaces: {}", r.namespaces.join(", "))?;
@@ -142,12 +148,72 @@ pub fn write_text(out: &mut impl Write, r: &Report) -> io::Result<()> {
             )?;
         }
     }
-    if !r.alerts.is_empty() {
+    write_alerts(out, &r.alerts)
+}
+
+fn write_alerts(out: &mut impl Write, alerts: &[AlertStatus]) -> io::Result<()> {
+    if !alerts.is_empty() {
         writeln!(out, "\nAlerts:")?;
-        for a in &r.alerts {
+        for a in alerts {
             let state = if a.firing { "FIRING" } else { "ok" };
             writeln!(out, "  {state:<6} {} (value {})", a.alert, a.value)?;
         }
     }
     Ok(())
+}
+
+fn write_counts(out: &mut impl Write, title: &str, counts: &[Count]) -> io::Result<()> {
+    writeln!(out, "\n{title}:")?;
+    if counts.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for c in counts {
+        writeln!(out, "  {:<48} {:>7}", c.key, c.count)?;
+    }
+    Ok(())
+}
+
+/// `report --history`: the recorded connections of a time range.
+pub fn write_recorded_text(out: &mut impl Write, r: &RecordedReport) -> io::Result<()> {
+    writeln!(out, "Recorded connections from {} to {}", r.since, r.until)?;
+    if !r.hosts.is_empty() {
+        writeln!(out, "Hosts: {}", r.hosts.join(", "))?;
+    }
+    writeln!(
+        out,
+        "Connections: {} ({:.2}/s), {} closed within a second; {} failed connects; {} ended by a reset; {} retransmits",
+        r.connections, r.per_second, r.short_lived, r.failed_connects, r.resets, r.retransmits
+    )?;
+    if !r.pods.is_empty() {
+        writeln!(out, "\nPods and containers:")?;
+        writeln!(
+            out,
+            "  {:<40} {:>11} {:>15} {:>7} {:>8}",
+            "POD", "CONNECTIONS", "FAILED-CONNECTS", "RESETS", "EXTERNAL"
+        )?;
+        for p in &r.pods {
+            writeln!(
+                out,
+                "  {:<40} {:>11} {:>15} {:>7} {:>8}",
+                p.pod, p.connections, p.failed_connects, p.resets, p.external
+            )?;
+        }
+    }
+    write_counts(out, "How they ended", &r.endings)?;
+    write_counts(
+        out,
+        "Failed connects, by destination and errno",
+        &r.failing_destinations,
+    )?;
+    write_counts(out, "Resets, by peer", &r.resetting_peers)?;
+    write_counts(out, "Top remote addresses", &r.top_remote)?;
+    write_counts(out, "Top remote ports", &r.top_remote_ports)?;
+    write_counts(
+        out,
+        "External peers (outside loopback, private, link-local and CGNAT)",
+        &r.external,
+    )?;
+    write_counts(out, "Owners", &r.owners)?;
+    write_counts(out, "Retransmits, by peer", &r.retransmitting_peers)?;
+    write_alerts(out, &r.alerts)
 }

@@ -263,6 +263,16 @@ impl Report {
     }
 }
 
+/// A port as the report counts it: outgoing connections each take an ephemeral port, so
+/// the ephemeral range is one group that says how many.
+pub fn port_group(port: u16, (low, high): (u16, u16)) -> String {
+    if (low..=high).contains(&port) {
+        format!("{low}-{high} (ephemeral)")
+    } else {
+        port.to_string()
+    }
+}
+
 /// Loopback, private (RFC 1918, ULA), link-local, CGNAT (RFC 6598) and unspecified
 /// addresses are internal; anything else is an external peer.
 pub fn is_internal(ip: IpAddr) -> bool {
@@ -453,14 +463,10 @@ impl Tally {
         }
         if !peer.ip().is_unspecified() {
             *self.remote.entry(peer.ip().to_string()).or_default() += 1;
-            // Outgoing connections each take an ephemeral port: one group says how many.
-            let (low, high) = s.ephemeral;
-            let port = if (low..=high).contains(&local.port()) {
-                format!("{low}-{high} (ephemeral)")
-            } else {
-                local.port().to_string()
-            };
-            *self.ports.entry(port).or_default() += 1;
+            *self
+                .ports
+                .entry(port_group(local.port(), s.ephemeral))
+                .or_default() += 1;
             if !is_internal(peer.ip()) {
                 self.external.push(Connection {
                     netns: netns.clone(),

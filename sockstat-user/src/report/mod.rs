@@ -2,3 +2,4 @@
 pub mod analysis;
 pub mod leaks;
 pub mod ports;
+pub mod recorded;
