@@ -175,6 +175,8 @@ fn scripted_mix() -> TestResult {
     abort_on_close(&aborted).map_err(fail)?;
     drop(aborted);
     std::thread::sleep(Duration::from_millis(1500));
+    // The moment top --replay is asked about: the long connection still open.
+    let mid = wall_ns();
     drop(long);
     let mut byte = [0u8; 1];
     let _ = (&long_server).read(&mut byte);
@@ -308,6 +310,48 @@ fn scripted_mix() -> TestResult {
     {
         return Err(fail(format!(
             "history --transitions: to the closed port {edges:?}; {established} clients reached ESTAB of 5"
+        )));
+    }
+    // top --replay rebuilds that moment from the transitions: the listener, the long
+    // connection's two ends, and the three normal clients in TIME-WAIT.
+    let out = Command::new(sockstat_bin())
+        .args([
+            "top",
+            "--replay",
+            &store,
+            "--at",
+            &utc(mid)?,
+            "--once",
+            "--json",
+        ])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let mut states: Vec<(String, u64)> = snap["states"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["count"].as_u64().unwrap_or(0) > 0)
+                .map(|s| {
+                    (
+                        s["state"].as_str().unwrap_or("?").to_string(),
+                        s["count"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    states.sort();
+    let want = [
+        ("ESTAB".to_string(), 2),
+        ("LISTEN".to_string(), 1),
+        ("TIME-WAIT".to_string(), 3),
+    ];
+    if !out.status.success() || states != want || snap["source"]["kind"] != "recorded" {
+        return Err(fail(format!(
+            "top --replay at the long connection: {states:?}, not {want:?} ({}; {})",
+            snap["source"],
+            String::from_utf8_lossy(&out.stderr)
         )));
     }
     // report --history analyses the same recording: twelve connections, the two refusals

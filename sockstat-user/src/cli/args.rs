@@ -639,6 +639,17 @@ pub struct TopArgs {
     /// Poll sock_diag instead of loading the kernel programs (no per-edge data).
     #[arg(long)]
     pub poll: bool,
+    /// Show the dashboard as it was, rebuilt from what `record --transitions` kept: a
+    /// store directory, or a fleet's clickhouse:// URL. Prints it once (--once --json:
+    /// JSON).
+    #[arg(long, value_name = "DIR|URL", conflicts_with = "poll")]
+    pub replay: Option<String>,
+    /// With --replay: the moment, an age (10m) or a UTC time (default: now).
+    #[arg(long, value_name = "AGE|TIME", value_parser = point_in_time, requires = "replay")]
+    pub at: Option<PointInTime>,
+    /// With --replay from ClickHouse: only what this host recorded.
+    #[arg(long, value_name = "NAME", requires = "replay")]
+    pub host: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     #[command(flatten)]

@@ -183,6 +183,8 @@ async fn serve(
     let source = match feed.source() {
         DataSource::Ebpf { hook, .. } => format!("ebpf {hook}"),
         DataSource::Polling { reason } => format!("polling ({reason})"),
+        // serve runs on a live feed.
+        DataSource::Recorded { from, .. } => format!("recorded ({from})"),
     };
     let interval = Duration::from_secs_f64(args.interval);
     let (resets, drops) = feed.probe().map_or_else(Default::default, |p| {

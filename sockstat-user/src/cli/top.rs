@@ -22,7 +22,8 @@ use crate::{
     filter::Filter,
     live::{
         Output, clock,
-        dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
+        dashboard::{Dashboard, DataSource, Snapshot, SnapshotContext, SortBy},
+        replay::Change,
     },
     procs::workload::{SharedNames, Workload, WorkloadFilter},
     render::top::{self as screen, UiState},
@@ -36,6 +37,9 @@ pub fn run(args: &TopArgs) -> anyhow::Result<ExitCode> {
     let filter = parse_filter(&filter_text, args).map_err(UsageError)?;
     let alerts = crate::alert::parse_all(&args.alert, &Snapshot::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
+    if let Some(source) = &args.replay {
+        return replay(args, source, (&filter, &filter_text), &alerts);
+    }
     let netns = super::NetnsChoice::open(&args.ns.one)?.inode();
     let user = super::user_of(&args.privilege)?;
     let interactive = io::stdout().is_terminal() && io::stdin().is_terminal();
@@ -446,12 +450,129 @@ async fn once(
         SortBy::Connections,
         alerts,
     ));
+    print_once(args, &snap)
+}
+
+/// How far before `--at` a replay reads changes to rebuild the sockets open then: a
+/// socket whose last change is older is not known to it.
+const REPLAY_LOOKBACK: Duration = Duration::from_secs(3600);
+/// The last stretch before `--at` that the dashboard observes and samples, interval by
+/// interval: its one-minute history and the churn window.
+const REPLAY_SAMPLED: Duration = Duration::from_secs(120);
+
+/// `top --replay SRC --at T`: the dashboard as of T, from recorded state changes.
+fn replay(
+    args: &TopArgs,
+    source: &str,
+    (filter, filter_text): (&Filter, &str),
+    alerts: &[Alert],
+) -> anyhow::Result<ExitCode> {
+    use super::args::{HistoryArgs, PointInTime};
+    if args.ns.all_netns || args.ns.one.net.is_some() {
+        return Err(UsageError(
+            "top --replay shows what was recorded, each socket with its namespace: -N and --all-netns do not apply".to_string(),
+        )
+        .into());
+    }
+    let from = if source.starts_with("clickhouse://") {
+        Some(
+            source
+                .parse::<crate::history::clickhouse::Url>()
+                .map_err(|e| UsageError(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let now = crate::history::now_ns();
+    let at = args.at.map_or(now, |p| p.ns(now)).max(0);
+    let since = at.saturating_sub(REPLAY_LOOKBACK.as_nanos() as i64);
+    let wall = |ns: i64| std::time::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+    let selection = HistoryArgs {
+        store: std::path::PathBuf::from(source),
+        from,
+        host: args.host.clone(),
+        since: PointInTime::At(wall(since)),
+        // The moment itself included.
+        until: Some(PointInTime::At(wall(at + 1))),
+        pid: None,
+        comm: None,
+        workload: Default::default(),
+        transitions: true,
+        json: false,
+        no_header: false,
+        filter: Vec::new(),
+    };
+    let super::history::Answer::Transitions(rows) = super::history::fetch(&selection)? else {
+        return Err(
+            UsageError("the store answered with connections, not transitions".into()).into(),
+        );
+    };
+    if rows.is_empty() {
+        return Err(UsageError(format!(
+            "{source}: no state changes recorded in the hour before {}: top --replay needs `sockstat record --transitions`",
+            humantime::format_rfc3339_seconds(wall(at))
+        ))
+        .into());
+    }
+    let selected = args.workload.filter();
+    let changes: Vec<Change> = rows
+        .iter()
+        .filter_map(|(_, r)| crate::history::transition_of(r))
+        .map(|(transition, names)| Change {
+            wanted: selected.as_ref().is_none_or(|f| f.matches(Some(&names))),
+            group: names.group().map(Arc::from),
+            transition,
+        })
+        .collect();
+    let interval = Duration::from_secs_f64(args.interval).as_nanos() as u64;
+    let at = at as u64;
+    let sampled_from = at.saturating_sub(REPLAY_SAMPLED.as_nanos() as u64);
+    let mut dash = Dashboard::new(args.interval, true, sampled_from);
+    crate::live::replay::replay(
+        &mut dash,
+        &changes,
+        (sampled_from, at, interval),
+        |c| {
+            let t = &c.transition;
+            c.wanted
+                && filter.matches_tcp_states(
+                    &[t.old.kernel_number(), t.new.kernel_number()],
+                    t.local,
+                    t.remote,
+                )
+        },
+        |state, local, remote| filter.matches_tcp(state.kernel_number(), local, remote),
+    );
+    let snap = dash.snapshot(SnapshotContext {
+        source: DataSource::Recorded {
+            from: source.to_string(),
+            at: humantime::format_rfc3339_seconds(wall(at as i64)).to_string(),
+        },
+        filter: filter_text.to_string(),
+        paused: false,
+        sort: SortBy::Connections,
+        // What the recorder lost was said in its closing line; it is not in the store.
+        lost_events: None,
+        missed_runs: None,
+        skipped_netns: Vec::new(),
+        repairs: 0,
+        synthesized: changes
+            .iter()
+            .filter(|c| c.transition.source == crate::live::Source::Synthesized)
+            .count() as u64,
+        alerts,
+    });
+    print_once(args, &snap)
+}
+
+/// One snapshot on stdout (`--json`: NDJSON); exit 1 when an alert fires.
+fn print_once(args: &TopArgs, snap: &Snapshot) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     if args.json {
-        crate::render::json_line(&mut out, &snap)?;
+        crate::render::json_line(&mut out, snap)?;
     } else {
         let size = ratatui::crossterm::terminal::size().unwrap_or((120, 40));
-        screen::write_once(&mut out, &snap, size)?;
+        screen::write_once(&mut out, snap, size)?;
     }
     out.flush()?;
     Ok(if snap.alerts.iter().any(|a| a.firing) {

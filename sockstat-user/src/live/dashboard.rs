@@ -50,6 +50,8 @@ pub enum DataSource {
     },
     /// sock_diag dumps each interval: states and counts only.
     Polling { reason: String },
+    /// `top --replay`: recorded state changes, as of a moment.
+    Recorded { from: String, at: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -6,6 +6,7 @@ mod baseline;
 mod cause;
 pub mod clock;
 pub mod dashboard;
+pub mod replay;
 mod table;
 mod timeline;
 mod tw_table;

@@ -231,6 +231,10 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
             format!("polling sock_diag: {reason}"),
             Style::new().fg(Color::Yellow),
         ),
+        DataSource::Recorded { from, at } => Span::styled(
+            format!("replay of {from} at {at}"),
+            Style::new().fg(Color::Cyan),
+        ),
     };
     // Unreadable counters are shown as such, never as 0.
     let known = |n: Option<u64>| n.map_or_else(|| "?".to_string(), |n| n.to_string());
@@ -421,7 +425,7 @@ fn draw_machine(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
     let block = panel(ui, Panel::Machine, Panel::Machine.title().to_string());
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let per_edge = matches!(snap.source, DataSource::Ebpf { .. });
+    let per_edge = !matches!(snap.source, DataSource::Polling { .. });
     let pad = inner.width.saturating_sub(diagram::WIDTH) / 2;
     let target = Rect {
         x: inner.x + pad,
