@@ -254,6 +254,9 @@ struct Tracer {
     /// Runs in the host's namespace rather than the churn's (tcpstates, which needs the
     /// host's tracefs; a recorder that reaches a server on the host's loopback).
     outside: bool,
+    /// A directory emptied before each run (a recorder's store, so every run starts from
+    /// the same empty one).
+    fresh: Option<std::path::PathBuf>,
 }
 
 /// The namespace each churn run makes and deletes.
@@ -440,6 +443,7 @@ fn trace_tracers(sockstat: &str, baseline: Option<&Path>) -> Vec<Tracer> {
             .chain(args.iter().map(|a| a.to_string()))
             .collect(),
         outside: key == "tcpstates",
+        fresh: None,
     };
     let mut tracers = vec![
         with("text", "sockstat trace > file", sockstat, &["trace"]),
@@ -617,6 +621,9 @@ fn churn_run(tracer: Option<&Tracer>, port: u16, count: usize) -> Result<ChurnRu
         Some(t) => {
             // tcpstates traces every namespace, and needs the host's tracefs, which `ip
             // netns exec` hides (it mounts a sysfs of the namespace).
+            if let Some(dir) = &t.fresh {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             let mut argv: Vec<String> = Vec::new();
             if !t.outside {
                 argv.extend(["ip", "netns", "exec", NS].map(String::from));

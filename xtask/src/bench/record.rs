@@ -43,6 +43,7 @@ pub fn record(root: &Path, rounds: usize) -> Result<String> {
                 "0".into(),
             ],
             outside: false,
+            fresh: Some(embedded.clone()),
         },
         Tracer {
             key: "record-clickhouse",
@@ -61,6 +62,7 @@ pub fn record(root: &Path, rounds: usize) -> Result<String> {
                 spool.display().to_string(),
             ],
             outside: true,
+            fresh: None,
         },
     ];
     let mut report = super::churn_under(tracers, 40_000, rounds)?;
