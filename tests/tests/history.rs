@@ -312,6 +312,28 @@ fn scripted_mix() -> TestResult {
             "history --transitions: to the closed port {edges:?}; {established} clients reached ESTAB of 5"
         )));
     }
+    // In text, each line starts with the local date before trace's time of day.
+    let text = Command::new(sockstat_bin())
+        .args(["history", "--store", &store, "--since", "5m"])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8_lossy(&text.stdout);
+    let today = Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    let mut lines = text.lines();
+    let header_ok = lines
+        .next()
+        .is_some_and(|h| h.starts_with("DATE       TIME"));
+    // Just after midnight the first connections may carry yesterday's date.
+    if !header_ok
+        || lines.clone().count() != 12
+        || !lines.last().is_some_and(|l| l.starts_with(&today))
+    {
+        return Err(fail(format!("history's text output:\n{text}")));
+    }
     // top --replay rebuilds that moment from the transitions: the listener, the long
     // connection's two ends, and the three normal clients in TIME-WAIT.
     let out = Command::new(sockstat_bin())

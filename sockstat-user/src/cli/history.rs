@@ -116,19 +116,26 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     printer.set_width(None);
     let mut out = BufWriter::new(io::stdout().lock());
     let written = (|| -> io::Result<()> {
-        let lead = |out: &mut BufWriter<_>, host: Option<&str>| match host_width {
-            Some(w) => write!(out, "{:<w$} ", host.unwrap_or("-")),
-            None => Ok(()),
+        // Text lines start with the host (from a fleet) and the local date: trace's TIME
+        // column is the time of day, and a recording spans days.
+        let lead = |out: &mut BufWriter<_>, host: Option<&str>, date: &str| {
+            if args.json {
+                return Ok(());
+            }
+            if let Some(w) = host_width {
+                write!(out, "{:<w$} ", host.unwrap_or("-"))?;
+            }
+            write!(out, "{date:<10} ")
         };
         if !args.no_header && !args.json {
-            lead(&mut out, Some("HOST"))?;
+            lead(&mut out, Some("HOST"), "DATE")?;
             printer.write_header(&mut out, !args.transitions)?;
         }
         match &answer {
             Answer::Lifetimes(rows) => {
                 for (host, row) in rows {
                     if let Some((lifetime, names)) = lifetime_of(row) {
-                        lead(&mut out, host.as_deref())?;
+                        lead(&mut out, host.as_deref(), &local_date(row.end_ns))?;
                         printer.write_lifetime_named(
                             &mut out,
                             &lifetime,
@@ -141,7 +148,7 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
             Answer::Transitions(rows) => {
                 for (host, row) in rows {
                     if let Some((transition, names)) = transition_of(row) {
-                        lead(&mut out, host.as_deref())?;
+                        lead(&mut out, host.as_deref(), &local_date(row.ts_ns))?;
                         printer.write_recorded(
                             &mut out,
                             &transition,
@@ -160,6 +167,13 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow::Error::new(e).context("writing output")),
     }
+}
+
+/// The local date of a wall-clock time, as the TIME column is local.
+fn local_date(ns: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+    let local: chrono::DateTime<chrono::Local> = at.into();
+    local.format("%Y-%m-%d").to_string()
 }
 
 /// The WHERE clause and its parameters: open at some time in [since, until), the filter,
