@@ -50,6 +50,8 @@ fn run_all() -> TestResult {
         "time-wait-churn",
         "abort",
         "simultaneous-open",
+        "unread-close",
+        "listener-close",
     ];
     if names != want {
         return Err(fail(format!("exercises run: {names:?}")));

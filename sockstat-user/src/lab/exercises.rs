@@ -72,6 +72,16 @@ pub const EXERCISES: &[Exercise] = &[
         teaches: "both sides connect() to each other at once: SYN-SENT -> SYN-RECV -> ESTAB",
         run: simultaneous_open,
     },
+    Exercise {
+        name: "unread-close",
+        teaches: "close() with data still unread sends an RST, not a FIN: ESTAB -> CLOSE on both sides, no TIME-WAIT",
+        run: unread_close,
+    },
+    Exercise {
+        name: "listener-close",
+        teaches: "a listener closed with connections still in its accept queue: LISTEN -> CLOSE, and every queued connection is reset",
+        run: listener_close,
+    },
 ];
 
 const SERVER: &str = "127.0.0.1:8080";
@@ -1029,6 +1039,198 @@ pub fn names() -> Vec<&'static str> {
 
 pub fn find(name: &str) -> Option<&'static Exercise> {
     EXERCISES.iter().find(|e| e.name == name)
+}
+
+/// How the server side left: the cause its close was given.
+fn close_cause(lab: &Lab, local: SocketAddr) -> String {
+    lab.tracer
+        .transitions
+        .iter()
+        .filter(|t| t.local == local)
+        .find_map(|t| t.cause)
+        .map(|c| c.name())
+        .unwrap_or_default()
+}
+
+/// Whether `read()` on `s` fails with ECONNRESET (the peer's RST), and what it gave.
+fn read_reset(s: &mut TcpStream) -> (bool, String) {
+    let mut buf = [0u8; 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => return (false, "EOF (a FIN)".to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (true, "ECONNRESET".to_string());
+            }
+            Err(e) => return (false, e.to_string()),
+        }
+    }
+}
+
+fn unread_close(lab: &mut Lab) -> Result<Outcome, LabError> {
+    let host = single_host(lab)?;
+    let (_listener, mut client, server) = open_loopback(lab, &host)?;
+    let c = endpoints(&client)?;
+    let s = endpoints(&server)?;
+    lab.step("client: write() 5 bytes; the server never reads them");
+    client.write_all(b"hello").map_err(io("write"))?;
+    settle(lab);
+    lab.step("server: close() with the 5 bytes unread: RFC 2525 says reset, and Linux does");
+    drop(server);
+    settle(lab);
+    let (reset, read) = read_reset(&mut client);
+    drop(client);
+    settle(lab);
+    let (client_cause, server_cause) = (close_cause(lab, c.0), close_cause(lab, s.0));
+    let time_wait = dump_tcp(&host)?
+        .iter()
+        .filter(|r| r.state == TimeWait.kernel_number())
+        .count();
+    Ok(Outcome {
+        roles: vec![
+            role(
+                lab,
+                "client",
+                c,
+                steps(&[
+                    &CLIENT_OPEN,
+                    &[step(
+                        Established,
+                        Close,
+                        "the server's RST arrived: the connection is reset",
+                    )],
+                ]),
+            ),
+            role(
+                lab,
+                "server",
+                s,
+                steps(&[
+                    &CHILD_OPEN,
+                    &[step(
+                        Established,
+                        Close,
+                        "close() found unread data: RST sent instead of a FIN, the socket is gone",
+                    )],
+                ]),
+            ),
+        ],
+        facts: vec![
+            Fact::new("client read()", "ECONNRESET", read, reset),
+            Fact::new(
+                "server close cause",
+                "rst-out",
+                &server_cause,
+                server_cause == "rst-out",
+            ),
+            Fact::new(
+                "client close cause",
+                "rst-in",
+                &client_cause,
+                client_cause == "rst-in",
+            ),
+            Fact::new(
+                "TIME-WAIT sockets",
+                "0",
+                time_wait.to_string(),
+                time_wait == 0,
+            ),
+        ],
+        notes: vec![
+            "The same close() after reading everything would send a FIN (see active-close): the unread bytes are what turn it into an abort, so the peer learns its data was never consumed.".into(),
+        ],
+    })
+}
+
+/// Connections left in the accept queue by `listener-close`.
+const QUEUED: usize = 3;
+
+fn listener_close(lab: &mut Lab) -> Result<Outcome, LabError> {
+    let host = single_host(lab)?;
+    lab.step(&format!("server: listen() on {SERVER}, and never accept()"));
+    let listener = listen_on(&host, SERVER, 16)?;
+    let mut clients = Vec::new();
+    for i in 1..=QUEUED {
+        lab.step(&format!(
+            "client {i}: connect(): the handshake completes and the connection waits in the accept queue"
+        ));
+        let client = connect(&host, SERVER)?;
+        // Asked now: once reset, a socket has no peer to name.
+        let ends = endpoints(&client)?;
+        clients.push((client, ends));
+    }
+    settle(lab);
+    lab.step("server: close() the listener: LISTEN -> CLOSE, and each queued connection is reset");
+    drop(listener);
+    settle(lab);
+    let mut roles = vec![RoleResult::new(
+        format!("listener {SERVER}"),
+        vec![
+            LISTEN,
+            step(
+                Listen,
+                Close,
+                "close() on the listener: it stops listening, and the queue goes with it",
+            ),
+        ],
+        lab.tracer
+            .listener_cookie(addr(SERVER))
+            .map(|c| lab.tracer.path(c))
+            .unwrap_or_default(),
+    )];
+    let mut facts = Vec::new();
+    for (i, (client, c)) in clients.iter_mut().enumerate() {
+        let c = *c;
+        let (reset, read) = read_reset(client);
+        facts.push(Fact::new(
+            format!("client {} read()", i + 1),
+            "ECONNRESET",
+            read,
+            reset,
+        ));
+        roles.push(role(
+            lab,
+            &format!("client {}", i + 1),
+            c,
+            steps(&[
+                &CLIENT_OPEN,
+                &[step(
+                    Established,
+                    Close,
+                    "the queued connection's RST arrived: reset",
+                )],
+            ]),
+        ));
+        roles.push(role(
+            lab,
+            &format!("queued {}", i + 1),
+            (c.1, c.0),
+            steps(&[
+                &CHILD_OPEN,
+                &[step(
+                    Established,
+                    Close,
+                    "never accepted: the listener's close aborts it with an RST",
+                )],
+            ]),
+        ));
+    }
+    drop(clients);
+    settle(lab);
+    let left = dump_tcp(&host)?.len();
+    facts.push(Fact::new(
+        "sockets left in the namespace",
+        "0",
+        left.to_string(),
+        left == 0,
+    ));
+    Ok(Outcome {
+        roles,
+        facts,
+        notes: vec![
+            "The queued connections were ESTABLISHED on both sides: the handshake needs no accept(). Only the listener's close tells their clients that nobody will ever read.".into(),
+        ],
+    })
 }
 
 #[cfg(test)]
