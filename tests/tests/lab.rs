@@ -51,6 +51,7 @@ fn run_all() -> TestResult {
         "abort",
         "simultaneous-open",
         "unread-close",
+        "keepalive-death",
         "listener-close",
     ];
     if names != want {

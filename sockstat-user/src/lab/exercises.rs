@@ -78,6 +78,11 @@ pub const EXERCISES: &[Exercise] = &[
         run: unread_close,
     },
     Exercise {
+        name: "keepalive-death",
+        teaches: "an idle connection whose peer fell silent: keepalive probes go unanswered, then ESTAB -> CLOSE with ETIMEDOUT",
+        run: keepalive_death,
+    },
+    Exercise {
         name: "listener-close",
         teaches: "a listener closed with connections still in its accept queue: LISTEN -> CLOSE, and every queued connection is reset",
         run: listener_close,
@@ -1231,6 +1236,127 @@ fn listener_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             "The queued connections were ESTABLISHED on both sides: the handshake needs no accept(). Only the listener's close tells their clients that nobody will ever read.".into(),
         ],
     })
+}
+
+/// Keepalive for `keepalive-death`: first probe after this many idle seconds, then one a
+/// second, and death after `KEEPALIVE_PROBES` unanswered.
+const KEEPALIVE_IDLE: i32 = 1;
+const KEEPALIVE_PROBES: i32 = 3;
+
+fn set_keepalive(s: &TcpStream) -> Result<(), LabError> {
+    let fd = s.as_raw_fd();
+    for (level, name, value) in [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES),
+    ] {
+        // SAFETY: setsockopt with a c_int option value on an open socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(LabError::Io {
+                what: "keepalive socket options".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn keepalive_death(lab: &mut Lab) -> Result<Outcome, LabError> {
+    let pair = pair(lab)?;
+    let server_at: &'static str = "10.200.0.2:8080";
+    let listener = listen_on(&pair.b, server_at, 16)?;
+    lab.step("host a connects to host b; host b accepts; nobody sends anything");
+    let mut client = connect(&pair.a, server_at)?;
+    let (server, _) = listener.accept().map_err(io("accept"))?;
+    let c = endpoints(&client)?;
+    let s = endpoints(&server)?;
+    lab.step(&format!(
+        "host a: SO_KEEPALIVE with TCP_KEEPIDLE {KEEPALIVE_IDLE} s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT {KEEPALIVE_PROBES}"
+    ));
+    set_keepalive(&client)?;
+    settle(lab);
+    let probes_before = super::tcp_ext(&pair.a, "TCPKeepAlive")?;
+    lab.step("host b falls silent: host a's packets to it are held from now on");
+    pair.hold_a(true)?;
+    let started = Instant::now();
+    client
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(io("read timeout"))?;
+    let mut buf = [0u8; 1];
+    let read = client.read(&mut buf);
+    let took = started.elapsed().as_secs_f64();
+    let errno = read.as_ref().err().and_then(std::io::Error::raw_os_error);
+    let probes = super::tcp_ext(&pair.a, "TCPKeepAlive")?.saturating_sub(probes_before);
+    settle(lab);
+    let cause = close_cause(lab, c.0);
+    let outcome = Outcome {
+        roles: vec![
+            role(
+                lab,
+                "client",
+                c,
+                steps(&[
+                    &CLIENT_OPEN,
+                    &[step(
+                        Established,
+                        Close,
+                        "idle, probed, never answered: the kernel gives up with ETIMEDOUT",
+                    )],
+                ]),
+            ),
+            role(
+                lab,
+                "server",
+                s,
+                steps(&[&CHILD_OPEN]),
+            ),
+        ],
+        facts: vec![
+            Fact::new(
+                "host a read() error",
+                "ETIMEDOUT",
+                errno_text(errno),
+                errno == Some(libc::ETIMEDOUT),
+            ),
+            // The kernel resets the connection as it gives up, then reports ETIMEDOUT: the
+            // close carries the RST it saw sent.
+            Fact::new(
+                "client close cause",
+                "rst-out",
+                &cause,
+                cause == "rst-out",
+            ),
+            Fact::new(
+                "keepalive probes sent (TcpExt TCPKeepAlive)",
+                KEEPALIVE_PROBES.to_string(),
+                probes.to_string(),
+                probes == KEEPALIVE_PROBES as u64,
+            ),
+            Fact::new(
+                "time until the connection died",
+                "about 4 s (1 s idle, 3 probes 1 s apart)",
+                format!("{took:.1} s"),
+                (3.0..8.0).contains(&took),
+            ),
+        ],
+        notes: vec![
+            "As it gives up, Linux sends an RST (reason tcp-keepalive-timeout from 6.10 on) in case the peer is still there, then reports ETIMEDOUT to the application: the close shows rst-out, read() shows ETIMEDOUT.".into(),
+            "Host b never learns of it: its side stays ESTABLISHED until it sends something, and the RST that answers tells it then.".into(),
+        ],
+    };
+    pair.release()?;
+    drop((client, server));
+    Ok(outcome)
 }
 
 #[cfg(test)]
