@@ -171,8 +171,7 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
 
 /// The local date of a wall-clock time, as the TIME column is local.
 fn local_date(ns: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    let local: chrono::DateTime<chrono::Local> = at.into();
+    let local: chrono::DateTime<chrono::Local> = crate::history::system_time(ns).into();
     local.format("%Y-%m-%d").to_string()
 }
 

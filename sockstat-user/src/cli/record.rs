@@ -153,12 +153,8 @@ async fn record(
     }
     pipeline.finish(&mut outputs);
     outputs.drain(..).for_each(|o| recorder.observe(&o));
-    let lost = pipeline
-        .probe()
-        .counters()
-        .map(|c| c.dropped().to_string())
-        .unwrap_or_else(|e| format!("an unknown number of (the counters could not be read: {e})"));
+    let summary = recorder.finish(Some(pipeline.probe()));
     drop(pipeline);
-    eprintln!("sockstat: {}", recorder.finish(&lost));
+    eprintln!("sockstat: {summary}");
     Ok(ExitCode::SUCCESS)
 }

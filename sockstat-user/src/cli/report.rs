@@ -162,14 +162,15 @@ fn recorded(args: &ReportArgs, age: std::time::Duration) -> anyhow::Result<ExitC
     }
     let alerts = crate::alert::parse_all(&args.alert, &recorded::metric_names())
         .map_err(|e| UsageError(e.to_string()))?;
-    let until = crate::history::now_ns();
+    use crate::history::{now_ns, system_time};
+    let until = now_ns();
     let since = until.saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
     let selection = HistoryArgs {
         store: args.store.clone(),
         from: args.from.clone(),
         host: args.host.clone(),
-        since: PointInTime::At(at(since)),
-        until: Some(PointInTime::At(at(until))),
+        since: PointInTime::At(system_time(since)),
+        until: Some(PointInTime::At(system_time(until))),
         pid: None,
         comm: None,
         workload: args.workload.clone(),
@@ -183,7 +184,7 @@ fn recorded(args: &ReportArgs, age: std::time::Duration) -> anyhow::Result<ExitC
             UsageError("the store answered with transitions, not connections".to_string()).into(),
         );
     };
-    let rfc3339 = |ns: i64| humantime::format_rfc3339_seconds(at(ns)).to_string();
+    let rfc3339 = |ns: i64| humantime::format_rfc3339_seconds(system_time(ns)).to_string();
     let mut report = recorded::analyse(
         &rows,
         (since, until),
@@ -206,9 +207,4 @@ fn recorded(args: &ReportArgs, age: std::time::Duration) -> anyhow::Result<ExitC
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Wall-clock nanoseconds as a time.
-fn at(ns: i64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64)
 }

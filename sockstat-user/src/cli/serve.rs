@@ -269,17 +269,7 @@ async fn serve(
     server.abort();
     if let Some(mut r) = recorder {
         observe(&shared, &mut feed, Some(&mut r));
-        let lost = feed.probe().map_or_else(
-            || "no".to_string(),
-            |p| {
-                p.counters()
-                    .map(|c| c.dropped().to_string())
-                    .unwrap_or_else(|e| {
-                        format!("an unknown number of (the counters could not be read: {e})")
-                    })
-            },
-        );
-        eprintln!("sockstat serve: {}", r.finish(&lost));
+        eprintln!("sockstat serve: {}", r.finish(feed.probe()));
     }
     eprintln!("sockstat serve: stopped");
     Ok(ExitCode::SUCCESS)

@@ -22,7 +22,7 @@ use crate::{
     filter::Filter,
     live::{
         Output, clock,
-        dashboard::{Dashboard, DataSource, Snapshot, SnapshotContext, SortBy},
+        dashboard::{Dashboard, Snapshot, SnapshotContext, SortBy},
         replay::Change,
     },
     procs::workload::{SharedNames, Workload, WorkloadFilter},
@@ -486,7 +486,7 @@ fn replay(
     let now = crate::history::now_ns();
     let at = args.at.map_or(now, |p| p.ns(now)).max(0);
     let since = at.saturating_sub(REPLAY_LOOKBACK.as_nanos() as i64);
-    let wall = |ns: i64| std::time::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+    let wall = crate::history::system_time;
     let selection = HistoryArgs {
         store: std::path::PathBuf::from(source),
         from,
@@ -543,25 +543,14 @@ fn replay(
         },
         |state, local, remote| filter.matches_tcp(state.kernel_number(), local, remote),
     );
-    let snap = dash.snapshot(SnapshotContext {
-        source: DataSource::Recorded {
-            from: source.to_string(),
-            at: humantime::format_rfc3339_seconds(wall(at as i64)).to_string(),
-        },
-        filter: filter_text.to_string(),
-        paused: false,
-        sort: SortBy::Connections,
-        // What the recorder lost was said in its closing line; it is not in the store.
-        lost_events: None,
-        missed_runs: None,
-        skipped_netns: Vec::new(),
-        repairs: 0,
-        synthesized: changes
-            .iter()
-            .filter(|c| c.transition.source == crate::live::Source::Synthesized)
-            .count() as u64,
+    let at = humantime::format_rfc3339_seconds(wall(at as i64)).to_string();
+    let snap = dash.snapshot(crate::live::replay::context(
+        source,
+        at,
+        filter_text,
+        &changes,
         alerts,
-    });
+    ));
     print_once(args, &snap)
 }
 

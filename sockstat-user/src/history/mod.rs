@@ -186,6 +186,11 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// Wall-clock nanoseconds since the epoch as a time (before the epoch: the epoch).
+pub fn system_time(ns: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64)
+}
+
 /// Now, in wall-clock nanoseconds.
 pub fn now_ns() -> i64 {
     SystemTime::now()

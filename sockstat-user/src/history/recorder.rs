@@ -79,8 +79,19 @@ impl Recorder {
         }
     }
 
-    /// Commits what is queued; the closing line. `lost`: the kernel's lost events, said.
-    pub fn finish(self, lost: &str) -> String {
+    /// Commits what is queued; the closing line, with the events `probe` counted lost in
+    /// the kernel (unknown when its counters cannot be read, never 0).
+    pub fn finish(self, probe: Option<&crate::ebpf::Probe>) -> String {
+        let lost = probe.map_or_else(
+            || "no".to_string(),
+            |p| {
+                p.counters()
+                    .map(|c| c.dropped().to_string())
+                    .unwrap_or_else(|e| {
+                        format!("an unknown number of (the counters could not be read: {e})")
+                    })
+            },
+        );
         let (recorded, dropped) = (self.recorded, self.writer.dropped());
         let changes = self.transitions.then_some(self.changes);
         let w = self.writer.finish();

@@ -6,7 +6,7 @@
 //! A batch whose send ended in doubt (the answer lost, or sent by an earlier run) is looked
 //! up by its id before it is sent again, so a restart or a lost answer never doubles it.
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -90,7 +90,7 @@ pub struct Spool {
     host: String,
     max_bytes: u64,
     /// Oldest first.
-    batches: Vec<Batch>,
+    batches: VecDeque<Batch>,
     /// Batches whose send ended in doubt: looked up before they are sent again.
     in_doubt: HashSet<(u64, Table)>,
     last_id: u64,
@@ -125,8 +125,9 @@ impl Spool {
             }
         }
         batches.sort();
+        let batches = VecDeque::from(batches);
         let in_doubt = batches.iter().map(|b| (b.id, b.table)).collect();
-        let last_id = batches.last().map_or(0, |b| b.id);
+        let last_id = batches.back().map_or(0, |b| b.id);
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             host: host.to_string(),
@@ -187,7 +188,7 @@ impl Spool {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, &body).map_err(err)?;
             std::fs::rename(&tmp, &path).map_err(err)?;
-            self.batches.push(batch);
+            self.batches.push_back(batch);
         }
         self.last_id = id;
         self.count_waiting();
@@ -200,14 +201,14 @@ impl Spool {
         if !force && Instant::now() < self.next_try {
             return;
         }
-        while let Some(batch) = self.batches.first().cloned() {
+        while let Some(batch) = self.batches.front().cloned() {
             match self.send(sink, &batch) {
                 Ok(found) => {
                     if let Some(why) = self.outage.take() {
                         log::info!("{} answers again (after: {why})", sink.url());
                     }
                     let _ = std::fs::remove_file(self.dir.join(batch.name()));
-                    self.batches.remove(0);
+                    self.batches.pop_front();
                     self.in_doubt.remove(&(batch.id, batch.table));
                     self.shipped.rows += batch.connections();
                     self.shipped.batches += 1;

@@ -890,43 +890,20 @@ fn abort(lab: &mut Lab) -> Result<Outcome, LabError> {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: setsockopt with a valid linger struct on an open socket.
-    let rc = unsafe {
-        libc::setsockopt(
-            client.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(LabError::Io {
-            what: "SO_LINGER".into(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    set_option(
+        &client,
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        &linger,
+        "SO_LINGER",
+    )?;
     drop(client);
-    let mut buf = [0u8; 1];
-    let read = server.read(&mut buf);
-    let reset = matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    let (reset, read) = read_reset(&mut server);
     let _ = server.write(b"x");
     drop(server);
     settle(lab);
-    let cause_of = |local: SocketAddr| {
-        lab.tracer
-            .transitions
-            .iter()
-            .filter(|t| t.local == local)
-            .find_map(|t| t.cause)
-            .map(|c| c.name())
-            .unwrap_or_default()
-    };
-    let (client_cause, server_cause) = (cause_of(c.0), cause_of(s.0));
-    let time_wait = dump_tcp(&host)?
-        .iter()
-        .filter(|r| r.state == TimeWait.kernel_number())
-        .count();
+    let mut facts = vec![Fact::new("server read()", "ECONNRESET", read, reset)];
+    facts.extend(reset_facts(lab, &host, ("client", c.0), ("server", s.0))?);
     Ok(Outcome {
         roles: vec![
             role(
@@ -956,36 +933,7 @@ fn abort(lab: &mut Lab) -> Result<Outcome, LabError> {
                 ]),
             ),
         ],
-        facts: vec![
-            Fact::new(
-                "server read()",
-                "ECONNRESET",
-                if reset {
-                    "ECONNRESET".to_string()
-                } else {
-                    format!("{read:?}")
-                },
-                reset,
-            ),
-            Fact::new(
-                "client close cause",
-                "rst-out",
-                &client_cause,
-                client_cause == "rst-out",
-            ),
-            Fact::new(
-                "server close cause",
-                "rst-in",
-                &server_cause,
-                server_cause == "rst-in",
-            ),
-            Fact::new(
-                "TIME-WAIT sockets",
-                "0",
-                time_wait.to_string(),
-                time_wait == 0,
-            ),
-        ],
+        facts,
         ..Outcome::default()
     })
 }
@@ -1057,6 +1005,69 @@ fn close_cause(lab: &Lab, local: SocketAddr) -> String {
         .unwrap_or_default()
 }
 
+/// What an abortive close leaves: the side that sent the RST closed with rst-out, the
+/// other with rst-in, and no TIME-WAIT on `host`. Each side: its name and local address.
+fn reset_facts(
+    lab: &Lab,
+    host: &Host,
+    (sender, sender_at): (&str, SocketAddr),
+    (receiver, receiver_at): (&str, SocketAddr),
+) -> Result<Vec<Fact>, LabError> {
+    let (sent, received) = (close_cause(lab, sender_at), close_cause(lab, receiver_at));
+    let time_wait = dump_tcp(host)?
+        .iter()
+        .filter(|r| r.state == TimeWait.kernel_number())
+        .count();
+    Ok(vec![
+        Fact::new(
+            format!("{sender} close cause"),
+            "rst-out",
+            &sent,
+            sent == "rst-out",
+        ),
+        Fact::new(
+            format!("{receiver} close cause"),
+            "rst-in",
+            &received,
+            received == "rst-in",
+        ),
+        Fact::new(
+            "TIME-WAIT sockets",
+            "0",
+            time_wait.to_string(),
+            time_wait == 0,
+        ),
+    ])
+}
+
+/// setsockopt(level, name, value) on `s`; `what` names it in an error.
+fn set_option<T>(
+    s: &TcpStream,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+    what: &str,
+) -> Result<(), LabError> {
+    // SAFETY: `value` is a live, initialised T and the length passed is its size; the fd
+    // belongs to an open socket for the whole call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(LabError::Io {
+            what: what.into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 /// Whether `read()` on `s` fails with ECONNRESET (the peer's RST), and what it gave.
 fn read_reset(s: &mut TcpStream) -> (bool, String) {
     let mut buf = [0u8; 16];
@@ -1086,11 +1097,8 @@ fn unread_close(lab: &mut Lab) -> Result<Outcome, LabError> {
     let (reset, read) = read_reset(&mut client);
     drop(client);
     settle(lab);
-    let (client_cause, server_cause) = (close_cause(lab, c.0), close_cause(lab, s.0));
-    let time_wait = dump_tcp(&host)?
-        .iter()
-        .filter(|r| r.state == TimeWait.kernel_number())
-        .count();
+    let mut facts = vec![Fact::new("client read()", "ECONNRESET", read, reset)];
+    facts.extend(reset_facts(lab, &host, ("server", s.0), ("client", c.0))?);
     Ok(Outcome {
         roles: vec![
             role(
@@ -1120,27 +1128,7 @@ fn unread_close(lab: &mut Lab) -> Result<Outcome, LabError> {
                 ]),
             ),
         ],
-        facts: vec![
-            Fact::new("client read()", "ECONNRESET", read, reset),
-            Fact::new(
-                "server close cause",
-                "rst-out",
-                &server_cause,
-                server_cause == "rst-out",
-            ),
-            Fact::new(
-                "client close cause",
-                "rst-in",
-                &client_cause,
-                client_cause == "rst-in",
-            ),
-            Fact::new(
-                "TIME-WAIT sockets",
-                "0",
-                time_wait.to_string(),
-                time_wait == 0,
-            ),
-        ],
+        facts,
         notes: vec![
             "The same close() after reading everything would send a FIN (see active-close): the unread bytes are what turn it into an abort, so the peer learns its data was never consumed.".into(),
         ],
@@ -1244,29 +1232,14 @@ const KEEPALIVE_IDLE: i32 = 1;
 const KEEPALIVE_PROBES: i32 = 3;
 
 fn set_keepalive(s: &TcpStream) -> Result<(), LabError> {
-    let fd = s.as_raw_fd();
     for (level, name, value) in [
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
         (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE),
         (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 1),
         (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES),
     ] {
-        // SAFETY: setsockopt with a c_int option value on an open socket.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(LabError::Io {
-                what: "keepalive socket options".into(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        let value: libc::c_int = value;
+        set_option(s, level, name, &value, "keepalive socket options")?;
     }
     Ok(())
 }

@@ -5,8 +5,8 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use super::{
-    Transition,
-    dashboard::{Dashboard, SockView},
+    Source, Transition,
+    dashboard::{Dashboard, DataSource, SnapshotContext, SockView, SortBy},
 };
 use crate::tcp::{ReportedState, TcpState};
 
@@ -36,6 +36,35 @@ pub struct Replayed {
     /// Changes applied, and sockets open at the end.
     pub changes: u64,
     pub open: u64,
+}
+
+/// What a replay's snapshot says of itself: recorded, from `from` as of `at`. The
+/// recorder's losses are not in the store: unknown, never 0.
+pub fn context<'a>(
+    from: &str,
+    at: String,
+    filter: &str,
+    changes: &[Change],
+    alerts: &'a [crate::alert::Alert],
+) -> SnapshotContext<'a> {
+    SnapshotContext {
+        source: DataSource::Recorded {
+            from: from.to_string(),
+            at,
+        },
+        filter: filter.to_string(),
+        paused: false,
+        sort: SortBy::Connections,
+        lost_events: None,
+        missed_runs: None,
+        skipped_netns: Vec::new(),
+        repairs: 0,
+        synthesized: changes
+            .iter()
+            .filter(|c| c.transition.source == Source::Synthesized)
+            .count() as u64,
+        alerts,
+    }
 }
 
 /// Replays `changes` (oldest first, wall-clock ns) into `dash`: each interval of
@@ -116,10 +145,7 @@ mod tests {
     use super::*;
     use crate::{
         ebpf::Family,
-        live::{
-            Owner, OwnerSource, Source,
-            dashboard::{DataSource, SnapshotContext, SortBy},
-        },
+        live::{Owner, OwnerSource},
     };
 
     fn change(ts_s: u64, cookie: u64, old: TcpState, new: TcpState) -> Change {
@@ -169,21 +195,7 @@ mod tests {
                 open: 1
             }
         );
-        let snap = dash.snapshot(SnapshotContext {
-            source: DataSource::Recorded {
-                from: "test".into(),
-                at: "60".into(),
-            },
-            filter: String::new(),
-            paused: false,
-            sort: SortBy::Connections,
-            lost_events: None,
-            missed_runs: None,
-            skipped_netns: Vec::new(),
-            repairs: 0,
-            synthesized: 0,
-            alerts: &[],
-        });
+        let snap = dash.snapshot(context("test", "60".into(), "", &changes, &[]));
         let open: Vec<(&str, u64)> = snap
             .states
             .iter()
