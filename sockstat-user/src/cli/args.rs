@@ -270,7 +270,8 @@ pub struct RecordTo {
     /// a fleet's store: batches wait in --store's spool/ while it is down.
     #[arg(long, value_name = "URL", value_parser = clickhouse_url)]
     pub sink: Option<crate::history::clickhouse::Url>,
-    /// With --sink: the spool's bound; batches past it are dropped and counted.
+    /// With --sink: the spool's bound; batches past it are dropped and counted (0: no
+    /// bound).
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = store_size)]
     pub spool_max: u64,
     /// The name this machine's connections are recorded under (default: its hostname).

@@ -66,7 +66,9 @@ pub(super) fn destination(to: &RecordTo) -> Result<Destination, UsageError> {
     clickhouse
         .ensure_schema()
         .map_err(|e| UsageError(format!("{e}: check --sink, and that the server is up")))?;
-    let spool = Spool::open(&to.store.join("spool"), &host, to.spool_max)
+    // --spool-max 0: no bound, as --max-size 0 means.
+    let bound = Some(to.spool_max).filter(|&m| m != 0).unwrap_or(u64::MAX);
+    let spool = Spool::open(&to.store.join("spool"), &host, bound)
         .map_err(|e| UsageError(e.to_string()))?;
     Ok(Destination::ClickHouse(Box::new((clickhouse, spool))))
 }

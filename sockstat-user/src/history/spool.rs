@@ -171,7 +171,7 @@ impl Spool {
             })
             .collect();
         let bytes: u64 = parts.iter().map(|(b, _)| b.bytes).sum();
-        if self.shipped.waiting_bytes + bytes > self.max_bytes {
+        if self.shipped.waiting_bytes.saturating_add(bytes) > self.max_bytes {
             if self.shipped.dropped == 0 {
                 log::warn!(
                     "the spool {} is full ({} bytes): connections are dropped, and counted, until ClickHouse takes them",
