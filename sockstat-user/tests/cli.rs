@@ -402,6 +402,22 @@ fn validation_table() {
     let out = sockstat(&["lab"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout, sockstat(&["lab", "list"]).stdout);
+    // `lab coverage` needs no privilege: every edge Linux takes is shown by an exercise.
+    let out = sockstat(&["lab", "coverage"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("18 of the 18 RFC edges Linux takes are shown"),
+        "{text}"
+    );
+    assert!(text.contains("0 not covered"), "{text}");
+    let out = sockstat(&["lab", "coverage", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines = String::from_utf8_lossy(&out.stdout);
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["edge"].is_string() && v["shown_by"].is_array(), "{v}");
+    }
 }
 
 /// Too few file descriptors for an agent: said up front, whatever else would fail first.

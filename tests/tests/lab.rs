@@ -40,19 +40,26 @@ fn run_all() -> TestResult {
     let names: Vec<&str> = results.iter().filter_map(|r| r["name"].as_str()).collect();
     let want = [
         "handshake",
+        "simultaneous-open",
+        "fast-open",
+        "refused",
+        "syn-timeout",
         "active-close",
         "passive-close",
         "simultaneous-close",
-        "refused",
-        "syn-timeout",
-        "close-wait-leak",
-        "backlog-overflow",
-        "time-wait-churn",
+        "fin-with-ack",
+        "time-wait-end",
         "abort",
-        "simultaneous-open",
         "unread-close",
-        "keepalive-death",
         "listener-close",
+        "keepalive-death",
+        "rto-death",
+        "zero-window",
+        "backlog-overflow",
+        "syn-flood",
+        "close-wait-leak",
+        "time-wait-churn",
+        "tw-reuse",
     ];
     if names != want {
         return Err(fail(format!("exercises run: {names:?}")));
@@ -69,13 +76,49 @@ fn run_all() -> TestResult {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    // Every exercise compared real paths: each role has observed edges equal to expected.
+    // Every exercise compared real paths: each role has observed edges equal to expected,
+    // and every edge it claims to show (what `lab coverage` counts) was observed.
     for r in &results {
+        let mut observed = Vec::new();
         for role in r["roles"].as_array().into_iter().flatten() {
             if role["observed"] != role["expected"] || role["observed"] == serde_json::json!([]) {
                 return Err(fail(format!("{}: {role}", r["name"])));
             }
+            observed.extend(role["observed"].as_array().into_iter().flatten().cloned());
         }
+        for edge in r["shows"].as_array().into_iter().flatten() {
+            if !observed.contains(edge) {
+                return Err(fail(format!(
+                    "{} claims {edge} but did not observe it: {observed:?}",
+                    r["name"]
+                )));
+            }
+        }
+        if r["part"].as_str().is_none_or(str::is_empty) {
+            return Err(fail(format!("{}: no part of the course", r["name"])));
+        }
+    }
+    // Together they show every RFC 9293 edge Linux takes.
+    let coverage = Command::new(sockstat_bin())
+        .args(["lab", "coverage", "--json"])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let edges: Vec<Value> = String::from_utf8_lossy(&coverage.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    for e in &edges {
+        if e["linux"] == "takes" && e["shown_by"] == serde_json::json!([]) {
+            return Err(fail(format!("not covered: {e}")));
+        }
+    }
+    if results.len() < 18 || edges.iter().filter(|e| e["rfc"].is_string()).count() != 21 {
+        return Err(fail(format!(
+            "{} exercises, {} edges",
+            results.len(),
+            edges.len()
+        )));
     }
     Ok(())
 }

@@ -676,8 +676,15 @@ pub struct LabArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// The exercises, one line each on what it teaches.
+    /// The course: its exercises part by part, what each teaches and the edges it shows.
     List,
+    /// The state machine with every edge coloured: shown by an exercise (which one),
+    /// RFC-only (with what Linux does instead), or not covered yet.
+    Coverage {
+        /// One JSON object per edge.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one exercise, or `all` (needs root: it creates network namespaces).
     Run {
         /// An exercise name from `sockstat lab list`, or `all`.

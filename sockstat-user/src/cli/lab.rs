@@ -10,14 +10,27 @@ use super::{
 };
 use crate::{
     ebpf::privilege,
-    lab::{Exercise, Lab, LabError, Outcome, exercises, tracer::LabTracer},
+    lab::{Exercise, Lab, LabError, Outcome, course, exercises, tracer::LabTracer},
     render::lab as view,
 };
 
 pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
     match args.command.as_ref().unwrap_or(&LabCommand::List) {
         LabCommand::List => {
-            view::write_list(&mut io::stdout().lock(), exercises::EXERCISES)?;
+            let width = crate::render::terminal_width().unwrap_or(100);
+            view::write_list(&mut io::stdout().lock(), exercises::EXERCISES, width)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Coverage { json } => {
+            let covered = course::coverage(exercises::EXERCISES);
+            let mut out = io::stdout().lock();
+            if *json {
+                view::write_coverage_json(&mut out, &covered)?;
+            } else {
+                let color = io::stdout().is_terminal();
+                let width = crate::render::terminal_width().unwrap_or(100);
+                view::write_coverage(&mut out, &covered, color, width)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Run { name, json, slow } => {
@@ -27,9 +40,12 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
                 match exercises::find(name) {
                     Some(e) => vec![e],
                     None => {
+                        let names = exercises::names();
                         return Err(UsageError(format!(
-                            "no exercise '{name}'; one of: {}, or all (see 'sockstat lab list')",
-                            exercises::names().join(", ")
+                            "no exercise '{name}': 'sockstat lab list' names the {} ({} to {}), or run all",
+                            names.len(),
+                            names.first().unwrap_or(&""),
+                            names.last().unwrap_or(&"")
                         ))
                         .into());
                     }

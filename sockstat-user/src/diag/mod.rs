@@ -12,7 +12,7 @@ use std::path::Path;
 
 pub use inet::Extensions;
 pub use netlink::{DiagError, DiagSocket, Sink, VecSink};
-pub use record::{Endpoint, Netid, SocketRecord};
+pub use record::{Endpoint, Netid, SocketRecord, Timer};
 pub use unix::UnixTypes;
 
 /// Which sockets to fetch.

@@ -1,6 +1,7 @@
 //! `sockstat lab`: exercises that make each TCP transition happen in private network
 //! namespaces, trace it with sockstat's own kernel programs, and compare what was observed
 //! with what RFC 793 / RFC 9293 say should happen.
+pub mod course;
 pub mod exercises;
 pub mod host;
 pub mod path;
@@ -45,10 +46,14 @@ pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
     move |source| LabError::Io { what, source }
 }
 
-/// One exercise: a name, what it teaches, and the script.
+/// One exercise: a name, what it teaches, where it sits in the course, the edges it is
+/// about, and the script.
 pub struct Exercise {
     pub name: &'static str,
     pub teaches: &'static str,
+    pub part: course::Part,
+    /// The edges it shows (the root tests check that its run observed each of them).
+    pub shows: &'static [Edge],
     pub run: fn(&mut Lab) -> Result<Outcome, LabError>,
 }
 
@@ -210,10 +215,25 @@ pub fn dump_tcp(host: &host::Host) -> Result<Vec<SocketRecord>, LabError> {
 
 /// A TcpExt counter from the namespace's /proc/net/netstat (e.g. "ListenOverflows").
 pub fn tcp_ext(host: &host::Host, name: &str) -> Result<u64, LabError> {
-    let text = host.read("/proc/thread-self/net/netstat")?;
+    counter(host, "/proc/thread-self/net/netstat", "TcpExt:", name)
+}
+
+/// A Tcp counter from the namespace's /proc/net/snmp (e.g. "OutSegs").
+pub fn tcp_mib(host: &host::Host, name: &str) -> Result<u64, LabError> {
+    counter(host, "/proc/thread-self/net/snmp", "Tcp:", name)
+}
+
+/// A counter from a file of header/value line pairs, the pair's lines starting `prefix`.
+fn counter(
+    host: &host::Host,
+    file: &'static str,
+    prefix: &str,
+    name: &str,
+) -> Result<u64, LabError> {
+    let text = host.read(file)?;
     let mut lines = text.lines();
     while let (Some(head), Some(values)) = (lines.next(), lines.next()) {
-        if !head.starts_with("TcpExt:") {
+        if !head.starts_with(prefix) {
             continue;
         }
         let names = head.split_whitespace();
@@ -221,10 +241,8 @@ pub fn tcp_ext(host: &host::Host, name: &str) -> Result<u64, LabError> {
         if let Some((_, v)) = names.zip(vals).find(|(n, _)| *n == name) {
             return v
                 .parse()
-                .map_err(|_| LabError::Setup(format!("TcpExt {name}: not a number")));
+                .map_err(|_| LabError::Setup(format!("{prefix} {name}: not a number")));
         }
     }
-    Err(LabError::Setup(format!(
-        "TcpExt {name} not in /proc/net/netstat"
-    )))
+    Err(LabError::Setup(format!("{prefix} {name} not in {file}")))
 }

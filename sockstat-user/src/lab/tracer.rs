@@ -146,6 +146,18 @@ impl LabTracer {
             .map(|t| t.cookie)
     }
 
+    /// Every socket that showed this (local, remote) pair, in the order they appeared (a
+    /// 4-tuple reused after TIME-WAIT has two).
+    pub fn cookies_of(&self, local: SocketAddr, remote: SocketAddr) -> Vec<u64> {
+        let mut cookies = Vec::new();
+        for t in &self.transitions {
+            if t.local == local && t.remote == remote && !cookies.contains(&t.cookie) {
+                cookies.push(t.cookie);
+            }
+        }
+        cookies
+    }
+
     /// The listening socket on `local` (its transitions have no peer).
     pub fn listener_cookie(&self, local: SocketAddr) -> Option<u64> {
         self.transitions

@@ -1099,6 +1099,11 @@ fn close_cause(
     if old == TcpState::SynSent && pending.is_none() && ev.local.port() == 0 {
         return Some(Cause::NoLocalPort);
     }
+    // A timer that gives up (keepalive on every kernel, the others from 6.10 on) resets
+    // the connection as a courtesy and then reports ETIMEDOUT: the timer is why it closed.
+    if pending == Some(Cause::RstOut) && sk_err == libc::ETIMEDOUT {
+        return Some(Cause::Timeout);
+    }
     if let Some(p) = pending {
         return Some(p);
     }
@@ -1502,6 +1507,45 @@ mod tests {
             ("ESTAB->CLOSE".into(), Source::Kernel, Some("rst-in".into()))
         );
         assert!(t.get(3).is_none());
+    }
+
+    /// Keepalive giving up: the kernel sends its RST first, then closes with ETIMEDOUT on
+    /// the socket. The timer is the cause, not the courtesy reset.
+    #[test]
+    fn a_timer_that_resets_as_it_gives_up_closes_with_timeout() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        t.apply(&ev(7, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        t.apply(&ev(7, 2, st::SYN_SENT, st::ESTABLISHED, false), &mut out);
+        let mut rst = raw_v4();
+        rst.cookie = 7;
+        rst.kind = kind::RESET_SENT;
+        t.apply(&from_raw(&rst).unwrap(), &mut out);
+        let mut close = raw_v4();
+        close.cookie = 7;
+        close.ts_ns = 3;
+        close.old_state = st::ESTABLISHED;
+        close.new_state = st::CLOSE;
+        close.sk_err = libc::ETIMEDOUT;
+        t.apply(&from_raw(&close).unwrap(), &mut out);
+        t.settle(&mut out);
+        assert_eq!(
+            transitions(&out)[2],
+            (
+                "ESTAB->CLOSE".into(),
+                Source::Kernel,
+                Some("timeout".into())
+            )
+        );
+        // Without the error it is an abort: the reset is the cause.
+        out.clear();
+        t.apply(&ev(8, 1, st::CLOSE, st::SYN_SENT, true), &mut out);
+        t.apply(&ev(8, 2, st::SYN_SENT, st::ESTABLISHED, false), &mut out);
+        rst.cookie = 8;
+        t.apply(&from_raw(&rst).unwrap(), &mut out);
+        t.apply(&ev(8, 3, st::ESTABLISHED, st::CLOSE, false), &mut out);
+        t.settle(&mut out);
+        assert_eq!(transitions(&out)[2].2.as_deref(), Some("rst-out"));
     }
 
     /// SO_LINGER 0: CLOSE comes before the RST it sends, and a drain may fall between the

@@ -9,7 +9,11 @@ use ratatui::{
 use serde_json::{Value, json};
 
 use crate::{
-    lab::{Exercise, Outcome, path::Edge},
+    lab::{
+        Exercise, Outcome,
+        course::{self, Covered, Linux, Part},
+        path::Edge,
+    },
     live::{Source, Transition, dashboard::EdgeRow},
     render::top::diagram,
 };
@@ -176,6 +180,8 @@ pub fn json(ex: &Exercise, outcome: &Outcome) -> Value {
     json!({
         "name": ex.name,
         "teaches": ex.teaches,
+        "part": ex.part.title(),
+        "shows": ex.shows.iter().map(edge_text).collect::<Vec<_>>(),
         "passed": outcome.passed(),
         "failure": outcome.first_failure(),
         "roles": outcome.roles,
@@ -184,10 +190,153 @@ pub fn json(ex: &Exercise, outcome: &Outcome) -> Value {
     })
 }
 
-/// `lab list`: one line per exercise.
-pub fn write_list(out: &mut impl Write, exercises: &[Exercise]) -> io::Result<()> {
-    for e in exercises {
-        writeln!(out, "{:<20} {}", e.name, e.teaches)?;
+/// An exercise's edges as text; an edge RFC 9293 does not have says so.
+fn shows_text(e: &Exercise) -> String {
+    if e.shows.is_empty() {
+        return "no edge: the connection stays in ESTAB throughout".to_string();
+    }
+    let edges: Vec<String> = e
+        .shows
+        .iter()
+        .map(|edge| match course::rfc_edge(*edge) {
+            Some(_) => edge_text(edge),
+            None => format!("{} (Linux only)", edge_text(edge)),
+        })
+        .collect();
+    edges.join(", ")
+}
+
+/// `lab list`: the course part by part, in teaching order; each exercise with what it
+/// teaches and the edges it shows.
+pub fn write_list(out: &mut impl Write, exercises: &[Exercise], width: usize) -> io::Result<()> {
+    const NAME: usize = 20;
+    const HANG: usize = 2 + NAME + 1;
+    for (i, part) in Part::ALL.iter().enumerate() {
+        let in_part: Vec<&Exercise> = exercises.iter().filter(|e| e.part == *part).collect();
+        if in_part.is_empty() {
+            continue;
+        }
+        writeln!(out, "{}. {}", i + 1, part.title())?;
+        for e in in_part {
+            // The teaching text hangs under itself; the name takes its first line's indent.
+            let wrapped = crate::render::wrap(e.teaches, HANG, HANG, width.max(HANG + 20));
+            for (j, l) in wrapped.into_iter().enumerate() {
+                if j == 0 {
+                    writeln!(out, "  {:<NAME$} {}", e.name, l.trim_start())?;
+                } else {
+                    writeln!(out, "{l}")?;
+                }
+            }
+            let shows = format!("shows: {}", shows_text(e));
+            for l in crate::render::wrap(&shows, HANG, HANG + 7, width) {
+                writeln!(out, "{l}")?;
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// `lab coverage`: the state machine with every edge coloured (shown by an exercise,
+/// RFC-only, or not covered yet), then each edge with the exercises that show it or what
+/// Linux does instead.
+pub fn write_coverage(
+    out: &mut impl Write,
+    covered: &[Covered],
+    color: bool,
+    width: usize,
+) -> io::Result<()> {
+    writeln!(out, "RFC 9293's state diagram, edge by edge, in the lab")?;
+    let rows: Vec<EdgeRow> = covered
+        .iter()
+        .filter(|c| !c.shown_by.is_empty())
+        .map(|c| EdgeRow {
+            from: c.edge.from.ss_name().to_string(),
+            to: c.edge.to.ss_name().to_string(),
+            count: c.shown_by.len() as u64,
+            rate: 0.0,
+            lit: true,
+            key: (c.edge.from.kernel_number(), c.edge.to.kernel_number()),
+        })
+        .collect();
+    for l in diagram::coverage(&rows) {
+        writeln!(out, "{}", plain(&l, color).trim_end())?;
+    }
+    let legend = "Each arrow's number: the exercises that show the edge (green). Dashed (yellow): RFC 9293 only, Linux never takes it. Grey: not covered yet.";
+    for l in crate::render::wrap(legend, 0, 0, width) {
+        writeln!(out, "{l}")?;
+    }
+    writeln!(out)?;
+    const EDGE: usize = 26;
+    const HANG: usize = EDGE + 1;
+    let (rfc, beyond): (Vec<&Covered>, Vec<&Covered>) =
+        covered.iter().partition(|c| c.rfc.is_some());
+    let line = |out: &mut dyn Write, edge: &str, text: &str| -> io::Result<()> {
+        let wrapped = crate::render::wrap(text, HANG, HANG, width.max(HANG + 20));
+        for (i, l) in wrapped.into_iter().enumerate() {
+            if i == 0 {
+                writeln!(out, "{edge:<EDGE$} {}", l.trim_start())?;
+            } else {
+                writeln!(out, "{l}")?;
+            }
+        }
+        Ok(())
+    };
+    for c in &rfc {
+        let what = c.rfc.unwrap_or_default();
+        let text = match c.linux {
+            Linux::Never { instead, shown_by } => {
+                format!("{what}. RFC only: {instead} (see {shown_by})")
+            }
+            Linux::Takes if c.shown_by.is_empty() => format!("{what}. NOT COVERED"),
+            Linux::Takes => format!("{what}. Shown by {}", c.shown_by.join(", ")),
+        };
+        line(out, &edge_text(&c.edge), &text)?;
+    }
+    if !beyond.is_empty() {
+        writeln!(
+            out,
+            "\nBeyond RFC 9293's figure (aborts and failures Linux reports):"
+        )?;
+        for c in &beyond {
+            line(
+                out,
+                &edge_text(&c.edge),
+                &format!("shown by {}", c.shown_by.join(", ")),
+            )?;
+        }
+    }
+    let takes = rfc.iter().filter(|c| c.linux == Linux::Takes).count();
+    let shown = rfc
+        .iter()
+        .filter(|c| c.linux == Linux::Takes && !c.shown_by.is_empty())
+        .count();
+    writeln!(
+        out,
+        "\n{shown} of the {takes} RFC edges Linux takes are shown; {} are RFC-only and explained; {} not covered",
+        rfc.len() - takes,
+        takes - shown
+    )
+}
+
+/// `lab coverage --json`: one object per edge.
+pub fn write_coverage_json(out: &mut impl Write, covered: &[Covered]) -> io::Result<()> {
+    for c in covered {
+        let (linux, instead, see) = match c.linux {
+            Linux::Takes => ("takes", None, None),
+            Linux::Never { instead, shown_by } => ("never", Some(instead), Some(shown_by)),
+        };
+        super::json_line(
+            out,
+            &json!({
+                "edge": edge_text(&c.edge),
+                "rfc": c.rfc,
+                "linux": linux,
+                "instead": instead,
+                "instead_shown_by": see,
+                "shown_by": c.shown_by,
+            }),
+        )?;
     }
     Ok(())
 }
@@ -281,5 +430,72 @@ mod tests {
             }
             super::super::golden::check(&format!("golden/lab_{width}.txt"), &text);
         }
+    }
+
+    /// The course part by part, every exercise once, in EXERCISES's order, within the
+    /// width; each names its edges.
+    #[test]
+    fn the_list_is_the_course_in_parts() {
+        let mut out = Vec::new();
+        write_list(&mut out, EXERCISES, 80).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
+        let heads: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .collect();
+        assert_eq!(heads.len(), Part::ALL.len(), "{text}");
+        let listed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter(|l| !l.starts_with(' '))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let names: Vec<&str> = EXERCISES.iter().map(|e| e.name).collect();
+        assert_eq!(listed, names);
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains("shows: SYN-SENT -> SYN-RECV, SYN-RECV -> ESTAB"));
+        assert!(flat.contains("shows: ESTAB -> CLOSE (Linux only)"));
+    }
+
+    /// Every RFC edge has its line, the RFC-only ones say what Linux does instead, and
+    /// nothing is left uncovered; golden at 100 columns, coloured and not.
+    #[test]
+    fn coverage_names_every_edge() {
+        let covered = course::coverage(EXERCISES);
+        let mut out = Vec::new();
+        write_coverage(&mut out, &covered, false, 100).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for r in &course::RFC_EDGES {
+            let edge = edge_text(&r.edge);
+            assert!(
+                text.lines().any(|l| l.starts_with(&edge)),
+                "{edge} not listed:\n{text}"
+            );
+        }
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(flat.matches(". RFC only:").count(), 3, "{text}");
+        assert!(!flat.contains("NOT COVERED"), "{text}");
+        assert!(flat.contains("18 of the 18 RFC edges Linux takes are shown"));
+        super::super::golden::check("golden/lab_coverage_100.txt", &text);
+        let mut colored = Vec::new();
+        write_coverage(&mut colored, &covered, true, 100).unwrap();
+        let colored = String::from_utf8(colored).unwrap();
+        // The dashed RFC-only edges are yellow, shown edges green.
+        assert!(colored.contains("\x1b[33m⇡\x1b[0m"), "{colored}");
+        assert!(colored.contains("\x1b[1;32m↓1\x1b[0m"), "{colored}");
+        let mut json = Vec::new();
+        write_coverage_json(&mut json, &covered).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert_eq!(json.lines().count(), covered.len());
+        let never: Vec<Value> = json
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["linux"] == "never")
+            .collect();
+        assert_eq!(never.len(), 3);
+        assert!(never.iter().all(|v| v["instead"].is_string()));
     }
 }

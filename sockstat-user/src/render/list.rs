@@ -353,14 +353,7 @@ fn ext(cell: &mut String, r: &SocketRecord, owners: Option<&Owners>, style: &Lis
         if (style.timers || style.extended)
             && let Some(tm) = r.timer
         {
-            write!(
-                cell,
-                " timer:({},{},{})",
-                timer_name(tm.kind),
-                ms_timer(tm.expires_ms),
-                tm.retrans
-            )
-            .ok();
+            write!(cell, " {}", timer_text(&tm)).ok();
         }
         if style.extended {
             if r.uid != 0 {
@@ -439,6 +432,16 @@ fn shutdown_arrows(cell: &mut String, sd: u8) {
     let rx = if sd & 1 != 0 { '-' } else { '<' };
     let tx = if sd & 2 != 0 { '-' } else { '>' };
     write!(cell, " {rx}-{tx}").ok();
+}
+
+/// A socket's timer as `-o` shows it: `timer:(persist,1.2sec,0)`.
+pub fn timer_text(tm: &crate::diag::Timer) -> String {
+    format!(
+        "timer:({},{},{})",
+        timer_name(tm.kind),
+        ms_timer(tm.expires_ms),
+        tm.retrans
+    )
 }
 
 pub(super) fn timer_name(kind: u8) -> &'static str {

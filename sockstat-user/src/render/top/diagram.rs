@@ -98,106 +98,78 @@ struct Placed {
 /// Arrow, count, space, rate: "↓12.3k 999/s" at most.
 const LABEL: usize = 12;
 
+const fn placed(from: TcpState, to: TcpState, row: usize, col: usize, arrow: char) -> Placed {
+    Placed {
+        from,
+        to,
+        row,
+        col,
+        arrow,
+    }
+}
+
+use TcpState::*;
+
+/// Every edge of RFC 9293's figure that Linux takes, where its arrow goes.
 const PLACED: &[Placed] = &[
-    Placed {
-        from: TcpState::Close,
-        to: TcpState::Listen,
-        row: 1,
-        col: 9,
-        arrow: '↙',
+    placed(Listen, Close, 1, 0, '↗'),
+    placed(Close, Listen, 1, 12, '↙'),
+    placed(Close, SynSent, 1, 29, '↘'),
+    placed(SynSent, Close, 1, 41, '↖'),
+    placed(Listen, SynRecv, 3, 2, '↓'),
+    placed(SynSent, SynRecv, 3, 16, '↙'),
+    placed(SynSent, Established, 3, 30, '↙'),
+    placed(SynRecv, Established, 4, 10, '→'),
+    placed(SynRecv, FinWait1, 5, 1, '↓'),
+    placed(Established, FinWait1, 5, 14, '↙'),
+    placed(Established, CloseWait, 5, 29, '↘'),
+    placed(FinWait1, FinWait2, 7, 2, '↓'),
+    placed(FinWait1, Closing, 7, 15, '↘'),
+    placed(CloseWait, LastAck, 7, 41, '↓'),
+    placed(FinWait2, TimeWait, 9, 2, '↓'),
+    placed(Closing, TimeWait, 9, 15, '↙'),
+    placed(LastAck, Close, 9, 41, '↓'),
+    placed(TimeWait, Close, 10, 12, '→'),
+];
+
+/// An edge RFC 9293 has that Linux never reports: drawn dashed, cell by cell, never
+/// counted.
+struct RfcOnly {
+    from: TcpState,
+    to: TcpState,
+    cells: &'static [(usize, usize, &'static str)],
+}
+
+const RFC_ONLY: &[RfcOnly] = &[
+    // SEND on a listener: a dashed rule from LISTEN to SYN-SENT.
+    RfcOnly {
+        from: Listen,
+        to: SynSent,
+        cells: &[(2, 10, "┄┄┄┄┄┄ send ┄┄┄┄┄┄⇢")],
     },
-    Placed {
-        from: TcpState::Close,
-        to: TcpState::SynSent,
-        row: 1,
-        col: 29,
-        arrow: '↘',
+    // An RST in SYN-RECEIVED returns a passive open to LISTEN.
+    RfcOnly {
+        from: SynRecv,
+        to: Listen,
+        cells: &[(3, 0, "⇡")],
     },
-    Placed {
-        from: TcpState::Listen,
-        to: TcpState::SynRecv,
-        row: 3,
-        col: 2,
-        arrow: '↓',
-    },
-    Placed {
-        from: TcpState::SynSent,
-        to: TcpState::Established,
-        row: 3,
-        col: 30,
-        arrow: '↙',
-    },
-    Placed {
-        from: TcpState::SynRecv,
-        to: TcpState::Established,
-        row: 4,
-        col: 10,
-        arrow: '→',
-    },
-    Placed {
-        from: TcpState::Established,
-        to: TcpState::FinWait1,
-        row: 5,
-        col: 12,
-        arrow: '↙',
-    },
-    Placed {
-        from: TcpState::Established,
-        to: TcpState::CloseWait,
-        row: 5,
-        col: 29,
-        arrow: '↘',
-    },
-    Placed {
-        from: TcpState::FinWait1,
-        to: TcpState::FinWait2,
-        row: 7,
-        col: 2,
-        arrow: '↓',
-    },
-    Placed {
-        from: TcpState::FinWait1,
-        to: TcpState::Closing,
-        row: 7,
-        col: 15,
-        arrow: '↘',
-    },
-    Placed {
-        from: TcpState::CloseWait,
-        to: TcpState::LastAck,
-        row: 7,
-        col: 41,
-        arrow: '↓',
-    },
-    Placed {
-        from: TcpState::FinWait2,
-        to: TcpState::TimeWait,
-        row: 9,
-        col: 2,
-        arrow: '↓',
-    },
-    Placed {
-        from: TcpState::Closing,
-        to: TcpState::TimeWait,
-        row: 9,
-        col: 15,
-        arrow: '↙',
-    },
-    Placed {
-        from: TcpState::LastAck,
-        to: TcpState::Close,
-        row: 9,
-        col: 41,
-        arrow: '↓',
-    },
-    Placed {
-        from: TcpState::TimeWait,
-        to: TcpState::Close,
-        row: 10,
-        col: 12,
-        arrow: '→',
+    // The peer's FIN with the ACK of ours: around FIN-WAIT-2, straight to TIME-WAIT.
+    RfcOnly {
+        from: FinWait1,
+        to: TimeWait,
+        cells: &[(7, 0, "┆"), (8, 0, "┆"), (9, 0, "⇣")],
     },
 ];
+
+/// How the diagram colours what it draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Palette {
+    /// Live counts (top, a lab exercise): lit edges green, RFC-only edges dim.
+    Counts,
+    /// `lab coverage`: edges with a count are shown by an exercise (green), the others are
+    /// not covered (dim), RFC-only edges stand out (yellow).
+    Coverage,
+}
 
 fn lit_style() -> Style {
     Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)
@@ -267,14 +239,26 @@ fn edge_label(edge: Option<&EdgeRow>, per_edge: bool) -> String {
     }
 }
 
-/// The diagram as `HEIGHT` lines of `WIDTH` cells. `per_edge` is false when polling.
-/// Whether the diagram has an arrow for this edge.
+/// Whether the diagram has an arrow for this edge (dashed for the RFC-only ones).
 #[cfg(test)]
 pub fn draws(from: TcpState, to: TcpState) -> bool {
     PLACED.iter().any(|p| p.from == from && p.to == to)
+        || RFC_ONLY.iter().any(|r| r.from == from && r.to == to)
 }
 
+/// The diagram as `HEIGHT` lines of `WIDTH` cells, with live counts. `per_edge` is false
+/// when polling.
 pub fn lines(edges: &[EdgeRow], per_edge: bool) -> Vec<Line<'static>> {
+    draw(edges, per_edge, Palette::Counts)
+}
+
+/// The diagram for `lab coverage`: each edge's count is the number of exercises that show
+/// it.
+pub fn coverage(edges: &[EdgeRow]) -> Vec<Line<'static>> {
+    draw(edges, true, Palette::Coverage)
+}
+
+fn draw(edges: &[EdgeRow], per_edge: bool, palette: Palette) -> Vec<Line<'static>> {
     let mut grid = Grid::new(usize::from(WIDTH), usize::from(HEIGHT));
     let find = |from: TcpState, to: TcpState| {
         edges
@@ -291,6 +275,21 @@ pub fn lines(edges: &[EdgeRow], per_edge: bool) -> Vec<Line<'static>> {
     }
     // The two long horizontal edges get a rule, so they read as arrows between boxes.
     grid.put(10, 24, "───────────────→", Style::new().fg(Color::DarkGray));
+    let rfc_only = match palette {
+        Palette::Counts => Style::new().fg(Color::DarkGray),
+        Palette::Coverage => Style::new().fg(Color::Yellow),
+    };
+    for r in RFC_ONLY {
+        // Should a kernel ever report one, it shows lit (and on the last line, counted).
+        let style = if find(r.from, r.to).is_some() {
+            lit_style()
+        } else {
+            rfc_only
+        };
+        for &(row, col, text) in r.cells {
+            grid.put(row, col, text, style);
+        }
+    }
     for p in PLACED {
         let edge = find(p.from, p.to);
         let style = match edge {
@@ -366,6 +365,43 @@ mod tests {
                     n.name
                 );
             }
+        }
+        // Label slots on one row do not run into each other.
+        for a in PLACED {
+            for b in PLACED.iter().filter(|b| b.row == a.row && b.col > a.col) {
+                assert!(
+                    a.col + LABEL <= b.col,
+                    "{:?}->{:?} runs into {:?}->{:?}",
+                    a.from,
+                    a.to,
+                    b.from,
+                    b.to
+                );
+            }
+        }
+        // Dashed RFC-only cells stay clear of state names and label slots.
+        for r in RFC_ONLY {
+            for &(row, col, text) in r.cells {
+                let (a0, a1) = (col, col + text.chars().count());
+                assert!(a1 <= usize::from(WIDTH));
+                let names = NODES
+                    .iter()
+                    .filter(|n| n.row == row)
+                    .map(|n| (n.col, n.col + n.name.len()));
+                let slots = PLACED
+                    .iter()
+                    .filter(|p| p.row == row)
+                    .map(|p| (p.col, p.col + LABEL));
+                for (b0, b1) in names.chain(slots) {
+                    assert!(
+                        a1 <= b0 || b1 <= a0,
+                        "{:?}->{:?} at {row}:{col}",
+                        r.from,
+                        r.to
+                    );
+                }
+            }
+            assert!(!PLACED.iter().any(|p| p.from == r.from && p.to == r.to));
         }
         // The longest label fits.
         let e = EdgeRow {
