@@ -1386,21 +1386,22 @@ fn listener_close(lab: &mut Lab) -> Result<Outcome, LabError> {
 }
 
 /// Keepalive for `keepalive-death`: first probe after this many idle seconds, then one a
-/// second, and death after `KEEPALIVE_PROBES` unanswered.
+/// second, and death after `KEEPALIVE_PROBES` unanswered (TCP_KEEPIDLE, TCP_KEEPINTVL and
+/// TCP_KEEPCNT would set the same per socket).
 const KEEPALIVE_IDLE: i32 = 1;
 const KEEPALIVE_PROBES: i32 = 3;
 
-fn set_keepalive(s: &TcpStream) -> Result<(), LabError> {
-    for (level, name, value) in [
-        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 1),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES),
-    ] {
-        let value: libc::c_int = value;
-        set_option(s, level, name, &value, "keepalive socket options")?;
-    }
-    Ok(())
+/// Keepalive from the namespace's sysctls (read when SO_KEEPALIVE arms the timer), the
+/// socket asking only for SO_KEEPALIVE.
+fn set_keepalive(host: &Host, s: &TcpStream) -> Result<(), LabError> {
+    host.sysctl("net/ipv4/tcp_keepalive_time", &KEEPALIVE_IDLE.to_string())?;
+    host.sysctl("net/ipv4/tcp_keepalive_intvl", "1")?;
+    host.sysctl(
+        "net/ipv4/tcp_keepalive_probes",
+        &KEEPALIVE_PROBES.to_string(),
+    )?;
+    let on: libc::c_int = 1;
+    set_option(s, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &on, "SO_KEEPALIVE")
 }
 
 fn keepalive_death(lab: &mut Lab) -> Result<Outcome, LabError> {
@@ -1413,13 +1414,15 @@ fn keepalive_death(lab: &mut Lab) -> Result<Outcome, LabError> {
     let c = endpoints(&client)?;
     let s = endpoints(&server)?;
     lab.step(&format!(
-        "host a: SO_KEEPALIVE with TCP_KEEPIDLE {KEEPALIVE_IDLE} s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT {KEEPALIVE_PROBES}"
+        "host a: tcp_keepalive_time {KEEPALIVE_IDLE} s, tcp_keepalive_intvl 1 s, tcp_keepalive_probes {KEEPALIVE_PROBES} (its sysctls); SO_KEEPALIVE on"
     ));
-    set_keepalive(&client)?;
+    set_keepalive(&pair.a, &client)?;
     settle(lab);
-    let probes_before = super::tcp_ext(&pair.a, "TCPKeepAlive")?;
     lab.step("host b falls silent: host a's packets to it are held from now on");
     pair.hold_a(true)?;
+    // Counted from the silence on: probes answered before it (while --slow pauses) reset
+    // the count the kernel gives up on.
+    let probes_before = super::tcp_ext(&pair.a, "TCPKeepAlive")?;
     let started = Instant::now();
     client
         .set_read_timeout(Some(Duration::from_secs(15)))
@@ -1470,7 +1473,7 @@ fn keepalive_death(lab: &mut Lab) -> Result<Outcome, LabError> {
             ),
             Fact::new(
                 "keepalive probes sent (TcpExt TCPKeepAlive)",
-                KEEPALIVE_PROBES.to_string(),
+                format!("{KEEPALIVE_PROBES} (tcp_keepalive_probes)"),
                 probes.to_string(),
                 probes == KEEPALIVE_PROBES as u64,
             ),
@@ -1762,14 +1765,12 @@ fn fin_with_ack(lab: &mut Lab) -> Result<Outcome, LabError> {
         lab.step("hold host b's packets: whatever it sends waits in its queue");
         pair.hold_b(true)?;
         let sent_before = super::tcp_mib(&pair.b, "OutSegs")?;
-        lab.step("host a: shutdown(SHUT_WR): FIN sent");
+        // One step: a pause between the two would let host b's delayed ACK go out alone.
+        lab.step("host a: shutdown(SHUT_WR), FIN sent; host b: read() returns 0 and it closes at once, so its FIN carries the ACK of host a's");
         let half = client.try_clone().map_err(io("clone"))?;
         pair.a
             .run(move || half.shutdown(Shutdown::Write))?
             .map_err(io("shutdown"))?;
-        lab.step(
-            "host b: read() returns 0, and it closes at once: its FIN carries the ACK of host a's",
-        );
         let mut buf = [0u8; 1];
         let eof = server.read(&mut buf).map_err(io("read"))? == 0;
         drop(server);
@@ -2236,6 +2237,19 @@ fn syn_flood(lab: &mut Lab) -> Result<Outcome, LabError> {
     let real_half_open = half_open(&pair, A_IP)?;
     settle(lab);
     let after = counters(&pair)?;
+    lab.step(&format!(
+        "the flood's sockets go, and {FLOOD_IP} answers ARP again: host b's queued SYN+ACKs reach a host that resets them"
+    ));
+    drop(flood);
+    pair.a.sysctl("net/ipv4/conf/veth-a/arp_ignore", "0")?;
+    // The neighbour is solicited once a second: the queue is sent at the next answer.
+    let reset_deadline = Instant::now() + Duration::from_secs(5);
+    let mut after_reset = half_open(&pair, FLOOD_IP)?;
+    while after_reset > 0 && Instant::now() < reset_deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after_reset = half_open(&pair, FLOOD_IP)?;
+    }
+    settle(lab);
     let [do_cookies, sent, received] = [0, 1, 2].map(|i| after[i].saturating_sub(before[i]));
     // Every SYN the full queue turned away got a cookie: the rest of the flood, and the
     // real clients.
@@ -2246,6 +2260,8 @@ fn syn_flood(lab: &mut Lab) -> Result<Outcome, LabError> {
     let c = *c;
     let outcome = Outcome {
         roles: vec![
+            // It never leaves LISTEN: not for the flood, the cookies, or the resets.
+            listener_role(lab, server),
             role(lab, "real client 1", c, steps(&[&CLIENT_OPEN])),
             role(
                 lab,
@@ -2265,7 +2281,7 @@ fn syn_flood(lab: &mut Lab) -> Result<Outcome, LabError> {
             Fact::new(
                 format!("half-open requests from {FLOOD_IP} (sock_diag SYN-RECV)"),
                 format!(
-                    "the SYN queue, full: {FLOOD_BACKLOG} (the backlog), or {} on kernels that count it as the accept queue does (6.13 on)",
+                    "the SYN queue, full: {FLOOD_BACKLOG} (the backlog), or {} where the kernel checks it as it checks the accept queue (more than the backlog)",
                     FLOOD_BACKLOG + 1
                 ),
                 flooded.to_string(),
@@ -2301,13 +2317,19 @@ fn syn_flood(lab: &mut Lab) -> Result<Outcome, LabError> {
                 received.to_string(),
                 received == REAL_CLIENTS as u64,
             ),
+            Fact::new(
+                format!("half-open requests from {FLOOD_IP} once RSTs answered their SYN+ACKs"),
+                "0: each dropped, the listener still in LISTEN (RFC 9293 would take SYN-RECEIVED -> LISTEN)",
+                after_reset.to_string(),
+                after_reset == 0,
+            ),
         ],
         notes: vec![
             "A syncookie encodes the connection's parameters in the SYN+ACK's sequence number, so the server keeps nothing until the ACK comes back. A flood then costs it no memory, and real clients still get in.".into(),
             "RFC 9293 returns a half-open connection to LISTEN when an RST arrives (SYN-RECEIVED -> LISTEN). Linux never moves the listener: each half-open connection is a request socket beside it, and an RST or a timeout simply drops the request; the listener stays in LISTEN throughout.".into(),
         ],
     };
-    drop((flood, real, listener));
+    drop((real, listener));
     Ok(outcome)
 }
 
