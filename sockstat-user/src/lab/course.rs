@@ -55,19 +55,32 @@ const fn takes(from: TcpState, to: TcpState, rfc: &'static str) -> RfcEdge {
     }
 }
 
+const fn never(
+    from: TcpState,
+    to: TcpState,
+    rfc: &'static str,
+    instead: &'static str,
+    shown_by: &'static str,
+) -> RfcEdge {
+    RfcEdge {
+        edge: Edge::new(from, to),
+        rfc,
+        linux: Linux::Never { instead, shown_by },
+    }
+}
+
 pub const RFC_EDGES: [RfcEdge; 21] = [
     takes(Close, Listen, "passive OPEN / create TCB"),
     takes(Close, SynSent, "active OPEN / snd SYN"),
     takes(Listen, Close, "CLOSE / delete TCB"),
     takes(Listen, SynRecv, "rcv SYN / snd SYN,ACK"),
-    RfcEdge {
-        edge: Edge::new(Listen, SynSent),
-        rfc: "SEND / snd SYN",
-        linux: Linux::Never {
-            instead: "a listener never becomes a client: connect() on it fails with EISCONN, send() with EPIPE",
-            shown_by: "listener-close",
-        },
-    },
+    never(
+        Listen,
+        SynSent,
+        "SEND / snd SYN",
+        "a listener never becomes a client: connect() on it fails with EISCONN, send() with EPIPE",
+        "listener-close",
+    ),
     takes(SynSent, SynRecv, "rcv SYN / snd ACK (simultaneous open)"),
     takes(SynSent, Established, "rcv SYN,ACK / snd ACK"),
     takes(
@@ -76,27 +89,25 @@ pub const RFC_EDGES: [RfcEdge; 21] = [
         "CLOSE / delete TCB (Linux also: refused, timed out)",
     ),
     takes(SynRecv, Established, "rcv ACK of SYN"),
-    RfcEdge {
-        edge: Edge::new(SynRecv, Listen),
-        rfc: "rcv RST (RFC 9293 text, 3.10.7.4)",
-        linux: Linux::Never {
-            instead: "a half-open connection is a request socket beside the listener, which never left LISTEN: an RST (or a SYN+ACK nobody wants) drops the request",
-            shown_by: "syn-flood",
-        },
-    },
+    never(
+        SynRecv,
+        Listen,
+        "rcv RST (RFC 9293 text, 3.10.7.4)",
+        "a half-open connection is a request socket beside the listener, which never left LISTEN: an RST (or a SYN+ACK nobody wants) drops the request",
+        "syn-flood",
+    ),
     takes(SynRecv, FinWait1, "CLOSE / snd FIN"),
     takes(Established, FinWait1, "CLOSE / snd FIN"),
     takes(Established, CloseWait, "rcv FIN / snd ACK"),
     takes(FinWait1, FinWait2, "rcv ACK of FIN"),
     takes(FinWait1, Closing, "rcv FIN / snd ACK"),
-    RfcEdge {
-        edge: Edge::new(FinWait1, TimeWait),
-        rfc: "rcv FIN with the ACK of ours / snd ACK (RFC 9293 text, 3.10.7.4)",
-        linux: Linux::Never {
-            instead: "Linux handles the segment's ACK before its FIN: FIN-WAIT-1 -> FIN-WAIT-2 -> TIME-WAIT, both for the one segment",
-            shown_by: "fin-with-ack",
-        },
-    },
+    never(
+        FinWait1,
+        TimeWait,
+        "rcv FIN with the ACK of ours / snd ACK (RFC 9293 text, 3.10.7.4)",
+        "Linux handles the segment's ACK before its FIN: FIN-WAIT-1 -> FIN-WAIT-2 -> TIME-WAIT, both for the one segment",
+        "fin-with-ack",
+    ),
     takes(FinWait2, TimeWait, "rcv FIN / snd ACK"),
     takes(Closing, TimeWait, "rcv ACK of FIN"),
     takes(CloseWait, LastAck, "CLOSE / snd FIN"),

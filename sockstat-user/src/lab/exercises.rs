@@ -489,7 +489,7 @@ fn active_close(lab: &mut Lab) -> Result<Outcome, LabError> {
             role(lab, "server", s, steps(&[&CHILD_OPEN, &PASSIVE_CLOSE])),
         ],
         facts: vec![
-            Fact::new("server read() after the client's FIN", "0 (end of file)", if eof { "0" } else { "data" }, eof),
+            eof_fact("server read() after the client's FIN", eof),
             timer,
         ],
         notes: vec![
@@ -527,12 +527,7 @@ fn passive_close(lab: &mut Lab) -> Result<Outcome, LabError> {
                 if cw { "yes" } else { "no" },
                 cw,
             ),
-            Fact::new(
-                "client read() after the server's FIN",
-                "0 (end of file)",
-                if eof { "0" } else { "data" },
-                eof,
-            ),
+            eof_fact("client read() after the server's FIN", eof),
         ],
         ..Outcome::default()
     })
@@ -1212,6 +1207,42 @@ fn set_option<T>(
     Ok(())
 }
 
+/// What a connection dead of a timer shows (`keepalive-death`, `rto-death`): read() fails
+/// with ETIMEDOUT, and the close the tracer saw carries the timer's cause.
+fn timed_out_facts(lab: &Lab, local: SocketAddr, errno: Option<i32>) -> [Fact; 2] {
+    let cause = close_cause(lab, local);
+    [
+        Fact::new(
+            "host a read() error",
+            "ETIMEDOUT",
+            errno_text(errno),
+            errno == Some(libc::ETIMEDOUT),
+        ),
+        Fact::new(
+            "client close cause (traced)",
+            "timeout (ETIMEDOUT)",
+            &cause,
+            cause == "timeout",
+        ),
+    ]
+}
+
+/// Blocks in read() on `s` for at most `max`: the errno it failed with, and the seconds it
+/// took.
+fn read_error(s: &mut TcpStream, max: Duration) -> Result<(Option<i32>, f64), LabError> {
+    let started = Instant::now();
+    s.set_read_timeout(Some(max)).map_err(io("read timeout"))?;
+    let mut buf = [0u8; 1];
+    let read = s.read(&mut buf);
+    let errno = read.as_ref().err().and_then(std::io::Error::raw_os_error);
+    Ok((errno, started.elapsed().as_secs_f64()))
+}
+
+/// A read() that should have found the peer's FIN.
+fn eof_fact(what: &str, eof: bool) -> Fact {
+    Fact::new(what, "0 (end of file)", if eof { "0" } else { "data" }, eof)
+}
+
 /// Whether `read()` on `s` fails with ECONNRESET (the peer's RST), and what it gave.
 fn read_reset(s: &mut TcpStream) -> (bool, String) {
     let mut buf = [0u8; 16];
@@ -1423,17 +1454,10 @@ fn keepalive_death(lab: &mut Lab) -> Result<Outcome, LabError> {
     // Counted from the silence on: probes answered before it (while --slow pauses) reset
     // the count the kernel gives up on.
     let probes_before = super::tcp_ext(&pair.a, "TCPKeepAlive")?;
-    let started = Instant::now();
-    client
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(io("read timeout"))?;
-    let mut buf = [0u8; 1];
-    let read = client.read(&mut buf);
-    let took = started.elapsed().as_secs_f64();
-    let errno = read.as_ref().err().and_then(std::io::Error::raw_os_error);
+    let (errno, took) = read_error(&mut client, Duration::from_secs(15))?;
     let probes = super::tcp_ext(&pair.a, "TCPKeepAlive")?.saturating_sub(probes_before);
     settle(lab);
-    let cause = close_cause(lab, c.0);
+    let timed_out = timed_out_facts(lab, c.0, errno);
     let outcome = Outcome {
         roles: vec![
             role(
@@ -1456,21 +1480,11 @@ fn keepalive_death(lab: &mut Lab) -> Result<Outcome, LabError> {
                 steps(&[&CHILD_OPEN]),
             ),
         ],
-        facts: vec![
-            Fact::new(
-                "host a read() error",
-                "ETIMEDOUT",
-                errno_text(errno),
-                errno == Some(libc::ETIMEDOUT),
-            ),
-            // The kernel resets the connection as it gives up, then reports ETIMEDOUT: the
-            // timer is the cause, not the courtesy RST.
-            Fact::new(
-                "client close cause (traced)",
-                "timeout (ETIMEDOUT)",
-                &cause,
-                cause == "timeout",
-            ),
+        // The kernel resets the connection as it gives up, then reports ETIMEDOUT: the
+        // timer is the cause, not the courtesy RST.
+        facts: [
+            timed_out.to_vec(),
+            vec![
             Fact::new(
                 "keepalive probes sent (TcpExt TCPKeepAlive)",
                 format!("{KEEPALIVE_PROBES} (tcp_keepalive_probes)"),
@@ -1483,7 +1497,9 @@ fn keepalive_death(lab: &mut Lab) -> Result<Outcome, LabError> {
                 format!("{took:.1} s"),
                 (3.0..8.0).contains(&took),
             ),
-        ],
+            ],
+        ]
+        .concat(),
         notes: vec![
             "As it gives up, Linux sends an RST (reason tcp-keepalive-timeout from 6.10 on) in case the peer is still there, then reports ETIMEDOUT to the application: sockstat traces the RST (rst-out) and gives the close the timer's cause, timeout.".into(),
             "Host b never learns of it: its side stays ESTABLISHED until it sends something, and the RST that answers tells it then.".into(),
@@ -1732,12 +1748,7 @@ fn fast_open(lab: &mut Lab) -> Result<Outcome, LabError> {
                 passive.to_string(),
                 passive == 1,
             ),
-            Fact::new(
-                "client read() after the server's FIN",
-                "0 (end of file)",
-                if eof { "0" } else { "data" },
-                eof,
-            ),
+            eof_fact("client read() after the server's FIN", eof),
         ],
         notes: vec![
             "The first connection only fetched a cookie (the server's MAC of the client's address); with it, the client's next SYN carries data and the server hands the socket to the application a round trip early.".into(),
@@ -1818,12 +1829,7 @@ fn fin_with_ack(lab: &mut Lab) -> Result<Outcome, LabError> {
                 role(lab, "host b", s, steps(&[&CHILD_OPEN, &PASSIVE_CLOSE])),
             ],
             facts: vec![
-                Fact::new(
-                    "host b read() after host a's FIN",
-                    "0 (end of file)",
-                    if eof { "0" } else { "data" },
-                    eof,
-                ),
+                eof_fact("host b read() after host a's FIN", eof),
                 Fact::new(
                     "segments host b sent after host a's FIN (Tcp OutSegs)",
                     "1: its FIN, carrying the ACK",
@@ -1863,11 +1869,11 @@ fn time_wait_end(lab: &mut Lab) -> Result<Outcome, LabError> {
     drop(server);
     settle(lab);
     lab.step("the client's side waits in TIME-WAIT: 60 s on Linux (2 MSL); this takes a minute");
-    wait_until_both(
+    wait_state(
         lab,
-        [c.0, c.0],
+        c.0,
+        Close,
         Duration::from_secs_f64(TIME_WAIT_S + TIME_WAIT_SLACK_S + 5.0),
-        |state| state == ReportedState::Known(Close),
     );
     settle(lab);
     let end = lab
@@ -1967,14 +1973,7 @@ fn rto_death(lab: &mut Lab) -> Result<Outcome, LabError> {
         "host a: write() 1000 bytes; no ACK comes back, so it retransmits with backoff until tcp_retries2 = {RETRIES2} runs out"
     ));
     client.write_all(&[b'x'; 1000]).map_err(io("write"))?;
-    let started = Instant::now();
-    client
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(io("read timeout"))?;
-    let mut buf = [0u8; 1];
-    let read = client.read(&mut buf);
-    let took = started.elapsed().as_secs_f64();
-    let errno = read.as_ref().err().and_then(std::io::Error::raw_os_error);
+    let (errno, took) = read_error(&mut client, Duration::from_secs(20))?;
     settle(lab);
     let timeouts = super::tcp_ext(&pair.a, "TCPTimeouts")?.saturating_sub(timeouts_before);
     let retransmits = lab
@@ -1982,7 +1981,7 @@ fn rto_death(lab: &mut Lab) -> Result<Outcome, LabError> {
         .cookie_of(c.0, c.1)
         .and_then(|k| lab.tracer.retransmits.get(&k).copied())
         .unwrap_or(0);
-    let cause = close_cause(lab, c.0);
+    let timed_out = timed_out_facts(lab, c.0, errno);
     let outcome = Outcome {
         roles: vec![
             role(
@@ -2000,19 +1999,9 @@ fn rto_death(lab: &mut Lab) -> Result<Outcome, LabError> {
             ),
             role(lab, "server", s, steps(&[&CHILD_OPEN])),
         ],
-        facts: vec![
-            Fact::new(
-                "host a read() error",
-                "ETIMEDOUT",
-                errno_text(errno),
-                errno == Some(libc::ETIMEDOUT),
-            ),
-            Fact::new(
-                "client close cause (traced)",
-                "timeout (ETIMEDOUT)",
-                &cause,
-                cause == "timeout",
-            ),
+        facts: [
+            timed_out.to_vec(),
+            vec![
             Fact::new(
                 "retransmissions traced",
                 format!(
@@ -2027,7 +2016,9 @@ fn rto_death(lab: &mut Lab) -> Result<Outcome, LabError> {
                 format!("{took:.1} s"),
                 (2.5..10.0).contains(&took),
             ),
-        ],
+            ],
+        ]
+        .concat(),
         notes: vec![
             "tcp_retries2 is a time budget, not a count: the kernel gives up at the first retransmission timer after the time that many backed-off retransmissions would take from the minimum RTO (200 ms), 3 s here, has passed. The default, 15, is about 15 minutes.".into(),
             "Host b's packets are lost here, not held: a segment still queued in host a's kernel counts as in flight, and the kernel would not retransmit it.".into(),
@@ -2080,7 +2071,7 @@ fn zero_window(lab: &mut Lab) -> Result<Outcome, LabError> {
     let probes_before = super::tcp_ext(&pair.a, "TCPWinProbe")?;
     lab.step("host b's window is zero: host a's persist timer probes it, backing off");
     let sender = |pair: &Pair| -> Result<Option<crate::diag::SocketRecord>, LabError> {
-        Ok(dump_tcp(&pair.a)?.into_iter().find(|r| is(r, c)))
+        Ok(dump_tcp(&pair.a)?.into_iter().find(|r| is_connection(r, c)))
     };
     let mut persisting = None;
     for _ in 0..30 {
@@ -2096,7 +2087,7 @@ fn zero_window(lab: &mut Lab) -> Result<Outcome, LabError> {
     let probes = super::tcp_ext(&pair.a, "TCPWinProbe")?.saturating_sub(probes_before);
     let recv_q = dump_tcp(&pair.b)?
         .into_iter()
-        .find(|r| is(r, s))
+        .find(|r| is_connection(r, s))
         .map_or(0, |r| r.recv_q);
     let timer_text = persisting
         .as_ref()
@@ -2169,7 +2160,7 @@ fn zero_window(lab: &mut Lab) -> Result<Outcome, LabError> {
 }
 
 /// Whether sock_diag's record is the connection with these ends.
-fn is(r: &crate::diag::SocketRecord, (local, peer): (SocketAddr, SocketAddr)) -> bool {
+fn is_connection(r: &crate::diag::SocketRecord, (local, peer): (SocketAddr, SocketAddr)) -> bool {
     r.local == crate::diag::Endpoint::Inet(local) && r.peer == crate::diag::Endpoint::Inet(peer)
 }
 

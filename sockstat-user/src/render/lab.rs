@@ -98,19 +98,25 @@ fn role_lines(outcome: &Outcome, color: bool, width: usize) -> Vec<String> {
     lines
 }
 
+/// `text` wrapped to `width` and hanging at `indent`, its first line after `lead` (which
+/// fills the first `indent` columns; colour codes aside).
+fn hanging(lead: &str, text: &str, indent: usize, width: usize) -> Vec<String> {
+    let mut lines = crate::render::wrap(text, indent, indent, width.max(indent + 20));
+    if let Some(first) = lines.first_mut() {
+        *first = format!("{lead}{}", first.trim_start());
+    }
+    lines
+}
+
 /// "  ✓ EDGE  text", the text wrapped to `width` and hanging under itself.
 fn marked(lines: &mut Vec<String>, mark: &str, edge: &str, text: &str, width: usize) {
     const EDGE: usize = 24;
-    const HANG: usize = 4 + EDGE + 1;
-    // The text starts at HANG on every line; the first line's lead is the mark and edge.
-    let wrapped = crate::render::wrap(text, HANG, HANG, width.max(HANG + 20));
-    for (i, l) in wrapped.into_iter().enumerate() {
-        lines.push(if i == 0 {
-            format!("  {mark} {edge:<EDGE$} {}", l.trim_start())
-        } else {
-            l
-        });
-    }
+    lines.extend(hanging(
+        &format!("  {mark} {edge:<EDGE$} "),
+        text,
+        4 + EDGE + 1,
+        width,
+    ));
 }
 
 /// One exercise's result laid out for `width` columns: the state machine with the observed
@@ -218,14 +224,8 @@ pub fn write_list(out: &mut impl Write, exercises: &[Exercise], width: usize) ->
         }
         writeln!(out, "{}. {}", i + 1, part.title())?;
         for e in in_part {
-            // The teaching text hangs under itself; the name takes its first line's indent.
-            let wrapped = crate::render::wrap(e.teaches, HANG, HANG, width.max(HANG + 20));
-            for (j, l) in wrapped.into_iter().enumerate() {
-                if j == 0 {
-                    writeln!(out, "  {:<NAME$} {}", e.name, l.trim_start())?;
-                } else {
-                    writeln!(out, "{l}")?;
-                }
+            for l in hanging(&format!("  {:<NAME$} ", e.name), e.teaches, HANG, width) {
+                writeln!(out, "{l}")?;
             }
             let shows = format!("shows: {}", shows_text(e));
             for l in crate::render::wrap(&shows, HANG, HANG + 7, width) {
@@ -272,13 +272,8 @@ pub fn write_coverage(
     let (rfc, beyond): (Vec<&Covered>, Vec<&Covered>) =
         covered.iter().partition(|c| c.rfc.is_some());
     let line = |out: &mut dyn Write, edge: &str, text: &str| -> io::Result<()> {
-        let wrapped = crate::render::wrap(text, HANG, HANG, width.max(HANG + 20));
-        for (i, l) in wrapped.into_iter().enumerate() {
-            if i == 0 {
-                writeln!(out, "{edge:<EDGE$} {}", l.trim_start())?;
-            } else {
-                writeln!(out, "{l}")?;
-            }
+        for l in hanging(&format!("{edge:<EDGE$} "), text, HANG, width) {
+            writeln!(out, "{l}")?;
         }
         Ok(())
     };

@@ -163,7 +163,7 @@ const RFC_ONLY: &[RfcOnly] = &[
 
 /// How the diagram colours what it draws.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Palette {
+enum Palette {
     /// Live counts (top, a lab exercise): lit edges green, RFC-only edges dim.
     Counts,
     /// `lab coverage`: edges with a count are shown by an exercise (green), the others are
