@@ -100,7 +100,7 @@ pub unsafe fn wanted(
     let dport = u16::from_be(unsafe { field(sk, off.skc_dport) });
     let unaddressed = passive_open && dport == 0;
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-    if !unsafe { passes_filters(sk, off, family, sport, dport, unaddressed)? } {
+    if !unsafe { passes_filters::<true>(sk, off, family, sport, dport, unaddressed)? } {
         return Ok(None);
     }
     let mode = cfg.cgroups;
@@ -148,50 +148,17 @@ unsafe fn cgroup_id(sk: *const u8, off: &SockOffsets) -> u64 {
     unsafe { field(kn, off.kernfs_node_id) }
 }
 
-/// The in-kernel filters (family, port, namespace, sockstat's own endpoint) for a socket
-/// (`sk`, the hook's BTF-typed socket). `skip_port`: the ports are not the socket's own yet
-/// (see `wanted`).
+/// The in-kernel filters (family, port, namespace, sockstat's own endpoint) for a socket or
+/// timewait socket: `sk` points at its `struct sock_common`. `skip_port`: the ports are not
+/// the socket's own yet (see `wanted`).
 #[inline(always)]
-pub unsafe fn passes_filters(
+pub unsafe fn passes_filters<const TYPED: bool>(
     sk: *const u8,
     off: &SockOffsets,
     family: u16,
     sport: u16,
     dport: u16,
     skip_port: bool,
-) -> Result<bool, i32> {
-    filters_keep(
-        family,
-        sport,
-        dport,
-        skip_port,
-        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
-        || unsafe { netns_inum::<true>(sk, off) },
-        || {
-            // SAFETY: the caller's socket at loader-checked offsets (see `field`).
-            Ok(unsafe {
-                if family == AF_INET6 {
-                    loopback_v6(field(sk, off.skc_v6_daddr))
-                } else {
-                    loopback_v4(field(sk, off.skc_daddr))
-                }
-            })
-        },
-    )
-}
-
-/// The filters on what was read of a socket or timewait socket: its namespace and whether
-/// its peer is a loopback address (127/8, ::1, ::ffff:127/104) are asked for only where a
-/// filter needs them. A client of sockstat's own port is sockstat's doing only when it is
-/// local; `OwnEndpoint::covers` in user space applies the same rule to dumps.
-#[inline(always)]
-pub fn filters_keep(
-    family: u16,
-    sport: u16,
-    dport: u16,
-    skip_port: bool,
-    netns: impl Fn() -> Result<u32, i32>,
-    loopback_peer: impl Fn() -> Result<bool, i32>,
 ) -> Result<bool, i32> {
     let cfg = config();
     if cfg.family != 0 && cfg.family != family {
@@ -200,17 +167,40 @@ pub fn filters_keep(
     if cfg.port != 0 && cfg.port != sport && cfg.port != dport && !skip_port {
         return Ok(false);
     }
-    if cfg.netns != 0 && netns()? != cfg.netns {
+    // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+    if cfg.netns != 0 && unsafe { netns_inum::<TYPED>(sk, off)? } != cfg.netns {
         return Ok(false);
     }
     if cfg.own_port != 0
         && (sport == cfg.own_port || dport == cfg.own_port)
-        && netns()? == cfg.own_netns
-        && (sport == cfg.own_port || loopback_peer()?)
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+        && unsafe { netns_inum::<TYPED>(sk, off)? } == cfg.own_netns
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+        && (sport == cfg.own_port || unsafe { loopback_peer::<TYPED>(sk, off, family)? })
     {
         return Ok(false);
     }
     Ok(true)
+}
+
+/// Whether the peer of `sk` is a loopback address (127/8, ::1, ::ffff:127/104): a client of
+/// sockstat's own port is sockstat's doing only when it is local. `OwnEndpoint::covers` in
+/// user space applies the same rule to dumps.
+#[inline(always)]
+unsafe fn loopback_peer<const TYPED: bool>(
+    sk: *const u8,
+    off: &SockOffsets,
+    family: u16,
+) -> Result<bool, i32> {
+    if family == AF_INET6 {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+        Ok(loopback_v6(unsafe {
+            get::<_, TYPED>(sk, off.skc_v6_daddr)?
+        }))
+    } else {
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+        Ok(loopback_v4(unsafe { get::<_, TYPED>(sk, off.skc_daddr)? }))
+    }
 }
 
 #[inline(always)]

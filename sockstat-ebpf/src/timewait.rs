@@ -23,13 +23,7 @@
 //! - early death: `timer_cancel` alone. Inside connect() (`tcp_tw_reuse`) the new socket has
 //!   just entered SYN-SENT on this CPU with the same 4-tuple; for an RST, the RST's skb is
 //!   freed right after; anything else (`ss -K`, namespace exit) is a kill.
-use core::mem::{MaybeUninit, size_of};
-
-use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, generated},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 use sockstat_common::{SockOffsets, TwOffsets, counter, flags, hook, kind, tcp_state as st};
 
 use crate::{
@@ -37,10 +31,7 @@ use crate::{
         TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, read_failed, sock_offsets,
         tw_offsets,
     },
-    sock::{
-        AF_INET, AF_INET6, IPPROTO_TCP, field, fill_task, filters_keep, loopback_v4, loopback_v6,
-        netns_inum, read,
-    },
+    sock::{AF_INET, AF_INET6, IPPROTO_TCP, field, fill_task, netns_inum, passes_filters, read},
 };
 
 /// A timewait socket's identity as packets show it: namespace, family, local and remote port
@@ -61,7 +52,7 @@ pub struct TwKey {
 }
 
 // Hashed as bytes: no implicit padding.
-const _: () = assert!(size_of::<TwKey>() == 48);
+const _: () = assert!(core::mem::size_of::<TwKey>() == 48);
 
 impl TwKey {
     const fn zeroed() -> Self {
@@ -179,111 +170,35 @@ unsafe fn timewait_of(timer: *const u8, off: &TwOffsets) -> Result<Option<*const
     Ok(Some(timer.wrapping_sub(off.tw_timer as usize)))
 }
 
-/// Bytes of a timewait socket read in one go: its `struct sock_common` and the substate
-/// after it (byte 140 on 6.18; a kernel that puts a field further reads that one on its
-/// own). Field by field, the key, cookie and substate were eleven helper calls for every
-/// timewait socket made.
-const TW_HEAD: usize = 144;
-
-/// The head of a timewait socket, as one probe read found it.
-struct TwHead {
-    at: *const u8,
-    bytes: [u8; TW_HEAD],
-}
-
-impl TwHead {
-    /// # Safety
-    /// `tw` is read only through bpf_probe_read_kernel.
-    #[inline(always)]
-    unsafe fn read(tw: *const u8) -> Result<TwHead, i32> {
-        let mut head = MaybeUninit::<TwHead>::uninit();
-        let p = head.as_mut_ptr();
-        // SAFETY: `p` is our stack slot; the helper fills every byte of `bytes` (zeroes on
-        // failure) before anything reads them, and reads `tw` as a probe.
-        unsafe {
-            (*p).at = tw;
-            let done = generated::bpf_probe_read_kernel(
-                (*p).bytes.as_mut_ptr().cast(),
-                TW_HEAD as u32,
-                tw.cast(),
-            );
-            if done != 0 {
-                return Err(done as i32);
-            }
-            Ok(head.assume_init())
-        }
-    }
-
-    /// The field at `offset` from the bytes read, or read on its own where a kernel puts it
-    /// past them (the offsets are constants to the verifier, so one branch remains).
-    #[inline(always)]
-    fn get<T: Copy>(&self, offset: u32) -> Result<T, i32> {
-        let at = offset as usize;
-        if at + size_of::<T>() <= TW_HEAD {
-            // SAFETY: inside `bytes` (checked above), which the probe read filled.
-            Ok(unsafe { self.bytes.as_ptr().add(at).cast::<T>().read_unaligned() })
-        } else {
-            // SAFETY: a probe read.
-            unsafe { read(self.at, offset) }
-        }
-    }
-}
-
-/// The key of a timewait socket, or None when the in-kernel filters leave it out.
+/// The key of timewait socket `tw` (at its `struct sock_common`), or None when the in-kernel
+/// filters leave it out.
 #[inline(always)]
-fn key_of(head: &TwHead, sock: &SockOffsets, off: &TwOffsets) -> Result<Option<TwKey>, i32> {
-    let family: u16 = head.get(sock.skc_family)?;
-    if family != AF_INET && family != AF_INET6 {
-        return Ok(None);
+unsafe fn key_of(tw: *const u8, sock: &SockOffsets, off: &TwOffsets) -> Result<Option<TwKey>, i32> {
+    // SAFETY: every read goes through bpf_probe_read_kernel.
+    unsafe {
+        let family: u16 = read(tw, sock.skc_family)?;
+        if family != AF_INET && family != AF_INET6 {
+            return Ok(None);
+        }
+        let lport: u16 = read(tw, off.skc_num)?;
+        let rport = u16::from_be(read(tw, sock.skc_dport)?);
+        if !passes_filters::<false>(tw, sock, family, lport, rport, false)? {
+            return Ok(None);
+        }
+        let mut key = TwKey::zeroed();
+        key.netns = netns_inum::<false>(tw, sock)?;
+        key.family = family;
+        key.lport = lport;
+        key.rport = rport;
+        if family == AF_INET6 {
+            key.laddr = read(tw, sock.skc_v6_rcv_saddr)?;
+            key.raddr = read(tw, sock.skc_v6_daddr)?;
+        } else {
+            key.laddr[0] = u64::from(read::<u32>(tw, sock.skc_rcv_saddr)?);
+            key.raddr[0] = u64::from(read::<u32>(tw, sock.skc_daddr)?);
+        }
+        Ok(Some(key))
     }
-    let (laddr, raddr) = if family == AF_INET6 {
-        (
-            head.get(sock.skc_v6_rcv_saddr)?,
-            head.get(sock.skc_v6_daddr)?,
-        )
-    } else {
-        (
-            [u64::from(head.get::<u32>(sock.skc_rcv_saddr)?), 0],
-            [u64::from(head.get::<u32>(sock.skc_daddr)?), 0],
-        )
-    };
-    let net: u64 = head.get(sock.skc_net)?;
-    let netns = if net == 0 {
-        0
-    } else {
-        // SAFETY: a probe read.
-        unsafe { read(net as *const u8, sock.net_ns_inum)? }
-    };
-    // Every field set here: zeroing the key first was a call to memset.
-    let key = TwKey {
-        netns,
-        family,
-        lport: head.get(off.skc_num)?,
-        rport: u16::from_be(head.get(sock.skc_dport)?),
-        _pad0: 0,
-        _pad1: 0,
-        laddr,
-        raddr,
-    };
-    let keep = filters_keep(
-        family,
-        key.lport,
-        key.rport,
-        false,
-        || Ok(key.netns),
-        || {
-            let bytes = [raddr[0].to_ne_bytes(), raddr[1].to_ne_bytes()];
-            Ok(if family == AF_INET6 {
-                let mut v6 = [0u8; 16];
-                v6[..8].copy_from_slice(&bytes[0]);
-                v6[8..].copy_from_slice(&bytes[1]);
-                loopback_v6(v6)
-            } else {
-                loopback_v4([bytes[0][0], bytes[0][1], bytes[0][2], bytes[0][3]])
-            })
-        },
-    )?;
-    Ok(keep.then_some(key))
 }
 
 /// The key of full socket `sk` (SYN-SENT, its ports assigned), on the wire's terms.
@@ -397,11 +312,12 @@ unsafe fn timewait_timer(timer: *const u8) -> Result<Option<TimewaitTimer>, i32>
         return Ok(None);
     };
     // SAFETY: probe reads only.
-    let head = unsafe { TwHead::read(tw)? };
-    let (substate, cookie): (u8, u64) = (head.get(off.tw_substate)?, head.get(off.skc_cookie)?);
+    let (substate, cookie): (u8, u64) =
+        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
     // Another one still pending died (several kills in one go, e.g. `ss -K`).
     settle_cancel(scratch, timer as u64, cookie);
-    let Some(key) = key_of(&head, sock_offsets(), off)? else {
+    // SAFETY: probe reads only.
+    let Some(key) = (unsafe { key_of(tw, sock_offsets(), off)? }) else {
         return Ok(None);
     };
     Ok(Some(TimewaitTimer {
@@ -429,10 +345,12 @@ unsafe fn try_timer_start(timer: *const u8) -> Result<(), i32> {
         return Ok(());
     };
     // SAFETY: probe reads only.
-    let head = unsafe { TwHead::read(tw)? };
-    let (substate, cookie): (u8, u64) = (head.get(off.tw_substate)?, head.get(off.skc_cookie)?);
+    let (substate, cookie): (u8, u64) =
+        unsafe { (read(tw, off.tw_substate)?, read(tw, off.skc_cookie)?) };
     settle_cancel(scratch, timer as u64, cookie);
-    let Some(key) = key_of(&head, sock_offsets(), off)? else {
+    let sock = sock_offsets();
+    // SAFETY: probe reads only.
+    let Some(key) = (unsafe { key_of(tw, sock, off)? }) else {
         return Ok(());
     };
     scratch.armed_cookie = cookie;
