@@ -164,8 +164,9 @@ pub fn hooks(root: &Path, count: usize, rounds: usize, baseline: Option<&Path>) 
     writeln!(
         report,
         "From `kernel.bpf_stats_enabled` (which adds its own two clock reads to every run); \
-         medians over rounds, the tracers in reverse order every other round. Programs that ran less than once per 100 connections are left \
-         out of the table but not of the total.\n"
+         medians over rounds, the tracers in reverse order every other round. Programs that \
+         ran less than once per 100 connections are left out of the table but not of the \
+         total.\n"
     )?;
     writeln!(
         report,
