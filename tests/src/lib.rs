@@ -586,18 +586,38 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Whether trace's closing summary reports lost events or runs the kernel skipped (a
-/// hook re-entered on its CPU; the classic tracepoint's program is also skipped while a
-/// bpf(2) map call runs on that CPU): a test that asserts exact transitions may try again.
+/// Whether trace's closing summary says its stream may lack events: lost to a full ring,
+/// runs the kernel skipped (a hook re-entered on its CPU; the classic tracepoint's program
+/// is also skipped while a bpf(2) map call runs on that CPU), transitions seen to be
+/// missing (jumps), or skipped runs this kernel does not count (a classic tracepoint
+/// before 6.7). A test that asserts exact transitions may try again.
 pub fn events_missing(summary: &str) -> bool {
     let count_before = |what: &str| {
         summary
             .split(what)
             .next()
+            .filter(|head| head.len() < summary.len())
             .and_then(|head| head.split_whitespace().last()?.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    count_before(" lost (ring buffer full)") > 0 || count_before(" runs skipped by the kernel") > 0
+    count_before(" lost (ring buffer full)") > 0
+        || count_before(" runs skipped by the kernel") > 0
+        || count_before(" jumps (") > 0
+        || skipped_runs_uncounted(summary)
+}
+
+/// Whether trace's closing summary says the kernel does not count its skipped runs.
+pub fn skipped_runs_uncounted(summary: &str) -> bool {
+    summary.contains("runs skipped by the kernel uncounted")
+}
+
+/// The running kernel's (major, minor) version, (0, 0) if unreadable.
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.trim().parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 /// A connect(2) to 127.0.0.1:`port` that does not wait for the handshake.

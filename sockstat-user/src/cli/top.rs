@@ -201,8 +201,12 @@ fn context<'a>(
         } else {
             Some(0)
         },
-        missed_runs: if feed.is_ebpf() {
-            counters.map(|c| c.missed_runs)
+        // Unknown, not 0, where the kernel does not count them (a classic tracepoint
+        // before 6.7).
+        missed_runs: if let Some(probe) = feed.probe() {
+            counters
+                .filter(|_| probe.skipped_runs_counted())
+                .map(|c| c.missed_runs)
         } else {
             Some(0)
         },

@@ -290,6 +290,7 @@ async fn trace(
     let probe = pipeline.probe();
     let end = TraceEnd {
         counters: probe.counters().map_err(|e| e.to_string()),
+        skips_counted: probe.skipped_runs_counted(),
         missed: probe.missed_runs().unwrap_or_else(|e| {
             log::warn!("reading the programs' skipped runs: {e}");
             Vec::new()

@@ -889,6 +889,15 @@ impl Probe {
         self.hook
     }
 
+    /// Whether `missed_runs` is the whole count of skipped runs. A classic tracepoint's
+    /// program is skipped while any other program or a bpf(2) map call holds its CPU, and
+    /// the kernel counts that only from 6.7 (trace_call_bpf); tp_btf programs always count.
+    pub fn skipped_runs_counted(&self) -> bool {
+        self.hook == HookChoice::TpBtf
+            || aya::util::KernelVersion::current()
+                .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 7, 0))
+    }
+
     pub fn ring_bytes(&self) -> u32 {
         self.ring_bytes
     }

@@ -529,10 +529,16 @@ impl Metrics {
         self.netns_skipped
             .set(i64::try_from(feed.skipped_netns().len()).unwrap_or(i64::MAX));
         if let Some(probe) = feed.probe() {
-            let missed = probe.missed_runs().unwrap_or_else(|e| {
-                log::warn!("reading the programs' skipped runs: {e}");
+            // No series where the kernel does not count them (a classic tracepoint before
+            // 6.7): absent is unknown, 0 would be a claim.
+            let missed = if probe.skipped_runs_counted() {
+                probe.missed_runs().unwrap_or_else(|e| {
+                    log::warn!("reading the programs' skipped runs: {e}");
+                    Vec::new()
+                })
+            } else {
                 Vec::new()
-            });
+            };
             for (program, total) in missed {
                 let before = self.seen_missed.insert(program.clone(), total).unwrap_or(0);
                 self.missed_runs

@@ -182,10 +182,10 @@ impl LabTracer {
         self.transitions.iter().filter(move |t| t.cookie == cookie)
     }
 
-    /// Events lost plus runs skipped so far: if it moved during an exercise, what the
-    /// exercise observed may be incomplete.
+    /// Events lost, runs skipped and transitions seen to be missing (jumps) so far: if it
+    /// moved during an exercise, what the exercise observed may be incomplete.
     pub fn gaps(&self) -> u64 {
-        self.lost + self.missed_runs
+        self.lost + self.missed_runs + self.pipeline.tracker().stats().jumps
     }
 
     /// Forgets what was seen (between attempts of an exercise).

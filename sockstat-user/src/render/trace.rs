@@ -1138,6 +1138,8 @@ pub struct TraceEnd {
     pub counters: Result<KernelCounters, String>,
     /// Runs the kernel skipped, per program.
     pub missed: Vec<(String, u64)>,
+    /// Whether the kernel counts every skipped run (not a classic tracepoint before 6.7).
+    pub skips_counted: bool,
     pub edges: Vec<EdgeCount>,
     pub ring: RingCounts,
     pub printed: u64,
@@ -1162,11 +1164,12 @@ impl TraceEnd {
                     serde_json::json!({"old": state_name(*o), "new": state_name(*n), "count": c})
                 })
                 .collect();
-            // null, never 0, when the counters could not be read.
+            // null, never 0, when the counters could not be read or the kernel does not
+            // count skipped runs.
             let v = serde_json::json!({
                 "edges": list,
                 "lost": counters.map(|c| c.lost),
-                "missed_runs": counters.map(|c| c.missed_runs),
+                "missed_runs": counters.filter(|_| self.skips_counted).map(|c| c.missed_runs),
             });
             super::json_line(out, &v)
         } else {
@@ -1196,6 +1199,12 @@ impl TraceEnd {
             0 => String::new(),
             n => format!(", {n} passive opens whose child vanished before it had an identity"),
         };
+        let jumps = match stats.jumps {
+            0 => String::new(),
+            n => format!(
+                ", {n} jumps (a socket left a state it was not seen entering: transitions before them are missing)"
+            ),
+        };
         let table = format!(
             "; live table: {} sockets in {} bytes{}",
             self.table.sockets,
@@ -1205,7 +1214,7 @@ impl TraceEnd {
                 .map_or_else(String::new, |b| format!(" ({b} each)"))
         );
         format!(
-            "sockstat: {} events seen, {} printed, {}, {} undecodable; {} transitions counted in the kernel (exact but for the skipped runs); {} synthesized, {} repaired by reconcile, {} evicted{unresolved}{table}; edges: {}",
+            "sockstat: {} events seen, {} printed, {}, {} undecodable; {} transitions counted in the kernel (exact but for the skipped runs); {} synthesized, {} repaired by reconcile, {} evicted{unresolved}{jumps}{table}; edges: {}",
             self.ring.decoded,
             self.printed,
             self.kernel_losses(),
@@ -1229,7 +1238,7 @@ impl TraceEnd {
             .filter(|(_, n)| *n > 0)
             .map(|(prog, n)| format!("{prog}={n}"))
             .collect();
-        let skipped = if by_hook.is_empty() {
+        let per_hook = if by_hook.is_empty() {
             String::new()
         } else {
             format!(": {}", by_hook.join(" "))
@@ -1242,9 +1251,17 @@ impl TraceEnd {
         } else {
             String::new()
         };
+        let skipped = if self.skips_counted {
+            format!(
+                "{} runs skipped by the kernel (a hook re-entered on its CPU{per_hook})",
+                k.missed_runs
+            )
+        } else {
+            "runs skipped by the kernel uncounted (this kernel's classic tracepoint does not count them; 6.7 does)".to_string()
+        };
         format!(
-            "{} lost (ring buffer full), {} runs skipped by the kernel (a hook re-entered on its CPU{skipped}), {} unreadable in kernel{timewait}",
-            k.lost, k.missed_runs, k.read_errors
+            "{} lost (ring buffer full), {skipped}, {} unreadable in kernel{timewait}",
+            k.lost, k.read_errors
         )
     }
 }
