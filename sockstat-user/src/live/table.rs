@@ -154,6 +154,9 @@ pub struct Tracker {
     /// Timewait sockets whose timer was cancelled, by cookie, with when: not yet known to be
     /// re-armed, expiring, or dead (see `timewait_event`).
     cancelled: FastMap<u64, u64>,
+    /// Peer FINs that reached an orphan's timewait socket before the CLOSE of the socket it
+    /// replaced was reported, by cookie, with when (see `peer_fin_reached_orphan`).
+    early_fins: FastMap<u64, u64>,
     /// The kernel's timewait hooks are on: TIME-WAIT is observed, never inferred.
     timewait_observed: bool,
     /// Which outputs beyond transitions, resets, retransmits and drops are made.
@@ -214,6 +217,7 @@ impl Tracker {
             unresolved_opens: FastMap::default(),
             listeners: FastMap::default(),
             cancelled: FastMap::default(),
+            early_fins: FastMap::default(),
             timewait_observed: false,
             reports: Reports::default(),
             capacity: capacity.max(16),
@@ -478,10 +482,10 @@ impl Tracker {
                 // Created: its socket's CLOSE follows and says so. Re-armed into TIME-WAIT:
                 // the peer's FIN reached an orphan.
                 if substate == known(TcpState::TimeWait) {
-                    self.peer_fin_reached_orphan(ev, out);
+                    self.peer_fin_reached_orphan(ev.cookie, ev.ts_ns, out);
                 }
             }
-            TimewaitEvent::Fin => self.peer_fin_reached_orphan(ev, out),
+            TimewaitEvent::Fin => self.peer_fin_reached_orphan(ev.cookie, ev.ts_ns, out),
             TimewaitEvent::Expired { .. } => {
                 self.cancelled.remove(&ev.cookie);
                 self.timewait_gone(ev.cookie, ev.ts_ns, Cause::Timeout, out);
@@ -515,27 +519,28 @@ impl Tracker {
         }
     }
 
-    /// An orphan's timewait socket in FIN-WAIT-2 took the peer's FIN: TIME-WAIT, observed.
-    /// (A timer armed in TIME-WAIT for a socket not yet swapped is its creation: the
-    /// socket's CLOSE follows and shows the transition.)
-    fn peer_fin_reached_orphan(&mut self, ev: &KernelEvent, out: &mut Vec<Output>) {
-        let Some(e) = self.entry(ev.cookie) else {
+    /// An orphan's timewait socket in FIN-WAIT-2 took the peer's FIN at `ts_ns`: TIME-WAIT,
+    /// observed. The kernel hashes the timewait socket before the CPU that made it reports
+    /// the old socket's CLOSE, so the FIN can reach it on another CPU, and be reported,
+    /// first: then it waits in `early_fins` for that CLOSE. (A timer armed in TIME-WAIT for
+    /// a socket not yet swapped is also its creation: that CLOSE shows the transition.)
+    fn peer_fin_reached_orphan(&mut self, cookie: u64, ts_ns: u64, out: &mut Vec<Output>) {
+        let Some(e) = self.entry(cookie) else {
             return;
         };
-        if e.state != known(TcpState::FinWait2) || !e.timewait {
+        if e.state != known(TcpState::FinWait2) {
             return;
         }
-        let mut t = e.synthesized(
-            ev.cookie,
-            known(TcpState::TimeWait),
-            ev.ts_ns,
-            Some(Cause::Fin),
-        );
+        if !e.timewait {
+            self.early_fins.insert(cookie, ts_ns);
+            return;
+        }
+        let mut t = e.synthesized(cookie, known(TcpState::TimeWait), ts_ns, Some(Cause::Fin));
         t.source = Source::Kernel;
-        self.update(ev.cookie, |e| {
+        self.update(cookie, |e| {
             e.state = known(TcpState::TimeWait);
-            e.since_ns = Some(ev.ts_ns);
-            e.touched_ns = ev.ts_ns;
+            e.since_ns = Some(ts_ns);
+            e.touched_ns = ts_ns;
             e.peer_fin = true;
         });
         out.push(Output::Transition(t));
@@ -577,6 +582,9 @@ impl Tracker {
         self.unresolved_opens
             .retain(|_, open| now_ns.saturating_sub(open.ts_ns) < UNRESOLVED_OPEN_NS);
         self.stats.unresolved_opens += (before - self.unresolved_opens.len()) as u64;
+        // A FIN whose CLOSE never came (that socket's event was lost) has no one to wait for.
+        self.early_fins
+            .retain(|_, &mut at| now_ns.saturating_sub(at) < UNRESOLVED_OPEN_NS);
         if !self.cancelled.is_empty() {
             let mut killed: Vec<(u64, u64)> = self
                 .cancelled
@@ -977,6 +985,12 @@ impl Tracker {
         } else if swapped && let Some(e) = self.entries.remove(&ev.cookie) {
             // Now a timewait socket: into the compact table.
             self.store(ev.cookie, e);
+        }
+        if meaning.closing
+            && let Some(fin_ns) = self.early_fins.remove(&ev.cookie)
+            && swapped
+        {
+            self.peer_fin_reached_orphan(ev.cookie, fin_ns, out);
         }
         if handshake_rtt.is_some() && self.reports.handshake_rtts {
             out.push(self.rtt(ev, tcp, true));
@@ -1922,6 +1936,85 @@ mod tests {
         );
         assert!(t.get(1).is_none());
         assert_eq!(t.stats().synthesized, 0);
+    }
+
+    /// The peer's FIN reaches the orphan's timewait socket on another CPU, and is reported,
+    /// before the CLOSE of the socket it replaced: still FIN-WAIT-2 -> TIME-WAIT, at the
+    /// FIN's time, and the reuse later ends it from TIME-WAIT.
+    #[test]
+    fn orphan_fin_reported_before_the_swap_still_enters_time_wait() {
+        use sockstat_common::flags::{TW_CREATED, TW_REUSED};
+        let mut t = observed();
+        let mut out = Vec::new();
+        for (ts, o, n) in [
+            (100, st::CLOSE, st::SYN_SENT),
+            (300, st::SYN_SENT, st::ESTABLISHED),
+            (400, st::ESTABLISHED, st::FIN_WAIT1),
+            (450, st::FIN_WAIT1, st::FIN_WAIT2),
+        ] {
+            t.apply(&ev(1, ts, o, n, o == st::CLOSE), &mut out);
+        }
+        t.apply(&tw(1, 500, kind::TW_ARMED, st::FIN_WAIT2, 0), &mut out);
+        t.apply(&tw(1, 505, kind::TW_FIN, st::TIME_WAIT, 0), &mut out);
+        assert_eq!(transitions(&out).len(), 4, "nothing before the swap");
+        t.apply(
+            &close(1, 510, st::FIN_WAIT2, TW_CREATED, st::FIN_WAIT2),
+            &mut out,
+        );
+        t.settle_at(511, &mut out);
+        assert_eq!(
+            transitions(&out)[4..],
+            [(
+                "FIN-WAIT-2->TIME-WAIT".into(),
+                Source::Kernel,
+                Some("fin".into())
+            )]
+        );
+        let entered = out.iter().rev().find_map(|o| match o {
+            Output::Transition(t) => Some(t.ts_ns),
+            _ => None,
+        });
+        assert_eq!(entered, Some(505), "at the FIN's time");
+        assert_eq!(t.get(1).unwrap().state, known(TcpState::TimeWait));
+        t.apply(
+            &tw(1, 2_000, kind::TW_CANCELLED, st::TIME_WAIT, TW_REUSED),
+            &mut out,
+        );
+        assert_eq!(
+            transitions(&out).last().cloned(),
+            Some((
+                "TIME-WAIT->CLOSE".into(),
+                Source::Kernel,
+                Some("reused".into())
+            ))
+        );
+        assert_eq!(t.stats().jumps, 0);
+    }
+
+    /// A timewait socket made in TIME-WAIT arms its timer before its socket's CLOSE: that
+    /// CLOSE shows the transition, once.
+    #[test]
+    fn timewait_made_in_time_wait_enters_it_once() {
+        use sockstat_common::flags::TW_CREATED;
+        let mut t = observed();
+        let mut out = Vec::new();
+        t.apply(&ev(1, 10, st::ESTABLISHED, st::FIN_WAIT1, true), &mut out);
+        t.apply(&ev(1, 20, st::FIN_WAIT1, st::FIN_WAIT2, false), &mut out);
+        t.apply(&tw(1, 30, kind::TW_ARMED, st::TIME_WAIT, 0), &mut out);
+        t.apply(
+            &close(1, 31, st::FIN_WAIT2, TW_CREATED, st::TIME_WAIT),
+            &mut out,
+        );
+        t.settle_at(32, &mut out);
+        let tr = transitions(&out);
+        assert_eq!(
+            tr.iter()
+                .filter(|(edge, _, _)| edge == "FIN-WAIT-2->TIME-WAIT")
+                .count(),
+            1,
+            "{tr:?}"
+        );
+        assert_eq!(t.get(1).unwrap().state, known(TcpState::TimeWait));
     }
 
     #[test]
