@@ -5,6 +5,7 @@
 mod bench;
 mod dist;
 mod image;
+mod libtest;
 mod setup;
 mod vmtest;
 
@@ -199,12 +200,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             .args(&args)
             .env("SOCKSTAT_BIN", sockstat_bin(&root)?)
             .env("SOCKSTAT_DEB", deb);
-            let (status, totals) = run_tests(cmd)?;
-            // One closing line for the whole run: cargo's own last line belongs to whichever
-            // test binary ran last, often one with no tests.
+            let (status, results) = run_tests(cmd)?;
+            // One closing summary for the whole run: cargo's own last line belongs to
+            // whichever test binary ran last, often one with no tests; the failures and why
+            // come last, where a CI log's tail keeps them.
+            let c = results.counts;
+            print!("{}", results.failure_lines(""));
             println!(
                 "sockstat: {} passed, {} failed, {} skipped",
-                totals.passed, totals.failed, totals.ignored
+                c.passed, c.failed, c.ignored
             );
             if !status.success() {
                 bail!("tests failed");
@@ -268,53 +272,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Tests counted from libtest's "test result:" lines (host runs and guest suites alike).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub passed: u64,
-    pub failed: u64,
-    pub ignored: u64,
-}
-
-impl Totals {
-    /// Adds the counts of `line` if it is a "test result:" line; false otherwise.
-    pub fn add_result_line(&mut self, line: &str) -> bool {
-        let Some(rest) = line.strip_prefix("test result: ") else {
-            return false;
-        };
-        for part in rest.split([';', '.']) {
-            let mut words = part.split_whitespace();
-            let (Some(n), Some(what)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Ok(n) = n.parse::<u64>() else { continue };
-            match what {
-                "passed" => self.passed += n,
-                "failed" => self.failed += n,
-                "ignored" => self.ignored += n,
-                _ => {}
-            }
-        }
-        true
-    }
-}
-
-/// Runs `cargo test`, echoing its output, and adds up every "test result:" line.
-fn run_tests(mut cmd: Command) -> Result<(std::process::ExitStatus, Totals)> {
+/// Runs `cargo test`, echoing its output, and reads what libtest reported.
+fn run_tests(mut cmd: Command) -> Result<(std::process::ExitStatus, libtest::Results)> {
     use std::io::{BufRead as _, BufReader};
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo test")?;
-    let mut totals = Totals::default();
+    let mut results = libtest::Results::default();
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
             let line = line?;
             println!("{line}");
-            totals.add_result_line(&line);
+            results.add_line(&line);
         }
     }
-    Ok((child.wait()?, totals))
+    Ok((child.wait()?, results))
 }
 
 fn build(root: &Path) -> Result<()> {

@@ -64,17 +64,16 @@ pub struct Suite {
 /// What one suite reported on one kernel.
 #[derive(Clone, Debug, Default)]
 struct Outcome {
-    counts: crate::Totals,
+    results: crate::libtest::Results,
     /// The test binary's exit status; None when it never finished.
     status: Option<i32>,
-    failures: Vec<String>,
     /// A host-only suite in a guest's row: not run, not failed.
     host_only: bool,
 }
 
 impl Outcome {
     fn ok(&self) -> bool {
-        self.host_only || (self.status == Some(0) && self.counts.failed == 0)
+        self.host_only || (self.status == Some(0) && self.results.counts.failed == 0)
     }
 
     fn not_in_guest() -> Outcome {
@@ -86,23 +85,11 @@ impl Outcome {
 
     /// Reads a suite's libtest output and exit status.
     fn parse(log: &str, status: Option<i32>) -> Outcome {
-        let mut o = Outcome {
+        Outcome {
+            results: crate::libtest::Results::read(log),
             status,
-            ..Outcome::default()
-        };
-        for line in log.lines() {
-            let line = line.trim_end();
-            if o.counts.add_result_line(line) {
-                continue;
-            }
-            if let Some(name) = line
-                .strip_prefix("test ")
-                .and_then(|l| l.strip_suffix(" ... FAILED"))
-            {
-                o.failures.push(name.trim().to_string());
-            }
+            host_only: false,
         }
-        o
     }
 
     fn cell(&self) -> String {
@@ -112,7 +99,7 @@ impl Outcome {
         match self.status {
             None => "did not finish".to_string(),
             Some(_) => {
-                let c = self.counts;
+                let c = self.results.counts;
                 let mut s = format!("{}/{}/{}", c.passed, c.failed, c.ignored);
                 if !self.ok() {
                     s.push_str(" FAIL");
@@ -338,15 +325,16 @@ fn render_table(suites: &[Suite], rows: &[(String, Vec<Outcome>)]) -> String {
     }
     for (label, outcomes) in rows {
         for (suite, o) in suites.iter().zip(outcomes) {
-            for f in &o.failures {
-                let _ = writeln!(s, "FAILED on {label}: {} {f}", suite.name);
-            }
+            s.push_str(
+                &o.results
+                    .failure_lines(&format!(" on {label}: {}", suite.name)),
+            );
             if o.host_only {
                 continue;
             }
             if o.status.is_none() {
                 let _ = writeln!(s, "FAILED on {label}: {} did not finish", suite.name);
-            } else if o.failures.is_empty() && !o.ok() {
+            } else if o.results.failed.is_empty() && !o.ok() {
                 let _ = writeln!(
                     s,
                     "FAILED on {label}: {} exited with {:?}",
@@ -364,14 +352,22 @@ mod tests {
 
     #[test]
     fn libtest_output_is_counted() {
-        let log = "running 3 tests\ntest a ... ok\ntest b_c ... FAILED\n\
+        let log = "running 3 tests\ntest a ... ok\ntest b_c ... FAILED\n\nfailures:\n\n\
+                   ---- b_c ----\ngot 1, want 2\n\nfailures:\n    b_c\n\n\
                    test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
         let o = Outcome::parse(log, Some(101));
-        assert_eq!(
-            (o.counts.passed, o.counts.failed, o.counts.ignored),
-            (2, 1, 0)
+        let c = o.results.counts;
+        assert_eq!((c.passed, c.failed, c.ignored), (2, 1, 0));
+        assert_eq!(o.results.failed, ["b_c"]);
+        let suites = [Suite {
+            name: "root".into(),
+            exe: PathBuf::new(),
+        }];
+        let table = render_table(&suites, &[("6.1".into(), vec![o.clone()])]);
+        assert!(
+            table.ends_with("FAILED on 6.1: root: b_c\n    got 1, want 2\n"),
+            "{table}"
         );
-        assert_eq!(o.failures, ["b_c"]);
         assert!(!o.ok());
         assert_eq!(o.cell(), "2/1/0 FAIL");
         assert!(Outcome::parse("test result: ok. 4 passed; 0 failed; 1 ignored", Some(0)).ok());
