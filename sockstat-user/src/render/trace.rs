@@ -519,8 +519,10 @@ impl TracePrinter {
         line.padded_addr(remote, 24);
     }
 
-    /// The narrow layout's second line (and third, when the addresses do not fit one):
-    /// the addresses, the namespace, and a mark for a synthesized transition.
+    /// The narrow layout's second line: the addresses, then `tail` (the namespace and
+    /// workload, a mark for a synthesized transition). What does not fit `width` moves to a
+    /// line of its own: first the tail, then the remote address. A line still too long
+    /// (a workload name longer than the terminal) is left whole for the terminal to wrap.
     fn write_addresses(
         &self,
         out: &mut impl Write,
@@ -531,12 +533,27 @@ impl TracePrinter {
     ) -> io::Result<()> {
         let (local, remote) = (local.to_string(), remote.to_string());
         let pad = " ".repeat(NARROW_INDENT);
+        let fits = |line: &str| line.chars().count() <= width;
         let one = format!("{pad}{local} -> {remote}{tail}");
-        if one.chars().count() <= width {
+        if fits(&one) {
             return writeln!(out, "{one}");
         }
-        writeln!(out, "{pad}{local}")?;
-        writeln!(out, "{pad}-> {remote}{tail}")
+        let pair = format!("{pad}{local} -> {remote}");
+        if fits(&pair) {
+            writeln!(out, "{pair}")?;
+        } else {
+            writeln!(out, "{pad}{local}")?;
+            let arrow = format!("{pad}-> {remote}{tail}");
+            if fits(&arrow) {
+                return writeln!(out, "{arrow}");
+            }
+            writeln!(out, "{pad}-> {remote}")?;
+        }
+        let tail = tail.trim_start();
+        if tail.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "{pad}{tail}")
     }
 
     fn owner_key(owner: &Owner) -> String {
@@ -1434,6 +1451,58 @@ TIME         PID     COMM             LOCAL                    REMOTE           
 TIME         PID     COMM             LOCAL                    REMOTE                   DURATION_MS  BYTES_ACKED  BYTES_RECV  HS_RTT_US  RTT_US   MIN_RTT_US  CWND   RATE_BPS  RETRANS  CAUSE
 22:13:21.000 100     curl             [::1]:40000              [::1]:8080               -            4            8           -          54       36          10     1.2G      0        fin
 "
+        );
+    }
+
+    /// The narrow layout's address lines: what does not fit moves to a line of its own,
+    /// the tail first, then the remote address; a tail longer than the terminal is kept
+    /// whole, never cut.
+    #[test]
+    fn narrow_addresses_move_to_their_own_lines() {
+        let printer = TracePrinter::new(TraceFormat::Text, WallClock::fixed(0));
+        let lines = |width: usize, local: &str, remote: &str, tail: &str| {
+            let mut out = Vec::new();
+            printer
+                .write_addresses(
+                    &mut out,
+                    width,
+                    local.parse().unwrap(),
+                    remote.parse().unwrap(),
+                    tail,
+                )
+                .unwrap();
+            String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(str::trim)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let (v4, v4r) = ("10.0.0.1:40000", "10.0.0.2:443");
+        assert_eq!(
+            lines(80, v4, v4r, "  [host] a/b/c"),
+            ["10.0.0.1:40000 -> 10.0.0.2:443  [host] a/b/c"]
+        );
+        let long = format!("  [host] {}", "x".repeat(70));
+        assert_eq!(
+            lines(80, v4, v4r, &long),
+            [
+                "10.0.0.1:40000 -> 10.0.0.2:443".to_string(),
+                long.trim().to_string()
+            ]
+        );
+        let (v6, v6r) = ("[2001:db8::1]:40000", "[2001:db8:ffff::2]:443");
+        assert_eq!(
+            lines(50, v6, v6r, "  [host]"),
+            ["[2001:db8::1]:40000", "-> [2001:db8:ffff::2]:443  [host]"]
+        );
+        assert_eq!(
+            lines(50, v6, v6r, &long),
+            [
+                "[2001:db8::1]:40000".to_string(),
+                "-> [2001:db8:ffff::2]:443".to_string(),
+                long.trim().to_string()
+            ]
         );
     }
 
