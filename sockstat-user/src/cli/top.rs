@@ -183,7 +183,7 @@ fn sample(
 
 fn context<'a>(
     feed: &Feed,
-    filter: &str,
+    (filter, workload): (&str, Option<&WorkloadFilter>),
     paused: bool,
     sort: SortBy,
     alerts: &'a [Alert],
@@ -193,6 +193,7 @@ fn context<'a>(
     SnapshotContext {
         source: feed.source(),
         filter: filter.to_string(),
+        workload: workload.cloned(),
         paused,
         sort,
         // Polling streams nothing, so nothing is lost; a failed read is unknown, not 0.
@@ -280,7 +281,7 @@ async fn top(
         sample(&feed, &filter, &groups, &mut dash, &mut ports);
         let mut redraw = tokio::time::interval(REDRAW);
         let mut drain = tokio::time::interval(DRAIN);
-        let mut snap = dash.snapshot(context(&feed, &filter_text, paused, sort, &alerts));
+        let mut snap = dash.snapshot(context(&feed, (&filter_text, groups.filter.as_ref()), paused, sort, &alerts));
         loop {
             tokio::select! {
                 _ = drain.tick() => feed.drain(&mut |t| observe(t, &filter, &groups, &mut dash)),
@@ -295,7 +296,7 @@ async fn top(
                 }
                 _ = redraw.tick() => {
                     if !paused {
-                        snap = dash.snapshot(context(&feed, &filter_text, paused, sort, &alerts));
+                        snap = dash.snapshot(context(&feed, (&filter_text, groups.filter.as_ref()), paused, sort, &alerts));
                     }
                     snap.paused = paused;
                     terminal.draw(|f| screen::draw(f, &snap, &ui))?;
@@ -321,7 +322,7 @@ async fn top(
                         Action::None => {}
                     }
                     if !paused {
-                        snap = dash.snapshot(context(&feed, &filter_text, paused, sort, &alerts));
+                        snap = dash.snapshot(context(&feed, (&filter_text, groups.filter.as_ref()), paused, sort, &alerts));
                     }
                     snap.paused = paused;
                     terminal.draw(|f| screen::draw(f, &snap, &ui))?;
@@ -449,7 +450,7 @@ async fn once(
     sample(feed, filter, groups, dash, ports);
     let snap = dash.snapshot(context(
         feed,
-        filter_text,
+        (filter_text, groups.filter.as_ref()),
         false,
         SortBy::Connections,
         alerts,
@@ -551,7 +552,7 @@ fn replay(
     let snap = dash.snapshot(crate::live::replay::context(
         source,
         at,
-        filter_text,
+        (filter_text, selected),
         &changes,
         alerts,
     ));

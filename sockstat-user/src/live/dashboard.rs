@@ -11,7 +11,10 @@ use std::{
 use serde::Serialize;
 
 use super::{Cause, Reset, ResetDirection, Retransmit, Transition};
-use crate::tcp::{ReportedState, TcpState};
+use crate::{
+    procs::workload::WorkloadFilter,
+    tcp::{ReportedState, TcpState},
+};
 
 /// The states the dashboard counts.
 pub const SHOWN_STATES: [TcpState; 10] = TcpState::SHOWN;
@@ -192,6 +195,8 @@ pub struct EventRow {
 pub struct Snapshot {
     pub source: DataSource,
     pub filter: String,
+    /// `--pod`, `--k8s-namespace`, `--container`: null when none is given.
+    pub workload: Option<WorkloadFilter>,
     pub interval_s: f64,
     pub paused: bool,
     pub total: u64,
@@ -661,6 +666,7 @@ impl Dashboard {
         let mut snap = Snapshot {
             source: ctx.source,
             filter: ctx.filter,
+            workload: ctx.workload,
             interval_s: self.interval_s,
             paused: ctx.paused,
             total: self.tops.total,
@@ -703,6 +709,7 @@ impl Dashboard {
 pub struct SnapshotContext<'a> {
     pub source: DataSource,
     pub filter: String,
+    pub workload: Option<WorkloadFilter>,
     pub paused: bool,
     pub sort: SortBy,
     /// `None`: the kernel's counters could not be read.
@@ -792,6 +799,7 @@ mod tests {
                 missing_hooks: Vec::new(),
             },
             filter: String::new(),
+            workload: None,
             paused: false,
             sort: SortBy::Connections,
             lost_events: Some(0),

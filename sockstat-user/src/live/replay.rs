@@ -8,7 +8,10 @@ use super::{
     Source, Transition,
     dashboard::{Dashboard, DataSource, SnapshotContext, SockView, SortBy},
 };
-use crate::tcp::{ReportedState, TcpState};
+use crate::{
+    procs::workload::WorkloadFilter,
+    tcp::{ReportedState, TcpState},
+};
 
 /// A recorded state change, its owner's group (pod or container) and whether the
 /// `--pod`/`--container` selection keeps it.
@@ -43,7 +46,7 @@ pub struct Replayed {
 pub fn context<'a>(
     from: &str,
     at: String,
-    filter: &str,
+    (filter, workload): (&str, Option<WorkloadFilter>),
     changes: &[Change],
     alerts: &'a [crate::alert::Alert],
 ) -> SnapshotContext<'a> {
@@ -53,6 +56,7 @@ pub fn context<'a>(
             at,
         },
         filter: filter.to_string(),
+        workload,
         paused: false,
         sort: SortBy::Connections,
         lost_events: None,
@@ -195,7 +199,7 @@ mod tests {
                 open: 1
             }
         );
-        let snap = dash.snapshot(context("test", "60".into(), "", &changes, &[]));
+        let snap = dash.snapshot(context("test", "60".into(), ("", None), &changes, &[]));
         let open: Vec<(&str, u64)> = snap
             .states
             .iter()

@@ -196,11 +196,33 @@ impl WorkloadNames {
 /// socket's own cgroup by `agent::CgroupGate` (in the kernel, once judged), and for the
 /// owner by the views. Not by the current task's cgroup: a transition's hook often runs in
 /// softirq context, on whatever task the CPU was running.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct WorkloadFilter {
     pod: Option<String>,
     namespace: Option<String>,
     container: Option<String>,
+}
+
+/// As the options that made it: `--k8s-namespace shop --pod web-1`.
+impl std::fmt::Display for WorkloadFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            ("--k8s-namespace", &self.namespace),
+            ("--pod", &self.pod),
+            ("--container", &self.container),
+        ];
+        let mut first = true;
+        for (flag, value) in parts {
+            if let Some(value) = value {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{flag} {value}")?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl WorkloadFilter {

@@ -301,15 +301,17 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
     ));
     third.extend(rate_span("retx", r.retransmits, None));
     third.extend(rate_span("drops", r.drops, None));
-    let filter = if snap.filter.is_empty() {
-        "none"
-    } else {
-        snap.filter.as_str()
+    // The ss filter `f` edits, then the workload selection it does not (set at start).
+    let filter = match (snap.filter.is_empty(), &snap.workload) {
+        (true, None) => "none".to_string(),
+        (false, None) => snap.filter.clone(),
+        (true, Some(w)) => w.to_string(),
+        (false, Some(w)) => format!("{} {w}", snap.filter),
     };
     let used: usize = third.iter().map(|s| s.content.chars().count()).sum();
     third.push(Span::raw(format!(
         "│ filter: {}",
-        fit(filter, usize::from(area.width).saturating_sub(used + 10))
+        fit(&filter, usize::from(area.width).saturating_sub(used + 10))
     )));
     let fourth = if let Some(text) = &ui.editing {
         let mut spans = vec![

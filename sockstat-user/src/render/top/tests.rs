@@ -71,6 +71,7 @@ fn fixture() -> Snapshot {
             missing_hooks: Vec::new(),
         },
         filter: "dport = :443".into(),
+        workload: None,
         interval_s: 1.0,
         paused: false,
         total: 7094,
@@ -218,6 +219,44 @@ fn golden_80x24() {
     let buf = render(80, 24, &fixture(), &UiState::default());
     check_golden("top_80x24.txt", &text_of(&buf));
     check_golden("top_80x24.lit", &lit_of(&buf));
+}
+
+/// The header names the workload selection next to the ss filter: `f` edits only the
+/// filter, and counts narrowed to a pod must not look like the whole machine's.
+#[test]
+fn header_shows_the_workload_selection() {
+    let header = |filter: &str, pod: Option<&str>| {
+        let snap = Snapshot {
+            filter: filter.into(),
+            workload: crate::procs::workload::WorkloadFilter::new(pod, Some("shop"), None),
+            ..fixture()
+        };
+        let text = text_of(&render(160, 40, &snap, &UiState::default()));
+        text.lines()
+            .find_map(|l| {
+                l.split_once("│ filter: ")
+                    .map(|(_, f)| f.trim().to_string())
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        header("dport = :443", Some("web-1")),
+        "dport = :443 --k8s-namespace shop --pod web-1"
+    );
+    assert_eq!(header("", None), "--k8s-namespace shop");
+    let json = serde_json::to_value(Snapshot {
+        workload: crate::procs::workload::WorkloadFilter::new(Some("web-1"), None, None),
+        ..fixture()
+    })
+    .unwrap();
+    assert_eq!(
+        json["workload"],
+        serde_json::json!({"pod": "web-1", "namespace": null, "container": null})
+    );
+    assert_eq!(
+        serde_json::to_value(fixture()).unwrap()["workload"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
