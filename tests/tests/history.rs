@@ -48,6 +48,11 @@ fn main() {
             clickhouse_fleet,
         ),
         root_trial(
+            "keep_drops_clickhouse_days_only_when_given",
+            root,
+            clickhouse_keep,
+        ),
+        root_trial(
             "an_unreachable_sink_is_one_line_and_nothing_is_spooled",
             root,
             unreachable_sink,
@@ -658,6 +663,85 @@ impl Drop for ClickHouse {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `--keep` with `--sink`: whole days older than it are dropped from both tables, a day
+/// younger stays, and without `--keep` nothing is dropped (the fleet's store is not bounded
+/// by the store's default).
+fn clickhouse_keep() -> TestResult {
+    let server = ClickHouse::new("keep")?;
+    let db = "keep";
+    let url = server.url(db);
+    let ns = NamedNetns::new("ch-keep").map_err(fail)?;
+    let dir = store_dir("ch-keep");
+    let store = dir.display().to_string();
+    // The rows of host 'old' in each table.
+    let counts = || -> (String, String) {
+        let q = |table: &str| {
+            server
+                .sql(&format!(
+                    "SELECT count() FROM {db}.{table} WHERE host = 'old' FORMAT TabSeparated"
+                ))
+                .map_or_else(|e| e, |a| a.trim().to_string())
+        };
+        (q("lifetimes"), q("transitions"))
+    };
+    // A recorder, run until the old rows number `until` (its first upkeep runs as its
+    // writer starts), or for 2 s where they must stay as they are.
+    let record = |keep: Option<&str>, until: (&str, &str)| -> Result<String, Failed> {
+        let mut args = vec![
+            "-N", &ns.name, "--host", "node", "--sink", &url, "--store", &store,
+        ];
+        args.extend(keep.map(|k| ["--keep", k]).into_iter().flatten());
+        let recorder = Tracer::record(&args).map_err(fail)?;
+        let want = (until.0.to_string(), until.1.to_string());
+        let deadline = Instant::now() + Duration::from_secs(if keep.is_some() { 30 } else { 2 });
+        while Instant::now() < deadline && (keep.is_none() || counts() != want) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        stop(recorder)
+    };
+    // The first run makes the tables; then rows from 10 days and from 1 day ago.
+    let first = record(None, ("0", "0"))?;
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| fail(e.to_string()))?
+        .as_nanos() as i64;
+    let day = 86_400_000_000_000_i64;
+    let (old, recent) = (now_ns - 10 * day, now_ns - day);
+    server
+        .sql(&format!(
+            "INSERT INTO {db}.lifetimes (host, batch, end_ns) VALUES ('old', 1, {old}), \
+             ('old', 1, {}), ('old', 1, {old}), ('old', 2, {recent}), ('old', 2, {recent})",
+            old + 1
+        ))
+        .map_err(fail)?;
+    server
+        .sql(&format!(
+            "INSERT INTO {db}.transitions (host, batch, ts_ns) VALUES ('old', 1, {old}), \
+             ('old', 2, {recent})"
+        ))
+        .map_err(fail)?;
+    let without = record(None, ("5", "2"))?;
+    if counts() != ("5".into(), "2".into()) || !without.contains(" 0 rows dropped there by --keep")
+    {
+        return Err(fail(format!(
+            "without --keep nothing may go: {:?}; recorder said {without}",
+            counts()
+        )));
+    }
+    let with = record(Some("2d"), ("2", "1"))?;
+    if counts() != ("2".into(), "1".into()) || !with.contains(" 4 rows dropped there by --keep") {
+        return Err(fail(format!(
+            "--keep 2d should leave the day-old rows alone and drop the rest: {:?}; \
+             recorder said {with}",
+            counts()
+        )));
+    }
+    if !first.contains(" 0 rows dropped there by --keep") {
+        return Err(fail(format!("an empty table lost rows: {first}")));
+    }
+    Ok(())
 }
 
 /// Rows per host in the table, as ClickHouse counts them.

@@ -256,9 +256,11 @@ pub struct RecordTo {
     /// The store's directory (made if missing; the database is history.db in it).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE)]
     pub store: std::path::PathBuf,
-    /// Forget connections that closed longer ago than this (e.g. 7d, 12h; 0: never).
-    #[arg(long, value_name = "AGE", default_value = "7d", value_parser = retention_age)]
-    pub keep: std::time::Duration,
+    /// Forget connections that closed longer ago than this (e.g. 7d, 12h; 0: never;
+    /// default 7d). With --sink only when given, in whole days: ClickHouse's day partitions
+    /// older than that are dropped (a fleet's store is bounded by whoever sets it).
+    #[arg(long, value_name = "AGE", value_parser = retention_age)]
+    pub keep: Option<std::time::Duration>,
     /// Keep the store (database and its log) within this size, forgetting the oldest
     /// first (e.g. 1G, 200M; 0: no bound; at least 256K).
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = store_size)]

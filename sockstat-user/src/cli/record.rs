@@ -73,12 +73,25 @@ pub(super) fn destination(to: &RecordTo) -> Result<Destination, UsageError> {
     Ok(Destination::ClickHouse(Box::new((clickhouse, spool))))
 }
 
+/// How long the embedded store keeps a connection unless told.
+const DEFAULT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `--keep`, resolved: the store's default, but none for ClickHouse unless given; 0: never.
+fn keep(to: &RecordTo) -> Option<Duration> {
+    let given = if to.sink.is_some() {
+        to.keep
+    } else {
+        Some(to.keep.unwrap_or(DEFAULT_KEEP))
+    };
+    given.filter(|k| !k.is_zero())
+}
+
 /// Starts the writer for `to`'s retention and flush.
 pub(super) fn recorder(to: &RecordTo, destination: Destination) -> anyhow::Result<Recorder> {
     Recorder::start(
         destination,
         Retention {
-            keep: Some(to.keep).filter(|k| !k.is_zero()),
+            keep: keep(to),
             max_bytes: Some(to.max_size).filter(|&m| m != 0),
         },
         Duration::from_secs_f64(to.flush),

@@ -15,6 +15,8 @@ use super::{LifetimeRow, Row, TransitionRow, address, endpoint};
 use crate::procs::workload::Workload;
 
 const DEFAULT_PORT: u16 = 8123;
+/// A table's partition: one day of wall-clock nanoseconds.
+const DAY_NS: i64 = 86_400_000_000_000;
 
 /// The two tables, in the database the URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -313,17 +315,57 @@ impl ClickHouse {
                 .collect::<Vec<_>>()
                 .join(", ");
             let time = table.time();
-            // A partition a day: old days are dropped whole (ALTER TABLE ... DROP PARTITION).
+            // A partition a day: old days are dropped whole (`drop_days_before`).
             self.post(
                 &format!(
                     "CREATE TABLE IF NOT EXISTS {} ({columns}) ENGINE = MergeTree() \
-                     PARTITION BY intDiv({time}, 86400000000000) ORDER BY (host, {time})",
+                     PARTITION BY intDiv({time}, {DAY_NS}) ORDER BY (host, {time})",
                     self.table(table)
                 ),
                 &[],
             )?;
         }
         Ok(())
+    }
+
+    /// Drops every table's day partitions that end at or before `cutoff_ns` (wall clock):
+    /// retention in whole days, which any ClickHouse can do (TTL came in 19.6; Debian has
+    /// 18.16). Returns the rows dropped. Every recorder of a fleet may do this; a partition
+    /// another one dropped first is simply no longer listed.
+    pub fn drop_days_before(&self, cutoff_ns: i64) -> Result<u64, ClickHouseError> {
+        let first_kept = cutoff_ns.div_euclid(DAY_NS);
+        let mut dropped = 0;
+        for table in Table::ALL {
+            let answer = self.post(
+                &format!(
+                    "SELECT partition, sum(rows) FROM system.parts WHERE database = {} \
+                     AND table = {} AND active GROUP BY partition FORMAT TabSeparated",
+                    literal(&self.url.database),
+                    literal(table.name())
+                ),
+                &[],
+            )?;
+            let text = String::from_utf8_lossy(&answer);
+            for line in text.lines() {
+                let parsed = line.split_once('\t').and_then(|(day, rows)| {
+                    Some((day.parse::<i64>().ok()?, rows.parse::<u64>().ok()?))
+                });
+                let Some((day, rows)) = parsed else {
+                    return Err(ClickHouseError::Garbled(
+                        self.url.to_string(),
+                        line.to_string(),
+                    ));
+                };
+                if day < first_kept {
+                    self.post(
+                        &format!("ALTER TABLE {} DROP PARTITION {day}", self.table(table)),
+                        &[],
+                    )?;
+                    dropped += rows;
+                }
+            }
+        }
+        Ok(dropped)
     }
 
     /// Inserts one table's part of a batch, as `encode_batch` made it.

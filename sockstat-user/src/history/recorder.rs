@@ -114,8 +114,15 @@ impl Recorder {
                 w.expired, w.evicted, w.bytes
             ),
             Some(s) => format!(
-                "{head}; ClickHouse took {} in {} batches ({} found there after a send in doubt), {} wait in the spool ({} bytes, sent on the next run), {} dropped by --spool-max, {} failed sends retried",
-                s.rows, s.batches, s.found, s.waiting, s.waiting_bytes, s.dropped, s.failures
+                "{head}; ClickHouse took {} in {} batches ({} found there after a send in doubt), {} wait in the spool ({} bytes, sent on the next run), {} dropped by --spool-max, {} failed sends retried; {} rows dropped there by --keep",
+                s.rows,
+                s.batches,
+                s.found,
+                s.waiting,
+                s.waiting_bytes,
+                s.dropped,
+                s.failures,
+                w.expired
             ),
         }
     }

@@ -183,6 +183,14 @@ impl Destination {
                 let (clickhouse, spool) = &mut **sink;
                 spool.ship(clickhouse, false);
                 written.shipped = Some(spool.shipped());
+                if due && let Some(keep) = retention.keep {
+                    let cutoff = now_ns().saturating_sub(keep.as_nanos() as i64);
+                    match clickhouse.drop_days_before(cutoff) {
+                        Ok(n) => written.expired += n,
+                        // Down: the spool's retries already say so.
+                        Err(e) => log::debug!("dropping days older than --keep: {e}"),
+                    }
+                }
                 due
             }
         }
