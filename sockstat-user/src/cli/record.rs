@@ -25,6 +25,7 @@ use crate::{
         writer::{Destination, Retention},
     },
     live::Reports,
+    procs::workload::SharedNames,
 };
 
 /// The live table is reconciled with sock_diag this often, as trace does by default.
@@ -87,7 +88,11 @@ fn keep(to: &RecordTo) -> Option<Duration> {
 }
 
 /// Starts the writer for `to`'s retention and flush.
-pub(super) fn recorder(to: &RecordTo, destination: Destination) -> anyhow::Result<Recorder> {
+pub(super) fn recorder(
+    to: &RecordTo,
+    destination: Destination,
+    names: SharedNames,
+) -> anyhow::Result<Recorder> {
     Recorder::start(
         destination,
         Retention {
@@ -96,6 +101,7 @@ pub(super) fn recorder(to: &RecordTo, destination: Destination) -> anyhow::Resul
         },
         Duration::from_secs_f64(to.flush),
         to.transitions,
+        names,
     )
     .context("starting the store's writer")
 }
@@ -141,7 +147,7 @@ async fn record(
         super::beyond_own_netns(args.ns.all_netns, netns),
         Some(pipeline.probe()),
     )?;
-    let mut recorder = recorder(&args.to, destination)?;
+    let mut recorder = recorder(&args.to, destination, SharedNames::default())?;
     eprintln!(
         "sockstat: recording connections into {} ({}, {} sockets in the baseline); Ctrl-C to stop",
         into(&args.to),

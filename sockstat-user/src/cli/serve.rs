@@ -190,8 +190,10 @@ async fn serve(
     let (resets, drops) = feed.probe().map_or_else(Default::default, |p| {
         (p.reset_reasons().clone(), p.drop_reasons().clone())
     });
+    // One names cache for the metrics and the recorder.
+    let names = crate::procs::workload::SharedNames::default();
     let shared = Arc::new(Shared {
-        metrics: Mutex::new(Metrics::new(&source)),
+        metrics: Mutex::new(Metrics::new(&source, names.clone())),
         conns: Mutex::new(ConnLog::new(
             args.timeline_events as usize,
             args.timelines as usize,
@@ -212,7 +214,7 @@ async fn serve(
                 "sockstat serve: recording connections into {}",
                 super::record::into(&args.recording)
             );
-            Some(super::record::recorder(&args.recording, d)?)
+            Some(super::record::recorder(&args.recording, d, names)?)
         }
         None => None,
     };

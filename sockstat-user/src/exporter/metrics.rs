@@ -114,7 +114,8 @@ pub struct Metrics {
     sockets: Family<StateNetns, Gauge>,
     pod_sockets: Family<PodState, Gauge>,
     /// The pods' names, for `pod_sockets`.
-    workloads: crate::procs::workload::WorkloadNames,
+    /// Shared with the recorder under `serve --record`.
+    workloads: crate::procs::workload::SharedNames,
     transitions: Family<Edge, Counter>,
     connect_seconds: Histogram,
     handshake_rtt_seconds: Histogram,
@@ -157,13 +158,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(source: &str) -> Self {
+    pub fn new(source: &str, workloads: crate::procs::workload::SharedNames) -> Self {
         let mut registry = Registry::with_prefix("sockstat");
         let m = Metrics {
             registry: Registry::default(),
             sockets: Family::default(),
             pod_sockets: Family::default(),
-            workloads: crate::procs::workload::WorkloadNames::new(),
+            workloads,
             transitions: Family::default(),
             // 100 µs to ~26 s, by 4x.
             connect_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
@@ -560,10 +561,14 @@ impl Metrics {
         let mut by_state: HashMap<(ReportedState, u32), i64> = HashMap::new();
         let mut by_pod: HashMap<(std::sync::Arc<Workload>, ReportedState), i64> = HashMap::new();
         let mut listening: Vec<(u32, u16)> = Vec::new();
-        let workloads = &mut self.workloads;
+        // A poisoned cache (a panic elsewhere while it was held) names nothing.
+        let names = std::sync::Arc::clone(&self.workloads);
+        let mut workloads = names.lock().ok();
         feed.for_each_socket(|s| {
             *by_state.entry((s.state, s.netns)).or_default() += 1;
-            if let Some(w) = workloads.of_owner(s.owner.map(|(pid, _)| pid), s.netns)
+            if let Some(w) = workloads
+                .as_mut()
+                .and_then(|n| n.of_owner(s.owner.map(|(pid, _)| pid), s.netns))
                 && w.pod.is_some()
             {
                 *by_pod.entry((w, s.state)).or_default() += 1;
@@ -572,6 +577,7 @@ impl Metrics {
                 listening.push((s.netns, s.local.port()));
             }
         });
+        drop(workloads);
         listening.sort_unstable();
         listening.dedup();
         // A second pass counts only the listening ports: counting every local port (each
@@ -797,7 +803,7 @@ mod tests {
 
     #[test]
     fn pods_beyond_the_cap_are_summed_under_other() {
-        let mut m = Metrics::new("test");
+        let mut m = Metrics::new("test", Default::default());
         let estab = ReportedState::Known(TcpState::Established);
         let mut by_pod = HashMap::new();
         // Pod i has i + 1 sockets: the MAX_PODS busiest keep their names.
@@ -833,7 +839,7 @@ mod tests {
 
     #[test]
     fn series_known_in_advance_are_there_at_zero_from_the_first_scrape() {
-        let text = Metrics::new("test").encode();
+        let text = Metrics::new("test", Default::default()).encode();
         let zero = |series: &str| {
             assert!(
                 text.lines().any(|l| l == format!("{series} 0")),

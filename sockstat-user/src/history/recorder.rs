@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     live::{Output, clock::WallClock},
-    procs::workload::WorkloadNames,
+    procs::workload::SharedNames,
 };
 
 /// Where each recorded connection went so far.
@@ -25,7 +25,8 @@ pub struct Progress {
 
 pub struct Recorder {
     writer: Writer,
-    names: WorkloadNames,
+    /// Shared with serve's metrics under `serve --record`: one cache, one set of lookups.
+    names: SharedNames,
     clock: WallClock,
     /// `--transitions`: every state change too.
     transitions: bool,
@@ -39,10 +40,11 @@ impl Recorder {
         retention: Retention,
         flush: Duration,
         transitions: bool,
+        names: SharedNames,
     ) -> std::io::Result<Recorder> {
         Ok(Recorder {
             writer: Writer::start(destination, retention, flush)?,
-            names: WorkloadNames::new(),
+            names,
             clock: WallClock::now(),
             transitions,
             recorded: 0,
@@ -55,19 +57,28 @@ impl Recorder {
     pub fn observe(&mut self, o: &Output) {
         match o {
             Output::Lifetime(l) => {
-                let workload = self.names.of_owner(l.owner.pid, l.netns);
+                let workload = self.workload(l.owner.pid, l.netns);
                 let row = row_of(l, self.clock, workload.as_deref());
                 self.writer.push(Row::Lifetime(row));
                 self.recorded += 1;
             }
             Output::Transition(t) if self.transitions => {
-                let workload = self.names.of_owner(t.owner.pid, t.netns);
+                let workload = self.workload(t.owner.pid, t.netns);
                 let row = transition_row_of(t, self.clock, workload.as_deref());
                 self.writer.push(Row::Transition(row));
                 self.changes += 1;
             }
             _ => {}
         }
+    }
+
+    fn workload(
+        &self,
+        pid: Option<u32>,
+        netns: u32,
+    ) -> Option<std::sync::Arc<crate::procs::workload::Workload>> {
+        // A poisoned cache (a panic elsewhere while it was held) names nothing.
+        self.names.lock().ok()?.of_owner(pid, netns)
     }
 
     pub fn progress(&self) -> Progress {
