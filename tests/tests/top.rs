@@ -1,6 +1,7 @@
 //! Root-only tests of `sockstat top`: the real screen inside tmux (read back with
 //! capture-pane) while loopback connections open and close, the terminal restored after `q`
-//! and after SIGTERM, and `--once --json` / `--alert` / the polling fallback for scripts.
+//! and after SIGTERM, a recorded moment moved with the arrow keys (`--replay`), and
+//! `--once --json` / `--alert` / the polling fallback for scripts.
 //!
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
@@ -13,8 +14,9 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    ALL_HOOKS, NobodyBinary, TestResult, client_closed_connections, fail, root_or_say_skipped,
-    root_trial, sockstat_bin, tun::TunPeer, twenty_port_netns, wait_attached, wait_links,
+    ALL_HOOKS, NobodyBinary, TestResult, Tracer, client_closed_connections, fail,
+    root_or_say_skipped, root_trial, sockstat_bin, tun::TunPeer, twenty_port_netns, wait_attached,
+    wait_links,
 };
 
 fn main() {
@@ -25,6 +27,7 @@ fn main() {
         root_trial("top_tmux_sigterm_restores_terminal", root, tmux_sigterm),
         root_trial("top_tmux_sigint_restores_terminal", root, tmux_sigint),
         root_trial("top_tmux_sighup_restores_terminal", root, tmux_sighup),
+        root_trial("top_tmux_replay_moves_through_time", root, tmux_replay),
         root_trial("top_once_json_counts_and_rates", root, once_json),
         root_trial("top_once_alert_sets_exit_code", root, once_alert),
         root_trial(
@@ -364,6 +367,73 @@ fn tmux_sigint() -> TestResult {
 
 fn tmux_sighup() -> TestResult {
     tmux_signal("HUP", "0.7")
+}
+
+/// `top --replay` on a terminal: the recorded moment moves with the arrow keys. One
+/// connection recorded open for 3 s: in its middle both ends are ESTAB; seconds later it
+/// is gone (the client's end in TIME-WAIT); back again, it is open; q restores the terminal.
+fn tmux_replay() -> TestResult {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (listener, port) = listen_any(ip)?;
+    let dir = std::env::temp_dir().join(format!("sockstat-top-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = dir.display().to_string();
+    let recorder =
+        Tracer::record(&["--store", &store, "--transitions", "--flush", "0.2"]).map_err(fail)?;
+    let c = TcpStream::connect((ip, port)).map_err(|e| fail(format!("connect: {e}")))?;
+    let (mut s, _) = listener
+        .accept()
+        .map_err(|e| fail(format!("accept: {e}")))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let mid_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| fail(e.to_string()))?
+        .as_secs();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(c);
+    let mut byte = [0u8; 1];
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| fail(e.to_string()))?;
+    let _ = s.read(&mut byte);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(700));
+    let (_, stderr, code) = recorder.stop().map_err(fail)?;
+    if code != 0 {
+        return Err(fail(format!("record exited {code}: {stderr:?}")));
+    }
+    let at = Command::new("date")
+        .args(["-u", "-d", &format!("@{mid_s}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .map_err(|e| fail(e.to_string()))?;
+    let tmux = Tmux::start(
+        "sockstat-top-replay",
+        &pane_command(&format!(
+            "--replay {store} --at {at} --interval 1 '( sport = :{port} or dport = :{port} )'"
+        )),
+    )?;
+    let open = |s: &str| {
+        s.contains(&format!("replay of {store} at {at}")) && state_count(s, "ESTAB") == Some(2)
+    };
+    tmux.wait_for("the moment with the connection open", 60, open)?;
+    for _ in 0..4 {
+        tmux.send("Right")?;
+    }
+    tmux.wait_for("the connection closed, 4 s later", 30, |s| {
+        state_count(s, "ESTAB") == Some(0) && state_count(s, "TIME-WAIT") == Some(1)
+    })?;
+    // Back as far: before the close again (forward stopped at the recording's end, so not
+    // necessarily at --at).
+    for _ in 0..4 {
+        tmux.send("Left")?;
+    }
+    tmux.wait_for("the moment with the connection open again", 30, |s| {
+        s.contains(&format!("replay of {store} at ")) && state_count(s, "ESTAB") == Some(2)
+    })?;
+    tmux.send("q")?;
+    let restored = check_restored(&tmux);
+    let _ = std::fs::remove_dir_all(&dir);
+    restored
 }
 
 fn run_once(args: &[&str]) -> Result<(Option<i32>, String, String), Failed> {

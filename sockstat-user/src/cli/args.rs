@@ -643,8 +643,8 @@ pub struct TopArgs {
     #[arg(long)]
     pub poll: bool,
     /// Show the dashboard as it was, rebuilt from what `record --transitions` kept: a
-    /// store directory, or a fleet's clickhouse:// URL. Prints it once (--once --json:
-    /// JSON).
+    /// store directory, or a fleet's clickhouse:// URL. On a terminal ←/→ and PgUp/PgDn
+    /// move the moment; with --once (or not a terminal) it is printed once.
     #[arg(long, value_name = "DIR|URL", conflicts_with = "poll")]
     pub replay: Option<String>,
     /// With --replay: the moment, an age (10m) or a UTC time (default: now).

@@ -464,8 +464,13 @@ const REPLAY_LOOKBACK: Duration = Duration::from_secs(3600);
 /// The last stretch before `--at` that the dashboard observes and samples, interval by
 /// interval: its one-minute history and the churn window.
 const REPLAY_SAMPLED: Duration = Duration::from_secs(120);
+/// How far past `--at` a replay on a terminal reads, so the moment can move forward too.
+const REPLAY_AHEAD: Duration = Duration::from_secs(3600);
+/// PgUp/PgDn in a replay move the moment by this; ←/→ by the interval.
+const REPLAY_PAGE: Duration = Duration::from_secs(60);
 
-/// `top --replay SRC --at T`: the dashboard as of T, from recorded state changes.
+/// `top --replay SRC --at T`: the dashboard as of T, from recorded state changes. On a
+/// terminal (without --once) the moment moves with the arrow keys.
 fn replay(
     args: &TopArgs,
     source: &str,
@@ -491,14 +496,21 @@ fn replay(
     let now = crate::history::now_ns();
     let at = args.at.map_or(now, |p| p.ns(now)).max(0);
     let since = at.saturating_sub(REPLAY_LOOKBACK.as_nanos() as i64);
+    let scrub = !args.once && io::stdout().is_terminal() && io::stdin().is_terminal();
+    let until = if scrub {
+        at.saturating_add(REPLAY_AHEAD.as_nanos() as i64).min(now)
+    } else {
+        at
+    }
+    .max(at);
     let wall = crate::history::system_time;
     let selection = HistoryArgs {
         store: std::path::PathBuf::from(source),
         from,
         host: args.host.clone(),
         since: PointInTime::At(wall(since)),
-        // The moment itself included.
-        until: Some(PointInTime::At(wall(at + 1))),
+        // The last moment itself included.
+        until: Some(PointInTime::At(wall(until + 1))),
         pid: None,
         comm: None,
         workload: Default::default(),
@@ -514,8 +526,9 @@ fn replay(
     };
     if rows.is_empty() {
         return Err(UsageError(format!(
-            "{source}: no state changes recorded in the hour before {}: top --replay needs `sockstat record --transitions`",
-            humantime::format_rfc3339_seconds(wall(at))
+            "{source}: no state changes recorded from {} to {}: top --replay needs `sockstat record --transitions`",
+            humantime::format_rfc3339_seconds(wall(since)),
+            humantime::format_rfc3339_seconds(wall(until))
         ))
         .into());
     }
@@ -529,34 +542,149 @@ fn replay(
             transition,
         })
         .collect();
-    let interval = Duration::from_secs_f64(args.interval).as_nanos() as u64;
-    let at = at as u64;
-    let sampled_from = at.saturating_sub(REPLAY_SAMPLED.as_nanos() as u64);
-    let mut dash = Dashboard::new(args.interval, true, sampled_from);
-    crate::live::replay::replay(
-        &mut dash,
-        &changes,
-        (sampled_from, at, interval),
-        |c| {
-            let t = &c.transition;
-            c.wanted
-                && filter.matches_tcp_states(
-                    &[t.old.kernel_number(), t.new.kernel_number()],
-                    t.local,
-                    t.remote,
-                )
-        },
-        |state, local, remote| filter.matches_tcp(state.kernel_number(), local, remote),
-    );
-    let at = humantime::format_rfc3339_seconds(wall(at as i64)).to_string();
-    let snap = dash.snapshot(crate::live::replay::context(
+    let view = Replay {
+        changes,
         source,
-        at,
-        (filter_text, selected),
-        &changes,
+        filter,
+        filter_text,
+        selected,
+        interval_s: args.interval,
         alerts,
-    ));
-    print_once(args, &snap)
+    };
+    if !scrub {
+        return print_once(args, &view.at(at as u64));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    runtime.block_on(scrub_replay(&view, at as u64, (since as u64, until as u64)))
+}
+
+/// What a replay shows at any moment: the recorded changes and the view's options.
+struct Replay<'a> {
+    changes: Vec<Change>,
+    source: &'a str,
+    filter: &'a Filter,
+    filter_text: &'a str,
+    selected: Option<WorkloadFilter>,
+    interval_s: f64,
+    alerts: &'a [Alert],
+}
+
+impl Replay<'_> {
+    /// The dashboard as of `at` (wall-clock ns): the changes up to it rebuild the sockets,
+    /// and the last two minutes are observed interval by interval.
+    fn at(&self, at: u64) -> Snapshot {
+        let interval = Duration::from_secs_f64(self.interval_s).as_nanos() as u64;
+        let sampled_from = at.saturating_sub(REPLAY_SAMPLED.as_nanos() as u64);
+        let mut dash = Dashboard::new(self.interval_s, true, sampled_from);
+        let filter = self.filter;
+        crate::live::replay::replay(
+            &mut dash,
+            &self.changes,
+            (sampled_from, at, interval),
+            |c| {
+                let t = &c.transition;
+                c.wanted
+                    && filter.matches_tcp_states(
+                        &[t.old.kernel_number(), t.new.kernel_number()],
+                        t.local,
+                        t.remote,
+                    )
+            },
+            |state, local, remote| filter.matches_tcp(state.kernel_number(), local, remote),
+        );
+        let shown =
+            humantime::format_rfc3339_seconds(crate::history::system_time(at as i64)).to_string();
+        dash.snapshot(crate::live::replay::context(
+            self.source,
+            shown,
+            (self.filter_text, self.selected.clone()),
+            &self.changes,
+            self.alerts,
+        ))
+    }
+}
+
+/// The replay on a terminal: ←/→ move the moment by the interval, PgUp/PgDn by a minute,
+/// within what was read (`bounds`); q, Esc, Ctrl-C or a signal end it, the terminal restored.
+async fn scrub_replay(
+    view: &Replay<'_>,
+    mut at: u64,
+    bounds: (u64, u64),
+) -> anyhow::Result<ExitCode> {
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut keys = key_reader();
+    let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    let step = Duration::from_secs_f64(view.interval_s).as_nanos() as u64;
+    let page = REPLAY_PAGE.as_nanos() as u64;
+    let result: anyhow::Result<()> = async {
+        let ui = UiState::default();
+        loop {
+            let snap = view.at(at);
+            terminal.draw(|f| screen::draw(f, &snap, &ui))?;
+            let first = tokio::select! {
+                key = keys.recv() => key,
+                _ = sigterm.recv() => None,
+                _ = sighup.recv() => None,
+                _ = sigint.recv() => None,
+            };
+            let Some(first) = first else { break };
+            // Keys typed while a moment was being rebuilt are taken together: one redraw.
+            let mut events = vec![first];
+            while let Ok(more) = keys.try_recv() {
+                events.push(more);
+            }
+            let mut quit = false;
+            for event in events {
+                match replay_key(&event, at, (step, page)) {
+                    ReplayKey::Quit => quit = true,
+                    ReplayKey::To(moment) => at = moment.max(bounds.0).min(bounds.1),
+                    // A resize, or a key of no use here: drawn again as it is.
+                    ReplayKey::Stay => {}
+                }
+            }
+            if quit {
+                break;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    ratatui::try_restore().context("restoring the terminal")?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+enum ReplayKey {
+    Quit,
+    To(u64),
+    Stay,
+}
+
+/// What a key does to the replay's moment `at`: ←/→ (h/l) move it by `step`, PgUp/PgDn by
+/// `page`; q, Esc and Ctrl-C quit.
+fn replay_key(event: &Event, at: u64, (step, page): (u64, u64)) -> ReplayKey {
+    let Event::Key(key) = event else {
+        return ReplayKey::Stay;
+    };
+    if key.kind != KeyEventKind::Press {
+        return ReplayKey::Stay;
+    }
+    if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+        return ReplayKey::Quit;
+    }
+    match key.code {
+        KeyCode::Char('q') | KeyCode::Esc => ReplayKey::Quit,
+        KeyCode::Left | KeyCode::Char('h') => ReplayKey::To(at.saturating_sub(step)),
+        KeyCode::Right | KeyCode::Char('l') => ReplayKey::To(at.saturating_add(step)),
+        KeyCode::PageUp => ReplayKey::To(at.saturating_sub(page)),
+        KeyCode::PageDown => ReplayKey::To(at.saturating_add(page)),
+        _ => ReplayKey::Stay,
+    }
 }
 
 /// One snapshot on stdout (`--json`: NDJSON); exit 1 when an alert fires.
@@ -574,4 +702,46 @@ fn print_once(args: &TopArgs, snap: &Snapshot) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::crossterm::event::{KeyEventState, KeyModifiers};
+
+    use super::*;
+
+    fn press(code: KeyCode, modifiers: KeyModifiers) -> Event {
+        Event::Key(KeyEvent {
+            code,
+            modifiers,
+            kind: KeyEventKind::Press,
+            state: KeyEventState::NONE,
+        })
+    }
+
+    #[test]
+    fn replay_keys_move_the_moment() {
+        let none = KeyModifiers::NONE;
+        let to = |code, at| match replay_key(&press(code, none), at, (1_000, 60_000)) {
+            ReplayKey::To(t) => Some(t),
+            _ => None,
+        };
+        assert_eq!(to(KeyCode::Right, 5_000), Some(6_000));
+        assert_eq!(to(KeyCode::Left, 5_000), Some(4_000));
+        assert_eq!(to(KeyCode::Left, 500), Some(0));
+        assert_eq!(to(KeyCode::PageDown, 5_000), Some(65_000));
+        assert_eq!(to(KeyCode::PageUp, 5_000), Some(0));
+        assert_eq!(to(KeyCode::Char('p'), 5_000), None);
+        for quit in [
+            press(KeyCode::Char('q'), none),
+            press(KeyCode::Esc, none),
+            press(KeyCode::Char('c'), KeyModifiers::CONTROL),
+        ] {
+            assert!(matches!(replay_key(&quit, 0, (1, 1)), ReplayKey::Quit));
+        }
+        assert!(matches!(
+            replay_key(&Event::Resize(80, 24), 0, (1, 1)),
+            ReplayKey::Stay
+        ));
+    }
 }

@@ -333,13 +333,17 @@ fn draw_header(frame: &mut Frame, area: Rect, snap: &Snapshot, ui: &UiState) {
             .map(|a| format!("{} (now {})", a.alert, rate(a.value)))
             .collect();
         if firing.is_empty() {
-            Line::from(Span::styled(
-                format!(
+            let keys = match snap.source {
+                DataSource::Recorded { .. } => format!(
+                    "←/→ {} earlier/later  PgUp/PgDn a minute  q quit",
+                    super::numfmt::duration((snap.interval_s * 1e9) as u64)
+                ),
+                _ => format!(
                     "q quit  p pause  f filter  s sort ({})  Tab panel  ? help",
                     snap.sort.name()
                 ),
-                Style::new().fg(Color::DarkGray),
-            ))
+            };
+            Line::from(Span::styled(keys, Style::new().fg(Color::DarkGray)))
         } else {
             Line::from(Span::styled(
                 format!("ALERT {}", firing.join(" · ")),
