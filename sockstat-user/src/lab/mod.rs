@@ -65,6 +65,9 @@ pub struct RoleResult {
     pub expected: Vec<Step>,
     pub observed: Vec<Edge>,
     pub difference: Option<Difference>,
+    /// How each observed edge was known (cause, synthesized), for the failure's line.
+    #[serde(skip)]
+    pub observed_how: Vec<String>,
 }
 
 fn steps_as_edges<S: serde::Serializer>(steps: &[Step], s: S) -> Result<S::Ok, S::Error> {
@@ -79,7 +82,36 @@ impl RoleResult {
             difference: compare(&want, &observed),
             expected,
             observed,
+            observed_how: Vec::new(),
         }
+    }
+
+    /// The same, with how each observed edge was known (`Tracer::path_with_causes`).
+    pub fn with_causes(
+        role: impl Into<String>,
+        expected: Vec<Step>,
+        observed: Vec<(Edge, String)>,
+    ) -> Self {
+        let (edges, how) = observed.into_iter().unzip();
+        RoleResult {
+            observed_how: how,
+            ..RoleResult::new(role, expected, edges)
+        }
+    }
+
+    /// The difference in one line, with how its observed edge was known.
+    fn failure(&self) -> Option<String> {
+        let d = self.difference.as_ref()?;
+        let at = match d {
+            Difference::Unexpected { index, .. } | Difference::Different { index, .. } => {
+                self.observed_how.get(*index).filter(|h| !h.is_empty())
+            }
+            Difference::Missing { .. } => None,
+        };
+        Some(match at {
+            Some(how) => format!("{}: {d} ({how})", self.role),
+            None => format!("{}: {d}", self.role),
+        })
     }
 }
 
@@ -123,17 +155,14 @@ impl Outcome {
 
     /// The first thing that differed, in one line.
     pub fn first_failure(&self) -> Option<String> {
-        self.roles
-            .iter()
-            .find_map(|r| r.difference.as_ref().map(|d| format!("{}: {d}", r.role)))
-            .or_else(|| {
-                self.facts.iter().find(|f| !f.ok).map(|f| {
-                    format!(
-                        "{}: expected {}, observed {}",
-                        f.what, f.expected, f.observed
-                    )
-                })
+        self.roles.iter().find_map(RoleResult::failure).or_else(|| {
+            self.facts.iter().find(|f| !f.ok).map(|f| {
+                format!(
+                    "{}: expected {}, observed {}",
+                    f.what, f.expected, f.observed
+                )
             })
+        })
     }
 }
 
@@ -190,10 +219,10 @@ impl Lab {
         self.shown = 0;
     }
 
-    pub fn path(&self, local: SocketAddr, remote: SocketAddr) -> Vec<Edge> {
+    pub fn path(&self, local: SocketAddr, remote: SocketAddr) -> Vec<(Edge, String)> {
         self.tracer
             .cookie_of(local, remote)
-            .map(|c| self.tracer.path(c))
+            .map(|c| self.tracer.path_with_causes(c))
             .unwrap_or_default()
     }
 }
@@ -245,4 +274,32 @@ fn counter(
         }
     }
     Err(LabError::Setup(format!("{prefix} {name} not in {file}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::TcpState::{Close, FinWait2, TimeWait};
+
+    /// A failure's line names how its unexpected edge was known.
+    #[test]
+    fn a_failure_says_how_its_edge_was_known() {
+        let expected = vec![path::step(FinWait2, TimeWait, "the peer's FIN")];
+        let observed = vec![
+            (Edge::new(FinWait2, TimeWait), "cause fin".to_string()),
+            (Edge::new(TimeWait, Close), "cause killed".to_string()),
+        ];
+        let role = RoleResult::with_causes("client", expected.clone(), observed);
+        assert_eq!(
+            role.failure().as_deref(),
+            Some(
+                "client: edge 2: observed TIME-WAIT -> CLOSE, which was not expected (cause killed)"
+            )
+        );
+        let plain = RoleResult::new("client", expected, vec![Edge::new(TimeWait, Close)]);
+        assert_eq!(
+            plain.failure().as_deref(),
+            Some("client: edge 1: expected FIN-WAIT-2 -> TIME-WAIT, observed TIME-WAIT -> CLOSE")
+        );
+    }
 }
