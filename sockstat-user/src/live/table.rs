@@ -1847,6 +1847,19 @@ mod tests {
         from_raw(&raw).unwrap()
     }
 
+    /// Socket 1 connects (t=100), opens (300) and closes first (400), and its FIN is
+    /// acked (450): FIN-WAIT-2.
+    fn open_then_close_to_fin_wait2(t: &mut Tracker, out: &mut Vec<Output>) {
+        for (ts, o, n) in [
+            (100, st::CLOSE, st::SYN_SENT),
+            (300, st::SYN_SENT, st::ESTABLISHED),
+            (400, st::ESTABLISHED, st::FIN_WAIT1),
+            (450, st::FIN_WAIT1, st::FIN_WAIT2),
+        ] {
+            t.apply(&ev(1, ts, o, n, o == st::CLOSE), out);
+        }
+    }
+
     fn observed() -> Tracker {
         let mut t = Tracker::default();
         t.observe_timewait(true);
@@ -1860,14 +1873,7 @@ mod tests {
     fn close_before_the_timewait_hooks_are_on_is_inferred() {
         let mut t = observed();
         let mut out = Vec::new();
-        for (ts, o, n) in [
-            (100, st::CLOSE, st::SYN_SENT),
-            (300, st::SYN_SENT, st::ESTABLISHED),
-            (400, st::ESTABLISHED, st::FIN_WAIT1),
-            (450, st::FIN_WAIT1, st::FIN_WAIT2),
-        ] {
-            t.apply(&ev(1, ts, o, n, o == st::CLOSE), &mut out);
-        }
+        open_then_close_to_fin_wait2(&mut t, &mut out);
         let mut unseen = close(1, 500, st::FIN_WAIT2, sockstat_common::flags::TW_UNSEEN, 0);
         unseen.peer_fin = Some(true);
         t.apply(&unseen, &mut out);
@@ -1888,14 +1894,7 @@ mod tests {
         use sockstat_common::flags::TW_CREATED;
         let mut t = observed();
         let mut out = Vec::new();
-        for (ts, o, n) in [
-            (100, st::CLOSE, st::SYN_SENT),
-            (300, st::SYN_SENT, st::ESTABLISHED),
-            (400, st::ESTABLISHED, st::FIN_WAIT1),
-            (450, st::FIN_WAIT1, st::FIN_WAIT2),
-        ] {
-            t.apply(&ev(1, ts, o, n, o == st::CLOSE), &mut out);
-        }
+        open_then_close_to_fin_wait2(&mut t, &mut out);
         // The orphan's socket is replaced by a timewait socket in FIN-WAIT-2.
         t.apply(&tw(1, 500, kind::TW_ARMED, st::FIN_WAIT2, 0), &mut out);
         t.apply(
@@ -1946,14 +1945,7 @@ mod tests {
         use sockstat_common::flags::{TW_CREATED, TW_REUSED};
         let mut t = observed();
         let mut out = Vec::new();
-        for (ts, o, n) in [
-            (100, st::CLOSE, st::SYN_SENT),
-            (300, st::SYN_SENT, st::ESTABLISHED),
-            (400, st::ESTABLISHED, st::FIN_WAIT1),
-            (450, st::FIN_WAIT1, st::FIN_WAIT2),
-        ] {
-            t.apply(&ev(1, ts, o, n, o == st::CLOSE), &mut out);
-        }
+        open_then_close_to_fin_wait2(&mut t, &mut out);
         t.apply(&tw(1, 500, kind::TW_ARMED, st::FIN_WAIT2, 0), &mut out);
         t.apply(&tw(1, 505, kind::TW_FIN, st::TIME_WAIT, 0), &mut out);
         assert_eq!(transitions(&out).len(), 4, "nothing before the swap");
