@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context as _;
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tokio::{
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
     sync::mpsc,
 };
 
@@ -263,12 +263,7 @@ async fn top(
         .await;
     }
 
-    // Any of these from outside ends top like `q` does, so the terminal is restored (in raw
-    // mode a typed Ctrl-C is a key, not a signal).
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let mut sigquit = signal(SignalKind::quit()).context("installing SIGQUIT handler")?;
+    let mut quit = QuitSignals::install()?;
     let mut keys = key_reader();
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     let result: anyhow::Result<()> = async {
@@ -327,10 +322,7 @@ async fn top(
                     snap.paused = paused;
                     terminal.draw(|f| screen::draw(f, &snap, &ui))?;
                 }
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
-                _ = sighup.recv() => break,
-                _ = sigquit.recv() => break,
+                _ = quit.recv() => break,
             }
         }
         Ok(())
@@ -415,6 +407,39 @@ fn handle_key(key: KeyEvent, ui: &mut UiState, args: &TopArgs, current_filter: &
 }
 
 /// Terminal input on its own thread (crossterm's read blocks), handed to the event loop.
+/// The signals that end top like `q` does, so the terminal is restored (in raw mode a typed
+/// Ctrl-C is a key, not a signal).
+struct QuitSignals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    quit: Signal,
+}
+
+impl QuitSignals {
+    fn install() -> anyhow::Result<QuitSignals> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("installing the {name} handler"))
+        };
+        Ok(QuitSignals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+            quit: install(SignalKind::quit(), "SIGQUIT")?,
+        })
+    }
+
+    /// Until one of them arrives.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+            _ = self.hup.recv() => {}
+            _ = self.quit.recv() => {}
+        }
+    }
+}
+
 fn key_reader() -> mpsc::UnboundedReceiver<Event> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -580,9 +605,13 @@ impl Replay<'_> {
         let sampled_from = at.saturating_sub(REPLAY_SAMPLED.as_nanos() as u64);
         let mut dash = Dashboard::new(self.interval_s, true, sampled_from);
         let filter = self.filter;
+        // Oldest first: what happened by the moment is a prefix (a scrubbing replay also
+        // holds what came after it).
+        let upto = self.changes.partition_point(|c| c.transition.ts_ns <= at);
+        let changes = &self.changes[..upto];
         crate::live::replay::replay(
             &mut dash,
-            &self.changes,
+            changes,
             (sampled_from, at, interval),
             |c| {
                 let t = &c.transition;
@@ -601,7 +630,7 @@ impl Replay<'_> {
             self.source,
             shown,
             (self.filter_text, self.selected.clone()),
-            &self.changes,
+            changes,
             self.alerts,
         ))
     }
@@ -614,9 +643,7 @@ async fn scrub_replay(
     mut at: u64,
     bounds: (u64, u64),
 ) -> anyhow::Result<ExitCode> {
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut quit_signals = QuitSignals::install()?;
     let mut keys = key_reader();
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     let step = Duration::from_secs_f64(view.interval_s).as_nanos() as u64;
@@ -628,9 +655,7 @@ async fn scrub_replay(
             terminal.draw(|f| screen::draw(f, &snap, &ui))?;
             let first = tokio::select! {
                 key = keys.recv() => key,
-                _ = sigterm.recv() => None,
-                _ = sighup.recv() => None,
-                _ = sigint.recv() => None,
+                _ = quit_signals.recv() => None,
             };
             let Some(first) = first else { break };
             // Keys typed while a moment was being rebuilt are taken together: one redraw.

@@ -166,36 +166,34 @@ impl LabTracer {
             .map(|t| t.cookie)
     }
 
+    /// One socket's transitions between known states, with their edges, in order.
+    fn edges(&self, cookie: u64) -> impl Iterator<Item = (Edge, &Transition)> {
+        self.transitions
+            .iter()
+            .filter(move |t| t.cookie == cookie)
+            .filter_map(|t| match (t.old, t.new) {
+                (ReportedState::Known(from), ReportedState::Known(to)) => {
+                    Some((Edge::new(from, to), t))
+                }
+                _ => None,
+            })
+    }
+
     /// One socket's path, in order.
     pub fn path(&self, cookie: u64) -> Vec<Edge> {
-        self.path_with_causes(cookie)
-            .into_iter()
-            .map(|(e, _)| e)
-            .collect()
+        self.edges(cookie).map(|(e, _)| e).collect()
     }
 
     /// `path`, each edge with how it was known: its cause, and whether it was synthesized
     /// (for a failure's explanation).
     pub fn path_with_causes(&self, cookie: u64) -> Vec<(Edge, String)> {
-        self.transitions
-            .iter()
-            .filter(|t| t.cookie == cookie)
-            .filter_map(|t| match (t.old, t.new) {
-                (ReportedState::Known(from), ReportedState::Known(to)) => {
-                    let mut how = t
-                        .cause
-                        .map(|c| format!("cause {}", c.name()))
-                        .unwrap_or_default();
-                    if t.source == crate::live::Source::Synthesized {
-                        how.push_str(if how.is_empty() {
-                            "synthesized"
-                        } else {
-                            ", synthesized"
-                        });
-                    }
-                    Some((Edge::new(from, to), how))
-                }
-                _ => None,
+        self.edges(cookie)
+            .map(|(e, t)| {
+                let cause = t.cause.map(|c| format!("cause {}", c.name()));
+                let synthesized =
+                    (t.source == crate::live::Source::Synthesized).then(|| "synthesized".into());
+                let how: Vec<String> = cause.into_iter().chain(synthesized).collect();
+                (e, how.join(", "))
             })
             .collect()
     }

@@ -986,7 +986,9 @@ impl Tracker {
             // Now a timewait socket: into the compact table.
             self.store(ev.cookie, e);
         }
+        // Rare (a race between CPUs): every close but those skips the lookup.
         if meaning.closing
+            && !self.early_fins.is_empty()
             && let Some(fin_ns) = self.early_fins.remove(&ev.cookie)
             && swapped
         {

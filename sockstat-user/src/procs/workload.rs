@@ -206,22 +206,15 @@ pub struct WorkloadFilter {
 /// As the options that made it: `--k8s-namespace shop --pod web-1`.
 impl std::fmt::Display for WorkloadFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts = [
+        let given: Vec<String> = [
             ("--k8s-namespace", &self.namespace),
             ("--pod", &self.pod),
             ("--container", &self.container),
-        ];
-        let mut first = true;
-        for (flag, value) in parts {
-            if let Some(value) = value {
-                if !first {
-                    f.write_str(" ")?;
-                }
-                write!(f, "{flag} {value}")?;
-                first = false;
-            }
-        }
-        Ok(())
+        ]
+        .into_iter()
+        .filter_map(|(flag, value)| value.as_ref().map(|v| format!("{flag} {v}")))
+        .collect();
+        f.write_str(&given.join(" "))
     }
 }
 
