@@ -181,6 +181,14 @@ pub struct StateEvent {
 
 const _: () = assert!(core::mem::size_of::<StateEvent>() == 184);
 const _: () = assert!(core::mem::align_of::<StateEvent>() == 8);
+// The kernel side writes the byte arrays, and clears the whole event, a word at a time
+// (`sockstat-ebpf`'s `sock::words`): each array starts on an 8-byte boundary.
+const _: () = assert!(
+    core::mem::offset_of!(StateEvent, saddr).is_multiple_of(8)
+        && core::mem::offset_of!(StateEvent, daddr).is_multiple_of(8)
+        && core::mem::offset_of!(StateEvent, comm).is_multiple_of(8)
+        && core::mem::offset_of!(StateEvent, owner_comm).is_multiple_of(8)
+);
 
 impl StateEvent {
     pub const fn zeroed() -> Self {
@@ -239,6 +247,10 @@ pub struct OwnerInfo {
 }
 
 const _: () = assert!(core::mem::size_of::<OwnerInfo>() == 32);
+const _: () = assert!(
+    core::mem::align_of::<OwnerInfo>() == 8
+        && core::mem::offset_of!(OwnerInfo, comm).is_multiple_of(8)
+);
 
 /// Number of kernel TCP states the per-edge counters cover (state numbers below this).
 pub const EDGE_STATES: u32 = 16;

@@ -24,7 +24,7 @@ use crate::{
     maps::{bump_edge, config, read_failed, sock_offsets, tp_offsets},
     sock::{
         AF_INET, AF_INET6, IPPROTO_TCP, field, fill_owner, fill_socket, fill_task, fill_tcp,
-        loopback_v4, loopback_v6, remember_owner, wanted,
+        loopback_v4, loopback_v6, remember_owner, wanted, words,
     },
     timewait,
 };
@@ -160,7 +160,7 @@ unsafe fn fill_tp(
     old: i32,
     new: i32,
 ) -> Result<(), i32> {
-    *ev = StateEvent::zeroed();
+    words::clear(ev);
     fill_task(ev);
     ev.kind = kind::STATE_CHANGE;
     ev.hook = hook::TRACEPOINT;
@@ -173,10 +173,12 @@ unsafe fn fill_tp(
     if syscall_only_edge(ev.old_state, ev.new_state) {
         ev.flags = flags::TASK_OWNS_SOCKET;
         ev.owner_tgid = ev.tgid;
-        ev.owner_comm = ev.comm;
+        // SAFETY: arrays of a `StateEvent` (see `words`).
+        unsafe { words::put(&mut ev.owner_comm, words::get(&ev.comm)) };
         ev.owner_source = owner_source::TASK;
     }
-    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot.
+    // SAFETY: format-file offsets; `read_at` is a probe read; `ev` is a ring slot, whose
+    // arrays `words` may write.
     unsafe {
         ev.protocol = ctx.read_at(off.protocol as usize)?;
         let skaddr: u64 = ctx.read_at(off.skaddr as usize)?;
@@ -186,10 +188,11 @@ unsafe fn fill_tp(
             ev.saddr = ctx.read_at(off.saddr_v6 as usize)?;
             ev.daddr = ctx.read_at(off.daddr_v6 as usize)?;
         } else {
-            let s: [u8; 4] = ctx.read_at(off.saddr as usize)?;
-            let d: [u8; 4] = ctx.read_at(off.daddr as usize)?;
-            ev.saddr[..4].copy_from_slice(&s);
-            ev.daddr[..4].copy_from_slice(&d);
+            // Network order, as read: the first four bytes of each array.
+            let s: u32 = ctx.read_at(off.saddr as usize)?;
+            let d: u32 = ctx.read_at(off.daddr as usize)?;
+            words::put(&mut ev.saddr, [u64::from(s), 0]);
+            words::put(&mut ev.daddr, [u64::from(d), 0]);
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use sockstat_common::{SockOffsets, StateEvent, args, counter, kind, retransmit, 
 
 use crate::{
     maps::{added_argument, bump, read_failed, sock_offsets, tw_offsets},
-    sock::{AF_INET6, fill_owner, fill_socket, read, wanted},
+    sock::{AF_INET6, fill_owner, fill_socket, read, wanted, words},
     timewait,
 };
 
@@ -231,7 +231,8 @@ unsafe fn fill_request(ev: &mut StateEvent, req: *const u8, off: &SockOffsets) -
     if req.is_null() {
         return Ok(());
     }
-    // SAFETY: probe reads at BTF-resolved `sock_common` offsets.
+    // SAFETY: probe reads at BTF-resolved `sock_common` offsets; `words` writes arrays of
+    // a `StateEvent`.
     unsafe {
         let family: u16 = read(req, off.skc_family)?;
         ev.dport = u16::from_be(read(req, off.skc_dport)?);
@@ -239,12 +240,11 @@ unsafe fn fill_request(ev: &mut StateEvent, req: *const u8, off: &SockOffsets) -
             ev.saddr = read(req, off.skc_v6_rcv_saddr)?;
             ev.daddr = read(req, off.skc_v6_daddr)?;
         } else {
-            ev.saddr = [0; 16];
-            ev.daddr = [0; 16];
-            let s: [u8; 4] = read(req, off.skc_rcv_saddr)?;
-            let d: [u8; 4] = read(req, off.skc_daddr)?;
-            ev.saddr[..4].copy_from_slice(&s);
-            ev.daddr[..4].copy_from_slice(&d);
+            // Network order, as read: the first four bytes of each array.
+            let s: u32 = read(req, off.skc_rcv_saddr)?;
+            let d: u32 = read(req, off.skc_daddr)?;
+            words::put(&mut ev.saddr, [u64::from(s), 0]);
+            words::put(&mut ev.daddr, [u64::from(d), 0]);
         }
         ev.family = family;
     }

@@ -31,7 +31,9 @@ use crate::{
         TW_ACTIVE, TW_ORPHANS, TW_SCRATCH, bump, bump_edge, config, read_failed, sock_offsets,
         tw_offsets,
     },
-    sock::{AF_INET, AF_INET6, IPPROTO_TCP, field, fill_task, netns_inum, passes_filters, read},
+    sock::{
+        AF_INET, AF_INET6, IPPROTO_TCP, field, fill_task, netns_inum, passes_filters, read, words,
+    },
 };
 
 /// A timewait socket's identity as packets show it: namespace, family, local and remote port
@@ -238,7 +240,7 @@ pub fn emit(key: &TwKey, cookie: u64, tw: u64, event_kind: u8, substate: u8, ext
 /// addresses, and `cookie` (0: none known).
 #[inline(always)]
 pub fn fill_key(ev: &mut sockstat_common::StateEvent, key: &TwKey, cookie: u64, event_kind: u8) {
-    *ev = sockstat_common::StateEvent::zeroed();
+    words::clear(ev);
     fill_task(ev);
     ev.kind = event_kind;
     ev.hook = hook::TP_BTF;
@@ -247,11 +249,11 @@ pub fn fill_key(ev: &mut sockstat_common::StateEvent, key: &TwKey, cookie: u64, 
     ev.netns = key.netns;
     ev.sport = key.lport;
     ev.dport = key.rport;
-    let (l, r) = (key.laddr, key.raddr);
-    ev.saddr[..8].copy_from_slice(&l[0].to_ne_bytes());
-    ev.saddr[8..].copy_from_slice(&l[1].to_ne_bytes());
-    ev.daddr[..8].copy_from_slice(&r[0].to_ne_bytes());
-    ev.daddr[8..].copy_from_slice(&r[1].to_ne_bytes());
+    // SAFETY: arrays of a `StateEvent` (see `words`).
+    unsafe {
+        words::put(&mut ev.saddr, key.laddr);
+        words::put(&mut ev.daddr, key.raddr);
+    }
     ev.cookie = cookie;
     if cookie != 0 {
         ev.flags = flags::COOKIE_IS_SOCKET_COOKIE;
