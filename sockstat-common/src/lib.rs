@@ -285,6 +285,9 @@ pub struct SockOffsets {
     pub sk_protocol: u32,
     /// `struct sock.sk_lock.owned` (int).
     pub sk_lock_owned: u32,
+    /// `struct sock.sk_bpf_storage` (`struct bpf_local_storage *`): null while the socket
+    /// has no BPF socket storage, of any map.
+    pub sk_bpf_storage: u32,
     /// `struct sock.sk_err` (int).
     pub sk_err: u32,
     /// `struct sock.sk_flags` (unsigned long; bit `SOCK_DONE` = 1).
@@ -311,7 +314,7 @@ pub struct SockOffsets {
     pub valid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 92);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 96);
 
 impl SockOffsets {
     pub const fn zeroed() -> Self {
@@ -327,6 +330,7 @@ impl SockOffsets {
             net_ns_inum: 0,
             sk_protocol: 0,
             sk_lock_owned: 0,
+            sk_bpf_storage: 0,
             sk_err: 0,
             sk_flags: 0,
             tcp_bytes_acked: 0,

@@ -409,6 +409,21 @@ pub unsafe fn owner_storage(sk_arg: *mut c_void, create: bool) -> *mut OwnerInfo
     unsafe { bpf_sk_storage_get(map, sk_arg, core::ptr::null_mut(), flags) as *mut OwnerInfo }
 }
 
+/// The socket's `OWNERS` storage if it has one (else null), without the helper call when
+/// the socket has no BPF storage at all: nearly every socket, as user space remembers the
+/// owners it is told (see `fill_owner`). `sk_arg` must be a hook's BTF-typed socket.
+#[inline(always)]
+unsafe fn stored_owner(sk_arg: *mut c_void, off: &SockOffsets) -> *mut OwnerInfo {
+    // Compared with null only, never followed.
+    // SAFETY: the caller's socket at a loader-checked offset (see `field`).
+    let storage: u64 = unsafe { field(sk_arg as *const u8, off.sk_bpf_storage) };
+    if storage == 0 {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: the hook's BTF-typed socket.
+    unsafe { owner_storage(sk_arg, false) }
+}
+
 /// An event that would have named the owner was lost (the ring was full): the owner goes
 /// into the socket's storage instead, so the socket's later events still carry it.
 #[inline(always)]
@@ -451,7 +466,7 @@ pub unsafe fn fill_owner(
         // it exists, and made only when such an event is lost (`remember_owner`).
         // Making it here was a third of this hook's cost (~2 µs a socket).
         // SAFETY: the hook's BTF-typed socket.
-        let slot = unsafe { owner_storage(sk_arg, false) };
+        let slot = unsafe { stored_owner(sk_arg, off) };
         if !slot.is_null() {
             // SAFETY: `slot` is non-null: this socket's OwnerInfo, ours for this run.
             unsafe {
@@ -462,7 +477,7 @@ pub unsafe fn fill_owner(
         }
     } else {
         // SAFETY: the hook's BTF-typed socket.
-        let slot = unsafe { owner_storage(sk_arg, false) }.cast_const();
+        let slot = unsafe { stored_owner(sk_arg, off) }.cast_const();
         // SAFETY: `slot` is non-null there: this socket's OwnerInfo, ours for this run.
         if slot.is_null() || unsafe { (*slot).tgid } == 0 {
             // No storage, or only the RTT hook's (which names nobody).

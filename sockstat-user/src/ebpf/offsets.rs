@@ -158,6 +158,7 @@ impl KernelBtf {
             net_ns_inum: self.offset_of("net", "ns.inum")?,
             sk_protocol: sock("sk_protocol")?,
             sk_lock_owned: sock("sk_lock.owned")?,
+            sk_bpf_storage: sock("sk_bpf_storage")?,
             sk_err: sock("sk_err")?,
             sk_flags: sock("__sk_common.skc_flags")?,
             tcp_bytes_acked: self.offset_of("tcp_sock", "bytes_acked")?,
