@@ -406,7 +406,6 @@ fn handle_key(key: KeyEvent, ui: &mut UiState, args: &TopArgs, current_filter: &
     }
 }
 
-/// Terminal input on its own thread (crossterm's read blocks), handed to the event loop.
 /// The signals that end top like `q` does, so the terminal is restored (in raw mode a typed
 /// Ctrl-C is a key, not a signal).
 struct QuitSignals {
@@ -440,6 +439,7 @@ impl QuitSignals {
     }
 }
 
+/// Terminal input on its own thread (crossterm's read blocks), handed to the event loop.
 fn key_reader() -> mpsc::UnboundedReceiver<Event> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
