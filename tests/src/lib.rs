@@ -668,3 +668,34 @@ pub fn connect_nonblocking_to(
     }
     Ok(std::net::TcpStream::from(fd))
 }
+
+/// The cgroup2 hierarchy: where it is mounted, or else mounted for the test under the temp
+/// folder (this machine has only v1's controllers, a vmtest guest nothing), undone when the
+/// returned guard drops.
+pub fn cgroup2_root(tag: u32) -> Result<(PathBuf, Option<Unmount>), String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| e.to_string())?;
+    let found = mounts.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(w[1]))
+    });
+    if let Some(dir) = found {
+        return Ok((dir, None));
+    }
+    let dir = std::env::temp_dir().join(format!("sst-cgroup2-{tag}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    run(
+        "mount",
+        &["-t", "cgroup2", "none", &dir.display().to_string()],
+    )?;
+    Ok((dir.clone(), Some(Unmount(dir))))
+}
+
+/// Unmounts what `cgroup2_root` mounted.
+pub struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}

@@ -3,6 +3,9 @@
 //!
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
+    collections::BTreeSet,
+    os::unix::fs::MetadataExt as _,
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -10,13 +13,11 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NobodyBinary, TestResult, fail, root_or_say_skipped, root_trial, sockstat_bin,
+    NobodyBinary, TestResult, cgroup2_root, fail, root_or_say_skipped, root_trial, sockstat_bin,
 };
 
 fn main() {
-    let mut args = Arguments::from_args();
-    // One at a time: the interruption test counts namespaces, which a parallel run changes.
-    args.test_threads = Some(1);
+    let args = Arguments::from_args();
     let root = root_or_say_skipped("lab");
     let trials = vec![
         root_trial("lab_run_all_json_passes", root, run_all),
@@ -123,23 +124,22 @@ fn run_all() -> TestResult {
     Ok(())
 }
 
-/// Distinct network namespaces any thread is in (lsns looks at processes only, and the
-/// lab's namespaces belong to threads).
-fn net_namespaces() -> Result<usize, Failed> {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::BTreeSet::new();
-    let procs = std::fs::read_dir("/proc").map_err(|e| fail(e.to_string()))?;
-    for p in procs.flatten() {
-        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            if let Ok(m) = std::fs::metadata(t.path().join("ns/net")) {
-                seen.insert(m.ino());
-            }
-        }
-    }
-    Ok(seen.len())
+/// The network namespaces `pid`'s threads are in, other than this process's own (the lab's
+/// namespaces belong to threads, which lsns does not look at).
+fn thread_namespaces(pid: u32) -> Result<BTreeSet<u64>, Failed> {
+    let own = namespace_inode("/proc/self/ns/net")?;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| fail(e.to_string()))?;
+    Ok(tasks
+        .flatten()
+        .filter_map(|t| namespace_inode(t.path().join("ns/net")).ok())
+        .filter(|&ns| ns != own)
+        .collect())
+}
+
+fn namespace_inode(path: impl AsRef<Path>) -> Result<u64, Failed> {
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| fail(e.to_string()))
 }
 
 fn links() -> String {
@@ -151,10 +151,20 @@ fn links() -> String {
 }
 
 fn interrupted() -> TestResult {
-    let before = net_namespaces()?;
-    for signal in ["-INT", "-TERM"] {
-        let mut child = Command::new(sockstat_bin())
-            .args(["lab", "run", "simultaneous-close", "--slow"])
+    let (cgroup2, _mounted) = cgroup2_root(std::process::id()).map_err(fail)?;
+    for signal in ["INT", "TERM"] {
+        // The lab in a cgroup of its own: whatever it starts stays in it, so anything that
+        // outlives it (and would keep one of its namespaces) is found there. Counting
+        // namespaces cannot tell: other suites run beside this one, and a freed
+        // namespace's inode number is handed out again at once.
+        let group = cgroup2.join(format!("sst-lab-{}-{signal}", std::process::id()));
+        std::fs::create_dir(&group).map_err(|e| fail(format!("{}: {e}", group.display())))?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"echo $$ > "$1/cgroup.procs" && exec "$2" lab run simultaneous-close --slow"#)
+            .arg("sh")
+            .arg(&group)
+            .arg(sockstat_bin())
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| fail(e.to_string()))?;
@@ -162,32 +172,44 @@ fn interrupted() -> TestResult {
         // namespaces exist (loading the programs first takes seconds in an emulated guest).
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let during = net_namespaces()?;
-            if during >= before + 2 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(fail(format!("the lab ended early: {status}")));
+            }
+            let during = thread_namespaces(child.id())?;
+            if during.len() >= 2 {
                 break;
             }
             if Instant::now() > deadline {
+                let _ = child.kill();
                 return Err(fail(format!(
-                    "expected two lab namespaces while running ({before} -> {during})"
+                    "expected two lab namespaces while running, saw {}",
+                    during.len()
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Command::new("kill")
-            .args([signal, &child.id().to_string()])
+            .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
             .map_err(|e| fail(e.to_string()))?;
         let _ = child.wait();
         std::thread::sleep(Duration::from_millis(500));
-        let after = net_namespaces()?;
-        if after != before {
-            return Err(fail(format!(
-                "{signal}: {after} network namespaces, {before} before"
-            )));
+        let left = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
+        let _ = std::fs::remove_dir(&group);
+        if !left.trim().is_empty() {
+            let left: Vec<String> = left
+                .split_whitespace()
+                .map(|pid| {
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    format!("{pid} ({})", comm.trim())
+                })
+                .collect();
+            return Err(fail(format!("SIG{signal}: the lab left {left:?} running")));
         }
         if links().contains("veth-a") || links().contains("veth-b") {
             return Err(fail(format!(
-                "{signal}: a lab interface leaked:\n{}",
+                "SIG{signal}: a lab interface leaked:\n{}",
                 links()
             )));
         }

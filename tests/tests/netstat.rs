@@ -14,7 +14,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NamedNetns, TestResult, Tracer, fail, root_or_say_skipped, root_trial, sockstat_bin,
+    NamedNetns, TestResult, Tracer, cgroup2_root, fail, root_or_say_skipped, root_trial,
+    sockstat_bin,
 };
 
 fn main() {
@@ -1332,35 +1333,6 @@ fn docker_container() -> TestResult {
 /// containers: a process placed in a cgroup named as containerd names a pod's container,
 /// and a log tree with the kubelet's exact naming. trace --json gives the connection its
 /// pod, namespace and container.
-/// Where cgroup v2 is mounted, from /proc/self/mounts; else a mount of it made here, and
-/// unmounted when the guard goes.
-fn cgroup2_root(tag: u32) -> Result<(std::path::PathBuf, Option<Unmount>), Failed> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| fail(e.to_string()))?;
-    let found = mounts.lines().find_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        (w.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(w[1]))
-    });
-    if let Some(dir) = found {
-        return Ok((dir, None));
-    }
-    let dir = std::env::temp_dir().join(format!("sst-cgroup2-{tag}"));
-    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    run(
-        "mount",
-        &["-t", "cgroup2", "none", &dir.display().to_string()],
-    )?;
-    Ok((dir.clone(), Some(Unmount(dir))))
-}
-
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 fn kubelet_layout() -> TestResult {
     let tag = std::process::id();
     let id = format!("{:064x}", u64::from(tag) * 0x9e37_79b9 + 0xabc);
@@ -1381,7 +1353,7 @@ fn kubelet_layout() -> TestResult {
     // cgroup v2, as the kubelet's systemd driver lays it out, under a parent of the test's,
     // wherever cgroup2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid
     // host); mounted here where it is not.
-    let (root, _mounted) = cgroup2_root(tag)?;
+    let (root, _mounted) = cgroup2_root(tag).map_err(fail)?;
     let top = root.join(format!("sst-{tag}.slice"));
     let leaf = top.join(format!(
         "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{id}.scope",

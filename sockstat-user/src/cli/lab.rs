@@ -75,6 +75,7 @@ const ATTEMPTS: usize = 3;
 fn run_vouched(lab: &mut Lab, ex: &Exercise) -> Result<Outcome, LabError> {
     let mut notes = Vec::new();
     for attempt in 1..=ATTEMPTS {
+        lab.tracer.unwatch_all();
         lab.restart();
         let before = lab.tracer.gaps();
         let outcome = (ex.run)(lab);

@@ -18,6 +18,9 @@ pub struct Host {
     pub netns: u32,
     /// The thread's id: `ip ... netns <tid>` moves a device into this namespace.
     pub tid: i32,
+    /// CLOCK_MONOTONIC just after the namespace was made: the kernel reuses a freed
+    /// namespace's inode at once, so an event on `netns` from before then was another's.
+    pub since_ns: u64,
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -64,6 +67,7 @@ impl Host {
             name,
             netns,
             tid,
+            since_ns: crate::live::clock::monotonic_ns(),
             jobs: Some(jobs),
             thread: Some(thread),
         };

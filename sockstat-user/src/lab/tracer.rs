@@ -2,18 +2,18 @@
 //! drained synchronously (exercises are step-by-step scripts, not event loops), keeping
 //! only the lab's namespaces.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use super::{LabError, path::Edge};
+use super::{LabError, host::Host, path::Edge};
 use crate::{
     agent::{
         DumpScope,
         pipeline::{Pipeline, PipelineOptions},
     },
-    ebpf::{EventKind, HookChoice},
+    ebpf::{EventKind, HookChoice, KernelEvent},
     live::{Output, Reports, Transition},
     tcp::ReportedState,
 };
@@ -24,7 +24,9 @@ pub struct LabTracer {
     /// Registers the ring; the lab drains it without waiting, so nothing runs on it.
     _runtime: tokio::runtime::Runtime,
     outputs: Vec<Output>,
-    netns: HashSet<u32>,
+    /// The namespaces of the exercise under way, each with when it was made (see
+    /// [`Host::since_ns`]).
+    netns: HashMap<u32, u64>,
     /// Every transition seen in the lab's namespaces, in order.
     pub transitions: Vec<Transition>,
     /// Retransmissions (data, SYN or FIN) per socket cookie.
@@ -32,6 +34,15 @@ pub struct LabTracer {
     /// Events the ring buffer could not take, and runs the kernel skipped, since the start.
     pub lost: u64,
     pub missed_runs: u64,
+}
+
+/// Whether `event` happened in a watched namespace: one that lives now, from when it was
+/// made. An inode number is all an event carries, and the kernel hands a freed namespace's
+/// number to the next one made, anywhere on the machine.
+fn watched(netns: &HashMap<u32, u64>, event: &KernelEvent) -> bool {
+    netns
+        .get(&event.netns)
+        .is_some_and(|&since| event.ts_ns >= since)
 }
 
 impl LabTracer {
@@ -68,7 +79,7 @@ impl LabTracer {
             pipeline,
             _runtime: runtime,
             outputs: Vec::new(),
-            netns: HashSet::new(),
+            netns: HashMap::new(),
             transitions: Vec::new(),
             retransmits: HashMap::new(),
             lost: 0,
@@ -76,8 +87,9 @@ impl LabTracer {
         })
     }
 
-    pub fn watch(&mut self, netns: u32) {
-        self.netns.insert(netns);
+    /// Keeps the events of `host`'s namespace from its start on.
+    pub fn watch(&mut self, host: &Host) {
+        self.netns.insert(host.netns, host.since_ns);
     }
 
     /// Applies what the kernel reported so far; returns how many transitions were new.
@@ -85,7 +97,7 @@ impl LabTracer {
         let before = self.transitions.len();
         let (netns, retransmits) = (&self.netns, &mut self.retransmits);
         self.pipeline.drain_where(&mut self.outputs, |event| {
-            if !netns.contains(&event.netns) {
+            if !watched(netns, event) {
                 return false;
             }
             if matches!(event.kind, EventKind::Retransmit(_)) {
@@ -213,5 +225,34 @@ impl LabTracer {
         self.poll();
         self.transitions.clear();
         self.retransmits.clear();
+    }
+
+    /// Stops watching every namespace (between exercises, whose namespaces are gone by
+    /// then): their inode numbers may already be another namespace's.
+    pub fn unwatch_all(&mut self) {
+        self.poll();
+        self.netns.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ebpf::events::{from_raw, tests::raw_v4};
+
+    #[test]
+    fn a_reused_namespace_inode_keeps_only_what_came_after_its_namespace_was_made() {
+        let mut raw = raw_v4();
+        raw.netns = 7;
+        let watching = HashMap::from([(7, 5_000)]);
+        raw.ts_ns = 4_999;
+        let earlier = from_raw(&raw).unwrap();
+        raw.ts_ns = 5_000;
+        let since = from_raw(&raw).unwrap();
+        raw.netns = 8;
+        let elsewhere = from_raw(&raw).unwrap();
+        assert!(!watched(&watching, &earlier));
+        assert!(watched(&watching, &since));
+        assert!(!watched(&watching, &elsewhere));
     }
 }
