@@ -7,6 +7,7 @@ mod dist;
 mod image;
 mod libtest;
 mod setup;
+mod suites;
 mod vmtest;
 
 use std::{
@@ -190,18 +191,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             // The package test installs what `cargo xtask dist` builds.
             let deb = dist::build(&root, &sockstat_bin(&root)?)?;
-            let mut cmd = release_cargo(&root, "test")?;
-            cmd.args([
-                "--workspace",
-                "--exclude",
-                "sockstat-ebpf",
-                "--no-fail-fast",
-            ])
-            .args(&args)
-            .env("SOCKSTAT_BIN", sockstat_bin(&root)?)
-            .env("SOCKSTAT_DEB", deb);
-            let (status, results) = run_tests(cmd)?;
-            // One closing summary for the whole run: cargo's own last line belongs to
+            let bin = sockstat_bin(&root)?;
+            let env = [
+                ("SOCKSTAT_BIN", bin.as_path()),
+                ("SOCKSTAT_DEB", deb.as_path()),
+            ];
+            let (passed, results) = if args.is_empty() {
+                test_everything(&root, &env)?
+            } else {
+                // A selection (`--test root`, a name filter): cargo runs it, in turn.
+                let mut cmd = release_cargo(&root, "test")?;
+                cmd.args([
+                    "--workspace",
+                    "--exclude",
+                    "sockstat-ebpf",
+                    "--no-fail-fast",
+                ])
+                .args(&args)
+                .envs(env);
+                let (status, results) = run_tests(cmd)?;
+                (status.success(), results)
+            };
+            // One closing summary for the whole run: the last "test result:" line belongs to
             // whichever test binary ran last, often one with no tests; the failures and why
             // come last, where a CI log's tail keeps them.
             let c = results.counts;
@@ -210,7 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "sockstat: {} passed, {} failed, {} skipped",
                 c.passed, c.failed, c.ignored
             );
-            if !status.success() {
+            if !passed {
                 bail!("tests failed");
             }
         }
@@ -270,6 +281,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every test binary of the workspace (the slow root suites beside the others, see
+/// suites.rs), then the doc tests: whether all passed, and what libtest reported.
+fn test_everything(root: &Path, env: &[(&str, &Path)]) -> Result<(bool, libtest::Results)> {
+    let binaries = suites::build(root)?;
+    let runner = suites::Runner {
+        env,
+        args: &[],
+        prefix: "",
+        logs: &root.join("target/test-logs"),
+    };
+    let (ran, (doc_status, mut results)) = suites::run_here(&binaries, &runner, || {
+        let mut doc = release_cargo(root, "test")?;
+        doc.args(["--workspace", "--exclude", "sockstat-ebpf", "--doc"])
+            .envs(env.iter().copied());
+        run_tests(doc)
+    })?;
+    let mut passed = doc_status.success();
+    for (binary, r) in binaries.iter().zip(&ran) {
+        for line in r.log.lines() {
+            results.add_line(line);
+        }
+        if r.status != Some(0) {
+            passed = false;
+            // A binary that failed without a failed test (a crash, a harness error) is
+            // named too.
+            if r.log.lines().all(|l| !l.ends_with("... FAILED")) {
+                println!("xtask: {} exited with {:?}", binary.name, r.status);
+            }
+        }
+    }
+    Ok((passed, results))
 }
 
 /// Runs `cargo test`, echoing its output, and reads what libtest reported.

@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::{Outcome, Suite, kernels::KernelTree};
+use crate::suites::runs_beside;
 
 /// How QEMU runs the guest's CPU.
 #[derive(Clone, Copy, Debug)]
@@ -267,17 +268,15 @@ echo "vmtest: sockstat trace on $(uname -r):"
 sed 's/^/vmtest:   /' /tmp/vmtest-keeper1.err
 "#,
     );
-    // Suites that keep to private namespaces and mostly wait (TIME-WAIT's 60 s) run beside
-    // the others; their output follows at the end.
+    // Suites that keep to private namespaces and mostly wait (suites.rs) run beside the
+    // others; their output follows at the end.
     let test_args: String = plan
         .test_args
         .iter()
         .map(|a| format!(" {}", shell_quote(a)))
         .collect();
-    let (beside, in_turn): (Vec<&Suite>, Vec<&Suite>) = plan
-        .suites
-        .iter()
-        .partition(|suite| ALONGSIDE.contains(&suite.name.as_str()));
+    let (beside, in_turn): (Vec<&Suite>, Vec<&Suite>) =
+        plan.suites.iter().partition(|suite| runs_beside(suite));
     s.push_str("alongside=\n");
     for suite in &beside {
         let name = &suite.name;
@@ -291,9 +290,6 @@ sed 's/^/vmtest:   /' /tmp/vmtest-keeper1.err
     }
     for suite in &in_turn {
         let name = &suite.name;
-        if ALONE.contains(&name.as_str()) {
-            s.push_str("[ -n \"$alongside\" ] && wait $alongside\n");
-        }
         let _ = writeln!(s, "echo \"vmtest: suite {name}\"");
         let _ = writeln!(
             s,
@@ -315,12 +311,6 @@ sed 's/^/vmtest:   /' /tmp/vmtest-keeper1.err
     }
     Ok(s)
 }
-
-/// Suites run alongside the others: they use private network namespaces only and spend most
-/// of their time waiting.
-const ALONGSIDE: &[&str] = &["timewait"];
-/// Suites that must not share the machine with those: the lab counts network namespaces.
-const ALONE: &[&str] = &["lab"];
 
 /// The host's open-file limits, so the guest's tests run under the same ones.
 fn nofile_limits() -> (u64, u64) {

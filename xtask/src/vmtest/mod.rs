@@ -9,17 +9,14 @@ mod guest;
 mod initramfs;
 mod kernels;
 
-use std::{
-    fmt::Write as _,
-    fs,
-    io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
+use std::{fmt::Write as _, fs, path::Path};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    build, setup, sockstat_bin,
+    suites::{self, TestBinary as Suite},
 };
-
-use anyhow::{Context as _, Result, bail};
-
-use crate::{build, release_cargo, setup, sockstat_bin};
 
 /// The kernels `--kernel` can pick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -52,13 +49,6 @@ impl KernelChoice {
         }
         out
     }
-}
-
-/// One root suite: a test binary of the `sockstat-tests` package.
-#[derive(Clone, Debug)]
-pub struct Suite {
-    pub name: String,
-    pub exe: PathBuf,
 }
 
 /// What one suite reported on one kernel.
@@ -131,7 +121,7 @@ pub fn run(
         setup::vm_packages()?;
     }
     build(root)?;
-    let mut suites = root_suites(root)?;
+    let mut suites = suites::root_suites(suites::build(root)?)?;
     if !only.is_empty() {
         if let Some(unknown) = only.iter().find(|n| !suites.iter().any(|s| &s.name == *n)) {
             bail!("no suite named {unknown}");
@@ -199,100 +189,26 @@ fn host_label() -> String {
     format!("host {}", release.trim())
 }
 
-/// The test binaries of the `sockstat-tests` package, built as `cargo xtask test` builds
-/// them (so a run after it rebuilds nothing).
-fn root_suites(root: &Path) -> Result<Vec<Suite>> {
-    let out = release_cargo(root, "test")?
-        .args([
-            "--package",
-            "sockstat-tests",
-            "--no-run",
-            "--message-format=json",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("building the test binaries")?;
-    if !out.status.success() {
-        bail!("building the test binaries failed");
-    }
-    let mut suites = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let is_test = msg["reason"] == "compiler-artifact"
-            && msg["target"]["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "test"));
-        if let (true, Some(name), Some(exe)) = (
-            is_test,
-            msg["target"]["name"].as_str(),
-            msg["executable"].as_str(),
-        ) {
-            suites.push(Suite {
-                name: name.to_string(),
-                exe: PathBuf::from(exe),
-            });
-        }
-    }
-    // The order they are listed in the README: the trace first, the slow lab last.
-    let rank = |n: &str| {
-        [
-            "root", "parity", "top", "netstat", "serve", "limits", "timewait", "history", "lab",
-            "package",
-        ]
-        .iter()
-        .position(|s| *s == n)
-        .unwrap_or(usize::MAX)
-    };
-    suites.sort_by_key(|s| (rank(&s.name), s.name.clone()));
-    if suites.is_empty() {
-        bail!("cargo built no test binaries for sockstat-tests");
-    }
-    Ok(suites)
-}
-
-/// The suites run here, natively, one after the other.
+/// The suites run here, natively: those that mostly wait beside the others, as
+/// `cargo xtask test` runs them.
 fn run_on_host(
     root: &Path,
     suites: &[Suite],
     bin: &Path,
     test_args: &[String],
 ) -> Result<Vec<Outcome>> {
-    let mut outcomes = Vec::new();
-    for suite in suites {
-        println!("[host] vmtest: suite {}", suite.name);
-        let mut child = Command::new(&suite.exe)
-            .args(test_args)
-            .current_dir(root)
-            .env("SOCKSTAT_BIN", bin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", suite.exe.display()))?;
-        let err = child.stderr.take();
-        let err_lines = std::thread::spawn(move || {
-            let mut s = String::new();
-            for line in err.into_iter().flat_map(|e| BufReader::new(e).lines()) {
-                let Ok(line) = line else { break };
-                println!("[host] {line}");
-                let _ = writeln!(s, "{line}");
-            }
-            s
-        });
-        let mut log = String::new();
-        if let Some(out) = child.stdout.take() {
-            for line in BufReader::new(out).lines() {
-                let line = line?;
-                println!("[host] {line}");
-                let _ = writeln!(log, "{line}");
-            }
-        }
-        let status = child.wait()?;
-        log.push_str(&err_lines.join().unwrap_or_default());
-        outcomes.push(Outcome::parse(&log, status.code()));
-    }
-    Ok(outcomes)
+    let env = [("SOCKSTAT_BIN", bin)];
+    let runner = suites::Runner {
+        env: &env,
+        args: test_args,
+        prefix: "[host] ",
+        logs: &root.join("target/vmtest/host"),
+    };
+    let (ran, ()) = suites::run_here(suites, &runner, || Ok(()))?;
+    Ok(ran
+        .iter()
+        .map(|r| Outcome::parse(&r.log, r.status))
+        .collect())
 }
 
 fn render_table(suites: &[Suite], rows: &[(String, Vec<Outcome>)]) -> String {
@@ -361,7 +277,9 @@ mod tests {
         assert_eq!(o.results.failed, ["b_c"]);
         let suites = [Suite {
             name: "root".into(),
-            exe: PathBuf::new(),
+            exe: std::path::PathBuf::new(),
+            dir: std::path::PathBuf::new(),
+            root_suite: true,
         }];
         let table = render_table(&suites, &[("6.1".into(), vec![o.clone()])]);
         assert!(
