@@ -561,7 +561,9 @@ pub struct ProbeConfig {
     pub drop_events: u8,
     /// What the hooks do with a socket's cgroup id ([`cgroups`]).
     pub cgroups: u8,
-    pub _pad0: [u8; 6],
+    /// 1: only sockets of the namespaces in `NETNS_WATCHED` ([`watched_netns`]).
+    pub netns_watched: u8,
+    pub _pad0: [u8; 5],
     /// Nanoseconds between two RTT events of one connection; 0: none are written.
     pub rtt_interval_ns: u64,
 }
@@ -583,7 +585,8 @@ impl ProbeConfig {
         tw_timer_fn: 0,
         drop_events: 0,
         cgroups: cgroups::IGNORE,
-        _pad0: [0; 6],
+        netns_watched: 0,
+        _pad0: [0; 5],
         rtt_interval_ns: 0,
     };
 }
@@ -631,6 +634,13 @@ pub mod cgroups {
     pub const FILTER: u8 = 1;
     /// Cgroups `CGROUPS_LEFT_OUT` holds at most; beyond it, user space judges the rest.
     pub const MAX_LEFT_OUT: u32 = 8192;
+}
+
+/// A set of namespaces user space keeps the programs to, changed as they come and go (the
+/// lab's: `NETNS_WATCHED`, keyed by namespace inode, the value unused).
+pub mod watched_netns {
+    /// Namespaces `NETNS_WATCHED` holds at most.
+    pub const MAX: u32 = 64;
 }
 
 /// Dropped TCP segments counted by reason (the `DROP_REASONS` per-CPU array).

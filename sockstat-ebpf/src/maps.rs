@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use sockstat_common::{
     EDGE_STATES, OwnerInfo, OwnerOffsets, ProbeConfig, SockOffsets, StateEvent, TcpOffsets,
-    TracepointOffsets, TwOffsets, cgroups, counter, drop,
+    TracepointOffsets, TwOffsets, cgroups, counter, drop, watched_netns,
 };
 
 use crate::timewait::{TwKey, TwScratch, TwWatch};
@@ -41,6 +41,11 @@ pub static OWNERS: SkStorage<OwnerInfo> = SkStorage::new();
 /// is unused), written by user space as it judges each cgroup (`cgroups::FILTER`).
 #[map]
 pub static CGROUPS_LEFT_OUT: HashMap<u64, u8> = HashMap::with_max_entries(cgroups::MAX_LEFT_OUT, 0);
+
+/// The namespaces (inodes; the value is unused) the programs keep to with
+/// `ProbeConfig::netns_watched`, written by user space as they come and go.
+#[map]
+pub static NETNS_WATCHED: HashMap<u32, u8> = HashMap::with_max_entries(watched_netns::MAX, 0);
 
 /// 1 once user space has attached every timewait hook (`timewait::active`).
 #[map]

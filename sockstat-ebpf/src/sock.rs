@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use sockstat_common::{OwnerInfo, SockOffsets, StateEvent, cgroups, flags, hook, owner_source};
 
-use crate::maps::{CGROUPS_LEFT_OUT, OWNERS, config};
+use crate::maps::{CGROUPS_LEFT_OUT, NETNS_WATCHED, OWNERS, config};
 
 pub use sockstat_common::family::{INET as AF_INET, INET6 as AF_INET6};
 pub const IPPROTO_TCP: u16 = 6;
@@ -179,6 +179,12 @@ pub unsafe fn passes_filters<const TYPED: bool>(
     }
     // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
     if cfg.netns != 0 && unsafe { netns_inum::<TYPED>(sk, off)? } != cfg.netns {
+        return Ok(false);
+    }
+    if cfg.netns_watched != 0
+        // SAFETY: the caller's socket at loader-checked offsets (see `field`, `read`).
+        && NETNS_WATCHED.get_ptr(&unsafe { netns_inum::<TYPED>(sk, off)? }).is_none()
+    {
         return Ok(false);
     }
     if cfg.own_port != 0

@@ -124,6 +124,7 @@ impl Feed {
                 rtt_interval: None,
                 baseline: true,
                 reconcile: Some(RECONCILE),
+                watched_netns: false,
             },
             gate,
         ) {

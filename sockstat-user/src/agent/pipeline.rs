@@ -37,6 +37,9 @@ pub struct PipelineOptions {
     pub baseline: bool,
     /// Time between reconciles; `None`: never.
     pub reconcile: Option<Duration>,
+    /// With `scope.all_netns`: only the namespaces added with [`Pipeline::watch_netns`],
+    /// where the kernel can tell (the lab's, which come and go).
+    pub watched_netns: bool,
 }
 
 pub struct Pipeline {
@@ -77,6 +80,7 @@ fn probe_options(o: &PipelineOptions, gated: bool) -> ProbeOptions {
             (false, None) => Some(own_netns()),
         },
         own: s.own.map(|e| (e.netns, e.port)),
+        watched_netns: o.watched_netns,
         emit_events: o.events,
         drop_events: o.drops,
         rtt_interval: o.rtt_interval,
@@ -213,6 +217,15 @@ impl Pipeline {
 
     pub fn probe(&self) -> &Probe {
         &self.probe
+    }
+
+    /// See [`PipelineOptions::watched_netns`].
+    pub fn watch_netns(&mut self, inode: u32) -> Result<(), crate::ebpf::LoadError> {
+        self.probe.watch_netns(inode)
+    }
+
+    pub fn unwatch_netns(&mut self, inode: u32) {
+        self.probe.unwatch_netns(inode);
     }
 
     pub fn tracker(&self) -> &Tracker {

@@ -141,6 +141,7 @@ async fn record(
         rtt_interval: None,
         baseline: true,
         reconcile: Some(RECONCILE),
+        watched_netns: false,
     })?;
     super::run_on_least_privilege(
         user,

@@ -219,6 +219,7 @@ async fn trace(
                 .then(|| Duration::from_secs_f64(args.rtt_interval)),
             baseline: true,
             reconcile: (args.reconcile > 0).then(|| Duration::from_secs(args.reconcile)),
+            watched_netns: false,
         },
         gate,
     )?;

@@ -164,6 +164,9 @@ pub struct ProbeOptions {
     pub family: Option<Family>,
     /// Only this network namespace (inode); `None`: every one.
     pub netns: Option<u32>,
+    /// Only the namespaces added with [`Probe::watch_netns`] (with the BTF hooks; the
+    /// classic tracepoint cannot tell namespaces apart, so user space must filter too).
+    pub watched_netns: bool,
     /// sockstat's own endpoint (namespace inode, port), left out of everything.
     pub own: Option<(u32, u16)>,
     /// False: count transitions in the kernel only, write no events.
@@ -197,6 +200,7 @@ impl ProbeOptions {
                 Some(Family::Inet6) => sockstat_common::family::INET6,
             },
             netns: self.netns.unwrap_or(0),
+            netns_watched: u8::from(self.watched_netns),
             // Wake the reader when a quarter of the ring is used; below that, readers poll.
             wakeup_bytes: ring_bytes(self.ring_kib) / 4,
             own_port: self.own.map_or(0, |(_, port)| port),
@@ -241,6 +245,8 @@ pub struct Probe {
     drops: PerCpuArray<MapData, u64>,
     /// `CGROUPS_LEFT_OUT`, with `SocketCgroups::Filter` where the kernel reads cgroups.
     left_out: Option<BpfHashMap<MapData, u64, u8>>,
+    /// `NETNS_WATCHED`, with `ProbeOptions::watched_netns`.
+    watched_netns: Option<BpfHashMap<MapData, u32, u8>>,
 }
 
 /// aya-log's level for the kernel programs: off unless `-v`, so their rare-path diagnostics
@@ -689,6 +695,15 @@ fn attach_classic_hook(attacher: &mut Attacher, rtt: bool) -> Result<Hooks, Load
     Ok(hooks.with_timewait(Some(no_btf.to_string())))
 }
 
+/// A hash map user space writes to.
+fn hash_map<K: aya::Pod, V: aya::Pod>(
+    object: &mut KernelObject,
+    name: &'static str,
+) -> Result<BpfHashMap<MapData, K, V>, LoadError> {
+    let map = object.take_map(name)?;
+    BpfHashMap::try_from(Map::HashMap(map)).map_err(|source| LoadError::Map { name, source })
+}
+
 /// One of the per-CPU counter arrays.
 fn per_cpu_counters(
     object: &mut KernelObject,
@@ -756,12 +771,12 @@ impl Probe {
         let counters = per_cpu_counters(&mut object, "COUNTERS")?;
         let drops = per_cpu_counters(&mut object, "DROP_REASONS")?;
         let left_out = if config.cgroups == sockstat_common::cgroups::FILTER {
-            let name = "CGROUPS_LEFT_OUT";
-            let map = object.take_map(name)?;
-            Some(
-                BpfHashMap::try_from(Map::HashMap(map))
-                    .map_err(|source| LoadError::Map { name, source })?,
-            )
+            Some(hash_map(&mut object, "CGROUPS_LEFT_OUT")?)
+        } else {
+            None
+        };
+        let watched_netns = if config.netns_watched != 0 {
+            Some(hash_map(&mut object, "NETNS_WATCHED")?)
         } else {
             None
         };
@@ -817,7 +832,29 @@ impl Probe {
             drop_reasons,
             drops,
             left_out,
+            watched_netns,
         })
+    }
+
+    /// From now on, the programs report sockets of namespace `inode` too (with
+    /// `ProbeOptions::watched_netns`; otherwise every namespace is reported already).
+    pub fn watch_netns(&mut self, inode: u32) -> Result<(), LoadError> {
+        match self.watched_netns.as_mut() {
+            None => Ok(()),
+            Some(map) => map.insert(inode, 1, 0).map_err(|source| LoadError::Map {
+                name: "NETNS_WATCHED",
+                source,
+            }),
+        }
+    }
+
+    /// Stops reporting namespace `inode` (watched before); it may be gone already.
+    pub fn unwatch_netns(&mut self, inode: u32) {
+        if let Some(map) = self.watched_netns.as_mut()
+            && let Err(e) = map.remove(&inode)
+        {
+            log::debug!("unwatching namespace {inode}: {e}");
+        }
     }
 
     /// From now on, the kernel neither counts nor reports sockets of cgroup `id`. False

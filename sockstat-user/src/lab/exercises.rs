@@ -405,14 +405,14 @@ fn listener_role(lab: &Lab, at: SocketAddr) -> RoleResult {
 
 fn single_host(lab: &mut Lab) -> Result<Host, LabError> {
     let host = Host::new("host")?;
-    lab.tracer.watch(&host);
+    lab.tracer.watch(&host)?;
     Ok(host)
 }
 
 fn pair(lab: &mut Lab) -> Result<Pair, LabError> {
     let pair = Pair::new()?;
-    lab.tracer.watch(&pair.a);
-    lab.tracer.watch(&pair.b);
+    lab.tracer.watch(&pair.a)?;
+    lab.tracer.watch(&pair.b)?;
     Ok(pair)
 }
 

@@ -56,7 +56,8 @@ impl LabTracer {
             Pipeline::attach(&PipelineOptions {
                 hook: HookChoice::Auto,
                 ring_kib: 1024,
-                // Every namespace: the lab's are created later and kept as they are watched.
+                // The lab's namespaces only, kept to in the kernel as they are watched:
+                // another namespace's traffic would fill the ring while an exercise waits.
                 scope: DumpScope {
                     v4: true,
                     v6: true,
@@ -72,6 +73,7 @@ impl LabTracer {
                 rtt_interval: None,
                 baseline: false,
                 reconcile: None,
+                watched_netns: true,
             })
             .map_err(LabError::Attach)?
         };
@@ -88,8 +90,12 @@ impl LabTracer {
     }
 
     /// Keeps the events of `host`'s namespace from its start on.
-    pub fn watch(&mut self, host: &Host) {
+    pub fn watch(&mut self, host: &Host) -> Result<(), LabError> {
+        self.pipeline
+            .watch_netns(host.netns)
+            .map_err(|e| LabError::Setup(format!("watching host {}: {e}", host.name)))?;
         self.netns.insert(host.netns, host.since_ns);
+        Ok(())
     }
 
     /// Applies what the kernel reported so far; returns how many transitions were new.
@@ -231,7 +237,9 @@ impl LabTracer {
     /// then): their inode numbers may already be another namespace's.
     pub fn unwatch_all(&mut self) {
         self.poll();
-        self.netns.clear();
+        for (netns, _) in self.netns.drain() {
+            self.pipeline.unwatch_netns(netns);
+        }
     }
 }
 
