@@ -41,9 +41,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Setup, then every test: unit, CLI and the root integration tests.
+    /// Setup, then every test: unit, CLI and the root integration tests, the suites that
+    /// mostly wait beside the others.
     Test {
-        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        /// Extra arguments for `cargo test` (e.g. `--test root`, a test name filter): cargo
+        /// then runs the selection, one binary after another.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
