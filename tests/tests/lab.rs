@@ -4,6 +4,7 @@
 //! Without root every test here is reported as ignored ("needs root"), never as passed.
 use std::{
     collections::BTreeSet,
+    net::{TcpListener, TcpStream},
     os::unix::fs::MetadataExt as _,
     path::Path,
     process::{Command, Stdio},
@@ -13,7 +14,8 @@ use std::{
 use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 use sockstat_tests::{
-    NobodyBinary, TestResult, cgroup2_root, fail, root_or_say_skipped, root_trial, sockstat_bin,
+    NamedNetns, NobodyBinary, TestResult, abort_on_close, cgroup2_root, fail, root_or_say_skipped,
+    root_trial, sockstat_bin,
 };
 
 fn main() {
@@ -23,6 +25,11 @@ fn main() {
         root_trial("lab_run_all_json_passes", root, run_all),
         root_trial("lab_interrupted_leaves_nothing_behind", root, interrupted),
         root_trial("lab_bad_input_is_one_line_exit_2", root, bad_input),
+        root_trial(
+            "lab_keeps_to_its_namespaces_under_other_traffic",
+            root,
+            other_traffic,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -213,6 +220,66 @@ fn interrupted() -> TestResult {
                 links()
             )));
         }
+    }
+    Ok(())
+}
+
+/// The lab keeps to its own namespaces in the kernel: connections churned in another
+/// namespace all through syn-timeout's 3 s in connect(), many times what the lab's ring
+/// holds, cost its first attempt nothing. Without the kernel's namespace set they filled
+/// the ring, the exercise's SYN-SENT -> CLOSE was lost, and every attempt failed.
+fn other_traffic() -> TestResult {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let ns = NamedNetns::new("labchurn").map_err(fail)?;
+    let (stop, churned) = (AtomicBool::new(false), AtomicU64::new(0));
+    let (out, churn) = std::thread::scope(|s| {
+        let churn = s.spawn(|| {
+            ns.within(|| -> Result<(), String> {
+                let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+                while !stop.load(Relaxed) {
+                    let client = TcpStream::connect(("127.0.0.1", port))
+                        .map_err(|e| format!("connect: {e}"))?;
+                    let (server, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+                    // An RST: no TIME-WAIT socket holds the port afterwards.
+                    abort_on_close(&client)?;
+                    drop((client, server));
+                    churned.fetch_add(1, Relaxed);
+                }
+                Ok(())
+            })
+        });
+        let out = Command::new(sockstat_bin())
+            .args(["lab", "run", "syn-timeout", "--json"])
+            .output();
+        stop.store(true, Relaxed);
+        (out, churn.join())
+    });
+    let out = out.map_err(|e| fail(e.to_string()))?;
+    churn
+        .map_err(|_| fail("the churn thread panicked"))?
+        .map_err(fail)?
+        .map_err(fail)?;
+    let churned = churned.load(Relaxed);
+    if churned < 1000 {
+        return Err(fail(format!(
+            "only {churned} connections churned during the exercise: too few to fill the ring"
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: Value =
+        serde_json::from_str(text.trim()).map_err(|e| fail(format!("{e}: {text}")))?;
+    let repeated: Vec<&Value> = result["notes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n.as_str().is_some_and(|n| n.contains("was repeated")))
+        .collect();
+    if out.status.code() != Some(0) || result["passed"] != true || !repeated.is_empty() {
+        return Err(fail(format!(
+            "with {churned} connections churned elsewhere: exit {:?}, {result}",
+            out.status.code()
+        )));
     }
     Ok(())
 }
