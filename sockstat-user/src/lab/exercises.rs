@@ -387,7 +387,7 @@ fn settle(lab: &mut Lab) {
 }
 
 fn role(lab: &Lab, name: &str, ends: (SocketAddr, SocketAddr), expected: Vec<Step>) -> RoleResult {
-    RoleResult::with_causes(
+    RoleResult::new(
         format!("{name} {} -> {}", ends.0, ends.1),
         expected,
         lab.path(ends.0, ends.1),
@@ -860,7 +860,7 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
         .map(|r| (r.recv_q, r.send_q));
     let child = lab.path(server, second_local);
     let roles = vec![
-        RoleResult::with_causes(
+        RoleResult::new(
             format!("second client {second_local} -> {server}"),
             vec![
                 step(Close, SynSent, "connect() sends SYN"),
@@ -868,12 +868,12 @@ fn backlog_overflow(lab: &mut Lab) -> Result<Outcome, LabError> {
             ],
             lab.path(second_local, server),
         ),
-        RoleResult::with_causes(
+        RoleResult::new(
             format!("second server side {server} -> {second_local}"),
             CHILD_OPEN.to_vec(),
             child,
         ),
-        RoleResult::with_causes(
+        RoleResult::new(
             format!("third client {third_local} -> {server}"),
             vec![
                 step(

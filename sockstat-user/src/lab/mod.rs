@@ -75,27 +75,20 @@ fn steps_as_edges<S: serde::Serializer>(steps: &[Step], s: S) -> Result<S::Ok, S
 }
 
 impl RoleResult {
-    pub fn new(role: impl Into<String>, expected: Vec<Step>, observed: Vec<Edge>) -> Self {
+    /// `observed`: each edge with how it was known (`LabTracer::path`).
+    pub fn new(
+        role: impl Into<String>,
+        expected: Vec<Step>,
+        observed: Vec<(Edge, String)>,
+    ) -> Self {
         let want: Vec<Edge> = expected.iter().map(|s| s.edge).collect();
+        let (observed, observed_how): (Vec<Edge>, Vec<String>) = observed.into_iter().unzip();
         RoleResult {
             role: role.into(),
             difference: compare(&want, &observed),
             expected,
             observed,
-            observed_how: Vec::new(),
-        }
-    }
-
-    /// The same, with how each observed edge was known (`Tracer::path_with_causes`).
-    pub fn with_causes(
-        role: impl Into<String>,
-        expected: Vec<Step>,
-        observed: Vec<(Edge, String)>,
-    ) -> Self {
-        let (edges, how) = observed.into_iter().unzip();
-        RoleResult {
-            observed_how: how,
-            ..RoleResult::new(role, expected, edges)
+            observed_how,
         }
     }
 
@@ -222,7 +215,7 @@ impl Lab {
     pub fn path(&self, local: SocketAddr, remote: SocketAddr) -> Vec<(Edge, String)> {
         self.tracer
             .cookie_of(local, remote)
-            .map(|c| self.tracer.path_with_causes(c))
+            .map(|c| self.tracer.path(c))
             .unwrap_or_default()
     }
 }
@@ -289,14 +282,18 @@ mod tests {
             (Edge::new(FinWait2, TimeWait), "cause fin".to_string()),
             (Edge::new(TimeWait, Close), "cause killed".to_string()),
         ];
-        let role = RoleResult::with_causes("client", expected.clone(), observed);
+        let role = RoleResult::new("client", expected.clone(), observed);
         assert_eq!(
             role.failure().as_deref(),
             Some(
                 "client: edge 2: observed TIME-WAIT -> CLOSE, which was not expected (cause killed)"
             )
         );
-        let plain = RoleResult::new("client", expected, vec![Edge::new(TimeWait, Close)]);
+        let plain = RoleResult::new(
+            "client",
+            expected,
+            vec![(Edge::new(TimeWait, Close), String::new())],
+        );
         assert_eq!(
             plain.failure().as_deref(),
             Some("client: edge 1: expected FIN-WAIT-2 -> TIME-WAIT, observed TIME-WAIT -> CLOSE")

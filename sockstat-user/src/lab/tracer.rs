@@ -197,14 +197,9 @@ impl LabTracer {
             })
     }
 
-    /// One socket's path, in order.
-    pub fn path(&self, cookie: u64) -> Vec<Edge> {
-        self.edges(cookie).map(|(e, _)| e).collect()
-    }
-
-    /// `path`, each edge with how it was known: its cause, and whether it was synthesized
-    /// (for a failure's explanation).
-    pub fn path_with_causes(&self, cookie: u64) -> Vec<(Edge, String)> {
+    /// One socket's path, in order, each edge with how it was known: its cause, and
+    /// whether it was synthesized (for a failure's explanation).
+    pub fn path(&self, cookie: u64) -> Vec<(Edge, String)> {
         self.edges(cookie)
             .map(|(e, t)| {
                 let cause = t.cause.map(|c| format!("cause {}", c.name()));

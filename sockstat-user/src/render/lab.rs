@@ -391,8 +391,11 @@ mod tests {
     fn fixture() -> (&'static Exercise, Outcome) {
         let client = CLIENT_OPEN.to_vec();
         let server = CHILD_OPEN.to_vec();
-        let client_seen = client.iter().map(|s| s.edge).collect();
-        let server_seen = vec![server[0].edge, Edge::new(SynRecv, Close)];
+        let client_seen = client.iter().map(|s| (s.edge, String::new())).collect();
+        let server_seen = vec![
+            (server[0].edge, String::new()),
+            (Edge::new(SynRecv, Close), String::new()),
+        ];
         let outcome = Outcome {
             roles: vec![
                 RoleResult::new("client", client, client_seen),
