@@ -229,9 +229,9 @@ impl LabTracer {
     }
 
     /// Stops watching every namespace (between exercises, whose namespaces are gone by
-    /// then): their inode numbers may already be another namespace's.
+    /// then): their inode numbers may already be another namespace's. What is still in the
+    /// ring for them is dropped at the next poll, as `clear` forgets it anyway.
     pub fn unwatch_all(&mut self) {
-        self.poll();
         for (netns, _) in self.netns.drain() {
             self.pipeline.unwatch_netns(netns);
         }
